@@ -1,0 +1,191 @@
+/**
+ * The agent: opens the store (taking the data-dir lock), starts every
+ * subsystem, serves gRPC and admin HTTP, and shuts all of it down in reverse
+ * order within the configured budget.
+ */
+import type http from "node:http";
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
+import type { Config } from "../config/index.js";
+import { isLoopback } from "../config/index.js";
+import { ThocError } from "../errors/index.js";
+import { NodeSchema, NodeService, type Node } from "../proto/index.js";
+import { RpcServer } from "../rpc/index.js";
+import { LocalStore } from "../store/index.js";
+import { closeHttp, createAdminServer, listenHttp } from "./admin.js";
+import { readCapacity, type CapacityInfo } from "./capacity.js";
+import type { Logger } from "./logger.js";
+import { createMetrics, type AgentMetrics } from "./metrics.js";
+import { nodeService } from "./node-service.js";
+import type { AgentContext, Subsystem, SubsystemHealth } from "./subsystem.js";
+import { VERSION } from "./version.js";
+
+const hostPort = (h: string, p: number) => (h.includes(":") ? `[${h}]:${p}` : `${h}:${p}`);
+
+export class Agent {
+  private store?: LocalStore;
+  private rpc?: RpcServer;
+  private admin?: http.Server;
+  private metrics?: AgentMetrics;
+  private cap?: CapacityInfo;
+  private capTimer?: NodeJS.Timeout;
+  private started: Subsystem[] = [];
+  private readonly startedAt = Date.now();
+  private stopping?: Promise<void>;
+  /** Bound ports (differ from config when it asked for port 0). */
+  readonly ports = { grpc: 0, http: 0 };
+
+  constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    private readonly subsystems: Subsystem[] = [],
+  ) {}
+
+  get nodeId(): string {
+    if (!this.store) throw new ThocError("unavailable", "agent not started");
+    return this.store.nodeId;
+  }
+
+  get addresses() {
+    const a = this.config.advertise;
+    return {
+      grpc: hostPort(a, this.ports.grpc || this.config.grpcPort),
+      http: hostPort(a, this.ports.http || this.config.httpPort),
+      s3: hostPort(a, this.config.s3Port),
+      gossip: hostPort(a, this.config.gossipPort),
+    };
+  }
+
+  health(): { ready: boolean; subsystems: Record<string, SubsystemHealth> } {
+    const subsystems: Record<string, SubsystemHealth> = {
+      store: this.store ? { status: "up" } : { status: "starting" },
+      grpc: this.ports.grpc ? { status: "up" } : { status: "starting" },
+    };
+    for (const s of this.subsystems) {
+      subsystems[s.name] = this.started.includes(s) ? safeHealth(s) : { status: "starting" };
+    }
+    if (this.stopping) for (const k of Object.keys(subsystems)) subsystems[k] = { status: "down", detail: "shutting down" };
+    const ready = Object.values(subsystems).every((h) => h.status === "up");
+    return { ready, subsystems };
+  }
+
+  describe(): Node {
+    const c = this.cap;
+    const h = this.health();
+    return create(NodeSchema, {
+      id: this.store?.nodeId ?? "",
+      name: this.config.name,
+      version: VERSION,
+      grpcAddress: this.addresses.grpc,
+      httpAddress: this.addresses.http,
+      s3Address: this.addresses.s3,
+      gossipAddress: this.addresses.gossip,
+      capacity: c && {
+        cpus: c.cpus, cpuModel: c.cpuModel,
+        memoryBytes: BigInt(c.memoryBytes), memoryFreeBytes: BigInt(c.memoryFreeBytes),
+        diskBytes: BigInt(c.diskBytes), diskFreeBytes: BigInt(c.diskFreeBytes),
+        gpus: c.gpus.map((g) => ({ ...g, memoryBytes: BigInt(g.memoryBytes) })),
+      },
+      uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      subsystems: Object.entries(h.subsystems).map(([name, s]) => ({ name, status: s.status, detail: s.detail ?? "" })),
+      ready: h.ready,
+      dataDir: this.config.dataDir,
+      dev: this.config.dev,
+      hypervisorUri: this.config.hypervisorUri,
+      startedAtMs: BigInt(this.startedAt),
+    });
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config;
+    this.store = await LocalStore.open(cfg.dataDir);
+    this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
+    this.metrics = createMetrics({ version: VERSION, node: cfg.name });
+    this.cap = await readCapacity(this.store.dataDir);
+    this.capTimer = setInterval(() => {
+      readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
+    }, cfg.metrics.collectInterval).unref();
+
+    this.rpc = new RpcServer({
+      observe: this.metrics.observeGrpc,
+      onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
+    });
+    this.rpc.add(NodeService, nodeService(this));
+
+    this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
+    this.ports.http = await listenHttp(this.admin, cfg.bind, cfg.httpPort, "admin HTTP");
+
+    const ctx = this.context();
+    for (const s of this.subsystems) {
+      await s.start(ctx);
+      this.started.push(s);
+      this.log.debug({ subsystem: s.name }, "subsystem started");
+    }
+
+    this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, this.serverCredentials());
+    this.rpc.setAllServing("SERVING");
+  }
+
+  private serverCredentials(): grpc.ServerCredentials {
+    const t = this.config.tls;
+    if (!t.certFile) {
+      if (!this.config.dev && !isLoopback(this.config.bind)) throw new ThocError("failed_precondition", "TLS is required off loopback");
+      return grpc.ServerCredentials.createInsecure();
+    }
+    const read = (f: string, what: string) => {
+      try { return readFileSync(f); } catch (err) { throw new ThocError("invalid_argument", `config: tls.${what}: cannot read ${f}: ${(err as Error).message}`, { key: `tls.${what}` }); }
+    };
+    return grpc.ServerCredentials.createSsl(t.caFile ? read(t.caFile, "caFile") : null,
+      [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
+  }
+
+  private context(): AgentContext {
+    const self = this;
+    return {
+      config: this.config,
+      log: this.log,
+      store: this.store!,
+      metrics: this.metrics!.registry,
+      rpc: this.rpc!,
+      nodeId: this.store!.nodeId,
+      version: VERSION,
+      get addresses() { return self.addresses; },
+      capacity: () => this.cap!,
+      subsystem: <T extends Subsystem>(name: string) => this.started.find((s) => s.name === name) as T | undefined,
+    };
+  }
+
+  /** Idempotent: closes listeners, lets in-flight calls finish, stops subsystems, closes the store. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const budget = this.config.shutdownTimeout;
+    const deadline = Date.now() + budget;
+    const left = () => Math.max(100, deadline - Date.now());
+    clearInterval(this.capTimer);
+    await Promise.all([
+      this.rpc?.shutdown(Math.floor(budget / 2)),
+      this.admin && closeHttp(this.admin, Math.floor(budget / 2)),
+    ]);
+    for (const s of [...this.started].reverse()) {
+      try {
+        await Promise.race([s.stop(), new Promise((r) => setTimeout(r, left()).unref())]);
+      } catch (err) {
+        this.log.warn({ err, subsystem: s.name }, "subsystem stop failed");
+      }
+    }
+    await this.store?.close().catch((err) => this.log.warn({ err }, "store close failed"));
+  }
+}
+
+function safeHealth(s: Subsystem): SubsystemHealth {
+  try {
+    return s.health();
+  } catch (err) {
+    return { status: "down", detail: (err as Error).message };
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What this node has: CPUs, memory, the disk under the data dir, GPUs. Read
+ * with systeminformation (GPU probing can be slow or fail on odd hosts, so it
+ * is time-boxed and optional).
+ */
+import { statfs } from "node:fs/promises";
+import os from "node:os";
+import si from "systeminformation";
+
+export interface GpuInfo { vendor: string; model: string; pciAddress: string; memoryBytes: number }
+
+export interface CapacityInfo {
+  cpus: number;
+  cpuModel: string;
+  memoryBytes: number;
+  memoryFreeBytes: number;
+  diskBytes: number;
+  diskFreeBytes: number;
+  gpus: GpuInfo[];
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p.catch(() => fallback), new Promise<T>((res) => { t = setTimeout(() => res(fallback), ms); })]);
+  clearTimeout(t);
+  return r;
+}
+
+let gpuCache: GpuInfo[] | undefined;
+
+export async function readCapacity(dataDir: string): Promise<CapacityInfo> {
+  const [cpu, mem, fs, gpus] = await Promise.all([
+    withTimeout(si.cpu(), 2000, undefined),
+    withTimeout(si.mem(), 2000, undefined),
+    statfs(dataDir).catch(() => undefined),
+    gpuCache ? Promise.resolve(gpuCache) : withTimeout(si.graphics().then((g) => g.controllers
+      .filter((c) => /nvidia|amd|ati|intel/i.test(c.vendor) && !/virtio|qxl|cirrus|vmware|bochs/i.test(c.model))
+      .map((c) => ({ vendor: c.vendor, model: c.model, pciAddress: c.pciBus ?? "", memoryBytes: (c.vram ?? 0) * 1024 * 1024 }))), 3000, [] as GpuInfo[]),
+  ]);
+  gpuCache = gpus;
+  return {
+    cpus: cpu?.cores || os.cpus().length,
+    cpuModel: cpu ? `${cpu.manufacturer} ${cpu.brand}`.trim() : os.cpus()[0]?.model ?? "unknown",
+    memoryBytes: mem?.total ?? os.totalmem(),
+    memoryFreeBytes: mem?.available ?? os.freemem(),
+    diskBytes: fs ? fs.blocks * fs.bsize : 0,
+    diskFreeBytes: fs ? fs.bavail * fs.bsize : 0,
+    gpus,
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * The agent's Prometheus registry: prom-client's default process metrics
+ * (minus the gauges it names *_total, which promtool rejects), build info, and
+ * gRPC request counters and latency histograms.
+ */
+import client, { Registry } from "prom-client";
+import type { CallObserver } from "../rpc/index.js";
+import { GrpcStatus } from "../rpc/index.js";
+
+const CODE_NAMES = Object.fromEntries(Object.entries(GrpcStatus).filter(([, v]) => typeof v === "number").map(([k, v]) => [v, k])) as Record<number, string>;
+
+export interface AgentMetrics {
+  readonly registry: Registry;
+  readonly observeGrpc: CallObserver;
+}
+
+export function createMetrics(labels: { version: string; node: string }): AgentMetrics {
+  const registry = new Registry();
+  client.collectDefaultMetrics({ register: registry });
+  // Gauges named *_total break the OpenMetrics naming rule promtool enforces.
+  for (const m of registry.getMetricsAsArray()) {
+    const name = (m as unknown as { name: string }).name;
+    const type = (m as unknown as { type?: string }).type;
+    if (name.endsWith("_total") && type !== "counter") registry.removeSingleMetric(name);
+  }
+  new client.Gauge({ name: "thoc_build_info", help: "Build information; always 1.", labelNames: ["version", "node", "nodejs"], registers: [registry] })
+    .set({ version: labels.version, node: labels.node, nodejs: process.version }, 1);
+  const requests = new client.Counter({ name: "thoc_grpc_requests_total", help: "gRPC calls served, by method and status code.", labelNames: ["method", "code"], registers: [registry] });
+  const latency = new client.Histogram({
+    name: "thoc_grpc_request_duration_seconds", help: "gRPC call latency, by method.", labelNames: ["method"],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry],
+  });
+  return {
+    registry,
+    observeGrpc(method, code, seconds) {
+      requests.inc({ method, code: CODE_NAMES[code] ?? String(code) });
+      latency.observe({ method }, seconds);
+    },
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * CLI output rules: --json prints exactly one JSON document on stdout; errors
+ * are one line on stderr saying what was wrong and what to do, with a non-zero
+ * exit code (2 for bad input or config, 1 otherwise).
+ */
+import { ThocError } from "../errors/index.js";
+
+/** JSON.stringify that prints bigints as numbers when safe, strings otherwise. */
+export function toJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? (x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x.toString()) : x), 2);
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(toJson(v) + "\n");
+}
+
+/** A plain text table with aligned columns. */
+export function table(rows: (string | number)[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, String(c).length); });
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join("  ")).join("\n");
+}
+
+export function fail(err: unknown, addr?: string): never {
+  const e = ThocError.from(err);
+  let msg = e.message;
+  if (e.code === "unavailable" && addr && /ECONNREFUSED|No connection established|connect/i.test(msg)) {
+    msg = `cannot reach the agent at ${addr}: is it running? (set --addr HOST:PORT or THOC_ADDR)`;
+  }
+  process.stderr.write(`thoc-node: ${msg.split("\n")[0]}\n`);
+  process.exit(e.code === "invalid_argument" ? 2 : 1);
+}
+
+export function bytes(n: number | bigint): string {
+  let v = Number(n);
+  for (const u of ["B", "KiB", "MiB", "GiB", "TiB"]) {
+    if (v < 1024 || u === "TiB") return `${u === "B" ? v : v.toFixed(1)} ${u}`;
+    v /= 1024;
+  }
+  return `${v}`;
+}

@@ -1,0 +1,11 @@
+/**
+ * The agent's configuration: one schema (schema.ts) with every option, its
+ * default and a one-line reason; `lan` and `local` presets; YAML file <
+ * THOC_* env < flags. See docs/configuration.md.
+ */
+export { schema, type Schema } from "./schema.js";
+export {
+  loadConfig, configError, listOptions, envName, redacted, isLoopback,
+  DEV_CLUSTER_KEY, DEFAULT_CONFIG_FILE, type Config, type LoadOptions,
+} from "./resolve.js";
+export { formatDuration, type Opt, type Preset } from "./types.js";

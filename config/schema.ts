@@ -1,0 +1,117 @@
+/**
+ * Every option of the agent, its default, and why. The YAML file mirrors this
+ * tree (sections are nested maps); each option is also settable by a THOC_*
+ * environment variable (path in SCREAMING_SNAKE_CASE, top-level keys without a
+ * section prefix: `gossip.probeInterval` -> THOC_GOSSIP_PROBE_INTERVAL,
+ * `grpcPort` -> THOC_GRPC_PORT) and, for the common ones, by a flag. Precedence:
+ * flag > env > file > preset default. docs/configuration.md is generated from
+ * this file (`node dist/config/docs.js`).
+ */
+import { bool, duration, int, list, num, oneOf, port, str, type OptTree } from "./types.js";
+
+const HOSTPORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$|^[^\s:]+$/;
+
+export const schema = {
+  preset: oneOf(["lan", "local"] as const, "lan", "Timer set: `lan` for real networks; `local` has fast timers for tests on one machine."),
+  name: str("", "Node name shown in the cluster; empty means the host name (with --dev: `dev`, or `dev-127-0-0-2` for another --bind).", {
+    flag: "--name", pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, expected: "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+  }),
+  bind: str("0.0.0.0", "Address every listener binds (with --dev: 127.0.0.1, so a dev agent is never reachable from the network).", {
+    flag: "--bind", pattern: /^[0-9a-fA-F.:]+$/, expected: "an IP address",
+  }),
+  advertise: str("", "Address other nodes and clients use to reach this one; empty means --bind, or the first non-loopback IPv4 when binding 0.0.0.0.", {
+    flag: "--advertise", pattern: /^$|^[0-9a-fA-F.:]+$/, expected: "an IP address",
+  }),
+  grpcPort: port(7400, "gRPC API for the CLI, programs and other agents.", { flag: "--grpc-port" }),
+  httpPort: port(7401, "Admin HTTP: /metrics, /healthz, /readyz.", { flag: "--http-port" }),
+  s3Port: port(7480, "S3 API, the port radosgw made customary.", { flag: "--s3-port" }),
+  gossipPort: port(7946, "Gossip over UDP and TCP, memberlist's customary port.", { flag: "--gossip-port" }),
+  dataDir: str("/var/lib/thoc", "LevelDB metadata, blobs and VM disks (with --dev: ./.thoc/<name>).", { flag: "--data-dir" }),
+  join: list([], "Seeds to join at start (host:port of their gossip port; the port defaults to 7946); retried with backoff.", {
+    flag: "--join", item: HOSTPORT, expected: "a list of HOST:PORT",
+  }),
+  hypervisorUri: str("qemu:///system", "libvirt connection URI (with --dev: test:///default, libvirt's in-process test driver).", {
+    flag: "--hypervisor-uri",
+  }),
+  logLevel: oneOf(["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const, "info",
+    "Log verbosity of the JSON lines on stdout.", { flag: "--log-level" }),
+  shutdownTimeout: duration(8000, "How long SIGTERM waits for in-flight calls before closing them, below systemd's 10 s stop budget.", { local: 3000 }),
+
+  tls: {
+    certFile: str("", "PEM certificate for the gRPC API; required unless --dev or bound to loopback."),
+    keyFile: str("", "PEM private key for tls.certFile."),
+    caFile: str("", "PEM CA bundle used to verify other agents' certificates (peer calls)."),
+  },
+
+  cluster: {
+    name: str("thoc", "Cluster name: authenticated data in every sealed gossip datagram, so two clusters on one network never merge.", {
+      pattern: /^[a-zA-Z0-9_.-]{1,64}$/, expected: "1-64 letters, digits, '.', '_' or '-'",
+    }),
+    keys: list([], "Cluster keys (base64, 32 bytes, from `thoc-node keygen`); the first seals, all open, so keys rotate without downtime. Required unless --dev.", {
+      secret: true, env: "THOC_CLUSTER_KEYS", item: /^[A-Za-z0-9+/]{43}=$/, expected: "a list of base64 32-byte keys (thoc-node keygen)",
+    }),
+  },
+
+  gossip: {
+    probeInterval: duration(1000, "SWIM protocol period: one member probed per interval (memberlist LAN default).", { local: 200, min: 10 }),
+    probeTimeout: duration(500, "Wait for a direct ack before indirect probes; about the network's 99th percentile RTT.", { local: 100, min: 1 }),
+    indirectChecks: int(3, "Members asked to probe on our behalf when a direct probe fails (SWIM k).", { min: 0, max: 16 }),
+    suspicionMult: int(4, "Suspicion timeout = suspicionMult * log10(max(1, n)) * probeInterval, before confirmations shrink it.", { min: 1, max: 100 }),
+    suspicionMaxTimeoutMult: int(6, "The timeout starts at suspicionMaxTimeoutMult times the minimum and shrinks with independent confirmations (Lifeguard).", { min: 1, max: 100 }),
+    retransmitMult: int(4, "Each update is piggybacked retransmitMult * log10(n+1) times.", { min: 1, max: 100 }),
+    gossipInterval: duration(200, "How often queued updates are gossiped to gossipNodes random members.", { local: 50, min: 5 }),
+    gossipNodes: int(3, "Members each gossip round sends to.", { min: 1, max: 32 }),
+    pushPullInterval: duration(30000, "Full-state TCP sync with one random member, so views re-merge after partitions.", { local: 2000, min: 100 }),
+    rejoinInterval: duration(30000, "Retry seeds and dead members this often, so a healed partition re-merges.", { local: 2000, min: 100 }),
+    deadReclaimTime: duration(3_600_000, "Forget a dead or left member after this long.", { local: 60_000 }),
+    awarenessMaxMultiplier: int(8, "Lifeguard local health: probe timeouts stretch up to this factor on a struggling node.", { min: 1, max: 64 }),
+    maxMetaBytes: int(512, "Upper bound for a node's gossiped metadata, so it always fits in one datagram.", { min: 64, max: 1024 }),
+    udpBufferSize: int(1400, "Largest datagram sent: under a 1500-byte Ethernet MTU.", { min: 512, max: 65000 }),
+  },
+
+  s3: {
+    accessKey: str("", "Root access key; empty with --dev means one is generated and printed at start.", { env: "THOC_S3_ACCESS_KEY" }),
+    secretKey: str("", "Root secret key (never logged).", { secret: true, env: "THOC_S3_SECRET_KEY" }),
+    region: str("us-east-1", "Region name SigV4 signatures must use; most clients default to us-east-1."),
+    domain: str("", "Base domain for virtual-host-style addressing (bucket.DOMAIN); empty means path-style only."),
+    maxClockSkew: duration(900_000, "Signed requests older or newer than this are refused (RequestTimeTooSkewed), as AWS does (15 min)."),
+    maxHeaderBytes: int(16384, "Request headers above this size are refused (431).", { min: 1024, max: 1 << 20 }),
+  },
+
+  objectstore: {
+    replicas: int(3, "N: copies of every object; lowered to the ring size when fewer nodes exist.", { min: 1, max: 7 }),
+    writeQuorum: int(2, "W: copies durably written before a PUT is acknowledged; R + W > N gives read-your-writes.", { min: 1, max: 7 }),
+    readQuorum: int(2, "R: replicas consulted on a read; the newest answer wins and stale ones are repaired.", { min: 1, max: 7 }),
+    vnodes: int(128, "Virtual nodes per unit of weight on the hash ring; more gives a smoother spread.", { min: 1, max: 4096 }),
+    antiEntropyInterval: duration(600_000, "Merkle-tree comparison with each replica peer this often.", { local: 5000 }),
+    tombstoneGrace: duration(86_400_000, "Tombstones are kept this long so a returning replica cannot resurrect a delete.", { local: 60_000 }),
+    repairBytesPerSecond: int(50 << 20, "Rate limit for anti-entropy, handoff and rebalancing traffic so client traffic is never starved.", { min: 1 << 16 }),
+    peerTimeout: duration(10_000, "Deadline for one replica call to another agent.", { local: 5000 }),
+  },
+
+  vm: {
+    domainType: oneOf(["kvm", "qemu"] as const, "kvm", "libvirt domain type: kvm on real hypervisors, qemu (TCG) where /dev/kvm is unusable."),
+    stopTimeout: duration(60_000, "ACPI shutdown wait before a stop turns into a destroy.", { local: 5000 }),
+    statsTimeout: duration(2000, "Per-collection deadline for domain stats, so one stuck VM cannot hang /metrics."),
+    bridge: str("br0", "Default host bridge NICs attach to (bridge-vlan networking)."),
+  },
+
+  scheduler: {
+    strategy: oneOf(["binpack", "spread"] as const, "binpack", "Placement scoring: binpack fills nodes (fewer hosts busy), spread balances load."),
+    electionTimeout: duration(1500, "Base election timeout, randomized in [t, 2t) so candidates rarely collide.", { local: 300, min: 10 }),
+    heartbeatInterval: duration(300, "Leader heartbeat; well below electionTimeout.", { local: 60, min: 5 }),
+    leaseDuration: duration(1200, "Leader lease: a leader stops scheduling if a quorum has not answered within this time.", { local: 240, min: 5 }),
+  },
+
+  metrics: {
+    vmStats: bool(true, "Export per-VM Prometheus metrics on /metrics."),
+    collectInterval: duration(15_000, "How often capacity and free resources are re-read.", { local: 2000 }),
+  },
+
+  limits: {
+    maxMetaBytesPerObject: int(2048, "Sum of x-amz-meta-* header sizes, as AWS caps it.", { min: 0 }),
+    loadFactor: num(1, "Fraction of host CPU and memory the scheduler may allocate (1 = no overcommit).", { min: 0.1, max: 16 }),
+  },
+} satisfies OptTree;
+
+export type Schema = typeof schema;

@@ -1,0 +1,28 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import { ThocError, quorumError } from "./index.js";
+
+test("ThocError.from keeps ThocErrors and maps system errors", () => {
+  const e = new ThocError("not_found", "no such vm");
+  assert.equal(ThocError.from(e), e);
+  const sys = Object.assign(new Error("listen EADDRINUSE"), { code: "EADDRINUSE" });
+  assert.equal(ThocError.from(sys).code, "failed_precondition");
+  assert.equal(ThocError.from("boom").code, "internal");
+  assert.equal(ThocError.from(new Error("x"), "unavailable").code, "unavailable");
+});
+
+test("gRPC ServiceErrors keep their status both ways", () => {
+  const grpcErr = Object.assign(new Error("5 NOT_FOUND: gone"), { code: status.NOT_FOUND, details: "gone", metadata: {} });
+  const e = ThocError.from(grpcErr);
+  assert.equal(e.code, "not_found");
+  assert.equal(e.message, "gone");
+  assert.equal(e.grpcStatus, status.NOT_FOUND);
+});
+
+test("quorum errors carry counts", () => {
+  const e = quorumError("put", 1, 2, 3);
+  assert.equal(e.code, "unavailable");
+  assert.deepEqual(e.details, { got: 1, needed: 2, replicas: 3 });
+  assert.match(e.message, /1 of 2 needed/);
+});

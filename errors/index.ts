@@ -1,0 +1,120 @@
+/**
+ * The one error type of thoc-node. Every failure that crosses a boundary
+ * (gRPC, S3, CLI) is a ThocError with a code; the code is mapped exactly once
+ * to a gRPC status (here) and to an S3 error (objectstore/s3 maps codes it
+ * knows more precisely). Unknown errors are wrapped at the edge with
+ * ThocError.from(), which keeps the cause but never leaks its stack to clients.
+ */
+import { status as GrpcStatus } from "@grpc/grpc-js";
+
+export type ErrorCode =
+  | "invalid_argument"
+  | "not_found"
+  | "already_exists"
+  | "failed_precondition"
+  | "resource_exhausted"
+  | "unavailable"
+  | "permission_denied"
+  | "unauthenticated"
+  | "deadline_exceeded"
+  | "aborted"
+  | "cancelled"
+  | "unimplemented"
+  | "data_loss"
+  | "internal";
+
+const GRPC: Record<ErrorCode, GrpcStatus> = {
+  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
+  not_found: GrpcStatus.NOT_FOUND,
+  already_exists: GrpcStatus.ALREADY_EXISTS,
+  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
+  resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+  permission_denied: GrpcStatus.PERMISSION_DENIED,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  deadline_exceeded: GrpcStatus.DEADLINE_EXCEEDED,
+  aborted: GrpcStatus.ABORTED,
+  cancelled: GrpcStatus.CANCELLED,
+  unimplemented: GrpcStatus.UNIMPLEMENTED,
+  data_loss: GrpcStatus.DATA_LOSS,
+  internal: GrpcStatus.INTERNAL,
+};
+
+const FROM_GRPC = new Map<number, ErrorCode>(
+  Object.entries(GRPC).map(([code, st]) => [st as number, code as ErrorCode]),
+);
+
+/** Extra, structured facts about a failure (quorum counts, the bad key...). */
+export type ErrorDetails = Record<string, string | number | boolean | undefined>;
+
+export class ThocError extends Error {
+  override readonly name = "ThocError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: ErrorDetails = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  get grpcStatus(): GrpcStatus {
+    return GRPC[this.code];
+  }
+
+  /**
+   * Wraps anything thrown into a ThocError. A ThocError passes through; a
+   * grpc-js ServiceError keeps its status; Node system errors (ECONNREFUSED,
+   * EADDRINUSE, ENOSPC...) get a code that says what kind of trouble it is.
+   */
+  static from(err: unknown, fallback: ErrorCode = "internal"): ThocError {
+    if (err instanceof ThocError) return err;
+    if (err && typeof err === "object") {
+      const e = err as { code?: unknown; details?: unknown; message?: unknown; name?: unknown };
+      const message = typeof e.message === "string" ? e.message : String(err);
+      if (typeof e.code === "number" && FROM_GRPC.has(e.code) && "metadata" in e) {
+        const text = typeof e.details === "string" && e.details ? e.details : message;
+        return new ThocError(FROM_GRPC.get(e.code)!, text, {}, { cause: err });
+      }
+      if (typeof e.code === "string") {
+        const sys = SYSTEM_CODES[e.code];
+        if (sys) return new ThocError(sys, message, { errno: e.code }, { cause: err });
+      }
+      if (e.name === "AbortError") return new ThocError("cancelled", message, {}, { cause: err });
+      return new ThocError(fallback, message, {}, { cause: err });
+    }
+    return new ThocError(fallback, String(err));
+  }
+}
+
+const SYSTEM_CODES: Record<string, ErrorCode> = {
+  ECONNREFUSED: "unavailable",
+  ECONNRESET: "unavailable",
+  EHOSTUNREACH: "unavailable",
+  ENETUNREACH: "unavailable",
+  ETIMEDOUT: "deadline_exceeded",
+  EPIPE: "unavailable",
+  ENOENT: "not_found",
+  EEXIST: "already_exists",
+  ENOSPC: "resource_exhausted",
+  EDQUOT: "resource_exhausted",
+  EMFILE: "resource_exhausted",
+  EADDRINUSE: "failed_precondition",
+  EADDRNOTAVAIL: "invalid_argument",
+  EACCES: "permission_denied",
+  EPERM: "permission_denied",
+};
+
+/** Quorum failure: carries how many replicas answered and how many were needed. */
+export function quorumError(op: string, got: number, needed: number, of: number, why?: string): ThocError {
+  return new ThocError(
+    "unavailable",
+    `${op}: quorum not reached (${got} of ${needed} needed, ${of} replicas${why ? `: ${why}` : ""})`,
+    { got, needed, replicas: of },
+  );
+}
+
+export const invalid = (message: string, details?: ErrorDetails) =>
+  new ThocError("invalid_argument", message, details);
+export const notFound = (message: string, details?: ErrorDetails) =>
+  new ThocError("not_found", message, details);

@@ -1,0 +1,147 @@
+/**
+ * Turns a protobuf-es service descriptor into a grpc-js service definition and
+ * typed, promise/async-iterable handlers into grpc-js handlers, so a service
+ * is declared once, in .proto. Errors thrown by handlers go through
+ * ThocError.from() and reach the client as a gRPC status with a readable
+ * message; internal errors are logged, their text is not sent.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { ThocError } from "../errors/index.js";
+
+export interface CallContext {
+  /** Aborted when the client cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+  readonly metadata: grpc.Metadata;
+  readonly peer: string;
+  /** Milliseconds left before the client's deadline (Infinity when none). */
+  timeRemaining(): number;
+}
+
+type In<M extends Pick<DescMethod, "input">> = MessageShape<M["input"]>;
+type Out<M extends Pick<DescMethod, "output">> = MessageInitShape<M["output"]>;
+
+export type MethodImpl<M extends Pick<DescMethod, "input" | "output" | "methodKind">> =
+  M["methodKind"] extends "unary" ? (req: In<M>, ctx: CallContext) => Promise<Out<M>>
+  : M["methodKind"] extends "server_streaming" ? (req: In<M>, ctx: CallContext) => AsyncIterable<Out<M>>
+  : M["methodKind"] extends "client_streaming" ? (reqs: AsyncIterable<In<M>>, ctx: CallContext) => Promise<Out<M>>
+  : (reqs: AsyncIterable<In<M>>, ctx: CallContext) => AsyncIterable<Out<M>>;
+
+/** An implementation of every method of a generated service. */
+export type ServiceImpl<T extends GenServiceMethods> = { [K in keyof T]: MethodImpl<T[K]> };
+
+/** Observes every finished call (metrics, logs). */
+export type CallObserver = (method: string, code: grpc.status, seconds: number, err?: ThocError) => void;
+
+export function serviceDefinition(svc: DescService): grpc.ServiceDefinition {
+  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const m of svc.methods) {
+    def[m.localName] = {
+      path: `/${svc.typeName}/${m.name}`,
+      requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
+      responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
+      requestSerialize: (msg) => Buffer.from(toBinary(m.input, msg as MessageShape<DescMessage>)),
+      requestDeserialize: (buf: Buffer) => fromBinary(m.input, buf),
+      responseSerialize: (msg) => Buffer.from(toBinary(m.output, msg as MessageShape<DescMessage>)),
+      responseDeserialize: (buf: Buffer) => fromBinary(m.output, buf),
+      originalName: m.name,
+    };
+  }
+  return def as grpc.ServiceDefinition;
+}
+
+type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+function contextOf(call: AnyCall): CallContext {
+  const ac = new AbortController();
+  (call as grpc.ServerUnaryCall<unknown, unknown>).on("cancelled", () => ac.abort(new ThocError("cancelled", "call cancelled by client")));
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : typeof deadline === "number" ? deadline : Infinity;
+  return {
+    signal: ac.signal,
+    metadata: call.metadata,
+    peer: call.getPeer(),
+    timeRemaining: () => (Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : Infinity),
+  };
+}
+
+export function toServiceError(err: unknown, onInternal?: (e: ThocError) => void): Partial<grpc.StatusObject> {
+  const e = ThocError.from(err);
+  if (e.code === "internal") onInternal?.(e);
+  const metadata = new grpc.Metadata();
+  for (const [k, v] of Object.entries(e.details)) {
+    if (v !== undefined && /^[a-z0-9_-]+$/.test(k)) metadata.set(`thoc-${k}`, String(v));
+  }
+  const details = e.code === "internal" ? `internal error: ${e.message}` : e.message;
+  return { code: e.grpcStatus, details, metadata };
+}
+
+async function* readRequests<T>(call: AsyncIterable<unknown>): AsyncIterable<T> {
+  for await (const m of call) yield m as T;
+}
+
+/** grpc-js handlers for a typed implementation. */
+export function serviceHandlers<T extends GenServiceMethods>(
+  svc: GenService<T>,
+  impl: ServiceImpl<T>,
+  observe?: CallObserver,
+  onInternal?: (e: ThocError) => void,
+): grpc.UntypedServiceImplementation {
+  const handlers: grpc.UntypedServiceImplementation = {};
+  for (const m of (svc as DescService).methods) {
+    const fn = (impl as Record<string, unknown>)[m.localName] as (...a: unknown[]) => unknown;
+    if (typeof fn !== "function") throw new Error(`${svc.typeName}.${m.name} has no implementation`);
+    const name = `${svc.typeName}/${m.name}`;
+    const done = (start: bigint, err?: unknown) => {
+      const secs = Number(process.hrtime.bigint() - start) / 1e9;
+      if (err === undefined) observe?.(name, grpc.status.OK, secs);
+      else {
+        const e = ThocError.from(err);
+        observe?.(name, e.grpcStatus, secs, e);
+      }
+    };
+    const out = (v: unknown) => create(m.output, v as MessageInitShape<DescMessage>);
+    switch (m.methodKind) {
+      case "unary":
+        handlers[m.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+          const start = process.hrtime.bigint();
+          Promise.resolve()
+            .then(() => fn.call(impl, call.request, contextOf(call)))
+            .then((res) => { done(start); cb(null, out(res)); },
+              (err) => { done(start, err); cb(toServiceError(err, onInternal)); });
+        }) as grpc.handleUnaryCall<unknown, unknown>;
+        break;
+      case "client_streaming":
+        handlers[m.localName] = ((call: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+          const start = process.hrtime.bigint();
+          Promise.resolve()
+            .then(() => fn.call(impl, readRequests(call), contextOf(call)))
+            .then((res) => { done(start); cb(null, out(res)); },
+              (err) => { done(start, err); cb(toServiceError(err, onInternal)); });
+        }) as grpc.handleClientStreamingCall<unknown, unknown>;
+        break;
+      case "server_streaming":
+      case "bidi_streaming":
+        handlers[m.localName] = ((call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+          const start = process.hrtime.bigint();
+          const ctx = contextOf(call);
+          const arg = m.methodKind === "server_streaming" ? (call as grpc.ServerWritableStream<unknown, unknown>).request : readRequests(call as grpc.ServerDuplexStream<unknown, unknown>);
+          (async () => {
+            const it = fn.call(impl, arg, ctx) as AsyncIterable<unknown>;
+            for await (const item of it) {
+              if (ctx.signal.aborted) break;
+              // Respect back-pressure: wait for drain when the buffer is full.
+              if (!call.write(out(item))) await new Promise<void>((r) => { call.once("drain", r); ctx.signal.addEventListener("abort", () => r(), { once: true }); });
+            }
+          })().then(() => { done(start); call.end(); },
+            (err) => { done(start, err); call.emit("error", toServiceError(err, onInternal)); });
+        }) as grpc.handleServerStreamingCall<unknown, unknown>;
+        break;
+    }
+  }
+  return handlers;
+}
+
+/** The implementation type of a generated service constant: `ImplOf<typeof NodeService>`. */
+export type ImplOf<S> = S extends GenService<infer T> ? ServiceImpl<T> : never;

@@ -1,0 +1,196 @@
+/**
+ * Starts N real agent processes (bin/thoc-node.js agent) on distinct loopback
+ * addresses with their own data dirs, waits for /readyz, and kills (SIGTERM or
+ * SIGKILL) and restarts any of them. Membership, object-store and scheduler
+ * tests build on it.
+ *
+ * Each test process gets its own 127.X.Y.0/24 block (X, Y from the pid), so test
+ * files running in parallel never collide on the default ports.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const CLI = path.join(REPO_ROOT, "bin", "thoc-node.js");
+
+let blockCounter = 0;
+/** A fresh /24 of loopback addresses for this process: 127.X.Y.1 ... 127.X.Y.254. */
+export function loopbackBlock(): string {
+  const n = (process.pid * 7 + blockCounter++) % (200 * 250);
+  return `127.${20 + Math.floor(n / 250)}.${n % 250}`;
+}
+
+export interface AgentOptions {
+  /** Extra CLI flags for `agent`. */
+  args?: string[];
+  env?: Record<string, string>;
+  /** Use --dev (default true): dev cluster key, test hypervisor, plaintext. */
+  dev?: boolean;
+}
+
+export class AgentProcess {
+  proc?: ChildProcess;
+  /** Everything the process wrote, stdout and stderr interleaved. */
+  output = "";
+  exitCode: number | null = null;
+  exitSignal: NodeJS.Signals | null = null;
+  private exited?: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    readonly bind: string,
+    readonly dataDir: string,
+    private readonly opts: AgentOptions & { join?: string[] },
+  ) {}
+
+  get grpcAddress() { return `${this.bind}:7400`; }
+  get httpUrl() { return `http://${this.bind}:7401`; }
+  get s3Url() { return `http://${this.bind}:7480`; }
+  get gossipAddress() { return `${this.bind}:7946`; }
+  get running() { return this.proc !== undefined && this.exitCode === null && this.exitSignal === null; }
+
+  /** Spawns the process (does not wait for readiness). */
+  spawn(extraArgs: string[] = []): void {
+    const args = [CLI, "agent", ...(this.opts.dev === false ? [] : ["--dev"]),
+      "--name", this.name, "--bind", this.bind, "--data-dir", this.dataDir, "--log-level", process.env.THOC_TEST_LOG_LEVEL ?? "info",
+      ...(this.opts.join ?? []).flatMap((j) => ["--join", j]), ...(this.opts.args ?? []), ...extraArgs];
+    this.exitCode = null;
+    this.exitSignal = null;
+    const p = spawn(process.execPath, args, {
+      cwd: REPO_ROOT,
+      env: { ...process.env, THOC_PRESET: "local", ...this.opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.proc = p;
+    const add = (b: Buffer) => {
+      this.output += b.toString();
+      if (this.output.length > 4_000_000) this.output = this.output.slice(-2_000_000);
+    };
+    p.stdout!.on("data", add);
+    p.stderr!.on("data", add);
+    this.exited = once(p, "exit").then(([code, sig]) => {
+      this.exitCode = code as number | null;
+      this.exitSignal = sig as NodeJS.Signals | null;
+    });
+  }
+
+  /** Resolves when /readyz answers 200; rejects if the process exits first or time runs out. */
+  async waitReady(timeoutMs = 15_000): Promise<number> {
+    const t0 = Date.now();
+    while (Date.now() - t0 < timeoutMs) {
+      if (!this.running) throw new Error(`agent ${this.name} exited (code ${this.exitCode}, signal ${this.exitSignal}) before ready:\n${this.output.slice(-3000)}`);
+      try {
+        const r = await fetch(`${this.httpUrl}/readyz`, { signal: AbortSignal.timeout(1000) });
+        if (r.status === 200) return Date.now() - t0;
+      } catch { /* not listening yet */ }
+      await sleep(50);
+    }
+    throw new Error(`agent ${this.name} not ready after ${timeoutMs} ms:\n${this.output.slice(-3000)}`);
+  }
+
+  async start(timeoutMs?: number): Promise<number> {
+    this.spawn();
+    return this.waitReady(timeoutMs);
+  }
+
+  /** Sends a signal and waits for the exit; returns the exit code (null if killed by the signal). */
+  async kill(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 15_000): Promise<number | null> {
+    if (!this.running) return this.exitCode;
+    this.proc!.kill(signal);
+    const t = setTimeout(() => this.proc?.kill("SIGKILL"), timeoutMs);
+    await this.exited;
+    clearTimeout(t);
+    return this.exitCode;
+  }
+
+  async restart(signal: NodeJS.Signals = "SIGTERM"): Promise<number> {
+    await this.kill(signal);
+    return this.start();
+  }
+
+  /** Parsed JSON log lines (pino) written so far. */
+  logs(): Record<string, unknown>[] {
+    return this.output.split("\n").filter((l) => l.startsWith("{")).flatMap((l) => {
+      try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
+    });
+  }
+
+  /** Runs the CLI against this agent; resolves with its exit code and output. */
+  cli(args: string[], timeoutMs = 20_000): Promise<CliResult> {
+    return runCli(["--addr", this.grpcAddress, ...args], timeoutMs);
+  }
+}
+
+export interface CliResult { code: number | null; stdout: string; stderr: string }
+
+export function runCli(args: string[], timeoutMs = 20_000, env: Record<string, string> = {}, input?: string): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    p.stdout!.on("data", (b: Buffer) => (stdout += b));
+    p.stderr!.on("data", (b: Buffer) => (stderr += b));
+    if (input !== undefined) p.stdin!.end(input);
+    const t = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+    p.on("exit", (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+  });
+}
+
+export interface ClusterOptions extends AgentOptions {
+  /** Join every agent after the first to the first one's gossip address (default true). */
+  join?: boolean;
+  namePrefix?: string;
+}
+
+export class Cluster {
+  readonly agents: AgentProcess[] = [];
+  constructor(readonly root: string, readonly block: string, private readonly opts: ClusterOptions) {}
+
+  /** Adds (but does not start) agent number i+1 at 127.X.Y.(i+2). */
+  add(): AgentProcess {
+    const i = this.agents.length;
+    const bind = `${this.block}.${i + 2}`;
+    const seeds = this.opts.join === false || i === 0 ? [] : [this.agents[0]!.gossipAddress];
+    const a = new AgentProcess(`${this.opts.namePrefix ?? "n"}${i + 1}`, bind, path.join(this.root, `n${i + 1}`), { ...this.opts, join: seeds });
+    this.agents.push(a);
+    return a;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.kill("SIGKILL")));
+    if (!process.env.THOC_TEST_KEEP) await rm(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Starts n agents and waits until all are ready. Call cluster.stop() in an after hook. */
+export async function startCluster(n: number, opts: ClusterOptions = {}): Promise<Cluster> {
+  const root = await mkdtemp(path.join(tmpdir(), "thoc-cluster-"));
+  const c = new Cluster(root, loopbackBlock(), opts);
+  for (let i = 0; i < n; i++) c.add();
+  try {
+    await Promise.all(c.agents.map((a) => a.start()));
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+  return c;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls fn until it returns a truthy value or time runs out (then throws with the last value). */
+export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const t0 = Date.now();
+  let last: unknown;
+  while (Date.now() - t0 < timeoutMs) {
+    try {
+      last = await fn();
+      if (last) return last as T;
+    } catch (err) { last = err; }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+}
