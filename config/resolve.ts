@@ -25,8 +25,8 @@ export const DEV_CLUSTER_KEY = "dGhvYy1kZXYta2V5LW5vdC1hLXNlY3JldC0wMDAwMDA=";
 export const DEFAULT_CONFIG_FILE = "/etc/thoc/node.yaml";
 
 export interface LoadOptions {
-  /** --config; when unset, /etc/thoc/node.yaml is read if it exists. */
-  file?: string;
+  /** --config; when undefined, /etc/thoc/node.yaml is read if it exists; null reads no file. */
+  file?: string | null;
   env?: NodeJS.ProcessEnv;
   /** Flag values keyed by flag name ("--grpc-port"); undefined means unset. */
   flags?: Record<string, unknown>;
@@ -87,7 +87,8 @@ function setPath(obj: Record<string, unknown>, p: string[], v: unknown): void {
   cur[p[p.length - 1]!] = v;
 }
 
-function readFile(file: string | undefined): { data: unknown; used: string | undefined } {
+function readFile(file: string | undefined | null): { data: unknown; used: string | undefined } {
+  if (file === null) return { data: undefined, used: undefined };
   const f = file ?? DEFAULT_CONFIG_FILE;
   let text: string;
   try {

@@ -76,6 +76,7 @@ export const schema = {
     domain: str("", "Base domain for virtual-host-style addressing (bucket.DOMAIN); empty means path-style only."),
     maxClockSkew: duration(900_000, "Signed requests older or newer than this are refused (RequestTimeTooSkewed), as AWS does (15 min)."),
     maxHeaderBytes: int(16384, "Request headers above this size are refused (431).", { min: 1024, max: 1 << 20 }),
+    idleTimeout: duration(30_000, "A request body that sends nothing for this long is answered 400 RequestTimeout, so a stalled client cannot hold a write open.", { local: 5000, min: 100 }),
   },
 
   objectstore: {

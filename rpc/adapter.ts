@@ -77,8 +77,13 @@ export function toServiceError(err: unknown, onInternal?: (e: ThocError) => void
   return { code: e.grpcStatus, details, metadata };
 }
 
-async function* readRequests<T>(call: AsyncIterable<unknown>): AsyncIterable<T> {
-  for await (const m of call) yield m as T;
+/**
+ * Reads a call's request stream. Not `for await (… of call)`: a Readable's
+ * default iterator destroys the stream when it ends, which for a duplex call
+ * also kills the response side before the status is sent.
+ */
+async function* readRequests<T>(call: NodeJS.ReadableStream & { iterator(o: { destroyOnReturn: boolean }): AsyncIterable<unknown> }): AsyncIterable<T> {
+  for await (const m of call.iterator({ destroyOnReturn: false })) yield m as T;
 }
 
 /** grpc-js handlers for a typed implementation. */
@@ -116,7 +121,7 @@ export function serviceHandlers<T extends GenServiceMethods>(
         handlers[m.localName] = ((call: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
           const start = process.hrtime.bigint();
           Promise.resolve()
-            .then(() => fn.call(impl, readRequests(call), contextOf(call)))
+            .then(() => fn.call(impl, readRequests(call as never), contextOf(call)))
             .then((res) => { done(start); cb(null, out(res)); },
               (err) => { done(start, err); cb(toServiceError(err, onInternal)); });
         }) as grpc.handleClientStreamingCall<unknown, unknown>;
@@ -126,7 +131,7 @@ export function serviceHandlers<T extends GenServiceMethods>(
         handlers[m.localName] = ((call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
           const start = process.hrtime.bigint();
           const ctx = contextOf(call);
-          const arg = m.methodKind === "server_streaming" ? (call as grpc.ServerWritableStream<unknown, unknown>).request : readRequests(call as grpc.ServerDuplexStream<unknown, unknown>);
+          const arg = m.methodKind === "server_streaming" ? (call as grpc.ServerWritableStream<unknown, unknown>).request : readRequests(call as never);
           (async () => {
             const it = fn.call(impl, arg, ctx) as AsyncIterable<unknown>;
             for await (const item of it) {

@@ -8,6 +8,9 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { ReflectionService } from "@grpc/reflection";
+import { loadSync } from "@grpc/proto-loader";
+import { createRequire } from "node:module";
+import path from "node:path";
 import { ThocError } from "../errors/index.js";
 import { serviceDefinition, serviceHandlers, type CallObserver, type ServiceImpl } from "./adapter.js";
 
@@ -75,7 +78,10 @@ export class RpcServer {
     const protos = [...this.files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
     // @grpc/reflection indexes whatever fileDescriptorProtos it finds in a
     // proto-loader package definition; one entry carrying all files suffices.
-    const pkg = Object.fromEntries(this.services.map((s, i) => [s, i === 0 ? { fileDescriptorProtos: protos } : {}]));
+    const pkg: Record<string, unknown> = Object.fromEntries(this.services.map((s, i) => [s, i === 0 ? { fileDescriptorProtos: protos } : {}]));
+    // grpc.health.v1 comes from grpc-health-check's own .proto.
+    const healthProto = path.join(path.dirname(createRequire(import.meta.url).resolve("grpc-health-check")), "../../proto/health/v1/health.proto");
+    Object.assign(pkg, loadSync(healthProto));
     new ReflectionService(pkg as never).addToServer(this.grpc);
   }
 

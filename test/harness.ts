@@ -92,6 +92,12 @@ export class AgentProcess {
     throw new Error(`agent ${this.name} not ready after ${timeoutMs} ms:\n${this.output.slice(-3000)}`);
   }
 
+  /** Resolves with the exit code once the process has exited (null if a signal ended it). */
+  async waitExit(): Promise<number | null> {
+    await this.exited;
+    return this.exitCode;
+  }
+
   async start(timeoutMs?: number): Promise<number> {
     this.spawn();
     return this.waitReady(timeoutMs);

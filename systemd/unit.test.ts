@@ -1,0 +1,22 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { CLI } from "../test/harness.js";
+
+test("systemd-analyze verify accepts the hardened unit", async () => {
+  const unit = await readFile(new URL("../../systemd/thoc-node.service", import.meta.url), "utf8");
+  for (const k of ["ProtectSystem=strict", "ReadWritePaths=/var/lib/thoc", "Restart=on-failure", "NoNewPrivileges=yes", "RestartPreventExitStatus=2"]) {
+    assert.ok(unit.includes(k), k);
+  }
+  // verify checks that ExecStart exists: point it at this checkout's CLI.
+  const dir = await mkdtemp(path.join(tmpdir(), "thoc-unit-"));
+  const f = path.join(dir, "thoc-node.service");
+  await writeFile(f, unit.replace("/usr/local/bin/thoc-node", CLI));
+  const r = spawnSync("systemd-analyze", ["verify", f], { encoding: "utf8" });
+  if (r.error) throw new Error("systemd-analyze missing (Debian package systemd): " + r.error.message);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.trim(), "", r.stderr);
+});

@@ -1,0 +1,171 @@
+/**
+ * Issue 2's must-shows, against real agent processes: readiness time, status
+ * JSON, gRPC health and reflection, promtool-clean /metrics, side-by-side dev
+ * agents, node id persistence, the data-dir lock, config errors, SIGTERM.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { AgentProcess, REPO_ROOT, loopbackBlock, runCli } from "./harness.js";
+
+const root = await mkdtemp(path.join(tmpdir(), "thoc-agent-test-"));
+const block = loopbackBlock();
+const agents: AgentProcess[] = [];
+const agent = (i: number, name = `a${i}`, dataDir = path.join(root, name)) => {
+  const a = new AgentProcess(name, `${block}.${i}`, dataDir, {});
+  agents.push(a);
+  return a;
+};
+after(async () => {
+  await Promise.all(agents.map((a) => a.kill("SIGKILL")));
+  await rm(root, { recursive: true, force: true });
+});
+
+test("dev agent is ready in under 3 s and status --json has the identity and capacity", async () => {
+  const a = agent(2);
+  const t0 = Date.now();
+  a.spawn();
+  await a.waitReady(10_000);
+  const ms = Date.now() - t0;
+  assert.ok(ms < 3000, `ready after ${ms} ms`);
+  const r = await a.cli(["status", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as Record<string, unknown> & { capacity: Record<string, number> };
+  assert.match(String(s.id), /^[0-9a-f-]{36}$/);
+  assert.equal(s.name, "a2");
+  assert.match(String(s.version), /^\d+\.\d+\.\d+/);
+  assert.equal(s.grpcAddress, `${a.bind}:7400`);
+  assert.ok(s.capacity.cpus >= 1);
+  assert.ok(s.capacity.memoryBytes > 1e8);
+  assert.equal(s.ready, true);
+  const text = await a.cli(["status"]);
+  assert.equal(text.code, 0);
+  assert.match(text.stdout, /ready\s+yes/);
+});
+
+test("gRPC health answers SERVING and reflection lists thoc.node.v1.NodeService", async () => {
+  const a = agents[0]!;
+  const dir = path.join(REPO_ROOT, "node_modules/@grpc/reflection/build/proto");
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(dir, "grpc/reflection/v1/reflection.proto"), { includeDirs: [dir] })) as any;
+  const refl = new pkg.grpc.reflection.v1.ServerReflection(a.grpcAddress, grpc.credentials.createInsecure());
+  const services = await new Promise<string[]>((resolve, reject) => {
+    const call = refl.ServerReflectionInfo();
+    call.on("data", (r: any) => { resolve(r.listServicesResponse.service.map((s: any) => s.name)); call.end(); });
+    call.on("error", reject);
+    call.write({ listServices: "" });
+  });
+  assert.ok(services.includes("thoc.node.v1.NodeService"), services.join(","));
+  assert.ok(services.includes("grpc.health.v1.Health"));
+  // The descriptor behind the name resolves too (what grpcurl describe needs).
+  const fileBytes = await new Promise<Buffer[]>((resolve, reject) => {
+    const call = refl.ServerReflectionInfo();
+    call.on("data", (r: any) => { call.end(); r.errorResponse ? reject(new Error(r.errorResponse.errorMessage)) : resolve(r.fileDescriptorResponse.fileDescriptorProto); });
+    call.on("error", reject);
+    call.write({ fileContainingSymbol: "thoc.node.v1.NodeService" });
+  });
+  assert.ok(fileBytes.length >= 1 && fileBytes.some((b) => b.includes(Buffer.from("thoc/node/v1/node.proto"))));
+  refl.close();
+
+  const hdir = path.join(REPO_ROOT, "node_modules/grpc-health-check/proto/health/v1");
+  const hpkg = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(hdir, "health.proto"), { enums: String })) as any;
+  const health = new hpkg.grpc.health.v1.Health(a.grpcAddress, grpc.credentials.createInsecure());
+  for (const service of ["", "thoc.node.v1.NodeService"]) {
+    const res = await new Promise<any>((resolve, reject) => health.Check({ service }, (e: Error | null, r: any) => (e ? reject(e) : resolve(r))));
+    assert.equal(res.status, "SERVING", `service '${service}'`);
+  }
+  health.close();
+});
+
+test("/metrics passes promtool and counts gRPC calls; /healthz and /readyz answer", async () => {
+  const a = agents[0]!;
+  assert.equal((await fetch(`${a.httpUrl}/healthz`)).status, 200);
+  const ready = await fetch(`${a.httpUrl}/readyz`);
+  assert.equal(ready.status, 200);
+  assert.equal((await ready.json() as { ready: boolean }).ready, true);
+  const text = await (await fetch(`${a.httpUrl}/metrics`)).text();
+  assert.match(text, /thoc_build_info\{version="[^"]+",node="a2"/);
+  assert.match(text, /thoc_grpc_requests_total\{method="thoc.node.v1.NodeService\/GetNode",code="OK"\} \d+/);
+  assert.match(text, /thoc_grpc_request_duration_seconds_bucket/);
+  const promtool = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+  if (promtool.error) throw new Error("promtool not installed (Debian package prometheus): " + promtool.error.message);
+  assert.equal(promtool.status, 0, promtool.stdout + promtool.stderr);
+});
+
+test("two dev agents run side by side on two loopback addresses with the default ports", async () => {
+  const b = agent(3);
+  await b.start();
+  const [ra, rb] = await Promise.all([agents[0]!.cli(["status", "--json"]), b.cli(["status", "--json"])]);
+  assert.notEqual(JSON.parse(ra.stdout).id, JSON.parse(rb.stdout).id);
+  assert.equal(JSON.parse(rb.stdout).grpcAddress, `${b.bind}:7400`);
+});
+
+test("the node id survives a restart; a second agent on the same data dir is refused", async () => {
+  const a = agents[0]!;
+  const before = JSON.parse((await a.cli(["status", "--json"])).stdout).id;
+  const intruder = agent(9, "intruder", a.dataDir);
+  intruder.spawn();
+  assert.equal(await intruder.waitExit(), 3);
+  assert.match(intruder.output, /is in use by another agent \(pid \d+\)/);
+  assert.doesNotMatch(intruder.output, /\n\s+at /, "no stack trace");
+
+  assert.equal(await a.kill("SIGTERM"), 0);
+  await a.start();
+  const afterId = JSON.parse((await a.cli(["status", "--json"])).stdout).id;
+  assert.equal(afterId, before);
+});
+
+test("SIGTERM: exit 0 within 10 s, with a call in flight", async () => {
+  const c = agent(4);
+  await c.start();
+  const status = c.cli(["status", "--json"]);
+  const t0 = Date.now();
+  const code = await c.kill("SIGTERM");
+  assert.equal(code, 0);
+  assert.ok(Date.now() - t0 < 10_000);
+  await status;
+});
+
+test("a bad config value and an unknown key each exit 2 with one line naming the key", async () => {
+  const cases: [string, RegExp][] = [
+    ["grpcPort: 99999\n", /config: grpcPort: expected an integer from 0 to 65535, got 99999/],
+    ["gossip:\n  probeIntervall: 1s\n", /config: gossip\.probeIntervall: unknown key/],
+    ["gossip:\n  probeInterval: soon\n", /config: gossip\.probeInterval: expected a duration/],
+    ["objectstore:\n  readQuorum: 1\n  writeQuorum: 1\n", /config: objectstore\.readQuorum: readQuorum \+ writeQuorum must exceed replicas/],
+  ];
+  for (const [yaml, re] of cases) {
+    const f = path.join(root, "bad.yaml");
+    await writeFile(f, yaml);
+    const r = await runCli(["agent", "--dev", "--config", f, "--bind", `${block}.20`, "--data-dir", path.join(root, "bad")]);
+    assert.equal(r.code, 2, `${yaml}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  }
+  const env = await runCli(["agent", "--dev", "--bind", `${block}.20`, "--data-dir", path.join(root, "bad")], 20_000, { THOC_HTTP_PORT: "http" });
+  assert.equal(env.code, 2);
+  assert.match(env.stderr, /config: THOC_HTTP_PORT: expected an integer/);
+  const flag = await runCli(["agent", "--dev", "--grpc-port", "-1", "--bind", `${block}.20`]);
+  assert.equal(flag.code, 2);
+  assert.match(flag.stderr, /--grpc-port/);
+});
+
+test("a port already in use is a clear error with exit 3, not a stack trace", async () => {
+  const taken = agent(5);
+  await taken.start();
+  const clash = agent(5, "clash");
+  clash.spawn();
+  assert.equal(await clash.waitExit(), 3, clash.output);
+  assert.match(clash.output, /address already in use/);
+  assert.doesNotMatch(clash.output, /\n\s+at /);
+});
+
+test("CLI errors: unreachable agent is one line and exit 1", async () => {
+  const r = await runCli(["--addr", `${block}.99:7400`, "--timeout", "1500", "status"]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  assert.match(r.stderr, /cannot reach the agent at|deadline|unavailable/i);
+});
