@@ -4,7 +4,10 @@
  */
 import type { Config } from "../config/index.js";
 import type { Subsystem } from "./subsystem.js";
+import { MembershipSubsystem } from "../membership/index.js";
+import { VmSubsystem } from "../vm/index.js";
+import { ObjectStoreSubsystem } from "../objectstore/index.js";
 
 export function defaultSubsystems(_config: Config): Subsystem[] {
-  return [];
+  return [new MembershipSubsystem(), new ObjectStoreSubsystem(), new VmSubsystem()];
 }

@@ -6,7 +6,11 @@ import { Command, CommanderError } from "commander";
 import { VERSION } from "../agent/index.js";
 import { registerAgent } from "./commands/agent.js";
 import { registerKeygen } from "./commands/keygen.js";
+import { registerMembers } from "./commands/members.js";
 import { registerStatus } from "./commands/status.js";
+import { registerVm } from "./commands/vm.js";
+import { registerImage } from "./commands/image.js";
+import { registerS3 } from "./commands/s3.js";
 
 export function buildProgram(): Command {
   const program = new Command("thoc-node")
@@ -19,7 +23,11 @@ export function buildProgram(): Command {
     .enablePositionalOptions();
   registerAgent(program);
   registerStatus(program);
+  registerVm(program);
+  registerImage(program);
+  registerS3(program);
   registerKeygen(program);
+  registerMembers(program);
   return program;
 }
 

@@ -95,6 +95,9 @@ export const schema = {
     stopTimeout: duration(60_000, "ACPI shutdown wait before a stop turns into a destroy.", { local: 5000 }),
     statsTimeout: duration(2000, "Per-collection deadline for domain stats, so one stuck VM cannot hang /metrics."),
     bridge: str("br0", "Default host bridge NICs attach to (bridge-vlan networking)."),
+    vlanMode: oneOf(["vlan-aware", "per-vlan-bridge"] as const, "vlan-aware", "How a VLAN tag reaches a NIC on a Linux bridge (libvirt's vlan element needs Open vSwitch): `bridge vlan` PVID on the tap of a VLAN-aware bridge, or a bridge per VLAN (Proxmox's two ways)."),
+    vncPort: port(7402, "WebSocket port for noVNC consoles (token from VmService.GetVncToken); 0 turns it off."),
+    vlanBridgePattern: str("{bridge}v{vlan}", "Per-VLAN bridge name when vlanMode is per-vlan-bridge ({bridge} and {vlan} are replaced; Proxmox: vmbr0v100)."),
   },
 
   scheduler: {

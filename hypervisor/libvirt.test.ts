@@ -1,0 +1,60 @@
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { LibvirtHypervisor } from "./index.js";
+
+const XML = (name: string, uuid: string) => `<domain type='test'><name>${name}</name><uuid>${uuid}</uuid><memory unit='KiB'>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`;
+
+const hv = new LibvirtHypervisor("test:///default");
+after(() => hv.close());
+
+test("libvirt test driver: lifecycle, events, snapshots, stats, errors", async () => {
+  await hv.open();
+  assert.match(await hv.version(), /^libvirt \d+\.\d+\.\d+$/);
+  const events: string[] = [];
+  hv.onLifecycle((e) => { if (e.name === "thoc-t1") events.push(e.event); });
+  const info = await hv.define(XML("thoc-t1", "9f1c2a3b-0000-4000-8000-000000000001"));
+  assert.equal(info.name, "thoc-t1");
+  assert.equal(info.uuid, "9f1c2a3b-0000-4000-8000-000000000001");
+  assert.equal(info.state, "shutoff");
+  await hv.start("thoc-t1");
+  assert.equal((await hv.lookup("thoc-t1"))?.state, "running");
+  const names = (await hv.list()).map((d) => d.name);
+  assert.ok(names.includes("thoc-t1") && names.includes("test"));
+  assert.match(await hv.xml("thoc-t1"), /<name>thoc-t1<\/name>/);
+  const snap = await hv.snapshotCreate("thoc-t1", "<domainsnapshot><name>s1</name><description>first</description></domainsnapshot>");
+  assert.equal(snap, "s1");
+  const snaps = await hv.snapshotList("thoc-t1");
+  assert.equal(snaps.length, 1);
+  assert.equal(snaps[0]!.name, "s1");
+  assert.equal(snaps[0]!.description, "first");
+  assert.equal(snaps[0]!.state, "running");
+  await hv.destroy("thoc-t1");
+  await hv.snapshotRevert("thoc-t1", "s1");
+  assert.equal((await hv.lookup("thoc-t1"))?.state, "running");
+  await hv.snapshotDelete("thoc-t1", "s1");
+  await assert.rejects(hv.snapshotDelete("thoc-t1", "s1"), (e: { code: string }) => e.code === "not_found");
+  const st = await hv.stats(2000, ["thoc-t1"]);
+  assert.equal(st.length, 1);
+  assert.equal(st[0]!.state, "running");
+  assert.ok(st[0]!.cpuTimeNs >= 0);
+  await assert.rejects(hv.start("thoc-t1"), (e: { code: string; message: string }) => e.code === "failed_precondition" && /already running/.test(e.message));
+  await hv.destroy("thoc-t1");
+  await hv.undefine("thoc-t1");
+  assert.equal(await hv.lookup("thoc-t1"), undefined);
+  await assert.rejects(hv.start("thoc-t1"), (e: { code: string }) => e.code === "not_found");
+  await assert.rejects(hv.define("<domain type='test'><name>bad"), (e: { code: string }) => e.code === "invalid_argument");
+  // Events arrive through libvirt's event loop on a pool thread.
+  const t0 = Date.now();
+  while (!events.includes("undefined") && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(events.filter((e) => e === "defined" || e === "started" || e === "undefined").slice(0, 2), ["defined", "started"]);
+  assert.ok(events.includes("stopped") && events.includes("undefined"), events.join(","));
+});
+
+test("libvirt: connection to a missing socket fails with UNAVAILABLE and a hint", async () => {
+  const bad = new LibvirtHypervisor("qemu+unix:///system?socket=/nonexistent/libvirt-sock");
+  await assert.rejects(bad.open(), (e: { code: string; message: string }) => e.code === "unavailable" && /libvirt-sock|connect/i.test(e.message));
+  assert.equal(bad.connected(), false);
+  assert.match(bad.lastError() ?? "", /libvirt-sock|connect/i);
+  // The reconnect loop keeps trying until close().
+  await bad.close();
+});

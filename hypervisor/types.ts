@@ -1,0 +1,97 @@
+/**
+ * The hypervisor seam: what the VM service needs from libvirt, as plain data.
+ * Domains are addressed by their libvirt name. LibvirtHypervisor speaks to
+ * libvirt.so.0; MemoryHypervisor is the in-memory stand-in beside it.
+ */
+export type DomainState = "nostate" | "running" | "blocked" | "paused" | "shutdown" | "shutoff" | "crashed" | "pmsuspended";
+
+export const DOMAIN_STATES: readonly DomainState[] = ["nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended"];
+
+export interface DomainInfo {
+  name: string;
+  uuid: string;
+  state: DomainState;
+}
+
+/** virDomainEventType names, in libvirt's order. */
+export type LifecycleEventType = "defined" | "undefined" | "started" | "suspended" | "resumed" | "stopped" | "shutdown" | "pmsuspended" | "crashed";
+export const LIFECYCLE_EVENTS: readonly LifecycleEventType[] = ["defined", "undefined", "started", "suspended", "resumed", "stopped", "shutdown", "pmsuspended", "crashed"];
+
+export interface LifecycleEvent {
+  name: string;
+  event: LifecycleEventType;
+  detail: number;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  description: string;
+  /** Unix seconds, from the snapshot XML's creationTime. */
+  createdAt: number;
+  /** Domain state when taken (running, shutoff...). */
+  state: string;
+}
+
+export interface DomainStats {
+  name: string;
+  state: DomainState;
+  cpuTimeNs: number;
+  vcpus: number;
+  /** Current balloon size (guest memory) in KiB. */
+  memoryKiB: number;
+  /** Guest-reported RSS/usable where the balloon driver reports it, else 0. */
+  memoryUsedKiB: number;
+  netRxBytes: number;
+  netTxBytes: number;
+  blockReadBytes: number;
+  blockWriteBytes: number;
+  /** Capacity and allocation of the first disk, in bytes. */
+  diskCapacityBytes: number;
+  diskAllocationBytes: number;
+}
+
+/** A serial console: bytes in, bytes out, until close() or the domain stops. */
+export interface ConsoleStream {
+  write(data: Uint8Array): Promise<void>;
+  /** Yields output as it arrives; ends when the stream closes. */
+  output(): AsyncIterable<Uint8Array>;
+  close(): Promise<void>;
+}
+
+export interface Hypervisor {
+  readonly uri: string;
+  /** Opens the connection (and keeps it: keepalive, automatic reconnect). */
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** True while connected; a reconnect loop runs otherwise. */
+  connected(): boolean;
+  /** Why the last connection attempt failed, when not connected. */
+  lastError(): string | undefined;
+  /** "libvirt 9.0.0". */
+  version(): Promise<string>;
+
+  define(xml: string): Promise<DomainInfo>;
+  lookup(name: string): Promise<DomainInfo | undefined>;
+  list(): Promise<DomainInfo[]>;
+  xml(name: string, inactive?: boolean): Promise<string>;
+  start(name: string): Promise<void>;
+  /** ACPI shutdown request: returns at once, the guest decides when to stop. */
+  shutdown(name: string): Promise<void>;
+  /** Hard power-off. */
+  destroy(name: string): Promise<void>;
+  /** Removes the definition and its snapshot metadata (the domain must be shut off). */
+  undefine(name: string): Promise<void>;
+
+  snapshotCreate(name: string, xml: string): Promise<string>;
+  snapshotList(name: string): Promise<SnapshotInfo[]>;
+  snapshotRevert(name: string, snapshot: string): Promise<void>;
+  snapshotDelete(name: string, snapshot: string): Promise<void>;
+
+  /** Stats of every domain (or the named ones); never waits longer than timeoutMs. */
+  stats(timeoutMs: number, names?: string[]): Promise<DomainStats[]>;
+  openConsole(name: string): Promise<ConsoleStream>;
+  /** XML of the host's PCI node devices (virConnectListAllNodeDevices, CAP_PCI_DEV). */
+  pciDevicesXml(): Promise<string[]>;
+  /** Subscribes to lifecycle events; returns the unsubscribe function. */
+  onLifecycle(cb: (e: LifecycleEvent) => void): () => void;
+}

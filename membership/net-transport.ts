@@ -1,0 +1,149 @@
+/**
+ * The real transport: UDP datagrams and one-shot TCP request/response
+ * streams (4-byte length prefix each way) on the same gossip port. Bind
+ * errors become a ThocError (failed_precondition: the agent exits 3 with one
+ * line); send and socket errors are counted and logged, never thrown, so a
+ * network hiccup cannot take the process down.
+ */
+import dgram from "node:dgram";
+import net from "node:net";
+import { ThocError } from "../errors/index.js";
+import type { Transport } from "./types.js";
+
+const MAX_FRAME = 8 << 20;
+
+export interface NetTransportOptions {
+  bind: string;
+  port: number;
+  /** host others reach us on (defaults to bind). */
+  advertise?: string;
+  onError?: (where: string, err: Error) => void;
+}
+
+function splitHostPort(a: string): [string, number] {
+  const i = a.lastIndexOf(":");
+  return [a.slice(0, i).replace(/^\[|\]$/g, ""), Number(a.slice(i + 1))];
+}
+
+export function hostPort(h: string, p: number): string { return h.includes(":") ? `[${h}]:${p}` : `${h}:${p}`; }
+
+export class NetTransport implements Transport {
+  address = "";
+  sendErrors = 0;
+  private udp?: dgram.Socket;
+  private tcp?: net.Server;
+  private handlers?: Parameters<Transport["listen"]>[0];
+  private readonly conns = new Set<net.Socket>();
+
+  private constructor(private readonly o: NetTransportOptions) {}
+
+  /** Binds UDP and TCP on the same port (TCP first when port is 0, so UDP takes the port TCP got). */
+  static async open(o: NetTransportOptions): Promise<NetTransport> {
+    const t = new NetTransport(o);
+    const where = hostPort(o.bind, o.port);
+    const family = net.isIPv6(o.bind) ? "udp6" : "udp4";
+    t.tcp = net.createServer((s) => t.serve(s));
+    t.tcp.maxConnections = 256;
+    const port = await new Promise<number>((resolve, reject) => {
+      t.tcp!.once("error", reject);
+      t.tcp!.listen(o.port, o.bind, () => resolve((t.tcp!.address() as net.AddressInfo).port));
+    }).catch((err: NodeJS.ErrnoException) => { throw bindError(err, where, "TCP"); });
+    t.tcp.on("error", (e) => o.onError?.("tcp server", e));
+    t.udp = dgram.createSocket({ type: family, reuseAddr: false });
+    await new Promise<void>((resolve, reject) => {
+      t.udp!.once("error", reject);
+      t.udp!.bind(port, o.bind, () => { t.udp!.off("error", reject); resolve(); });
+    }).catch(async (err: NodeJS.ErrnoException) => {
+      await new Promise((r) => t.tcp!.close(r));
+      throw bindError(err, hostPort(o.bind, port), "UDP");
+    });
+    t.udp.on("error", (e) => o.onError?.("udp socket", e));
+    t.udp.on("message", (msg, rinfo) => t.handlers?.packet(msg, hostPort(rinfo.address, rinfo.port)));
+    t.address = hostPort(o.advertise || o.bind, port);
+    return t;
+  }
+
+  listen(h: Parameters<Transport["listen"]>[0]): void { this.handlers = h; }
+
+  sendPacket(to: string, data: Uint8Array): void {
+    const [host, port] = splitHostPort(to);
+    try {
+      this.udp?.send(data, port, host, (err) => {
+        if (err) { this.sendErrors++; this.o.onError?.(`send to ${to}`, err); }
+      });
+    } catch (err) {
+      this.sendErrors++;
+      this.o.onError?.(`send to ${to}`, err as Error);
+    }
+  }
+
+  request(to: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const [host, port] = splitHostPort(to);
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host, port, localAddress: this.o.bind === "0.0.0.0" || this.o.bind === "::" ? undefined : this.o.bind });
+      s.setTimeout(timeoutMs, () => s.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+      readFrame(s, (err, buf) => { s.destroy(); if (err) reject(err); else resolve(buf!); });
+      s.on("connect", () => s.write(frame(data)));
+    });
+  }
+
+  private serve(s: net.Socket): void {
+    this.conns.add(s);
+    s.on("close", () => this.conns.delete(s));
+    s.setTimeout(10_000, () => s.destroy());
+    readFrame(s, (err, buf) => {
+      if (err || !this.handlers) { s.destroy(); return; }
+      const [host, port] = [s.remoteAddress ?? "", s.remotePort ?? 0];
+      this.handlers.request(buf!, hostPort(host, port)).then((resp) => s.end(frame(resp)), () => s.destroy());
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.conns) c.destroy();
+    await Promise.all([
+      new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r())),
+      new Promise<void>((r) => { try { this.udp ? this.udp.close(() => r()) : r(); } catch { r(); } }),
+    ]);
+  }
+}
+
+function frame(data: Uint8Array): Buffer {
+  const h = Buffer.alloc(4);
+  h.writeUInt32BE(data.length);
+  return Buffer.concat([h, data]);
+}
+
+/** Reads one length-prefixed frame, then calls done exactly once. */
+function readFrame(s: net.Socket, done: (err: Error | undefined, buf?: Buffer) => void): void {
+  let chunks: Buffer[] = [];
+  let have = 0;
+  let need = -1;
+  let finished = false;
+  const finish = (err?: Error, buf?: Buffer) => { if (!finished) { finished = true; done(err, buf); } };
+  s.on("data", (c: Buffer) => {
+    chunks.push(c);
+    have += c.length;
+    if (need < 0 && have >= 4) {
+      const all = Buffer.concat(chunks);
+      need = all.readUInt32BE(0);
+      if (need > MAX_FRAME) return finish(new Error(`frame of ${need} bytes exceeds ${MAX_FRAME}`));
+      chunks = [all];
+    }
+    if (need >= 0 && have >= 4 + need) finish(undefined, Buffer.concat(chunks).subarray(4, 4 + need));
+  });
+  s.on("error", (e) => finish(e));
+  s.on("close", () => finish(new Error("connection closed before a full frame")));
+}
+
+function bindError(err: NodeJS.ErrnoException, where: string, proto: string): ThocError {
+  if (err.code === "EADDRINUSE") {
+    return new ThocError("failed_precondition", `gossip port ${where} (${proto}) is already in use: stop the other process or choose another --gossip-port`, { address: where }, { cause: err });
+  }
+  if (err.code === "EADDRNOTAVAIL") {
+    return new ThocError("failed_precondition", `cannot bind gossip to ${where} (${proto}): no such local address; check --bind`, { address: where }, { cause: err });
+  }
+  if (err.code === "EACCES") {
+    return new ThocError("failed_precondition", `no permission to bind gossip to ${where} (${proto}); use a port above 1023 or run with CAP_NET_BIND_SERVICE`, { address: where }, { cause: err });
+  }
+  return new ThocError("failed_precondition", `cannot bind gossip to ${where} (${proto}): ${err.message}`, { address: where }, { cause: err });
+}

@@ -1,0 +1,142 @@
+/**
+ * The membership subsystem of the agent: binds the gossip port (UDP+TCP),
+ * joins the configured seeds, keeps this node's metadata (addresses,
+ * capacity, free resources) current, serves ClusterService, and leaves the
+ * cluster gracefully on stop. Other subsystems reach it through
+ * ctx.subsystem<MembershipSubsystem>("membership").
+ */
+import type { AgentContext, CapacityInfo, Subsystem, SubsystemHealth } from "../agent/index.js";
+import { ThocError } from "../errors/index.js";
+import { ClusterService } from "../proto/index.js";
+import type { ImplOf } from "../rpc/index.js";
+import { Keyring } from "./keyring.js";
+import { registerMetrics } from "./metrics.js";
+import { NetTransport } from "./net-transport.js";
+import { GossipNode, type Membership } from "./node.js";
+import { clusterService } from "./service.js";
+import { realClock, type Member, type MemberEvent, type NodeMeta } from "./types.js";
+
+/** fsync'd: a restart must never come back below an incarnation already gossiped. */
+const INC_KEY = "membership/incarnation";
+
+/** Free resources move all the time; rounding to 1% of the total keeps them from bumping the incarnation on every reading. */
+function round(free: number, total: number): number {
+  const step = Math.max(1, Math.floor(total / 100));
+  return Math.floor(free / step) * step;
+}
+
+export function capacityMeta(c: CapacityInfo): Pick<NodeMeta, "cpus" | "memBytes" | "memFreeBytes" | "diskBytes" | "diskFreeBytes" | "gpus"> {
+  return {
+    cpus: c.cpus, memBytes: c.memoryBytes, memFreeBytes: round(c.memoryFreeBytes, c.memoryBytes),
+    diskBytes: c.diskBytes, diskFreeBytes: round(c.diskFreeBytes, c.diskBytes), gpus: c.gpus.length,
+  };
+}
+
+export class MembershipSubsystem implements Subsystem, Membership {
+  readonly name = "membership";
+  node?: GossipNode;
+  private ctx?: AgentContext;
+  private metaTimer?: NodeJS.Timeout;
+
+  async start(ctx: AgentContext): Promise<void> {
+    this.ctx = ctx;
+    const cfg = ctx.config;
+    const log = ctx.log.child({ subsystem: "membership" });
+    const keyring = new Keyring(cfg.cluster.keys, cfg.cluster.name);
+    let node: GossipNode | undefined;
+    const transport = await NetTransport.open({
+      bind: cfg.bind, port: cfg.gossipPort, advertise: cfg.advertise,
+      onError: (where, err) => {
+        if (node) node.stats.dropped.send++;
+        log.debug({ where, err: err.message }, "gossip socket error");
+      },
+    });
+    // A restarted node must come back with a higher incarnation than anything
+    // the cluster remembers of its previous life, so the number is persisted.
+    const db = ctx.store.db;
+    const stored = Number((await db.get(INC_KEY).catch(() => undefined)) ?? 0) || 0;
+    const incarnation = Math.max(stored, ctx.store.generation) + 1;
+    await db.put(INC_KEY, String(incarnation), { sync: true });
+    const a = ctx.addresses;
+    node = new GossipNode({
+      id: ctx.nodeId, transport, clock: realClock, keyring, timers: cfg.gossip, seeds: cfg.join, incarnation, log,
+      onIncarnation: (inc) => { db.put(INC_KEY, String(inc), { sync: true }).catch((err: Error) => log.warn({ err: err.message }, "cannot persist incarnation")); },
+      meta: { name: cfg.name, version: ctx.version, grpc: a.grpc, s3: a.s3, gossip: transport.address, ...capacityMeta(ctx.capacity()) },
+    });
+    this.node = node;
+    node.subscribe((e) => {
+      if (e.type === "update") return;
+      log.info({ member: e.member.name, id: e.member.id, address: e.member.address, incarnation: e.member.incarnation }, `member ${e.type}`);
+    });
+    registerMetrics(ctx.metrics, () => this.node);
+    ctx.rpc.add(ClusterService, this.clusterImpl());
+    node.start();
+    log.info({ address: transport.address, seeds: cfg.join, incarnation }, "gossip started");
+    this.metaTimer = setInterval(() => {
+      try { this.updateMeta(capacityMeta(ctx.capacity())); } catch (err) { log.warn({ err: (err as Error).message }, "cannot update node metadata"); }
+    }, cfg.metrics.collectInterval);
+    this.metaTimer.unref();
+  }
+
+  private readonly extensions: Partial<Record<string, (...a: never[]) => unknown>> = {};
+
+  /**
+   * ClusterService is registered here, but later work adds methods to it
+   * (GetLeader from the scheduler, GetRing from the object store): they plug
+   * their implementations in with this, at any time; until then those methods
+   * answer UNIMPLEMENTED.
+   */
+  extendClusterService(methods: Partial<ImplOf<typeof ClusterService>>): void {
+    Object.assign(this.extensions, methods);
+  }
+
+  private clusterImpl(): ImplOf<typeof ClusterService> {
+    const base = clusterService(this) as Record<string, unknown>;
+    const impl: Record<string, unknown> = {};
+    for (const m of ClusterService.methods) {
+      const name = m.localName;
+      if (base[name]) { impl[name] = base[name]; continue; }
+      const get = () => {
+        const f = this.extensions[name] as ((...a: unknown[]) => unknown) | undefined;
+        if (!f) throw new ThocError("unimplemented", `ClusterService.${m.name} is not served by this agent yet`);
+        return f;
+      };
+      impl[name] = m.methodKind === "unary" || m.methodKind === "client_streaming"
+        ? async (...a: unknown[]) => get()(...a)
+        : async function* (...a: unknown[]) { yield* get()(...a) as AsyncIterable<unknown>; };
+    }
+    return impl as ImplOf<typeof ClusterService>;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.metaTimer);
+    const n = this.node;
+    if (!n) return;
+    try {
+      await n.leave(Math.min(3000, Math.max(500, (this.ctx?.config.shutdownTimeout ?? 3000) / 3)));
+    } catch { /* leaving is best effort */ }
+    await n.stop().catch(() => {});
+  }
+
+  health(): SubsystemHealth {
+    const n = this.node;
+    if (!n) return { status: "starting" };
+    const c: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
+    for (const m of n.swim.members.values()) c[m.state]!++;
+    const joined = n.sync.joined || (this.ctx?.config.join.length ?? 0) === 0;
+    return { status: "up", detail: `${c.alive} alive, ${c.suspect} suspect, ${c.dead} dead, ${c.left} left${joined ? "" : "; no seed answered yet, retrying"}` };
+  }
+
+  // ---- Membership face (delegates to the gossip node) ----
+  get localId(): string { return this.need().localId; }
+  members(): Member[] { return this.need().members(); }
+  member(id: string): Member | undefined { return this.need().member(id); }
+  local(): Member { return this.need().local(); }
+  updateMeta(patch: Partial<NodeMeta>): void { this.need().updateMeta(patch); }
+  subscribe(fn: (e: MemberEvent) => void): () => void { return this.need().subscribe(fn); }
+
+  private need(): GossipNode {
+    if (!this.node) throw new Error("membership not started");
+    return this.node;
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * An in-memory BlobStore for fast tests of everything above the seam (the S3
+ * protocol layer). It keeps whole objects in memory, so it is for tests only,
+ * but it verifies and computes exactly what the durable store does: sizes,
+ * Content-MD5, checksums, multipart rules, S3's ETags and listing order.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { hasher, type Hasher } from "../s3/checksum.js";
+import { storeError } from "../s3/errors.js";
+import {
+  MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
+  type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
+  type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
+} from "./types.js";
+
+interface Stored { meta: ObjectMeta; data: Buffer }
+interface Upload { upload: MultipartUpload; parts: Map<number, { info: PartInfo; data: Buffer }> }
+interface Bucket { info: BucketInfo; objects: Map<string, Stored>; uploads: Map<string, Upload> }
+
+/**
+ * Reads a body, verifying size, MD5 and checksums; returns the bytes, the hex MD5 and every
+ * checksum asked for. Exported so other stores' tests can share the rules.
+ */
+export async function readVerified(body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<{ data: Buffer; md5: string; checksums: Checksums }> {
+  const md5 = createHash("md5");
+  const algs = new Set<ChecksumAlgorithm>([...(Object.keys(expect.checksums ?? {}) as ChecksumAlgorithm[]), ...(expect.computeChecksums ?? [])]);
+  const hs = new Map<ChecksumAlgorithm, Hasher>([...algs].map((a) => [a, hasher(a)]));
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of body) {
+    md5.update(c);
+    for (const h of hs.values()) h.update(c);
+    chunks.push(Buffer.from(c));
+    size += c.length;
+  }
+  if (expect.size !== undefined && size !== expect.size) throw storeError("IncompleteBody", `expected ${expect.size} bytes, got ${size}`);
+  const md5Raw = md5.digest();
+  if (expect.md5 !== undefined && md5Raw.toString("base64") !== expect.md5) throw storeError("BadDigest");
+  const checksums: Checksums = {};
+  for (const [a, h] of hs) {
+    const got = h.digest();
+    const want = expect.checksums?.[a];
+    if (want && want !== got) throw storeError("BadDigest", `The ${a.toUpperCase()} you specified did not match the calculated checksum.`);
+    checksums[a] = got;
+  }
+  return { data: Buffer.concat(chunks, size), md5: md5Raw.toString("hex"), checksums };
+}
+
+async function* slices(data: Buffer): AsyncIterable<Uint8Array> {
+  for (let i = 0; i < data.length; i += 65536) yield data.subarray(i, Math.min(data.length, i + 65536));
+}
+
+/** Entries of a listing after `after`, keys rolled up into common prefixes by the delimiter. */
+function rollUp<T>(items: [string, T][], prefix: string, delimiter: string | undefined, after: string | undefined, max: number) {
+  const out: ({ key: string; item: T } | { prefix: string })[] = [];
+  let truncated = false;
+  let last: string | undefined;
+  for (const [key, item] of items) {
+    if (!key.startsWith(prefix)) continue;
+    let entry: string = key;
+    let cp: string | undefined;
+    if (delimiter) {
+      const i = key.indexOf(delimiter, prefix.length);
+      if (i >= 0) cp = entry = key.slice(0, i + delimiter.length);
+    }
+    if (after !== undefined && entry <= after) continue;
+    if (cp !== undefined && entry === last) continue;
+    if (out.length >= max) { truncated = true; break; }
+    out.push(cp !== undefined ? { prefix: cp } : { key, item });
+    last = entry;
+  }
+  return { out, truncated, last };
+}
+
+export class MemoryBlobStore implements BlobStore {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly completed = new Map<string, { parts: string; meta: ObjectMeta }>();
+  private clock = 0;
+
+  private version(): string { return String(++this.clock).padStart(16, "0"); }
+
+  private bucket(name: string): Bucket {
+    const b = this.buckets.get(name);
+    if (!b) throw storeError("NoSuchBucket", undefined, { BucketName: name });
+    return b;
+  }
+
+  async listBuckets(): Promise<BucketInfo[]> {
+    return [...this.buckets.values()].map((b) => b.info).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  async createBucket(name: string, owner: string) {
+    const b = this.buckets.get(name);
+    if (b) {
+      if (b.info.owner !== owner) throw storeError("BucketAlreadyExists", undefined, { BucketName: name });
+      return { created: false, bucket: b.info };
+    }
+    const info: BucketInfo = { name, owner, createdAt: Date.now() };
+    this.buckets.set(name, { info, objects: new Map(), uploads: new Map() });
+    return { created: true, bucket: info };
+  }
+
+  async headBucket(name: string) { return this.bucket(name).info; }
+
+  async deleteBucket(name: string) {
+    const b = this.bucket(name);
+    if (b.objects.size || b.uploads.size) throw storeError("BucketNotEmpty", undefined, { BucketName: name });
+    this.buckets.delete(name);
+  }
+
+  async putObject(input: PutObjectInput): Promise<ObjectMeta> {
+    this.bucket(input.bucket);
+    const { data, md5, checksums } = await readVerified(input.body, input.expect);
+    const b = this.bucket(input.bucket); // it may have gone while the body streamed
+    const meta: ObjectMeta = {
+      ...input.headers, bucket: input.bucket, key: input.key, size: data.length, etag: md5, lastModified: Date.now(),
+      userMeta: { ...input.userMeta }, checksums, version: this.version(),
+    };
+    b.objects.set(input.key, { meta, data });
+    return meta;
+  }
+
+  private object(bucket: string, key: string): Stored {
+    const o = this.bucket(bucket).objects.get(key);
+    if (!o) throw storeError("NoSuchKey", undefined, { Key: key });
+    return o;
+  }
+
+  async headObject(bucket: string, key: string) { return this.object(bucket, key).meta; }
+
+  async getObject(bucket: string, key: string, opts: { range?: ByteRange; partNumber?: number } = {}): Promise<GetObjectResult> {
+    const { meta, data } = this.object(bucket, key);
+    let range = opts.range;
+    if (opts.partNumber !== undefined) {
+      const parts = meta.parts ?? [{ partNumber: 1, size: meta.size, etag: meta.etag }];
+      if (opts.partNumber < 1 || opts.partNumber > parts.length) throw storeError("InvalidPartNumber");
+      let start = 0;
+      for (const p of parts.slice(0, opts.partNumber - 1)) start += p.size;
+      range = { start, end: start + parts[opts.partNumber - 1]!.size - 1 };
+    }
+    if (range && (range.start < 0 || range.end >= meta.size || range.start > range.end)) throw storeError("InvalidRange");
+    const body = range ? data.subarray(range.start, range.end + 1) : data;
+    return { meta, body: slices(body), range };
+  }
+
+  async deleteObject(bucket: string, key: string) { this.bucket(bucket).objects.delete(key); }
+
+  async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
+    const b = this.bucket(input.bucket);
+    const items = [...b.objects.entries()].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+    const r = rollUp(items, input.prefix ?? "", input.delimiter, input.after, input.maxKeys);
+    return {
+      objects: r.out.flatMap((e) => ("key" in e ? [e.item.meta] : [])),
+      commonPrefixes: r.out.flatMap((e) => ("prefix" in e ? [e.prefix] : [])),
+      isTruncated: r.truncated,
+      nextAfter: r.truncated ? r.last : undefined,
+    };
+  }
+
+  async createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm) {
+    const b = this.bucket(bucket);
+    const upload: MultipartUpload = { uploadId: randomBytes(16).toString("base64url"), bucket, key, initiated: Date.now(), headers, userMeta, checksumAlgorithm };
+    b.uploads.set(upload.uploadId, { upload, parts: new Map() });
+    return upload;
+  }
+
+  private upload(bucket: string, key: string, uploadId: string): Upload {
+    const u = this.bucket(bucket).uploads.get(uploadId);
+    if (!u || u.upload.key !== key) throw storeError("NoSuchUpload", undefined, { UploadId: uploadId });
+    return u;
+  }
+
+  async uploadPart(bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations) {
+    const u0 = this.upload(bucket, key, uploadId);
+    const alg = u0.upload.checksumAlgorithm;
+    const e = alg ? { ...expect, computeChecksums: [...(expect.computeChecksums ?? []), alg] } : expect;
+    const { data, md5, checksums } = await readVerified(body, e);
+    const u = this.upload(bucket, key, uploadId);
+    const info: PartInfo = { partNumber, size: data.length, etag: md5, checksums, lastModified: Date.now() };
+    u.parts.set(partNumber, { info, data });
+    return info;
+  }
+
+  async completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]) {
+    const sig = JSON.stringify(parts.map((p) => [p.partNumber, p.etag.replace(/"/g, "")]));
+    const done = this.completed.get(uploadId);
+    if (done && done.meta.bucket === bucket && done.meta.key === key) {
+      if (done.parts === sig) return done.meta;
+      throw storeError("InvalidPart", "The upload was already completed with a different part list.");
+    }
+    const u = this.upload(bucket, key, uploadId);
+    const chosen: { info: PartInfo; data: Buffer }[] = [];
+    let prev = 0;
+    for (const p of parts) {
+      if (p.partNumber <= prev) throw storeError("InvalidPartOrder");
+      prev = p.partNumber;
+      const have = u.parts.get(p.partNumber);
+      if (!have || have.info.etag !== p.etag.replace(/"/g, "")) throw storeError("InvalidPart", undefined, { PartNumber: p.partNumber });
+      chosen.push(have);
+    }
+    chosen.forEach((c, i) => {
+      if (i < chosen.length - 1 && c.info.size < MIN_PART_SIZE) {
+        throw storeError("EntityTooSmall", undefined, { PartNumber: c.info.partNumber, ProposedSize: c.info.size, MinSizeAllowed: MIN_PART_SIZE });
+      }
+    });
+    const md5 = createHash("md5");
+    for (const c of chosen) md5.update(Buffer.from(c.info.etag, "hex"));
+    const checksums: Checksums = {};
+    const alg = u.upload.checksumAlgorithm;
+    if (alg && chosen.every((c) => c.info.checksums?.[alg])) {
+      const h = hasher(alg);
+      for (const c of chosen) h.update(Buffer.from(c.info.checksums![alg]!, "base64"));
+      checksums[alg] = `${h.digest()}-${chosen.length}`;
+    }
+    const data = Buffer.concat(chosen.map((c) => c.data));
+    const meta: ObjectMeta = {
+      ...u.upload.headers, bucket, key, size: data.length, etag: `${md5.digest("hex")}-${chosen.length}`, lastModified: Date.now(),
+      userMeta: { ...u.upload.userMeta }, checksums, version: this.version(), parts: chosen.map((c) => c.info),
+    };
+    const b = this.bucket(bucket);
+    b.objects.set(key, { meta, data });
+    b.uploads.delete(uploadId);
+    this.completed.set(uploadId, { parts: sig, meta });
+    return meta;
+  }
+
+  async abortMultipartUpload(bucket: string, key: string, uploadId: string) {
+    this.upload(bucket, key, uploadId);
+    this.bucket(bucket).uploads.delete(uploadId);
+  }
+
+  async listParts(bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }) {
+    const u = this.upload(bucket, key, uploadId);
+    const all = [...u.parts.values()].map((p) => p.info).sort((a, b) => a.partNumber - b.partNumber)
+      .filter((p) => p.partNumber > (opts.partNumberMarker ?? 0));
+    const parts = all.slice(0, opts.maxParts);
+    const isTruncated = all.length > parts.length;
+    return { upload: u.upload, parts, isTruncated, nextPartNumberMarker: isTruncated ? parts[parts.length - 1]?.partNumber : undefined };
+  }
+
+  async listMultipartUploads(input: ListUploadsInput): Promise<ListUploadsResult> {
+    const b = this.bucket(input.bucket);
+    const all = [...b.uploads.values()].map((u) => u.upload)
+      // Within a key, by upload id, so upload-id-marker resumes exactly where a page ended.
+      .sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : x.uploadId < y.uploadId ? -1 : x.uploadId > y.uploadId ? 1 : 0))
+      .filter((u) => {
+        if (input.keyMarker === undefined) return true;
+        if (u.key > input.keyMarker) return true;
+        if (u.key < input.keyMarker || input.uploadIdMarker === undefined) return false;
+        return u.uploadId > input.uploadIdMarker;
+      });
+    const r = rollUp(all.map((u) => [u.key, u] as [string, MultipartUpload]), input.prefix ?? "", input.delimiter, undefined, input.maxUploads);
+    const uploads = r.out.flatMap((e) => ("key" in e ? [e.item] : []));
+    const commonPrefixes = r.out.flatMap((e) => ("prefix" in e ? [e.prefix] : []));
+    const lastUp = uploads[uploads.length - 1];
+    return {
+      uploads, commonPrefixes, isTruncated: r.truncated,
+      nextKeyMarker: r.truncated ? r.last : undefined,
+      nextUploadIdMarker: r.truncated && lastUp && lastUp.key === r.last ? lastUp.uploadId : undefined,
+    };
+  }
+
+  async close() { this.buckets.clear(); }
+}

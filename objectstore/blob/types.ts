@@ -1,0 +1,178 @@
+/**
+ * The blob store seam between the S3 protocol layer (objectstore/s3) and the
+ * storage behind it: the durable single-node store (objectstore/blob/local.ts),
+ * an in-memory one for fast tests (objectstore/blob/memory.ts), and later the
+ * replicated store over the ring, which implements this same interface.
+ *
+ * Bodies are streams (AsyncIterable<Uint8Array>), never whole buffers, so
+ * memory stays bounded however big an object is. Errors are ThocErrors whose
+ * `details.s3Code` names the S3 error when one applies (NoSuchBucket,
+ * NoSuchKey, NoSuchUpload, BucketNotEmpty, BucketAlreadyOwnedByYou,
+ * BucketAlreadyExists, InvalidPart, InvalidPartOrder, EntityTooSmall,
+ * BadDigest, InvalidRange, ...); the S3 layer maps them to XML.
+ */
+
+export type ChecksumAlgorithm = "crc32" | "crc32c" | "sha1" | "sha256";
+
+/** Base64 digests, as S3 sends and returns them in x-amz-checksum-*. */
+export type Checksums = Partial<Record<ChecksumAlgorithm, string>>;
+
+/** Standard headers stored with an object and returned on GET/HEAD. */
+export interface ObjectHeaders {
+  contentType?: string;
+  cacheControl?: string;
+  contentDisposition?: string;
+  contentEncoding?: string;
+  contentLanguage?: string;
+  expires?: string;
+}
+
+export interface PartInfo {
+  partNumber: number;
+  size: number;
+  /** Hex MD5 of the part, no quotes. */
+  etag: string;
+  checksums?: Checksums;
+  lastModified?: number;
+}
+
+export interface ObjectMeta extends ObjectHeaders {
+  bucket: string;
+  key: string;
+  size: number;
+  /** Hex MD5 for single PUTs; "<hex md5 of part md5s>-N" for multipart. No quotes. */
+  etag: string;
+  /** Milliseconds since the epoch. */
+  lastModified: number;
+  /** x-amz-meta-* without the prefix, lower-case names. */
+  userMeta: Record<string, string>;
+  /** Checksums the client asked for (and we verified), returned on GET/HEAD when asked. */
+  checksums: Checksums;
+  /** Set for multipart objects (part sizes serve GET ?partNumber= and the -N ETag). */
+  parts?: PartInfo[];
+  /** Opaque, totally ordered version (an HLC timestamp in the replicated store). */
+  version: string;
+  storageClass?: string;
+}
+
+export interface BucketInfo {
+  name: string;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** Access key id of the owner. */
+  owner: string;
+}
+
+/** What the client promised about a body; the store verifies every field it gets. */
+export interface BodyExpectations {
+  size?: number;
+  /** Base64 MD5 from Content-MD5. Mismatch → BadDigest. */
+  md5?: string;
+  /** Checksums to verify (mismatch → BadDigest) — may also be only the algorithm names to compute. */
+  checksums?: Checksums;
+  /** Algorithms to compute and store even with no expected value (x-amz-sdk-checksum-algorithm). */
+  computeChecksums?: ChecksumAlgorithm[];
+}
+
+export interface PutObjectInput {
+  bucket: string;
+  key: string;
+  body: AsyncIterable<Uint8Array>;
+  headers: ObjectHeaders;
+  userMeta: Record<string, string>;
+  expect: BodyExpectations;
+}
+
+/** Inclusive byte range, already resolved against the object size. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface GetObjectResult {
+  meta: ObjectMeta;
+  /** The requested range (or the whole object); verified against the stored checksum when whole. */
+  body: AsyncIterable<Uint8Array>;
+  range?: ByteRange;
+}
+
+export interface ListObjectsInput {
+  bucket: string;
+  prefix?: string;
+  delimiter?: string;
+  /** Exclusive: list keys strictly after this (marker / start-after / decoded continuation token). */
+  after?: string;
+  maxKeys: number;
+}
+
+export interface ListObjectsResult {
+  objects: ObjectMeta[];
+  commonPrefixes: string[];
+  isTruncated: boolean;
+  /** The last key or common prefix returned; the next page starts after it. */
+  nextAfter?: string;
+}
+
+export interface MultipartUpload {
+  uploadId: string;
+  bucket: string;
+  key: string;
+  initiated: number;
+  headers: ObjectHeaders;
+  userMeta: Record<string, string>;
+  checksumAlgorithm?: ChecksumAlgorithm;
+}
+
+export interface ListUploadsInput {
+  bucket: string;
+  prefix?: string;
+  delimiter?: string;
+  keyMarker?: string;
+  uploadIdMarker?: string;
+  maxUploads: number;
+}
+
+export interface ListUploadsResult {
+  uploads: MultipartUpload[];
+  commonPrefixes: string[];
+  isTruncated: boolean;
+  nextKeyMarker?: string;
+  nextUploadIdMarker?: string;
+}
+
+export interface BlobStore {
+  listBuckets(): Promise<BucketInfo[]>;
+  /** Idempotent for the same owner ({created:false}); another owner's bucket → BucketAlreadyExists. */
+  createBucket(name: string, owner: string): Promise<{ created: boolean; bucket: BucketInfo }>;
+  headBucket(name: string): Promise<BucketInfo>;
+  /** BucketNotEmpty when it holds objects or in-progress uploads. */
+  deleteBucket(name: string): Promise<void>;
+
+  /** Writes durably (fsync) before resolving; atomically replaces any previous version. */
+  putObject(input: PutObjectInput): Promise<ObjectMeta>;
+  headObject(bucket: string, key: string): Promise<ObjectMeta>;
+  /** range is resolved by the caller against headObject's size; partNumber selects one part of a multipart object. */
+  getObject(bucket: string, key: string, opts?: { range?: ByteRange; partNumber?: number }): Promise<GetObjectResult>;
+  /** Deleting a missing key succeeds (S3 semantics). */
+  deleteObject(bucket: string, key: string): Promise<void>;
+  listObjects(input: ListObjectsInput): Promise<ListObjectsResult>;
+
+  createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload>;
+  /** Replaces an earlier upload of the same part number. NoSuchUpload when unknown. */
+  uploadPart(bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo>;
+  /**
+   * Assembles the listed parts (ascending, each but the last ≥ 5 MiB — EntityTooSmall — and
+   * matching ETags — InvalidPart; out of order — InvalidPartOrder). Completing an already
+   * completed upload with the same part list returns the same object (idempotent retry).
+   */
+  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<ObjectMeta>;
+  abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;
+  listParts(bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }): Promise<{ upload: MultipartUpload; parts: PartInfo[]; isTruncated: boolean; nextPartNumberMarker?: number }>;
+  listMultipartUploads(input: ListUploadsInput): Promise<ListUploadsResult>;
+
+  close(): Promise<void>;
+}
+
+/** S3's minimum size of every part but the last. */
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+export const MAX_PARTS = 10_000;

@@ -1,0 +1,25 @@
+/**
+ * The replicated object store's foundation (issue 5): HLC versions, the
+ * consistent-hash ring and its CRDT state, the per-node replica store seam,
+ * the authenticated replica protocol (ObjectStoreService), quorum
+ * coordination with read repair and hinted handoff, and Merkle anti-entropy.
+ * See docs/objectstore.md for the design, guarantees and limits.
+ */
+export { HlcClock, encodeHlc, decodeHlc, compareHlc, maxHlc, isHlc, ZERO_HLC, systemClock, type Hlc, type Clock, type HlcClockOptions } from "./hlc.js";
+export { Ring, ringHash, placementKey, weightForDisk, inSegment, arcLength, RING_BITS, RING_SIZE, type RingNode, type RingSegment } from "./ring.js";
+export { RingState, isActive, mergeMember, type RingMember, type RingStateData } from "./ring-state.js";
+export { DurableRingHolder, syncRing } from "./ring-store.js";
+export {
+  MemoryReplicaStore, knownWrite, tombstoneRecord, readVerified, validateRecord, validateHeader, subArc, subRange, once, EMPTY_SHA256,
+  type ReplicaRecord, type ReplicaStore, type ReplicaWrite, type PutOutcome, type PosRange, type RangeDigest,
+} from "./replica-store.js";
+export { MemoryHintStore, deliverHints, type HintStore, type HandoffOptions } from "./hints.js";
+export { PeerAuth, authenticated, methodPath, PEER_AUTH_HEADER, type PeerAuthOptions } from "./auth.js";
+export { replicaService, MemoryRingHolder, rechunk, type RingHolder, type ReplicaServiceDeps } from "./service.js";
+export { Peer, Peers, type PeerDirectory, type PeersOptions } from "./peer.js";
+export { Coordinator, LocalReplica, newestOf, type CoordinatorOptions, type CoordinatorLog, type Liveness, type Quorum, type ReplicaTarget } from "./coordinator.js";
+export { syncWithPeer, sharedBy, type AntiEntropyOptions, type AntiEntropyStats, type RemoteReplica } from "./anti-entropy.js";
+export { RateLimiter } from "./rate.js";
+export { Tee, type Branch } from "./tee.js";
+export { rebalance, expireTombstones, type RebalanceOptions, type RebalanceStats, type RebalanceTarget } from "./rebalance.js";
+export { ReplicationNode, type ReplicationNodeOptions, type ReplicationConfig } from "./replication.js";

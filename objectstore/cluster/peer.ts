@@ -1,0 +1,205 @@
+/**
+ * The client side of the replica protocol: one authenticated client per peer
+ * node, every call under a deadline. Unary calls get objectstore.peerTimeout;
+ * body streams get an idle deadline instead (cancelled when no chunk moves for
+ * peerTimeout), since a many-GB object cannot fit a fixed deadline.
+ */
+import { createHash } from "node:crypto";
+import type { DescService } from "@bufbuild/protobuf";
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { ThocError } from "../../errors/index.js";
+import { createClient, type Client } from "../../rpc/index.js";
+import { ObjectStoreService } from "../../proto/index.js";
+import { PEER_AUTH_HEADER, methodPath, type PeerAuth } from "./auth.js";
+import type { HlcClock } from "./hlc.js";
+import type { PosRange, PutOutcome, RangeDigest, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
+import type { RingStateData } from "./ring-state.js";
+import { fromWire, rangeToWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
+
+/** Where each node's gRPC API is (membership metadata, once integrated). */
+export interface PeerDirectory {
+  address(nodeId: string): string | undefined;
+}
+
+type Svc = typeof ObjectStoreService extends GenService<infer T> ? T : never;
+
+export class Peer {
+  constructor(readonly nodeId: string, private readonly client: Client<Svc>, private readonly auth: PeerAuth, private readonly hlc: HlcClock, private readonly timeoutMs: number) {}
+
+  private md(method: string): Record<string, string> {
+    return { [PEER_AUTH_HEADER]: this.auth.sign(methodPath(ObjectStoreService as unknown as DescService, method)) };
+  }
+
+  private unary() {
+    return { timeoutMs: this.timeoutMs };
+  }
+
+  /** Runs a stream under an idle deadline: touch() on progress, abort when stalled. */
+  private idle(what: string, outer?: AbortSignal): { signal: AbortSignal; touch(): void; stop(): void; timedOut(): boolean } {
+    const ac = new AbortController();
+    if (outer?.aborted) ac.abort(outer.reason);
+    else outer?.addEventListener("abort", () => ac.abort(outer.reason), { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    let fired = false;
+    const touch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { fired = true; ac.abort(new ThocError("deadline_exceeded", `${what} on ${this.nodeId}: no progress for ${this.timeoutMs} ms`)); }, this.timeoutMs);
+      timer.unref?.();
+    };
+    touch();
+    return { signal: ac.signal, touch, stop: () => clearTimeout(timer), timedOut: () => fired };
+  }
+
+  private stalled(err: unknown, g: { timedOut(): boolean }, what: string): ThocError {
+    return g.timedOut() ? new ThocError("deadline_exceeded", `${what} on ${this.nodeId}: no progress for ${this.timeoutMs} ms`, { node: this.nodeId }) : ThocError.from(err);
+  }
+
+  /** Streams a replica (header, chunks, trailer); `hintFor` stores it as a hint for that node. */
+  async put(w: ReplicaWrite, opts: { hintFor?: string; signal?: AbortSignal } = {}): Promise<PutOutcome> {
+    const g = this.idle("PutReplica", opts.signal);
+    let settled = false;
+    const hd = w.header;
+    async function* reqs(clock: string) {
+      yield { part: { case: "header" as const, value: {
+        record: toWire({ ...hd, size: hd.size ?? 0, sha256: hd.sha256 ?? "" }),
+        hintFor: opts.hintFor ?? "", clock,
+      } } };
+      for await (const c of w.body) {
+        if (settled) return; // the replica already answered (e.g. it has a newer version)
+        g.touch();
+        yield { part: { case: "chunk" as const, value: c } };
+      }
+      const t = w.expected();
+      yield { part: { case: "trailer" as const, value: { size: BigInt(t.size), sha256: t.sha256 } } };
+    }
+    try {
+      const res = await this.client.putReplica(reqs(this.hlc.now()), { signal: g.signal, metadata: this.md("putReplica") });
+      return { applied: res.applied, current: res.current };
+    } catch (err) {
+      throw this.stalled(err, g, "PutReplica");
+    } finally {
+      settled = true;
+      g.stop();
+    }
+  }
+
+  /** The record and a body that is verified against its size and sha256 as it is read. */
+  async get(bucket: string, key: string): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
+    const g = this.idle("GetReplica");
+    const it = this.client.getReplica({ bucket, key }, { signal: g.signal, metadata: this.md("getReplica") })[Symbol.asyncIterator]();
+    let first: IteratorResult<{ part: { case: string | undefined; value?: unknown } }>;
+    try {
+      first = await it.next();
+    } catch (err) {
+      g.stop();
+      throw this.stalled(err, g, "GetReplica");
+    }
+    if (first.done || first.value.part.case !== "record") {
+      g.stop();
+      throw new ThocError("data_loss", `GetReplica on ${this.nodeId}: no record in the answer`);
+    }
+    const record = fromWire(first.value.part.value as never);
+    const self = this;
+    async function* body(): AsyncIterable<Uint8Array> {
+      const h = createHash("sha256");
+      let n = 0;
+      try {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) break;
+          g.touch();
+          if (r.value.part.case !== "chunk") throw new ThocError("data_loss", `GetReplica on ${self.nodeId}: unexpected message`);
+          const c = r.value.part.value as Uint8Array;
+          n += c.byteLength;
+          if (n > record.size) break;
+          h.update(c);
+          yield c;
+        }
+      } catch (err) {
+        throw self.stalled(err, g, "GetReplica");
+      } finally {
+        g.stop();
+        await it.return?.();
+      }
+      if (n !== record.size || h.digest("hex") !== record.sha256) {
+        throw new ThocError("data_loss", `replica of ${bucket}/${key} from ${self.nodeId} is corrupt (size or sha256 mismatch)`, { node: self.nodeId });
+      }
+    }
+    return { record, body: body() };
+  }
+
+  async head(bucket: string, key: string): Promise<ReplicaRecord | undefined> {
+    const res = await this.client.headReplica({ bucket, key }, { ...this.unary(), metadata: this.md("headReplica") });
+    return res.record ? fromWire(res.record) : undefined;
+  }
+
+  async delete(bucket: string, key: string, version: string, opts: { hintFor?: string } = {}): Promise<PutOutcome> {
+    const res = await this.client.deleteReplica({ bucket, key, version, hintFor: opts.hintFor ?? "", clock: this.hlc.now() }, { ...this.unary(), metadata: this.md("deleteReplica") });
+    return { applied: res.applied, current: res.current };
+  }
+
+  async *list(range: PosRange, opts: { after?: { pos: number; pkey: string }; limit?: number } = {}): AsyncIterable<ReplicaRecord> {
+    const g = this.idle("ListRange");
+    try {
+      for await (const r of this.client.listRange({
+        range: rangeToWire(range), limit: opts.limit ?? 0,
+        hasAfter: !!opts.after, afterPos: BigInt(opts.after?.pos ?? 0), afterKey: opts.after?.pkey ?? "",
+      }, { signal: g.signal, metadata: this.md("listRange") })) {
+        g.touch();
+        yield fromWire(r.record);
+      }
+    } catch (err) {
+      throw this.stalled(err, g, "ListRange");
+    } finally {
+      g.stop();
+    }
+  }
+
+  async digest(range: PosRange, parts: number): Promise<RangeDigest[]> {
+    const res = await this.client.digestRange({ range: rangeToWire(range), parts }, { ...this.unary(), metadata: this.md("digestRange") });
+    return res.digests.map((d) => ({ hash: d.hash, count: safeNumber(d.count, "count") }));
+  }
+
+  async getRing(): Promise<RingStateData> {
+    return ringFromWire(await this.client.getRing({}, { ...this.unary(), metadata: this.md("getRing") }));
+  }
+
+  async mergeRing(s: RingStateData, digest: string): Promise<RingStateData> {
+    return ringFromWire(await this.client.mergeRing(ringToWire(s, digest), { ...this.unary(), metadata: this.md("mergeRing") }));
+  }
+}
+
+export interface PeersOptions {
+  auth: PeerAuth;
+  directory: PeerDirectory;
+  hlc: HlcClock;
+  /** objectstore.peerTimeout */
+  timeoutMs: number;
+}
+
+/** One client per peer, re-created when its address changes. */
+export class Peers {
+  private readonly cache = new Map<string, { address: string; peer: Peer; client: Client<Svc> }>();
+
+  constructor(private readonly opts: PeersOptions) {}
+
+  get(nodeId: string): Peer {
+    const address = this.opts.directory.address(nodeId);
+    if (!address) throw new ThocError("unavailable", `no address known for node ${nodeId} (not in the membership view)`, { node: nodeId });
+    const hit = this.cache.get(nodeId);
+    if (hit?.address === address) return hit.peer;
+    hit?.client.close();
+    const client = createClient(ObjectStoreService, address, {
+      // Reconnect fast after a peer restarts: the default backoff reaches two minutes.
+      channelOptions: { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1000 },
+    });
+    const peer = new Peer(nodeId, client, this.opts.auth, this.opts.hlc, this.opts.timeoutMs);
+    this.cache.set(nodeId, { address, peer, client });
+    return peer;
+  }
+
+  close(): void {
+    for (const { client } of this.cache.values()) client.close();
+    this.cache.clear();
+  }
+}

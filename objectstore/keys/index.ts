@@ -1,0 +1,3 @@
+/** S3 access keys: the registry (CredentialLookup for SigV4) and KeyService. */
+export { KeyRegistry, generatePair, ROOT_OWNER, type KeyInfo, type StoredKey } from "./registry.js";
+export { keyService } from "./service.js";

@@ -1,0 +1,115 @@
+/**
+ * S3 error codes with their HTTP status and AWS's standard message, and the
+ * one place a thrown error becomes an S3 error. The blob store throws
+ * ThocErrors carrying `details.s3Code`; anything else maps by ThocError code,
+ * and unknown failures become InternalError without leaking their text.
+ */
+import { ThocError, type ErrorCode, type ErrorDetails } from "../../errors/index.js";
+
+const TABLE: Record<string, [number, string]> = {
+  AccessDenied: [403, "Access Denied"],
+  AuthorizationHeaderMalformed: [400, "The authorization header is malformed."],
+  AuthorizationQueryParametersError: [400, "Error parsing the X-Amz-Credential parameter."],
+  BadDigest: [400, "The Content-MD5 or checksum you specified did not match what we received."],
+  BucketAlreadyExists: [409, "The requested bucket name is not available. Please select a different name and try again."],
+  BucketAlreadyOwnedByYou: [409, "Your previous request to create the named bucket succeeded and you already own it."],
+  BucketNotEmpty: [409, "The bucket you tried to delete is not empty."],
+  EntityTooLarge: [400, "Your proposed upload exceeds the maximum allowed object size."],
+  EntityTooSmall: [400, "Your proposed upload is smaller than the minimum allowed object size."],
+  IllegalLocationConstraintException: [400, "The specified location-constraint is not valid for this endpoint."],
+  IncompleteBody: [400, "You did not provide the number of bytes specified by the Content-Length HTTP header."],
+  InternalError: [500, "We encountered an internal error. Please try again."],
+  InvalidAccessKeyId: [403, "The AWS Access Key Id you provided does not exist in our records."],
+  InvalidArgument: [400, "Invalid Argument"],
+  InvalidBucketName: [400, "The specified bucket is not valid."],
+  InvalidDigest: [400, "The Content-MD5 or checksum you specified is not valid."],
+  InvalidPart: [400, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."],
+  InvalidPartOrder: [400, "The list of parts was not in ascending order. Parts must be ordered by part number."],
+  InvalidPartNumber: [416, "The requested partnumber is not satisfiable"],
+  InvalidRange: [416, "The requested range is not satisfiable"],
+  InvalidRequest: [400, "Invalid Request"],
+  InvalidStorageClass: [400, "The storage class you specified is not valid."],
+  KeyTooLongError: [400, "Your key is too long."],
+  MalformedXML: [400, "The XML you provided was not well-formed or did not validate against our published schema."],
+  MetadataTooLarge: [400, "Your metadata headers exceed the maximum allowed metadata size."],
+  MethodNotAllowed: [405, "The specified method is not allowed against this resource."],
+  MissingContentLength: [411, "You must provide the Content-Length HTTP header."],
+  MissingSecurityHeader: [400, "Your request was missing a required header."],
+  NoSuchBucket: [404, "The specified bucket does not exist."],
+  NoSuchBucketPolicy: [404, "The bucket policy does not exist."],
+  NoSuchCORSConfiguration: [404, "The CORS configuration does not exist."],
+  NoSuchKey: [404, "The specified key does not exist."],
+  NoSuchLifecycleConfiguration: [404, "The lifecycle configuration does not exist."],
+  NoSuchTagSet: [404, "The TagSet does not exist."],
+  NoSuchUpload: [404, "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed."],
+  NoSuchVersion: [404, "The specified version does not exist."],
+  NotImplemented: [501, "A header or operation you provided implies functionality that is not implemented."],
+  NotModified: [304, "Not Modified"],
+  ObjectLockConfigurationNotFoundError: [404, "Object Lock configuration does not exist for this bucket."],
+  PreconditionFailed: [412, "At least one of the pre-conditions you specified did not hold."],
+  RequestHeaderSectionTooLarge: [431, "Your request header section exceeds the maximum allowed size."],
+  RequestTimeTooSkewed: [403, "The difference between the request time and the server's time is too large."],
+  RequestTimeout: [400, "Your socket connection to the server was not read from or written to within the timeout period."],
+  ServerSideEncryptionConfigurationNotFoundError: [404, "The server side encryption configuration was not found."],
+  ServiceUnavailable: [503, "Please reduce your request rate."],
+  SignatureDoesNotMatch: [403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."],
+  XAmzContentSHA256Mismatch: [400, "The provided 'x-amz-content-sha256' header does not match what was computed."],
+};
+
+const BY_THOC_CODE: Record<ErrorCode, string> = {
+  invalid_argument: "InvalidArgument",
+  not_found: "NoSuchKey",
+  already_exists: "BucketAlreadyExists",
+  failed_precondition: "PreconditionFailed",
+  resource_exhausted: "ServiceUnavailable",
+  unavailable: "ServiceUnavailable",
+  permission_denied: "AccessDenied",
+  unauthenticated: "AccessDenied",
+  deadline_exceeded: "ServiceUnavailable",
+  aborted: "ServiceUnavailable",
+  cancelled: "RequestTimeout",
+  unimplemented: "NotImplemented",
+  data_loss: "InternalError",
+  internal: "InternalError",
+};
+
+/** An error answered to the client as S3 XML. `extra` becomes extra XML elements (Region, ArgumentName...). */
+export class S3Error extends Error {
+  readonly status: number;
+  constructor(readonly code: string, message?: string, readonly extra: Record<string, string> = {}, status?: number) {
+    super(message ?? TABLE[code]?.[1] ?? code);
+    this.status = status ?? TABLE[code]?.[0] ?? 400;
+  }
+}
+
+export const s3err = (code: string, message?: string, extra?: Record<string, string>) => new S3Error(code, message, extra);
+
+/** A ThocError that tells the S3 layer which S3 code applies (what BlobStores throw). */
+export function storeError(s3Code: string, message?: string, details: ErrorDetails = {}): ThocError {
+  const code: ErrorCode = s3Code.startsWith("NoSuch") ? "not_found"
+    : s3Code === "BucketAlreadyExists" || s3Code === "BucketAlreadyOwnedByYou" ? "already_exists"
+    : s3Code === "BucketNotEmpty" ? "failed_precondition"
+    : s3Code === "InternalError" ? "internal" : "invalid_argument";
+  return new ThocError(code, message ?? TABLE[s3Code]?.[1] ?? s3Code, { ...details, s3Code });
+}
+
+/** Whatever was thrown → the S3 error to answer; `internal` tells the caller to log it. */
+export function toS3Error(err: unknown): { error: S3Error; internal: boolean } {
+  if (err instanceof S3Error) return { error: err, internal: false };
+  if (err instanceof ThocError) {
+    const s3Code = typeof err.details.s3Code === "string" ? err.details.s3Code : undefined;
+    if (s3Code) {
+      const extra: Record<string, string> = {};
+      for (const [k, v] of Object.entries(err.details)) {
+        if (k !== "s3Code" && v !== undefined && /^[A-Z]/.test(k)) extra[k] = String(v);
+      }
+      return { error: new S3Error(s3Code, err.message, extra), internal: false };
+    }
+    const code = BY_THOC_CODE[err.code];
+    const internal = code === "InternalError" || code === "ServiceUnavailable";
+    return { error: new S3Error(code, internal ? undefined : err.message), internal };
+  }
+  return { error: new S3Error("InternalError"), internal: true };
+}
+
+export const KNOWN_CODES = Object.keys(TABLE);

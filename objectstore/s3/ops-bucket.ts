@@ -1,0 +1,119 @@
+/** Bucket operations, bucket sub-resources answered with fixed replies, and DeleteObjects. */
+import { s3err, toS3Error } from "./errors.js";
+import { body, isoDate, ownBucket, ownerXml, sendEmpty, sendXml, CANNED_ACLS, type Ctx } from "./http.js";
+import { readSmall } from "./body.js";
+import { checkBucketName, emptyConfigError } from "./route.js";
+import { list, parseXml, text, xmlDoc } from "./xml.js";
+
+const MAX_XML = 2 << 20;
+
+export async function listBuckets(ctx: Ctx) {
+  const all = await ctx.store.listBuckets();
+  const mine = all.filter((b) => b.owner === ctx.auth.owner);
+  sendXml(ctx, 200, "ListAllMyBucketsResult", {
+    Owner: ownerXml(ctx.auth.owner),
+    Buckets: { Bucket: mine.map((b) => ({ Name: b.name, CreationDate: isoDate(b.createdAt) })) },
+  });
+}
+
+export async function createBucket(ctx: Ctx) {
+  const name = ctx.bucket!;
+  checkBucketName(name);
+  const acl = ctx.req.headers["x-amz-acl"];
+  if (typeof acl === "string" && !CANNED_ACLS.includes(acl)) throw s3err("InvalidArgument", `x-amz-acl: unknown canned ACL '${acl}'.`, { ArgumentName: "x-amz-acl" });
+  if (ctx.req.headers["x-amz-bucket-object-lock-enabled"] === "true") throw s3err("NotImplemented", "Object Lock is not supported by this store.");
+  const raw = (await readSmall(body(ctx), MAX_XML)).toString("utf8");
+  if (raw.trim() !== "") {
+    const cfg = parseXml(raw, "CreateBucketConfiguration");
+    const loc = text(cfg, "LocationConstraint")?.trim();
+    if (loc && loc !== ctx.config.s3.region) {
+      throw s3err("IllegalLocationConstraintException", `The ${loc} location constraint is not valid here; this endpoint serves region ${ctx.config.s3.region}.`);
+    }
+  }
+  const r = await ctx.store.createBucket(name, ctx.auth.owner);
+  // us-east-1 answers 200 to an owner re-creating its bucket (AWS's legacy behaviour); other regions 409.
+  if (!r.created && ctx.config.s3.region !== "us-east-1") throw s3err("BucketAlreadyOwnedByYou", undefined, { BucketName: name });
+  sendEmpty(ctx, 200, { Location: `/${name}` });
+}
+
+export async function headBucket(ctx: Ctx) {
+  await ownBucket(ctx);
+  sendEmpty(ctx, 200, { "x-amz-bucket-region": ctx.config.s3.region });
+}
+
+export async function deleteBucket(ctx: Ctx) {
+  await ownBucket(ctx);
+  await ctx.store.deleteBucket(ctx.bucket!);
+  sendEmpty(ctx, 204);
+}
+
+export async function getBucketLocation(ctx: Ctx) {
+  await ownBucket(ctx);
+  // us-east-1 is reported as an empty LocationConstraint, as AWS does.
+  const region = ctx.config.s3.region === "us-east-1" ? "" : ctx.config.s3.region;
+  const data = Buffer.from(xmlDoc("LocationConstraint", {}).replace("></LocationConstraint>", `>${region}</LocationConstraint>`));
+  ctx.res.writeHead(200, { "Content-Type": "application/xml", "Content-Length": data.length });
+  ctx.res.end(data);
+}
+
+export async function getBucketVersioning(ctx: Ctx) {
+  await ownBucket(ctx);
+  sendXml(ctx, 200, "VersioningConfiguration", {});
+}
+
+export function aclXml(owner: string) {
+  return {
+    Owner: ownerXml(owner),
+    AccessControlList: { Grant: { Grantee: { ID: owner, DisplayName: owner }, Permission: "FULL_CONTROL" } },
+  };
+}
+
+export async function getBucketAcl(ctx: Ctx) {
+  const b = await ownBucket(ctx);
+  const data = Buffer.from(xmlDoc("AccessControlPolicy", aclXml(b.owner)).replace("<Grantee>", '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'));
+  ctx.res.writeHead(200, { "Content-Type": "application/xml", "Content-Length": data.length });
+  ctx.res.end(data);
+}
+
+/** Only the owner ever has access; a canned ACL is accepted (and changes nothing) so tools that set one keep working. */
+export async function putBucketAcl(ctx: Ctx) {
+  await ownBucket(ctx);
+  const acl = ctx.req.headers["x-amz-acl"];
+  if (typeof acl === "string" && !CANNED_ACLS.includes(acl)) throw s3err("InvalidArgument", `x-amz-acl: unknown canned ACL '${acl}'.`, { ArgumentName: "x-amz-acl" });
+  await readSmall(body(ctx), MAX_XML);
+  sendEmpty(ctx, 200);
+}
+
+export async function getBucketEmptyConfig(ctx: Ctx) {
+  await ownBucket(ctx);
+  const sub = [...ctx.query.keys()].find((k) => emptyConfigError(k));
+  throw s3err(emptyConfigError(sub!)!, undefined, { BucketName: ctx.bucket! });
+}
+
+export async function deleteObjects(ctx: Ctx) {
+  await ownBucket(ctx);
+  const doc = parseXml((await readSmall(body(ctx), MAX_XML)).toString("utf8"), "Delete");
+  const quiet = text(doc, "Quiet")?.trim().toLowerCase() === "true";
+  const objects = list(doc, "Object");
+  if (objects.length === 0 || objects.length > 1000) throw s3err("MalformedXML", "A Delete request names 1 to 1000 objects.");
+  const deleted: { Key: string; VersionId?: string }[] = [];
+  const errors: { Key: string; Code: string; Message: string }[] = [];
+  for (const o of objects) {
+    const key = text(o, "Key");
+    if (key === undefined || key === "") throw s3err("MalformedXML", "Every <Object> needs a <Key>.");
+    const vid = text(o, "VersionId");
+    if (vid !== undefined && vid !== "null") {
+      errors.push({ Key: key, Code: "NoSuchVersion", Message: "The specified version does not exist." });
+      continue;
+    }
+    try {
+      await ctx.store.deleteObject(ctx.bucket!, key);
+      if (!quiet) deleted.push({ Key: key, VersionId: vid });
+    } catch (err) {
+      const { error, internal } = toS3Error(err);
+      if (internal) ctx.log.error({ err, key, requestId: ctx.requestId }, "DeleteObjects: one key failed");
+      errors.push({ Key: key, Code: error.code, Message: error.message });
+    }
+  }
+  sendXml(ctx, 200, "DeleteResult", { Deleted: deleted, Error: errors });
+}

@@ -1,0 +1,160 @@
+/** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
+import type { ChecksumAlgorithm } from "../blob/types.js";
+import { readSmall } from "./body.js";
+import { parseAlgorithm } from "./checksum.js";
+import { s3err, toS3Error } from "./errors.js";
+import {
+  body, checkWriteHeaders, intParam, isoDate, objectHeadersOf, ownBucket, ownerXml, parseRange, quote, sendEmpty, sendXml,
+  unquote, urlEncodeKey, userMetaOf, writeChecksums, type Ctx,
+} from "./http.js";
+import { copySource } from "./ops-object.js";
+import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
+import { MAX_PARTS } from "../blob/types.js";
+
+const MAX_COMPLETE_XML = 4 << 20;
+/** While a completion assembles a big object, a space is sent this often so proxies and clients do not time out (tests shorten it). */
+export const completeTiming = { keepaliveMs: 5000 };
+
+function uploadId(ctx: Ctx): string {
+  const id = ctx.query.get("uploadId");
+  if (!id) throw s3err("InvalidArgument", "uploadId must not be empty.", { ArgumentName: "uploadId" });
+  return id;
+}
+
+function partNumber(ctx: Ctx): number {
+  const v = ctx.query.get("partNumber") ?? "";
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > MAX_PARTS) {
+    throw s3err("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PARTS}, inclusive`, { ArgumentName: "partNumber", ArgumentValue: v });
+  }
+  return Number(v);
+}
+
+const checksumXml = (c: Partial<Record<ChecksumAlgorithm, string>> | undefined) => {
+  const out: Record<string, string> = {};
+  for (const [a, v] of Object.entries(c ?? {})) if (v) out[`Checksum${a.toUpperCase()}`] = v;
+  return out;
+};
+
+export async function createMultipartUpload(ctx: Ctx) {
+  await ownBucket(ctx);
+  const h = ctx.req.headers;
+  checkWriteHeaders(h);
+  const algHeader = h["x-amz-checksum-algorithm"];
+  const alg = typeof algHeader === "string" ? parseAlgorithm(algHeader) : undefined;
+  if (typeof algHeader === "string" && !alg) throw s3err("InvalidRequest", `Checksum algorithm ${algHeader} is not supported.`);
+  if (typeof h["x-amz-checksum-type"] === "string" && h["x-amz-checksum-type"] !== "COMPOSITE") {
+    throw s3err("NotImplemented", "Only COMPOSITE multipart checksums are supported.");
+  }
+  const u = await ctx.store.createMultipartUpload(ctx.bucket!, ctx.key!, objectHeadersOf(h), userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), alg);
+  sendXml(ctx, 200, "InitiateMultipartUploadResult", { Bucket: ctx.bucket!, Key: ctx.key!, UploadId: u.uploadId },
+    alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {});
+}
+
+export async function uploadPart(ctx: Ctx) {
+  await ownBucket(ctx);
+  const n = partNumber(ctx);
+  const b = body(ctx);
+  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, uploadId(ctx), n, b.body, b.expect);
+  if (p.checksums) writeChecksums(ctx.res, p.checksums);
+  sendEmpty(ctx, 200, { ETag: quote(p.etag) });
+}
+
+export async function uploadPartCopy(ctx: Ctx) {
+  await ownBucket(ctx);
+  const n = partNumber(ctx), id = uploadId(ctx);
+  const src = await copySource(ctx);
+  const rh = ctx.req.headers["x-amz-copy-source-range"];
+  const range = parseRange(typeof rh === "string" ? rh : undefined, src.meta.size, true);
+  await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "UploadPartCopy takes no request body."); });
+  const got = await ctx.store.getObject(src.bucket, src.key, { range });
+  const size = range ? range.end - range.start + 1 : got.meta.size;
+  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, got.body, { size });
+  sendXml(ctx, 200, "CopyPartResult", { LastModified: isoDate(p.lastModified ?? Date.now()), ETag: quote(p.etag), ...checksumXml(p.checksums) });
+}
+
+export async function completeMultipartUpload(ctx: Ctx) {
+  await ownBucket(ctx);
+  const id = uploadId(ctx);
+  const doc = parseXml((await readSmall(body(ctx), MAX_COMPLETE_XML)).toString("utf8"), "CompleteMultipartUpload");
+  const parts = list(doc, "Part").map((p) => {
+    const num = text(p, "PartNumber")?.trim() ?? "", etag = text(p, "ETag");
+    if (!/^\d+$/.test(num) || etag === undefined) throw s3err("MalformedXML", "Every <Part> needs a <PartNumber> and an <ETag>.");
+    return { partNumber: Number(num), etag: unquote(etag) };
+  });
+  if (parts.length === 0) throw s3err("MalformedXML", "You must specify at least one part.");
+  if (parts.length > MAX_PARTS) throw s3err("MalformedXML", `At most ${MAX_PARTS} parts.`);
+
+  // Assembling can take a while on a big object: answer 200 early and keep the connection alive with
+  // whitespace; an error after that point goes in the 200 body, which SDKs check for this operation.
+  const res = ctx.res;
+  let started = false;
+  const timer = setInterval(() => {
+    if (!started) {
+      started = true;
+      res.writeHead(200, { "Content-Type": "application/xml" });
+      res.write(XML_DECL);
+    } else res.write(" ");
+  }, completeTiming.keepaliveMs);
+  try {
+    const meta = await ctx.store.completeMultipartUpload(ctx.bucket!, ctx.key!, id, parts);
+    clearInterval(timer);
+    const location = `/${ctx.bucket}/${urlEncodeKey(ctx.key!)}`;
+    const result = { Location: location, Bucket: ctx.bucket!, Key: ctx.key!, ETag: quote(meta.etag), ...checksumXml(meta.checksums) };
+    if (started) {
+      res.end(xmlDoc("CompleteMultipartUploadResult", result).slice(XML_DECL.length));
+    } else {
+      sendXml(ctx, 200, "CompleteMultipartUploadResult", result);
+    }
+  } catch (err) {
+    clearInterval(timer);
+    if (!started) throw err;
+    const e = toS3Error(err).error;
+    res.end(`<Error><Code>${e.code}</Code><Message>${e.message.replace(/[<&>]/g, "")}</Message><RequestId>${ctx.requestId}</RequestId></Error>`);
+  }
+}
+
+export async function abortMultipartUpload(ctx: Ctx) {
+  await ownBucket(ctx);
+  await ctx.store.abortMultipartUpload(ctx.bucket!, ctx.key!, uploadId(ctx));
+  sendEmpty(ctx, 204);
+}
+
+export async function listParts(ctx: Ctx) {
+  await ownBucket(ctx);
+  const maxParts = intParam(ctx, "max-parts", 1000, 1000);
+  const marker = intParam(ctx, "part-number-marker", 0, MAX_PARTS);
+  const r = await ctx.store.listParts(ctx.bucket!, ctx.key!, uploadId(ctx), { partNumberMarker: marker || undefined, maxParts });
+  sendXml(ctx, 200, "ListPartsResult", {
+    Bucket: ctx.bucket!, Key: ctx.key!, UploadId: r.upload.uploadId,
+    Initiator: ownerXml(ctx.auth.owner), Owner: ownerXml(ctx.auth.owner), StorageClass: "STANDARD",
+    PartNumberMarker: marker, NextPartNumberMarker: r.nextPartNumberMarker ?? (r.parts.length ? r.parts[r.parts.length - 1]!.partNumber : undefined),
+    MaxParts: maxParts, IsTruncated: r.isTruncated,
+    ChecksumAlgorithm: r.upload.checksumAlgorithm?.toUpperCase(),
+    Part: r.parts.map((p) => ({
+      PartNumber: p.partNumber, LastModified: isoDate(p.lastModified ?? r.upload.initiated), ETag: quote(p.etag), Size: p.size, ...checksumXml(p.checksums),
+    })),
+  });
+}
+
+export async function listMultipartUploads(ctx: Ctx) {
+  await ownBucket(ctx);
+  const q = ctx.query;
+  const enc = q.get("encoding-type");
+  if (enc !== undefined && enc !== "url") throw s3err("InvalidArgument", "Invalid Encoding Method specified in Request", { ArgumentName: "encoding-type" });
+  const e = (s: string | undefined) => (s === undefined ? undefined : enc ? urlEncodeKey(s) : s);
+  const maxUploads = intParam(ctx, "max-uploads", 1000, 1000);
+  const delimiter = q.get("delimiter") || undefined, prefix = q.get("prefix") ?? "";
+  const keyMarker = q.get("key-marker") || undefined, uploadIdMarker = q.get("upload-id-marker") || undefined;
+  const r = maxUploads === 0 ? { uploads: [], commonPrefixes: [], isTruncated: false, nextKeyMarker: undefined, nextUploadIdMarker: undefined }
+    : await ctx.store.listMultipartUploads({ bucket: ctx.bucket!, prefix, delimiter, keyMarker, uploadIdMarker: keyMarker ? uploadIdMarker : undefined, maxUploads });
+  sendXml(ctx, 200, "ListMultipartUploadsResult", {
+    Bucket: ctx.bucket!, KeyMarker: e(keyMarker ?? ""), UploadIdMarker: uploadIdMarker ?? "",
+    NextKeyMarker: e(r.nextKeyMarker), NextUploadIdMarker: r.nextUploadIdMarker,
+    Delimiter: e(delimiter), Prefix: e(prefix), MaxUploads: maxUploads, IsTruncated: r.isTruncated, EncodingType: enc,
+    Upload: r.uploads.map((u) => ({
+      Key: e(u.key), UploadId: u.uploadId, Initiator: ownerXml(ctx.auth.owner), Owner: ownerXml(ctx.auth.owner), StorageClass: "STANDARD",
+      Initiated: isoDate(u.initiated), ChecksumAlgorithm: u.checksumAlgorithm?.toUpperCase(),
+    })),
+    CommonPrefixes: r.commonPrefixes.map((p) => ({ Prefix: e(p) })),
+  });
+}

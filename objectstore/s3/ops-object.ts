@@ -1,0 +1,176 @@
+/** Object operations: PUT, GET, HEAD, DELETE, CopyObject, and the ACL/tagging answers for unversioned, untagged objects. */
+import { pipeline } from "node:stream/promises";
+import { Readable } from "node:stream";
+import type { ChecksumAlgorithm, ObjectMeta } from "../blob/types.js";
+import { readSmall } from "./body.js";
+import { s3err } from "./errors.js";
+import { aclXml } from "./ops-bucket.js";
+import {
+  body, checkConditions, checkWriteHeaders, counted, isoDate, objectHeadersOf, ownBucket, parseRange, quote, sendEmpty, sendXml,
+  userMetaOf, writeChecksums, writeObjectHeaders, type Ctx,
+} from "./http.js";
+import { parseAlgorithm } from "./checksum.js";
+import { safeDecode } from "./sigv4.js";
+
+function checkVersionId(ctx: Ctx): void {
+  const v = ctx.query.get("versionId");
+  if (v !== undefined && v !== "null") throw s3err("InvalidArgument", "Invalid version id specified", { ArgumentName: "versionId", ArgumentValue: v });
+}
+
+export async function putObject(ctx: Ctx) {
+  await ownBucket(ctx);
+  const h = ctx.req.headers;
+  checkWriteHeaders(h);
+  if (typeof h["if-none-match"] === "string" || typeof h["if-match"] === "string") {
+    let cur: ObjectMeta | undefined;
+    try { cur = await ctx.store.headObject(ctx.bucket!, ctx.key!); } catch (err) { if ((err as { details?: { s3Code?: string } }).details?.s3Code !== "NoSuchKey") throw err; }
+    if (h["if-none-match"] === "*" && cur) throw s3err("PreconditionFailed", undefined, { Condition: "If-None-Match" });
+    if (typeof h["if-match"] === "string") {
+      if (!cur) throw s3err("NoSuchKey");
+      checkConditions({ "if-match": h["if-match"] }, cur);
+    }
+  }
+  const b = body(ctx);
+  const meta = await ctx.store.putObject({
+    bucket: ctx.bucket!, key: ctx.key!, body: b.body, expect: b.expect,
+    headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
+  });
+  writeChecksums(ctx.res, meta.checksums, b.echo);
+  sendEmpty(ctx, 200, { ETag: quote(meta.etag) });
+}
+
+async function getOrHead(ctx: Ctx, head: boolean) {
+  await ownBucket(ctx);
+  checkVersionId(ctx);
+  const h = ctx.req.headers;
+  const pn = ctx.query.get("partNumber");
+  let partNumber: number | undefined;
+  if (pn !== undefined) {
+    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw s3err("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", { ArgumentName: "partNumber", ArgumentValue: pn });
+    if (h.range) throw s3err("InvalidRequest", "Cannot specify both Range header and partNumber query parameter");
+    partNumber = Number(pn);
+  }
+  const meta = await ctx.store.headObject(ctx.bucket!, ctx.key!);
+  try {
+    checkConditions(h, meta);
+  } catch (err) {
+    if ((err as { code?: string }).code === "NotModified") {
+      ctx.res.setHeader("ETag", quote(meta.etag));
+      ctx.res.setHeader("Last-Modified", new Date(meta.lastModified).toUTCString());
+      sendEmpty(ctx, 304);
+      return;
+    }
+    throw err;
+  }
+  const range = parseRange(typeof h.range === "string" ? h.range : undefined, meta.size);
+  const wantChecksums = h["x-amz-checksum-mode"] === "ENABLED" && !range && partNumber === undefined;
+  if (head) {
+    let r = range;
+    if (partNumber !== undefined) {
+      const parts = meta.parts ?? [{ partNumber: 1, size: meta.size }];
+      if (partNumber > parts.length) throw s3err("InvalidPartNumber");
+      const start = parts.slice(0, partNumber - 1).reduce((n, p) => n + p.size, 0);
+      r = { start, end: start + parts[partNumber - 1]!.size - 1 };
+      ctx.res.setHeader("x-amz-mp-parts-count", String(parts.length));
+    }
+    writeObjectHeaders(ctx, meta, { checksums: wantChecksums });
+    if (r) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${meta.size}`);
+    sendEmpty(ctx, r ? 206 : 200, { "Content-Length": r ? r.end - r.start + 1 : meta.size });
+    return;
+  }
+  const got = await ctx.store.getObject(ctx.bucket!, ctx.key!, { range, partNumber });
+  const m = got.meta;
+  writeObjectHeaders(ctx, m, { checksums: wantChecksums });
+  const r = got.range;
+  const len = r ? r.end - r.start + 1 : m.size;
+  const status = r && (range || partNumber !== undefined) ? 206 : 200;
+  if (r && status === 206) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${m.size}`);
+  if (partNumber !== undefined) ctx.res.setHeader("x-amz-mp-parts-count", String(m.parts?.length ?? 1));
+  ctx.res.writeHead(status, { "Content-Length": len });
+  await pipeline(Readable.from(counted(ctx, got.body), { objectMode: false }), ctx.res);
+}
+
+export const getObject = (ctx: Ctx) => getOrHead(ctx, false);
+export const headObject = (ctx: Ctx) => getOrHead(ctx, true);
+
+export async function deleteObject(ctx: Ctx) {
+  await ownBucket(ctx);
+  checkVersionId(ctx);
+  await ctx.store.deleteObject(ctx.bucket!, ctx.key!);
+  sendEmpty(ctx, 204);
+}
+
+/** x-amz-copy-source: "/bucket/key" or "bucket/key", URL-encoded, optionally "?versionId=null". */
+export function parseCopySource(raw: string): { bucket: string; key: string } {
+  let s = raw;
+  const q = s.indexOf("?");
+  if (q >= 0) {
+    const params = new URLSearchParams(s.slice(q + 1));
+    const v = params.get("versionId");
+    if (v !== null && v !== "null") throw s3err("NoSuchVersion");
+    s = s.slice(0, q);
+  }
+  s = safeDecode(s).replace(/^\//, "");
+  const i = s.indexOf("/");
+  if (i <= 0 || i === s.length - 1) throw s3err("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey", { ArgumentName: "x-amz-copy-source", ArgumentValue: raw });
+  return { bucket: s.slice(0, i), key: s.slice(i + 1) };
+}
+
+/** The source object of a copy, after the caller's ownership and the x-amz-copy-source-if-* conditions. */
+export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; meta: ObjectMeta }> {
+  const src = parseCopySource(String(ctx.req.headers["x-amz-copy-source"]));
+  const sb = await ctx.store.headBucket(src.bucket);
+  if (sb.owner !== ctx.auth.owner) throw s3err("AccessDenied", "The source bucket belongs to another owner.");
+  const meta = await ctx.store.headObject(src.bucket, src.key);
+  checkConditions(ctx.req.headers, meta, "x-amz-copy-source-if-", true);
+  return { ...src, meta };
+}
+
+export async function copyObject(ctx: Ctx) {
+  await ownBucket(ctx);
+  const h = ctx.req.headers;
+  checkWriteHeaders(h);
+  const src = await copySource(ctx);
+  const directive = String(h["x-amz-metadata-directive"] ?? "COPY").toUpperCase();
+  if (directive !== "COPY" && directive !== "REPLACE") throw s3err("InvalidArgument", "Unknown metadata directive.", { ArgumentName: "x-amz-metadata-directive" });
+  if (src.bucket === ctx.bucket && src.key === ctx.key && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"]) {
+    throw s3err("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
+  }
+  await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "CopyObject takes no request body."); });
+  const m = src.meta;
+  const asked = parseAlgorithm(typeof h["x-amz-checksum-algorithm"] === "string" ? h["x-amz-checksum-algorithm"] : undefined);
+  const compute = [...new Set<ChecksumAlgorithm>([...(Object.keys(m.checksums).filter((a) => !m.checksums[a as ChecksumAlgorithm]!.includes("-")) as ChecksumAlgorithm[]), ...(asked ? [asked] : [])])];
+  const got = await ctx.store.getObject(src.bucket, src.key);
+  const meta = await ctx.store.putObject({
+    bucket: ctx.bucket!, key: ctx.key!, body: got.body,
+    expect: { size: got.meta.size, computeChecksums: compute },
+    headers: directive === "REPLACE" ? objectHeadersOf(h) : {
+      contentType: m.contentType, cacheControl: m.cacheControl, contentDisposition: m.contentDisposition,
+      contentEncoding: m.contentEncoding, contentLanguage: m.contentLanguage, expires: m.expires,
+    },
+    userMeta: directive === "REPLACE" ? userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject) : { ...m.userMeta },
+  });
+  const ck: Record<string, string> = {};
+  for (const [a, v] of Object.entries(meta.checksums)) if (v) ck[`Checksum${a.toUpperCase()}`] = v;
+  sendXml(ctx, 200, "CopyObjectResult", { LastModified: isoDate(meta.lastModified), ETag: quote(meta.etag), ...ck });
+}
+
+export async function getObjectAcl(ctx: Ctx) {
+  const b = await ownBucket(ctx);
+  await ctx.store.headObject(ctx.bucket!, ctx.key!);
+  sendXml(ctx, 200, "AccessControlPolicy", aclXml(b.owner));
+}
+
+export async function putObjectAcl(ctx: Ctx) {
+  await ownBucket(ctx);
+  checkWriteHeaders(ctx.req.headers);
+  await ctx.store.headObject(ctx.bucket!, ctx.key!);
+  await readSmall(body(ctx), 1 << 20);
+  sendEmpty(ctx, 200);
+}
+
+export async function getObjectTagging(ctx: Ctx) {
+  await ownBucket(ctx);
+  await ctx.store.headObject(ctx.bucket!, ctx.key!);
+  sendXml(ctx, 200, "Tagging", { TagSet: {} });
+}

@@ -1,0 +1,39 @@
+/**
+ * The seam between the S3 wire protocol (this folder) and the objectstore
+ * subsystem that wires it into the agent (objectstore/subsystem.ts): the
+ * subsystem owns the BlobStore and the key registry and hands both in.
+ */
+import type { Registry } from "prom-client";
+import type { Config } from "../../config/index.js";
+import type { Logger } from "../../agent/index.js";
+import type { BlobStore } from "../blob/types.js";
+
+/** One S3 access key's secret and owner, as the key registry knows it. */
+export interface Credential {
+  secretKey: string;
+  /** The identity that owns buckets created with this key (shown as Owner in XML). */
+  owner: string;
+}
+
+/** Resolves an access key id; undefined → 403 InvalidAccessKeyId. */
+export interface CredentialLookup {
+  lookup(accessKeyId: string): Promise<Credential | undefined>;
+}
+
+export interface S3ServerOptions {
+  store: BlobStore;
+  credentials: CredentialLookup;
+  config: Config;
+  log: Logger;
+  /** thoc_s3_* metrics are registered here. */
+  metrics: Registry;
+  /** Clock for signature time checks (tests replay AWS's published examples); default Date.now. */
+  now?: () => number;
+}
+
+export interface S3Server {
+  /** Binds and resolves with the port actually bound (useful with port 0). */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting, waits up to timeoutMs for in-flight requests, then destroys the rest. */
+  close(timeoutMs: number): Promise<void>;
+}

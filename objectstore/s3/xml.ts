@@ -1,0 +1,74 @@
+/**
+ * S3's XML: a tiny writer (S3 responses are flat and regular, so strings with
+ * escaping are enough) and a capped, validating reader for request bodies
+ * (CompleteMultipartUpload, Delete, CreateBucketConfiguration).
+ */
+import { XMLParser, XMLValidator } from "fast-xml-parser";
+import { s3err } from "./errors.js";
+
+export const S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/";
+const DECL = '<?xml version="1.0" encoding="UTF-8"?>\n';
+
+export function esc(s: string): string {
+  return s.replace(/[&<>"'\r\n\t]|[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) =>
+    c === "&" ? "&amp;" : c === "<" ? "&lt;" : c === ">" ? "&gt;" : c === '"' ? "&quot;" : c === "'" ? "&apos;" : `&#x${c.charCodeAt(0).toString(16).toUpperCase()};`);
+}
+
+export type XmlValue = string | number | boolean | undefined | null | XmlNode | XmlNode[];
+/** An element's children in order; arrays repeat the element name. */
+export type XmlNode = { [tag: string]: XmlValue | XmlValue[] };
+
+function render(tag: string, v: XmlValue | XmlValue[]): string {
+  if (v === undefined || v === null) return "";
+  if (Array.isArray(v)) return v.map((x) => render(tag, x)).join("");
+  if (typeof v === "object") return `<${tag}>${Object.entries(v).map(([k, c]) => render(k, c)).join("")}</${tag}>`;
+  return `<${tag}>${esc(String(v))}</${tag}>`;
+}
+
+/** A whole document: `<root xmlns=S3>children</root>`. */
+export function xmlDoc(root: string, children: XmlNode, ns = true): string {
+  const inner = Object.entries(children).map(([k, c]) => render(k, c)).join("");
+  return `${DECL}<${root}${ns ? ` xmlns="${S3_NS}"` : ""}>${inner}</${root}>`;
+}
+
+export const XML_DECL = DECL;
+
+const parser = new XMLParser({
+  ignoreAttributes: true,
+  parseTagValue: false,
+  trimValues: false,
+  removeNSPrefix: true,
+  processEntities: true,
+  htmlEntities: true,
+  isArray: (name) => name === "Part" || name === "Object",
+});
+
+/** Parses a request body; MalformedXML when it is not well-formed or the root is not `root`. */
+export function parseXml(text: string, root: string): Record<string, unknown> {
+  if (text.trim() === "") throw s3err("MalformedXML");
+  const ok = XMLValidator.validate(text);
+  if (ok !== true) throw s3err("MalformedXML", `The XML you provided was not well-formed: ${ok.err.msg} (line ${ok.err.line}).`);
+  let doc: Record<string, unknown>;
+  try { doc = parser.parse(text) as Record<string, unknown>; } catch { throw s3err("MalformedXML"); }
+  const r = doc[root];
+  if (r === undefined) throw s3err("MalformedXML", `Expected a <${root}> document.`);
+  if (typeof r !== "object" || r === null) return {};
+  return r as Record<string, unknown>;
+}
+
+/** A child element's text, or undefined. Whitespace is kept (S3 keys may have it); numbers are trimmed by the caller. */
+export function text(node: unknown, name: string): string | undefined {
+  if (!node || typeof node !== "object") return undefined;
+  const v = (node as Record<string, unknown>)[name];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string") return v;
+  if (typeof v === "object" && "#text" in (v as object)) return String((v as Record<string, unknown>)["#text"]);
+  if (typeof v === "object") return "";
+  return String(v);
+}
+
+export function list(node: unknown, name: string): unknown[] {
+  if (!node || typeof node !== "object") return [];
+  const v = (node as Record<string, unknown>)[name];
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}

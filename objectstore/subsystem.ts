@@ -1,0 +1,90 @@
+/**
+ * The objectstore subsystem: opens the durable local blob store (cleaning
+ * what a crash left behind), the S3 key registry, registers KeyService, and
+ * serves S3 on bind:s3Port. Healthy once the S3 port is listening.
+ */
+import client from "prom-client";
+import type { AgentContext, Logger, Subsystem, SubsystemHealth } from "../agent/index.js";
+import { ThocError } from "../errors/index.js";
+import { KeyService } from "../proto/index.js";
+import { LocalBlobStore } from "./blob/local.js";
+import { KeyRegistry, keyService } from "./keys/index.js";
+import { createS3Server, type S3Server } from "./s3/index.js";
+
+export class ObjectStoreSubsystem implements Subsystem {
+  readonly name = "objectstore";
+  private state: SubsystemHealth = { status: "starting" };
+  private server?: S3Server;
+  private shutdownMs = 3000;
+  blobs?: LocalBlobStore;
+  keys?: KeyRegistry;
+  /** The S3 port actually bound (differs from config with --s3-port 0). */
+  port = 0;
+
+  async start(ctx: AgentContext): Promise<void> {
+    const { config } = ctx;
+    const log = ctx.log.child({ subsystem: this.name });
+    this.shutdownMs = Math.max(500, Math.floor(config.shutdownTimeout / 2));
+    this.keys = await KeyRegistry.open(ctx.store, config);
+    if (this.keys.rootSource === "none") log.warn("no S3 root key: set s3.accessKey and s3.secretKey (or create keys with `thoc-node s3 key create`)");
+
+    const dataLoss = new client.Counter({
+      name: "thoc_objectstore_data_loss_total", help: "Stored object data that failed its checksum on read (bit rot, truncation, missing file).",
+      registers: [ctx.metrics],
+    });
+    this.blobs = await LocalBlobStore.open({
+      store: ctx.store,
+      onDataLoss: (e) => {
+        dataLoss.inc();
+        log.error({ code: e.code, blob: e.details.blob }, e.message);
+      },
+    });
+    const rec = this.blobs.recovery;
+    if (rec.tmpFiles || rec.garbageFiles || rec.orphanFiles) log.info({ ...rec }, "blob store: cleaned up after an unclean stop");
+
+    ctx.rpc.add(KeyService, keyService(this.keys));
+
+    this.server = createS3Server({ store: this.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics });
+    try {
+      this.port = await this.server.listen(config.bind, config.s3Port);
+    } catch (err) {
+      const e = ThocError.from(err);
+      if ((e.details.errno ?? "") === "EADDRINUSE") {
+        throw new ThocError("failed_precondition", `S3 port ${config.bind}:${config.s3Port} is already in use: stop the other process or choose another with --s3-port`, { port: config.s3Port }, { cause: err });
+      }
+      throw new ThocError(e.code, `S3 API cannot listen on ${config.bind}:${config.s3Port}: ${e.message}`, e.details, { cause: err });
+    }
+    this.state = { status: "up" };
+    log.info({ s3: `${config.bind}:${this.port}`, rootKey: this.keys.rootSource }, "S3 API listening");
+    if (config.dev) devBanner(this.keys, config.bind, this.port, config.s3.region, ctx.store.dataDir, log);
+  }
+
+  health(): SubsystemHealth {
+    return this.state;
+  }
+
+  async stop(): Promise<void> {
+    this.state = { status: "down", detail: "stopped" };
+    await this.server?.close(this.shutdownMs).catch(() => {});
+    await this.blobs?.close(500).catch(() => {});
+  }
+}
+
+/**
+ * The only place a secret is shown: stderr, human-readable, in --dev. The
+ * JSON log on stdout only says which kind of root key is in use.
+ */
+function devBanner(keys: KeyRegistry, bind: string, port: number, region: string, dataDir: string, _log: Logger): void {
+  const root = keys.rootCredentials();
+  if (!root || keys.rootSource === "config") return;
+  const host = bind.includes(":") ? `[${bind}]` : bind;
+  process.stderr.write([
+    "",
+    `S3 root credentials (${keys.rootSource === "generated" ? "generated now" : "generated at first start"}, kept in ${dataDir}):`,
+    `  export AWS_ACCESS_KEY_ID=${root.accessKeyId}`,
+    `  export AWS_SECRET_ACCESS_KEY=${root.secretKey}`,
+    `  export AWS_DEFAULT_REGION=${region}`,
+    `  aws --endpoint-url http://${host}:${port} s3 ls`,
+    "",
+  ].join("\n") + "\n");
+}

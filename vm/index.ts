@@ -1,0 +1,17 @@
+/**
+ * VMs through libvirt: VmManager (lifecycle, reconcile), domain XML, images,
+ * qcow2 overlays, cloud-init seed ISOs, bridge-vlan networking, GPUs,
+ * snapshots, console, logs, metrics; VmService/ImageService; the "vm" subsystem.
+ */
+export { VmSubsystem } from "./subsystem.js";
+export { VmManager, stateToStatus, type VmRecord, type VmStatus, type ManagerOptions, type RecordStore } from "./manager.js";
+export { validateSpec, prefixOf, type VmSpec, type VmSpecInput, type NetworkSpec, type GpuSpec, type CloudInitSpec, type HostLimits } from "./spec.js";
+export { domainXml, domainName, parseThocMetadata, DOMAIN_PREFIX, THOC_NS, type DomainXmlInput } from "./xml.js";
+export { LocalImageStore, checkImageName, type ImageStore, type ImageRecord, type ImagePart, type ImageWriter } from "./images.js";
+export { parseGpus, allocateGpus, MIG_PROFILES, type HostGpu, type GpuAllocation } from "./gpu.js";
+export { buildSeedIso, userData, metaData, hashPassword } from "./cloudinit.js";
+export { networkConfig, vlanCommands, bridgeFor, tapName, macFor } from "./network.js";
+export { createSnapshot, listSnapshots, restoreSnapshot, deleteSnapshot, openConsole, readLog, vmMetrics } from "./ops.js";
+export { vmService, imageService, specFromPb, vmToPb } from "./rpc.js";
+export { VncTokens } from "./vnc.js";
+export { createVncProxy, encodeFrame, decodeFrames, vncPort } from "./vnc-proxy.js";

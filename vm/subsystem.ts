@@ -1,0 +1,136 @@
+/**
+ * The "vm" subsystem: opens the hypervisor (config.hypervisorUri), reconciles
+ * VM records with libvirt, serves VmService and ImageService, and exports
+ * per-VM Prometheus metrics.
+ */
+import type http from "node:http";
+import path from "node:path";
+import { Counter, Gauge } from "prom-client";
+import type { AgentContext, Subsystem, SubsystemHealth } from "../agent/index.js";
+import { openHypervisor, type Hypervisor } from "../hypervisor/index.js";
+import { ImageService, VmService } from "../proto/index.js";
+import { LocalImageStore } from "./images.js";
+import { VmManager, type VmRecord } from "./manager.js";
+import { withCpuPercent, type VmMetricsReading } from "./ops.js";
+import { imageService, vmService } from "./rpc.js";
+import { VncTokens } from "./vnc.js";
+import { createVncProxy } from "./vnc-proxy.js";
+
+export class VmSubsystem implements Subsystem {
+  readonly name = "vm";
+  hv?: Hypervisor;
+  manager?: VmManager;
+  private ctx?: AgentContext;
+  private vncServer?: http.Server;
+  private readonly vncSockets = new Set<import("node:net").Socket>();
+
+  async start(ctx: AgentContext): Promise<void> {
+    this.ctx = ctx;
+    const cfg = ctx.config;
+    let manager: VmManager | undefined;
+    const hv = openHypervisor(cfg.hypervisorUri, {
+      onDisconnect: (why) => ctx.log.warn({ uri: cfg.hypervisorUri, why }, "hypervisor connection lost; reconnecting"),
+      onReconnect: () => {
+        ctx.log.info({ uri: cfg.hypervisorUri }, "hypervisor reconnected");
+        manager?.reconcile().catch((err) => ctx.log.warn({ err }, "reconcile after reconnect failed"));
+      },
+    });
+    this.hv = hv;
+    const images = new LocalImageStore(path.join(ctx.store.dataDir, "images"));
+    manager = new VmManager({
+      hv, images, records: ctx.store.json<VmRecord>("vm"), vmDir: path.join(ctx.store.dataDir, "vms"),
+      node: ctx.config.name, domainType: cfg.vm.domainType,
+      host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
+      loadFactor: cfg.limits.loadFactor, stopTimeoutMs: cfg.vm.stopTimeout, defaultBridge: cfg.vm.bridge,
+      vlanMode: cfg.vm.vlanMode, vlanBridgePattern: cfg.vm.vlanBridgePattern, log: ctx.log,
+    });
+    this.manager = manager;
+    try {
+      await hv.open();
+      ctx.log.info({ uri: hv.uri, version: await hv.version() }, "hypervisor connected");
+    } catch (err) {
+      // The agent still starts (membership, object store); VM calls answer UNAVAILABLE until libvirt is back.
+      ctx.log.error({ err, uri: hv.uri }, "hypervisor unreachable; VMs unavailable until it answers");
+    }
+    await manager.start();
+    const vnc = await this.startVnc(ctx, manager);
+    ctx.rpc.add(VmService, vmService(manager, { statsTimeoutMs: cfg.vm.statsTimeout, vnc }));
+    ctx.rpc.add(ImageService, imageService(images, manager));
+    if (cfg.metrics.vmStats) this.registerMetrics(ctx, manager);
+  }
+
+  private registerMetrics(ctx: AgentContext, m: VmManager): void {
+    // One stats collection per scrape, shared by every metric (each one's collect() awaits it), bounded by
+    // vm.statsTimeout; NOWAIT skips a VM stuck in a job instead of hanging /metrics.
+    let cached: { at: number; p: Promise<{ vm: string; s: VmMetricsReading }[]> } | undefined;
+    const reading = () => {
+      if (cached && Date.now() - cached.at < 1000) return cached.p;
+      const p = (async () => {
+        if (!m.o.hv.connected()) return [];
+        const byDomain = new Map((await m.list().catch(() => [] as VmRecord[])).map((r) => [r.domain, r.name]));
+        const stats = await m.o.hv.stats(ctx.config.vm.statsTimeout).catch(() => []);
+        return stats.filter((x) => byDomain.has(x.name)).map((x) => ({ vm: byDomain.get(x.name)!, s: withCpuPercent(x) }));
+      })();
+      cached = { at: Date.now(), p };
+      return p;
+    };
+    const metric = <T extends "gauge" | "counter">(kind: T, name: string, help: string, value: (s: VmMetricsReading) => number) => {
+      const opts = {
+        name, help, labelNames: ["vm"] as const, registers: [ctx.metrics],
+        async collect(this: Gauge<"vm"> | Counter<"vm">) {
+          this.reset();
+          for (const { vm, s } of await reading()) {
+            if (this instanceof Gauge) this.set({ vm }, value(s)); else this.inc({ vm }, value(s));
+          }
+        },
+      };
+      return kind === "gauge" ? new Gauge(opts) : new Counter(opts);
+    };
+    metric("counter", "thoc_vm_cpu_seconds_total", "Guest CPU time consumed.", (s) => s.cpuTimeNs / 1e9);
+    metric("gauge", "thoc_vm_cpu_percent", "Guest CPU utilisation since the previous reading, averaged over vCPUs.", (s) => s.cpuPercent);
+    metric("gauge", "thoc_vm_memory_bytes", "Memory given to the guest (balloon size).", (s) => s.memoryKiB * 1024);
+    metric("counter", "thoc_vm_network_receive_bytes_total", "Bytes received on the VM's NICs.", (s) => s.netRxBytes);
+    metric("counter", "thoc_vm_network_transmit_bytes_total", "Bytes sent on the VM's NICs.", (s) => s.netTxBytes);
+    metric("counter", "thoc_vm_disk_read_bytes_total", "Bytes read from the VM's disks.", (s) => s.blockReadBytes);
+    metric("counter", "thoc_vm_disk_written_bytes_total", "Bytes written to the VM's disks.", (s) => s.blockWriteBytes);
+    metric("gauge", "thoc_vm_running", "1 when the VM is running.", (s) => (s.state === "running" ? 1 : 0));
+    const count: Gauge = new Gauge({
+      name: "thoc_vms", help: "VMs on this node.", registers: [ctx.metrics],
+      collect: async () => { count.set((await m.list().catch(() => [])).length); },
+    });
+  }
+
+  /** The noVNC WebSocket; a port in use disables it (with a warning) instead of failing the agent. */
+  private async startVnc(ctx: AgentContext, m: VmManager): Promise<VncTokens | undefined> {
+    const port = ctx.config.vm.vncPort;
+    if (!port) return undefined;
+    const host = ctx.config.advertise.includes(":") ? `[${ctx.config.advertise}]` : ctx.config.advertise;
+    const tokens = new VncTokens(() => `ws://${host}:${port}`);
+    const server = createVncProxy(m, tokens);
+    server.on("connection", (sock) => { this.vncSockets.add(sock); sock.on("close", () => this.vncSockets.delete(sock)); });
+    try {
+      await new Promise<void>((res, rej) => { server.once("error", rej); server.listen(port, ctx.config.bind, () => res()); });
+    } catch (err) {
+      ctx.log.warn({ err, port }, "VNC WebSocket port unavailable; VNC consoles disabled (set vm.vncPort)");
+      return undefined;
+    }
+    this.vncServer = server;
+    return tokens;
+  }
+
+  async stop(): Promise<void> {
+    if (this.vncServer) {
+      // Upgraded (WebSocket) sockets are no longer HTTP connections: end them by hand.
+      for (const s of this.vncSockets) s.destroy();
+      await new Promise((r) => this.vncServer!.close(r));
+    }
+    this.manager?.stop();
+    await this.hv?.close().catch(() => {});
+  }
+
+  health(): SubsystemHealth {
+    if (!this.hv) return { status: "starting" };
+    if (!this.hv.connected()) return { status: "degraded", detail: `hypervisor ${this.hv.uri} unreachable${this.hv.lastError() ? `: ${this.hv.lastError()}` : ""}` };
+    return { status: "up", detail: this.hv.uri };
+  }
+}
