@@ -2,17 +2,10 @@
  * Small helpers shared by this folder's tests (deterministic randomness).
  */
 
-/** mulberry32: a seeded PRNG, so a failing property test replays exactly. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../../membership/index.js";
+
+/** A seeded PRNG (membership's mulberry32), so a failing property test replays exactly. */
+export const prng = seededRandom;
 
 export function shuffle<T>(xs: readonly T[], rnd: () => number): T[] {
   const out = [...xs];
