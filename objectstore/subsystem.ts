@@ -8,6 +8,7 @@ import type { AgentContext, Logger, Subsystem, SubsystemHealth } from "../agent/
 import { ThocError } from "../errors/index.js";
 import { KeyService } from "../proto/index.js";
 import { LocalBlobStore } from "./blob/local.js";
+import type { BlobStore } from "./blob/types.js";
 import { KeyRegistry, keyService } from "./keys/index.js";
 import { createS3Server, type S3Server } from "./s3/index.js";
 
@@ -57,6 +58,11 @@ export class ObjectStoreSubsystem implements Subsystem {
     this.state = { status: "up" };
     log.info({ s3: `${config.bind}:${this.port}`, rootKey: this.keys.rootSource }, "S3 API listening");
     if (config.dev) devBanner(this.keys, config.bind, this.port, config.s3.region, ctx.store.dataDir, log);
+  }
+
+  /** The blob store, for other subsystems (VM images keep a reserved bucket in it); undefined until started. */
+  blobStore(): BlobStore | undefined {
+    return this.blobs;
   }
 
   health(): SubsystemHealth {

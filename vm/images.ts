@@ -1,8 +1,9 @@
 /**
  * Base images, cached per node with SHA-256 checksums. ImageStore is the seam:
- * LocalImageStore keeps them under <dataDir>/images/<name>/ today; the
- * object store's reserved bucket can take over behind the same interface
- * (docs/vms.md), with this directory as the node-local cache libvirt reads.
+ * LocalImageStore keeps them under <dataDir>/images/<name>/ (alone, when the
+ * agent has no object store); ObjectImageStore (images-objectstore.ts) keeps
+ * them in the object store's reserved bucket, with this directory as the
+ * node-local cache libvirt reads (docs/vms.md).
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
@@ -55,7 +56,7 @@ export function checkImageName(name: string): void {
   if (!IMAGE_NAME_RE.test(name)) throw new ThocError("invalid_argument", `image name "${name}": use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. debian-12)`, { field: "name" });
 }
 
-async function sha256File(file: string): Promise<string> {
+export async function sha256File(file: string): Promise<string> {
   const h = createHash("sha256");
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
   return h.digest("hex");

@@ -7,6 +7,7 @@ export { VmSubsystem } from "./subsystem.js";
 export { VmManager, stateToStatus, type VmRecord, type VmStatus, type ManagerOptions, type RecordStore } from "./manager.js";
 export { validateSpec, prefixOf, type VmSpec, type VmSpecInput, type NetworkSpec, type GpuSpec, type CloudInitSpec, type HostLimits } from "./spec.js";
 export { domainXml, domainName, parseThocMetadata, DOMAIN_PREFIX, THOC_NS, type DomainXmlInput } from "./xml.js";
+export { ObjectImageStore, IMAGE_BUCKET, IMAGE_OWNER } from "./images-objectstore.js";
 export { LocalImageStore, checkImageName, type ImageStore, type ImageRecord, type ImagePart, type ImageWriter } from "./images.js";
 export { parseGpus, allocateGpus, MIG_PROFILES, type HostGpu, type GpuAllocation } from "./gpu.js";
 export { buildSeedIso, userData, metaData, hashPassword } from "./cloudinit.js";

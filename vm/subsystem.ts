@@ -9,12 +9,28 @@ import { Counter, Gauge } from "prom-client";
 import type { AgentContext, Subsystem, SubsystemHealth } from "../agent/index.js";
 import { openHypervisor, type Hypervisor } from "../hypervisor/index.js";
 import { ImageService, VmService } from "../proto/index.js";
-import { LocalImageStore } from "./images.js";
+import type { ObjectStoreSubsystem } from "../objectstore/index.js";
+import { LocalImageStore, type ImageStore } from "./images.js";
+import { ObjectImageStore } from "./images-objectstore.js";
 import { VmManager, type VmRecord } from "./manager.js";
 import { withCpuPercent, type VmMetricsReading } from "./ops.js";
 import { imageService, vmService } from "./rpc.js";
 import { VncTokens } from "./vnc.js";
 import { createVncProxy } from "./vnc-proxy.js";
+
+/** Images live in the object store's reserved bucket when this agent runs one, else only on this node. */
+async function openImages(ctx: AgentContext): Promise<ImageStore> {
+  const dir = path.join(ctx.store.dataDir, "images");
+  const blobs = ctx.subsystem<ObjectStoreSubsystem>("objectstore")?.blobStore?.();
+  if (!blobs) {
+    ctx.log.info({ dir }, "no object store: VM images are kept on this node only");
+    return new LocalImageStore(dir);
+  }
+  const images = new ObjectImageStore(blobs, dir);
+  // Not fatal: imports retry it and say what to fix (e.g. an S3 user took the bucket name first).
+  await images.ensureBucket().catch((err) => ctx.log.warn({ err, bucket: images.bucket }, "VM image bucket unavailable"));
+  return images;
+}
 
 export class VmSubsystem implements Subsystem {
   readonly name = "vm";
@@ -36,7 +52,7 @@ export class VmSubsystem implements Subsystem {
       },
     });
     this.hv = hv;
-    const images = new LocalImageStore(path.join(ctx.store.dataDir, "images"));
+    const images = await openImages(ctx);
     manager = new VmManager({
       hv, images, records: ctx.store.json<VmRecord>("vm"), vmDir: path.join(ctx.store.dataDir, "vms"),
       node: ctx.config.name, domainType: cfg.vm.domainType,
