@@ -59,6 +59,7 @@ test("created keys: secret once, listed without secret, looked up, deleted; root
     assert.ok(!JSON.stringify(list).includes(secretKey), "a listing never carries a secret");
     assert.ok(!JSON.stringify(list).includes(r.rootCredentials()!.secretKey));
     await assert.rejects(r.create("bad owner!"), /owner/);
+    await assert.rejects(r.create("thoc-system"), /reserved for the agent/);
     await assert.rejects(r.delete(r.rootCredentials()!.accessKeyId), (e: { code?: string }) => e.code === "failed_precondition");
     await r.delete(key.accessKeyId);
     assert.equal(await r.lookup(key.accessKeyId), undefined);

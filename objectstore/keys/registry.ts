@@ -90,6 +90,8 @@ export class KeyRegistry implements CredentialLookup {
 
   async create(owner = ROOT_OWNER, description = ""): Promise<{ key: KeyInfo; secretKey: string }> {
     if (!OWNER.test(owner)) throw new ThocError("invalid_argument", `owner ${JSON.stringify(owner)}: 1-64 letters, digits, '_', '.', '@' or '-'`, { owner });
+    // "thoc-*" owners hold the agent's own buckets (thoc-images): no S3 key may act as them.
+    if (owner.startsWith("thoc-")) throw new ThocError("invalid_argument", `owner ${JSON.stringify(owner)}: names starting with "thoc-" are reserved for the agent's internal buckets; pick another owner`, { owner });
     if (description.length > 256) throw new ThocError("invalid_argument", "description: at most 256 characters");
     const pair = generatePair();
     const k: StoredKey = { ...pair, owner, description, createdAt: Date.now() };
