@@ -23,8 +23,9 @@ const ACCESS = "AKIATHOCCLIENTTEST01";
 const SECRET = "clients-test-secret/0123456789abcdefghijklmn";
 const MiB = 1024 * 1024;
 const AWS = "/usr/bin/aws";
-const haveAws = existsSync(AWS) && existsSync("/usr/bin/python3");
-const haveRclone = existsSync("/usr/bin/rclone");
+// Real clients are the point of this file: a missing one fails the test (`.ci/run` installs them).
+const needAws = () => assert.ok(existsSync(AWS) && existsSync("/usr/bin/python3"), "Debian awscli is not installed: apt-get install awscli");
+const needRclone = () => assert.ok(existsSync("/usr/bin/rclone"), "Debian rclone is not installed: apt-get install rclone");
 
 /** A clean environment for the CLIs: our keys, no user config, no CA bundle overrides (rclone rejects them on http). */
 function cliEnv(endpoint: string): NodeJS.ProcessEnv {
@@ -80,7 +81,8 @@ describe("real S3 clients against a --dev agent", () => {
     await sdk.send(new s3.DeleteBucketCommand({ Bucket: "sdk-bucket" }));
   });
 
-  test("aws-cli: s3 mb, cp (50 MiB, multipart), sync, ls, rm", { skip: !haveAws }, async () => {
+  test("aws-cli: s3 mb, cp (50 MiB, multipart), sync, ls, rm", async () => {
+    needAws();
     const big = path.join(dir, "big50.bin");
     await writeFile(big, randomBytes(50 * MiB));
     await aws(["s3", "mb", "s3://cli-bucket"]);
@@ -101,7 +103,8 @@ describe("real S3 clients against a --dev agent", () => {
     assert.equal((await aws(["s3", "ls", "s3://cli-bucket/tree/"]).catch((e: { stdout: string }) => e)).stdout.trim(), "");
   });
 
-  test("aws-cli: s3api multipart upload of a 50 MiB file in 5 parts, ETag '<md5 of md5s>-5'", { skip: !haveAws }, async () => {
+  test("aws-cli: s3api multipart upload of a 50 MiB file in 5 parts, ETag '<md5 of md5s>-5'", async () => {
+    needAws();
     const data = randomBytes(50 * MiB);
     await aws(["s3api", "create-bucket", "--bucket", "mp-bucket"]);
     const created = JSON.parse((await aws(["s3api", "create-multipart-upload", "--bucket", "mp-bucket", "--key", "big.bin"])).stdout) as { UploadId: string };
@@ -129,7 +132,8 @@ describe("real S3 clients against a --dev agent", () => {
     assert.ok((await readFile(out)).equals(data));
   });
 
-  test("rclone: copy a tree up, check it, copy it back, byte-identical", { skip: !haveRclone }, async () => {
+  test("rclone: copy a tree up, check it, copy it back, byte-identical", async () => {
+    needRclone();
     const src = path.join(dir, "rsrc");
     await mkdir(path.join(src, "nested"), { recursive: true });
     await writeFile(path.join(src, "big.bin"), randomBytes(12 * MiB));
@@ -143,7 +147,8 @@ describe("real S3 clients against a --dev agent", () => {
     await rclone(["purge", "t:rclone-bucket"]);
   });
 
-  test("wrong secret → 403 SignatureDoesNotMatch; unknown key → 403 InvalidAccessKeyId; expired presigned URL → 403", { skip: !haveAws }, async () => {
+  test("wrong secret → 403 SignatureDoesNotMatch; unknown key → 403 InvalidAccessKeyId; expired presigned URL → 403", async () => {
+    needAws();
     const wrong = new s3.S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, maxAttempts: 1, credentials: { accessKeyId: ACCESS, secretAccessKey: "wrong" } });
     await assert.rejects(wrong.send(new s3.ListBucketsCommand({})), (e: { name: string; $metadata: { httpStatusCode: number } }) => e.name === "SignatureDoesNotMatch" && e.$metadata.httpStatusCode === 403);
     wrong.destroy();
