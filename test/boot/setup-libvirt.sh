@@ -4,10 +4,13 @@
 # Usage: bash test/boot/setup-libvirt.sh   (as root)
 set -euo pipefail
 mkdir -p /run/libvirt /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/lib/libvirt/images
-if ! pgrep -x virtlogd >/dev/null; then
+# A daemon that died can linger as a zombie when PID 1 does not reap: count live ones only.
+running() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }
+if ! running virtlogd; then
   virtlogd -d
 fi
-if ! pgrep -x libvirtd >/dev/null; then
+if ! running libvirtd; then
+  rm -f /run/libvirtd.pid
   libvirtd -d
 fi
 # libvirtd answers once its socket exists; wait up to 15 s.
