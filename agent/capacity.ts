@@ -26,11 +26,13 @@ async function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T
   return r;
 }
 
+// CPUs and GPUs do not change while the agent runs: probe them once, re-read only memory and disk.
 let gpuCache: GpuInfo[] | undefined;
+let cpuCache: Awaited<ReturnType<typeof si.cpu>> | undefined;
 
 export async function readCapacity(dataDir: string): Promise<CapacityInfo> {
   const [cpu, mem, fs, gpus] = await Promise.all([
-    withTimeout(si.cpu(), 2000, undefined),
+    cpuCache ? Promise.resolve(cpuCache) : withTimeout(si.cpu(), 2000, undefined),
     withTimeout(si.mem(), 2000, undefined),
     statfs(dataDir).catch(() => undefined),
     gpuCache ? Promise.resolve(gpuCache) : withTimeout(si.graphics().then((g) => g.controllers
@@ -38,6 +40,7 @@ export async function readCapacity(dataDir: string): Promise<CapacityInfo> {
       .map((c) => ({ vendor: c.vendor, model: c.model, pciAddress: c.pciBus ?? "", memoryBytes: (c.vram ?? 0) * 1024 * 1024 }))), 3000, [] as GpuInfo[]),
   ]);
   gpuCache = gpus;
+  cpuCache ??= cpu;
   return {
     cpus: cpu?.cores || os.cpus().length,
     cpuModel: cpu ? `${cpu.manufacturer} ${cpu.brand}`.trim() : os.cpus()[0]?.model ?? "unknown",
