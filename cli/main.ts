@@ -11,6 +11,7 @@ import { registerStatus } from "./commands/status.js";
 import { registerVm } from "./commands/vm.js";
 import { registerImage } from "./commands/image.js";
 import { registerS3 } from "./commands/s3.js";
+import { registerRing } from "./commands/ring.js";
 
 export function buildProgram(): Command {
   const program = new Command("thoc-node")
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerS3(program);
   registerKeygen(program);
   registerMembers(program);
+  registerRing(program);
   return program;
 }
 

@@ -1,23 +1,26 @@
 /**
- * The objectstore subsystem: opens the durable local blob store (cleaning
- * what a crash left behind), the S3 key registry, registers KeyService, and
- * serves S3 on bind:s3Port. Healthy once the S3 port is listening.
+ * The objectstore subsystem: opens the replicated store (durable replicas on
+ * this node, the ring, the replica protocol; replicated.ts), the S3 key
+ * registry, registers KeyService, and serves S3 on bind:s3Port from the ring.
+ * Healthy once the S3 port is listening; its detail line gives the ring size
+ * and the effective N/W/R.
  */
 import client from "prom-client";
 import type { AgentContext, Logger, Subsystem, SubsystemHealth } from "../agent/index.js";
 import { ThocError } from "../errors/index.js";
 import { KeyService } from "../proto/index.js";
-import { LocalBlobStore } from "./blob/local.js";
 import type { BlobStore } from "./blob/types.js";
 import { KeyRegistry, keyService } from "./keys/index.js";
 import { createS3Server, type S3Server } from "./s3/index.js";
+import { openReplicated, type Replicated } from "./replicated.js";
 
 export class ObjectStoreSubsystem implements Subsystem {
   readonly name = "objectstore";
   private state: SubsystemHealth = { status: "starting" };
   private server?: S3Server;
   private shutdownMs = 3000;
-  blobs?: LocalBlobStore;
+  blobs?: BlobStore;
+  replicated?: Replicated;
   keys?: KeyRegistry;
   /** The S3 port actually bound (differs from config with --s3-port 0). */
   port = 0;
@@ -26,22 +29,18 @@ export class ObjectStoreSubsystem implements Subsystem {
     const { config } = ctx;
     const log = ctx.log.child({ subsystem: this.name });
     this.shutdownMs = Math.max(500, Math.floor(config.shutdownTimeout / 2));
-    this.keys = await KeyRegistry.open(ctx.store, config);
-    if (this.keys.rootSource === "none") log.warn("no S3 root key: set s3.accessKey and s3.secretKey (or create keys with `thoc-node s3 key create`)");
 
     const dataLoss = new client.Counter({
       name: "thoc_objectstore_data_loss_total", help: "Stored object data that failed its checksum on read (bit rot, truncation, missing file).",
       registers: [ctx.metrics],
     });
-    this.blobs = await LocalBlobStore.open({
-      store: ctx.store,
-      onDataLoss: (e) => {
-        dataLoss.inc();
-        log.error({ code: e.code, blob: e.details.blob }, e.message);
-      },
+    this.replicated = await openReplicated(ctx, log, (e) => {
+      dataLoss.inc();
+      log.error({ code: e.code, blob: e.details.blob }, e.message);
     });
-    const rec = this.blobs.recovery;
-    if (rec.tmpFiles || rec.garbageFiles || rec.orphanFiles) log.info({ ...rec }, "blob store: cleaned up after an unclean stop");
+    this.blobs = this.replicated.blobs;
+    this.keys = await KeyRegistry.open(ctx.store, config, this.replicated.keyTable);
+    if (this.keys.rootSource === "none") log.warn("no S3 root key: set s3.accessKey and s3.secretKey (or create keys with `thoc-node s3 key create`)");
 
     ctx.rpc.add(KeyService, keyService(this.keys));
 
@@ -66,13 +65,15 @@ export class ObjectStoreSubsystem implements Subsystem {
   }
 
   health(): SubsystemHealth {
+    if (this.state.status === "up" && this.replicated) return { status: "up", detail: this.replicated.summary() };
     return this.state;
   }
 
   async stop(): Promise<void> {
     this.state = { status: "down", detail: "stopped" };
     await this.server?.close(this.shutdownMs).catch(() => {});
-    await this.blobs?.close(500).catch(() => {});
+    await this.blobs?.close().catch(() => {});
+    await this.replicated?.stop().catch(() => {});
   }
 }
 

@@ -16,7 +16,7 @@
 import { ThocError, quorumError } from "../../errors/index.js";
 import type { HlcClock } from "./hlc.js";
 import type { HintStore } from "./hints.js";
-import { knownWrite, once, tombstoneRecord, type PutOutcome, type ReplicaRecord, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
+import { knownWrite, once, tombstoneRecord, type BodyRange, type PutOutcome, type ReplicaRecord, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import { placementKey, type Ring } from "./ring.js";
 import { Tee } from "./tee.js";
 
@@ -24,7 +24,7 @@ import { Tee } from "./tee.js";
 export interface ReplicaTarget {
   readonly nodeId: string;
   put(w: ReplicaWrite, opts?: { hintFor?: string; signal?: AbortSignal }): Promise<PutOutcome>;
-  get(bucket: string, key: string): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }>;
+  get(bucket: string, key: string, opts?: { range?: BodyRange }): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }>;
   head(bucket: string, key: string): Promise<ReplicaRecord | undefined>;
   delete(bucket: string, key: string, version: string, opts?: { hintFor?: string }): Promise<PutOutcome>;
 }
@@ -38,8 +38,8 @@ export class LocalReplica implements ReplicaTarget {
   put(w: ReplicaWrite, opts: { hintFor?: string } = {}) {
     return this.target(opts.hintFor).put(w);
   }
-  async get(bucket: string, key: string) {
-    const got = await this.store.get(bucket, key);
+  async get(bucket: string, key: string, opts: { range?: BodyRange } = {}) {
+    const got = await this.store.get(bucket, key, opts);
     if (!got) throw new ThocError("not_found", `no replica of ${bucket}/${key} on this node`);
     return got;
   }
@@ -89,6 +89,8 @@ interface Plan {
 }
 
 export class Coordinator {
+  /** Counters for metrics. */
+  readonly stats = { quorumFailures: 0, readRepairs: 0 };
   private lastQuorum = "";
   private readonly failedAt = new Map<string, number>();
   private readonly background = new Set<Promise<unknown>>();
@@ -111,6 +113,11 @@ export class Coordinator {
       this.lastQuorum = tag;
     }
     return q;
+  }
+
+  private qerr(...a: Parameters<typeof quorumError>): ThocError {
+    this.stats.quorumFailures++;
+    return quorumError(...a);
   }
 
   private isUp(id: string): boolean {
@@ -163,15 +170,22 @@ export class Coordinator {
    * version (minted here) and the size/sha256 (computed while streaming, sent
    * in each replica's trailer). Resolves with the stored record after W acks.
    */
-  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>): Promise<ReplicaRecord> {
+  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string } = {}): Promise<ReplicaRecord> {
     const plan = this.plan(header.bucket, header.key);
     if (plan.up.length < plan.q.w) {
-      throw quorumError(`PUT ${header.bucket}/${header.key}`, plan.up.length, plan.q.w, plan.q.n, `preferred replicas down: ${plan.prefs.filter((p) => !plan.up.includes(p)).join(", ")}`);
+      throw this.qerr(`PUT ${header.bucket}/${header.key}`, plan.up.length, plan.q.w, plan.q.n, `preferred replicas down: ${plan.prefs.filter((p) => !plan.up.includes(p)).join(", ")}`);
     }
     const version = this.opts.hlc.now();
     const tee = new Tee(body);
     const abort = new AbortController();
     const h: ReplicaWrite["header"] = { ...header, version, tombstone: false };
+    // The final meta is computed once, when the first replica asks for its trailer.
+    let meta: string | undefined;
+    const expected = (): { size: number; sha256: string; meta?: string } => {
+      const t = tee.expected();
+      if (opts.finalMeta && meta === undefined) meta = opts.finalMeta();
+      return meta === undefined ? t : { ...t, meta };
+    };
     const sends = [
       ...plan.up.map((id) => ({ id, hintFor: undefined as string | undefined })),
       ...[...plan.hints].map(([down, holder]) => ({ id: holder, hintFor: down })),
@@ -179,7 +193,7 @@ export class Coordinator {
       const branch = tee.branch();
       const p = (async () => {
         try {
-          return await this.opts.target(id).put({ header: h, body: abortable(branch, abort.signal), expected: () => tee.expected() }, { hintFor, signal: abort.signal });
+          return await this.opts.target(id).put({ header: h, body: abortable(branch, abort.signal), expected }, { hintFor, signal: abort.signal });
         } finally {
           branch.detach();
         }
@@ -187,13 +201,14 @@ export class Coordinator {
       return { id, hintFor, p };
     });
     try {
-      return await this.awaitQuorum(`PUT ${header.bucket}/${header.key}`, plan, sends, () => abort.abort(), () => {
-        const t = tee.expected();
-        return { ...h, tombstone: false, size: t.size, sha256: t.sha256 };
+      return await this.awaitQuorum(`PUT ${header.bucket}/${header.key}`, plan, sends, () => abort.abort(), () => tee.sourceError !== undefined || abort.signal.aborted, () => {
+        const t = expected();
+        return { ...h, tombstone: false, size: t.size, sha256: t.sha256, meta: t.meta ?? h.meta };
       });
     } catch (err) {
       // The client's body failed (disconnect, bad digest upstream): say so, not "quorum".
-      if (tee.sourceError !== undefined) throw ThocError.from(tee.sourceError, "aborted");
+      // As it came: the S3 layer knows its own errors (S3Error), and others are wrapped at the edge.
+      if (tee.sourceError !== undefined) throw tee.sourceError;
       throw err;
     }
   }
@@ -201,17 +216,17 @@ export class Coordinator {
   /** Deletes by writing a tombstone with a new version (W acks, hints for down replicas). */
   async delete(bucket: string, key: string): Promise<ReplicaRecord> {
     const plan = this.plan(bucket, key);
-    if (plan.up.length < plan.q.w) throw quorumError(`DELETE ${bucket}/${key}`, plan.up.length, plan.q.w, plan.q.n, "preferred replicas down");
+    if (plan.up.length < plan.q.w) throw this.qerr(`DELETE ${bucket}/${key}`, plan.up.length, plan.q.w, plan.q.n, "preferred replicas down");
     const rec = tombstoneRecord(bucket, key, this.opts.hlc.now());
     const sends = [
       ...plan.up.map((id) => ({ id, hintFor: undefined as string | undefined })),
       ...[...plan.hints].map(([down, holder]) => ({ id: holder, hintFor: down })),
     ].map(({ id, hintFor }) => ({ id, hintFor, p: attempt(() => this.opts.target(id).delete(bucket, key, rec.version, { hintFor })) }));
-    return this.awaitQuorum(`DELETE ${bucket}/${key}`, plan, sends, () => undefined, () => rec);
+    return this.awaitQuorum(`DELETE ${bucket}/${key}`, plan, sends, () => undefined, () => false, () => rec);
   }
 
   /** Resolves after W acks from preferred nodes; rejects as soon as W can no longer be reached. */
-  private awaitQuorum(op: string, plan: Plan, sends: { id: string; hintFor?: string; p: Promise<PutOutcome> }[], cancel: () => void, result: () => ReplicaRecord): Promise<ReplicaRecord> {
+  private awaitQuorum(op: string, plan: Plan, sends: { id: string; hintFor?: string; p: Promise<PutOutcome> }[], cancel: () => void, ourFault: () => boolean, result: () => ReplicaRecord): Promise<ReplicaRecord> {
     const { w, n } = plan.q;
     const primaries = sends.filter((s) => !s.hintFor);
     return new Promise<ReplicaRecord>((resolve, reject) => {
@@ -227,15 +242,18 @@ export class Coordinator {
             if (++acks >= w) { done = true; resolve(result()); }
           },
           (err: unknown) => {
-            this.noteFailure(s.id, err);
             const e = ThocError.from(err);
-            this.opts.log?.warn({ node: s.id, hintFor: s.hintFor, code: e.code, err: e.message }, `object store: ${op}: replica write failed`);
+            // A replica stream that failed because our body failed says nothing about the replica.
+            if (!ourFault()) {
+              this.noteFailure(s.id, err);
+              this.opts.log?.warn({ node: s.id, hintFor: s.hintFor, code: e.code, err: e.message }, `object store: ${op}: replica write failed`);
+            }
             if (s.hintFor || done) return;
             errors.push(`${s.id}: ${e.message}`);
             if (primaries.length - ++fails < w) {
               done = true;
               cancel(); // stop the other streams before they commit: fewer copies of a failed write
-              reject(quorumError(op, acks, w, n, errors.join("; ")));
+              reject(this.qerr(op, acks, w, n, errors.join("; ")));
             }
           },
         );
@@ -248,7 +266,7 @@ export class Coordinator {
   async head(bucket: string, key: string): Promise<{ record?: ReplicaRecord; holders: string[] }> {
     const plan = this.plan(bucket, key);
     const { r, n } = plan.q;
-    if (plan.up.length < r) throw quorumError(`GET ${bucket}/${key}`, plan.up.length, r, n, "preferred replicas down");
+    if (plan.up.length < r) throw this.qerr(`GET ${bucket}/${key}`, plan.up.length, r, n, "preferred replicas down");
     const replies = new Map<string, ReplicaRecord | undefined>();
     const asks = plan.up.map((id) => attempt(() => this.opts.target(id).head(bucket, key)).then(
       (rec) => { this.noteSuccess(id); replies.set(id, rec); },
@@ -262,7 +280,7 @@ export class Coordinator {
         () => { if (++ok === r) resolve(); },
         (err: unknown) => {
           errors.push(`${plan.up[i]}: ${ThocError.from(err).message}`);
-          if (plan.up.length - ++fails < r) reject(quorumError(`GET ${bucket}/${key}`, ok, r, n, errors.join("; ")));
+          if (plan.up.length - ++fails < r) reject(this.qerr(`GET ${bucket}/${key}`, ok, r, n, errors.join("; ")));
         },
       ));
     });
@@ -273,15 +291,16 @@ export class Coordinator {
   }
 
   /** The newest live version with its body; not_found (NoSuchKey) when absent or deleted. */
-  async get(bucket: string, key: string): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
-    const { record, holders } = await this.head(bucket, key);
+  async get(bucket: string, key: string, opts: { range?: BodyRange; known?: { record?: ReplicaRecord; holders: string[] } } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
+    const { record, holders } = opts.known ?? await this.head(bucket, key);
     if (!record || record.tombstone) throw new ThocError("not_found", `no object ${bucket}/${key}`, { s3Code: "NoSuchKey", bucket, key });
     const order = [...holders].sort((a, b) => (a === this.opts.self ? -1 : b === this.opts.self ? 1 : 0));
     let last: unknown;
     for (const id of order) {
       try {
-        const got = await this.opts.target(id).get(bucket, key);
+        const got = await this.opts.target(id).get(bucket, key, opts.range ? { range: opts.range } : {});
         if (got.record.version === record.version) return got;
+        void drain(got.body);
         last = new ThocError("aborted", `replica on ${id} changed while reading`);
       } catch (err) {
         this.noteFailure(id, err);
@@ -305,12 +324,18 @@ export class Coordinator {
           if (src.record.version !== newest.version) continue;
           await this.opts.target(id).put(knownWrite(src.record, src.body));
         }
+        this.stats.readRepairs++;
         this.opts.log?.info({ node: id, bucket, key, version: newest.version }, "object store: read repair");
       } catch (err) {
         this.opts.log?.warn({ node: id, bucket, key, err: ThocError.from(err).message }, "object store: read repair failed");
       }
     }
   }
+}
+
+/** Releases a body we will not read (closes its stream). */
+async function drain(body: AsyncIterable<Uint8Array>): Promise<void> {
+  try { await body[Symbol.asyncIterator]().return?.(); } catch { /* nothing to release */ }
 }
 
 /** Runs fn, turning a synchronous throw (e.g. no address for a node) into a rejection. */

@@ -14,6 +14,8 @@ export {
   type ReplicaRecord, type ReplicaStore, type ReplicaWrite, type PutOutcome, type PosRange, type RangeDigest,
 } from "./replica-store.js";
 export { MemoryHintStore, deliverHints, type HintStore, type HandoffOptions } from "./hints.js";
+export { DurableReplicaStore, type DurableReplicaStoreOptions } from "./durable-store.js";
+export { DurableHintStore, type DurableHintStoreOptions } from "./durable-hints.js";
 export { PeerAuth, authenticated, methodPath, PEER_AUTH_HEADER, type PeerAuthOptions } from "./auth.js";
 export { replicaService, MemoryRingHolder, rechunk, type RingHolder, type ReplicaServiceDeps } from "./service.js";
 export { Peer, Peers, type PeerDirectory, type PeersOptions } from "./peer.js";
@@ -23,3 +25,7 @@ export { RateLimiter } from "./rate.js";
 export { Tee, type Branch } from "./tee.js";
 export { rebalance, expireTombstones, type RebalanceOptions, type RebalanceStats, type RebalanceTarget } from "./rebalance.js";
 export { ReplicationNode, type ReplicationNodeOptions, type ReplicationConfig } from "./replication.js";
+export { ReplicatedTable, LevelTableBackend, MemoryTableBackend, type TableEntry, type TableBackend } from "./table.js";
+export { ClusterTable, type TablePeer } from "./table-sync.js";
+export { mergeSources, type MergedList, type ListSource } from "./listing.js";
+export { ReplicatedBlobStore, type ReplicatedBackend } from "./blob-store.js";

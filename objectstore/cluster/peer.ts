@@ -12,7 +12,8 @@ import { createClient, type Client } from "../../rpc/index.js";
 import { ObjectStoreService } from "../../proto/index.js";
 import { PEER_AUTH_HEADER, methodPath, type PeerAuth } from "./auth.js";
 import type { HlcClock } from "./hlc.js";
-import type { PosRange, PutOutcome, RangeDigest, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
+import type { BodyRange, BucketListOptions, PosRange, PutOutcome, RangeDigest, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
+import type { TableEntry } from "./table.js";
 import type { RingStateData } from "./ring-state.js";
 import { fromWire, rangeToWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
 
@@ -35,7 +36,7 @@ export class Peer {
   }
 
   /** Runs a stream under an idle deadline: touch() on progress, abort when stalled. */
-  private idle(what: string, outer?: AbortSignal): { signal: AbortSignal; touch(): void; stop(): void; timedOut(): boolean } {
+  private idle(what: string, outer?: AbortSignal): { signal: AbortSignal; touch(): void; pause(): void; stop(): void; timedOut(): boolean } {
     const ac = new AbortController();
     if (outer?.aborted) ac.abort(outer.reason);
     else outer?.addEventListener("abort", () => ac.abort(outer.reason), { once: true });
@@ -47,7 +48,7 @@ export class Peer {
       timer.unref?.();
     };
     touch();
-    return { signal: ac.signal, touch, stop: () => clearTimeout(timer), timedOut: () => fired };
+    return { signal: ac.signal, touch, pause: () => clearTimeout(timer), stop: () => clearTimeout(timer), timedOut: () => fired };
   }
 
   private stalled(err: unknown, g: { timedOut(): boolean }, what: string): ThocError {
@@ -57,6 +58,7 @@ export class Peer {
   /** Streams a replica (header, chunks, trailer); `hintFor` stores it as a hint for that node. */
   async put(w: ReplicaWrite, opts: { hintFor?: string; signal?: AbortSignal } = {}): Promise<PutOutcome> {
     const g = this.idle("PutReplica", opts.signal);
+    const timeoutMs = this.timeoutMs;
     let settled = false;
     const hd = w.header;
     async function* reqs(clock: string) {
@@ -64,13 +66,37 @@ export class Peer {
         record: toWire({ ...hd, size: hd.size ?? 0, sha256: hd.sha256 ?? "" }),
         hintFor: opts.hintFor ?? "", clock,
       } } };
-      for await (const c of w.body) {
-        if (settled) return; // the replica already answered (e.g. it has a newer version)
-        g.touch();
-        yield { part: { case: "chunk" as const, value: c } };
+      // The idle deadline measures the replica (it must keep taking messages), not
+      // our source: while the client's body is slow to arrive the clock is paused
+      // and empty chunks keep the replica's own idle deadline from firing.
+      const it = w.body[Symbol.asyncIterator]();
+      const keepaliveMs = Math.max(50, Math.floor(timeoutMs / 3));
+      try {
+        for (;;) {
+          g.pause();
+          const pending = it.next();
+          let r: IteratorResult<Uint8Array> | undefined;
+          while (!r) {
+            let timer: NodeJS.Timeout | undefined;
+            const tick = new Promise<undefined>((res) => { timer = setTimeout(() => res(undefined), keepaliveMs); });
+            r = await Promise.race([pending, tick]).finally(() => clearTimeout(timer));
+            if (!r) {
+              if (settled) return;
+              g.touch();
+              yield { part: { case: "chunk" as const, value: new Uint8Array(0) } };
+            }
+          }
+          if (r.done) break;
+          if (settled) return; // the replica already answered (e.g. it has a newer version)
+          g.touch();
+          yield { part: { case: "chunk" as const, value: r.value } };
+        }
+      } finally {
+        if (settled) void it.return?.();
       }
+      g.touch(); // from here on the replica owes us: its commit and answer are under the deadline
       const t = w.expected();
-      yield { part: { case: "trailer" as const, value: { size: BigInt(t.size), sha256: t.sha256 } } };
+      yield { part: { case: "trailer" as const, value: { size: BigInt(t.size), sha256: t.sha256, meta: t.meta ?? "" } } };
     }
     try {
       const res = await this.client.putReplica(reqs(this.hlc.now()), { signal: g.signal, metadata: this.md("putReplica") });
@@ -84,9 +110,11 @@ export class Peer {
   }
 
   /** The record and a body that is verified against its size and sha256 as it is read. */
-  async get(bucket: string, key: string): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
+  async get(bucket: string, key: string, opts: { range?: BodyRange } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
     const g = this.idle("GetReplica");
-    const it = this.client.getReplica({ bucket, key }, { signal: g.signal, metadata: this.md("getReplica") })[Symbol.asyncIterator]();
+    const range = opts.range;
+    const req = range ? { bucket, key, ranged: true, start: BigInt(range.start), end: BigInt(range.end) } : { bucket, key };
+    const it = this.client.getReplica(req, { signal: g.signal, metadata: this.md("getReplica") })[Symbol.asyncIterator]();
     let first: IteratorResult<{ part: { case: string | undefined; value?: unknown } }>;
     try {
       first = await it.next();
@@ -99,6 +127,7 @@ export class Peer {
       throw new ThocError("data_loss", `GetReplica on ${this.nodeId}: no record in the answer`);
     }
     const record = fromWire(first.value.part.value as never);
+    const expectSize = range ? Math.max(0, Math.min(record.size - 1, range.end) - range.start + 1) : record.size;
     const self = this;
     async function* body(): AsyncIterable<Uint8Array> {
       const h = createHash("sha256");
@@ -111,7 +140,7 @@ export class Peer {
           if (r.value.part.case !== "chunk") throw new ThocError("data_loss", `GetReplica on ${self.nodeId}: unexpected message`);
           const c = r.value.part.value as Uint8Array;
           n += c.byteLength;
-          if (n > record.size) break;
+          if (n > expectSize) break;
           h.update(c);
           yield c;
         }
@@ -121,7 +150,7 @@ export class Peer {
         g.stop();
         await it.return?.();
       }
-      if (n !== record.size || h.digest("hex") !== record.sha256) {
+      if (n !== expectSize || (!range && h.digest("hex") !== record.sha256)) {
         throw new ThocError("data_loss", `replica of ${bucket}/${key} from ${self.nodeId} is corrupt (size or sha256 mismatch)`, { node: self.nodeId });
       }
     }
@@ -158,6 +187,29 @@ export class Peer {
   async digest(range: PosRange, parts: number): Promise<RangeDigest[]> {
     const res = await this.client.digestRange({ range: rangeToWire(range), parts }, { ...this.unary(), metadata: this.md("digestRange") });
     return res.digests.map((d) => ({ hash: d.hash, count: safeNumber(d.count, "count") }));
+  }
+
+  /** One bucket's records in key order (see ReplicaStore.listBucket). */
+  async *listBucket(bucket: string, opts: BucketListOptions = {}): AsyncIterable<ReplicaRecord> {
+    const g = this.idle("ListBucket");
+    try {
+      for await (const r of this.client.listBucket({
+        bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0,
+      }, { signal: g.signal, metadata: this.md("listBucket") })) {
+        g.touch();
+        yield fromWire(r.record);
+      }
+    } catch (err) {
+      throw this.stalled(err, g, "ListBucket");
+    } finally {
+      g.stop();
+    }
+  }
+
+  /** Full-state table exchange: sends ours (or only our digest), returns theirs (entries empty when the digests match). */
+  async syncTable(table: string, digest: string, entries: TableEntry[]): Promise<{ digest: string; entries: TableEntry[] }> {
+    const res = await this.client.syncTable({ table, digest, entries }, { ...this.unary(), metadata: this.md("syncTable") });
+    return { digest: res.digest, entries: res.entries.map((e) => ({ key: e.key, version: e.version, deleted: e.deleted, value: e.value })) };
   }
 
   async getRing(): Promise<RingStateData> {

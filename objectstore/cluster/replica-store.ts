@@ -62,8 +62,34 @@ export interface RangeDigest {
 export interface ReplicaWrite {
   header: Omit<ReplicaRecord, "size" | "sha256"> & Partial<Pick<ReplicaRecord, "size" | "sha256">>;
   body: AsyncIterable<Uint8Array>;
-  expected(): { size: number; sha256: string };
+  /**
+   * The trailer. `meta`, when set, replaces the header's meta: the S3 layer
+   * learns the ETag (MD5) and checksums only once the whole body has passed.
+   */
+  expected(): { size: number; sha256: string; meta?: string };
 }
+
+/** Inclusive byte range of a replica's body. */
+export interface BodyRange {
+  start: number;
+  end: number;
+}
+
+export interface BucketListOptions {
+  /** Only keys starting with this. Keys starting with U+0001 (internal records) are listed only when the prefix asks for them. */
+  prefix?: string;
+  /** Exclusive: keys strictly after this one (UTF-8 byte order). */
+  after?: string;
+  limit?: number;
+}
+
+/** Orders keys as S3 lists them: by their UTF-8 bytes (JS's < compares UTF-16 code units, which differs above U+FFFF). */
+export function compareKeys(a: string, b: string): number {
+  return a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
+/** First character of the keys the replicated store keeps for itself (multipart uploads and parts) inside a bucket. */
+export const INTERNAL_KEY_PREFIX = "\u0001";
 
 /** A write whose size and digest are known up front (repair, handoff, tests). */
 export function knownWrite(rec: ReplicaRecord, body: AsyncIterable<Uint8Array>): ReplicaWrite {
@@ -81,8 +107,14 @@ export interface ReplicaStore {
   put(w: ReplicaWrite): Promise<PutOutcome>;
   /** The stored record (tombstones included) or undefined. */
   head(bucket: string, key: string): Promise<ReplicaRecord | undefined>;
-  /** The record and its body (empty for tombstones). */
-  get(bucket: string, key: string): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> } | undefined>;
+  /**
+   * The record and its body (empty for tombstones). With a range, only those
+   * bytes (clamped to the body); the body is verified against the record's
+   * sha256 only when read whole (a mismatch throws data_loss at the end).
+   */
+  get(bucket: string, key: string, opts?: { range?: BodyRange }): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> } | undefined>;
+  /** One bucket's records (tombstones included) in key order (compareKeys), for S3 listings. */
+  listBucket(bucket: string, opts?: BucketListOptions): AsyncIterable<ReplicaRecord>;
   /** Records in ring-position order within the range, after the given placement key. */
   list(range: PosRange, opts?: { after?: { pos: number; pkey: string }; limit?: number }): AsyncIterable<ReplicaRecord>;
   /** Digests of `parts` equal sub-arcs of the range: one level of a Merkle tree over the arc. */
@@ -135,7 +167,7 @@ export async function readVerified(w: ReplicaWrite, limitBytes = Infinity): Prom
   const exp = w.expected();
   if (n !== exp.size || (hd.size !== undefined && hd.size !== n)) throw mismatch(hd, `${n} bytes, declared ${hd.size ?? exp.size}`);
   if (sha256 !== exp.sha256 || (hd.sha256 !== undefined && hd.sha256 !== sha256)) throw mismatch(hd, `sha256 ${sha256}, declared ${hd.sha256 ?? exp.sha256}`);
-  const rec: ReplicaRecord = { ...hd, size: n, sha256 };
+  const rec: ReplicaRecord = { ...hd, size: n, sha256, ...(exp.meta !== undefined ? { meta: exp.meta } : {}) };
   validateRecord(rec);
   return { rec, chunks };
 }
@@ -195,11 +227,26 @@ export class MemoryReplicaStore implements ReplicaStore {
     return e && { ...e.rec };
   }
 
-  async get(bucket: string, key: string): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> } | undefined> {
+  async get(bucket: string, key: string, opts: { range?: BodyRange } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> } | undefined> {
     const e = this.entries.get(placementKey(bucket, key));
     if (!e) return undefined;
     this.bodyReads++;
-    return { record: { ...e.rec }, body: once(...e.body) };
+    if (!opts.range) return { record: { ...e.rec }, body: once(...e.body) };
+    const all = Buffer.concat(e.body);
+    return { record: { ...e.rec }, body: once(all.subarray(opts.range.start, Math.min(all.length, opts.range.end + 1))) };
+  }
+
+  async *listBucket(bucket: string, opts: BucketListOptions = {}): AsyncIterable<ReplicaRecord> {
+    const prefix = opts.prefix ?? "";
+    const recs = [...this.entries.values()].map((e) => e.rec)
+      .filter((r) => r.bucket === bucket && r.key.startsWith(prefix) && (prefix.startsWith(INTERNAL_KEY_PREFIX) || !r.key.startsWith(INTERNAL_KEY_PREFIX)))
+      .filter((r) => opts.after === undefined || compareKeys(r.key, opts.after) > 0)
+      .sort((a, b) => compareKeys(a.key, b.key));
+    let n = 0;
+    for (const r of recs) {
+      if (opts.limit !== undefined && n++ >= opts.limit) return;
+      yield { ...r };
+    }
   }
 
   private sorted(range: PosRange): Entry[] {

@@ -19,7 +19,10 @@ import { Peers, type PeerDirectory } from "./peer.js";
 import { RateLimiter } from "./rate.js";
 import { expireTombstones, rebalance, type RebalanceStats } from "./rebalance.js";
 import type { ReplicaStore } from "./replica-store.js";
-import type { Ring } from "./ring.js";
+import { placementKey, type Ring } from "./ring.js";
+import { mergeSources, unreachableError, type ListSource, type MergedList } from "./listing.js";
+import type { ReplicatedTable } from "./table.js";
+import { ClusterTable } from "./table-sync.js";
 import { syncRing } from "./ring-store.js";
 import { replicaService, type RingHolder } from "./service.js";
 
@@ -42,6 +45,12 @@ export interface ReplicationNodeOptions {
   liveness?: Liveness;
   log?: CoordinatorLog;
   hlc?: HlcClock;
+  /** Tables replicated to every node (buckets, S3 keys). */
+  tables?: ReplicatedTable[];
+  /** Other nodes membership sees alive (ring sync candidates, ring members or not yet). */
+  members?: () => string[];
+  /** How often ring and tables are exchanged with one random peer. */
+  syncInterval?: number;
 }
 
 export class ReplicationNode {
@@ -53,6 +62,11 @@ export class ReplicationNode {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly busy = new Map<string, Promise<unknown>>();
   private stopped = false;
+  /** Counters for metrics. */
+  readonly stats = { antiEntropyRounds: 0, antiEntropyRepairs: 0, hintsDelivered: 0 };
+  private readonly tables = new Map<string, ClusterTable>();
+  /** What the last rebalance pass found still misplaced here (for `thoc-node ring`). */
+  lastRebalance?: RebalanceStats & { bytes: number; at: number };
 
   constructor(private readonly o: ReplicationNodeOptions) {
     this.hlc = o.hlc ?? new HlcClock(o.nodeId);
@@ -65,12 +79,43 @@ export class ReplicationNode {
       replicas: o.config.replicas, writeQuorum: o.config.writeQuorum, readQuorum: o.config.readQuorum,
       liveness: o.liveness, log: o.log,
     });
-    const svc = replicaService({ store: o.store, hints: o.hints, hlc: this.hlc, ring: o.ring, idleTimeoutMs: o.config.peerTimeout });
+    for (const t of o.tables ?? []) {
+      this.tables.set(t.name, new ClusterTable(t, {
+        hlc: this.hlc, self: o.nodeId, ringNodes: () => this.ring().nodes as string[], isUp: (id) => this.isUp(id), peer: (id) => this.peers.get(id), log: o.log,
+      }));
+    }
+    const svc = replicaService({ store: o.store, hints: o.hints, hlc: this.hlc, ring: o.ring, idleTimeoutMs: o.config.peerTimeout, tables: (name) => this.tables.get(name)?.table });
     o.rpc.add(ObjectStoreService, authenticated(ObjectStoreService, svc, auth));
   }
 
   ring(): Ring {
     return this.o.ring.state().ring(this.o.config.vnodes);
+  }
+
+  /** A table replicated to every node, with cluster read/write semantics. */
+  table(name: string): ClusterTable {
+    const t = this.tables.get(name);
+    if (!t) throw new ThocError("internal", `no replicated table ${name}`);
+    return t;
+  }
+
+  /**
+   * A bucket's records merged over the ring's reachable nodes. Complete only
+   * when fewer than W nodes are out of reach (every acknowledged write is on W
+   * nodes), so otherwise it fails with unavailable (S3 503) rather than
+   * return a listing that silently misses objects.
+   */
+  async listBucket(bucket: string, opts: { prefix?: string; after?: string }): Promise<MergedList> {
+    const ring = this.ring();
+    const { w } = this.coordinator.quorum(ring);
+    const nodes = ring.nodes.length ? [...ring.nodes] : [this.o.nodeId];
+    const up = nodes.filter((id) => id === this.o.nodeId || this.isUp(id));
+    const missing = nodes.filter((id) => !up.includes(id));
+    if (missing.length >= w) throw unreachableError(`list ${bucket}`, missing, w);
+    const sources: ListSource[] = up.map((id) => id === this.o.nodeId
+      ? (lo) => this.o.store.listBucket(bucket, lo)
+      : (lo) => this.peers.get(id).listBucket(bucket, lo));
+    return mergeSources(sources, opts);
   }
 
   target(id: string): ReplicaTarget {
@@ -97,6 +142,7 @@ export class ReplicationNode {
       this.timers.push(t);
     };
     const ae = this.o.config.antiEntropyInterval;
+    every(this.o.syncInterval ?? 1000, "sync", () => this.syncRandom());
     // Rebalancing also retries here: right after a ring change the new owner may not be reachable yet.
     every(ae, "anti-entropy", async () => { await this.antiEntropy(); await this.once("rebalance", () => this.rebalance()); });
     every(Math.max(50, Math.floor(ae / 4)), "handoff", () => this.deliverHints());
@@ -121,13 +167,48 @@ export class ReplicationNode {
     return syncRing(this.o.ring, this.peers.get(nodeId));
   }
 
+  /** Ring and tables with one node: both sides end equal. */
+  async syncWith(nodeId: string): Promise<void> {
+    await this.syncRingWith(nodeId);
+    for (const t of this.tables.values()) await t.syncWith(nodeId);
+  }
+
+  private async syncRandom(): Promise<void> {
+    const cands = new Set([...(this.o.members?.() ?? []), ...this.ring().nodes]);
+    cands.delete(this.o.nodeId);
+    const live = [...cands].filter((id) => this.isUp(id));
+    if (!live.length) return;
+    const id = live[Math.floor(Math.random() * live.length)]!;
+    try {
+      await this.syncWith(id);
+    } catch (err) {
+      this.o.log?.warn({ peer: id, err: ThocError.from(err).message }, "object store: ring/table sync failed");
+    }
+  }
+
+  /** Takes a node out of the ring for good (operator action); false when it was not active. */
+  async removeNode(nodeId: string): Promise<boolean> {
+    const s = this.o.ring.state();
+    const m = s.get(nodeId);
+    if (!m) throw new ThocError("not_found", `node ${nodeId} is not in the ring`);
+    const next = s.clone();
+    if (!next.remove(nodeId, this.hlc.now())) return false;
+    await this.o.ring.merge(next.toJSON());
+    this.o.log?.info({ node: nodeId, name: m.name }, "object store: node removed from the ring");
+    // Spread the removal now rather than at the next sync tick.
+    await Promise.allSettled([...new Set([...(this.o.members?.() ?? []), ...this.ring().nodes])].filter((id) => id !== this.o.nodeId && this.isUp(id)).map((id) => this.syncRingWith(id)));
+    return true;
+  }
+
   /** Call when membership sees a node come back (alive after dead): hints go out now, not at the next tick. */
   nodeUp(): void {
     void this.once("handoff", () => this.deliverHints());
   }
 
-  deliverHints(): Promise<{ delivered: number; pending: number }> {
-    return deliverHints({ hints: this.o.hints, target: (id) => this.target(id), isUp: (id) => this.isUp(id), limiter: this.limiter, log: this.o.log });
+  async deliverHints(): Promise<{ delivered: number; pending: number }> {
+    const r = await deliverHints({ hints: this.o.hints, target: (id) => this.target(id), isUp: (id) => this.isUp(id), limiter: this.limiter, log: this.o.log });
+    this.stats.hintsDelivered += r.delivered;
+    return r;
   }
 
   /** One anti-entropy pass with every live node this one shares arcs with. */
@@ -138,7 +219,10 @@ export class ReplicationNode {
     for (const peer of ring.nodes) {
       if (peer === this.o.nodeId || !this.isUp(peer) || this.stopped) continue;
       try {
-        out.set(peer, await syncWithPeer({ self: this.o.nodeId, local: this.o.store, ring, n, limiter: this.limiter, log: this.o.log }, this.peers.get(peer)));
+        const st = await syncWithPeer({ self: this.o.nodeId, local: this.o.store, ring, n, limiter: this.limiter, log: this.o.log }, this.peers.get(peer));
+        this.stats.antiEntropyRounds++;
+        this.stats.antiEntropyRepairs += st.pushed + st.pulled;
+        out.set(peer, st);
       } catch (err) {
         this.o.log?.warn({ peer, err: ThocError.from(err).message }, "object store: anti-entropy with peer failed");
       }
@@ -146,9 +230,23 @@ export class ReplicationNode {
     return out;
   }
 
-  rebalance(): Promise<RebalanceStats> {
+  async rebalance(): Promise<RebalanceStats> {
     const ring = this.ring();
-    return rebalance({ self: this.o.nodeId, local: this.o.store, ring, n: this.coordinator.quorum(ring).n, target: (id) => this.target(id), limiter: this.limiter, log: this.o.log });
+    const stats = await rebalance({ self: this.o.nodeId, local: this.o.store, ring, n: this.coordinator.quorum(ring).n, target: (id) => this.target(id), limiter: this.limiter, log: this.o.log });
+    this.lastRebalance = { ...stats, bytes: 0, at: Date.now() };
+    return stats;
+  }
+
+  /** Replicas held here that the current ring places elsewhere, and their bytes (a full scan). */
+  async misplaced(): Promise<{ records: number; bytes: number }> {
+    const ring = this.ring();
+    const n = this.coordinator.quorum(ring).n;
+    let records = 0;
+    let bytes = 0;
+    for await (const r of this.o.store.list({ start: 0, end: 0, whole: true })) {
+      if (!ring.preferenceList(placementKey(r.bucket, r.key), n).includes(this.o.nodeId)) { records++; bytes += r.size; }
+    }
+    return { records, bytes };
   }
 
   async stop(): Promise<void> {

@@ -10,6 +10,7 @@ import type { HlcClock } from "./hlc.js";
 import type { HintStore } from "./hints.js";
 import { knownWrite, once, tombstoneRecord, validateHeader, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import { RingState, type RingStateData } from "./ring-state.js";
+import type { ReplicatedTable } from "./table.js";
 import { fromWire, rangeFromWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
 
 /** Holds this node's ring state; the durable one persists every change before resolving. */
@@ -41,6 +42,8 @@ export interface ReplicaServiceDeps {
   hints: HintStore;
   hlc: HlcClock;
   ring: RingHolder;
+  /** Tables replicated to every node (SyncTable), by name. */
+  tables?: (name: string) => ReplicatedTable | undefined;
   /** Bytes per GetReplica message. */
   chunkSize?: number;
   /**
@@ -93,7 +96,7 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
       // the wire cannot tell unset from 0, so only a real digest pins the header's values.
       if (rec.sha256) Object.assign(header, { size: rec.size, sha256: rec.sha256 });
       validateHeader(header);
-      let trailer: { size: number; sha256: string } | undefined;
+      let trailer: { size: number; sha256: string; meta?: string } | undefined;
       async function* body(): AsyncIterable<Uint8Array> {
         for (;;) {
           const n = await nextWithin(it, idle, "PutReplica");
@@ -104,7 +107,7 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
             yield part.value;
           } else if (part.case === "trailer") {
             if (trailer) throw new ThocError("invalid_argument", "PutReplica: two trailers");
-            trailer = { size: safeNumber(part.value.size, "trailer size"), sha256: part.value.sha256 };
+            trailer = { size: safeNumber(part.value.size, "trailer size"), sha256: part.value.sha256, ...(part.value.meta ? { meta: part.value.meta } : {}) };
           } else throw new ThocError("invalid_argument", "PutReplica: a second header");
         }
       }
@@ -120,7 +123,12 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
     },
 
     async *getReplica(req) {
-      const got = await deps.store.get(req.bucket, req.key);
+      let range: { start: number; end: number } | undefined;
+      if (req.ranged) {
+        range = { start: safeNumber(req.start, "start"), end: safeNumber(req.end, "end") };
+        if (range.end < range.start) throw new ThocError("invalid_argument", `GetReplica: range end ${range.end} before start ${range.start}`);
+      }
+      const got = await deps.store.get(req.bucket, req.key, range ? { range } : {});
       if (!got) throw new ThocError("not_found", `no replica of ${req.bucket}/${req.key} on this node`, { bucket: req.bucket, key: req.key });
       yield { part: { case: "record", value: toWire(got.record) } };
       for await (const c of rechunk(got.body, chunkSize)) yield { part: { case: "chunk", value: c } };
@@ -147,6 +155,21 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
       if (parts > MAX_DIGEST_PARTS) throw new ThocError("invalid_argument", `DigestRange: at most ${MAX_DIGEST_PARTS} parts`);
       const digests = await deps.store.digest(rangeFromWire(req.range), parts);
       return { digests: digests.map((d) => ({ hash: d.hash, count: BigInt(d.count) })) };
+    },
+
+    async *listBucket(req) {
+      if (!req.bucket) throw new ThocError("invalid_argument", "ListBucket: bucket missing");
+      const limit = Math.min(req.limit || MAX_LIST, MAX_LIST);
+      for await (const r of deps.store.listBucket(req.bucket, { prefix: req.prefix, ...(req.hasAfter ? { after: req.after } : {}), limit })) yield { record: toWire(r) };
+    },
+
+    async syncTable(req) {
+      const t = deps.tables?.(req.table);
+      if (!t) throw new ThocError("not_found", `SyncTable: no table ${JSON.stringify(req.table)} on this node`);
+      if (req.entries.length) await t.merge(req.entries.map((e) => ({ key: e.key, version: e.version, deleted: e.deleted, value: e.value })));
+      const digest = t.digest();
+      if (req.digest === digest) return { table: t.name, digest, entries: [] };
+      return { table: t.name, digest, entries: t.all() };
     },
 
     async getRing() {

@@ -7,8 +7,8 @@
  * THOC_S3_ACCESS_KEY / THOC_S3_SECRET_KEY). With --dev and none configured, a
  * root pair is generated at first start and kept, so the printed credentials
  * stay valid across restarts. Further keys are created through KeyService.
- * (A later issue replicates the key table cluster-wide; this registry only
- * touches it through put/get/del/list so that swap stays local.)
+ * In an agent the key table is replicated to every node (KeyTable below); the
+ * root key is per node, from its config.
  */
 import { randomInt } from "node:crypto";
 import type { Config } from "../../config/index.js";
@@ -40,20 +40,63 @@ export function generatePair(): { accessKeyId: string; secretKey: string } {
 const ACCESS_KEY = /^[A-Za-z0-9._-]{3,128}$/;
 const OWNER = /^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$/;
 
+/**
+ * Where keys live: this node's LevelDB (a single node, and tests), or a table
+ * replicated to every node (the objectstore subsystem), so a key created
+ * through any node signs requests to every node.
+ */
+export interface KeyTable {
+  get(accessKeyId: string): Promise<StoredKey | undefined>;
+  /** Durable (fsync) before resolving. */
+  put(k: StoredKey): Promise<void>;
+  del(accessKeyId: string): Promise<void>;
+  list(): Promise<StoredKey[]>;
+}
+
+class LocalKeyTable implements KeyTable {
+  private readonly sub;
+  constructor(private readonly store: LocalStore) {
+    this.sub = store.json<StoredKey>("s3keys");
+  }
+  get(id: string) {
+    return this.sub.get(id);
+  }
+  async put(k: StoredKey) {
+    await this.store.db.batch([{ type: "put", sublevel: this.sub, key: k.accessKeyId, value: k }] as never, { sync: true });
+  }
+  async del(id: string) {
+    await this.store.db.batch([{ type: "del", sublevel: this.sub, key: id }] as never, { sync: true });
+  }
+  list() {
+    return this.sub.values().all();
+  }
+}
+
 export class KeyRegistry implements CredentialLookup {
-  private readonly keys;
+  private readonly keys: KeyTable;
   private readonly meta;
   /** Where the root key came from; "generated" means the caller should print it (dev only). */
   rootSource: "config" | "generated" | "stored" | "none" = "none";
   private root?: StoredKey;
 
-  private constructor(private readonly store: LocalStore) {
-    this.keys = store.json<StoredKey>("s3keys");
+  private constructor(private readonly store: LocalStore, table?: KeyTable) {
+    this.keys = table ?? new LocalKeyTable(store);
     this.meta = store.json<StoredKey>("s3root");
   }
 
-  static async open(store: LocalStore, config: Config): Promise<KeyRegistry> {
-    const r = new KeyRegistry(store);
+  /**
+   * Opens the registry over `table` (default: this node's LevelDB). Keys an
+   * earlier version kept only locally are copied into a given table once.
+   */
+  static async open(store: LocalStore, config: Config, table?: KeyTable): Promise<KeyRegistry> {
+    const r = new KeyRegistry(store, table);
+    if (table) {
+      const local = new LocalKeyTable(store);
+      for (const k of await local.list()) {
+        if (!(await table.get(k.accessKeyId))) await table.put(k);
+        await local.del(k.accessKeyId);
+      }
+    }
     const { accessKey, secretKey } = config.s3;
     if (accessKey || secretKey) {
       if (!accessKey || !secretKey) {
@@ -95,12 +138,12 @@ export class KeyRegistry implements CredentialLookup {
     if (description.length > 256) throw new ThocError("invalid_argument", "description: at most 256 characters");
     const pair = generatePair();
     const k: StoredKey = { ...pair, owner, description, createdAt: Date.now() };
-    await this.store.db.batch([{ type: "put", sublevel: this.keys, key: k.accessKeyId, value: k }] as never, { sync: true });
+    await this.keys.put(k);
     return { key: info(k, false), secretKey: pair.secretKey };
   }
 
   async list(): Promise<KeyInfo[]> {
-    const out = (await this.keys.values().all()).map((k) => info(k, false));
+    const out = (await this.keys.list()).map((k) => info(k, false));
     if (this.root) out.unshift(info(this.root, true));
     return out;
   }
@@ -110,7 +153,7 @@ export class KeyRegistry implements CredentialLookup {
       throw new ThocError("failed_precondition", "the root key cannot be deleted here: change s3.accessKey/s3.secretKey in the config instead", { accessKeyId });
     }
     if (!(await this.keys.get(accessKeyId))) throw new ThocError("not_found", `no S3 key ${accessKeyId}: see thoc-node s3 key list`, { accessKeyId });
-    await this.store.db.batch([{ type: "del", sublevel: this.keys, key: accessKeyId }] as never, { sync: true });
+    await this.keys.del(accessKeyId);
   }
 }
 

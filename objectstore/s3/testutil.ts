@@ -40,9 +40,16 @@ export interface Fixture {
 
 /**
  * The store under test: the MemoryBlobStore, or with THOC_S3_TEST_STORE=local the durable
- * LocalBlobStore over real LevelDB and files, so the same protocol tests cover both.
+ * LocalBlobStore over real LevelDB and files, or with THOC_S3_TEST_STORE=replicated the
+ * ReplicatedBlobStore of a 3-node in-process cluster, so the same protocol tests cover all.
  */
 async function defaultStore(): Promise<{ store: BlobStore; dispose: () => Promise<void> }> {
+  if (process.env.THOC_S3_TEST_STORE === "replicated") {
+    // Three in-process nodes over real gRPC; the S3 server talks to node 1's store.
+    const { startReplicatedCluster } = await import("../cluster/replicated-fixture.js");
+    const c = await startReplicatedCluster(3);
+    return { store: c.nodes[0]!.blobs, dispose: () => c.close() };
+  }
   if (process.env.THOC_S3_TEST_STORE !== "local") {
     const store = new MemoryBlobStore();
     return { store, dispose: () => store.close() };

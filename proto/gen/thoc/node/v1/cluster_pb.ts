@@ -10,7 +10,210 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file thoc/node/v1/cluster.proto.
  */
 export const file_thoc_node_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Chp0aG9jL25vZGUvdjEvY2x1c3Rlci5wcm90bxIMdGhvYy5ub2RlLnYxIhQKEkxpc3RNZW1iZXJzUmVxdWVzdCJOChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiUKB21lbWJlcnMYASADKAsyFC50aG9jLm5vZGUudjEuTWVtYmVyEhAKCGxvY2FsX2lkGAIgASgJIhUKE1dhdGNoTWVtYmVyc1JlcXVlc3QiQQoLTWVtYmVyRXZlbnQSDAoEdHlwZRgBIAEoCRIkCgZtZW1iZXIYAiABKAsyFC50aG9jLm5vZGUudjEuTWVtYmVyIpwBCgZNZW1iZXISCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEg0KBXN0YXRlGAQgASgJEhMKC2luY2FybmF0aW9uGAUgASgEEiYKBG1ldGEYBiABKAsyGC50aG9jLm5vZGUudjEuTWVtYmVyTWV0YRIbChNzdGF0ZV9jaGFuZ2VkX2F0X21zGAcgASgDIrgCCgpNZW1iZXJNZXRhEg8KB3ZlcnNpb24YASABKAkSFAoMZ3JwY19hZGRyZXNzGAIgASgJEhIKCnMzX2FkZHJlc3MYAyABKAkSFgoOZ29zc2lwX2FkZHJlc3MYBCABKAkSDAoEY3B1cxgFIAEoDRIUCgxtZW1vcnlfYnl0ZXMYBiABKAQSGQoRbWVtb3J5X2ZyZWVfYnl0ZXMYByABKAQSEgoKZGlza19ieXRlcxgIIAEoBBIXCg9kaXNrX2ZyZWVfYnl0ZXMYCSABKAQSDAoEZ3B1cxgKIAEoDRIwCgR0YWdzGAsgAygLMiIudGhvYy5ub2RlLnYxLk1lbWJlck1ldGEuVGFnc0VudHJ5GisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBMrQBCg5DbHVzdGVyU2VydmljZRJSCgtMaXN0TWVtYmVycxIgLnRob2Mubm9kZS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIS50aG9jLm5vZGUudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJOCgxXYXRjaE1lbWJlcnMSIS50aG9jLm5vZGUudjEuV2F0Y2hNZW1iZXJzUmVxdWVzdBoZLnRob2Mubm9kZS52MS5NZW1iZXJFdmVudDABYgZwcm90bzM");
+  fileDesc("Chp0aG9jL25vZGUvdjEvY2x1c3Rlci5wcm90bxIMdGhvYy5ub2RlLnYxIhAKDkdldFJpbmdSZXF1ZXN0In8KCFJpbmdOb2RlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGd2VpZ2h0GAMgASgBEg0KBXNoYXJlGAQgASgBEhUKDXJlcGxpY2Ffc2hhcmUYBSABKAESDQoFc3RhdGUYBiABKAkSFAoMZ3JwY19hZGRyZXNzGAcgASgJIusCCg9HZXRSaW5nUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi50aG9jLm5vZGUudjEuUmluZ05vZGUSEAoIcmVwbGljYXMYAiABKA0SFAoMd3JpdGVfcXVvcnVtGAMgASgNEhMKC3JlYWRfcXVvcnVtGAQgASgNEhsKE2NvbmZpZ3VyZWRfcmVwbGljYXMYBSABKA0SHwoXY29uZmlndXJlZF93cml0ZV9xdW9ydW0YBiABKA0SHgoWY29uZmlndXJlZF9yZWFkX3F1b3J1bRgHIAEoDRITCgtiYWxhbmNlX21heBgIIAEoARITCgtiYWxhbmNlX21pbhgJIAEoARIaChJtaXNwbGFjZWRfcmVwbGljYXMYCiABKAQSFwoPbWlzcGxhY2VkX2J5dGVzGAsgASgEEhUKDXBlbmRpbmdfaGludHMYDCABKAQSDgoGZGlnZXN0GA0gASgJEhAKCGxvY2FsX2lkGA4gASgJIiEKEVJlbW92ZU5vZGVSZXF1ZXN0EgwKBG5vZGUYASABKAkiPwoSUmVtb3ZlTm9kZVJlc3BvbnNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHcmVtb3ZlZBgDIAEoCCIUChJMaXN0TWVtYmVyc1JlcXVlc3QiTgoTTGlzdE1lbWJlcnNSZXNwb25zZRIlCgdtZW1iZXJzGAEgAygLMhQudGhvYy5ub2RlLnYxLk1lbWJlchIQCghsb2NhbF9pZBgCIAEoCSIVChNXYXRjaE1lbWJlcnNSZXF1ZXN0IkEKC01lbWJlckV2ZW50EgwKBHR5cGUYASABKAkSJAoGbWVtYmVyGAIgASgLMhQudGhvYy5ub2RlLnYxLk1lbWJlciKcAQoGTWVtYmVyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRINCgVzdGF0ZRgEIAEoCRITCgtpbmNhcm5hdGlvbhgFIAEoBBImCgRtZXRhGAYgASgLMhgudGhvYy5ub2RlLnYxLk1lbWJlck1ldGESGwoTc3RhdGVfY2hhbmdlZF9hdF9tcxgHIAEoAyK4AgoKTWVtYmVyTWV0YRIPCgd2ZXJzaW9uGAEgASgJEhQKDGdycGNfYWRkcmVzcxgCIAEoCRISCgpzM19hZGRyZXNzGAMgASgJEhYKDmdvc3NpcF9hZGRyZXNzGAQgASgJEgwKBGNwdXMYBSABKA0SFAoMbWVtb3J5X2J5dGVzGAYgASgEEhkKEW1lbW9yeV9mcmVlX2J5dGVzGAcgASgEEhIKCmRpc2tfYnl0ZXMYCCABKAQSFwoPZGlza19mcmVlX2J5dGVzGAkgASgEEgwKBGdwdXMYCiABKA0SMAoEdGFncxgLIAMoCzIiLnRob2Mubm9kZS52MS5NZW1iZXJNZXRhLlRhZ3NFbnRyeRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATLNAgoOQ2x1c3RlclNlcnZpY2USUgoLTGlzdE1lbWJlcnMSIC50aG9jLm5vZGUudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiEudGhvYy5ub2RlLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2USTgoMV2F0Y2hNZW1iZXJzEiEudGhvYy5ub2RlLnYxLldhdGNoTWVtYmVyc1JlcXVlc3QaGS50aG9jLm5vZGUudjEuTWVtYmVyRXZlbnQwARJGCgdHZXRSaW5nEhwudGhvYy5ub2RlLnYxLkdldFJpbmdSZXF1ZXN0Gh0udGhvYy5ub2RlLnYxLkdldFJpbmdSZXNwb25zZRJPCgpSZW1vdmVOb2RlEh8udGhvYy5ub2RlLnYxLlJlbW92ZU5vZGVSZXF1ZXN0GiAudGhvYy5ub2RlLnYxLlJlbW92ZU5vZGVSZXNwb25zZWIGcHJvdG8z");
+
+/**
+ * @generated from message thoc.node.v1.GetRingRequest
+ */
+export type GetRingRequest = Message<"thoc.node.v1.GetRingRequest"> & {
+};
+
+/**
+ * Describes the message thoc.node.v1.GetRingRequest.
+ * Use `create(GetRingRequestSchema)` to create a new message.
+ */
+export const GetRingRequestSchema: GenMessage<GetRingRequest> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_cluster, 0);
+
+/**
+ * @generated from message thoc.node.v1.RingNode
+ */
+export type RingNode = Message<"thoc.node.v1.RingNode"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: double weight = 3;
+   */
+  weight: number;
+
+  /**
+   * Fraction of the key space (0..1) this node is the first owner of.
+   *
+   * @generated from field: double share = 4;
+   */
+  share: number;
+
+  /**
+   * Fraction of keys this node holds a replica of (share of the N-fold space).
+   *
+   * @generated from field: double replica_share = 5;
+   */
+  replicaShare: number;
+
+  /**
+   * "up", "down" (in the ring, not reachable) or "removed".
+   *
+   * @generated from field: string state = 6;
+   */
+  state: string;
+
+  /**
+   * @generated from field: string grpc_address = 7;
+   */
+  grpcAddress: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.RingNode.
+ * Use `create(RingNodeSchema)` to create a new message.
+ */
+export const RingNodeSchema: GenMessage<RingNode> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_cluster, 1);
+
+/**
+ * @generated from message thoc.node.v1.GetRingResponse
+ */
+export type GetRingResponse = Message<"thoc.node.v1.GetRingResponse"> & {
+  /**
+   * @generated from field: repeated thoc.node.v1.RingNode nodes = 1;
+   */
+  nodes: RingNode[];
+
+  /**
+   * Effective N/W/R and the configured ones (lowered when the ring is small).
+   *
+   * @generated from field: uint32 replicas = 2;
+   */
+  replicas: number;
+
+  /**
+   * @generated from field: uint32 write_quorum = 3;
+   */
+  writeQuorum: number;
+
+  /**
+   * @generated from field: uint32 read_quorum = 4;
+   */
+  readQuorum: number;
+
+  /**
+   * @generated from field: uint32 configured_replicas = 5;
+   */
+  configuredReplicas: number;
+
+  /**
+   * @generated from field: uint32 configured_write_quorum = 6;
+   */
+  configuredWriteQuorum: number;
+
+  /**
+   * @generated from field: uint32 configured_read_quorum = 7;
+   */
+  configuredReadQuorum: number;
+
+  /**
+   * max share / fair share over the active nodes (1.0 = perfectly even).
+   *
+   * @generated from field: double balance_max = 8;
+   */
+  balanceMax: number;
+
+  /**
+   * @generated from field: double balance_min = 9;
+   */
+  balanceMin: number;
+
+  /**
+   * This node's background work: replicas it holds but no longer owns
+   * (rebalancing), their bytes, and hints waiting for down nodes.
+   *
+   * @generated from field: uint64 misplaced_replicas = 10;
+   */
+  misplacedReplicas: bigint;
+
+  /**
+   * @generated from field: uint64 misplaced_bytes = 11;
+   */
+  misplacedBytes: bigint;
+
+  /**
+   * @generated from field: uint64 pending_hints = 12;
+   */
+  pendingHints: bigint;
+
+  /**
+   * @generated from field: string digest = 13;
+   */
+  digest: string;
+
+  /**
+   * @generated from field: string local_id = 14;
+   */
+  localId: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.GetRingResponse.
+ * Use `create(GetRingResponseSchema)` to create a new message.
+ */
+export const GetRingResponseSchema: GenMessage<GetRingResponse> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_cluster, 2);
+
+/**
+ * @generated from message thoc.node.v1.RemoveNodeRequest
+ */
+export type RemoveNodeRequest = Message<"thoc.node.v1.RemoveNodeRequest"> & {
+  /**
+   * Node name or id.
+   *
+   * @generated from field: string node = 1;
+   */
+  node: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.RemoveNodeRequest.
+ * Use `create(RemoveNodeRequestSchema)` to create a new message.
+ */
+export const RemoveNodeRequestSchema: GenMessage<RemoveNodeRequest> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_cluster, 3);
+
+/**
+ * @generated from message thoc.node.v1.RemoveNodeResponse
+ */
+export type RemoveNodeResponse = Message<"thoc.node.v1.RemoveNodeResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * False when it was already removed.
+   *
+   * @generated from field: bool removed = 3;
+   */
+  removed: boolean;
+};
+
+/**
+ * Describes the message thoc.node.v1.RemoveNodeResponse.
+ * Use `create(RemoveNodeResponseSchema)` to create a new message.
+ */
+export const RemoveNodeResponseSchema: GenMessage<RemoveNodeResponse> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_cluster, 4);
 
 /**
  * @generated from message thoc.node.v1.ListMembersRequest
@@ -23,7 +226,7 @@ export type ListMembersRequest = Message<"thoc.node.v1.ListMembersRequest"> & {
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_cluster, 0);
+  messageDesc(file_thoc_node_v1_cluster, 5);
 
 /**
  * @generated from message thoc.node.v1.ListMembersResponse
@@ -47,7 +250,7 @@ export type ListMembersResponse = Message<"thoc.node.v1.ListMembersResponse"> & 
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_cluster, 1);
+  messageDesc(file_thoc_node_v1_cluster, 6);
 
 /**
  * @generated from message thoc.node.v1.WatchMembersRequest
@@ -60,7 +263,7 @@ export type WatchMembersRequest = Message<"thoc.node.v1.WatchMembersRequest"> & 
  * Use `create(WatchMembersRequestSchema)` to create a new message.
  */
 export const WatchMembersRequestSchema: GenMessage<WatchMembersRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_cluster, 2);
+  messageDesc(file_thoc_node_v1_cluster, 7);
 
 /**
  * @generated from message thoc.node.v1.MemberEvent
@@ -84,7 +287,7 @@ export type MemberEvent = Message<"thoc.node.v1.MemberEvent"> & {
  * Use `create(MemberEventSchema)` to create a new message.
  */
 export const MemberEventSchema: GenMessage<MemberEvent> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_cluster, 3);
+  messageDesc(file_thoc_node_v1_cluster, 8);
 
 /**
  * @generated from message thoc.node.v1.Member
@@ -137,7 +340,7 @@ export type Member = Message<"thoc.node.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_cluster, 4);
+  messageDesc(file_thoc_node_v1_cluster, 9);
 
 /**
  * What a node gossips about itself (kept under gossip.maxMetaBytes).
@@ -206,7 +409,7 @@ export type MemberMeta = Message<"thoc.node.v1.MemberMeta"> & {
  * Use `create(MemberMetaSchema)` to create a new message.
  */
 export const MemberMetaSchema: GenMessage<MemberMeta> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_cluster, 5);
+  messageDesc(file_thoc_node_v1_cluster, 10);
 
 /**
  * ClusterService shows the cluster as this node sees it: the gossip
@@ -235,6 +438,28 @@ export const ClusterService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchMembersRequestSchema;
     output: typeof MemberEventSchema;
+  },
+  /**
+   * The object store's hash ring as this node sees it: every node's share of
+   * the key space, its state, and the background work still to do.
+   *
+   * @generated from rpc thoc.node.v1.ClusterService.GetRing
+   */
+  getRing: {
+    methodKind: "unary";
+    input: typeof GetRingRequestSchema;
+    output: typeof GetRingResponseSchema;
+  },
+  /**
+   * Takes a node out of the ring for good (an operator's decision: a node
+   * that is merely down keeps its place). Its data moves to the new owners.
+   *
+   * @generated from rpc thoc.node.v1.ClusterService.RemoveNode
+   */
+  removeNode: {
+    methodKind: "unary";
+    input: typeof RemoveNodeRequestSchema;
+    output: typeof RemoveNodeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_thoc_node_v1_cluster, 0);

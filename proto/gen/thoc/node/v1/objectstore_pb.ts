@@ -10,7 +10,111 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file thoc/node/v1/objectstore.proto.
  */
 export const file_thoc_node_v1_objectstore: GenFile = /*@__PURE__*/
-  fileDesc("Ch50aG9jL25vZGUvdjEvb2JqZWN0c3RvcmUucHJvdG8SDHRob2Mubm9kZS52MSJ8Cg1SZXBsaWNhUmVjb3JkEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIRCgl0b21ic3RvbmUYBCABKAgSDAoEc2l6ZRgFIAEoBBIOCgZzaGEyNTYYBiABKAkSDAoEbWV0YRgHIAEoCSKSAQoRUHV0UmVwbGljYVJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4udGhvYy5ub2RlLnYxLlJlcGxpY2FQdXRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEjIKB3RyYWlsZXIYAyABKAsyHy50aG9jLm5vZGUudjEuUmVwbGljYVB1dFRyYWlsZXJIAEIGCgRwYXJ0ImAKEFJlcGxpY2FQdXRIZWFkZXISKwoGcmVjb3JkGAEgASgLMhsudGhvYy5ub2RlLnYxLlJlcGxpY2FSZWNvcmQSEAoIaGludF9mb3IYAiABKAkSDQoFY2xvY2sYAyABKAkiMQoRUmVwbGljYVB1dFRyYWlsZXISDAoEc2l6ZRgBIAEoBBIOCgZzaGEyNTYYAiABKAkiNgoSUHV0UmVwbGljYVJlc3BvbnNlEg8KB2FwcGxpZWQYASABKAgSDwoHY3VycmVudBgCIAEoCSIwChFHZXRSZXBsaWNhUmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJIlwKEkdldFJlcGxpY2FSZXNwb25zZRItCgZyZWNvcmQYASABKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZEgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCIxChJIZWFkUmVwbGljYVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSJCChNIZWFkUmVwbGljYVJlc3BvbnNlEisKBnJlY29yZBgBIAEoCzIbLnRob2Mubm9kZS52MS5SZXBsaWNhUmVjb3JkImUKFERlbGV0ZVJlcGxpY2FSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIQCghoaW50X2ZvchgEIAEoCRINCgVjbG9jaxgFIAEoCSI5CgxSZXBsaWNhUmFuZ2USDQoFc3RhcnQYASABKAQSCwoDZW5kGAIgASgEEg0KBXdob2xlGAMgASgIIowBChdMaXN0UmVwbGljYVJhbmdlUmVxdWVzdBIpCgVyYW5nZRgBIAEoCzIaLnRob2Mubm9kZS52MS5SZXBsaWNhUmFuZ2USEQoJYWZ0ZXJfcG9zGAIgASgEEhEKCWFmdGVyX2tleRgDIAEoCRIRCgloYXNfYWZ0ZXIYBCABKAgSDQoFbGltaXQYBSABKA0iRwoYTGlzdFJlcGxpY2FSYW5nZVJlc3BvbnNlEisKBnJlY29yZBgBIAEoCzIbLnRob2Mubm9kZS52MS5SZXBsaWNhUmVjb3JkIlUKGURpZ2VzdFJlcGxpY2FSYW5nZVJlcXVlc3QSKQoFcmFuZ2UYASABKAsyGi50aG9jLm5vZGUudjEuUmVwbGljYVJhbmdlEg0KBXBhcnRzGAIgASgNIjEKElJlcGxpY2FSYW5nZURpZ2VzdBIMCgRoYXNoGAEgASgJEg0KBWNvdW50GAIgASgEIk8KGkRpZ2VzdFJlcGxpY2FSYW5nZVJlc3BvbnNlEjEKB2RpZ2VzdHMYASADKAsyIC50aG9jLm5vZGUudjEuUmVwbGljYVJhbmdlRGlnZXN0IhYKFEdldE9iamVjdFJpbmdSZXF1ZXN0IpABChBPYmplY3RSaW5nTWVtYmVyEg8KB25vZGVfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZ3ZWlnaHQYAyABKAESEAoIYWRkZWRfYXQYBCABKAkSEgoKdXBkYXRlZF9hdBgFIAEoCRITCgtyZW1vdmVkX2FkZBgGIAEoCRISCgpyZW1vdmVkX2F0GAcgASgJIlIKD09iamVjdFJpbmdTdGF0ZRIvCgdtZW1iZXJzGAEgAygLMh4udGhvYy5ub2RlLnYxLk9iamVjdFJpbmdNZW1iZXISDgoGZGlnZXN0GAIgASgJMr4FChJPYmplY3RTdG9yZVNlcnZpY2USUQoKUHV0UmVwbGljYRIfLnRob2Mubm9kZS52MS5QdXRSZXBsaWNhUmVxdWVzdBogLnRob2Mubm9kZS52MS5QdXRSZXBsaWNhUmVzcG9uc2UoARJRCgpHZXRSZXBsaWNhEh8udGhvYy5ub2RlLnYxLkdldFJlcGxpY2FSZXF1ZXN0GiAudGhvYy5ub2RlLnYxLkdldFJlcGxpY2FSZXNwb25zZTABElIKC0hlYWRSZXBsaWNhEiAudGhvYy5ub2RlLnYxLkhlYWRSZXBsaWNhUmVxdWVzdBohLnRob2Mubm9kZS52MS5IZWFkUmVwbGljYVJlc3BvbnNlElUKDURlbGV0ZVJlcGxpY2ESIi50aG9jLm5vZGUudjEuRGVsZXRlUmVwbGljYVJlcXVlc3QaIC50aG9jLm5vZGUudjEuUHV0UmVwbGljYVJlc3BvbnNlElwKCUxpc3RSYW5nZRIlLnRob2Mubm9kZS52MS5MaXN0UmVwbGljYVJhbmdlUmVxdWVzdBomLnRob2Mubm9kZS52MS5MaXN0UmVwbGljYVJhbmdlUmVzcG9uc2UwARJgCgtEaWdlc3RSYW5nZRInLnRob2Mubm9kZS52MS5EaWdlc3RSZXBsaWNhUmFuZ2VSZXF1ZXN0GigudGhvYy5ub2RlLnYxLkRpZ2VzdFJlcGxpY2FSYW5nZVJlc3BvbnNlEkwKB0dldFJpbmcSIi50aG9jLm5vZGUudjEuR2V0T2JqZWN0UmluZ1JlcXVlc3QaHS50aG9jLm5vZGUudjEuT2JqZWN0UmluZ1N0YXRlEkkKCU1lcmdlUmluZxIdLnRob2Mubm9kZS52MS5PYmplY3RSaW5nU3RhdGUaHS50aG9jLm5vZGUudjEuT2JqZWN0UmluZ1N0YXRlYgZwcm90bzM");
+  fileDesc("Ch50aG9jL25vZGUvdjEvb2JqZWN0c3RvcmUucHJvdG8SDHRob2Mubm9kZS52MSJrChhMaXN0QnVja2V0UmVjb3Jkc1JlcXVlc3QSDgoGYnVja2V0GAEgASgJEg4KBnByZWZpeBgCIAEoCRINCgVhZnRlchgDIAEoCRIRCgloYXNfYWZ0ZXIYBCABKAgSDQoFbGltaXQYBSABKA0iSgoKVGFibGVFbnRyeRILCgNrZXkYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdkZWxldGVkGAMgASgIEg0KBXZhbHVlGAQgASgJIlYKClRhYmxlU3RhdGUSDQoFdGFibGUYASABKAkSKQoHZW50cmllcxgCIAMoCzIYLnRob2Mubm9kZS52MS5UYWJsZUVudHJ5Eg4KBmRpZ2VzdBgDIAEoCSJ8Cg1SZXBsaWNhUmVjb3JkEg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIRCgl0b21ic3RvbmUYBCABKAgSDAoEc2l6ZRgFIAEoBBIOCgZzaGEyNTYYBiABKAkSDAoEbWV0YRgHIAEoCSKSAQoRUHV0UmVwbGljYVJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4udGhvYy5ub2RlLnYxLlJlcGxpY2FQdXRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEjIKB3RyYWlsZXIYAyABKAsyHy50aG9jLm5vZGUudjEuUmVwbGljYVB1dFRyYWlsZXJIAEIGCgRwYXJ0ImAKEFJlcGxpY2FQdXRIZWFkZXISKwoGcmVjb3JkGAEgASgLMhsudGhvYy5ub2RlLnYxLlJlcGxpY2FSZWNvcmQSEAoIaGludF9mb3IYAiABKAkSDQoFY2xvY2sYAyABKAkiPwoRUmVwbGljYVB1dFRyYWlsZXISDAoEc2l6ZRgBIAEoBBIOCgZzaGEyNTYYAiABKAkSDAoEbWV0YRgDIAEoCSI2ChJQdXRSZXBsaWNhUmVzcG9uc2USDwoHYXBwbGllZBgBIAEoCBIPCgdjdXJyZW50GAIgASgJIlwKEUdldFJlcGxpY2FSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDgoGcmFuZ2VkGAMgASgIEg0KBXN0YXJ0GAQgASgEEgsKA2VuZBgFIAEoBCJcChJHZXRSZXBsaWNhUmVzcG9uc2USLQoGcmVjb3JkGAEgASgLMhsudGhvYy5ub2RlLnYxLlJlcGxpY2FSZWNvcmRIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiMQoSSGVhZFJlcGxpY2FSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkiQgoTSGVhZFJlcGxpY2FSZXNwb25zZRIrCgZyZWNvcmQYASABKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZCJlChREZWxldGVSZXBsaWNhUmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIaGludF9mb3IYBCABKAkSDQoFY2xvY2sYBSABKAkiOQoMUmVwbGljYVJhbmdlEg0KBXN0YXJ0GAEgASgEEgsKA2VuZBgCIAEoBBINCgV3aG9sZRgDIAEoCCKMAQoXTGlzdFJlcGxpY2FSYW5nZVJlcXVlc3QSKQoFcmFuZ2UYASABKAsyGi50aG9jLm5vZGUudjEuUmVwbGljYVJhbmdlEhEKCWFmdGVyX3BvcxgCIAEoBBIRCglhZnRlcl9rZXkYAyABKAkSEQoJaGFzX2FmdGVyGAQgASgIEg0KBWxpbWl0GAUgASgNIkcKGExpc3RSZXBsaWNhUmFuZ2VSZXNwb25zZRIrCgZyZWNvcmQYASABKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZCJVChlEaWdlc3RSZXBsaWNhUmFuZ2VSZXF1ZXN0EikKBXJhbmdlGAEgASgLMhoudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZRINCgVwYXJ0cxgCIAEoDSIxChJSZXBsaWNhUmFuZ2VEaWdlc3QSDAoEaGFzaBgBIAEoCRINCgVjb3VudBgCIAEoBCJPChpEaWdlc3RSZXBsaWNhUmFuZ2VSZXNwb25zZRIxCgdkaWdlc3RzGAEgAygLMiAudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZURpZ2VzdCIWChRHZXRPYmplY3RSaW5nUmVxdWVzdCKQAQoQT2JqZWN0UmluZ01lbWJlchIPCgdub2RlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGd2VpZ2h0GAMgASgBEhAKCGFkZGVkX2F0GAQgASgJEhIKCnVwZGF0ZWRfYXQYBSABKAkSEwoLcmVtb3ZlZF9hZGQYBiABKAkSEgoKcmVtb3ZlZF9hdBgHIAEoCSJSCg9PYmplY3RSaW5nU3RhdGUSLwoHbWVtYmVycxgBIAMoCzIeLnRob2Mubm9kZS52MS5PYmplY3RSaW5nTWVtYmVyEg4KBmRpZ2VzdBgCIAEoCTLfBgoST2JqZWN0U3RvcmVTZXJ2aWNlElEKClB1dFJlcGxpY2ESHy50aG9jLm5vZGUudjEuUHV0UmVwbGljYVJlcXVlc3QaIC50aG9jLm5vZGUudjEuUHV0UmVwbGljYVJlc3BvbnNlKAESUQoKR2V0UmVwbGljYRIfLnRob2Mubm9kZS52MS5HZXRSZXBsaWNhUmVxdWVzdBogLnRob2Mubm9kZS52MS5HZXRSZXBsaWNhUmVzcG9uc2UwARJSCgtIZWFkUmVwbGljYRIgLnRob2Mubm9kZS52MS5IZWFkUmVwbGljYVJlcXVlc3QaIS50aG9jLm5vZGUudjEuSGVhZFJlcGxpY2FSZXNwb25zZRJVCg1EZWxldGVSZXBsaWNhEiIudGhvYy5ub2RlLnYxLkRlbGV0ZVJlcGxpY2FSZXF1ZXN0GiAudGhvYy5ub2RlLnYxLlB1dFJlcGxpY2FSZXNwb25zZRJcCglMaXN0UmFuZ2USJS50aG9jLm5vZGUudjEuTGlzdFJlcGxpY2FSYW5nZVJlcXVlc3QaJi50aG9jLm5vZGUudjEuTGlzdFJlcGxpY2FSYW5nZVJlc3BvbnNlMAESYAoLRGlnZXN0UmFuZ2USJy50aG9jLm5vZGUudjEuRGlnZXN0UmVwbGljYVJhbmdlUmVxdWVzdBooLnRob2Mubm9kZS52MS5EaWdlc3RSZXBsaWNhUmFuZ2VSZXNwb25zZRJMCgdHZXRSaW5nEiIudGhvYy5ub2RlLnYxLkdldE9iamVjdFJpbmdSZXF1ZXN0Gh0udGhvYy5ub2RlLnYxLk9iamVjdFJpbmdTdGF0ZRJJCglNZXJnZVJpbmcSHS50aG9jLm5vZGUudjEuT2JqZWN0UmluZ1N0YXRlGh0udGhvYy5ub2RlLnYxLk9iamVjdFJpbmdTdGF0ZRJeCgpMaXN0QnVja2V0EiYudGhvYy5ub2RlLnYxLkxpc3RCdWNrZXRSZWNvcmRzUmVxdWVzdBomLnRob2Mubm9kZS52MS5MaXN0UmVwbGljYVJhbmdlUmVzcG9uc2UwARI/CglTeW5jVGFibGUSGC50aG9jLm5vZGUudjEuVGFibGVTdGF0ZRoYLnRob2Mubm9kZS52MS5UYWJsZVN0YXRlYgZwcm90bzM");
+
+/**
+ * @generated from message thoc.node.v1.ListBucketRecordsRequest
+ */
+export type ListBucketRecordsRequest = Message<"thoc.node.v1.ListBucketRecordsRequest"> & {
+  /**
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * @generated from field: string prefix = 2;
+   */
+  prefix: string;
+
+  /**
+   * Exclusive: keys strictly after this one, when has_after.
+   *
+   * @generated from field: string after = 3;
+   */
+  after: string;
+
+  /**
+   * @generated from field: bool has_after = 4;
+   */
+  hasAfter: boolean;
+
+  /**
+   * @generated from field: uint32 limit = 5;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message thoc.node.v1.ListBucketRecordsRequest.
+ * Use `create(ListBucketRecordsRequestSchema)` to create a new message.
+ */
+export const ListBucketRecordsRequestSchema: GenMessage<ListBucketRecordsRequest> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_objectstore, 0);
+
+/**
+ * @generated from message thoc.node.v1.TableEntry
+ */
+export type TableEntry = Message<"thoc.node.v1.TableEntry"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * HLC timestamp; the newest version of a key wins.
+   *
+   * @generated from field: string version = 2;
+   */
+  version: string;
+
+  /**
+   * @generated from field: bool deleted = 3;
+   */
+  deleted: boolean;
+
+  /**
+   * JSON, opaque to the protocol ("" when deleted).
+   *
+   * @generated from field: string value = 4;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.TableEntry.
+ * Use `create(TableEntrySchema)` to create a new message.
+ */
+export const TableEntrySchema: GenMessage<TableEntry> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_objectstore, 1);
+
+/**
+ * @generated from message thoc.node.v1.TableState
+ */
+export type TableState = Message<"thoc.node.v1.TableState"> & {
+  /**
+   * @generated from field: string table = 1;
+   */
+  table: string;
+
+  /**
+   * @generated from field: repeated thoc.node.v1.TableEntry entries = 2;
+   */
+  entries: TableEntry[];
+
+  /**
+   * SHA-256 of the canonical table; equal digests, equal tables.
+   *
+   * @generated from field: string digest = 3;
+   */
+  digest: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.TableState.
+ * Use `create(TableStateSchema)` to create a new message.
+ */
+export const TableStateSchema: GenMessage<TableState> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_objectstore, 2);
 
 /**
  * @generated from message thoc.node.v1.ReplicaRecord
@@ -63,7 +167,7 @@ export type ReplicaRecord = Message<"thoc.node.v1.ReplicaRecord"> & {
  * Use `create(ReplicaRecordSchema)` to create a new message.
  */
 export const ReplicaRecordSchema: GenMessage<ReplicaRecord> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 0);
+  messageDesc(file_thoc_node_v1_objectstore, 3);
 
 /**
  * @generated from message thoc.node.v1.PutReplicaRequest
@@ -98,7 +202,7 @@ export type PutReplicaRequest = Message<"thoc.node.v1.PutReplicaRequest"> & {
  * Use `create(PutReplicaRequestSchema)` to create a new message.
  */
 export const PutReplicaRequestSchema: GenMessage<PutReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 1);
+  messageDesc(file_thoc_node_v1_objectstore, 4);
 
 /**
  * @generated from message thoc.node.v1.ReplicaPutHeader
@@ -129,7 +233,7 @@ export type ReplicaPutHeader = Message<"thoc.node.v1.ReplicaPutHeader"> & {
  * Use `create(ReplicaPutHeaderSchema)` to create a new message.
  */
 export const ReplicaPutHeaderSchema: GenMessage<ReplicaPutHeader> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 2);
+  messageDesc(file_thoc_node_v1_objectstore, 5);
 
 /**
  * @generated from message thoc.node.v1.ReplicaPutTrailer
@@ -144,6 +248,14 @@ export type ReplicaPutTrailer = Message<"thoc.node.v1.ReplicaPutTrailer"> & {
    * @generated from field: string sha256 = 2;
    */
   sha256: string;
+
+  /**
+   * Non-empty: the final metadata, replacing the header's (the S3 layer knows
+   * the ETag and checksums only once the whole body has passed).
+   *
+   * @generated from field: string meta = 3;
+   */
+  meta: string;
 };
 
 /**
@@ -151,7 +263,7 @@ export type ReplicaPutTrailer = Message<"thoc.node.v1.ReplicaPutTrailer"> & {
  * Use `create(ReplicaPutTrailerSchema)` to create a new message.
  */
 export const ReplicaPutTrailerSchema: GenMessage<ReplicaPutTrailer> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 3);
+  messageDesc(file_thoc_node_v1_objectstore, 6);
 
 /**
  * @generated from message thoc.node.v1.PutReplicaResponse
@@ -175,7 +287,7 @@ export type PutReplicaResponse = Message<"thoc.node.v1.PutReplicaResponse"> & {
  * Use `create(PutReplicaResponseSchema)` to create a new message.
  */
 export const PutReplicaResponseSchema: GenMessage<PutReplicaResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 4);
+  messageDesc(file_thoc_node_v1_objectstore, 7);
 
 /**
  * @generated from message thoc.node.v1.GetReplicaRequest
@@ -190,6 +302,24 @@ export type GetReplicaRequest = Message<"thoc.node.v1.GetReplicaRequest"> & {
    * @generated from field: string key = 2;
    */
   key: string;
+
+  /**
+   * Only bytes start..end (inclusive) of the body; a ranged body is not
+   * verified against the record's sha256 (only whole bodies can be).
+   *
+   * @generated from field: bool ranged = 3;
+   */
+  ranged: boolean;
+
+  /**
+   * @generated from field: uint64 start = 4;
+   */
+  start: bigint;
+
+  /**
+   * @generated from field: uint64 end = 5;
+   */
+  end: bigint;
 };
 
 /**
@@ -197,7 +327,7 @@ export type GetReplicaRequest = Message<"thoc.node.v1.GetReplicaRequest"> & {
  * Use `create(GetReplicaRequestSchema)` to create a new message.
  */
 export const GetReplicaRequestSchema: GenMessage<GetReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 5);
+  messageDesc(file_thoc_node_v1_objectstore, 8);
 
 /**
  * @generated from message thoc.node.v1.GetReplicaResponse
@@ -226,7 +356,7 @@ export type GetReplicaResponse = Message<"thoc.node.v1.GetReplicaResponse"> & {
  * Use `create(GetReplicaResponseSchema)` to create a new message.
  */
 export const GetReplicaResponseSchema: GenMessage<GetReplicaResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 6);
+  messageDesc(file_thoc_node_v1_objectstore, 9);
 
 /**
  * @generated from message thoc.node.v1.HeadReplicaRequest
@@ -248,7 +378,7 @@ export type HeadReplicaRequest = Message<"thoc.node.v1.HeadReplicaRequest"> & {
  * Use `create(HeadReplicaRequestSchema)` to create a new message.
  */
 export const HeadReplicaRequestSchema: GenMessage<HeadReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 7);
+  messageDesc(file_thoc_node_v1_objectstore, 10);
 
 /**
  * @generated from message thoc.node.v1.HeadReplicaResponse
@@ -267,7 +397,7 @@ export type HeadReplicaResponse = Message<"thoc.node.v1.HeadReplicaResponse"> & 
  * Use `create(HeadReplicaResponseSchema)` to create a new message.
  */
 export const HeadReplicaResponseSchema: GenMessage<HeadReplicaResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 8);
+  messageDesc(file_thoc_node_v1_objectstore, 11);
 
 /**
  * @generated from message thoc.node.v1.DeleteReplicaRequest
@@ -304,7 +434,7 @@ export type DeleteReplicaRequest = Message<"thoc.node.v1.DeleteReplicaRequest"> 
  * Use `create(DeleteReplicaRequestSchema)` to create a new message.
  */
 export const DeleteReplicaRequestSchema: GenMessage<DeleteReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 9);
+  messageDesc(file_thoc_node_v1_objectstore, 12);
 
 /**
  * An arc of the ring: positions in (start, end], or every position when whole.
@@ -333,7 +463,7 @@ export type ReplicaRange = Message<"thoc.node.v1.ReplicaRange"> & {
  * Use `create(ReplicaRangeSchema)` to create a new message.
  */
 export const ReplicaRangeSchema: GenMessage<ReplicaRange> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 10);
+  messageDesc(file_thoc_node_v1_objectstore, 13);
 
 /**
  * @generated from message thoc.node.v1.ListReplicaRangeRequest
@@ -372,7 +502,7 @@ export type ListReplicaRangeRequest = Message<"thoc.node.v1.ListReplicaRangeRequ
  * Use `create(ListReplicaRangeRequestSchema)` to create a new message.
  */
 export const ListReplicaRangeRequestSchema: GenMessage<ListReplicaRangeRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 11);
+  messageDesc(file_thoc_node_v1_objectstore, 14);
 
 /**
  * @generated from message thoc.node.v1.ListReplicaRangeResponse
@@ -389,7 +519,7 @@ export type ListReplicaRangeResponse = Message<"thoc.node.v1.ListReplicaRangeRes
  * Use `create(ListReplicaRangeResponseSchema)` to create a new message.
  */
 export const ListReplicaRangeResponseSchema: GenMessage<ListReplicaRangeResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 12);
+  messageDesc(file_thoc_node_v1_objectstore, 15);
 
 /**
  * @generated from message thoc.node.v1.DigestReplicaRangeRequest
@@ -411,7 +541,7 @@ export type DigestReplicaRangeRequest = Message<"thoc.node.v1.DigestReplicaRange
  * Use `create(DigestReplicaRangeRequestSchema)` to create a new message.
  */
 export const DigestReplicaRangeRequestSchema: GenMessage<DigestReplicaRangeRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 13);
+  messageDesc(file_thoc_node_v1_objectstore, 16);
 
 /**
  * @generated from message thoc.node.v1.ReplicaRangeDigest
@@ -433,7 +563,7 @@ export type ReplicaRangeDigest = Message<"thoc.node.v1.ReplicaRangeDigest"> & {
  * Use `create(ReplicaRangeDigestSchema)` to create a new message.
  */
 export const ReplicaRangeDigestSchema: GenMessage<ReplicaRangeDigest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 14);
+  messageDesc(file_thoc_node_v1_objectstore, 17);
 
 /**
  * @generated from message thoc.node.v1.DigestReplicaRangeResponse
@@ -450,7 +580,7 @@ export type DigestReplicaRangeResponse = Message<"thoc.node.v1.DigestReplicaRang
  * Use `create(DigestReplicaRangeResponseSchema)` to create a new message.
  */
 export const DigestReplicaRangeResponseSchema: GenMessage<DigestReplicaRangeResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 15);
+  messageDesc(file_thoc_node_v1_objectstore, 18);
 
 /**
  * @generated from message thoc.node.v1.GetObjectRingRequest
@@ -463,7 +593,7 @@ export type GetObjectRingRequest = Message<"thoc.node.v1.GetObjectRingRequest"> 
  * Use `create(GetObjectRingRequestSchema)` to create a new message.
  */
 export const GetObjectRingRequestSchema: GenMessage<GetObjectRingRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 16);
+  messageDesc(file_thoc_node_v1_objectstore, 19);
 
 /**
  * @generated from message thoc.node.v1.ObjectRingMember
@@ -510,7 +640,7 @@ export type ObjectRingMember = Message<"thoc.node.v1.ObjectRingMember"> & {
  * Use `create(ObjectRingMemberSchema)` to create a new message.
  */
 export const ObjectRingMemberSchema: GenMessage<ObjectRingMember> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 17);
+  messageDesc(file_thoc_node_v1_objectstore, 20);
 
 /**
  * @generated from message thoc.node.v1.ObjectRingState
@@ -534,7 +664,7 @@ export type ObjectRingState = Message<"thoc.node.v1.ObjectRingState"> & {
  * Use `create(ObjectRingStateSchema)` to create a new message.
  */
 export const ObjectRingStateSchema: GenMessage<ObjectRingState> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 18);
+  messageDesc(file_thoc_node_v1_objectstore, 21);
 
 /**
  * ObjectStoreService is the internal replica protocol between agents: the
@@ -626,6 +756,30 @@ export const ObjectStoreService: GenService<{
     methodKind: "unary";
     input: typeof ObjectRingStateSchema;
     output: typeof ObjectRingStateSchema;
+  },
+  /**
+   * One bucket's records (tombstones included) in key order (UTF-8 bytes),
+   * for S3 listings merged across nodes.
+   *
+   * @generated from rpc thoc.node.v1.ObjectStoreService.ListBucket
+   */
+  listBucket: {
+    methodKind: "server_streaming";
+    input: typeof ListBucketRecordsRequestSchema;
+    output: typeof ListReplicaRangeResponseSchema;
+  },
+  /**
+   * Full-state exchange of a table replicated to every node (buckets, S3
+   * keys): merges the caller's entries (last writer wins by version) and
+   * answers with this node's whole table, or only its digest when the
+   * caller's digest already equals it.
+   *
+   * @generated from rpc thoc.node.v1.ObjectStoreService.SyncTable
+   */
+  syncTable: {
+    methodKind: "unary";
+    input: typeof TableStateSchema;
+    output: typeof TableStateSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_thoc_node_v1_objectstore, 0);

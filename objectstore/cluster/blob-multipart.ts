@@ -1,0 +1,207 @@
+/**
+ * Multipart uploads on the ring. An upload is a record at the internal key
+ * U+0001 "u/" <key> U+0000 <uploadId> of its bucket (so uploads list in key,
+ * then start-time order), each part a record at U+0001 "p/" <uploadId> "/"
+ * <part number>, placed and replicated like any object — parts sent through
+ * different nodes all land in the same place. Complete streams the chosen
+ * parts, in order, into one new object version (the parts are copied once:
+ * the object is then an ordinary record every read path, repair and
+ * rebalance already knows), then tombstones the upload and its parts.
+ * A retried Complete with the same part list returns the same object.
+ */
+import { randomBytes } from "node:crypto";
+import { ThocError } from "../../errors/index.js";
+import { compositeChecksum, multipartEtag } from "../blob/hash.js";
+import { pickHeaders, s3Error } from "../blob/local-util.js";
+import {
+  MAX_PARTS, MIN_PART_SIZE, type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
+  type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo,
+} from "../blob/types.js";
+import { algorithmsFor, metaOf, storedMeta, verifying, type ReplicatedBlobStore, type StoredMeta } from "./blob-store.js";
+import { afterPrefix } from "./listing.js";
+import type { ReplicaRecord } from "./replica-store.js";
+
+export const UPLOAD_PREFIX = "\u0001u/";
+const PART_PREFIX = "\u0001p/";
+const uploadKey = (key: string, uploadId: string) => `${UPLOAD_PREFIX}${key}\u0000${uploadId}`;
+const partsPrefix = (uploadId: string) => `${PART_PREFIX}${uploadId}/`;
+const partKey = (uploadId: string, n: number) => `${partsPrefix(uploadId)}${String(n).padStart(5, "0")}`;
+const stripQuotes = (e: string) => e.replace(/^W\//, "").replace(/^"|"$/g, "");
+
+const noSuchUpload = (uploadId: string) =>
+  s3Error("not_found", "NoSuchUpload", `upload ${uploadId} does not exist: it was completed or aborted, or the id is wrong`, { uploadId });
+
+function parse<T>(rec: ReplicaRecord): T {
+  try {
+    return JSON.parse(rec.meta) as T;
+  } catch {
+    throw new ThocError("data_loss", `record ${rec.bucket}/${JSON.stringify(rec.key)}: metadata is not JSON`, { s3Code: "InternalError" });
+  }
+}
+
+async function getUpload(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string): Promise<MultipartUpload> {
+  await s.headBucket(bucket);
+  if (!/^[0-9a-f]{12,64}$/.test(uploadId)) throw noSuchUpload(uploadId);
+  const { record } = await s.b.coordinator.head(bucket, uploadKey(key, uploadId));
+  if (!record || record.tombstone) throw noSuchUpload(uploadId);
+  return parse<MultipartUpload>(record);
+}
+
+export async function create(s: ReplicatedBlobStore, bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload> {
+  await s.headBucket(bucket);
+  // Time first: one key's uploads list in the order they were started.
+  const uploadId = Date.now().toString(16).padStart(12, "0") + randomBytes(10).toString("hex");
+  const up: MultipartUpload = { uploadId, bucket, key, initiated: Date.now(), headers: pickHeaders(headers), userMeta };
+  if (checksumAlgorithm) up.checksumAlgorithm = checksumAlgorithm;
+  await s.b.coordinator.put({ bucket, key: uploadKey(key, uploadId), meta: JSON.stringify(up) }, (async function* () {})());
+  return up;
+}
+
+export async function uploadPart(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo> {
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
+    throw s3Error("invalid_argument", "InvalidArgument", `part number must be an integer between 1 and ${MAX_PARTS}, got ${partNumber}`, { partNumber });
+  }
+  const up = await getUpload(s, bucket, key, uploadId);
+  const v = verifying(body, expect, algorithmsFor(expect, up.checksumAlgorithm ? [up.checksumAlgorithm] : []));
+  const lastModified = Date.now();
+  const info = (): PartInfo => {
+    const d = v.digests();
+    const p: PartInfo = { partNumber, size: d.size, etag: d.md5, lastModified };
+    if (Object.keys(d.checksums).length) p.checksums = d.checksums;
+    return p;
+  };
+  const rec = await s.b.coordinator.put({ bucket, key: partKey(uploadId, partNumber), meta: "{}" }, v.body, { finalMeta: () => JSON.stringify(info()) });
+  // An abort or complete that ran meanwhile would never see this part: take it back.
+  const still = await s.b.coordinator.head(bucket, uploadKey(key, uploadId));
+  if (!still.record || still.record.tombstone) {
+    await s.b.coordinator.delete(bucket, partKey(uploadId, partNumber)).catch(() => undefined);
+    throw noSuchUpload(uploadId);
+  }
+  return { ...parse<PartInfo>(rec), size: rec.size };
+}
+
+async function storedParts(s: ReplicatedBlobStore, bucket: string, uploadId: string, afterPart = 0): Promise<Map<number, { rec: ReplicaRecord; info: PartInfo }>> {
+  const list = await s.b.listBucket(bucket, { prefix: partsPrefix(uploadId), ...(afterPart > 0 ? { after: partKey(uploadId, afterPart) } : {}) });
+  const out = new Map<number, { rec: ReplicaRecord; info: PartInfo }>();
+  try {
+    for (let r = await list.next(); r; r = await list.next()) {
+      if (r.tombstone) continue;
+      const info = { ...parse<PartInfo>(r), size: r.size };
+      out.set(info.partNumber, { rec: r, info });
+    }
+  } finally {
+    await list.close();
+  }
+  return out;
+}
+
+export async function complete(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[]): Promise<ObjectMeta> {
+  const sig = list.map((p) => `${p.partNumber}:${stripQuotes(p.etag)}`).join(",");
+  let up: MultipartUpload;
+  try {
+    up = await getUpload(s, bucket, key, uploadId);
+  } catch (err) {
+    if (ThocError.from(err).details.s3Code !== "NoSuchUpload") throw err;
+    // A retry after success: the object says which upload made it.
+    const { record } = await s.b.coordinator.head(bucket, key);
+    if (record && !record.tombstone) {
+      const m = parse<StoredMeta>(record);
+      if (m.mpu?.id === uploadId && m.mpu.sig === sig) return metaOf(record);
+    }
+    throw err;
+  }
+  if (list.length === 0) throw s3Error("invalid_argument", "MalformedXML", "CompleteMultipartUpload needs at least one part", { uploadId });
+  const stored = await storedParts(s, bucket, uploadId);
+  const chosen: { rec: ReplicaRecord; info: PartInfo }[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const want = list[i]!;
+    if (i > 0 && want.partNumber <= list[i - 1]!.partNumber) {
+      throw s3Error("invalid_argument", "InvalidPartOrder", "the list of parts was not in ascending order: sort it by part number", { uploadId });
+    }
+    const p = stored.get(want.partNumber);
+    if (!p || p.info.etag !== stripQuotes(want.etag)) {
+      throw s3Error("invalid_argument", "InvalidPart", `part ${want.partNumber} was not uploaded or its ETag does not match: upload it again or fix the list`, { uploadId, partNumber: want.partNumber });
+    }
+    chosen.push(p);
+  }
+  for (let i = 0; i < chosen.length - 1; i++) {
+    if (chosen[i]!.info.size < MIN_PART_SIZE) {
+      throw s3Error("invalid_argument", "EntityTooSmall", `part ${chosen[i]!.info.partNumber} is ${chosen[i]!.info.size} bytes; every part but the last must be at least 5 MiB`, { uploadId, partNumber: chosen[i]!.info.partNumber });
+    }
+  }
+  const checksums: Checksums = {};
+  const alg = up.checksumAlgorithm;
+  if (alg && chosen.every((p) => p.info.checksums?.[alg])) checksums[alg] = compositeChecksum(alg, chosen.map((p) => p.info.checksums![alg]!));
+  const meta: StoredMeta = {
+    ...up.headers, etag: multipartEtag(chosen.map((p) => p.info.etag)), lastModified: Date.now(), userMeta: up.userMeta, checksums,
+    parts: chosen.map((p) => p.info), mpu: { id: uploadId, sig },
+  };
+  const coord = s.b.coordinator;
+  async function* body(): AsyncIterable<Uint8Array> {
+    for (const p of chosen) {
+      const got = await coord.get(bucket, p.rec.key);
+      if (got.record.version !== p.rec.version) throw s3Error("invalid_argument", "InvalidPart", `part ${p.info.partNumber} was replaced while completing: complete again`, { uploadId });
+      yield* got.body;
+    }
+  }
+  const rec = await coord.put({ bucket, key, meta: storedMeta(meta) }, body());
+  await coord.delete(bucket, uploadKey(key, uploadId)).catch(() => undefined);
+  await dropAll(s, bucket, [...stored.values()].map((p) => p.rec.key));
+  return metaOf(rec);
+}
+
+async function dropAll(s: ReplicatedBlobStore, bucket: string, keys: string[]): Promise<void> {
+  let i = 0;
+  const worker = async () => { while (i < keys.length) await s.b.coordinator.delete(bucket, keys[i++]!).catch(() => undefined); };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+export async function abort(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string): Promise<void> {
+  await getUpload(s, bucket, key, uploadId);
+  await s.b.coordinator.delete(bucket, uploadKey(key, uploadId));
+  await dropAll(s, bucket, [...(await storedParts(s, bucket, uploadId)).values()].map((p) => p.rec.key));
+}
+
+export async function listParts(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }) {
+  const upload = await getUpload(s, bucket, key, uploadId);
+  const all = [...(await storedParts(s, bucket, uploadId, opts.partNumberMarker ?? 0)).values()].map((p) => p.info).sort((a, b) => a.partNumber - b.partNumber);
+  const parts = all.slice(0, opts.maxParts);
+  const isTruncated = all.length > parts.length;
+  return { upload, parts, isTruncated, ...(isTruncated && parts.length ? { nextPartNumberMarker: parts[parts.length - 1]!.partNumber } : {}) };
+}
+
+export async function listUploads(s: ReplicatedBlobStore, input: ListUploadsInput): Promise<ListUploadsResult> {
+  await s.headBucket(input.bucket);
+  const prefix = input.prefix ?? "";
+  let after: string | undefined;
+  if (input.keyMarker !== undefined && input.keyMarker !== "") {
+    after = input.uploadIdMarker ? uploadKey(input.keyMarker, input.uploadIdMarker) : afterPrefix(`${UPLOAD_PREFIX}${input.keyMarker}\u0000`);
+  }
+  const list = await s.b.listBucket(input.bucket, { prefix: UPLOAD_PREFIX + prefix, ...(after ? { after } : {}) });
+  const uploads: MultipartUpload[] = [];
+  const commonPrefixes: string[] = [];
+  let isTruncated = false;
+  let lastCp: string | undefined;
+  try {
+    for (let r = await list.next(); r; r = await list.next()) {
+      if (r.tombstone) continue;
+      const up = parse<MultipartUpload>(r);
+      const d = input.delimiter ? up.key.indexOf(input.delimiter, prefix.length) : -1;
+      const cp = d >= 0 ? up.key.slice(0, d + input.delimiter!.length) : undefined;
+      if (cp !== undefined && cp === lastCp) continue;
+      if (uploads.length + commonPrefixes.length >= input.maxUploads) { isTruncated = true; break; }
+      if (cp !== undefined) {
+        commonPrefixes.push(cp);
+        lastCp = cp;
+        list.seek(afterPrefix(UPLOAD_PREFIX + cp));
+      } else uploads.push(up);
+    }
+  } finally {
+    await list.close();
+  }
+  const last = uploads[uploads.length - 1];
+  return {
+    uploads, commonPrefixes, isTruncated,
+    ...(isTruncated && last ? { nextKeyMarker: last.key, nextUploadIdMarker: last.uploadId } : {}),
+  };
+}

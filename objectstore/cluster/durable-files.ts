@@ -1,0 +1,235 @@
+/**
+ * The body files of a DurableReplicaStore. A body streams into
+ * <root>/tmp/<id> while it is hashed (SHA-256, the replica protocol's own
+ * digest), is fdatasync'd, then renamed to <root>/<id[0..2]>/<id> and the
+ * directory fsync'd; only then does the store commit a record that points at
+ * it. Files are immutable once placed (one per stored version).
+ *
+ * Our own helper rather than blob/files.ts: that one hashes MD5 and CRC-32
+ * for the S3 layer and verifies by CRC, while a replica is checked by SHA-256
+ * against its header and trailer while it streams, and again on a whole read.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+
+/** A received body: in a synced temp file, or (small ones) in memory. */
+export interface StagedBody {
+  id: string;
+  size: number;
+  sha256: string;
+  tmpPath?: string;
+  inline?: Buffer;
+}
+
+/** Writes go to the kernel in batches of this many bytes (one writev). */
+const WRITE_BATCH = 1 << 20;
+/** Background fdatasync every this many bytes, so the final one does not flush gigabytes at once. */
+const SYNC_EVERY = 32 << 20;
+const READ_CHUNK = 1 << 20;
+const ID = /^[0-9a-f]{24}$/;
+const SHARD = /^[0-9a-f]{2}$/;
+
+export class ReplicaFiles {
+  readonly tmpDir: string;
+
+  constructor(readonly root: string) {
+    this.tmpDir = path.join(root, "tmp");
+  }
+
+  /** Creates the directories and empties tmp/ (nothing is in flight at open); returns how many were removed. */
+  async init(): Promise<number> {
+    const created = await mkdir(this.tmpDir, { recursive: true });
+    // New directories must be durable entries of their parents.
+    for (let d = this.tmpDir; created && d.length >= created.length; d = path.dirname(d)) await syncDir(path.dirname(d));
+    const left = await readdir(this.tmpDir);
+    await Promise.all(left.map((f) => rm(path.join(this.tmpDir, f), { force: true, recursive: true })));
+    return left.length;
+  }
+
+  path(id: string): string {
+    return path.join(this.root, id.slice(0, 2), id);
+  }
+
+  /** Every placed file: its id and path (a file in the wrong shard has no record's path, so it is no placed body). */
+  async placed(): Promise<{ id: string; file: string; misplaced: boolean }[]> {
+    const out: { id: string; file: string; misplaced: boolean }[] = [];
+    for (const shard of await readdir(this.root).catch(() => [] as string[])) {
+      if (!SHARD.test(shard)) continue;
+      for (const f of await readdir(path.join(this.root, shard)).catch(() => [] as string[])) {
+        if (ID.test(f)) out.push({ id: f, file: path.join(this.root, shard, f), misplaced: f.slice(0, 2) !== shard });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Streams a body into a temp file (or memory, up to inlineMax bytes) while
+   * hashing it, and fdatasyncs the file. Throws tooLong() as soon as more than
+   * maxBytes arrive. Memory stays at about two write batches whatever the
+   * size; the temp file is removed if anything fails.
+   */
+  async stage(body: AsyncIterable<Uint8Array>, inlineMax: number, maxBytes: number, tooLong: () => Error): Promise<StagedBody> {
+    const id = randomBytes(12).toString("hex");
+    const tmpPath = path.join(this.tmpDir, id);
+    const h = createHash("sha256");
+    let n = 0;
+    let fh: FileHandle | undefined;
+    let pos = 0;
+    let batch: Uint8Array[] = [];
+    let batchLen = 0;
+    let writing: Promise<void> | undefined;
+    let syncing: Promise<void> | undefined;
+    let syncErr: unknown;
+    let lastSync = 0;
+    const flush = async (f: FileHandle) => {
+      await writing;
+      if (syncErr) throw syncErr;
+      const bufs = batch;
+      const at = pos;
+      pos += batchLen;
+      batch = [];
+      batchLen = 0;
+      writing = writeAll(f, bufs, at).then(() => {
+        if (syncing || pos - lastSync < SYNC_EVERY) return;
+        lastSync = pos;
+        syncing = f.datasync().then(() => { syncing = undefined; }, (e) => { syncErr = e; syncing = undefined; });
+      });
+      // Awaited at the next flush; until then a failure must not count as unhandled.
+      writing.catch(() => {});
+    };
+    try {
+      for await (const c of body) {
+        if (c.byteLength === 0) continue;
+        n += c.byteLength;
+        if (n > maxBytes) throw tooLong();
+        h.update(c);
+        batch.push(c);
+        batchLen += c.byteLength;
+        if (!fh) {
+          if (n <= inlineMax) continue;
+          fh = await open(tmpPath, "wx", 0o600);
+        }
+        if (batchLen >= WRITE_BATCH) await flush(fh);
+      }
+      const sha256 = h.digest("hex");
+      if (!fh) return { id, size: n, sha256, inline: Buffer.concat(batch) };
+      await flush(fh);
+      await writing;
+      await syncing;
+      if (syncErr) throw syncErr;
+      await fh.datasync();
+      await fh.close();
+      fh = undefined;
+      return { id, size: n, sha256, tmpPath };
+    } catch (err) {
+      await writing?.catch(() => {});
+      await syncing;
+      if (fh) {
+        await fh.close().catch(() => {});
+        await unlink(tmpPath).catch(() => {});
+      }
+      throw err;
+    }
+  }
+
+  async discard(s: StagedBody): Promise<void> {
+    if (s.tmpPath) await unlink(s.tmpPath).catch(() => {});
+  }
+
+  /** Moves a staged file to its final place and makes the rename durable. */
+  async place(s: StagedBody): Promise<void> {
+    if (!s.tmpPath) return;
+    const shard = path.join(this.root, s.id.slice(0, 2));
+    try {
+      // New shard directories must be durable entries of the root too.
+      if (await mkdir(shard, { recursive: true })) await syncDir(this.root);
+      await rename(s.tmpPath, this.path(s.id));
+      await syncDir(shard);
+    } catch (err) {
+      await unlink(s.tmpPath).catch(() => {});
+      await unlink(this.path(s.id)).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Removes a placed file (by id, or its path); a missing one is fine (a crash after the commit, before the unlink). */
+  async remove(id: string, file = this.path(id)): Promise<void> {
+    await unlink(file).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "ENOENT") throw e;
+    });
+  }
+
+  /**
+   * Reads bytes [start, end] of a placed file. With `verify` (a whole read),
+   * the size is checked first and the SHA-256 at the end, and the last chunk
+   * is held back until the check passes: a damaged file is never delivered
+   * complete, so a client sees a failed transfer, not wrong bytes.
+   */
+  async *read(id: string, start: number, end: number, o: {
+    verify?: { size: number; sha256: string };
+    missing: () => Promise<Error>;
+    damaged: (why: string) => Error;
+  }): AsyncGenerator<Uint8Array> {
+    if (end < start) return;
+    let fh: FileHandle;
+    try {
+      fh = await open(this.path(id), "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw await o.missing();
+      throw err;
+    }
+    try {
+      if (o.verify && (await fh.stat()).size !== o.verify.size) throw o.damaged("file size differs from the recorded size");
+      const h = o.verify ? createHash("sha256") : undefined;
+      const readAt = async (p: number) => {
+        const len = Math.min(READ_CHUNK, end - p + 1);
+        const buf = Buffer.allocUnsafe(len);
+        const { bytesRead } = await fh.read(buf, 0, len, p);
+        return bytesRead < len ? buf.subarray(0, bytesRead) : buf;
+      };
+      let p = start;
+      let held: Buffer | undefined;
+      // One read ahead, so the disk works while the consumer sends.
+      let next: Promise<Buffer> | undefined = readAt(p);
+      while (next) {
+        const b = await next;
+        if (b.length === 0) throw o.damaged("file shorter than recorded");
+        p += b.length;
+        next = p <= end ? readAt(p) : undefined;
+        next?.catch(() => {});
+        h?.update(b);
+        if (held) yield held;
+        held = b;
+      }
+      if (h && h.digest("hex") !== o.verify!.sha256) throw o.damaged("sha256 mismatch");
+      if (held) yield held;
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+}
+
+async function writeAll(fh: FileHandle, bufs: Uint8Array[], pos: number): Promise<void> {
+  const total = bufs.reduce((n, b) => n + b.byteLength, 0);
+  let { bytesWritten } = await fh.writev(bufs, pos);
+  // A short write is legal (rare on regular files): finish the rest.
+  if (bytesWritten < total) {
+    let rest = Buffer.concat(bufs).subarray(bytesWritten);
+    pos += bytesWritten;
+    while (rest.length) {
+      ({ bytesWritten } = await fh.write(rest, 0, rest.length, pos));
+      rest = rest.subarray(bytesWritten);
+      pos += bytesWritten;
+    }
+  }
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
