@@ -31,6 +31,8 @@ export async function openReplicated(ctx: AgentContext, log: Logger, onDataLoss:
   const dir = path.join(ctx.store.dataDir, "replicas");
   const store = await DurableReplicaStore.open({ store: ctx.store, dir: path.join(dir, "objects"), name: "replicas", onDataLoss });
   const hints = await DurableHintStore.open({ store: ctx.store, dir: path.join(dir, "hints"), onDataLoss });
+  const rec = store.recovery;
+  if (rec.tmpFiles || rec.orphanFiles) log.info({ ...rec }, "replica store: cleaned up after an unclean stop");
   const ring = await DurableRingHolder.open(ctx.store);
   const buckets = await ReplicatedTable.open("buckets", new LevelTableBackend(ctx.store, "buckets"));
   const s3keys = await ReplicatedTable.open("s3keys", new LevelTableBackend(ctx.store, "s3keys"));
@@ -60,15 +62,35 @@ export async function openReplicated(ctx: AgentContext, log: Logger, onDataLoss:
     syncInterval: Math.max(200, Math.min(config.gossip.pushPullInterval, 5000)),
   });
   await node.start();
+  // A node joining an existing cluster must not coordinate requests with a ring of
+  // only itself (it would acknowledge writes nobody else holds): until it has
+  // exchanged the ring with a peer, S3 answers 503. The first node of a cluster
+  // (no --join) and a node whose stored ring already lists others start ready.
+  let synced = config.join.length === 0;
+  // Any exchange that brought in another member (this one, or the periodic ring sync) will do.
+  const isSynced = () => synced || ring.state().all().length > 1;
+  const syncNow = (id: string) => node.syncWith(id).then(
+    () => {
+      if (!synced) log.info({ peer: id, ringNodes: node.ring().size }, "object store: ring received from the cluster; serving S3");
+      synced = true;
+    },
+    (err: unknown) => log.debug({ peer: id, err: ThocError.from(err).message }, "object store: sync with a member failed"),
+  );
   const unsubscribe = membership ? safe(() => membership.subscribe((e) => {
     if (e.member.id === ctx.nodeId) return;
     if (e.type === "join" || e.type === "alive") {
       node.nodeUp();
-      node.syncWith(e.member.id).catch((err: unknown) => log.debug({ peer: e.member.id, err: ThocError.from(err).message }, "object store: sync with a new member failed"));
+      void syncNow(e.member.id);
     }
   })) : undefined;
+  for (const m of (membership ? safe(() => membership.members()) ?? [] : [])) if (m.id !== ctx.nodeId && m.state === "alive") void syncNow(m.id);
 
-  const blobs = new ReplicatedBlobStore({ coordinator: node.coordinator, buckets: node.table("buckets"), listBucket: (b, o) => node.listBucket(b, o) });
+  const blobs = new ReplicatedBlobStore({
+    coordinator: node.coordinator, buckets: node.table("buckets"), listBucket: (b, o) => node.listBucket(b, o),
+    ready: () => {
+      if (!isSynced()) throw new ThocError("unavailable", "this node has not received the object store's ring from the cluster yet (joining); retry in a moment", { s3Code: "ServiceUnavailable" });
+    },
+  });
   registerMetrics(ctx, node, store, hints);
 
   const quorumText = () => {
@@ -76,6 +98,7 @@ export async function openReplicated(ctx: AgentContext, log: Logger, onDataLoss:
     const q = node.coordinator.quorum(r);
     const c = config.objectstore;
     const lowered = q.n < c.replicas || q.w < c.writeQuorum || q.r < c.readQuorum;
+    if (!isSynced()) return "joining: waiting for the ring from the cluster (S3 answers 503 until then)";
     return `ring ${r.size} node${r.size === 1 ? "" : "s"}, N/W/R ${q.n}/${q.w}/${q.r}${lowered ? ` (lowered from ${c.replicas}/${c.writeQuorum}/${c.readQuorum} until more nodes join)` : ""}`;
   };
 
@@ -107,8 +130,8 @@ export async function openReplicated(ctx: AgentContext, log: Logger, onDataLoss:
       if (!want) throw new ThocError("invalid_argument", "name the node to remove (its name or id, as `thoc-node ring` shows them)");
       const all = ring.state().all();
       const byId = all.filter((m) => m.nodeId === want);
-      const byName = all.filter((m) => m.name === want && isActive(m));
-      const hits = byId.length ? byId : byName;
+      const activeByName = all.filter((m) => m.name === want && isActive(m));
+      const hits = byId.length ? byId : activeByName.length ? activeByName : all.filter((m) => m.name === want);
       if (hits.length === 0) throw new ThocError("not_found", `no node ${JSON.stringify(want)} in the ring: see \`thoc-node ring\``);
       if (hits.length > 1) throw new ThocError("failed_precondition", `${hits.length} ring nodes are named ${JSON.stringify(want)}: remove by id (${hits.map((m) => m.nodeId).join(", ")})`);
       const m = hits[0]!;

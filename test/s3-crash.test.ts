@@ -64,8 +64,8 @@ test("SIGKILL during a 300 MiB PUT: after restart the key holds the previous obj
   put1.catch(() => {});
   put2.catch(() => {});
   await waitFor("100 MiB of both uploads on the wire", () => p1.sent > 100 << 20 && p2.sent > 100 << 20, 60_000, 20);
-  const tmpDir = path.join(agent.dataDir, "blobs", "tmp");
-  assert.ok((await readdir(tmpDir)).length >= 1, "the uploads are being staged in blobs/tmp");
+  const tmpDir = path.join(agent.dataDir, "replicas", "objects", "tmp");
+  assert.ok((await readdir(tmpDir)).length >= 1, "the uploads are being staged in replicas/objects/tmp");
   await agent.kill("SIGKILL");
   await assert.rejects(put1);
   await assert.rejects(put2);
@@ -74,7 +74,7 @@ test("SIGKILL during a 300 MiB PUT: after restart the key holds the previous obj
   assert.equal(await bodyHash("has-old"), wantOld);
   await assert.rejects(client.send(new HeadObjectCommand({ Bucket: "crash", Key: "was-empty" })), (e: { name?: string }) => e.name === "NotFound");
   assert.deepEqual(await readdir(tmpDir), []);
-  const recovered = agent.logs().find((l) => l.msg === "blob store: cleaned up after an unclean stop");
+  const recovered = agent.logs().find((l) => l.msg === "replica store: cleaned up after an unclean stop");
   assert.ok(recovered && Number(recovered.tmpFiles) >= 2, `recovery logged: ${JSON.stringify(recovered)}`);
 
   // And the store still takes writes after the crash.

@@ -30,6 +30,8 @@ export interface ReplicatedBackend {
   readonly buckets: ClusterTable;
   /** Merged listing of a bucket over the reachable nodes; unavailable when too few are reachable to be complete. */
   listBucket(bucket: string, opts: { prefix?: string; after?: string }): Promise<MergedList>;
+  /** Throws (unavailable) while this node cannot coordinate requests yet. */
+  ready?: () => void;
 }
 
 /** What a record's meta holds: ObjectMeta without what the record itself says, plus internal fields. */
@@ -117,11 +119,13 @@ export class ReplicatedBlobStore implements BlobStore {
   constructor(readonly b: ReplicatedBackend, private readonly now: () => number = Date.now) {}
 
   async listBuckets(): Promise<BucketInfo[]> {
+    this.b.ready?.();
     const all = await this.b.buckets.list();
     return all.map((e) => JSON.parse(e.value) as BucketInfo);
   }
 
   async createBucket(name: string, owner: string): Promise<{ created: boolean; bucket: BucketInfo }> {
+    this.b.ready?.();
     checkBucketName(name);
     const cur = await this.b.buckets.lookup(name);
     if (cur !== undefined) {
@@ -135,6 +139,7 @@ export class ReplicatedBlobStore implements BlobStore {
   }
 
   async headBucket(name: string): Promise<BucketInfo> {
+    this.b.ready?.();
     const cur = await this.b.buckets.lookup(name);
     if (cur === undefined) throw s3Error("not_found", "NoSuchBucket", `bucket ${name} does not exist`, { bucket: name });
     return JSON.parse(cur) as BucketInfo;

@@ -18,7 +18,8 @@ import { deliverHints, type HintStore } from "./hints.js";
 import { Peers, type PeerDirectory } from "./peer.js";
 import { RateLimiter } from "./rate.js";
 import { expireTombstones, rebalance, type RebalanceStats } from "./rebalance.js";
-import type { ReplicaStore } from "./replica-store.js";
+import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
+import { isActive } from "./ring-state.js";
 import { placementKey, type Ring } from "./ring.js";
 import { mergeSources, unreachableError, type ListSource, type MergedList } from "./listing.js";
 import type { ReplicatedTable } from "./table.js";
@@ -61,6 +62,7 @@ export class ReplicationNode {
   private readonly local: LocalReplica;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly busy = new Map<string, Promise<unknown>>();
+  private readonly rerun = new Set<string>();
   private stopped = false;
   /** Counters for metrics. */
   readonly stats = { antiEntropyRounds: 0, antiEntropyRepairs: 0, hintsDelivered: 0 };
@@ -153,11 +155,19 @@ export class ReplicationNode {
   private once<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
     if (this.stopped) return Promise.resolve(undefined);
     const running = this.busy.get(name);
-    if (running) return running as Promise<T | undefined>;
+    if (running) {
+      // Rebalancing and handoff asked for while running run once more afterwards:
+      // the ring or the set of live nodes changed since that pass began.
+      if (name === "rebalance" || name === "handoff") this.rerun.add(name);
+      return running as Promise<T | undefined>;
+    }
     const p = fn().catch((err: unknown) => {
       this.o.log?.warn({ task: name, err: ThocError.from(err).message }, "object store: background task failed");
       return undefined;
-    }).finally(() => this.busy.delete(name));
+    }).finally(() => {
+      this.busy.delete(name);
+      if (this.rerun.delete(name)) void this.once(name, fn);
+    });
     this.busy.set(name, p);
     return p;
   }
@@ -203,9 +213,24 @@ export class ReplicationNode {
   /** Call when membership sees a node come back (alive after dead): hints go out now, not at the next tick. */
   nodeUp(): void {
     void this.once("handoff", () => this.deliverHints());
+    // A new owner that was unreachable when the ring changed can take its data now.
+    void this.once("rebalance", () => this.rebalance());
   }
 
   async deliverHints(): Promise<{ delivered: number; pending: number }> {
+    // Hints for a node removed from the ring will never be delivered; the write
+    // they stand for was acknowledged by W preferred nodes, and the new owners
+    // get it from those (rebalancing, anti-entropy), so they are dropped.
+    const state = this.o.ring.state();
+    for (const t of await this.o.hints.targets()) {
+      const m = state.get(t);
+      if (!m || isActive(m)) continue;
+      const store = this.o.hints.for(t);
+      const all: ReplicaRecord[] = [];
+      for await (const r of store.list({ start: 0, end: 0, whole: true })) all.push(r);
+      for (const r of all) await store.drop(r.bucket, r.key, r.version);
+      if (all.length) this.o.log?.info({ node: t, hints: all.length }, "object store: dropped hints for a node removed from the ring");
+    }
     const r = await deliverHints({ hints: this.o.hints, target: (id) => this.target(id), isUp: (id) => this.isUp(id), limiter: this.limiter, log: this.o.log });
     this.stats.hintsDelivered += r.delivered;
     return r;
