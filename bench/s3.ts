@@ -1,28 +1,48 @@
 /**
  * S3 on one node (durable local blob store), against physical baselines
  * measured in the same run:
- *   - disk: `dd if=/dev/zero bs=1M count=256 conv=fdatasync` in the agent's data dir;
- *   - network: a raw Node HTTP transfer over loopback between two processes.
- * Figures: PUT/GET MB/s for 64 MiB objects and ops/s for 4 KiB objects at
- * concurrency 1, 8, 32; the agent's peak RSS while a large object (5 GiB, or
- * less when the disk is short: BENCH_LARGE_GIB) streams in and out.
+ *   - disk: `dd if=/dev/zero bs=1M count=256 conv=fdatasync` in the agent's
+ *     data dir (the filesystem the blob store writes to);
+ *   - network: raw Node HTTP transfers over loopback between two processes,
+ *     download (the GET baseline) and upload (what any PUT must also carry);
+ *   - CPU: MD5 and CRC-32 of 256 MiB on one core (every PUT needs the MD5,
+ *     the ETag, and the store's CRC-32).
+ * The 64 MiB PUT and GET are measured in ROUNDS paired rounds, each next to
+ * its own dd / loopback measurement, and reported as medians, since other
+ * work on the machine makes single figures swing. They run twice: against
+ * the agent (whatever store it serves S3 from) and against the same S3
+ * server over the durable local blob store (objectstore/blob/local.ts) in a
+ * process of its own (this file re-run with --serve-local).
+ * Each round also gives the server's and the client's CPU time per MiB and
+ * the ceiling they imply (all cores busy with nothing else: cores / CPU per
+ * MiB), which says whether a PUT is bound by the disk or by the CPU.
+ * Also: 64 MiB and 4 KiB objects at concurrency 8 and 32 (4 KiB: 1, 8, 32);
+ * the agent's peak RSS while a large object (5 GiB, or less when the disk is
+ * short: BENCH_LARGE_GIB) streams in and out; the load average.
  *
- * Run: npm run build && node dist/bench/s3.js
+ * Run: npm run build && node dist/bench/s3.js   (BENCH_ROUNDS=5 by default)
  * The client is raw HTTP with SigV4 (UNSIGNED-PAYLOAD), so it costs little
  * next to the agent; both share the machine's cores.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, createHmac, randomBytes } from "node:crypto";
-import { readFile, statfs, unlink } from "node:fs/promises";
+import { mkdir, readFile, statfs, unlink } from "node:fs/promises";
 import http from "node:http";
+import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { crc32 } from "node:zlib";
 import { startCluster, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCH00000000001";
 const SECRET = "bench-secret-0123456789abcdefghijklmnopq";
 const REGION = "us-east-1";
 const MiB = 1 << 20;
+const BIG = 64 * MiB;
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
+/** 64 MiB transfers per round and direction. */
+const PER_ROUND = 4;
 const run = promisify(execFile);
 
 const hmac = (k: string | Buffer, s: string) => createHmac("sha256", k).update(s).digest();
@@ -90,30 +110,55 @@ async function ddWrite(dir: string): Promise<number> {
   return (256 * MiB) / Number(m![1]) / 1e6;
 }
 
-/** A tiny HTTP server in its own process serving N bytes from memory: the loopback ceiling for GET. */
-async function rawLoopback(host: string, size: number, rounds: number): Promise<number> {
+/** One core hashing 256 MiB from memory (MB/s). */
+function hashSpeed(fn: (b: Buffer) => void): number {
+  const b = randomBytes(MiB);
+  fn(b);
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < 256; i++) fn(b);
+  return (256 * MiB) / (Number(process.hrtime.bigint() - t0) / 1e9) / 1e6;
+}
+
+function md5Speed(): number {
+  const h = createHash("md5");
+  return hashSpeed((b) => h.update(b));
+}
+
+function crcSpeed(): number {
+  let c = 0;
+  return hashSpeed((b) => { c = crc32(b, c); });
+}
+
+/**
+ * A tiny HTTP server in its own process: GET answers N bytes from memory (the
+ * loopback ceiling for GET), PUT reads and drops the body (for PUT).
+ */
+async function rawServer(host: string): Promise<{ base: URL; stop: () => void }> {
   const code = `const http=require("http");const b=Buffer.alloc(${MiB},7);
-    http.createServer((q,s)=>{let n=${size};s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
+    http.createServer((q,s)=>{if(q.method==="PUT"){q.on("data",()=>{});q.on("end",()=>s.end());return}
+      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
       .listen(0,"${host}",function(){console.log(this.address().port)})`;
-  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
-  try {
-    const port = await new Promise<number>((r) => child.stdout.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
-    const get = () => new Promise<number>((resolve, reject) => http.get({ host, port, agent, path: "/" }, (res) => {
-      let n = 0;
-      res.on("data", (c: Buffer) => { n += c.length; });
-      res.on("end", () => resolve(n));
-    }).on("error", reject));
-    await get();
-    const secs = await pool(rounds, 1, get);
-    return (size * rounds) / secs / 1e6;
-  } finally {
-    child.kill();
-  }
+  const child: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((r) => child.stdout!.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
+  return { base: new URL(`http://${host}:${port}`), stop: () => child.kill() };
 }
 
 async function rssMiB(pid: number): Promise<number> {
   const s = await readFile(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(s)![1]) / 1024;
+}
+
+/** CPU seconds a process has used (all its threads). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const s = await readFile(`/proc/${pid}/stat`, "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** Busy CPU seconds of the whole machine (every process, ours and others'). */
+async function machineBusy(): Promise<number> {
+  const v = (await readFile("/proc/stat", "utf8")).split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (v.reduce((a, b) => a + b, 0) - v[3]! - v[4]!) / 100;
 }
 
 /** Samples a process's RSS every 100 ms while fn runs; returns the peak (MiB). */
@@ -129,19 +174,28 @@ async function peakRss<T>(pid: number, fn: () => Promise<T>): Promise<{ peak: nu
 }
 
 const fmt = (n: number, d = 0) => n.toFixed(d);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
 
 async function main(): Promise<void> {
+  randomBig = randomBytes(BIG);
   const cluster: Cluster = await startCluster(1, { env: { THOC_S3_ACCESS_KEY: ACCESS, THOC_S3_SECRET_KEY: SECRET, THOC_LOG_LEVEL: "warn" }, args: ["--log-level", "warn"] });
   const a = cluster.agents[0]!;
   const base = new URL(a.s3Url);
   const pid = a.proc!.pid!;
-  const out: string[] = [];
-  const say = (s: string) => { out.push(s); console.log(s); };
+  const raw = await rawServer(base.hostname);
+  const say = (s: string) => console.log(s);
   try {
+    say(`machine: ${availableParallelism()} cores, Node ${process.version}; load average at start ${load()}`);
     await request(base, "PUT", "/bench");
-    const disk = await ddWrite(a.dataDir);
-    const loop = await rawLoopback(base.hostname, 64 * MiB, 16);
-    say(`baseline: dd fdatasync write ${fmt(disk)} MB/s; raw HTTP loopback (2 processes) ${fmt(loop)} MB/s`);
+    const md5 = md5Speed(), crc = crcSpeed();
+    const ups: number[] = [];
+    for (let i = 0; i < 3; i++) ups.push((PER_ROUND * BIG) / (await pool(PER_ROUND, 1, () => request(raw.base, "PUT", "/", randomBig))) / 1e6);
+    const upload = median(ups);
+    say(`one core: MD5 ${fmt(md5)} MB/s, CRC-32 ${fmt(crc)} MB/s; raw HTTP upload over loopback (2 processes, body dropped) ${fmt(upload)} MB/s`);
 
     // The large object first, on a fresh agent, so its RSS shows streaming alone.
     const fs = await statfs(a.dataDir);
@@ -153,17 +207,25 @@ async function main(): Promise<void> {
     const chunk = randomBytes(MiB);
     const largePut = await peakRss(pid, async () => pool(1, 1, () => request(base, "PUT", "/bench/large", () => (function* () { for (let i = 0; i < size / MiB; i++) yield chunk; })(), size)));
     const largeGet = await peakRss(pid, async () => pool(1, 1, () => request(base, "GET", "/bench/large")));
+    await request(base, "DELETE", "/bench/large");
     say(`large object ${gib} GiB: PUT ${fmt(size / largePut.result / 1e6)} MB/s, GET ${fmt(size / largeGet.result / 1e6)} MB/s; ` +
       `agent RSS idle ${fmt(idle)} MiB, peak during PUT ${fmt(largePut.peak)} MiB, during GET ${fmt(largeGet.peak)} MiB`);
 
-    const big = randomBytes(64 * MiB);
+    const agentRounds = await pairedRounds("the agent", base, pid, a.dataDir, raw.base, say);
+    const local = await serveLocal(path.join(path.dirname(a.dataDir), "local-store"), base.hostname);
+    let localRounds: RoundsResult;
+    try {
+      await request(local.base, "PUT", "/bench");
+      localRounds = await pairedRounds("S3 over the durable local blob store (own process)", local.base, local.pid, local.dir, raw.base, say);
+    } finally {
+      local.stop();
+    }
+
     say("\n| object | concurrency | PUT | GET |\n|---|---|---|---|");
-    const bigRows: Record<number, [number, number]> = {};
-    for (const [conc, n] of [[1, 8], [8, 16], [32, 32]] as const) {
-      const put = await pool(n, conc, (i) => request(base, "PUT", `/bench/big-${i % conc}`, big));
+    for (const [conc, n] of [[8, 16], [32, 32]] as const) {
+      const put = await pool(n, conc, (i) => request(base, "PUT", `/bench/big-${i % conc}`, randomBig));
       const get = await pool(n, conc, (i) => request(base, "GET", `/bench/big-${i % conc}`));
-      const mbs = (s: number) => (n * big.length) / s / 1e6;
-      bigRows[conc] = [mbs(put), mbs(get)];
+      const mbs = (s: number) => (n * BIG) / s / 1e6;
       say(`| 64 MiB | ${conc} | ${fmt(mbs(put))} MB/s | ${fmt(mbs(get))} MB/s |`);
     }
     const small = randomBytes(4096);
@@ -173,18 +235,85 @@ async function main(): Promise<void> {
       say(`| 4 KiB | ${conc} | ${fmt(n / put)} ops/s | ${fmt(n / get)} ops/s |`);
     }
 
-    const [put1] = bigRows[1]!;
-    const getBest = Math.max(...Object.values(bigRows).map((r) => r[1]));
-    const putBest = Math.max(put1, size / largePut.result / 1e6);
-    say(`\ntargets: large PUT ${fmt((100 * putBest) / disk)}% of dd (≥ 80%), GET ${fmt((100 * getBest) / loop)}% of loopback (≥ 80%), ` +
-      `RSS peak ${fmt(Math.max(largePut.peak, largeGet.peak))} MiB (< 200 MiB)`);
+    say(`\ntargets: 64 MiB PUT ${fmt(100 * agentRounds.putRatio)}% of dd (≥ 80%), GET ${fmt(100 * agentRounds.getRatio)}% of loopback (≥ 80%) ` +
+      `[local blob store: ${fmt(100 * localRounds.putRatio)}%, ${fmt(100 * localRounds.getRatio)}%], ` +
+      `RSS peak ${fmt(Math.max(largePut.peak, largeGet.peak))} MiB (< 200 MiB); load average at end ${load()}`);
   } finally {
+    raw.stop();
     agent.destroy();
     await cluster.stop();
   }
 }
 
-main().catch((err) => {
+interface RoundsResult { putRatio: number; getRatio: number }
+
+/** Paired rounds: each PUT figure beside a dd run in dataDir, each GET figure beside a loopback run, same minute. */
+async function pairedRounds(label: string, base: URL, pid: number, dataDir: string, rawBase: URL, say: (s: string) => void): Promise<RoundsResult> {
+  say(`\n64 MiB objects, concurrency 1, ${PER_ROUND} per round, each round beside its own baseline — ${label}:\n` +
+    "| round | dd fdatasync | PUT | PUT/dd | loopback | GET | GET/loopback | server CPU per MiB PUT / GET | client CPU per MiB PUT | CPU ceiling for PUT | machine busy during PUT | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
+  const rows: { dd: number; put: number; loop: number; get: number; cpuPut: number; cpuGet: number; client: number; ceiling: number }[] = [];
+  const cores = availableParallelism();
+  for (let r = 0; r < ROUNDS; r++) {
+    const dd = await ddWrite(dataDir);
+    const c0 = await cpuSeconds(pid), m0 = await machineBusy(), u0 = process.cpuUsage();
+    const tPut = await pool(PER_ROUND, 1, (i) => request(base, "PUT", `/bench/r${r}-${i}`, randomBig));
+    const c1 = await cpuSeconds(pid), m1 = await machineBusy(), u1 = process.cpuUsage(u0);
+    const loop = (PER_ROUND * BIG) / (await pool(PER_ROUND, 1, () => request(rawBase, "GET", `/${BIG}`))) / 1e6;
+    const c2 = await cpuSeconds(pid);
+    const tGet = await pool(PER_ROUND, 1, (i) => request(base, "GET", `/bench/r${r}-${i}`));
+    const c3 = await cpuSeconds(pid);
+    for (let i = 0; i < PER_ROUND; i++) await request(base, "DELETE", `/bench/r${r}-${i}`);
+    const mib = (PER_ROUND * BIG) / MiB;
+    const cpuPut = ((c1 - c0) * 1000) / mib, client = (u1.user + u1.system) / 1000 / mib;
+    // What the CPU alone allows: every core busy with nothing but this PUT's server and client work.
+    const ceiling = (cores * 1000 * MiB) / (cpuPut + client) / 1e6;
+    const row = { dd, put: (PER_ROUND * BIG) / tPut / 1e6, loop, get: (PER_ROUND * BIG) / tGet / 1e6, cpuPut, cpuGet: ((c3 - c2) * 1000) / mib, client, ceiling };
+    rows.push(row);
+    say(`| ${r + 1} | ${fmt(dd)} MB/s | ${fmt(row.put)} MB/s | ${fmt((100 * row.put) / dd)}% | ${fmt(loop)} MB/s | ${fmt(row.get)} MB/s | ${fmt((100 * row.get) / loop)}% | ` +
+      `${fmt(cpuPut, 2)} / ${fmt(row.cpuGet, 2)} ms | ${fmt(client, 2)} ms | ${fmt(ceiling)} MB/s | ${fmt((m1 - m0) / tPut, 2)} of ${cores} cores | ${loadavg()[0]!.toFixed(2)} |`);
+  }
+  const med = (k: keyof (typeof rows)[number]) => median(rows.map((x) => x[k]));
+  const putRatio = median(rows.map((x) => x.put / x.dd)), getRatio = median(rows.map((x) => x.get / x.loop));
+  say(`| median | ${fmt(med("dd"))} MB/s | ${fmt(med("put"))} MB/s | ${fmt(100 * putRatio)}% | ${fmt(med("loop"))} MB/s | ${fmt(med("get"))} MB/s | ${fmt(100 * getRatio)}% | ` +
+    `${fmt(med("cpuPut"), 2)} / ${fmt(med("cpuGet"), 2)} ms | ${fmt(med("client"), 2)} ms | ${fmt(med("ceiling"))} MB/s (${fmt((100 * med("ceiling")) / med("dd"))}% of dd) | | |`);
+  return { putRatio, getRatio };
+}
+
+/**
+ * The S3 server over LocalBlobStore in a child process (this file with
+ * --serve-local <dir> <host>), so its CPU and RSS are its own, as an agent's.
+ */
+async function serveLocal(dir: string, host: string): Promise<{ base: URL; pid: number; dir: string; stop: () => void }> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--serve-local", dir, host], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`the local-store S3 server exited (${code})`)));
+    child.stdout!.once("data", (b: Buffer) => resolve(Number(b.toString().trim())));
+  });
+  return { base: new URL(`http://${host}:${port}`), pid: child.pid!, dir, stop: () => child.kill() };
+}
+
+async function serveLocalChild(dir: string, host: string): Promise<void> {
+  const { LocalStore } = await import("../store/index.js");
+  const { LocalBlobStore } = await import("../objectstore/index.js");
+  const { createS3Server } = await import("../objectstore/s3/index.js");
+  const { loadConfig } = await import("../config/index.js");
+  const { createLogger } = await import("../agent/index.js");
+  const { Registry } = await import("prom-client");
+  await mkdir(dir, { recursive: true });
+  const local = await LocalStore.open(dir);
+  const store = await LocalBlobStore.open({ store: local });
+  const server = createS3Server({
+    store, config: loadConfig({ dev: true, env: {}, flags: {} }), log: createLogger("warn"), metrics: new Registry(),
+    credentials: { lookup: async (id) => (id === ACCESS ? { secretKey: SECRET, owner: "bench" } : undefined) },
+  });
+  console.log(await server.listen(host, 0));
+}
+
+/** The 64 MiB body every PUT sends (random, so nothing on the way can shortcut it); made in main(). */
+let randomBig = Buffer.alloc(0);
+
+const entry = process.argv[2] === "--serve-local" ? serveLocalChild(process.argv[3]!, process.argv[4]!) : main();
+entry.catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -16,6 +16,7 @@ import path from "node:path";
 import { ThocError } from "../../errors/index.js";
 import { BodyHasher, crc32, type BodyDigests } from "./hash.js";
 import { OffloadHasher } from "./hash-pool.js";
+import { READ_BUFFER, readBuffer } from "./read-buffers.js";
 import type { ChecksumAlgorithm } from "./types.js";
 
 /** One immutable stored file: a whole single-PUT object or one part. */
@@ -35,21 +36,61 @@ export interface Staged { id: string; tmpPath?: string; inline?: Buffer; digests
 
 /** Writes are handed to the kernel in batches of this many bytes (one writev). */
 const WRITE_BATCH = 1 << 20;
+/** Batches of a large body being written at once (each holds its socket chunks until written). */
+const WRITES_IN_FLIGHT = 4;
 /**
- * Background fdatasync once this many new bytes are written, chained so the
- * disk writes back while the body is still arriving and being hashed (the
- * kernel alone would hold gigabytes dirty until the final fdatasync, and the
- * hashing and the flush would then run one after the other).
+ * Background fdatasync once this many new bytes are written (the kernel alone
+ * would hold gigabytes dirty until the final fdatasync, and receiving and the
+ * flush would then run one after the other).
  */
 const SYNC_EVERY = 16 << 20;
-const READ_CHUNK = 1 << 20;
-/** Bodies announced at least this large hash on a worker thread (hash-pool.ts). */
+/** Bodies announced at least this large hash on worker threads (hash-pool.ts). */
 const OFFLOAD_MIN = 4 << 20;
 
 export function dataLoss(seg: Segment, why: string): ThocError {
   return new ThocError("data_loss",
     `stored data of blob ${seg.id} is damaged (${why}); the object must be restored from a replica or re-uploaded`,
     { s3Code: "InternalError", blob: seg.path });
+}
+
+/** writev of bufs at pos, finishing a short write (rare on files, but not excluded). */
+async function writeAll(fh: FileHandle, bufs: Uint8Array[], pos: number, n: number): Promise<void> {
+  const { bytesWritten } = await fh.writev(bufs, pos);
+  if (bytesWritten >= n) return;
+  const rest = Buffer.concat(bufs).subarray(bytesWritten);
+  for (let off = 0; off < rest.length;) off += (await fh.write(rest, off, rest.length - off, pos + bytesWritten + off)).bytesWritten;
+}
+
+/**
+ * Background fdatasync of a file being written, once SYNC_EVERY new bytes
+ * are down, one at a time, so the disk writes back while the rest of the
+ * body is still arriving and being hashed.
+ */
+class Syncer {
+  private unsynced = 0;
+  private running?: Promise<void>;
+  private err: unknown;
+  private stopped = false;
+
+  wrote(fh: FileHandle, n: number): void {
+    this.unsynced += n;
+    if (this.running || this.err !== undefined || this.stopped || this.unsynced < SYNC_EVERY) return;
+    this.unsynced = 0;
+    this.running = fh.datasync().then(() => { this.running = undefined; this.wrote(fh, 0); }, (e) => { this.err = e; this.running = undefined; });
+  }
+
+  /** The final, durable fdatasync (after the background one, whose failure it reports). */
+  async last(fh: FileHandle): Promise<void> {
+    this.stopped = true;
+    await this.running;
+    if (this.err !== undefined) throw this.err;
+    await fh.datasync();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
 }
 
 export class BlobFiles {
@@ -80,38 +121,28 @@ export class BlobFiles {
 
   /**
    * Streams body into a new temp file, hashing as it goes, and fdatasyncs it.
-   * Memory stays at about two write batches whatever the size. The temp file
-   * is removed if anything fails.
+   * Memory stays at a few MiB whatever the size. The temp file is removed if
+   * anything fails.
    */
   async stage(body: AsyncIterable<Uint8Array>, algorithms: Iterable<ChecksumAlgorithm>, inlineMax = 0, sizeHint = 0): Promise<Staged> {
     const id = randomBytes(12).toString("hex");
     const tmpPath = path.join(this.tmpDir, id);
-    const offload = sizeHint >= OFFLOAD_MIN ? new OffloadHasher(algorithms) : undefined;
-    const hasher = offload ?? new BodyHasher(algorithms);
+    if (sizeHint >= OFFLOAD_MIN && sizeHint > inlineMax) return this.stageLarge(body, algorithms, id, tmpPath);
+    const hasher = new BodyHasher(algorithms);
     // Bodies up to inlineMax stay in memory; the first byte beyond opens the temp file.
     let fh: FileHandle | undefined;
     let pos = 0;
     let batch: Uint8Array[] = [];
     let batchLen = 0;
     let writing: Promise<unknown> | undefined;
-    let syncing: Promise<void> | undefined;
-    let syncErr: unknown;
-    let lastSync = 0;
-    let written = 0;
-    let done = false;
-    const maybeSync = (f: FileHandle) => {
-      if (syncing || syncErr || done || written - lastSync < SYNC_EVERY) return;
-      lastSync = written;
-      syncing = f.datasync().then(() => { syncing = undefined; maybeSync(f); }, (e) => { syncErr = e; syncing = undefined; });
-    };
+    const sync = new Syncer();
     const flush = async () => {
       if (!fh) return;
       const f = fh;
       await writing;
-      const bufs = batch;
-      const end = pos + batchLen;
-      writing = bufs.length ? f.writev(bufs, pos).then(() => { written = end; maybeSync(f); }) : undefined;
-      pos = end;
+      const bufs = batch, n = batchLen;
+      writing = bufs.length ? writeAll(f, bufs, pos, n).then(() => sync.wrote(f, n)) : undefined;
+      pos += n;
       batch = [];
       batchLen = 0;
     };
@@ -119,8 +150,6 @@ export class BlobFiles {
       for await (const chunk of body) {
         if (chunk.length === 0) continue;
         hasher.update(chunk);
-        const wait = offload?.ready();
-        if (wait) await wait;
         batch.push(chunk);
         batchLen += chunk.length;
         if (!fh) {
@@ -129,26 +158,85 @@ export class BlobFiles {
         }
         if (batchLen >= WRITE_BATCH) await flush();
       }
-      if (!fh) return { id, inline: Buffer.concat(batch), digests: await hasher.finish() };
+      if (!fh) return { id, inline: Buffer.concat(batch), digests: hasher.finish() };
       await flush();
       await writing;
-      done = true;
-      await syncing;
-      if (syncErr) throw syncErr;
-      await fh.datasync();
+      await sync.last(fh);
       await fh.close();
     } catch (err) {
-      done = true;
-      offload?.abandon();
       await writing?.catch(() => {});
-      await syncing;
+      await sync.stop();
       if (fh) {
         await fh.close().catch(() => {});
         await unlink(tmpPath).catch(() => {});
       }
       throw err;
     }
-    return { id, tmpPath, digests: await hasher.finish() };
+    return { id, tmpPath, digests: hasher.finish() };
+  }
+
+  /**
+   * A body announced as large: CRC'd here as it arrives, written in 1 MiB
+   * writev batches with several in flight, and hashed by worker threads that
+   * read each range back once it is written (hash-pool.ts).
+   */
+  private async stageLarge(body: AsyncIterable<Uint8Array>, algorithms: Iterable<ChecksumAlgorithm>, id: string, tmpPath: string): Promise<Staged> {
+    // Read-write: the hashing workers read the bytes back through this descriptor.
+    const fh = await open(tmpPath, "wx+", 0o600);
+    const sync = new Syncer();
+    const hasher = new OffloadHasher(algorithms, fh.fd);
+    let size = 0, crc = 0, pos = 0;
+    let batch: Uint8Array[] = [];
+    let batchLen = 0;
+    // Writes run in parallel; their ranges reach the hasher in file order.
+    const inflight: Promise<void>[] = [];
+    let reported: Promise<void> = Promise.resolve();
+    let failed: unknown;
+    const submit = () => {
+      const bufs = batch, n = batchLen, at = pos;
+      batch = [];
+      batchLen = 0;
+      pos += n;
+      const w = writeAll(fh, bufs, at, n);
+      reported = Promise.all([w, reported]).then(() => {
+        hasher.written(at, n);
+        sync.wrote(fh, n);
+      });
+      const settled = reported.catch((e: unknown) => { failed ??= e; });
+      inflight.push(settled);
+    };
+    let digests: BodyDigests;
+    try {
+      for await (const chunk of body) {
+        if (chunk.length === 0) continue;
+        size += chunk.length;
+        crc = crc32(chunk, crc);
+        batch.push(chunk);
+        batchLen += chunk.length;
+        if (batchLen >= WRITE_BATCH) {
+          submit();
+          if (inflight.length > WRITES_IN_FLIGHT) await inflight.shift();
+          const wait = hasher.ready();
+          if (wait) await wait;
+          if (failed) throw failed;
+          hasher.check();
+        }
+      }
+      if (batchLen) submit();
+      await Promise.all(inflight);
+      if (failed) throw failed;
+      digests = await hasher.finish(size, crc);
+      await sync.last(fh);
+      await fh.close();
+    } catch (err) {
+      await Promise.all(inflight);
+      await hasher.abandon();
+      await sync.stop();
+      await fh.close().catch(() => {});
+      await unlink(tmpPath).catch(() => {});
+      throw err;
+    }
+    return { id, tmpPath, digests };
   }
 
   async discard(s: Staged): Promise<void> {
@@ -201,7 +289,8 @@ export class BlobFiles {
    * Reads bytes [start, end] of a segment. When the read covers the whole
    * segment its CRC is checked, and the last chunk is held back until the
    * check passes: a damaged file is never delivered complete, so a client
-   * sees a failed transfer, not wrong bytes.
+   * sees a failed transfer, not wrong bytes. Whole 1 MiB chunks come from
+   * read-buffers.ts: a consumer may hand them back with recycleReadBuffer().
    */
   async *read(seg: Segment, start: number, end: number, onDamage?: (e: ThocError) => void, inline?: Uint8Array): AsyncGenerator<Uint8Array> {
     const verify = start === 0 && end === seg.size - 1;
@@ -231,8 +320,8 @@ export class BlobFiles {
       let crc = 0;
       let held: Uint8Array | undefined;
       const readAt = async (p: number) => {
-        const n = Math.min(READ_CHUNK, end - p + 1);
-        const buf = Buffer.allocUnsafe(n);
+        const n = Math.min(READ_BUFFER, end - p + 1);
+        const buf = n === READ_BUFFER ? readBuffer() : Buffer.allocUnsafe(n);
         const { bytesRead } = await fh.read(buf, 0, n, p);
         return bytesRead < n ? buf.subarray(0, bytesRead) : buf;
       };

@@ -42,23 +42,49 @@ test("multipart ETag and composite checksum follow S3's rule (digest of digests,
   assert.equal(compositeChecksum("sha256", [s1, s2]), `${comp}-2`);
 });
 
-test("hashing on a worker thread gives the same digests as inline hashing, for many bodies at once", async () => {
+test("hashing on worker threads (read back from the file) gives the same digests as inline hashing, for many bodies at once", async () => {
   const { OffloadHasher } = await import("./hash-pool.js");
-  const bodies = Array.from({ length: 6 }, (_x, i) => randomBytes(9 * 1024 * 1024 + i * 1001));
-  const results = await Promise.all(bodies.map(async (data) => {
-    const h = new OffloadHasher(["crc32", "crc32c", "sha1", "sha256"]);
-    for (let i = 0; i < data.length; i += 65536) {
-      h.update(data.subarray(i, i + 65536));
-      await h.ready();
+  const { mkdtemp, open, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const path = await import("node:path");
+  const dir = await mkdtemp(path.join(tmpdir(), "thoc-hash-"));
+  try {
+    const bodies = Array.from({ length: 6 }, (_x, i) => randomBytes(9 * 1024 * 1024 + i * 1001));
+    const algSets: ("crc32" | "crc32c" | "sha1" | "sha256")[][] = [["crc32", "crc32c", "sha1", "sha256"], []];
+    for (const algs of algSets) {
+      const results = await Promise.all(bodies.map(async (data, i) => {
+        const fh = await open(path.join(dir, `b${i}-${algs.length}`), "w+");
+        const h = new OffloadHasher(algs, fh.fd);
+        for (let pos = 0; pos < data.length; pos += 300_000) {
+          const piece = data.subarray(pos, pos + 300_000);
+          await fh.write(piece, 0, piece.length, pos);
+          h.written(pos, piece.length);
+          await h.ready();
+        }
+        const d = await h.finish(data.length, crc32(data));
+        await fh.close();
+        return d;
+      }));
+      results.forEach((d, i) => {
+        const ref = new BodyHasher(algs);
+        ref.update(bodies[i]!);
+        assert.deepEqual(d, ref.finish());
+      });
     }
-    return h.finish();
-  }));
-  results.forEach((d, i) => {
-    const ref = new BodyHasher(["crc32", "crc32c", "sha1", "sha256"]);
-    ref.update(bodies[i]!);
-    assert.deepEqual(d, ref.finish());
-  });
-  const abandoned = new OffloadHasher([]);
-  abandoned.update(randomBytes(2 << 20));
-  abandoned.abandon();
+    // Abandoned half way: resolves once no worker reads the descriptor, and the pool keeps working.
+    const fh = await open(path.join(dir, "abandoned"), "w+");
+    const h = new OffloadHasher(["sha256"], fh.fd);
+    await fh.write(bodies[0]!, 0, 2 << 20, 0);
+    h.written(0, 2 << 20);
+    await h.abandon();
+    await fh.close();
+    // A range the file does not hold fails the body instead of hashing garbage.
+    const short = await open(path.join(dir, "short"), "w+");
+    const hs = new OffloadHasher([], short.fd);
+    hs.written(0, 1000);
+    await assert.rejects(hs.finish(1000, 0), /short of a written range/);
+    await short.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,8 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import path from "node:path";
-import { chunks, filesUnder, fixture, isErr, readAll } from "./testutil.js";
+import { chunks, dataFiles, fixture, isErr, readAll } from "./testutil.js";
 import { MIN_PART_SIZE } from "./types.js";
 
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
@@ -30,7 +29,7 @@ test("multipart: upload, replace a part, list, complete (idempotent), ranged and
     const l2 = await s.listParts("b", "big", up.uploadId, { maxParts: 2, partNumberMarker: l1.nextPartNumberMarker });
     assert.deepEqual(l2.parts.map((p) => p.partNumber), [3, 7]);
     assert.equal(l2.isTruncated, false);
-    assert.equal((await filesUnder(path.join(f.dir, "blobs", "data"))).length, 4);
+    assert.equal((await dataFiles(f)).length, 4);
 
     const list = [{ partNumber: 1, etag: `"${i1.etag}"` }, { partNumber: 2, etag: i2.etag }, { partNumber: 3, etag: i3.etag }];
     await assert.rejects(s.completeMultipartUpload("b", "big", up.uploadId, [list[1]!, list[0]!]), isErr("invalid_argument", "InvalidPartOrder"));
@@ -47,7 +46,7 @@ test("multipart: upload, replace a part, list, complete (idempotent), ranged and
     assert.equal(m.contentType, "video/mp4");
     assert.deepEqual(m.parts?.map((p) => p.size), [p1.length, p2.length, p3.length]);
     // The unused part 7 and the replaced part 2 are gone; the three chosen files remain.
-    assert.equal((await filesUnder(path.join(f.dir, "blobs", "data"))).length, 3);
+    assert.equal((await dataFiles(f)).length, 3);
 
     const again = await s.completeMultipartUpload("b", "big", up.uploadId, list);
     assert.deepEqual(again, m);
@@ -65,7 +64,7 @@ test("multipart: upload, replace a part, list, complete (idempotent), ranged and
     await f.reopen();
     assert.ok((await readAll((await f.blobs.getObject("b", "big")).body)).equals(whole));
     await f.blobs.deleteObject("b", "big");
-    assert.deepEqual(await filesUnder(path.join(f.dir, "blobs", "data")), []);
+    assert.deepEqual(await dataFiles(f), []);
   } finally {
     await f.dispose();
   }
@@ -82,7 +81,7 @@ test("multipart: abort removes the parts; unknown uploads are NoSuchUpload", asy
     await assert.rejects(s.uploadPart("b", "k", up.uploadId, 0, chunks(Buffer.from("x")), {}), isErr("invalid_argument"));
     await assert.rejects(s.uploadPart("b", "other-key", up.uploadId, 1, chunks(Buffer.from("x")), {}), isErr("not_found", "NoSuchUpload"));
     await s.abortMultipartUpload("b", "k", up.uploadId);
-    assert.deepEqual(await filesUnder(path.join(f.dir, "blobs", "data")), []);
+    assert.deepEqual(await dataFiles(f), []);
     await assert.rejects(s.abortMultipartUpload("b", "k", up.uploadId), isErr("not_found", "NoSuchUpload"));
     await assert.rejects(s.listParts("b", "k", up.uploadId, { maxParts: 10 }), isErr("not_found", "NoSuchUpload"));
     await assert.rejects(s.completeMultipartUpload("b", "k", "nope", [{ partNumber: 1, etag: "x" }]), isErr("not_found", "NoSuchUpload"));

@@ -34,16 +34,19 @@ async function getUpload(s: LocalBlobStore, bucket: string, key: string, uploadI
 }
 
 export async function create(s: LocalBlobStore, bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload> {
-  await s.headBucket(bucket);
-  // Version first: uploads of one key list in the order they were started.
-  const uploadId = s.nextVersion() + randomBytes(8).toString("hex");
-  const up: UploadRecord = { uploadId, bucket, key, initiated: Date.now(), headers, userMeta };
-  if (checksumAlgorithm) up.checksumAlgorithm = checksumAlgorithm;
-  await commitBatch(s.l, [
-    { type: "put", sublevel: s.l.uploads, key: uploadId, value: up },
-    { type: "put", sublevel: s.l.uploadIndex, key: uploadIndexKey(bucket, key, uploadId), value: up },
-  ]);
-  return up;
+  // Under the bucket's shared lock, as every commit into a bucket: DeleteBucket cannot run between check and batch.
+  return s.locks.with(`b:${bucket}`, false, async () => {
+    await s.headBucket(bucket);
+    // Version first: uploads of one key list in the order they were started.
+    const uploadId = s.nextVersion() + randomBytes(8).toString("hex");
+    const up: UploadRecord = { uploadId, bucket, key, initiated: Date.now(), headers, userMeta };
+    if (checksumAlgorithm) up.checksumAlgorithm = checksumAlgorithm;
+    await commitBatch(s.l, [
+      { type: "put", sublevel: s.l.uploads, key: uploadId, value: up },
+      { type: "put", sublevel: s.l.uploadIndex, key: uploadIndexKey(bucket, key, uploadId), value: up },
+    ]);
+    return up;
+  });
 }
 
 export async function uploadPart(s: LocalBlobStore, bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo> {
@@ -71,7 +74,7 @@ export async function uploadPart(s: LocalBlobStore, bucket: string, key: string,
     await s.files.remove(got.seg).catch(() => {});
     throw err;
   }
-  await s.collect(retired);
+  s.retire(retired);
   return info;
 }
 
@@ -128,7 +131,7 @@ export async function complete(s: LocalBlobStore, bucket: string, key: string, u
     ];
     return s.commitObject({ meta, segs: chosen.map((p) => p.seg) }, extra, false);
   });
-  await s.collect(unusedSegs);
+  s.retire(unusedSegs);
   return meta;
 }
 
@@ -144,7 +147,7 @@ export async function abort(s: LocalBlobStore, bucket: string, key: string, uplo
     ]);
     return parts.map((p) => p.seg);
   });
-  await s.collect(segs);
+  s.retire(segs);
 }
 
 export async function parts(s: LocalBlobStore, bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }) {

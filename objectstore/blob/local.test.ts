@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { open, readdir } from "node:fs/promises";
 import path from "node:path";
-import { chunks, filesUnder, fixture, isErr, putInput, readAll } from "./testutil.js";
+import { chunks, dataFiles, filesUnder, fixture, isErr, putInput, readAll } from "./testutil.js";
 
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
 
@@ -28,12 +28,12 @@ test("put, head, get, range, overwrite and delete; old files go once replaced", 
     const r = await s.getObject("b1", "dir/a.bin", { range: { start: 1_500_000, end: 2_600_000 } });
     assert.ok((await readAll(r.body)).equals(data.subarray(1_500_000, 2_600_001)));
 
-    const before = await filesUnder(path.join(f.dir, "blobs", "data"));
+    const before = await dataFiles(f);
     assert.equal(before.length, 1);
     const v1 = m.version;
     const m2 = await s.putObject(putInput("b1", "dir/a.bin", Buffer.from("small")));
     assert.ok(m2.version > v1, "versions increase");
-    const after = await filesUnder(path.join(f.dir, "blobs", "data"));
+    const after = await dataFiles(f);
     assert.equal(after.length, 1);
     assert.notEqual(after[0], before[0]);
     assert.equal((await readAll((await s.getObject("b1", "dir/a.bin")).body)).toString(), "small");
@@ -43,7 +43,7 @@ test("put, head, get, range, overwrite and delete; old files go once replaced", 
     await assert.rejects(s.headObject("b1", "dir/a.bin"), isErr("not_found", "NoSuchKey"));
     await assert.rejects(s.getObject("b1", "dir/a.bin"), isErr("not_found", "NoSuchKey"));
     await assert.rejects(s.getObject("nob", "x"), isErr("not_found", "NoSuchBucket"));
-    assert.deepEqual(await filesUnder(path.join(f.dir, "blobs", "data")), []);
+    assert.deepEqual(await dataFiles(f), []);
 
     const empty = await s.putObject(putInput("b1", "empty", chunks()));
     assert.equal(empty.etag, md5(Buffer.alloc(0)));
@@ -69,7 +69,7 @@ test("a body that does not match what the client promised is refused and leaves 
     assert.equal(ok.checksums.sha256, createHash("sha256").update(data).digest("base64"));
     assert.equal((await readAll((await s.getObject("b", "k")).body)).toString(), "old");
     assert.deepEqual(await readdir(path.join(f.dir, "blobs", "tmp")), []);
-    assert.equal((await filesUnder(path.join(f.dir, "blobs", "data"))).length, 2);
+    assert.equal((await dataFiles(f)).length, 2);
   } finally {
     await f.dispose();
   }
@@ -90,7 +90,7 @@ test("torn write: a body that fails half way leaves the previous object byte-exa
     await assert.rejects(s.putObject(putInput("b", "k", broken())), /client went away/);
     assert.ok((await readAll((await s.getObject("b", "k")).body)).equals(old));
     assert.deepEqual(await readdir(path.join(f.dir, "blobs", "tmp")), []);
-    assert.equal((await filesUnder(path.join(f.dir, "blobs", "data"))).length, 1);
+    assert.equal((await dataFiles(f)).length, 1);
   } finally {
     await f.dispose();
   }
@@ -118,7 +118,7 @@ test("bit rot: a flipped byte makes a whole-object read fail with data_loss, and
     const small = Buffer.from("tiny object");
     await s.putObject(putInput("b", "big", big));
     await s.putObject(putInput("b", "small", small));
-    const files = await filesUnder(path.join(f.dir, "blobs", "data"));
+    const files = await dataFiles(f);
     for (const rel of files) {
       const size = rel ? (await open(path.join(f.dir, "blobs", "data", rel), "r").then(async (h) => { const st = await h.stat(); await h.close(); return st.size; })) : 0;
       await flipByte(path.join(f.dir, "blobs", "data", rel), Math.floor(size / 2));
@@ -180,7 +180,7 @@ test("a GET in progress keeps reading the version it started with while the key 
     assert.ok(Buffer.concat(rest).equals(v1));
     // Once the reader is done, the retired file is removed.
     await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(await filesUnder(path.join(f.dir, "blobs", "data")), []);
+    assert.deepEqual(await dataFiles(f), []);
   } finally {
     await f.dispose();
   }
@@ -243,7 +243,7 @@ test("small bodies are kept inline in LevelDB: no file, checked before the first
     assert.equal(m.etag, md5(small));
     const big = randomBytes(70_000);
     await s.putObject(putInput("b", "l", big));
-    assert.equal((await filesUnder(path.join(f.dir, "blobs", "data"))).length, 1, "only the 70 kB body has a file");
+    assert.equal((await dataFiles(f)).length, 1, "only the 70 kB body has a file");
     assert.ok((await readAll((await s.getObject("b", "s")).body)).equals(small));
     assert.ok((await readAll((await s.getObject("b", "s", { range: { start: 5, end: 9 } })).body)).equals(small.subarray(5, 10)));
     assert.equal((await s.l.inline.keys().all()).length, 1);
@@ -258,10 +258,64 @@ test("small bodies are kept inline in LevelDB: no file, checked before the first
     await s.putObject(putInput("b", "s", Buffer.from("replaced")));
     await s.putObject(putInput("b", "l", Buffer.from("now small")));
     assert.equal((await s.l.inline.keys().all()).length, 2);
-    assert.deepEqual(await filesUnder(path.join(f.dir, "blobs", "data")), []);
+    assert.deepEqual(await dataFiles(f), []);
     await s.deleteObject("b", "s");
     await s.deleteObject("b", "l");
     assert.equal((await s.l.inline.keys().all()).length, 0);
+  } finally {
+    await f.dispose();
+  }
+});
+
+test("DeleteBucket racing a PUT's commit or a CreateMultipartUpload never leaves an object or an upload in a deleted bucket", async () => {
+  const f = await fixture({ inlineMax: 0 });
+  try {
+    const s = f.blobs;
+    const gone = (b: string) => s.headBucket(b).then(() => false, () => true);
+    const left = async (b: string) => [
+      ...(await s.l.objects.keys({ gte: `${b}/`, lt: `${b}0` }).all()),
+      ...(await s.l.uploadIndex.keys({ gte: `${b}/`, lt: `${b}0` }).all()),
+    ];
+    // 1. DeleteBucket exactly while a PUT commits: the commit has checked the bucket and reads the key's old record.
+    await s.createBucket("race", "root");
+    const objects = s.l.objects;
+    const get = objects.get.bind(objects);
+    let del: Promise<string> | undefined;
+    objects.get = (async (k: string) => {
+      if (k === "race/k" && !del) {
+        del = s.deleteBucket("race").then(() => "deleted", (e: { details?: { s3Code?: string } }) => e.details?.s3Code ?? "error");
+        // Without the bucket lock the delete finds the bucket empty and completes now; with it, it waits for this commit.
+        await Promise.race([del, new Promise((r) => setTimeout(r, 100))]);
+      }
+      return get(k);
+    }) as typeof objects.get;
+    const put = await s.putObject(putInput("race", "k", randomBytes(5000))).then(() => "put", (e: { details?: { s3Code?: string } }) => e.details?.s3Code ?? "error");
+    objects.get = get;
+    const d = await del!;
+    assert.deepEqual([put, d], ["put", "BucketNotEmpty"]);
+    assert.equal(await gone("race"), false);
+
+    // 2. CreateMultipartUpload and a PUT started around a DeleteBucket, at many interleavings.
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const b = `race-${i}`;
+      await s.createBucket(b, "root");
+      const put = s.putObject(putInput(b, "k", randomBytes(1000))).then(() => "put", (e: { details?: { s3Code?: string } }) => e.details?.s3Code ?? "error");
+      const mpu = s.createMultipartUpload(b, "m", {}, {}).then(() => "mpu", (e: { details?: { s3Code?: string } }) => e.details?.s3Code ?? "error");
+      for (let t = 0; t < i % 8; t++) await new Promise((r) => setImmediate(r));
+      const d = await s.deleteBucket(b).then(() => "deleted", (e: { details?: { s3Code?: string } }) => e.details?.s3Code ?? "error");
+      const [p, m] = await Promise.all([put, mpu]);
+      outcomes.add(`${p}/${m}/${d}`);
+      if (await gone(b)) {
+        assert.deepEqual(await left(b), [], `iteration ${i}: a record outlived its bucket (${p}/${m}/${d})`);
+        assert.ok(p !== "put" && m !== "mpu", `iteration ${i}: a write succeeded into a bucket deleted under it (${p}/${m}/${d})`);
+      } else {
+        assert.equal(d, "BucketNotEmpty", `iteration ${i}: the bucket is still there, so its delete must have been refused`);
+      }
+    }
+    // Files of PUTs refused at commit are removed: every file left is referenced.
+    await s.settled();
+    assert.equal((await dataFiles(f)).length, (await s.l.refs.keys().all()).length, [...outcomes].join(", "));
   } finally {
     await f.dispose();
   }

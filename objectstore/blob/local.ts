@@ -5,7 +5,8 @@
  * A write is: stream to tmp/ while hashing → fdatasync → rename into data/ →
  * fsync the directory → one fsync'd LevelDB batch that points the key at the
  * new file, marks the file referenced and puts the previous version's files on
- * the garbage list → delete the old files. A crash at any point leaves the old
+ * the garbage list (under the bucket's shared lock, so DeleteBucket cannot
+ * slip in) → delete the old files in the background. A crash at any point leaves the old
  * object or the new one: tmp/ is emptied at start, the garbage list is
  * replayed, and files of a generation that did not stop cleanly are deleted
  * unless a reference to them was committed.
@@ -75,6 +76,7 @@ export class LocalBlobStore implements BlobStore {
   readonly locks = new KeyedLock();
   private readonly pins = new Map<string, number>();
   private readonly deferred = new Map<string, Segment>();
+  private readonly collecting = new Set<Promise<void>>();
   private readonly now: () => number;
   private lastVersion = 0;
   private inflight = 0;
@@ -180,7 +182,9 @@ export class LocalBlobStore implements BlobStore {
     const k = objectKey(bucket, key);
     let retired: Segment[] = [];
     try {
-      await this.locks.with(`o:${k}`, true, async () => {
+      // The bucket's shared lock for the whole commit: DeleteBucket (exclusive) can neither find the
+      // bucket empty between our check and our batch nor delete it under us. Locks go b → u → o.
+      await this.locks.with(`b:${bucket}`, false, () => this.locks.with(`o:${k}`, true, async () => {
         await this.headBucket(bucket);
         const old = await this.l.objects.get(k);
         rec.meta.version = this.nextVersion();
@@ -191,12 +195,12 @@ export class LocalBlobStore implements BlobStore {
           { type: "put", sublevel: this.l.objects, key: k, value: rec },
           ...this.retireOps(retired),
         ]);
-      });
+      }));
     } catch (err) {
       if (fresh) await Promise.all(rec.segs.map((s) => this.files.remove(s).catch(() => {})));
       throw err;
     }
-    await this.collect(retired);
+    this.retire(retired);
     return rec.meta;
   }
 
@@ -298,7 +302,7 @@ export class LocalBlobStore implements BlobStore {
       await commitBatch(this.l, [{ type: "del", sublevel: this.l.objects, key: k }, ...this.retireOps(old.segs)]);
       return old.segs;
     });
-    await this.collect(retired);
+    this.retire(retired);
   }
 
   listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
@@ -346,7 +350,24 @@ export class LocalBlobStore implements BlobStore {
         }
       }
     }
-    if (free.length && !this.closed) void this.collect(free);
+    if (free.length && !this.closed) this.retire(free);
+  }
+
+  /**
+   * Deletes retired files in the background: they are on the durable garbage
+   * list already, and unlinking a large file costs tens of milliseconds
+   * (45 ms for 64 MiB on ext4 here) that an overwrite or a DELETE should not
+   * wait for. @internal
+   */
+  retire(segs: Segment[]): void {
+    if (!segs.length) return;
+    const p: Promise<void> = this.collect(segs).finally(() => this.collecting.delete(p));
+    this.collecting.add(p);
+  }
+
+  /** Resolves once the background deletions of retired files have run (tests, close). */
+  async settled(): Promise<void> {
+    while (this.collecting.size) await Promise.all([...this.collecting]);
   }
 
   /** Deletes retired files no reader holds, then drops them from the garbage list. @internal */
@@ -410,6 +431,7 @@ export class LocalBlobStore implements BlobStore {
     this.closed = true;
     const deadline = Date.now() + timeoutMs;
     while (this.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.settled();
     if (this.inflight === 0 && this.deferred.size === 0) {
       await commitBatch(this.l, [{ type: "put", sublevel: this.l.swept, key: `g${this.files.generation}`, value: "" }]).catch(() => {});
     }

@@ -35,6 +35,12 @@ export async function filesUnder(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+/** The files under blobs/data once retired files have been deleted (that runs in the background). */
+export async function dataFiles(f: { dir: string; blobs: LocalBlobStore }): Promise<string[]> {
+  await f.blobs.settled();
+  return filesUnder(path.join(f.dir, "blobs", "data"));
+}
+
 export interface Fixture {
   dir: string;
   local: LocalStore;

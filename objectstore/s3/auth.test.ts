@@ -229,6 +229,30 @@ describe("SigV4 with real clients and the real clock", () => {
     assert.equal(codeOf(m.body), "XAmzContentSHA256Mismatch");
     await rejectsWith(c.send(new s3.HeadObjectCommand({ Bucket: "secure", Key: "mismatch" })), "NotFound", 404);
   });
+
+  test("a signed payload with a SHA-256 checksum asked for is hashed once and still checked against x-amz-content-sha256", async () => {
+    const body = "hashed once";
+    const b64 = createHash("sha256").update(body).digest("base64");
+    const other = createHash("sha256").update("something else").digest("hex");
+    // The checksum header carries the signed digest: the store checks both at once.
+    const ok = await raw(f, { method: "PUT", path: "/secure/once", body, headers: { "x-amz-checksum-sha256": b64 } });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(ok.headers["x-amz-checksum-sha256"], b64);
+    const ok2 = await raw(f, { method: "PUT", path: "/secure/once2", body, headers: { "x-amz-sdk-checksum-algorithm": "SHA256" } });
+    assert.equal(ok2.status, 200, ok2.body);
+    assert.equal(ok2.headers["x-amz-checksum-sha256"], b64);
+    // A body that matches neither: still XAmzContentSHA256Mismatch, nothing stored.
+    for (const [key, headers] of [["bad1", { "x-amz-checksum-sha256": Buffer.from(other, "hex").toString("base64") }], ["bad2", { "x-amz-sdk-checksum-algorithm": "SHA256" }]] as const) {
+      const r = await raw(f, { method: "PUT", path: `/secure/${key}`, body, payload: other, headers });
+      assert.equal(r.status, 400, key);
+      assert.equal(codeOf(r.body), "XAmzContentSHA256Mismatch", key);
+      await rejectsWith(c.send(new s3.HeadObjectCommand({ Bucket: "secure", Key: key })), "NotFound", 404);
+    }
+    // Signed digest and checksum header disagreeing: one of them is wrong, refused either way.
+    const split = await raw(f, { method: "PUT", path: "/secure/split", body, headers: { "x-amz-checksum-sha256": Buffer.from(other, "hex").toString("base64") } });
+    assert.equal(split.status, 400);
+    assert.equal(codeOf(split.body), "BadDigest");
+  });
 });
 
 describe("virtual-host-style addressing (s3.domain set)", () => {

@@ -29,6 +29,15 @@ export class ChunkedDecoder {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
     const it = this.src[Symbol.asyncIterator]();
+    try {
+      yield* this.frames(it);
+    } finally {
+      // Also on a bad frame or signature: the source (the socket reader) stops and drops the rest.
+      await it.return?.();
+    }
+  }
+
+  private async *frames(it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
     let buf: Buffer = Buffer.alloc(0);
     let ended = false;
     const more = async (): Promise<boolean> => {

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Config } from "../../config/index.js";
 import type { Logger } from "../../agent/index.js";
 import type { BlobStore, ByteRange, ChecksumAlgorithm, Checksums, ObjectHeaders, ObjectMeta } from "../blob/types.js";
+import { recycleReadBuffer } from "../blob/read-buffers.js";
 import { prepareBody, type PreparedBody } from "./body.js";
 import { s3err } from "./errors.js";
 import type { AuthResult } from "./sigv4.js";
@@ -79,13 +80,23 @@ export function userMetaOf(h: IncomingMessage["headers"], maxBytes: number): Rec
   return meta;
 }
 
-export function objectHeadersOf(h: IncomingMessage["headers"]): ObjectHeaders {
+/** The storage class a write asks for, kept only when it is not the default STANDARD (checkWriteHeaders refused unknown ones). */
+export function storageClassOf(h: IncomingMessage["headers"]): string | undefined {
+  const sc = h["x-amz-storage-class"];
+  return typeof sc === "string" && sc !== "STANDARD" ? sc : undefined;
+}
+
+/** Headers stored with an object; the stores keep storageClass beside them (ObjectMeta.storageClass). */
+export function objectHeadersOf(h: IncomingMessage["headers"]): ObjectHeaders & { storageClass?: string } {
   const s = (n: string) => (typeof h[n] === "string" && h[n] !== "" ? (h[n] as string) : undefined);
   const enc = s("content-encoding")?.split(",").map((x) => x.trim()).filter((x) => x && x !== "aws-chunked").join(", ");
-  return {
+  const out: ObjectHeaders & { storageClass?: string } = {
     contentType: s("content-type"), cacheControl: s("cache-control"), contentDisposition: s("content-disposition"),
     contentEncoding: enc || undefined, contentLanguage: s("content-language"), expires: s("expires"),
   };
+  const sc = storageClassOf(h);
+  if (sc) out.storageClass = sc;
+  return out;
 }
 
 function setSafe(res: ServerResponse, name: string, value: string): void {
@@ -179,10 +190,47 @@ export function parseRange(header: string | undefined, size: number, strictSynta
   return { start, end };
 }
 
-export async function* counted(ctx: Ctx, src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  for await (const c of src) {
-    ctx.bytesOut += c.length;
-    yield c;
+/**
+ * Streams a body into the response: each chunk goes straight to res.write,
+ * waiting for 'drain' when the socket is full (no Readable.from / pipeline
+ * in between, which added stream buffering and several promise hops per
+ * chunk). Resolves once the response is finished; throws
+ * ERR_STREAM_PREMATURE_CLOSE when the client goes away, and whatever the body
+ * throws (the caller destroys the half-sent response).
+ */
+export async function sendBody(ctx: Ctx, body: AsyncIterable<Uint8Array>): Promise<void> {
+  const res = ctx.res;
+  let gone: Error | undefined;
+  let wake: (() => void) | undefined;
+  const onDrain = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onClose = () => {
+    if (!res.writableFinished) gone ??= Object.assign(new Error("the client closed the connection"), { code: "ERR_STREAM_PREMATURE_CLOSE" });
+    onDrain();
+  };
+  res.on("drain", onDrain);
+  res.on("close", onClose);
+  res.on("error", onClose);
+  try {
+    for await (const c of body) {
+      if (gone) throw gone;
+      ctx.bytesOut += c.length;
+      // Once the socket has the bytes, a read buffer of the local store goes back to its pool.
+      if (!res.write(c, (err) => { if (!err) recycleReadBuffer(c); })) await new Promise<void>((r) => { wake = r; });
+      if (gone) throw gone;
+    }
+    await new Promise<void>((r) => {
+      wake = r;
+      res.end(onDrain);
+    });
+    if (gone) throw gone;
+  } finally {
+    res.off("drain", onDrain);
+    res.off("close", onClose);
+    res.off("error", onClose);
   }
 }
 

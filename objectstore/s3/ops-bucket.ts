@@ -7,12 +7,41 @@ import { list, parseXml, text, xmlDoc } from "./xml.js";
 
 const MAX_XML = 2 << 20;
 
+/** ListBuckets continuation tokens: opaque to clients, the name to resume after, base64url. */
+const encodeBucketToken = (after: string) => Buffer.from("b:" + after, "utf8").toString("base64url");
+function decodeBucketToken(t: string): string {
+  const s = Buffer.from(t, "base64url").toString("utf8");
+  if (!t || !s.startsWith("b:")) throw s3err("InvalidArgument", "The continuation token provided is incorrect", { ArgumentName: "continuation-token" });
+  return s.slice(2);
+}
+
+/**
+ * The caller's buckets in name order. Paging as in current AWS: max-buckets
+ * (1–10000; without it, every bucket in one answer), continuation-token (the
+ * response's ContinuationToken, given when more remain), prefix, and
+ * bucket-region (this endpoint's region, or nothing).
+ */
 export async function listBuckets(ctx: Ctx) {
-  const all = await ctx.store.listBuckets();
-  const mine = all.filter((b) => b.owner === ctx.auth.owner);
+  const q = ctx.query;
+  const maxRaw = q.get("max-buckets");
+  let max = Infinity;
+  if (maxRaw !== undefined) {
+    max = /^\d+$/.test(maxRaw.trim()) ? Number(maxRaw) : NaN;
+    if (!(max >= 1 && max <= 10000)) throw s3err("InvalidArgument", "max-buckets must be an integer between 1 and 10000.", { ArgumentName: "max-buckets", ArgumentValue: maxRaw });
+  }
+  const token = q.get("continuation-token");
+  const after = token === undefined ? undefined : decodeBucketToken(token);
+  const prefix = q.get("prefix");
+  const region = q.get("bucket-region");
+  const all = region !== undefined && region !== ctx.config.s3.region ? [] : await ctx.store.listBuckets();
+  const mine = all.filter((b) => b.owner === ctx.auth.owner && (!prefix || b.name.startsWith(prefix)) && (after === undefined || b.name > after));
+  const page = mine.slice(0, max);
+  const more = page.length < mine.length;
   sendXml(ctx, 200, "ListAllMyBucketsResult", {
+    Buckets: { Bucket: page.map((b) => ({ Name: b.name, CreationDate: isoDate(b.createdAt), BucketRegion: ctx.config.s3.region })) },
     Owner: ownerXml(ctx.auth.owner),
-    Buckets: { Bucket: mine.map((b) => ({ Name: b.name, CreationDate: isoDate(b.createdAt) })) },
+    ContinuationToken: more ? encodeBucketToken(page[page.length - 1]!.name) : undefined,
+    Prefix: prefix,
   });
 }
 

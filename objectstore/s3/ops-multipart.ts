@@ -1,5 +1,5 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
-import type { ChecksumAlgorithm } from "../blob/types.js";
+import type { ChecksumAlgorithm, ObjectHeaders } from "../blob/types.js";
 import { readSmall } from "./body.js";
 import { parseAlgorithm } from "./checksum.js";
 import { s3err, toS3Error } from "./errors.js";
@@ -29,6 +29,9 @@ function partNumber(ctx: Ctx): number {
   return Number(v);
 }
 
+/** The storage class an upload was created with (kept beside its headers). */
+const classOf = (h: ObjectHeaders) => (h as { storageClass?: string }).storageClass ?? "STANDARD";
+
 const checksumXml = (c: Partial<Record<ChecksumAlgorithm, string>> | undefined) => {
   const out: Record<string, string> = {};
   for (const [a, v] of Object.entries(c ?? {})) if (v) out[`Checksum${a.toUpperCase()}`] = v;
@@ -54,7 +57,7 @@ export async function uploadPart(ctx: Ctx) {
   await ownBucket(ctx);
   const n = partNumber(ctx);
   const b = body(ctx);
-  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, uploadId(ctx), n, b.body, b.expect);
+  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, uploadId(ctx), n, b.body, b.expect).catch((err: unknown) => { throw b.mapError(err); });
   if (p.checksums) writeChecksums(ctx.res, p.checksums);
   sendEmpty(ctx, 200, { ETag: quote(p.etag) });
 }
@@ -126,7 +129,7 @@ export async function listParts(ctx: Ctx) {
   const r = await ctx.store.listParts(ctx.bucket!, ctx.key!, uploadId(ctx), { partNumberMarker: marker || undefined, maxParts });
   sendXml(ctx, 200, "ListPartsResult", {
     Bucket: ctx.bucket!, Key: ctx.key!, UploadId: r.upload.uploadId,
-    Initiator: ownerXml(ctx.auth.owner), Owner: ownerXml(ctx.auth.owner), StorageClass: "STANDARD",
+    Initiator: ownerXml(ctx.auth.owner), Owner: ownerXml(ctx.auth.owner), StorageClass: classOf(r.upload.headers),
     PartNumberMarker: marker, NextPartNumberMarker: r.nextPartNumberMarker ?? (r.parts.length ? r.parts[r.parts.length - 1]!.partNumber : undefined),
     MaxParts: maxParts, IsTruncated: r.isTruncated,
     ChecksumAlgorithm: r.upload.checksumAlgorithm?.toUpperCase(),
@@ -152,7 +155,7 @@ export async function listMultipartUploads(ctx: Ctx) {
     NextKeyMarker: e(r.nextKeyMarker), NextUploadIdMarker: r.nextUploadIdMarker,
     Delimiter: e(delimiter), Prefix: e(prefix), MaxUploads: maxUploads, IsTruncated: r.isTruncated, EncodingType: enc,
     Upload: r.uploads.map((u) => ({
-      Key: e(u.key), UploadId: u.uploadId, Initiator: ownerXml(ctx.auth.owner), Owner: ownerXml(ctx.auth.owner), StorageClass: "STANDARD",
+      Key: e(u.key), UploadId: u.uploadId, Initiator: ownerXml(ctx.auth.owner), Owner: ownerXml(ctx.auth.owner), StorageClass: classOf(u.headers),
       Initiated: isoDate(u.initiated), ChecksumAlgorithm: u.checksumAlgorithm?.toUpperCase(),
     })),
     CommonPrefixes: r.commonPrefixes.map((p) => ({ Prefix: e(p) })),

@@ -1,13 +1,11 @@
 /** Object operations: PUT, GET, HEAD, DELETE, CopyObject, and the ACL/tagging answers for unversioned, untagged objects. */
-import { pipeline } from "node:stream/promises";
-import { Readable } from "node:stream";
-import type { ChecksumAlgorithm, ObjectMeta } from "../blob/types.js";
+import type { ChecksumAlgorithm, ObjectHeaders, ObjectMeta } from "../blob/types.js";
 import { readSmall } from "./body.js";
 import { s3err } from "./errors.js";
 import { aclXml } from "./ops-bucket.js";
 import {
-  body, checkConditions, checkWriteHeaders, counted, isoDate, objectHeadersOf, ownBucket, parseRange, quote, sendEmpty, sendXml,
-  userMetaOf, writeChecksums, writeObjectHeaders, type Ctx,
+  body, checkConditions, checkWriteHeaders, isoDate, objectHeadersOf, ownBucket, parseRange, quote, sendBody, sendEmpty, sendXml,
+  storageClassOf, userMetaOf, writeChecksums, writeObjectHeaders, type Ctx,
 } from "./http.js";
 import { parseAlgorithm } from "./checksum.js";
 import { safeDecode } from "./sigv4.js";
@@ -34,7 +32,7 @@ export async function putObject(ctx: Ctx) {
   const meta = await ctx.store.putObject({
     bucket: ctx.bucket!, key: ctx.key!, body: b.body, expect: b.expect,
     headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
-  });
+  }).catch((err: unknown) => { throw b.mapError(err); });
   writeChecksums(ctx.res, meta.checksums, b.echo);
   sendEmpty(ctx, 200, { ETag: quote(meta.etag) });
 }
@@ -87,7 +85,7 @@ async function getOrHead(ctx: Ctx, head: boolean) {
   if (r && status === 206) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${m.size}`);
   if (partNumber !== undefined) ctx.res.setHeader("x-amz-mp-parts-count", String(m.parts?.length ?? 1));
   ctx.res.writeHead(status, { "Content-Length": len });
-  await pipeline(Readable.from(counted(ctx, got.body), { objectMode: false }), ctx.res);
+  await sendBody(ctx, got.body);
 }
 
 export const getObject = (ctx: Ctx) => getOrHead(ctx, false);
@@ -144,10 +142,11 @@ export async function copyObject(ctx: Ctx) {
   const meta = await ctx.store.putObject({
     bucket: ctx.bucket!, key: ctx.key!, body: got.body,
     expect: { size: got.meta.size, computeChecksums: compute },
+    // As in S3, the copy's storage class is the request's (STANDARD when absent), whatever the directive.
     headers: directive === "REPLACE" ? objectHeadersOf(h) : {
       contentType: m.contentType, cacheControl: m.cacheControl, contentDisposition: m.contentDisposition,
-      contentEncoding: m.contentEncoding, contentLanguage: m.contentLanguage, expires: m.expires,
-    },
+      contentEncoding: m.contentEncoding, contentLanguage: m.contentLanguage, expires: m.expires, storageClass: storageClassOf(h),
+    } as ObjectHeaders,
     userMeta: directive === "REPLACE" ? userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject) : { ...m.userMeta },
   });
   const ck: Record<string, string> = {};

@@ -205,6 +205,67 @@ describe("S3 buckets and objects via @aws-sdk/client-s3", () => {
     await rejectsWith(c.send(new s3.PutObjectTaggingCommand({ Bucket: "photos", Key: "a.txt", Tagging: { TagSet: [{ Key: "a", Value: "b" }] } })), "NotImplemented", 501);
   });
 
+  test("ListBuckets pages: max-buckets, continuation-token, prefix, bucket-region; bad paging parameters refused", async () => {
+    for (const b of ["page-a", "page-b", "page-c", "page-d"]) await c.send(new s3.CreateBucketCommand({ Bucket: b }));
+    const p1 = await c.send(new s3.ListBucketsCommand({ Prefix: "page-", MaxBuckets: 3 }));
+    assert.deepEqual(p1.Buckets!.map((b) => b.Name), ["page-a", "page-b", "page-c"]);
+    assert.equal(p1.Prefix, "page-");
+    assert.ok(p1.ContinuationToken, "more remain, so a token is given");
+    assert.equal(p1.Buckets![0]!.BucketRegion, "us-east-1");
+    const p2 = await c.send(new s3.ListBucketsCommand({ Prefix: "page-", MaxBuckets: 3, ContinuationToken: p1.ContinuationToken }));
+    assert.deepEqual(p2.Buckets!.map((b) => b.Name), ["page-d"]);
+    assert.equal(p2.ContinuationToken, undefined);
+    const all = await c.send(new s3.ListBucketsCommand({}));
+    assert.ok(all.Buckets!.length >= 5 && all.ContinuationToken === undefined && all.Prefix === undefined);
+    const names: string[] = [];
+    let token: string | undefined;
+    do {
+      const r = await c.send(new s3.ListBucketsCommand({ MaxBuckets: 1, ContinuationToken: token }));
+      names.push(...r.Buckets!.map((b) => b.Name!));
+      token = r.ContinuationToken;
+    } while (token);
+    assert.deepEqual(names, all.Buckets!.map((b) => b.Name));
+    assert.equal((await c.send(new s3.ListBucketsCommand({ BucketRegion: "eu-west-1" }))).Buckets?.length ?? 0, 0);
+    const bad: Record<string, string>[] = [{ "max-buckets": "0" }, { "max-buckets": "10001" }, { "max-buckets": "x" }, { "continuation-token": "garbage" }];
+    for (const query of bad) {
+      const r = await raw(f, { method: "GET", path: "/", query });
+      assert.equal(r.status, 400, JSON.stringify(query));
+      assert.match(r.body, /<Code>InvalidArgument<\/Code>/);
+    }
+    for (const b of ["page-a", "page-b", "page-c", "page-d"]) await c.send(new s3.DeleteBucketCommand({ Bucket: b }));
+  });
+
+  test("x-amz-storage-class is kept: returned on GET/HEAD unless STANDARD, listed, carried by multipart; unknown ones refused", async () => {
+    await c.send(new s3.PutObjectCommand({ Bucket: "photos", Key: "cold", Body: "c", StorageClass: "STANDARD_IA" }));
+    await c.send(new s3.PutObjectCommand({ Bucket: "photos", Key: "std", Body: "s", StorageClass: "STANDARD" }));
+    assert.equal((await c.send(new s3.HeadObjectCommand({ Bucket: "photos", Key: "cold" }))).StorageClass, "STANDARD_IA");
+    const g = await c.send(new s3.GetObjectCommand({ Bucket: "photos", Key: "cold" }));
+    assert.equal(g.StorageClass, "STANDARD_IA");
+    await g.Body!.transformToString();
+    assert.equal((await c.send(new s3.HeadObjectCommand({ Bucket: "photos", Key: "std" }))).StorageClass, undefined, "STANDARD is not sent back, as AWS");
+    const l2 = await c.send(new s3.ListObjectsV2Command({ Bucket: "photos" }));
+    const cls = Object.fromEntries(l2.Contents!.map((o) => [o.Key, o.StorageClass]));
+    assert.equal(cls.cold, "STANDARD_IA");
+    assert.equal(cls.std, "STANDARD");
+    const l1 = await c.send(new s3.ListObjectsCommand({ Bucket: "photos", Prefix: "cold" }));
+    assert.equal(l1.Contents![0]!.StorageClass, "STANDARD_IA");
+    // A copy takes the class the copy request names, STANDARD when none (as AWS), whatever the directive.
+    await c.send(new s3.CopyObjectCommand({ Bucket: "photos", Key: "cold-copy", CopySource: "photos/cold" }));
+    assert.equal((await c.send(new s3.HeadObjectCommand({ Bucket: "photos", Key: "cold-copy" }))).StorageClass, undefined);
+    await c.send(new s3.CopyObjectCommand({ Bucket: "photos", Key: "cold-copy", CopySource: "photos/cold", StorageClass: "GLACIER_IR" }));
+    assert.equal((await c.send(new s3.HeadObjectCommand({ Bucket: "photos", Key: "cold-copy" }))).StorageClass, "GLACIER_IR");
+    const mp = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "photos", Key: "mp-cold", StorageClass: "ONEZONE_IA" }));
+    const part = await c.send(new s3.UploadPartCommand({ Bucket: "photos", Key: "mp-cold", UploadId: mp.UploadId, PartNumber: 1, Body: "part" }));
+    assert.equal((await c.send(new s3.ListPartsCommand({ Bucket: "photos", Key: "mp-cold", UploadId: mp.UploadId }))).StorageClass, "ONEZONE_IA");
+    const ups = await c.send(new s3.ListMultipartUploadsCommand({ Bucket: "photos", Prefix: "mp-cold" }));
+    assert.equal(ups.Uploads![0]!.StorageClass, "ONEZONE_IA");
+    await c.send(new s3.CompleteMultipartUploadCommand({ Bucket: "photos", Key: "mp-cold", UploadId: mp.UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }));
+    assert.equal((await c.send(new s3.HeadObjectCommand({ Bucket: "photos", Key: "mp-cold" }))).StorageClass, "ONEZONE_IA");
+    await rejectsWith(c.send(new s3.PutObjectCommand({ Bucket: "photos", Key: "bad", Body: "b", StorageClass: "COLDEST" as s3.StorageClass })), "InvalidStorageClass", 400);
+    await rejectsWith(c.send(new s3.HeadObjectCommand({ Bucket: "photos", Key: "bad" })), "NotFound", 404);
+    await c.send(new s3.DeleteObjectsCommand({ Bucket: "photos", Delete: { Objects: ["cold", "std", "cold-copy", "mp-cold"].map((Key) => ({ Key })) } }));
+  });
+
   test("every response carries x-amz-request-id and x-amz-id-2, errors too; metrics count operations", async () => {
     for (const r of [
       await raw(f, { method: "GET", path: "/photos/a.txt" }),
