@@ -193,7 +193,8 @@ export class Coordinator {
       const branch = tee.branch();
       const p = (async () => {
         try {
-          return await this.opts.target(id).put({ header: h, body: abortable(branch, abort.signal), expected }, { hintFor, signal: abort.signal });
+          const local = id === this.opts.self ? { local: true } : {};
+          return await this.opts.target(id).put({ header: h, body: abortable(branch, abort.signal), expected, ...local }, { hintFor, signal: abort.signal });
         } finally {
           branch.detach();
         }

@@ -154,7 +154,8 @@ export class DurableReplicaStore implements ReplicaStore {
     const k = hd.bucket + SEP + hd.key;
     const cur = await this.l.byKey.get(k);
     if (cur && compareHlc(cur.r.version, hd.version) >= 0) return { applied: false, current: cur.r.version };
-    const staged = await this.files.stage(w.body, this.inlineMax, hd.size ?? Infinity, () => mismatch(hd, `more than the declared ${hd.size} bytes`));
+    const staged = await this.files.stage(w.body, this.inlineMax, hd.size ?? Infinity, () => mismatch(hd, `more than the declared ${hd.size} bytes`), !w.local);
+    if (w.local) staged.sha256 = w.expected().sha256;
     let state: "staged" | "placed" | "committed" = "staged";
     let old: KeyRow["b"];
     try {

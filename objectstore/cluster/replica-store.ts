@@ -67,6 +67,12 @@ export interface ReplicaWrite {
    * learns the ETag (MD5) and checksums only once the whole body has passed.
    */
   expected(): { size: number; sha256: string; meta?: string };
+  /**
+   * The body comes from this process's own coordinator, which hashed it once
+   * already (Tee): the store may take the sha256 from expected() instead of
+   * hashing it again. Sizes are still counted and checked.
+   */
+  local?: boolean;
 }
 
 /** Inclusive byte range of a replica's body. */
