@@ -30,6 +30,8 @@ export interface AgentOptions {
   env?: Record<string, string>;
   /** Use --dev (default true): dev cluster key, test hypervisor, plaintext. */
   dev?: boolean;
+  /** Command prefix the agent runs under, e.g. ["ip", "netns", "exec", ns] (it must exec, not fork). */
+  wrap?: string[];
 }
 
 export class AgentProcess {
@@ -60,7 +62,8 @@ export class AgentProcess {
       ...(this.opts.join ?? []).flatMap((j) => ["--join", j]), ...(this.opts.args ?? []), ...extraArgs];
     this.exitCode = null;
     this.exitSignal = null;
-    const p = spawn(process.execPath, args, {
+    const w = this.opts.wrap ?? [];
+    const p = spawn(w[0] ?? process.execPath, w.length ? [...w.slice(1), process.execPath, ...args] : args, {
       cwd: REPO_ROOT,
       env: { ...process.env, THOC_PRESET: "local", ...this.opts.env },
       stdio: ["ignore", "pipe", "pipe"],

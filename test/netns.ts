@@ -1,0 +1,118 @@
+/**
+ * Agents in network namespaces for real partitions: agent i runs in its own
+ * namespace at <base>.i.2, wired by a veth pair to a router namespace
+ * (<base>.i.1) that forwards between them; iptables in the router drops
+ * traffic between the sides of a partition. The test process reaches every
+ * agent through one more veth pair (root namespace <base>.250.2 ↔ router
+ * <base>.250.1), so its clients talk to both sides whatever the partition.
+ * Needs root (ip netns, iptables); `netnsUnavailable()` says why not.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { AgentProcess, type AgentOptions } from "./harness.js";
+
+function sh(...args: string[]): string {
+  return execFileSync(args[0]!, args.slice(1), { stdio: ["ignore", "pipe", "pipe"] }).toString();
+}
+
+/** Why namespaces cannot be used here (false when they can). */
+export function netnsUnavailable(): string | false {
+  const probe = `thoc-probe-${process.pid}`;
+  try {
+    sh("ip", "netns", "add", probe);
+    sh("ip", "netns", "exec", probe, "iptables", "-L", "FORWARD", "-n");
+  } catch (err) {
+    return `network namespaces unavailable (${(err as Error).message.split("\n")[0]}): needs root, iproute2 and iptables`;
+  } finally {
+    try { sh("ip", "netns", "del", probe); } catch { /* never made */ }
+  }
+  return false;
+}
+
+export class NetnsLab {
+  readonly agents: AgentProcess[] = [];
+  private readonly tag = `t${process.pid % 100000}`;
+  /** A /16 per test process, away from membership-netns.test.ts's 10.77. */
+  readonly base = `10.${100 + (process.pid % 100)}`;
+  private root = "";
+  private made: string[] = [];
+  private routed = false;
+
+  get router(): string { return `thoc-${this.tag}-r`; }
+  ns(i: number): string { return `thoc-${this.tag}-${i}`; }
+  ip(i: number): string { return `${this.base}.${i}.2`; }
+
+  /**
+   * Makes n namespaces and agents n1..nn (not started); every agent joins the
+   * gossip addresses of the agents numbered in `seeds`.
+   */
+  static async create(n: number, opts: AgentOptions & { seeds?: number[] } = {}): Promise<NetnsLab> {
+    const lab = new NetnsLab();
+    try {
+      await lab.setup(n, opts);
+    } catch (err) {
+      await lab.close();
+      throw err;
+    }
+    return lab;
+  }
+
+  private async setup(n: number, opts: AgentOptions & { seeds?: number[] }): Promise<void> {
+    this.root = await mkdtemp(path.join(tmpdir(), "thoc-netns-"));
+    const r = this.router;
+    sh("ip", "netns", "add", r);
+    this.made.push(r);
+    sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1");
+    sh("ip", "-n", r, "link", "set", "lo", "up");
+    const link = (i: number, peerNs: string | undefined, dev: string) => {
+      const rdev = `tv${this.tag}${i}`;
+      sh("ip", "link", "add", rdev, "netns", r, "type", "veth", "peer", "name", dev, ...(peerNs ? ["netns", peerNs] : []));
+      sh("ip", "-n", r, "addr", "add", `${this.base}.${i}.1/24`, "dev", rdev);
+      sh("ip", "-n", r, "link", "set", rdev, "up");
+      const inNs = peerNs ? ["-n", peerNs] : [];
+      sh("ip", ...inNs, "addr", "add", `${this.base}.${i}.2/24`, "dev", dev);
+      sh("ip", ...inNs, "link", "set", dev, "up");
+    };
+    for (let i = 1; i <= n; i++) {
+      const ns = this.ns(i);
+      sh("ip", "netns", "add", ns);
+      this.made.push(ns);
+      sh("ip", "-n", ns, "link", "set", "lo", "up");
+      link(i, ns, "eth0");
+      sh("ip", "-n", ns, "route", "add", "default", "via", `${this.base}.${i}.1`);
+    }
+    // The test process's way in (its end of the pair lives in the root namespace).
+    link(250, undefined, `th${this.tag}`);
+    sh("ip", "route", "add", `${this.base}.0.0/16`, "via", `${this.base}.250.1`);
+    this.routed = true;
+    const seeds = (opts.seeds ?? [1]).map((s) => `${this.ip(s)}:7946`);
+    for (let i = 1; i <= n; i++) {
+      this.agents.push(new AgentProcess(`n${i}`, this.ip(i), path.join(this.root, `n${i}`), { ...opts, join: seeds, wrap: ["ip", "netns", "exec", this.ns(i)] }));
+    }
+  }
+
+  /** Drops all traffic between agents of different sides (agent numbers, 1-based). */
+  partition(sides: number[][]): void {
+    for (const [x, a] of sides.entries()) for (const [y, b] of sides.entries()) {
+      if (x === y) continue;
+      for (const i of a) for (const j of b) {
+        sh("ip", "netns", "exec", this.router, "iptables", "-A", "FORWARD", "-s", `${this.base}.${i}.0/24`, "-d", `${this.base}.${j}.0/24`, "-j", "DROP");
+      }
+    }
+  }
+
+  heal(): void {
+    sh("ip", "netns", "exec", this.router, "iptables", "-F", "FORWARD");
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.kill("SIGKILL")));
+    if (this.routed) { try { sh("ip", "route", "del", `${this.base}.0.0/16`); } catch { /* gone */ } }
+    // Deleting a namespace deletes its veth ends, and with them their peers.
+    for (const ns of this.made.reverse()) { try { sh("ip", "netns", "del", ns); } catch { /* gone */ } }
+    try { sh("ip", "link", "del", `th${this.tag}`); } catch { /* went with the router */ }
+    if (this.root && !process.env.THOC_TEST_KEEP) await rm(this.root, { recursive: true, force: true });
+  }
+}
