@@ -187,6 +187,16 @@ export class ReplicatedBlobStore implements BlobStore {
   }
 
   async getObject(bucket: string, key: string, opts: { range?: ByteRange; partNumber?: number } = {}): Promise<GetObjectResult> {
+    try {
+      return await this.getOnce(bucket, key, opts);
+    } catch (err) {
+      // Overwritten between the quorum read and the body read: read the new version once.
+      if (ThocError.from(err).code !== "aborted") throw err;
+      return this.getOnce(bucket, key, opts);
+    }
+  }
+
+  private async getOnce(bucket: string, key: string, opts: { range?: ByteRange; partNumber?: number }): Promise<GetObjectResult> {
     await this.headBucket(bucket);
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
     const known = await this.b.coordinator.head(bucket, key);

@@ -107,7 +107,9 @@ export function toS3Error(err: unknown): { error: S3Error; internal: boolean } {
     }
     const code = BY_THOC_CODE[err.code];
     const internal = code === "InternalError" || code === "ServiceUnavailable";
-    return { error: new S3Error(code, internal ? undefined : err.message), internal };
+    // A quorum or reachability failure says what is down and how many replicas answered:
+    // worth showing the client (and still logged); other internal errors stay generic.
+    return { error: new S3Error(code, code === "InternalError" ? undefined : err.message), internal };
   }
   return { error: new S3Error("InternalError"), internal: true };
 }
