@@ -82,7 +82,7 @@ export class AgentProcess {
   }
 
   /** Resolves when /readyz answers 200; rejects if the process exits first or time runs out. */
-  async waitReady(timeoutMs = 15_000): Promise<number> {
+  async waitReady(timeoutMs = 30_000): Promise<number> {
     const t0 = Date.now();
     while (Date.now() - t0 < timeoutMs) {
       if (!this.running) throw new Error(`agent ${this.name} exited (code ${this.exitCode}, signal ${this.exitSignal}) before ready:\n${this.output.slice(-3000)}`);
