@@ -137,7 +137,14 @@ export class ReplicationNode {
       await this.o.ring.merge(next.toJSON());
       this.o.log?.info({ node: this.o.nodeId, weight: this.o.weight }, "object store: joined the ring");
     }
-    this.o.ring.onChange(() => { void this.once("rebalance", () => this.rebalance()); });
+    // A ring change moves data both ways: what this node no longer owns goes out
+    // (rebalance), and what it newly owns — or what a removed node's arcs now
+    // need — comes in through anti-entropy, run now rather than at the next tick
+    // (antiEntropyInterval is 10 min by default).
+    this.o.ring.onChange(() => {
+      void this.once("rebalance", () => this.rebalance());
+      void this.once("anti-entropy", () => this.antiEntropy());
+    });
     const every = (ms: number, name: string, fn: () => Promise<unknown>) => {
       const t = setInterval(() => { void this.once(name, fn); }, ms);
       t.unref();

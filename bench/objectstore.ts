@@ -1,0 +1,411 @@
+/**
+ * The replicated object store (issue 5): what N=3 / W=2 costs against one
+ * node, and how long re-replication takes after a node is lost for good.
+ *
+ *  1. Throughput, in one run: a 1-node and a 3-node cluster, each driven by a
+ *     raw-HTTP SigV4 client (UNSIGNED-PAYLOAD, copied from bench/s3.ts) that
+ *     spreads requests over all nodes: 64 MiB PUT/GET (MB/s) and 4 KiB PUT/GET
+ *     (ops/s, p50/p99) at concurrency 1, 8 and 32. Beside them, physical
+ *     baselines measured in the same run: `dd bs=1M count=256
+ *     conv=fdatasync` in the data dir's filesystem, alone and three at once
+ *     (three replicas on one disk), and raw Node HTTP loopback transfers
+ *     between two processes. All nodes of a cluster share this machine's
+ *     disk and cores, so a 3-node PUT pays 3 disk writes and 3 loopback
+ *     transfers per byte on the same hardware.
+ *  2. Re-replication: a 4-node cluster, 1 GiB written (16 x 64 MiB), wait for
+ *     3 replicas of everything (sum of thoc_objectstore_replica_bytes = 3 GiB),
+ *     SIGKILL one node, `node remove` it through another, and time until the
+ *     3 left hold 3 GiB again (each holds everything: N=3 on 3 nodes), then
+ *     read objects back byte-exact. objectstore.repairBytesPerSecond applies
+ *     (THOC_OBJECTSTORE_REPAIR_BYTES_PER_SECOND in this process's env reaches
+ *     the agents).
+ *
+ * Run: npm run build && node dist/bench/objectstore.js
+ * Knobs: BENCH_BIG_COUNTS (64 MiB objects at concurrency 1,8,32; default
+ * 4,8,32), BENCH_SMALL_COUNTS (default 300,1500,3000), BENCH_REREPL_OBJECTS
+ * (64 MiB objects, default 16), BENCH_REREPL_TIMEOUT_S (default 900),
+ * BENCH_ONLY=throughput|rereplication, BENCH_AE_INTERVAL (anti-entropy interval of the
+ * throughput clusters, default 600s: the local preset's 5 s costs most of a core there).
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { createHash, createHmac, randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, unlink } from "node:fs/promises";
+import http from "node:http";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { startCluster, sleep, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
+
+const ACCESS = "THOCBENCHOBJSTORE001";
+const SECRET = "bench-objstore-secret-0123456789abcdefgh";
+const REGION = "us-east-1";
+const MiB = 1 << 20;
+const BIG = 64 * MiB;
+const CONCS = [1, 8, 32] as const;
+const counts = (v: string | undefined, d: number[]) => (v ? v.split(",").map(Number) : d);
+const BIG_COUNTS = counts(process.env.BENCH_BIG_COUNTS, [4, 8, 32]);
+const SMALL_COUNTS = counts(process.env.BENCH_SMALL_COUNTS, [300, 1500, 3000]);
+const REREPL_OBJECTS = Number(process.env.BENCH_REREPL_OBJECTS ?? 16);
+const REREPL_TIMEOUT_MS = Number(process.env.BENCH_REREPL_TIMEOUT_S ?? 900) * 1000;
+/** Anti-entropy interval for the throughput clusters: the production default, not the local preset's 5 s (see idleCpu). */
+const AE_THROUGHPUT = process.env.BENCH_AE_INTERVAL ?? "600s";
+const REPAIR_BPS = Number(process.env.THOC_OBJECTSTORE_REPAIR_BYTES_PER_SECOND ?? 50 * MiB);
+const run = promisify(execFile);
+const say = (s: string) => console.log(s);
+const fmt = (n: number, d = 0) => n.toFixed(d);
+const mb = (bytes: number, s: number) => bytes / s / 1e6;
+
+// ---- SigV4 raw-HTTP client (as bench/s3.ts) ----
+
+const hmac = (k: string | Buffer, s: string) => createHmac("sha256", k).update(s).digest();
+
+function authHeaders(method: string, host: string, p: string): Record<string, string> {
+  const amzDate = new Date().toISOString().replace(/[:-]|\.\d{3}/g, "");
+  const day = amzDate.slice(0, 8);
+  const signed = "host;x-amz-content-sha256;x-amz-date";
+  const canon = [method, p, "", `host:${host}`, "x-amz-content-sha256:UNSIGNED-PAYLOAD", `x-amz-date:${amzDate}`, "", signed, "UNSIGNED-PAYLOAD"].join("\n");
+  const scope = `${day}/${REGION}/s3/aws4_request`;
+  const sts = ["AWS4-HMAC-SHA256", amzDate, scope, createHash("sha256").update(canon).digest("hex")].join("\n");
+  const key = hmac(hmac(hmac(hmac(`AWS4${SECRET}`, day), REGION), "s3"), "aws4_request");
+  return {
+    "x-amz-date": amzDate, "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+    authorization: `AWS4-HMAC-SHA256 Credential=${ACCESS}/${scope}, SignedHeaders=${signed}, Signature=${hmac(key, sts).toString("hex")}`,
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+/** One request; a body is written in 1 MiB slices; the response is counted (and hashed with `hash`). */
+function request(base: URL, method: string, p: string, body?: Buffer, hash = false): Promise<{ bytes: number; sha256?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: base.hostname, port: base.port, method, path: p, agent,
+      headers: { ...authHeaders(method, base.host, p), ...(method === "PUT" ? { "content-length": String(body?.length ?? 0) } : {}) },
+    }, (res) => {
+      let bytes = 0;
+      let text = "";
+      const h = hash ? createHash("sha256") : undefined;
+      res.on("data", (c: Buffer) => { bytes += c.length; h?.update(c); if (res.statusCode! >= 300 && text.length < 400) text += c.toString(); });
+      res.on("end", () => (res.statusCode! < 300 ? resolve({ bytes, sha256: h?.digest("hex") })
+        : reject(new Error(`${method} ${base.host}${p}: HTTP ${res.statusCode} ${(/<Code>(.*?)<\/Code>.*?<Message>(.*?)<\/Message>/s.exec(text) ?? [text]).slice(1).join(": ")}`))));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    if (!body) return void req.end();
+    let off = 0;
+    const pump = () => {
+      while (off < body.length) {
+        const c = body.subarray(off, off + MiB);
+        off += c.length;
+        if (!req.write(c)) return void req.once("drain", pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+}
+
+/** Runs `total` jobs with `conc` in flight; returns seconds and each job's latency (ms). */
+async function pool(total: number, conc: number, job: (i: number) => Promise<unknown>): Promise<{ s: number; lat: number[] }> {
+  let next = 0;
+  const lat: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.min(conc, total) }, async () => {
+    while (next < total) {
+      const i = next++;
+      const t = performance.now();
+      await job(i);
+      lat.push(performance.now() - t);
+    }
+  }));
+  return { s: (performance.now() - t0) / 1000, lat };
+}
+
+const pct = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+};
+
+// ---- physical baselines ----
+
+async function dd(dir: string, name: string): Promise<number> {
+  const f = path.join(dir, name);
+  const r = await run("dd", ["if=/dev/zero", `of=${f}`, "bs=1M", "count=256", "conv=fdatasync"]);
+  await unlink(f).catch(() => {});
+  return mb(256 * MiB, Number(/([\d.]+) s, /.exec(r.stderr)![1]));
+}
+
+/** A tiny HTTP server in its own process: GET answers N bytes from memory, PUT reads and drops the body. */
+async function rawServer(host: string): Promise<{ base: URL; stop: () => void }> {
+  const code = `const http=require("http");const b=Buffer.alloc(${MiB},7);
+    http.createServer((q,s)=>{if(q.method==="PUT"){q.on("data",()=>{});q.on("end",()=>s.end());return}
+      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
+      .listen(0,"${host}",function(){console.log(this.address().port)})`;
+  const child: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((r) => child.stdout!.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
+  return { base: new URL(`http://${host}:${port}`), stop: () => child.kill() };
+}
+
+interface Baseline { dd1: number; dd3: number; up: number; down: number; load: number }
+
+async function baselines(dir: string, raw: URL, body: Buffer): Promise<Baseline> {
+  const dd1 = await dd(dir, "dd.bench");
+  const t0 = performance.now();
+  await Promise.all([0, 1, 2].map((i) => dd(dir, `dd${i}.bench`)));
+  const dd3 = mb(3 * 256 * MiB, (performance.now() - t0) / 1000);
+  const up = mb(4 * BIG, (await pool(4, 1, () => request(raw, "PUT", "/", body))).s);
+  const down = mb(4 * BIG, (await pool(4, 1, () => request(raw, "GET", `/${BIG}`))).s);
+  return { dd1, dd3, up, down, load: loadavg()[0]! };
+}
+
+// ---- cluster helpers ----
+
+async function cpuSeconds(pid: number): Promise<number> {
+  const s = await readFile(`/proc/${pid}/stat`, "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+const agentsCpu = async (as: AgentProcess[]) => (await Promise.all(as.map((a) => cpuSeconds(a.proc!.pid!)))).reduce((x, y) => x + y, 0);
+
+interface RingJson { nodes: { name: string; state: string }[] }
+async function ring(a: AgentProcess): Promise<RingJson> {
+  const r = await a.cli(["ring", "--json"]);
+  if (r.code !== 0) throw new Error(`ring on ${a.name}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as RingJson;
+}
+
+/** Waits until every agent's ring shows exactly `up` as up (and `removed`, if given, as removed). */
+async function waitRing(as: AgentProcess[], up: string[], removed: string[] = [], timeoutMs = 60_000): Promise<void> {
+  for (const a of as) {
+    await waitFor(`${a.name}'s ring shows ${up.join(",")} up`, async () => {
+      const v = await ring(a);
+      const ups = v.nodes.filter((n) => n.state === "up").map((n) => n.name).sort().join();
+      return ups === [...up].sort().join() && removed.every((x) => v.nodes.some((n) => n.name === x && n.state === "removed"));
+    }, timeoutMs, 250);
+  }
+}
+
+async function metric(a: AgentProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${a.httpUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`no metric ${name} on ${a.name}`);
+  return Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+async function cluster(n: number, logLevel: string, env: Record<string, string> = {}): Promise<Cluster> {
+  const c = await startCluster(n, { env: { THOC_S3_ACCESS_KEY: ACCESS, THOC_S3_SECRET_KEY: SECRET, ...env }, args: ["--log-level", logLevel] });
+  await waitRing(c.agents, c.agents.map((a) => a.name));
+  return c;
+}
+
+/** Min and max of the 1-minute load average since the last reset, sampled every 2 s. */
+class LoadSampler {
+  min = Infinity; max = 0;
+  private t = setInterval(() => this.sample(), 2000);
+  constructor() { this.sample(); }
+  sample() { const l = loadavg()[0]!; this.min = Math.min(this.min, l); this.max = Math.max(this.max, l); }
+  text() { return `${fmt(this.min, 1)}–${fmt(this.max, 1)}`; }
+  reset() { this.min = Infinity; this.max = 0; this.sample(); }
+  stop() { clearInterval(this.t); }
+}
+
+/** Cores the agents use while nothing is asked of them (background work: gossip, ring sync, anti-entropy). */
+async function idleCpu(as: AgentProcess[], ms = 10_000): Promise<number> {
+  const c0 = await agentsCpu(as);
+  await sleep(ms);
+  return (await agentsCpu(as) - c0) / (ms / 1000);
+}
+
+// ---- 1. throughput ----
+
+interface Row { label: string; value: number; unit: string; extra?: string }
+
+/** Failed requests per measurement (counted, not fatal: a benchmark should show them). */
+const failures: string[] = [];
+function counted(what: string, fn: () => Promise<unknown>): () => Promise<boolean> {
+  return () => fn().then(() => true, (err: unknown) => {
+    failures.push(`${what}: ${(err as Error).message}`);
+    return false;
+  });
+}
+/** Runs the jobs, counting failures; returns the pool result and how many succeeded. */
+async function measured(what: string, count: number, conc: number, job: (i: number) => Promise<unknown>): Promise<{ s: number; lat: number[]; ok: number }> {
+  let ok = 0;
+  const r = await pool(count, conc, async (i) => { if (await counted(what, () => job(i))()) ok++; });
+  return { ...r, ok };
+}
+const failNote = (count: number, ok: number) => (ok < count ? `, ${count - ok} of ${count} FAILED` : "");
+
+async function throughput(n: number, body: Buffer, load: LoadSampler): Promise<Row[]> {
+  const c = await cluster(n, "warn", { THOC_OBJECTSTORE_ANTI_ENTROPY_INTERVAL: AE_THROUGHPUT });
+  say(`  ${n}-node cluster (antiEntropyInterval ${AE_THROUGHPUT}), idle: agents use ${fmt(await idleCpu(c.agents), 2)} cores together`);
+  const bases = c.agents.map((a) => new URL(a.s3Url));
+  const via = (i: number) => bases[i % bases.length]!;
+  const rows: Row[] = [];
+  load.reset();
+  try {
+    await request(bases[0]!, "PUT", "/bench");
+    for (const [k, conc] of CONCS.entries()) {
+      const count = BIG_COUNTS[k]!;
+      const c0 = await agentsCpu(c.agents);
+      const put = await measured(`${n}-node 64 MiB PUT c=${conc}`, count, conc, (i) => request(via(i), "PUT", `/bench/big-${conc}-${i}`, body));
+      const c1 = await agentsCpu(c.agents);
+      const get = await measured(`${n}-node 64 MiB GET c=${conc}`, count, conc, (i) => request(via(i + 1), "GET", `/bench/big-${conc}-${i}`));
+      const c2 = await agentsCpu(c.agents);
+      const cpu = (sec: number, ok: number) => `${fmt((sec * 1000 * MiB) / Math.max(1, ok * BIG), 1)} ms CPU/MiB`;
+      rows.push({ label: `64 MiB PUT, c=${conc}`, value: mb(put.ok * BIG, put.s), unit: "MB/s", extra: cpu(c1 - c0, put.ok) + failNote(count, put.ok) });
+      rows.push({ label: `64 MiB GET, c=${conc}`, value: mb(get.ok * BIG, get.s), unit: "MB/s", extra: cpu(c2 - c1, get.ok) + failNote(count, get.ok) });
+      for (let i = 0; i < count; i++) await request(via(i), "DELETE", `/bench/big-${conc}-${i}`).catch(() => {});
+    }
+    const small = randomBytes(4096);
+    for (const [k, conc] of CONCS.entries()) {
+      const count = SMALL_COUNTS[k]!;
+      const put = await measured(`${n}-node 4 KiB PUT c=${conc}`, count, conc, (i) => request(via(i), "PUT", `/bench/small-${conc}-${i}`, small));
+      const get = await measured(`${n}-node 4 KiB GET c=${conc}`, count, conc, (i) => request(via(i + 1), "GET", `/bench/small-${conc}-${i}`));
+      const lat = (l: number[]) => `p50 ${fmt(pct(l, 0.5), 1)} / p99 ${fmt(pct(l, 0.99), 1)} ms`;
+      rows.push({ label: `4 KiB PUT, c=${conc}`, value: put.ok / put.s, unit: "ops/s", extra: lat(put.lat) + failNote(count, put.ok) });
+      rows.push({ label: `4 KiB GET, c=${conc}`, value: get.ok / get.s, unit: "ops/s", extra: lat(get.lat) + failNote(count, get.ok) });
+    }
+    // Server-side view of failures (warn and error lines), to tell them from client-side races.
+    const bad = c.agents.flatMap((a) => a.logs().filter((l) => Number(l.level) >= 40).map((l) => `${a.name} ${String(l.msg)}: ${JSON.stringify(l.err ?? l.code ?? "").slice(0, 200)}`));
+    const distinct = new Map<string, number>();
+    for (const b of bad) distinct.set(b, (distinct.get(b) ?? 0) + 1);
+    if (bad.length) say(`  ${n}-node agents logged ${bad.length} warn/error lines: ${[...distinct].slice(0, 5).map(([k, v]) => `${v} x ${k}`).join(" | ")}`);
+  } finally {
+    await c.stop();
+  }
+  say(`  ${n}-node cluster done; load average during it ${load.text()}`);
+  return rows;
+}
+
+// ---- 2. re-replication after a node loss ----
+
+async function rereplication(body: Buffer, load: LoadSampler): Promise<void> {
+  const c = await cluster(4, "info");
+  say(`\n4-node cluster (THOC_PRESET=local: antiEntropyInterval 5 s), empty and idle: agents use ${fmt(await idleCpu(c.agents), 2)} cores together`);
+  load.reset();
+  const [n1, , , victim] = c.agents as [AgentProcess, AgentProcess, AgentProcess, AgentProcess];
+  const rest = c.agents.filter((a) => a !== victim);
+  const total = REREPL_OBJECTS * BIG;
+  const bytesOf = (as: AgentProcess[]) => Promise.all(as.map((a) => metric(a, "thoc_objectstore_replica_bytes")));
+  const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
+  const gib = (b: number) => fmt(b / 2 ** 30, 3);
+  try {
+    const bases = c.agents.map((a) => new URL(a.s3Url));
+    await request(bases[0]!, "PUT", "/rerepl");
+    const sums: string[] = [];
+    const tw = performance.now();
+    await pool(REREPL_OBJECTS, 4, async (i) => {
+      const b = Buffer.from(body);
+      b.writeUInt32BE(i, 0);
+      sums[i] = createHash("sha256").update(b).digest("hex");
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await request(bases[(i + attempt - 1) % 4]!, "PUT", `/rerepl/o${i}`, b);
+          break;
+        } catch (err) {
+          failures.push(`re-replication PUT o${i} (attempt ${attempt}): ${(err as Error).message}`);
+          if (attempt === 3) throw err;
+        }
+      }
+    });
+    const writeS = (performance.now() - tw) / 1000;
+    const t3 = performance.now();
+    await waitFor("3 replicas of everything", async () => sum(await bytesOf(c.agents)) >= 3 * total, 300_000, 500);
+    const per = await bytesOf(c.agents);
+    say(`\nre-replication: wrote ${REREPL_OBJECTS} x 64 MiB (${gib(total)} GiB) in ${fmt(writeS, 1)} s (${fmt(mb(total, writeS))} MB/s, c=4, spread over 4 nodes); ` +
+      `3 copies of everything ${fmt((performance.now() - t3) / 1000, 1)} s after the last ack; replica GiB per node ${per.map(gib).join(" / ")} (sum ${gib(sum(per))})`);
+    const lost = per[3]!;
+    const repairs0 = sum(await Promise.all(rest.map((a) => metric(a, "thoc_objectstore_anti_entropy_repairs_total"))));
+    const logStart = rest.map((a) => a.output.length);
+
+    const tKill = performance.now();
+    await victim.kill("SIGKILL");
+    const tRm = performance.now();
+    const r = await n1.cli(["node", "remove", victim.name, "--json"]);
+    if (r.code !== 0) throw new Error(`node remove ${victim.name}: ${r.stderr}`);
+    say(`SIGKILL ${victim.name} (held ${gib(lost)} GiB); \`node remove ${victim.name}\` through ${n1.name}: ${r.stdout.trim()} (${fmt(performance.now() - tRm)} ms); repairBytesPerSecond ${fmt(REPAIR_BPS / MiB)} MiB/s per node`);
+    const series: string[] = [];
+    let done = 0, doneAt = 0;
+    let last: number[] = [];
+    while (performance.now() - tRm < REREPL_TIMEOUT_MS) {
+      last = await bytesOf(rest);
+      const t = (performance.now() - tRm) / 1000;
+      series.push(`${fmt(t, 1)}s ${last.map(gib).join("/")}`);
+      if (last.every((b) => b >= total) && sum(last) >= 3 * total) { done = t; doneAt = performance.now(); break; }
+      await sleep(1000);
+    }
+    const repairs = sum(await Promise.all(rest.map((a) => metric(a, "thoc_objectstore_anti_entropy_repairs_total")))) - repairs0;
+    say(`remaining nodes' replica GiB (${rest.map((a) => a.name).join("/")}) after the remove: ${series.filter((_, i) => i % 5 === 0 || i === series.length - 1).join(", ")}`);
+    if (done) {
+      const moved = 3 * total - (sum(per) - lost);
+      say(`RE-REPLICATED: back to 3 copies of every object ${fmt(done, 1)} s after \`node remove\` (${fmt((doneAt - tKill) / 1000, 1)} s after the SIGKILL); ` +
+        `${gib(moved)} GiB copied → ${fmt(mb(moved, done))} MB/s effective (${fmt(moved / done / MiB)} MiB/s; limit ${fmt(REPAIR_BPS / MiB)} MiB/s per node x 3 nodes); anti-entropy repairs ${repairs} (ideal ${Math.round(moved / BIG)})`);
+    } else {
+      say(`NOT CONVERGED after ${REREPL_TIMEOUT_MS / 1000} s: replica bytes ${last.join(" / ")} (want ${total} each); anti-entropy repairs ${repairs}; full series: ${series.join(", ")}`);
+    }
+    const ring1 = await ring(n1);
+    say(`ring on ${n1.name}: ${ring1.nodes.map((x) => `${x.name}=${x.state}`).join(" ")}`);
+    const lines = rest.flatMap((a, k) => a.output.slice(logStart[k]).split("\n").filter((l) => /anti-entropy|rebalanc|removed/i.test(l)).map((l) => `${a.name}: ${l}`));
+    say(`log lines with anti-entropy / rebalance / removed after the kill: ${lines.length}`);
+    for (const l of lines.slice(0, Number(process.env.BENCH_LOG_LINES ?? 12))) say(`  ${l.slice(0, 400)}`);
+    // Byte-exact read-back, each object through a different node.
+    let ok = 0;
+    const check = Math.min(REREPL_OBJECTS, 6);
+    for (let i = 0; i < check; i++) {
+      const got = await request(new URL(rest[i % 3]!.s3Url), "GET", `/rerepl/o${i}`, undefined, true);
+      if (got.sha256 === sums[i] && got.bytes === BIG) ok++;
+      else say(`  MISMATCH o${i} through ${rest[i % 3]!.name}: ${got.bytes} bytes, sha256 ${got.sha256}`);
+    }
+    say(`read back byte-exact: ${ok}/${check}; load average during re-replication ${load.text()}`);
+  } finally {
+    await c.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const load = new LoadSampler();
+  const only = process.env.BENCH_ONLY;
+  const body = randomBytes(BIG);
+  say(`machine: ${availableParallelism()} cores, Node ${process.version}; load average at start ${loadavg().map((x) => fmt(x, 2)).join(" ")}`);
+  say("every node of a cluster runs on this one machine: one disk, the same cores, loopback between nodes");
+  try {
+    if (only !== "rereplication") {
+      const dir = await mkdtemp(path.join(tmpdir(), "thoc-bench-")); // the filesystem the agents' data dirs live on
+      const raw = await rawServer("127.0.0.1");
+      try {
+        const b0 = await baselines(dir, raw.base, body);
+        const one = await throughput(1, body, load);
+        const three = await throughput(3, body, load);
+        const b1 = await baselines(dir, raw.base, body);
+        const bl = (f: (b: Baseline) => number) => `${fmt(f(b0))} / ${fmt(f(b1))}`;
+        say("\nphysical baselines (before / after the clusters):");
+        say(`  dd bs=1M count=256 conv=fdatasync: ${bl((b) => b.dd1)} MB/s; three at once (3 replicas on one disk): ${bl((b) => b.dd3)} MB/s together`);
+        say(`  raw Node HTTP loopback, 2 processes, 64 MiB: upload ${bl((b) => b.up)} MB/s, download ${bl((b) => b.down)} MB/s; load ${fmt(b0.load, 1)} / ${fmt(b1.load, 1)}`);
+        say("\n| | 1 node | 3 nodes (N=3, W=2, R=2) | 3-node / 1-node |\n|---|---|---|---|");
+        for (const [i, a] of one.entries()) {
+          const b = three[i]!;
+          say(`| ${a.label} | ${fmt(a.value)} ${a.unit} (${a.extra}) | ${fmt(b.value)} ${b.unit} (${b.extra}) | ${fmt(b.value / a.value, 2)} |`);
+        }
+      } finally {
+        raw.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    if (only !== "throughput") await rereplication(body, load);
+    if (failures.length) {
+      say(`\nfailed requests: ${failures.length}; distinct errors:`);
+      const seen = new Map<string, number>();
+      for (const f of failures) { const k = f.replace(/\/bench\/\S+|127\.[\d.:]+/g, "…"); seen.set(k, (seen.get(k) ?? 0) + 1); }
+      for (const [k, v] of seen) say(`  ${v} x ${k}`);
+    }
+  } finally {
+    load.stop();
+    agent.destroy();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
