@@ -88,8 +88,10 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
 
   private readonly onIdle = (): void => {
     if (this.ended || this.finished) return;
-    // Bytes still queued (or a paused socket): the consumer is the slow one, not the client.
-    if (this.queued > 0 || this.paused) {
+    // Bytes still queued, a paused socket, or nobody waiting for the next chunk (the
+    // store is busy with the last one, e.g. replicas pacing a replicated PUT): the
+    // consumer is the slow one, not the client.
+    if (this.queued > 0 || this.paused || !this.waiter) {
       this.timer!.refresh();
       return;
     }
@@ -140,6 +142,8 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
       }
       return Promise.resolve({ done: true, value: undefined });
     }
+    // The client's idle time counts from when we start waiting for it.
+    if (!this.waiter) this.timer?.refresh();
     return new Promise((resolve, reject) => { this.waiter = { resolve, reject }; });
   }
 
