@@ -13,16 +13,14 @@ import {
   allParts, commitBatch, listParts, partKey, uploadIndexKey, type BatchOp, type DoneRecord, type UploadRecord,
 } from "./local-meta.js";
 import type { LocalBlobStore } from "./local.js";
-import { s3Error } from "./local-util.js";
+import { chooseParts, s3Error, stripQuotes } from "./local-util.js";
 import {
-  MAX_PARTS, MIN_PART_SIZE, type BodyExpectations, type ChecksumAlgorithm, type Checksums, type MultipartUpload,
+  MAX_PARTS, type BodyExpectations, type ChecksumAlgorithm, type Checksums, type MultipartUpload,
   type ObjectHeaders, type ObjectMeta, type PartInfo,
 } from "./types.js";
 
 const noSuchUpload = (uploadId: string) =>
   s3Error("not_found", "NoSuchUpload", `upload ${uploadId} does not exist: it was completed or aborted, or the id is wrong`, { uploadId });
-
-const stripQuotes = (e: string) => e.replace(/^"|"$/g, "").replace(/^W\//, "").replace(/^"|"$/g, "");
 
 async function getUpload(s: LocalBlobStore, bucket: string, key: string, uploadId: string): Promise<UploadRecord> {
   const up = await s.l.uploads.get(uploadId);
@@ -91,23 +89,7 @@ export async function complete(s: LocalBlobStore, bucket: string, key: string, u
     }
     if (list.length === 0) throw s3Error("invalid_argument", "MalformedXML", "CompleteMultipartUpload needs at least one part", { uploadId });
     const stored = new Map((await allParts(s.l, uploadId)).map((p) => [p.info.partNumber, p]));
-    const chosen = [];
-    for (let i = 0; i < list.length; i++) {
-      const want = list[i]!;
-      if (i > 0 && want.partNumber <= list[i - 1]!.partNumber) {
-        throw s3Error("invalid_argument", "InvalidPartOrder", "the list of parts was not in ascending order: sort it by part number", { uploadId });
-      }
-      const p = stored.get(want.partNumber);
-      if (!p || p.info.etag !== stripQuotes(want.etag)) {
-        throw s3Error("invalid_argument", "InvalidPart", `part ${want.partNumber} was not uploaded or its ETag does not match: upload it again or fix the list`, { uploadId, partNumber: want.partNumber });
-      }
-      chosen.push(p);
-    }
-    for (let i = 0; i < chosen.length - 1; i++) {
-      if (chosen[i]!.info.size < MIN_PART_SIZE) {
-        throw s3Error("invalid_argument", "EntityTooSmall", `part ${chosen[i]!.info.partNumber} is ${chosen[i]!.info.size} bytes; every part but the last must be at least 5 MiB`, { uploadId, partNumber: chosen[i]!.info.partNumber });
-      }
-    }
+    const chosen = chooseParts(list, stored, uploadId);
     const chosenIds = new Set(chosen.map((p) => p.seg.id));
     unusedSegs = [...stored.values()].filter((p) => !chosenIds.has(p.seg.id)).map((p) => p.seg);
     const checksums: Checksums = {};

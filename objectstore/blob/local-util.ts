@@ -1,8 +1,8 @@
-/** Helpers of the local blob store: S3 errors, header picking, body verification, part ranges. */
+/** S3 rules shared by the local and the replicated blob stores: errors, header picking, body verification, part ranges, part lists. */
 import { ThocError, type ErrorCode } from "../../errors/index.js";
 import type { Staged } from "./files.js";
-import type { ObjectRecord } from "./local-meta.js";
-import type { BodyExpectations, ByteRange, ChecksumAlgorithm, ObjectHeaders } from "./types.js";
+import { ALGORITHMS, type BodyDigests } from "./hash.js";
+import { MIN_PART_SIZE, type BodyExpectations, type ByteRange, type ChecksumAlgorithm, type ObjectHeaders, type ObjectMeta, type PartInfo } from "./types.js";
 
 export function s3Error(code: ErrorCode, s3Code: string, message: string, details: Record<string, string | number | undefined> = {}): ThocError {
   return new ThocError(code, message, { s3Code, ...details });
@@ -26,8 +26,8 @@ export function checkBucketName(name: string): void {
   }
 }
 
-export function verifyBody(s: Staged, expect: BodyExpectations): void {
-  const d = s.digests;
+/** Checks what the client promised about a body (length, Content-MD5, x-amz-checksum-*) against its digests. */
+export function verifyDigests(d: BodyDigests, expect: BodyExpectations): void {
   if (expect.size !== undefined && d.size !== expect.size) {
     throw s3Error("invalid_argument", "IncompleteBody", `the body had ${d.size} bytes but ${expect.size} were announced: resend the whole body`, { size: d.size, expected: expect.size });
   }
@@ -44,16 +44,55 @@ export function verifyBody(s: Staged, expect: BodyExpectations): void {
   }
 }
 
-export function partRange(rec: ObjectRecord, partNumber: number): ByteRange {
-  const parts = rec.meta.parts;
+export function verifyBody(s: Staged, expect: BodyExpectations): void {
+  verifyDigests(s.digests, expect);
+}
+
+/** Checksum algorithms to compute for a body: those asked for, those with an expected value, and `extra`. */
+export function algorithmsFor(expect: BodyExpectations, extra: readonly ChecksumAlgorithm[] = []): ChecksumAlgorithm[] {
+  const algs = new Set<ChecksumAlgorithm>([...extra, ...(expect.computeChecksums ?? [])]);
+  for (const a of Object.keys(expect.checksums ?? {})) if ((ALGORITHMS as string[]).includes(a)) algs.add(a as ChecksumAlgorithm);
+  return [...algs];
+}
+
+export function partRange(meta: Pick<ObjectMeta, "key" | "size" | "parts">, partNumber: number): ByteRange {
+  const parts = meta.parts;
   if (!parts) {
-    if (partNumber !== 1) throw s3Error("invalid_argument", "InvalidPartNumber", `object ${rec.meta.key} has 1 part; part ${partNumber} does not exist`, { partNumber });
-    return { start: 0, end: rec.meta.size - 1 };
+    if (partNumber !== 1) throw s3Error("invalid_argument", "InvalidPartNumber", `object ${meta.key} has 1 part; part ${partNumber} does not exist`, { partNumber });
+    return { start: 0, end: meta.size - 1 };
   }
   let off = 0;
   for (const p of parts) {
     if (p.partNumber === partNumber) return { start: off, end: off + p.size - 1 };
     off += p.size;
   }
-  throw s3Error("invalid_argument", "InvalidPartNumber", `object ${rec.meta.key} has ${parts.length} parts; part ${partNumber} does not exist`, { partNumber });
+  throw s3Error("invalid_argument", "InvalidPartNumber", `object ${meta.key} has ${parts.length} parts; part ${partNumber} does not exist`, { partNumber });
+}
+
+export const stripQuotes = (e: string) => e.replace(/^"|"$/g, "").replace(/^W\//, "").replace(/^"|"$/g, "");
+
+/**
+ * CompleteMultipartUpload's rules on the client's part list: ascending
+ * (InvalidPartOrder), each part uploaded with that ETag (InvalidPart), every
+ * part but the last at least 5 MiB (EntityTooSmall). Returns the chosen parts.
+ */
+export function chooseParts<P extends { info: PartInfo }>(list: readonly { partNumber: number; etag: string }[], stored: ReadonlyMap<number, P>, uploadId: string): P[] {
+  const chosen: P[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const want = list[i]!;
+    if (i > 0 && want.partNumber <= list[i - 1]!.partNumber) {
+      throw s3Error("invalid_argument", "InvalidPartOrder", "the list of parts was not in ascending order: sort it by part number", { uploadId });
+    }
+    const p = stored.get(want.partNumber);
+    if (!p || p.info.etag !== stripQuotes(want.etag)) {
+      throw s3Error("invalid_argument", "InvalidPart", `part ${want.partNumber} was not uploaded or its ETag does not match: upload it again or fix the list`, { uploadId, partNumber: want.partNumber });
+    }
+    chosen.push(p);
+  }
+  for (let i = 0; i < chosen.length - 1; i++) {
+    if (chosen[i]!.info.size < MIN_PART_SIZE) {
+      throw s3Error("invalid_argument", "EntityTooSmall", `part ${chosen[i]!.info.partNumber} is ${chosen[i]!.info.size} bytes; every part but the last must be at least 5 MiB`, { uploadId, partNumber: chosen[i]!.info.partNumber });
+    }
+  }
+  return chosen;
 }

@@ -24,13 +24,12 @@ import path from "node:path";
 import { ThocError } from "../../errors/index.js";
 import type { LocalStore } from "../../store/index.js";
 import { BlobFiles, type Segment } from "./files.js";
-import { ALGORITHMS } from "./hash.js";
 import {
   bucketHasData, commitBatch, listObjects, listUploads, objectKey, openLayout, type BatchOp, type Layout, type ObjectRecord,
 } from "./local-meta.js";
 import * as mp from "./local-multipart.js";
 import { KeyedLock } from "./lock.js";
-import { checkBucketName, partRange, pickHeaders, s3Error, verifyBody } from "./local-util.js";
+import { algorithmsFor, checkBucketName, partRange, pickHeaders, s3Error, verifyBody } from "./local-util.js";
 
 export { s3Error, pickHeaders };
 import type {
@@ -159,8 +158,7 @@ export class LocalBlobStore implements BlobStore {
    * @internal
    */
   async receive(body: AsyncIterable<Uint8Array>, expect: BodyExpectations, extra: ChecksumAlgorithm[]): Promise<Received> {
-    const algs = new Set<ChecksumAlgorithm>([...extra, ...(expect.computeChecksums ?? [])]);
-    for (const a of Object.keys(expect.checksums ?? {})) if ((ALGORITHMS as string[]).includes(a)) algs.add(a as ChecksumAlgorithm);
+    const algs = algorithmsFor(expect, extra);
     const staged = await this.files.stage(body, algs, this.opts.inlineMax ?? 64 * 1024, expect.size);
     try {
       verifyBody(staged, expect);
@@ -252,7 +250,7 @@ export class LocalBlobStore implements BlobStore {
     let range = opts.range;
     if (opts.partNumber !== undefined) {
       try {
-        range = partRange(rec, opts.partNumber);
+        range = partRange(rec.meta, opts.partNumber);
       } catch (err) {
         this.unpin(rec.segs);
         throw err;

@@ -12,12 +12,13 @@
 import { randomBytes } from "node:crypto";
 import { ThocError } from "../../errors/index.js";
 import { compositeChecksum, multipartEtag } from "../blob/hash.js";
-import { pickHeaders, s3Error } from "../blob/local-util.js";
+import { algorithmsFor } from "../blob/local-util.js";
+import { chooseParts, pickHeaders, s3Error, stripQuotes } from "../blob/local-util.js";
 import {
-  MAX_PARTS, MIN_PART_SIZE, type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
+  MAX_PARTS, type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo,
 } from "../blob/types.js";
-import { algorithmsFor, metaOf, storedMeta, verifying, type ReplicatedBlobStore, type StoredMeta } from "./blob-store.js";
+import { metaOf, storedMeta, verifying, type ReplicatedBlobStore, type StoredMeta } from "./blob-store.js";
 import { afterPrefix } from "./listing.js";
 import type { ReplicaRecord } from "./replica-store.js";
 
@@ -26,7 +27,6 @@ const PART_PREFIX = "\u0001p/";
 const uploadKey = (key: string, uploadId: string) => `${UPLOAD_PREFIX}${key}\u0000${uploadId}`;
 const partsPrefix = (uploadId: string) => `${PART_PREFIX}${uploadId}/`;
 const partKey = (uploadId: string, n: number) => `${partsPrefix(uploadId)}${String(n).padStart(5, "0")}`;
-const stripQuotes = (e: string) => e.replace(/^W\//, "").replace(/^"|"$/g, "");
 
 const noSuchUpload = (uploadId: string) =>
   s3Error("not_found", "NoSuchUpload", `upload ${uploadId} does not exist: it was completed or aborted, or the id is wrong`, { uploadId });
@@ -112,23 +112,7 @@ export async function complete(s: ReplicatedBlobStore, bucket: string, key: stri
   }
   if (list.length === 0) throw s3Error("invalid_argument", "MalformedXML", "CompleteMultipartUpload needs at least one part", { uploadId });
   const stored = await storedParts(s, bucket, uploadId);
-  const chosen: { rec: ReplicaRecord; info: PartInfo }[] = [];
-  for (let i = 0; i < list.length; i++) {
-    const want = list[i]!;
-    if (i > 0 && want.partNumber <= list[i - 1]!.partNumber) {
-      throw s3Error("invalid_argument", "InvalidPartOrder", "the list of parts was not in ascending order: sort it by part number", { uploadId });
-    }
-    const p = stored.get(want.partNumber);
-    if (!p || p.info.etag !== stripQuotes(want.etag)) {
-      throw s3Error("invalid_argument", "InvalidPart", `part ${want.partNumber} was not uploaded or its ETag does not match: upload it again or fix the list`, { uploadId, partNumber: want.partNumber });
-    }
-    chosen.push(p);
-  }
-  for (let i = 0; i < chosen.length - 1; i++) {
-    if (chosen[i]!.info.size < MIN_PART_SIZE) {
-      throw s3Error("invalid_argument", "EntityTooSmall", `part ${chosen[i]!.info.partNumber} is ${chosen[i]!.info.size} bytes; every part but the last must be at least 5 MiB`, { uploadId, partNumber: chosen[i]!.info.partNumber });
-    }
-  }
+  const chosen = chooseParts(list, stored, uploadId);
   const checksums: Checksums = {};
   const alg = up.checksumAlgorithm;
   if (alg && chosen.every((p) => p.info.checksums?.[alg])) checksums[alg] = compositeChecksum(alg, chosen.map((p) => p.info.checksums![alg]!));

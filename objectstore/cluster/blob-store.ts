@@ -13,8 +13,8 @@
  * no replica commits it.
  */
 import { ThocError } from "../../errors/index.js";
-import { ALGORITHMS, BodyHasher, type BodyDigests } from "../blob/hash.js";
-import { checkBucketName, pickHeaders, s3Error } from "../blob/local-util.js";
+import { BodyHasher, type BodyDigests } from "../blob/hash.js";
+import { algorithmsFor, checkBucketName, partRange, pickHeaders, s3Error, verifyDigests } from "../blob/local-util.js";
 import type {
   BlobStore, BodyExpectations, BucketInfo, ByteRange, ChecksumAlgorithm, GetObjectResult, ListObjectsInput, ListObjectsResult,
   ListUploadsInput, ListUploadsResult, MultipartUpload, ObjectHeaders, ObjectMeta, PartInfo, PutObjectInput,
@@ -63,28 +63,6 @@ export function checkKey(key: string): void {
     throw s3Error("invalid_argument", "InvalidArgument", "object keys may not start with U+0000 or U+0001 (reserved for the store's own records)", { key });
   }
   if (Buffer.byteLength(key) > 1024) throw s3Error("invalid_argument", "KeyTooLongError", "object key is longer than 1024 bytes");
-}
-
-/** Algorithms to compute for a body: the ones asked for and the ones with an expected value. */
-export function algorithmsFor(expect: BodyExpectations, extra: ChecksumAlgorithm[] = []): ChecksumAlgorithm[] {
-  const algs = new Set<ChecksumAlgorithm>([...extra, ...(expect.computeChecksums ?? [])]);
-  for (const a of Object.keys(expect.checksums ?? {})) if ((ALGORITHMS as string[]).includes(a)) algs.add(a as ChecksumAlgorithm);
-  return [...algs];
-}
-
-export function verifyDigests(d: BodyDigests, expect: BodyExpectations): void {
-  if (expect.size !== undefined && d.size !== expect.size) {
-    throw s3Error("invalid_argument", "IncompleteBody", `the body had ${d.size} bytes but ${expect.size} were announced: resend the whole body`, { size: d.size, expected: expect.size });
-  }
-  if (expect.md5 !== undefined && Buffer.from(d.md5, "hex").toString("base64") !== expect.md5) {
-    throw s3Error("invalid_argument", "BadDigest", "the Content-MD5 you specified did not match what was received");
-  }
-  for (const [alg, want] of Object.entries(expect.checksums ?? {})) {
-    if (!want) continue;
-    const got = d.checksums[alg as ChecksumAlgorithm];
-    if (got === undefined) throw s3Error("invalid_argument", "InvalidRequest", `unsupported checksum algorithm ${alg}`);
-    if (got !== want) throw s3Error("invalid_argument", "BadDigest", `the ${alg.toUpperCase()} you specified did not match the calculated checksum`, { algorithm: alg });
-  }
 }
 
 /**
@@ -282,18 +260,4 @@ export class ReplicatedBlobStore implements BlobStore {
 
 export function noSuchKey(bucket: string, key: string): ThocError {
   return s3Error("not_found", "NoSuchKey", `no object ${key} in bucket ${bucket}`, { bucket, key });
-}
-
-function partRange(meta: ObjectMeta, partNumber: number): ByteRange {
-  const parts = meta.parts;
-  if (!parts) {
-    if (partNumber !== 1) throw s3Error("invalid_argument", "InvalidPartNumber", `object ${meta.key} has 1 part; part ${partNumber} does not exist`, { partNumber });
-    return { start: 0, end: meta.size - 1 };
-  }
-  let off = 0;
-  for (const p of parts) {
-    if (p.partNumber === partNumber) return { start: off, end: off + p.size - 1 };
-    off += p.size;
-  }
-  throw s3Error("invalid_argument", "InvalidPartNumber", `object ${meta.key} has ${parts.length} parts; part ${partNumber} does not exist`, { partNumber });
 }
