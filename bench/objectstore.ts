@@ -27,13 +27,14 @@
  * BENCH_ONLY=throughput|rereplication, BENCH_AE_INTERVAL (anti-entropy interval of the
  * throughput clusters, default 600s: the local preset's 5 s costs most of a core there).
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { createHash, createHmac, randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, unlink } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, rm, unlink } from "node:fs/promises";
 import http from "node:http";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { cpuSeconds, rawServer, sigv4 } from "./common.js";
 import { startCluster, sleep, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCHOBJSTORE001";
@@ -57,21 +58,7 @@ const mb = (bytes: number, s: number) => bytes / s / 1e6;
 
 // ---- SigV4 raw-HTTP client (as bench/s3.ts) ----
 
-const hmac = (k: string | Buffer, s: string) => createHmac("sha256", k).update(s).digest();
-
-function authHeaders(method: string, host: string, p: string): Record<string, string> {
-  const amzDate = new Date().toISOString().replace(/[:-]|\.\d{3}/g, "");
-  const day = amzDate.slice(0, 8);
-  const signed = "host;x-amz-content-sha256;x-amz-date";
-  const canon = [method, p, "", `host:${host}`, "x-amz-content-sha256:UNSIGNED-PAYLOAD", `x-amz-date:${amzDate}`, "", signed, "UNSIGNED-PAYLOAD"].join("\n");
-  const scope = `${day}/${REGION}/s3/aws4_request`;
-  const sts = ["AWS4-HMAC-SHA256", amzDate, scope, createHash("sha256").update(canon).digest("hex")].join("\n");
-  const key = hmac(hmac(hmac(hmac(`AWS4${SECRET}`, day), REGION), "s3"), "aws4_request");
-  return {
-    "x-amz-date": amzDate, "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-    authorization: `AWS4-HMAC-SHA256 Credential=${ACCESS}/${scope}, SignedHeaders=${signed}, Signature=${hmac(key, sts).toString("hex")}`,
-  };
-}
+const authHeaders = sigv4(ACCESS, SECRET, REGION);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -135,17 +122,6 @@ async function dd(dir: string, name: string): Promise<number> {
   return mb(256 * MiB, Number(/([\d.]+) s, /.exec(r.stderr)![1]));
 }
 
-/** A tiny HTTP server in its own process: GET answers N bytes from memory, PUT reads and drops the body. */
-async function rawServer(host: string): Promise<{ base: URL; stop: () => void }> {
-  const code = `const http=require("http");const b=Buffer.alloc(${MiB},7);
-    http.createServer((q,s)=>{if(q.method==="PUT"){q.on("data",()=>{});q.on("end",()=>s.end());return}
-      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
-      .listen(0,"${host}",function(){console.log(this.address().port)})`;
-  const child: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((r) => child.stdout!.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
-  return { base: new URL(`http://${host}:${port}`), stop: () => child.kill() };
-}
-
 interface Baseline { dd1: number; dd3: number; up: number; down: number; load: number }
 
 async function baselines(dir: string, raw: URL, body: Buffer): Promise<Baseline> {
@@ -160,11 +136,6 @@ async function baselines(dir: string, raw: URL, body: Buffer): Promise<Baseline>
 
 // ---- cluster helpers ----
 
-async function cpuSeconds(pid: number): Promise<number> {
-  const s = await readFile(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 const agentsCpu = async (as: AgentProcess[]) => (await Promise.all(as.map((a) => cpuSeconds(a.proc!.pid!)))).reduce((x, y) => x + y, 0);
 
 interface RingJson { nodes: { name: string; state: string }[] }

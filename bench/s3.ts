@@ -24,8 +24,8 @@
  * The client is raw HTTP with SigV4 (UNSIGNED-PAYLOAD), so it costs little
  * next to the agent; both share the machine's cores.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { execFile, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, statfs, unlink } from "node:fs/promises";
 import http from "node:http";
 import { availableParallelism, loadavg } from "node:os";
@@ -33,6 +33,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { crc32 } from "node:zlib";
+import { cpuSeconds, rawServer, sigv4 } from "./common.js";
 import { startCluster, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCH00000000001";
@@ -45,21 +46,7 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
 const PER_ROUND = 4;
 const run = promisify(execFile);
 
-const hmac = (k: string | Buffer, s: string) => createHmac("sha256", k).update(s).digest();
-
-function authHeaders(method: string, host: string, p: string): Record<string, string> {
-  const amzDate = new Date().toISOString().replace(/[:-]|\.\d{3}/g, "");
-  const day = amzDate.slice(0, 8);
-  const signed = "host;x-amz-content-sha256;x-amz-date";
-  const canon = [method, p, "", `host:${host}`, "x-amz-content-sha256:UNSIGNED-PAYLOAD", `x-amz-date:${amzDate}`, "", signed, "UNSIGNED-PAYLOAD"].join("\n");
-  const scope = `${day}/${REGION}/s3/aws4_request`;
-  const sts = ["AWS4-HMAC-SHA256", amzDate, scope, createHash("sha256").update(canon).digest("hex")].join("\n");
-  const key = hmac(hmac(hmac(hmac(`AWS4${SECRET}`, day), REGION), "s3"), "aws4_request");
-  return {
-    "x-amz-date": amzDate, "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-    authorization: `AWS4-HMAC-SHA256 Credential=${ACCESS}/${scope}, SignedHeaders=${signed}, Signature=${hmac(key, sts).toString("hex")}`,
-  };
-}
+const authHeaders = sigv4(ACCESS, SECRET, REGION);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -129,30 +116,9 @@ function crcSpeed(): number {
   return hashSpeed((b) => { c = crc32(b, c); });
 }
 
-/**
- * A tiny HTTP server in its own process: GET answers N bytes from memory (the
- * loopback ceiling for GET), PUT reads and drops the body (for PUT).
- */
-async function rawServer(host: string): Promise<{ base: URL; stop: () => void }> {
-  const code = `const http=require("http");const b=Buffer.alloc(${MiB},7);
-    http.createServer((q,s)=>{if(q.method==="PUT"){q.on("data",()=>{});q.on("end",()=>s.end());return}
-      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
-      .listen(0,"${host}",function(){console.log(this.address().port)})`;
-  const child: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((r) => child.stdout!.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
-  return { base: new URL(`http://${host}:${port}`), stop: () => child.kill() };
-}
-
 async function rssMiB(pid: number): Promise<number> {
   const s = await readFile(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(s)![1]) / 1024;
-}
-
-/** CPU seconds a process has used (all its threads). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const s = await readFile(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 /** Busy CPU seconds of the whole machine (every process, ours and others'). */

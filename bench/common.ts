@@ -1,0 +1,48 @@
+/**
+ * Pieces the S3 benchmarks share: SigV4 headers for UNSIGNED-PAYLOAD requests
+ * (cheap for the client, so the agent's cost dominates), a raw Node HTTP
+ * server in its own process for the loopback baseline, and per-process CPU.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, createHmac } from "node:crypto";
+import { readFile } from "node:fs/promises";
+
+const hmac = (k: string | Buffer, s: string) => createHmac("sha256", k).update(s).digest();
+
+/** Returns a signer: SigV4 headers (UNSIGNED-PAYLOAD) for method + host + path with these credentials. */
+export function sigv4(access: string, secret: string, region: string): (method: string, host: string, p: string) => Record<string, string> {
+  return (method, host, p) => {
+    const amzDate = new Date().toISOString().replace(/[:-]|\.\d{3}/g, "");
+    const day = amzDate.slice(0, 8);
+    const signed = "host;x-amz-content-sha256;x-amz-date";
+    const canon = [method, p, "", `host:${host}`, "x-amz-content-sha256:UNSIGNED-PAYLOAD", `x-amz-date:${amzDate}`, "", signed, "UNSIGNED-PAYLOAD"].join("\n");
+    const scope = `${day}/${region}/s3/aws4_request`;
+    const sts = ["AWS4-HMAC-SHA256", amzDate, scope, createHash("sha256").update(canon).digest("hex")].join("\n");
+    const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), "s3"), "aws4_request");
+    return {
+      "x-amz-date": amzDate, "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+      authorization: `AWS4-HMAC-SHA256 Credential=${access}/${scope}, SignedHeaders=${signed}, Signature=${hmac(key, sts).toString("hex")}`,
+    };
+  };
+}
+
+/**
+ * A raw Node HTTP server in a process of its own: GET /<n> streams n bytes
+ * (the loopback ceiling for GET), PUT reads and drops the body (for PUT).
+ */
+export async function rawServer(host: string): Promise<{ base: URL; stop: () => void }> {
+  const code = `const http=require("http");const b=Buffer.alloc(${1 << 20},7);
+    http.createServer((q,s)=>{if(q.method==="PUT"){q.on("data",()=>{});q.on("end",()=>s.end());return}
+      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
+      .listen(0,"${host}",function(){console.log(this.address().port)})`;
+  const child: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((r) => child.stdout!.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
+  return { base: new URL(`http://${host}:${port}`), stop: () => child.kill() };
+}
+
+/** CPU seconds a process has used (all its threads). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const s = await readFile(`/proc/${pid}/stat`, "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
