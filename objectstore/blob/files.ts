@@ -41,9 +41,12 @@ const WRITES_IN_FLIGHT = 4;
 /**
  * Background fdatasync once this many new bytes are written (the kernel alone
  * would hold gigabytes dirty until the final fdatasync, and receiving and the
- * flush would then run one after the other).
+ * flush would then run one after the other). Small, so the final fdatasync
+ * that the client waits for flushes little: 64 MiB PUTs, c=1, measured
+ * 337 / 368 / 391 MB/s at 16 / 8 / 4 MiB (means of 3; the final flush 20–25 ms
+ * at 16 MiB, 0–4 ms at 4 MiB).
  */
-const SYNC_EVERY = 16 << 20;
+const SYNC_EVERY = 4 << 20;
 /** Bodies announced at least this large hash on worker threads (hash-pool.ts). */
 const OFFLOAD_MIN = 4 << 20;
 

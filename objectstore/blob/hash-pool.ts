@@ -30,7 +30,8 @@ const MAX_LAG = 8 << 20;
 
 interface Session {
   w: number;
-  onAck?: (bytes: number) => void;
+  /** buf: the buffer a "buf" message handed over, given back (buffer mode). */
+  onAck?: (bytes: number, buf?: ArrayBuffer) => void;
   onDead?: () => void;
   done?: (r: { md5?: string; checksums: Checksums }) => void;
   dropped?: () => void;
@@ -40,9 +41,10 @@ interface Session {
   finished?: boolean;
 }
 
-type FromWorker = { t: "ack"; id: number; n: number } | { t: "done"; id: number; md5?: string; checksums: Checksums } | { t: "dropped"; id: number } | { t: "error"; id: number; message: string };
+type FromWorker = { t: "ack"; id: number; n: number; buf?: ArrayBuffer } | { t: "done"; id: number; md5?: string; checksums: Checksums } | { t: "dropped"; id: number } | { t: "error"; id: number; message: string };
 
-class Pool {
+/** A session is fed file ranges (fd >= 0) or, with fd -1, buffers handed over by postMessage transfer. */
+export class Pool {
   private readonly workers: (Worker | undefined)[] = [];
   private readonly active: number[] = [];
   private readonly sessions = new Map<number, Session>();
@@ -56,7 +58,7 @@ class Pool {
     w.on("message", (m: FromWorker) => {
       const s = this.sessions.get(m.id);
       if (!s) return;
-      if (m.t === "ack") s.onAck?.(m.n);
+      if (m.t === "ack") s.onAck?.(m.n, m.buf);
       else if (m.t === "done") {
         this.end(m.id);
         s.finished = true;
@@ -122,6 +124,12 @@ class Pool {
 
 let pool: Pool | undefined;
 
+/** The process's hashing workers (started on first use). */
+export function hashPool(): Pool {
+  pool ??= new Pool();
+  return pool;
+}
+
 type Sess = { id: number; w: Worker; s: Session; acked: number; over?: boolean };
 
 /**
@@ -141,11 +149,11 @@ export class OffloadHasher {
     const algs = [...new Set(algorithms)];
     this.wantCrc32 = algs.includes("crc32");
     const extra = algs.filter((a) => a !== "crc32");
-    pool ??= new Pool();
-    const split = extra.length > 0 && pool.size > 1;
-    const first = pool.open(fd, true, split ? [] : extra);
+    const p = hashPool();
+    const split = extra.length > 0 && p.size > 1;
+    const first = p.open(fd, true, split ? [] : extra);
     this.sessions.push({ ...first, acked: 0 });
-    if (split) this.sessions.push({ ...pool.open(fd, false, extra, first.s.w), acked: 0 });
+    if (split) this.sessions.push({ ...p.open(fd, false, extra, first.s.w), acked: 0 });
     for (const sess of this.sessions) {
       sess.s.onAck = (n) => {
         sess.acked += n;

@@ -1,7 +1,8 @@
 /**
  * Worker thread of hash-pool.ts: MD5 and/or requested checksums for many
  * bodies, each read back from its file (by descriptor, in file order) as the
- * event loop reports the ranges written.
+ * event loop reports the ranges written, or (descriptor -1) handed over in
+ * transferred buffers that go back with the acknowledgement (hash-chunks.ts).
  */
 import { createHash, type Hash } from "node:crypto";
 import { readSync } from "node:fs";
@@ -13,6 +14,7 @@ import type { ChecksumAlgorithm, Checksums } from "./types.js";
 type Msg =
   | { t: "open"; id: number; fd: number; md5: boolean; algs: ChecksumAlgorithm[] }
   | { t: "range"; id: number; pos: number; len: number }
+  | { t: "buf"; id: number; buf: ArrayBuffer; len: number }
   | { t: "end"; id: number; size: number }
   | { t: "drop"; id: number };
 
@@ -36,7 +38,13 @@ port.on("message", (m: Msg) => {
     return;
   }
   try {
-    if (m.t === "range") {
+    if (m.t === "buf") {
+      const b = new Uint8Array(m.buf, 0, m.len);
+      s.md5?.update(b);
+      for (const [, d] of s.extra) d.update(b);
+      s.hashed += m.len;
+      port.postMessage({ t: "ack", id: m.id, n: m.len, buf: m.buf }, [m.buf]);
+    } else if (m.t === "range") {
       for (let off = 0; off < m.len;) {
         const n = readSync(s.fd, buf, 0, Math.min(READ, m.len - off), m.pos + off);
         if (n === 0) throw new Error(`file ended at ${m.pos + off}, ${m.len - off} bytes short of a written range`);

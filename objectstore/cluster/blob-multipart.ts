@@ -70,7 +70,7 @@ export async function uploadPart(s: ReplicatedBlobStore, bucket: string, key: st
     if (Object.keys(d.checksums).length) p.checksums = d.checksums;
     return p;
   };
-  const rec = await s.b.coordinator.put({ bucket, key: partKey(uploadId, partNumber), meta: "{}" }, v.body, { finalMeta: () => JSON.stringify(info()) });
+  const rec = await s.b.coordinator.put({ bucket, key: partKey(uploadId, partNumber), meta: "{}" }, v.body, { finalMeta: () => JSON.stringify(info()), ...(v.sha256 ? { sha256: v.sha256 } : {}) });
   // An abort or complete that ran meanwhile would never see this part: take it back.
   const still = await s.b.coordinator.head(bucket, uploadKey(key, uploadId));
   if (!still.record || still.record.tombstone) {

@@ -13,6 +13,7 @@
  * no replica commits it.
  */
 import { ThocError } from "../../errors/index.js";
+import { ChunkHasher, type ChunkDigests } from "../blob/hash-chunks.js";
 import { BodyHasher, type BodyDigests } from "../blob/hash.js";
 import { algorithmsFor, checkBucketName, partRange, pickHeaders, s3Error, verifyDigests } from "../blob/local-util.js";
 import type {
@@ -65,31 +66,63 @@ export function checkKey(key: string): void {
   if (Buffer.byteLength(key) > 1024) throw s3Error("invalid_argument", "KeyTooLongError", "object key is longer than 1024 bytes");
 }
 
+/** Bodies announced at least this large hash on worker threads (blob/hash-chunks.ts); smaller ones inline. */
+const OFFLOAD_MIN = 4 << 20;
+
 /**
  * Passes a body through while hashing it; verifies the client's promises
  * before it ends, so a bad body errors the stream instead of completing it.
+ * A large body also gets its SHA-256 here, on the hashing workers, for the
+ * replicas' trailer (sha256 is then defined: hand it to coordinator.put so
+ * the tee does not hash the body again on the event loop).
  */
-export function verifying(body: AsyncIterable<Uint8Array>, expect: BodyExpectations, algs: ChecksumAlgorithm[]): { body: AsyncIterable<Uint8Array>; digests(): BodyDigests } {
-  const h = new BodyHasher(algs);
-  let out: BodyDigests | undefined;
-  async function* run(): AsyncIterable<Uint8Array> {
+export function verifying(body: AsyncIterable<Uint8Array>, expect: BodyExpectations, algs: ChecksumAlgorithm[]): { body: AsyncIterable<Uint8Array>; digests(): BodyDigests; sha256?: () => string } {
+  let out: ChunkDigests | undefined;
+  const tooLong = (n: number) => {
+    if (expect.size !== undefined && n > expect.size) {
+      throw s3Error("invalid_argument", "IncompleteBody", `the body is longer than the ${expect.size} bytes announced`, { expected: expect.size });
+    }
+  };
+  async function* inline(): AsyncIterable<Uint8Array> {
+    const h = new BodyHasher(algs);
     for await (const c of body) {
       h.update(c);
-      if (expect.size !== undefined && h.size > expect.size) {
-        throw s3Error("invalid_argument", "IncompleteBody", `the body is longer than the ${expect.size} bytes announced`, { expected: expect.size });
-      }
+      tooLong(h.size);
       yield c;
     }
     const d = h.finish();
     verifyDigests(d, expect);
     out = d;
   }
+  async function* offloaded(): AsyncIterable<Uint8Array> {
+    const h = new ChunkHasher(algs, { sha256: true });
+    let n = 0;
+    try {
+      for await (const c of body) {
+        n += c.byteLength;
+        tooLong(n);
+        h.update(c);
+        const wait = h.ready();
+        if (wait) await wait;
+        h.check();
+        yield c;
+      }
+      const d = await h.finish();
+      verifyDigests(d, expect);
+      out = d;
+    } finally {
+      if (!out) h.abandon();
+    }
+  }
+  const whole = () => {
+    if (!out) throw new ThocError("data_loss", "the body did not arrive whole; nothing stored");
+    return out;
+  };
+  const large = (expect.size ?? 0) >= OFFLOAD_MIN;
   return {
-    body: run(),
-    digests: () => {
-      if (!out) throw new ThocError("data_loss", "the body did not arrive whole; nothing stored");
-      return out;
-    },
+    body: large ? offloaded() : inline(),
+    digests: whole,
+    ...(large ? { sha256: () => whole().sha256! } : {}),
   };
 }
 
@@ -148,6 +181,7 @@ export class ReplicatedBlobStore implements BlobStore {
     const base: StoredMeta = { ...pickHeaders(input.headers), etag: "", lastModified: this.now(), userMeta: input.userMeta, checksums: {} };
     if (input.headers && (input.headers as { storageClass?: string }).storageClass) base.storageClass = (input.headers as { storageClass?: string }).storageClass;
     const rec = await this.b.coordinator.put({ bucket: input.bucket, key: input.key, meta: storedMeta(base) }, v.body, {
+      ...(v.sha256 ? { sha256: v.sha256 } : {}),
       finalMeta: () => {
         const d = v.digests();
         return storedMeta({ ...base, etag: d.md5, checksums: d.checksums });

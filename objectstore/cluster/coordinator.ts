@@ -170,13 +170,17 @@ export class Coordinator {
    * version (minted here) and the size/sha256 (computed while streaming, sent
    * in each replica's trailer). Resolves with the stored record after W acks.
    */
-  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string } = {}): Promise<ReplicaRecord> {
+  /**
+   * opts.finalMeta: the record's meta, asked once the body has passed (ETag and checksums go in the trailer);
+   * opts.sha256: the body's hex SHA-256 once it has passed, when the caller hashes it anyway (else the tee does).
+   */
+  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string; sha256?: () => string } = {}): Promise<ReplicaRecord> {
     const plan = this.plan(header.bucket, header.key);
     if (plan.up.length < plan.q.w) {
       throw this.qerr(`PUT ${header.bucket}/${header.key}`, plan.up.length, plan.q.w, plan.q.n, `preferred replicas down: ${plan.prefs.filter((p) => !plan.up.includes(p)).join(", ")}`);
     }
     const version = this.opts.hlc.now();
-    const tee = new Tee(body);
+    const tee = new Tee(body, undefined, opts.sha256);
     const abort = new AbortController();
     const h: ReplicaWrite["header"] = { ...header, version, tombstone: false };
     // The final meta is computed once, when the first replica asks for its trailer.

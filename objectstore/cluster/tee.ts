@@ -5,7 +5,7 @@
  * whose replica failed detaches and stops holding the others back. The digest
  * of the whole body is computed once, for every replica's trailer.
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { ThocError } from "../../errors/index.js";
 
 export interface Branch extends AsyncIterable<Uint8Array> {
@@ -21,13 +21,15 @@ export class Tee {
   private readonly cursors = new Map<number, number>();
   private nextId = 0;
   private wake: (() => void)[] = [];
-  private readonly hash = createHash("sha256");
+  private readonly hash?: Hash;
   private size = 0;
   private digest?: string;
   private readonly it: AsyncIterator<Uint8Array>;
 
-  constructor(source: AsyncIterable<Uint8Array>, private readonly highWater = 4) {
+  /** sha256: the body's digest from whoever already hashes it, asked once the source has ended. */
+  constructor(source: AsyncIterable<Uint8Array>, private readonly highWater = 4, private readonly sha256?: () => string) {
     this.it = source[Symbol.asyncIterator]();
+    if (!sha256) this.hash = createHash("sha256");
   }
 
   /** Size and sha256 of the whole body; only once the source has ended. */
@@ -97,9 +99,9 @@ export class Tee {
           const r = await this.it.next();
           if (r.done) {
             this.done = true;
-            this.digest = this.hash.digest("hex");
+            this.digest = this.hash ? this.hash.digest("hex") : this.sha256!();
           } else {
-            this.hash.update(r.value);
+            this.hash?.update(r.value);
             this.size += r.value.byteLength;
             this.chunks.set(this.head++, r.value);
           }
