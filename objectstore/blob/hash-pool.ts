@@ -54,7 +54,9 @@ export class Pool {
   private worker(i: number): Worker {
     const existing = this.workers[i];
     if (existing) return existing;
-    const w = new Worker(new URL("./hash-worker.js", import.meta.url));
+    // Small heaps: a worker holds a few digests and message views, and each default-sized isolate
+    // added ~5 MiB to the agent's RSS (the 5 GiB streaming target is < 200 MiB).
+    const w = new Worker(new URL("./hash-worker.js", import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
     w.on("message", (m: FromWorker) => {
       const s = this.sessions.get(m.id);
       if (!s) return;

@@ -7,8 +7,8 @@
  * are taken back; a consumer that keeps a chunk simply never returns it.
  */
 export const READ_BUFFER = 1 << 20;
-/** Free buffers kept (16 MiB at most). */
-const KEEP = 16;
+/** Free buffers kept (8 MiB at most: a GET holds two or three at a time, its read-ahead and the socket's). */
+const KEEP = 8;
 
 const free: Buffer[] = [];
 const issued = new WeakSet<Uint8Array>();
