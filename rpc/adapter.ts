@@ -6,7 +6,7 @@
  * message; internal errors are logged, their text is not sent.
  */
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, ScalarType, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
 
@@ -34,6 +34,47 @@ export type ServiceImpl<T extends GenServiceMethods> = { [K in keyof T]: MethodI
 /** Observes every finished call (metrics, logs). */
 export type CallObserver = (method: string, code: grpc.status, seconds: number, err?: ThocError) => void;
 
+/**
+ * Encodes messages of one type. Every byte of an object body crosses here
+ * (replica streams send it as `oneof { bytes chunk }` messages), and copies
+ * are what cost: protobuf-es concatenates its output (one copy), and
+ * Buffer.from(Uint8Array) copied it again, each a fresh allocation whose
+ * external-memory pressure made V8 collect garbage for a third of a
+ * replicated PUT's CPU. So the result is wrapped, not copied, and a message
+ * that is only a bytes member of its oneof is framed by hand with one copy.
+ */
+export function serializer(schema: DescMessage): (msg: unknown) => Buffer {
+  const only = schema.members.length === 1 && schema.members[0]!.kind === "oneof" ? schema.members[0]! : undefined;
+  const bytesCases = new Map<string, number>();
+  if (only?.kind === "oneof") {
+    for (const f of only.fields) if (f.fieldKind === "scalar" && f.scalar === ScalarType.BYTES && f.number < 16) bytesCases.set(f.localName, f.number);
+  }
+  return (msg) => {
+    if (only && bytesCases.size) {
+      const part = (msg as Record<string, { case?: string; value?: unknown } | undefined>)[only.localName];
+      const no = part?.case === undefined ? undefined : bytesCases.get(part.case);
+      if (no !== undefined && part!.value instanceof Uint8Array) return frameBytes(no, part!.value);
+    }
+    const u8 = toBinary(schema, msg as MessageShape<DescMessage>);
+    return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+  };
+}
+
+/** Field `no` (< 16: a one-byte tag) of wire type 2 holding data. */
+function frameBytes(no: number, data: Uint8Array): Buffer {
+  let n = data.byteLength;
+  const len: number[] = [];
+  do {
+    len.push(n > 0x7f ? (n & 0x7f) | 0x80 : n);
+    n = Math.floor(n / 128);
+  } while (n > 0);
+  const out = Buffer.allocUnsafe(1 + len.length + data.byteLength);
+  out[0] = (no << 3) | 2;
+  for (let i = 0; i < len.length; i++) out[1 + i] = len[i]!;
+  out.set(data, 1 + len.length);
+  return out;
+}
+
 export function serviceDefinition(svc: DescService): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of svc.methods) {
@@ -41,9 +82,9 @@ export function serviceDefinition(svc: DescService): grpc.ServiceDefinition {
       path: `/${svc.typeName}/${m.name}`,
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
-      requestSerialize: (msg) => Buffer.from(toBinary(m.input, msg as MessageShape<DescMessage>)),
+      requestSerialize: serializer(m.input),
       requestDeserialize: (buf: Buffer) => fromBinary(m.input, buf),
-      responseSerialize: (msg) => Buffer.from(toBinary(m.output, msg as MessageShape<DescMessage>)),
+      responseSerialize: serializer(m.output),
       responseDeserialize: (buf: Buffer) => fromBinary(m.output, buf),
       originalName: m.name,
     };
