@@ -46,6 +46,7 @@ for (const inlineMax of [undefined, 0]) {
       // Replaced versions leave no file behind.
       const v4 = record("b", "k", Buffer.from("four"));
       await s.put(knownWrite(v4, once(Buffer.from("four"))));
+      await f.s.settled();
       assert.equal((await filesUnder(f.bodies)).length, inlineMax === 0 ? 1 : 0);
     } finally {
       await f.done();
@@ -200,6 +201,7 @@ test("durable: concurrent puts of one key: the newest wins whatever finishes fir
     release();
     assert.deepEqual(await p1, { applied: false, current: rNew.version }, "re-checked after the body streamed in");
     assert.ok((await readAll((await f.s.get("b", "k"))!.body)).equals(newer));
+    await f.s.settled();
     assert.equal((await filesUnder(f.bodies)).length, 1);
     assert.deepEqual(await readdir(path.join(f.bodies, "tmp")), []);
   } finally {

@@ -362,12 +362,17 @@ export class DurableReplicaStore implements ReplicaStore {
     this.removing.add(p);
   }
 
+  /** Resolves once the background unlinks of replaced bodies have run (tests, close). */
+  async settled(): Promise<void> {
+    while (this.removing.size) await Promise.allSettled([...this.removing]);
+  }
+
   /** Stops taking operations and waits for commits and unlinks under way (bodies still streaming are abandoned). */
   async close(): Promise<void> {
     this.closed = true;
     await this.ready.catch(() => {});
     await Promise.allSettled([...this.commits]);
-    while (this.removing.size) await Promise.allSettled([...this.removing]);
+    await this.settled();
   }
 }
 
