@@ -130,6 +130,50 @@ test("read repair: a replica that missed a write is brought up to date by the ne
   });
 });
 
+test("read repair of a large body waits, runs once for concurrent reads, and is skipped when the copy arrived meanwhile", async () => {
+  await withCluster(3, async (c) => {
+    // Long enough that a loaded machine cannot make the "not before the delay" check race it.
+    const delay = 1500;
+    const { coord, peers } = c.coordinator(0, { log: quiet, readRepairDelayMs: delay });
+    const big = randomBytes(2 << 20);
+    c.byId("node-3").kill();
+    const v1 = await coord.put(meta("b", "k"), bytes(big));
+    await coord.settled();
+    await c.byId("node-3").start();
+    await waitFor("node-3 reachable", async () => { await peers.get("node-3").head("b", "k"); return true; });
+    // Three reads at once find node-3 stale: one repair, and not before the delay.
+    await Promise.all([0, 1, 2].map(async () => readAll((await coord.get("b", "k")).body)));
+    assert.equal(await c.byId("node-3").store.head("b", "k"), undefined, "not repaired before the delay");
+    await waitFor("node-3 repaired", async () => (await c.byId("node-3").store.head("b", "k"))?.version === v1.version, 5000);
+    await coord.settled();
+    assert.equal(coord.stats.readRepairs, 1, "one repair for three reads");
+    // A copy that arrives during the delay (a write's last replica still streaming) is not sent again.
+    c.byId("node-3").kill();
+    const v2 = await coord.put(meta("b", "k"), bytes(big, "2"));
+    await coord.settled();
+    await c.byId("node-3").start();
+    await waitFor("node-3 reachable", async () => { await peers.get("node-3").head("b", "k"); return true; });
+    await readAll((await coord.get("b", "k")).body);
+    const src = await c.byId("node-1").store.get("b", "k");
+    assert.equal(src?.record.version, v2.version);
+    assert.equal((await peers.get("node-3").put({ header: src!.record, body: src!.body, expected: () => ({ size: src!.record.size, sha256: src!.record.sha256 }) })).applied, true);
+    await new Promise((r) => setTimeout(r, delay + 1000));
+    assert.equal(coord.stats.readRepairs, 1, "no second copy of a body that had arrived");
+    // settled() (shutdown) does not wait out a deferred repair: anti-entropy catches it later.
+    c.byId("node-3").kill();
+    await coord.put(meta("b", "k"), bytes(big, "3"));
+    await coord.settled();
+    await c.byId("node-3").start();
+    await waitFor("node-3 reachable", async () => { await peers.get("node-3").head("b", "k"); return true; });
+    const slow = c.coordinator(0, { log: quiet, readRepairDelayMs: 60_000 }).coord;
+    await readAll((await slow.get("b", "k")).body);
+    const t0 = Date.now();
+    await slow.settled();
+    assert.ok(Date.now() - t0 < 5000, `settled() took ${Date.now() - t0} ms`);
+    assert.equal(slow.stats.readRepairs, 0);
+  });
+});
+
 test("deletes are tombstones: NoSuchKey after, an older write cannot resurrect, a newer one can", async () => {
   await withCluster(3, async (c) => {
     const { coord, target } = c.coordinator(0, { log: quiet });

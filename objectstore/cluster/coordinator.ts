@@ -74,6 +74,13 @@ export interface CoordinatorOptions {
   log?: CoordinatorLog;
   /** A replica that failed a call counts as down for this long (before membership notices). */
   failureBackoffMs?: number;
+  /**
+   * A stale replica of a body larger than 1 MiB is repaired only after this
+   * long, and only if it is still stale then (default 3000 ms): right after a
+   * write its last copy is usually still streaming, and repairing it at once
+   * sent the whole body a second time beside it.
+   */
+  readRepairDelayMs?: number;
   now?: () => number;
 }
 
@@ -94,6 +101,11 @@ export class Coordinator {
   private lastQuorum = "";
   private readonly failedAt = new Map<string, number>();
   private readonly background = new Set<Promise<unknown>>();
+  /** Read repairs under way or waiting, by node + key: the version being brought there. */
+  private readonly repairing = new Map<string, string>();
+  /** Timers of deferred read repairs; settled() cuts them short (anti-entropy catches what they would have fixed). */
+  private readonly deferred = new Map<NodeJS.Timeout, () => void>();
+  private settling = 0;
   private readonly now: () => number;
 
   constructor(private readonly opts: CoordinatorOptions) {
@@ -162,7 +174,29 @@ export class Coordinator {
 
   /** Resolves when background work (straggling replicas, hints, read repair) has finished: for tests and shutdown. */
   async settled(): Promise<void> {
-    while (this.background.size) await Promise.all([...this.background]);
+    this.settling++;
+    try {
+      while (this.background.size) {
+        for (const [t, skip] of this.deferred) {
+          clearTimeout(t);
+          skip();
+        }
+        this.deferred.clear();
+        await Promise.all([...this.background]);
+      }
+    } finally {
+      this.settling--;
+    }
+  }
+
+  /** Resolves true after ms, or false at once while settled() runs (or when it cuts the wait short). */
+  private defer(ms: number): Promise<boolean> {
+    if (this.settling > 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { this.deferred.delete(t); resolve(true); }, ms);
+      t.unref?.();
+      this.deferred.set(t, () => resolve(false));
+    });
   }
 
   /**
@@ -322,7 +356,17 @@ export class Coordinator {
     const holders = [...replies].filter(([, rec]) => rec?.version === newest.version).map(([id]) => id);
     const stale = [...replies].filter(([, rec]) => !rec || rec.version < newest.version).map(([id]) => id);
     for (const id of stale) {
+      const k = `${id}\u0000${bucket}\u0000${key}`;
+      const pending = this.repairing.get(k);
+      // Another read already repairs this node to this version (or a newer one).
+      if (pending !== undefined && pending >= newest.version) continue;
+      this.repairing.set(k, newest.version);
       try {
+        if (!newest.tombstone && newest.size > REPAIR_AT_ONCE_MAX) {
+          if (!(await this.defer(this.opts.readRepairDelayMs ?? 3000))) continue;
+          const now = await this.opts.target(id).head(bucket, key);
+          if (now && now.version >= newest.version) continue;
+        }
         if (newest.tombstone) await this.opts.target(id).delete(bucket, key, newest.version);
         else {
           const src = await this.opts.target(holders[0]!).get(bucket, key);
@@ -333,10 +377,15 @@ export class Coordinator {
         this.opts.log?.info({ node: id, bucket, key, version: newest.version }, "object store: read repair");
       } catch (err) {
         this.opts.log?.warn({ node: id, bucket, key, err: ThocError.from(err).message }, "object store: read repair failed");
+      } finally {
+        if (this.repairing.get(k) === newest.version) this.repairing.delete(k);
       }
     }
   }
 }
+
+/** Bodies up to this size are repaired as soon as a read finds a stale replica; larger ones after readRepairDelayMs. */
+const REPAIR_AT_ONCE_MAX = 1 << 20;
 
 /** Releases a body we will not read (closes its stream). */
 async function drain(body: AsyncIterable<Uint8Array>): Promise<void> {
