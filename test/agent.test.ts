@@ -46,6 +46,12 @@ test("dev agent is ready in under 3 s and status --json has the identity and cap
   const text = await a.cli(["status"]);
   assert.equal(text.code, 0);
   assert.match(text.stdout, /ready\s+yes/);
+  // The start banner's hint works as printed (it once put --addr after the subcommand, which the CLI refuses).
+  const hint = /gRPC\s+\S+\s+thoc-node (.+?)\s*$/m.exec(a.output);
+  assert.ok(hint, `no gRPC hint in the banner:\n${a.output.slice(0, 2000)}`);
+  const viaHint = await runCli(hint[1]!.split(/\s+/));
+  assert.equal(viaHint.code, 0, viaHint.stderr);
+  assert.match(viaHint.stdout, /ready\s+yes/);
 });
 
 test("gRPC health answers SERVING and reflection lists thoc.node.v1.NodeService", async () => {

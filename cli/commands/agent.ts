@@ -98,7 +98,7 @@ function banner(_log: Logger, agent: Agent): void {
   process.stderr.write([
     "",
     `thoc-node ${VERSION} dev agent "${agent.config.name}" (${agent.nodeId}) is running`,
-    `  gRPC     ${a.grpc}      thoc-node status --addr ${a.grpc}`,
+    `  gRPC     ${a.grpc}      thoc-node --addr ${a.grpc} status`,
     `  admin    http://${a.http}/metrics  /healthz  /readyz`,
     `  S3       http://${a.s3}`,
     `  gossip   ${a.gossip}`,
