@@ -26,7 +26,7 @@ import { ObjectStoreService } from "../proto/index.js";
 import { createClient } from "../rpc/index.js";
 import { Cluster, loopbackBlock, sleep, waitFor, type AgentProcess } from "./harness.js";
 import { S3_ENV, s3client } from "./objectstore-util.js";
-import { History, checkFinal, makeBody, readKey, serverFailures, verifyBody, ringView, startWorkload, waitUp, type Target } from "./objectstore-workload.js";
+import { History, checkFinal, finalReads, makeBody, readKey, serverFailures, verifyBody, ringView, startWorkload, waitUp, type Target } from "./objectstore-workload.js";
 
 let cluster: Cluster;
 const names = ["n1", "n2", "n3"];
@@ -178,17 +178,7 @@ test("chaos: SIGKILL and restart agents one at a time under concurrent overwrite
   const settleMs = Date.now() - s0;
 
   // Every key through every agent: byte-exact one of the allowed versions, the same everywhere.
-  const problems: string[] = [];
-  const final = new Map<string, string>();
-  for (const k of keys) {
-    for (const a of agents) {
-      const got = await readKey(clients.get(a)!, bucket, k);
-      const bad = checkFinal(h, k, got, a.name);
-      if (bad) problems.push(bad);
-      if (!final.has(k)) final.set(k, got);
-      else if (final.get(k) !== got) problems.push(`${k}: ${a.name} reads ${got}, ${agents[0]!.name} read ${final.get(k)}`);
-    }
-  }
+  const { problems, final } = await finalReads(h, bucket, keys, agents.map((a) => ({ name: a.name, client: clients.get(a)! })));
 
   // Durability: lose any one agent; R=2 over the other two still reads every key as before.
   const victim = agents[Math.floor(Math.random() * agents.length)]!;

@@ -14,7 +14,7 @@ import * as s3 from "@aws-sdk/client-s3";
 import { sleep, waitFor } from "./harness.js";
 import { NetnsLab, netnsUnavailable } from "./netns.js";
 import { S3_ENV, s3client } from "./objectstore-util.js";
-import { History, checkFinal, readKey, serverFailures, ringView, startWorkload, waitUp, type Target } from "./objectstore-workload.js";
+import { History, finalReads, readKey, serverFailures, ringView, startWorkload, waitUp, type Target } from "./objectstore-workload.js";
 
 const skip = netnsUnavailable();
 let lab: NetnsLab | undefined;
@@ -84,17 +84,7 @@ test("2 | 3 partition under concurrent writes through both sides: nothing acknow
   }, 60_000, 500).catch((e: Error) => { throw new Error(`${e.message} (${lastDiff})`); });
   const settleMs = Date.now() - s0;
 
-  const problems: string[] = [];
-  const final = new Map<string, string>();
-  for (const k of keys) {
-    for (const [i, a] of agents.entries()) {
-      const got = await readKey(clients[i]!, bucket, k);
-      const bad = checkFinal(h, k, got, a.name);
-      if (bad) problems.push(bad);
-      if (!final.has(k)) final.set(k, got);
-      else if (final.get(k) !== got) problems.push(`${k}: ${a.name} reads ${got}, n1 read ${final.get(k)}`);
-    }
-  }
+  const { problems, final } = await finalReads(h, bucket, keys, targets());
 
   // What each side could do while split (ops wholly inside the split as the agents saw it).
   const during = [...h.byId.values()].filter((o) => o.start >= splitSeen && o.end! <= healed);

@@ -246,6 +246,26 @@ export function checkFinal(h: History, key: string, got: string, via: string): s
   return `${key} via ${via}: ${got}; allowed ${[...a.ids].join(",") || "-"}${a.absent ? " or 404" : ""}; history: ${h.describe(key)}`;
 }
 
+/**
+ * Reads every key through every target: problems are values outside the
+ * allowed set or targets disagreeing with the first one; final is what each
+ * key read as (for later comparisons).
+ */
+export async function finalReads(h: History, bucket: string, keys: string[], targets: Target[]): Promise<{ problems: string[]; final: Map<string, string> }> {
+  const problems: string[] = [];
+  const final = new Map<string, string>();
+  for (const k of keys) {
+    for (const t of targets) {
+      const got = await readKey(t.client, bucket, k);
+      const bad = checkFinal(h, k, got, t.name);
+      if (bad) problems.push(bad);
+      if (!final.has(k)) final.set(k, got);
+      else if (final.get(k) !== got) problems.push(`${k}: ${t.name} reads ${got}, ${targets[0]!.name} read ${final.get(k)}`);
+    }
+  }
+  return { problems, final };
+}
+
 /** An agent's ring view over gRPC (no CLI process: polling it is cheap). */
 export async function ringView(a: AgentProcess): Promise<{ up: string[]; down: string[]; pendingHints: number }> {
   const c = createClient(ClusterService, a.grpcAddress, { defaultTimeoutMs: 5000 });

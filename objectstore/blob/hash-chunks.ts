@@ -20,7 +20,7 @@
  * in use: 32 concurrent uploads do not hold 32 × MAX_LAG.
  */
 import type { BodyDigests } from "./hash.js";
-import { hashPool, type Pool } from "./hash-pool.js";
+import { deadIn, endSessions, hashPool, type PoolSession } from "./hash-pool.js";
 import type { ChecksumAlgorithm, Checksums } from "./types.js";
 
 const BUF = 1 << 20;
@@ -51,7 +51,7 @@ export function chunkBuffersInUse(): number {
   return inUse;
 }
 
-type Sess = ReturnType<Pool["open"]> & { acked: number };
+type Sess = PoolSession & { acked: number };
 
 export interface ChunkDigests extends BodyDigests {
   /** Hex SHA-256 of the body, when asked for. */
@@ -163,8 +163,7 @@ export class ChunkHasher {
   }
 
   private dead(): Error | undefined {
-    for (const sess of this.sessions) if (sess.s.dead) return sess.s.dead;
-    return undefined;
+    return deadIn(this.sessions);
   }
 
   private wake(): void {
@@ -228,13 +227,7 @@ export class ChunkHasher {
     }
     this.check();
     this.ended = true;
-    const results = await Promise.all(this.sessions.map((sess) => new Promise<{ md5?: string; checksums: Checksums }>((done, fail) => {
-      if (sess.s.dead) return fail(sess.s.dead);
-      sess.s.done = done;
-      sess.s.fail = fail;
-      sess.w.postMessage({ t: "end", id: sess.id, size: this.size });
-    })));
-    const all: Checksums = Object.assign({}, ...results.map((r) => r.checksums)) as Checksums;
+    const { md5, checksums: all } = await endSessions(this.sessions, this.size);
     const crcB64 = all.crc32;
     const crc = crcB64 ? Buffer.from(crcB64, "base64").readUInt32BE(0) : 0;
     const sha = all.sha256;
@@ -243,7 +236,7 @@ export class ChunkHasher {
       if ((a === "crc32" && !this.wantCrc32) || (a === "sha256" && !this.sha256Checksum)) continue;
       checksums[a] = v;
     }
-    return { size: this.size, md5: results[0]!.md5!, crc, checksums, ...(this.wantSha256 && sha ? { sha256: Buffer.from(sha, "base64").toString("hex") } : {}) };
+    return { size: this.size, md5: md5!, crc, checksums, ...(this.wantSha256 && sha ? { sha256: Buffer.from(sha, "base64").toString("hex") } : {}) };
   }
 
   /** Ends the sessions of a body that failed half way. */

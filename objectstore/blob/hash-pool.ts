@@ -126,13 +126,33 @@ export class Pool {
 
 let pool: Pool | undefined;
 
+/** One body's session on one worker, as Pool.open returns it. */
+export type PoolSession = ReturnType<Pool["open"]>;
+
+/** The error of a session whose worker died, if any did. */
+export function deadIn(sessions: readonly PoolSession[]): Error | undefined {
+  for (const sess of sessions) if (sess.s.dead) return sess.s.dead;
+  return undefined;
+}
+
+/** Ends a body's sessions once `size` bytes were handed to each: MD5 (from the session that had it) and the checksums of all. */
+export async function endSessions(sessions: readonly PoolSession[], size: number): Promise<{ md5?: string; checksums: Checksums }> {
+  const results = await Promise.all(sessions.map((sess) => new Promise<{ md5?: string; checksums: Checksums }>((done, fail) => {
+    if (sess.s.dead) return fail(sess.s.dead);
+    sess.s.done = done;
+    sess.s.fail = fail;
+    sess.w.postMessage({ t: "end", id: sess.id, size });
+  })));
+  return { md5: results.find((r) => r.md5 !== undefined)?.md5, checksums: Object.assign({}, ...results.map((r) => r.checksums)) as Checksums };
+}
+
 /** The process's hashing workers (started on first use). */
 export function hashPool(): Pool {
   pool ??= new Pool();
   return pool;
 }
 
-type Sess = { id: number; w: Worker; s: Session; acked: number; over?: boolean };
+type Sess = PoolSession & { acked: number };
 
 /**
  * Same digests as BodyHasher, computed on workers from a file descriptor.
@@ -179,8 +199,7 @@ export class OffloadHasher {
   }
 
   private dead(): Error | undefined {
-    for (const sess of this.sessions) if (sess.s.dead) return sess.s.dead;
-    return undefined;
+    return deadIn(this.sessions);
   }
 
   private wake(): void {
@@ -202,19 +221,13 @@ export class OffloadHasher {
   }
 
   async finish(size: number, crc: number): Promise<BodyDigests> {
-    const results = await Promise.all(this.sessions.map((sess) => new Promise<{ md5?: string; checksums: Checksums }>((done, fail) => {
-      if (sess.s.dead) return fail(sess.s.dead);
-      sess.s.done = done;
-      sess.s.fail = fail;
-      sess.w.postMessage({ t: "end", id: sess.id, size });
-    })));
-    const checksums: Checksums = Object.assign({}, ...results.map((r) => r.checksums)) as Checksums;
+    const { md5, checksums } = await endSessions(this.sessions, size);
     if (this.wantCrc32) {
       const b = Buffer.alloc(4);
       b.writeUInt32BE(crc >>> 0);
       checksums.crc32 = b.toString("base64");
     }
-    return { size, md5: results[0]!.md5!, crc, checksums };
+    return { size, md5: md5!, crc, checksums };
   }
 
   /**
