@@ -203,8 +203,6 @@ export class Coordinator {
    * Writes a new version of an object. `header` carries everything but the
    * version (minted here) and the size/sha256 (computed while streaming, sent
    * in each replica's trailer). Resolves with the stored record after W acks.
-   */
-  /**
    * opts.finalMeta: the record's meta, asked once the body has passed (ETag and checksums go in the trailer);
    * opts.sha256: the body's hex SHA-256 once it has passed, when the caller hashes it anyway (else the tee does).
    */

@@ -31,7 +31,6 @@ const WRITE_BATCH = 1 << 20;
  * 0–4 ms at 4 MiB; see blob/files.ts).
  */
 const SYNC_EVERY = 4 << 20;
-const READ_CHUNK = READ_BUFFER;
 const ID = /^[0-9a-f]{24}$/;
 const SHARD = /^[0-9a-f]{2}$/;
 
@@ -189,7 +188,7 @@ export class ReplicaFiles {
       // Inline: on a worker (a copy of each chunk handed over) GETs ran at 0.6× on 2 cores.
       const h = o.verify ? createHash("sha256") : undefined;
       const readAt = async (p: number) => {
-        const len = Math.min(READ_CHUNK, end - p + 1);
+        const len = Math.min(READ_BUFFER, end - p + 1);
         // Whole 1 MiB buffers come from the recycled pool: the S3 layer hands them back once the socket took them.
         const buf = len === READ_BUFFER ? readBuffer() : Buffer.allocUnsafe(len);
         const { bytesRead } = await fh.read(buf, 0, len, p);
