@@ -4,8 +4,7 @@
  */
 import http from "node:http";
 import type { Registry } from "prom-client";
-import { ThocError } from "../errors/index.js";
-import type { SubsystemHealth } from "./subsystem.js";
+import type { SubsystemHealth } from "../core/index.js";
 
 export interface AdminDeps {
   registry: Registry;
@@ -36,22 +35,6 @@ export function createAdminServer(deps: AdminDeps): http.Server {
       default:
         return send(404, "text/plain", "not found: try /metrics, /healthz or /readyz\n");
     }
-  });
-}
-
-export function listenHttp(server: http.Server, host: string, port: number, what: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(new ThocError(err.code === "EADDRINUSE" ? "failed_precondition" : "unavailable",
-        err.code === "EADDRINUSE"
-          ? `${what}: cannot listen on ${host}:${port}: address already in use (another agent running? pick another port or --bind)`
-          : `${what}: cannot listen on ${host}:${port}: ${err.message}`, { address: `${host}:${port}` }, { cause: err }));
-    };
-    server.once("error", onError);
-    server.listen(port, host, () => {
-      server.off("error", onError);
-      resolve((server.address() as { port: number }).port);
-    });
   });
 }
 

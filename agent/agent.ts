@@ -8,20 +8,16 @@ import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/index.js";
-import { isLoopback } from "../config/index.js";
+import { hostPort, isLoopback } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { NodeSchema, NodeService, type Node } from "../proto/index.js";
 import { RpcServer } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
-import { closeHttp, createAdminServer, listenHttp } from "./admin.js";
-import { readCapacity, type CapacityInfo } from "./capacity.js";
-import type { Logger } from "./logger.js";
+import { closeHttp, createAdminServer } from "./admin.js";
+import { listen, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { readCapacity } from "./capacity.js";
 import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
-import type { AgentContext, Subsystem, SubsystemHealth } from "./subsystem.js";
-import { VERSION } from "./version.js";
-
-const hostPort = (h: string, p: number) => (h.includes(":") ? `[${h}]:${p}` : `${h}:${p}`);
 
 export class Agent {
   private store?: LocalStore;
@@ -114,7 +110,7 @@ export class Agent {
     this.rpc.add(NodeService, nodeService(this));
 
     this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
-    this.ports.http = await listenHttp(this.admin, cfg.bind, cfg.httpPort, "admin HTTP");
+    this.ports.http = await listen(this.admin, cfg.bind, cfg.httpPort, "admin HTTP", "--http-port");
 
     const ctx = this.context();
     for (const s of this.subsystems) {
@@ -152,7 +148,6 @@ export class Agent {
       version: VERSION,
       get addresses() { return self.addresses; },
       capacity: () => this.cap!,
-      subsystem: <T extends Subsystem>(name: string) => this.started.find((s) => s.name === name) as T | undefined,
     };
   }
 

@@ -7,17 +7,7 @@ import { statfs } from "node:fs/promises";
 import os from "node:os";
 import si from "systeminformation";
 
-export interface GpuInfo { vendor: string; model: string; pciAddress: string; memoryBytes: number }
-
-export interface CapacityInfo {
-  cpus: number;
-  cpuModel: string;
-  memoryBytes: number;
-  memoryFreeBytes: number;
-  diskBytes: number;
-  diskFreeBytes: number;
-  gpus: GpuInfo[];
-}
+import type { CapacityInfo, GpuInfo } from "../core/index.js";
 
 async function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   let t: NodeJS.Timeout | undefined;

@@ -1,10 +1,8 @@
 /**
- * The node agent: lifecycle, admin HTTP, metrics, logging, NodeService, and
- * the Subsystem seam every other part of thoc-node plugs into.
+ * The agent: lifecycle, admin HTTP, metrics, NodeService and capacity
+ * readings. Which subsystems it runs, in which order and wired how, is the
+ * composition root (agent/root.ts), loaded only by `thoc-node agent`.
  */
 export { Agent } from "./agent.js";
-export { defaultSubsystems } from "./subsystems.js";
-export { createLogger, REDACT_PATHS, type Logger } from "./logger.js";
-export { readCapacity, type CapacityInfo, type GpuInfo } from "./capacity.js";
-export { VERSION } from "./version.js";
-export type { Subsystem, SubsystemHealth, HealthStatus, AgentContext } from "./subsystem.js";
+export { readCapacity } from "./capacity.js";
+export { createSubsystems } from "./root.js";

@@ -263,7 +263,7 @@ async function serveLocalChild(dir: string, host: string): Promise<void> {
   const { LocalBlobStore } = await import("../objectstore/index.js");
   const { createS3Server } = await import("../objectstore/s3/index.js");
   const { loadConfig } = await import("../config/index.js");
-  const { createLogger } = await import("../agent/index.js");
+  const { createLogger } = await import("../core/index.js");
   const { Registry } = await import("prom-client");
   await mkdir(dir, { recursive: true });
   const local = await LocalStore.open(dir);

@@ -3,7 +3,7 @@
  * `agent` and `keygen` talks to an agent over gRPC.
  */
 import { Command, CommanderError } from "commander";
-import { VERSION } from "../agent/index.js";
+import { VERSION } from "../core/index.js";
 import { registerAgent } from "./commands/agent.js";
 import { registerKeygen } from "./commands/keygen.js";
 import { registerMembers } from "./commands/members.js";

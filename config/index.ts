@@ -5,7 +5,7 @@
  */
 export { schema, type Schema } from "./schema.js";
 export {
-  loadConfig, configError, listOptions, envName, redacted, isLoopback,
+  loadConfig, configError, listOptions, envName, redacted, isLoopback, hostPort,
   DEV_CLUSTER_KEY, DEFAULT_CONFIG_FILE, type Config, type LoadOptions,
 } from "./resolve.js";
 export { formatDuration, type Opt, type Preset } from "./types.js";

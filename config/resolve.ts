@@ -115,6 +115,11 @@ export function isLoopback(addr: string): boolean {
   return addr.startsWith("127.") || addr === "::1" || addr === "localhost";
 }
 
+/** host:port, with brackets around an IPv6 host: the one way every address of the agent is written. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /**
  * Builds the agent's config: preset defaults < file < THOC_* env < flags, then
  * --dev defaults for anything left unset, then cross-field checks. Throws a

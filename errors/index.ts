@@ -105,6 +105,24 @@ const SYSTEM_CODES: Record<string, ErrorCode> = {
   EPERM: "permission_denied",
 };
 
+/**
+ * A listener that cannot bind, said the same way for every port the agent
+ * opens: what (e.g. "S3 API"), where, and the flag that moves it. In use ->
+ * failed_precondition (another agent, or pick another port); other errors
+ * keep their kind.
+ */
+export function listenError(err: unknown, what: string, address: string, flag: string): ThocError {
+  const e = err as NodeJS.ErrnoException;
+  const errno = typeof e?.code === "string" ? e.code : /EADDRINUSE|address already in use|No address added/i.test(String(e?.message)) ? "EADDRINUSE" : "";
+  const why: Record<string, string> = {
+    EADDRINUSE: `address already in use (another agent running? choose another ${flag} or --bind)`,
+    EADDRNOTAVAIL: "no such local address; check --bind",
+    EACCES: `permission denied; use a port above 1023 or grant CAP_NET_BIND_SERVICE`,
+  };
+  const text = why[errno] ?? (e?.message ?? String(err));
+  return new ThocError(why[errno] ? "failed_precondition" : "unavailable", `${what}: cannot listen on ${address}: ${text}`, { address, ...(errno ? { errno } : {}) }, { cause: err });
+}
+
 /** Quorum failure: carries how many replicas answered and how many were needed. */
 export function quorumError(op: string, got: number, needed: number, of: number, why?: string): ThocError {
   return new ThocError(

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { ThocError } from "../errors/index.js";
 import { Keyring, ReplayGuard, SeqSource } from "./keyring.js";
 import { remaining, Suspicion, suspicionTimeouts } from "./suspicion.js";
-import { FakeClock } from "./clock.js";
+import { FakeClock } from "../core/index.js";
 
 const K1 = randomBytes(32).toString("base64");
 const K2 = randomBytes(32).toString("base64");

@@ -7,7 +7,9 @@
  */
 import dgram from "node:dgram";
 import net from "node:net";
-import { ThocError } from "../errors/index.js";
+import { hostPort } from "../config/index.js";
+import { listen } from "../core/index.js";
+import { listenError } from "../errors/index.js";
 import type { Transport } from "./types.js";
 
 const MAX_FRAME = 8 << 20;
@@ -25,8 +27,6 @@ function splitHostPort(a: string): [string, number] {
   return [a.slice(0, i).replace(/^\[|\]$/g, ""), Number(a.slice(i + 1))];
 }
 
-export function hostPort(h: string, p: number): string { return h.includes(":") ? `[${h}]:${p}` : `${h}:${p}`; }
-
 export class NetTransport implements Transport {
   address = "";
   sendErrors = 0;
@@ -40,14 +40,10 @@ export class NetTransport implements Transport {
   /** Binds UDP and TCP on the same port (TCP first when port is 0, so UDP takes the port TCP got). */
   static async open(o: NetTransportOptions): Promise<NetTransport> {
     const t = new NetTransport(o);
-    const where = hostPort(o.bind, o.port);
     const family = net.isIPv6(o.bind) ? "udp6" : "udp4";
     t.tcp = net.createServer((s) => t.serve(s));
     t.tcp.maxConnections = 256;
-    const port = await new Promise<number>((resolve, reject) => {
-      t.tcp!.once("error", reject);
-      t.tcp!.listen(o.port, o.bind, () => resolve((t.tcp!.address() as net.AddressInfo).port));
-    }).catch((err: NodeJS.ErrnoException) => { throw bindError(err, where, "TCP"); });
+    const port = await listen(t.tcp, o.bind, o.port, "gossip (TCP)", "--gossip-port");
     t.tcp.on("error", (e) => o.onError?.("tcp server", e));
     t.udp = dgram.createSocket({ type: family, reuseAddr: false });
     await new Promise<void>((resolve, reject) => {
@@ -55,7 +51,7 @@ export class NetTransport implements Transport {
       t.udp!.bind(port, o.bind, () => { t.udp!.off("error", reject); resolve(); });
     }).catch(async (err: NodeJS.ErrnoException) => {
       await new Promise((r) => t.tcp!.close(r));
-      throw bindError(err, hostPort(o.bind, port), "UDP");
+      throw listenError(err, "gossip (UDP)", hostPort(o.bind, port), "--gossip-port");
     });
     t.udp.on("error", (e) => o.onError?.("udp socket", e));
     t.udp.on("message", (msg, rinfo) => t.handlers?.packet(msg, hostPort(rinfo.address, rinfo.port)));
@@ -133,17 +129,4 @@ function readFrame(s: net.Socket, done: (err: Error | undefined, buf?: Buffer) =
   });
   s.on("error", (e) => finish(e));
   s.on("close", () => finish(new Error("connection closed before a full frame")));
-}
-
-function bindError(err: NodeJS.ErrnoException, where: string, proto: string): ThocError {
-  if (err.code === "EADDRINUSE") {
-    return new ThocError("failed_precondition", `gossip port ${where} (${proto}) is already in use: stop the other process or choose another --gossip-port`, { address: where }, { cause: err });
-  }
-  if (err.code === "EADDRNOTAVAIL") {
-    return new ThocError("failed_precondition", `cannot bind gossip to ${where} (${proto}): no such local address; check --bind`, { address: where }, { cause: err });
-  }
-  if (err.code === "EACCES") {
-    return new ThocError("failed_precondition", `no permission to bind gossip to ${where} (${proto}); use a port above 1023 or run with CAP_NET_BIND_SERVICE`, { address: where }, { cause: err });
-  }
-  return new ThocError("failed_precondition", `cannot bind gossip to ${where} (${proto}): ${err.message}`, { address: where }, { cause: err });
 }

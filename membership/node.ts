@@ -5,20 +5,7 @@
 import { ThocError } from "../errors/index.js";
 import { Swim, snapshot, type SwimOptions, type SwimStats } from "./swim.js";
 import { Sync } from "./sync.js";
-import type { Member, MemberEvent, NodeMeta } from "./types.js";
-
-/** What the object store, scheduler and API need from membership. */
-export interface Membership {
-  readonly localId: string;
-  /** Every known member, this node included, sorted by name. */
-  members(): Member[];
-  member(id: string): Member | undefined;
-  local(): Member;
-  /** Changes this node's metadata (merged over the current one) and gossips it; throws when it gets too large. */
-  updateMeta(patch: Partial<NodeMeta>): void;
-  /** Calls fn on every change (join, update, suspect, alive, dead, left, reap); returns the unsubscribe. */
-  subscribe(fn: (e: MemberEvent) => void): () => void;
-}
+import type { Member, MemberEvent, Membership, NodeMeta } from "./types.js";
 
 export function metaSize(meta: NodeMeta): number {
   return Buffer.byteLength(JSON.stringify(meta));

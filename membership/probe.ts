@@ -6,7 +6,7 @@
  * count only from the authenticated member they are expected from.
  */
 import type { Msg } from "./messages.js";
-import { shuffle } from "./clock.js";
+import { shuffle } from "../core/index.js";
 import type { MemberEntry, Swim } from "./swim.js";
 import type { Timer } from "./types.js";
 

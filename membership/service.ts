@@ -1,7 +1,7 @@
 /** ClusterService (ListMembers, WatchMembers) over a Membership. */
 import type { ImplOf } from "../rpc/index.js";
 import type { ClusterService } from "../proto/index.js";
-import type { Membership } from "./node.js";
+import type { Membership } from "./types.js";
 import type { Member, MemberEvent } from "./types.js";
 
 function toProto(m: Member) {

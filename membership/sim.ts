@@ -3,7 +3,7 @@
  * the real protocol code) for tests and the benchmark.
  */
 import { DEV_CLUSTER_KEY, schema, type Preset } from "../config/index.js";
-import { FakeClock, seededRandom } from "./clock.js";
+import { FakeClock, seededRandom } from "../core/index.js";
 import { Keyring } from "./keyring.js";
 import { MemoryNetwork, type MemoryTransport } from "./memory-transport.js";
 import { GossipNode } from "./node.js";

@@ -2,19 +2,20 @@
  * The membership subsystem of the agent: binds the gossip port (UDP+TCP),
  * joins the configured seeds, keeps this node's metadata (addresses,
  * capacity, free resources) current, serves ClusterService, and leaves the
- * cluster gracefully on stop. Other subsystems reach it through
- * ctx.subsystem<MembershipSubsystem>("membership").
+ * cluster gracefully on stop. Other subsystems get it from the composition
+ * root as a Membership (core/) and, for ClusterService methods of their own,
+ * as a ClusterServiceHost.
  */
-import type { AgentContext, CapacityInfo, Subsystem, SubsystemHealth } from "../agent/index.js";
+import type { AgentContext, CapacityInfo, Subsystem, SubsystemHealth } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
 import { ClusterService } from "../proto/index.js";
 import type { ImplOf } from "../rpc/index.js";
 import { Keyring } from "./keyring.js";
 import { registerMetrics } from "./metrics.js";
 import { NetTransport } from "./net-transport.js";
-import { GossipNode, type Membership } from "./node.js";
+import { GossipNode } from "./node.js";
 import { clusterService } from "./service.js";
-import { realClock, type Member, type MemberEvent, type NodeMeta } from "./types.js";
+import { realClock, type Member, type MemberEvent, type Membership, type NodeMeta } from "./types.js";
 
 /** fsync'd: a restart must never come back below an incarnation already gossiped. */
 const INC_KEY = "membership/incarnation";
@@ -32,7 +33,12 @@ export function capacityMeta(c: CapacityInfo): Pick<NodeMeta, "cpus" | "memBytes
   };
 }
 
-export class MembershipSubsystem implements Subsystem, Membership {
+/** Where other subsystems plug their ClusterService methods (GetRing, GetLeader) in. */
+export interface ClusterServiceHost {
+  extendClusterService(methods: Partial<ImplOf<typeof ClusterService>>): void;
+}
+
+export class MembershipSubsystem implements Subsystem, Membership, ClusterServiceHost {
   readonly name = "membership";
   node?: GossipNode;
   private ctx?: AgentContext;
@@ -136,7 +142,7 @@ export class MembershipSubsystem implements Subsystem, Membership {
   subscribe(fn: (e: MemberEvent) => void): () => void { return this.need().subscribe(fn); }
 
   private need(): GossipNode {
-    if (!this.node) throw new Error("membership not started");
+    if (!this.node) throw new ThocError("failed_precondition", "membership is not started: the composition root must start it before the subsystems that read the gossip view");
     return this.node;
   }
 }

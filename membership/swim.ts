@@ -8,7 +8,7 @@
 import { BroadcastQueue } from "./broadcast.js";
 import { Keyring, ReplayGuard, SeqSource, SEAL_OVERHEAD, type DropReason } from "./keyring.js";
 import { decodePacket, type AliveMsg, type DeadMsg, type Msg, type SuspectMsg } from "./messages.js";
-import { shuffle } from "./clock.js";
+import { shuffle } from "../core/index.js";
 import { Prober } from "./probe.js";
 import { Suspicion, suspicionTimeouts } from "./suspicion.js";
 import type { Clock, Member, MemberEvent, MemberState, NodeMeta, Timer, Transport } from "./types.js";
@@ -430,4 +430,3 @@ export function snapshot(m: Member): Member {
 
 export type { MemberState };
 
-export { shuffle };

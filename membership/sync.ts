@@ -5,7 +5,8 @@
  * probe each other) exchange state again and re-merge.
  */
 import { decodePushPull, type PushPull, type StateEntry } from "./messages.js";
-import { shuffle, type Swim } from "./swim.js";
+import { shuffle } from "../core/index.js";
+import type { Swim } from "./swim.js";
 
 const MAX_STATE_BYTES = 8 << 20;
 

@@ -1,54 +1,11 @@
 /**
- * The seams of the membership layer: a clock and a transport, so the same
- * SWIM code runs on real sockets and in deterministic simulations.
+ * The seams of the membership layer: the member types and the Membership
+ * interface live in core/ (other folders read the gossip view through them);
+ * the transport is membership's own, so the same SWIM code runs on real
+ * sockets and in deterministic simulations.
  */
-
-export type MemberState = "alive" | "suspect" | "dead" | "left";
-
-/** What a node tells the cluster about itself (kept under gossip.maxMetaBytes). */
-export interface NodeMeta {
-  name: string;
-  version: string;
-  /** host:port of the node's listeners. */
-  grpc: string;
-  s3: string;
-  gossip: string;
-  cpus: number;
-  memBytes: number;
-  memFreeBytes: number;
-  diskBytes: number;
-  diskFreeBytes: number;
-  gpus: number;
-  /** Free-form labels (rack, zone...). */
-  tags?: Record<string, string>;
-}
-
-export interface Member {
-  id: string;
-  name: string;
-  /** Gossip address, host:port. */
-  address: string;
-  state: MemberState;
-  incarnation: number;
-  meta: NodeMeta;
-  /** Clock time of the last state change (drives reaping and suspicion). */
-  stateChangedAt: number;
-}
-
-export type MemberEventType = "join" | "update" | "suspect" | "alive" | "dead" | "left" | "reap";
-
-export interface MemberEvent {
-  type: MemberEventType;
-  member: Member;
-}
-
-export interface Timer { cancel(): void }
-
-export interface Clock {
-  now(): number;
-  /** Runs fn once after ms; the returned handle cancels it. */
-  after(ms: number, fn: () => void): Timer;
-}
+export type { Member, MemberState, MemberEvent, MemberEventType, NodeMeta, Membership, Clock, Timer } from "../core/index.js";
+export { realClock } from "../core/index.js";
 
 /** Datagrams (UDP) and request/response streams (TCP) between gossip addresses. */
 export interface Transport {
@@ -65,12 +22,3 @@ export interface Transport {
   }): void;
   close(): Promise<void>;
 }
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  after(ms, fn) {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return { cancel: () => clearTimeout(t) };
-  },
-};

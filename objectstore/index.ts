@@ -3,7 +3,7 @@
  * and in-memory implementations (blob/), S3 access keys (keys/), and the
  * subsystem that wires them into the agent.
  */
-export { ObjectStoreSubsystem } from "./subsystem.js";
+export { ObjectStoreSubsystem, type ObjectStoreDeps } from "./subsystem.js";
 export { LocalBlobStore, type LocalBlobStoreOptions, type RecoveryReport } from "./blob/local.js";
 export { KeyRegistry, generatePair } from "./keys/index.js";
 export type * from "./blob/types.js";

@@ -6,13 +6,22 @@
  * and the effective N/W/R.
  */
 import client from "prom-client";
-import type { AgentContext, Logger, Subsystem, SubsystemHealth } from "../agent/index.js";
+import type { AgentContext, Logger, Membership, Subsystem, SubsystemHealth } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
-import { KeyService } from "../proto/index.js";
+import { KeyService, type ClusterService } from "../proto/index.js";
+import type { ImplOf } from "../rpc/index.js";
 import type { BlobStore } from "./blob/types.js";
 import { KeyRegistry, keyService } from "./keys/index.js";
 import { createS3Server, type S3Server } from "./s3/index.js";
 import { openReplicated, type Replicated } from "./replicated.js";
+
+/** What the object store needs from the rest of the agent, given by the composition root. */
+export interface ObjectStoreDeps {
+  /** The gossip view: liveness and addresses of peers; must be started first. */
+  membership: Membership;
+  /** Where GetRing / RemoveNode are served (ClusterService belongs to membership). */
+  clusterService: { extendClusterService(methods: Partial<ImplOf<typeof ClusterService>>): void };
+}
 
 export class ObjectStoreSubsystem implements Subsystem {
   readonly name = "objectstore";
@@ -25,8 +34,12 @@ export class ObjectStoreSubsystem implements Subsystem {
   /** The S3 port actually bound (differs from config with --s3-port 0). */
   port = 0;
 
+  constructor(private readonly deps: ObjectStoreDeps) {}
+
   async start(ctx: AgentContext): Promise<void> {
     const { config } = ctx;
+    // Fails with a clear start-up error when membership was not started first.
+    this.deps.membership.local();
     const log = ctx.log.child({ subsystem: this.name });
     this.shutdownMs = Math.max(500, Math.floor(config.shutdownTimeout / 2));
 
@@ -34,33 +47,27 @@ export class ObjectStoreSubsystem implements Subsystem {
       name: "thoc_objectstore_data_loss_total", help: "Stored object data that failed its checksum on read (bit rot, truncation, missing file).",
       registers: [ctx.metrics],
     });
-    this.replicated = await openReplicated(ctx, log, (e) => {
+    this.replicated = await openReplicated(ctx, this.deps.membership, log, (e) => {
       dataLoss.inc();
       log.error({ code: e.code, blob: e.details.blob }, e.message);
     });
     this.blobs = this.replicated.blobs;
+    this.deps.clusterService.extendClusterService(this.replicated.admin);
     this.keys = await KeyRegistry.open(ctx.store, config, this.replicated.keyTable);
     if (this.keys.rootSource === "none") log.warn("no S3 root key: set s3.accessKey and s3.secretKey (or create keys with `thoc-node s3 key create`)");
 
     ctx.rpc.add(KeyService, keyService(this.keys));
 
-    this.server = createS3Server({ store: this.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics });
-    try {
-      this.port = await this.server.listen(config.bind, config.s3Port);
-    } catch (err) {
-      const e = ThocError.from(err);
-      if ((e.details.errno ?? "") === "EADDRINUSE") {
-        throw new ThocError("failed_precondition", `S3 port ${config.bind}:${config.s3Port} is already in use: stop the other process or choose another with --s3-port`, { port: config.s3Port }, { cause: err });
-      }
-      throw new ThocError(e.code, `S3 API cannot listen on ${config.bind}:${config.s3Port}: ${e.message}`, e.details, { cause: err });
-    }
+    this.server = createS3Server({ store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics });
+    this.port = await this.server.listen(config.bind, config.s3Port);
     this.state = { status: "up" };
     log.info({ s3: `${config.bind}:${this.port}`, rootKey: this.keys.rootSource }, "S3 API listening");
     if (config.dev) devBanner(this.keys, config.bind, this.port, config.s3.region, ctx.store.dataDir, log);
   }
 
-  /** The blob store, for other subsystems (VM images keep a reserved bucket in it); undefined until started. */
-  blobStore(): BlobStore | undefined {
+  /** The blob store, for other subsystems (VM images keep a reserved bucket in it); throws until started. */
+  blobStore(): BlobStore {
+    if (!this.blobs) throw new ThocError("failed_precondition", "the object store is not started: the composition root must start it before the subsystems that keep data in it");
     return this.blobs;
   }
 

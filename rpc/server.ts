@@ -11,7 +11,8 @@ import { ReflectionService } from "@grpc/reflection";
 import { loadSync } from "@grpc/proto-loader";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { ThocError } from "../errors/index.js";
+import { hostPort } from "../config/index.js";
+import { ThocError, listenError } from "../errors/index.js";
 import { serviceDefinition, serviceHandlers, type CallObserver, type ServiceImpl } from "./adapter.js";
 
 export interface RpcServerOptions {
@@ -88,9 +89,9 @@ export class RpcServer {
   /** Binds host:port (0 picks a free port) and returns the bound port. */
   async listen(host: string, port: number, creds: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     this.addReflection();
-    const addr = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    const addr = hostPort(host, port);
     this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.grpc.bindAsync(addr, creds, (err, p) => (err ? reject(bindError(err, addr)) : resolve(p)));
+      this.grpc.bindAsync(addr, creds, (err, p) => (err ? reject(listenError(err, "gRPC", addr, "--grpc-port")) : resolve(p)));
     });
     return this.boundPort;
   }
@@ -103,11 +104,4 @@ export class RpcServer {
       this.grpc.tryShutdown(() => { clearTimeout(timer); resolve(); });
     });
   }
-}
-
-function bindError(err: Error, addr: string): ThocError {
-  const inUse = /EADDRINUSE|address already in use|No address added/i.test(err.message);
-  return new ThocError(inUse ? "failed_precondition" : "unavailable",
-    inUse ? `gRPC: cannot listen on ${addr}: address already in use (another agent running? pick another --grpc-port or --bind)` : `gRPC: cannot listen on ${addr}: ${err.message}`,
-    { address: addr }, { cause: err });
 }

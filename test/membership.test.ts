@@ -158,7 +158,7 @@ test("a gossip port already in use: one clear line and exit code 3, no stack tra
     a.spawn();
     await waitFor("exit", () => !a.running, 15_000, 50);
     assert.equal(a.exitCode, 3, a.output);
-    assert.match(a.output, /gossip port [0-9.]+:7946 \(UDP\) is already in use/);
+    assert.match(a.output, /gossip \(UDP\): cannot listen on [0-9.]+:7946: address already in use \(another agent running\? choose another --gossip-port or --bind\)/);
     assert.doesNotMatch(a.output, /\n\s+at /, "no stack trace");
   } finally {
     blocker.close();

@@ -21,7 +21,7 @@ import path from "node:path";
 import * as s3 from "@aws-sdk/client-s3";
 import type { DescService } from "@bufbuild/protobuf";
 import { DEV_CLUSTER_KEY } from "../config/index.js";
-import { HlcClock, PEER_AUTH_HEADER, PeerAuth, methodPath } from "../objectstore/cluster/index.js";
+import { HlcClock, PEER_AUTH_HEADER, PeerAuth, methodPath } from "../cluster/index.js";
 import { ObjectStoreService } from "../proto/index.js";
 import { createClient } from "../rpc/index.js";
 import { Cluster, loopbackBlock, sleep, waitFor, type AgentProcess } from "./harness.js";

@@ -3,7 +3,7 @@
  * qcow2 overlays, cloud-init seed ISOs, bridge-vlan networking, GPUs,
  * snapshots, console, logs, metrics; VmService/ImageService; the "vm" subsystem.
  */
-export { VmSubsystem } from "./subsystem.js";
+export { VmSubsystem, type VmDeps } from "./subsystem.js";
 export { VmManager, stateToStatus, type VmRecord, type VmStatus, type ManagerOptions, type RecordStore } from "./manager.js";
 export { validateSpec, prefixOf, type VmSpec, type VmSpecInput, type NetworkSpec, type GpuSpec, type CloudInitSpec, type HostLimits } from "./spec.js";
 export { domainXml, domainName, parseThocMetadata, DOMAIN_PREFIX, THOC_NS, type DomainXmlInput } from "./xml.js";

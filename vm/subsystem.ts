@@ -6,10 +6,11 @@
 import type http from "node:http";
 import path from "node:path";
 import { Counter, Gauge } from "prom-client";
-import type { AgentContext, Subsystem, SubsystemHealth } from "../agent/index.js";
+import { listen, type AgentContext, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { hostPort } from "../config/index.js";
 import { openHypervisor, type Hypervisor } from "../hypervisor/index.js";
 import { ImageService, VmService } from "../proto/index.js";
-import type { ObjectStoreSubsystem } from "../objectstore/index.js";
+import type { BlobStore } from "../objectstore/index.js";
 import { LocalImageStore, type ImageStore } from "./images.js";
 import { ObjectImageStore } from "./images-objectstore.js";
 import { VmManager, type VmRecord } from "./manager.js";
@@ -18,10 +19,16 @@ import { imageService, vmService } from "./rpc.js";
 import { VncTokens } from "./vnc.js";
 import { createVncProxy } from "./vnc-proxy.js";
 
+/** What the VM subsystem needs from the rest of the agent, given by the composition root. */
+export interface VmDeps {
+  /** The cluster's blob store for base images (started first); without one, images stay on this node. */
+  objectStore?: { blobStore(): BlobStore };
+}
+
 /** Images live in the object store's reserved bucket when this agent runs one, else only on this node. */
-async function openImages(ctx: AgentContext): Promise<ImageStore> {
+async function openImages(ctx: AgentContext, deps: VmDeps): Promise<ImageStore> {
   const dir = path.join(ctx.store.dataDir, "images");
-  const blobs = ctx.subsystem<ObjectStoreSubsystem>("objectstore")?.blobStore?.();
+  const blobs = deps.objectStore?.blobStore();
   if (!blobs) {
     ctx.log.info({ dir }, "no object store: VM images are kept on this node only");
     return new LocalImageStore(dir);
@@ -40,6 +47,8 @@ export class VmSubsystem implements Subsystem {
   private vncServer?: http.Server;
   private readonly vncSockets = new Set<import("node:net").Socket>();
 
+  constructor(private readonly deps: VmDeps = {}) {}
+
   async start(ctx: AgentContext): Promise<void> {
     this.ctx = ctx;
     const cfg = ctx.config;
@@ -52,7 +61,7 @@ export class VmSubsystem implements Subsystem {
       },
     });
     this.hv = hv;
-    const images = await openImages(ctx);
+    const images = await openImages(ctx, this.deps);
     manager = new VmManager({
       hv, images, records: ctx.store.json<VmRecord>("vm"), vmDir: path.join(ctx.store.dataDir, "vms"),
       node: ctx.config.name, domainType: cfg.vm.domainType,
@@ -120,12 +129,11 @@ export class VmSubsystem implements Subsystem {
   private async startVnc(ctx: AgentContext, m: VmManager): Promise<VncTokens | undefined> {
     const port = ctx.config.vm.vncPort;
     if (!port) return undefined;
-    const host = ctx.config.advertise.includes(":") ? `[${ctx.config.advertise}]` : ctx.config.advertise;
-    const tokens = new VncTokens(() => `ws://${host}:${port}`);
+    const tokens = new VncTokens(() => `ws://${hostPort(ctx.config.advertise, port)}`);
     const server = createVncProxy(m, tokens);
     server.on("connection", (sock) => { this.vncSockets.add(sock); sock.on("close", () => this.vncSockets.delete(sock)); });
     try {
-      await new Promise<void>((res, rej) => { server.once("error", rej); server.listen(port, ctx.config.bind, () => res()); });
+      await listen(server, ctx.config.bind, port, "VNC WebSocket", "vm.vncPort");
     } catch (err) {
       ctx.log.warn({ err, port }, "VNC WebSocket port unavailable; VNC consoles disabled (set vm.vncPort)");
       return undefined;

@@ -4,8 +4,9 @@
  * 3 cannot start (port in use, data dir locked), 1 anything else.
  */
 import { Command, Option } from "commander";
-import { Agent, createLogger, defaultSubsystems, VERSION, type Logger } from "../../agent/index.js";
+import type { Agent } from "../../agent/index.js";
 import { loadConfig, redacted, type Config } from "../../config/index.js";
+import { createLogger, VERSION, type Logger } from "../../core/index.js";
 import { ThocError } from "../../errors/index.js";
 
 /** Flags listed in SPEC §2; each maps to the config option with the same flag. */
@@ -53,7 +54,9 @@ export function registerAgent(program: Command): void {
 
 export async function runAgent(config: Config): Promise<void> {
   const log = createLogger(config.logLevel, { node: config.name });
-  const agent = new Agent(config, log, defaultSubsystems(config));
+  // Loaded here, not at the top: only this command needs the subsystems (koffi, LevelDB).
+  const { Agent, createSubsystems } = await import("../../agent/index.js");
+  const agent = new Agent(config, log, createSubsystems(config));
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     if (++signals > 1) {

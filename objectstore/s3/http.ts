@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Config } from "../../config/index.js";
-import type { Logger } from "../../agent/index.js";
+import type { Logger } from "../../core/index.js";
 import type { BlobStore, ByteRange, ChecksumAlgorithm, Checksums, ObjectHeaders, ObjectMeta } from "../blob/types.js";
 import { recycleReadBuffer } from "../blob/read-buffers.js";
 import { prepareBody, type PreparedBody } from "./body.js";

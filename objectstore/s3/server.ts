@@ -7,6 +7,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
+import { listen } from "../../core/index.js";
 import { s3err, toS3Error, type S3Error } from "./errors.js";
 import type { Ctx } from "./http.js";
 import { createS3Metrics } from "./metrics.js";
@@ -139,15 +140,7 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
 
   return {
     listen(host: string, port: number): Promise<number> {
-      return new Promise((resolve, reject) => {
-        const onErr = (err: Error) => reject(err);
-        server.once("error", onErr);
-        server.listen(port, host, () => {
-          server.off("error", onErr);
-          const a = server.address();
-          resolve(typeof a === "object" && a ? a.port : port);
-        });
-      });
+      return listen(server, host, port, "S3 API", "--s3-port");
     },
     async close(timeoutMs: number): Promise<void> {
       const closed = new Promise<void>((r) => server.close(() => r()));

@@ -8,7 +8,7 @@ import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { Registry } from "prom-client";
 import { loadConfig, type Config } from "../../config/index.js";
-import { createLogger } from "../../agent/index.js";
+import { createLogger } from "../../core/index.js";
 import { MemoryBlobStore } from "../blob/memory.js";
 import type { BlobStore } from "../blob/types.js";
 import { createS3Server } from "./server.js";
@@ -46,7 +46,7 @@ export interface Fixture {
 async function defaultStore(): Promise<{ store: BlobStore; dispose: () => Promise<void> }> {
   if (process.env.THOC_S3_TEST_STORE === "replicated") {
     // Three in-process nodes over real gRPC; the S3 server talks to node 1's store.
-    const { startReplicatedCluster } = await import("../cluster/replicated-fixture.js");
+    const { startReplicatedCluster } = await import("../replica/replicated-fixture.js");
     const c = await startReplicatedCluster(3);
     return { store: c.nodes[0]!.blobs, dispose: () => c.close() };
   }

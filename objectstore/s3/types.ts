@@ -5,7 +5,7 @@
  */
 import type { Registry } from "prom-client";
 import type { Config } from "../../config/index.js";
-import type { Logger } from "../../agent/index.js";
+import type { Logger } from "../../core/index.js";
 import type { BlobStore } from "../blob/types.js";
 
 /** One S3 access key's secret and owner, as the key registry knows it. */

@@ -1,0 +1,23 @@
+/**
+ * The composition root: which subsystems an agent runs, in which order, and
+ * what each gets from the others. Dependencies are passed here, typed, so a
+ * subsystem that needs another names it in its constructor and a wrong order
+ * is a type error (or, for a dependency used before it started, a clear
+ * failed_precondition at start), never a silent "every peer is down".
+ *
+ * Only `thoc-node agent` loads this file (lazily): it pulls in every
+ * subsystem, koffi and LevelDB included.
+ */
+import type { Config } from "../config/index.js";
+import type { Subsystem } from "../core/index.js";
+import { MembershipSubsystem } from "../membership/index.js";
+import { ObjectStoreSubsystem } from "../objectstore/index.js";
+import { VmSubsystem } from "../vm/index.js";
+
+/** The subsystems every agent runs, in start order (stopped in reverse). */
+export function createSubsystems(_config: Config): Subsystem[] {
+  const membership = new MembershipSubsystem();
+  const objectStore = new ObjectStoreSubsystem({ membership, clusterService: membership });
+  const vm = new VmSubsystem({ objectStore });
+  return [membership, objectStore, vm];
+}

@@ -1,0 +1,99 @@
+/**
+ * Calling other agents: one authenticated gRPC client per peer node (found
+ * through a PeerDirectory, re-created when the node's address changes), every
+ * call signed with the cluster key (auth.ts), and an idle guard for streams:
+ * a many-GB body cannot fit a fixed deadline, so a stream is cancelled when
+ * no message moves for the timeout instead.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { ThocError } from "../errors/index.js";
+import { createClient, type Client } from "../rpc/index.js";
+import { PEER_AUTH_HEADER, methodPath, type PeerAuth } from "./auth.js";
+
+/** Where each node's gRPC API is (membership metadata; see view.ts). */
+export interface PeerDirectory {
+  address(nodeId: string): string | undefined;
+}
+
+/** Whether a node counts as up (membership's alive/suspect; see view.ts). */
+export interface Liveness {
+  isUp(nodeId: string): boolean;
+}
+
+/** Signs calls of one service: metadata for method `localName`. */
+export function signer<T extends GenServiceMethods>(auth: PeerAuth, svc: GenService<T>): (localName: string) => Record<string, string> {
+  const desc = svc as unknown as DescService;
+  return (localName) => ({ [PEER_AUTH_HEADER]: auth.sign(methodPath(desc, localName)) });
+}
+
+export interface IdleGuard {
+  /** Abort signal for the call: fires on the outer signal or when the stream stalls. */
+  readonly signal: AbortSignal;
+  /** Progress: restarts the idle timer. */
+  touch(): void;
+  /** Stops counting while we (not the peer) are the slow side. */
+  pause(): void;
+  stop(): void;
+  timedOut(): boolean;
+  /** The error to throw for err: deadline_exceeded when the guard fired, else err wrapped. */
+  error(err: unknown): ThocError;
+}
+
+/** Runs a stream under an idle deadline: touch() on progress, abort when nothing moved for timeoutMs. */
+export function idleGuard(what: string, nodeId: string, timeoutMs: number, outer?: AbortSignal): IdleGuard {
+  const ac = new AbortController();
+  if (outer?.aborted) ac.abort(outer.reason);
+  else outer?.addEventListener("abort", () => ac.abort(outer.reason), { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  let fired = false;
+  const stalled = () => new ThocError("deadline_exceeded", `${what} on ${nodeId}: no progress for ${timeoutMs} ms`, { node: nodeId });
+  const touch = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { fired = true; ac.abort(stalled()); }, timeoutMs);
+    timer.unref?.();
+  };
+  touch();
+  return {
+    signal: ac.signal,
+    touch,
+    pause: () => clearTimeout(timer),
+    stop: () => clearTimeout(timer),
+    timedOut: () => fired,
+    error: (err) => (fired ? stalled() : ThocError.from(err)),
+  };
+}
+
+export interface PeerPoolOptions<T extends GenServiceMethods, P> {
+  service: GenService<T>;
+  directory: PeerDirectory;
+  /** Wraps a node's client in the caller's own peer type (which adds signing and deadlines per call). */
+  make(nodeId: string, client: Client<T>): P;
+}
+
+/** One client per peer node, re-created when its address changes. */
+export class PeerPool<T extends GenServiceMethods, P> {
+  private readonly cache = new Map<string, { address: string; peer: P; client: Client<T> }>();
+
+  constructor(private readonly opts: PeerPoolOptions<T, P>) {}
+
+  get(nodeId: string): P {
+    const address = this.opts.directory.address(nodeId);
+    if (!address) throw new ThocError("unavailable", `no address known for node ${nodeId} (not in the membership view)`, { node: nodeId });
+    const hit = this.cache.get(nodeId);
+    if (hit?.address === address) return hit.peer;
+    hit?.client.close();
+    const client = createClient(this.opts.service, address, {
+      // Reconnect fast after a peer restarts: the default backoff reaches two minutes.
+      channelOptions: { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1000 },
+    });
+    const peer = this.opts.make(nodeId, client);
+    this.cache.set(nodeId, { address, peer, client });
+    return peer;
+  }
+
+  close(): void {
+    for (const { client } of this.cache.values()) client.close();
+    this.cache.clear();
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * The seams every part of thoc-node stands on, and nothing else: the
+ * Subsystem contract and the AgentContext it is started with, the logger,
+ * capacity, the Clock/Timer seam with its simulation fake and seeded PRNG, the
+ * membership interface, the package version and the listener helper.
+ *
+ * core/ imports no subsystem, no cluster code and no native module (koffi,
+ * LevelDB): the CLI loads it for VERSION. It names the foundation's types
+ * (Config, RpcServer, LocalStore) in AgentContext with type-only imports.
+ */
+export type { Subsystem, SubsystemHealth, HealthStatus, AgentContext } from "./subsystem.js";
+export { createLogger, REDACT_PATHS, type Logger } from "./logger.js";
+export type { CapacityInfo, GpuInfo } from "./capacity.js";
+export { realClock, FakeClock, seededRandom, shuffle, type Clock, type Timer, type WallClock } from "./clock.js";
+export type { Membership, Member, MemberState, MemberEvent, MemberEventType, NodeMeta } from "./membership.js";
+export { VERSION } from "./version.js";
+export { listen } from "./net.js";

@@ -1,0 +1,47 @@
+/** The replicated store's Prometheus metrics (thoc_objectstore_*), read from the node at scrape time. */
+import client, { type Registry } from "prom-client";
+import type { DurableHintStore, DurableReplicaStore, ReplicationNode } from "./replica/index.js";
+
+export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore): void {
+  const reg = [registry];
+  new client.Gauge({
+    name: "thoc_objectstore_replicas", help: "Replica records held by this node (tombstones included).", registers: reg,
+    async collect() { this.set((await store.stats()).records); },
+  });
+  new client.Gauge({
+    name: "thoc_objectstore_replica_bytes", help: "Bytes of replica bodies held by this node.", registers: reg,
+    async collect() { this.set((await store.stats()).bytes); },
+  });
+  new client.Gauge({
+    name: "thoc_objectstore_pending_hints", help: "Writes held here for a down replica (hinted handoff), not yet delivered.", registers: reg,
+    async collect() { this.set(await hints.count()); },
+  });
+  new client.Gauge({
+    name: "thoc_objectstore_misplaced_replicas", help: "Replicas held here that the ring places elsewhere (rebalancing still to do), as of the last pass.", registers: reg,
+    collect() { this.set(node.lastRebalance?.kept ?? 0); },
+  });
+  new client.Gauge({
+    name: "thoc_objectstore_ring_nodes", help: "Active nodes in the object store's ring.", registers: reg,
+    collect() { this.set(node.ring().size); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_quorum_failures_total", help: "Requests refused because a read or write quorum could not be reached.", registers: reg,
+    collect() { this.reset(); this.inc(node.coordinator.stats.quorumFailures); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_read_repairs_total", help: "Stale replicas repaired by reads.", registers: reg,
+    collect() { this.reset(); this.inc(node.coordinator.stats.readRepairs); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_anti_entropy_rounds_total", help: "Anti-entropy passes with a peer.", registers: reg,
+    collect() { this.reset(); this.inc(node.stats.antiEntropyRounds); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_anti_entropy_repairs_total", help: "Records copied by anti-entropy (pushed and pulled).", registers: reg,
+    collect() { this.reset(); this.inc(node.stats.antiEntropyRepairs); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_hints_delivered_total", help: "Hinted writes delivered to their node.", registers: reg,
+    collect() { this.reset(); this.inc(node.stats.hintsDelivered); },
+  });
+}

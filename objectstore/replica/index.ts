@@ -1,0 +1,28 @@
+/**
+ * The replicated object store: the consistent-hash ring and its CRDT state,
+ * the per-node replica store seam and its durable implementation, the replica
+ * protocol (ObjectStoreService, authenticated by cluster/), quorum
+ * coordination with read repair and hinted handoff, Merkle anti-entropy,
+ * rebalancing, and the S3 blob store over all of it. HLC versions, peer
+ * authentication, the peer pool and replicated tables come from cluster/.
+ * See docs/objectstore.md for the design, guarantees and limits.
+ */
+export { Ring, ringHash, placementKey, weightForDisk, inSegment, arcLength, RING_BITS, RING_SIZE, type RingNode, type RingSegment } from "./ring.js";
+export { RingState, isActive, mergeMember, type RingMember, type RingStateData } from "./ring-state.js";
+export { DurableRingHolder, syncRing } from "./ring-store.js";
+export {
+  MemoryReplicaStore, knownWrite, tombstoneRecord, readVerified, validateRecord, validateHeader, subArc, subRange, once, EMPTY_SHA256,
+  type ReplicaRecord, type ReplicaStore, type ReplicaWrite, type PutOutcome, type PosRange, type RangeDigest,
+} from "./replica-store.js";
+export { MemoryHintStore, deliverHints, type HintStore, type HandoffOptions } from "./hints.js";
+export { DurableReplicaStore, type DurableReplicaStoreOptions } from "./durable-store.js";
+export { DurableHintStore, type DurableHintStoreOptions } from "./durable-hints.js";
+export { replicaService, MemoryRingHolder, rechunk, type RingHolder, type ReplicaServiceDeps } from "./service.js";
+export { Peer, Peers, type PeersOptions } from "./peer.js";
+export { Coordinator, LocalReplica, newestOf, type CoordinatorOptions, type CoordinatorLog, type Quorum, type ReplicaTarget } from "./coordinator.js";
+export { syncWithPeer, sharedBy, type AntiEntropyOptions, type AntiEntropyStats, type RemoteReplica } from "./anti-entropy.js";
+export { Tee, type Branch } from "./tee.js";
+export { rebalance, expireTombstones, type RebalanceOptions, type RebalanceStats, type RebalanceTarget } from "./rebalance.js";
+export { ReplicationNode, type ReplicationNodeOptions, type ReplicationConfig } from "./replication.js";
+export { mergeSources, type MergedList, type ListSource } from "./listing.js";
+export { ReplicatedBlobStore, type ReplicatedBackend } from "./blob-store.js";

@@ -1,0 +1,213 @@
+/**
+ * The client side of the replica protocol: one authenticated client per peer
+ * node, every call under a deadline. Unary calls get objectstore.peerTimeout;
+ * body streams get an idle deadline instead (cancelled when no chunk moves for
+ * peerTimeout), since a many-GB object cannot fit a fixed deadline.
+ */
+import { createHash } from "node:crypto";
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { PeerPool, idleGuard, signer, type HlcClock, type IdleGuard, type PeerAuth, type PeerDirectory, type TableEntry } from "../../cluster/index.js";
+import { ThocError } from "../../errors/index.js";
+import type { Client } from "../../rpc/index.js";
+import { ObjectStoreService } from "../../proto/index.js";
+import type { BodyRange, BucketListOptions, PosRange, PutOutcome, RangeDigest, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
+import type { RingStateData } from "./ring-state.js";
+import { fromWire, rangeToWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
+
+type Svc = typeof ObjectStoreService extends GenService<infer T> ? T : never;
+
+export class Peer {
+  private readonly md: (method: string) => Record<string, string>;
+
+  constructor(readonly nodeId: string, private readonly client: Client<Svc>, auth: PeerAuth, private readonly hlc: HlcClock, private readonly timeoutMs: number) {
+    this.md = signer(auth, ObjectStoreService);
+  }
+
+  private unary() {
+    return { timeoutMs: this.timeoutMs };
+  }
+
+  private idle(what: string, outer?: AbortSignal): IdleGuard {
+    return idleGuard(what, this.nodeId, this.timeoutMs, outer);
+  }
+
+  /** Streams a replica (header, chunks, trailer); `hintFor` stores it as a hint for that node. */
+  async put(w: ReplicaWrite, opts: { hintFor?: string; signal?: AbortSignal } = {}): Promise<PutOutcome> {
+    const g = this.idle("PutReplica", opts.signal);
+    const timeoutMs = this.timeoutMs;
+    let settled = false;
+    const hd = w.header;
+    async function* reqs(clock: string) {
+      yield { part: { case: "header" as const, value: {
+        record: toWire({ ...hd, size: hd.size ?? 0, sha256: hd.sha256 ?? "" }),
+        hintFor: opts.hintFor ?? "", clock,
+      } } };
+      // The idle deadline measures the replica (it must keep taking messages), not
+      // our source: while the client's body is slow to arrive the clock is paused
+      // and empty chunks keep the replica's own idle deadline from firing.
+      const it = w.body[Symbol.asyncIterator]();
+      const keepaliveMs = Math.max(50, Math.floor(timeoutMs / 3));
+      try {
+        for (;;) {
+          g.pause();
+          const pending = it.next();
+          let r: IteratorResult<Uint8Array> | undefined;
+          while (!r) {
+            let timer: NodeJS.Timeout | undefined;
+            const tick = new Promise<undefined>((res) => { timer = setTimeout(() => res(undefined), keepaliveMs); });
+            r = await Promise.race([pending, tick]).finally(() => clearTimeout(timer));
+            if (!r) {
+              if (settled) return;
+              g.touch();
+              yield { part: { case: "chunk" as const, value: new Uint8Array(0) } };
+            }
+          }
+          if (r.done) break;
+          if (settled) return; // the replica already answered (e.g. it has a newer version)
+          g.touch();
+          yield { part: { case: "chunk" as const, value: r.value } };
+        }
+      } finally {
+        if (settled) void it.return?.();
+      }
+      g.touch(); // from here on the replica owes us: its commit and answer are under the deadline
+      const t = w.expected();
+      yield { part: { case: "trailer" as const, value: { size: BigInt(t.size), sha256: t.sha256, meta: t.meta ?? "" } } };
+    }
+    try {
+      const res = await this.client.putReplica(reqs(this.hlc.now()), { signal: g.signal, metadata: this.md("putReplica") });
+      return { applied: res.applied, current: res.current };
+    } catch (err) {
+      throw g.error(err);
+    } finally {
+      settled = true;
+      g.stop();
+    }
+  }
+
+  /** The record and a body that is verified against its size and sha256 as it is read. */
+  async get(bucket: string, key: string, opts: { range?: BodyRange } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
+    const g = this.idle("GetReplica");
+    const range = opts.range;
+    const req = range ? { bucket, key, ranged: true, start: BigInt(range.start), end: BigInt(range.end) } : { bucket, key };
+    const it = this.client.getReplica(req, { signal: g.signal, metadata: this.md("getReplica") })[Symbol.asyncIterator]();
+    let first: IteratorResult<{ part: { case: string | undefined; value?: unknown } }>;
+    try {
+      first = await it.next();
+    } catch (err) {
+      g.stop();
+      throw g.error(err);
+    }
+    if (first.done || first.value.part.case !== "record") {
+      g.stop();
+      throw new ThocError("data_loss", `GetReplica on ${this.nodeId}: no record in the answer`);
+    }
+    const record = fromWire(first.value.part.value as never);
+    const expectSize = range ? Math.max(0, Math.min(record.size - 1, range.end) - range.start + 1) : record.size;
+    const self = this;
+    async function* body(): AsyncIterable<Uint8Array> {
+      const h = createHash("sha256");
+      let n = 0;
+      try {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) break;
+          g.touch();
+          if (r.value.part.case !== "chunk") throw new ThocError("data_loss", `GetReplica on ${self.nodeId}: unexpected message`);
+          const c = r.value.part.value as Uint8Array;
+          n += c.byteLength;
+          if (n > expectSize) break;
+          h.update(c);
+          yield c;
+        }
+      } catch (err) {
+        throw g.error(err);
+      } finally {
+        g.stop();
+        await it.return?.();
+      }
+      if (n !== expectSize || (!range && h.digest("hex") !== record.sha256)) {
+        throw new ThocError("data_loss", `replica of ${bucket}/${key} from ${self.nodeId} is corrupt (size or sha256 mismatch)`, { node: self.nodeId });
+      }
+    }
+    return { record, body: body() };
+  }
+
+  async head(bucket: string, key: string): Promise<ReplicaRecord | undefined> {
+    const res = await this.client.headReplica({ bucket, key }, { ...this.unary(), metadata: this.md("headReplica") });
+    return res.record ? fromWire(res.record) : undefined;
+  }
+
+  async delete(bucket: string, key: string, version: string, opts: { hintFor?: string } = {}): Promise<PutOutcome> {
+    const res = await this.client.deleteReplica({ bucket, key, version, hintFor: opts.hintFor ?? "", clock: this.hlc.now() }, { ...this.unary(), metadata: this.md("deleteReplica") });
+    return { applied: res.applied, current: res.current };
+  }
+
+  async *list(range: PosRange, opts: { after?: { pos: number; pkey: string }; limit?: number } = {}): AsyncIterable<ReplicaRecord> {
+    const g = this.idle("ListRange");
+    try {
+      for await (const r of this.client.listRange({
+        range: rangeToWire(range), limit: opts.limit ?? 0,
+        hasAfter: !!opts.after, afterPos: BigInt(opts.after?.pos ?? 0), afterKey: opts.after?.pkey ?? "",
+      }, { signal: g.signal, metadata: this.md("listRange") })) {
+        g.touch();
+        yield fromWire(r.record);
+      }
+    } catch (err) {
+      throw g.error(err);
+    } finally {
+      g.stop();
+    }
+  }
+
+  async digest(range: PosRange, parts: number): Promise<RangeDigest[]> {
+    const res = await this.client.digestRange({ range: rangeToWire(range), parts }, { ...this.unary(), metadata: this.md("digestRange") });
+    return res.digests.map((d) => ({ hash: d.hash, count: safeNumber(d.count, "count") }));
+  }
+
+  /** One bucket's records in key order (see ReplicaStore.listBucket). */
+  async *listBucket(bucket: string, opts: BucketListOptions = {}): AsyncIterable<ReplicaRecord> {
+    const g = this.idle("ListBucket");
+    try {
+      for await (const r of this.client.listBucket({
+        bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0,
+      }, { signal: g.signal, metadata: this.md("listBucket") })) {
+        g.touch();
+        yield fromWire(r.record);
+      }
+    } catch (err) {
+      throw g.error(err);
+    } finally {
+      g.stop();
+    }
+  }
+
+  /** Full-state table exchange: sends ours (or only our digest), returns theirs (entries empty when the digests match). */
+  async syncTable(table: string, digest: string, entries: TableEntry[]): Promise<{ digest: string; entries: TableEntry[] }> {
+    const res = await this.client.syncTable({ table, digest, entries }, { ...this.unary(), metadata: this.md("syncTable") });
+    return { digest: res.digest, entries: res.entries.map((e) => ({ key: e.key, version: e.version, deleted: e.deleted, value: e.value })) };
+  }
+
+  async getRing(): Promise<RingStateData> {
+    return ringFromWire(await this.client.getRing({}, { ...this.unary(), metadata: this.md("getRing") }));
+  }
+
+  async mergeRing(s: RingStateData, digest: string): Promise<RingStateData> {
+    return ringFromWire(await this.client.mergeRing(ringToWire(s, digest), { ...this.unary(), metadata: this.md("mergeRing") }));
+  }
+}
+
+export interface PeersOptions {
+  auth: PeerAuth;
+  directory: PeerDirectory;
+  hlc: HlcClock;
+  /** objectstore.peerTimeout */
+  timeoutMs: number;
+}
+
+/** The replica protocol's clients, one per peer node. */
+export class Peers extends PeerPool<Svc, Peer> {
+  constructor(opts: PeersOptions) {
+    super({ service: ObjectStoreService, directory: opts.directory, make: (nodeId, client) => new Peer(nodeId, client, opts.auth, opts.hlc, opts.timeoutMs) });
+  }
+}

@@ -1,0 +1,69 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { expireTombstones, rebalance } from "./rebalance.js";
+import { HlcClock, encodeHlc } from "../../cluster/index.js";
+import { RateLimiter } from "../../cluster/index.js";
+import { MemoryReplicaStore, knownWrite, once, tombstoneRecord } from "./replica-store.js";
+import { Ring, placementKey } from "./ring.js";
+import { bytes, startTestCluster } from "./fixture.js";
+
+const quiet = { info() {}, warn() {} };
+
+test("adding a 4th node: old owners move its keys to it and drop theirs only when every owner has a copy", async () => {
+  const c = await startTestCluster(4);
+  try {
+    const ring3 = new Ring(["node-1", "node-2", "node-3"].map((nodeId) => ({ nodeId, weight: 1 })), 64);
+    const ring4 = new Ring(c.nodes.map((x) => ({ nodeId: x.id, weight: 1 })), 64);
+    let ring = ring3;
+    const { coord } = c.coordinator(0, { ring: () => ring, log: quiet });
+    const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
+    for (const k of keys) await coord.put({ bucket: "b", key: k, meta: "{}" }, bytes(`body of ${k}`));
+    await coord.delete("b", "k0");
+    await coord.settled();
+    assert.equal(c.byId("node-4").store.records().length, 0);
+
+    ring = ring4;
+    const run = (i: number, limiter = new RateLimiter(50 << 20)) => rebalance({ self: c.nodes[i]!.id, local: c.nodes[i]!.store, ring: ring4, n: 3, target: c.coordinator(i).target, limiter, log: quiet });
+
+    // While node-4 is down nothing is dropped: the misplaced copies are all there is.
+    c.byId("node-4").kill();
+    const blocked = await run(0);
+    assert.ok(blocked.misplaced > 20);
+    assert.equal(blocked.dropped, 0);
+    await c.byId("node-4").start();
+
+    for (let i = 0; i < 3; i++) {
+      for (let attempt = 0; ; attempt++) {
+        const s = await run(i);
+        if (s.kept === 0) break;
+        assert.ok(attempt < 40, "node-4 became reachable again");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    let onNew = 0;
+    for (const k of keys) {
+      const owners = ring4.preferenceList(placementKey("b", k), 3).sort();
+      const holding: string[] = [];
+      for (const n of c.nodes) if (await n.store.head("b", k)) holding.push(n.id);
+      assert.deepEqual(holding.sort(), owners, `${k} is exactly on its new owners`);
+      if (owners.includes("node-4")) onNew++;
+    }
+    assert.equal((await c.byId("node-4").store.head("b", "k0"))?.tombstone ?? true, true, "tombstones move too");
+    assert.ok(onNew / keys.length > 0.6 && onNew / keys.length < 0.9, `node-4 took ~3/4 of the replica sets (${onNew})`);
+    const again = await run(0);
+    assert.equal(again.misplaced, 0);
+  } finally {
+    await c.close();
+  }
+});
+
+test("tombstones older than the grace period are dropped, newer ones kept", async () => {
+  const s = new MemoryReplicaStore();
+  const now = 10_000_000;
+  await s.put(knownWrite(tombstoneRecord("b", "old", encodeHlc({ physical: now - 5000, logical: 0, node: "a" })), once()));
+  await s.put(knownWrite(tombstoneRecord("b", "new", encodeHlc({ physical: now - 10, logical: 0, node: "a" })), once()));
+  const live = new HlcClock("a", { clock: { now: () => now - 9000 } }).now();
+  await s.put(knownWrite({ bucket: "b", key: "live", version: live, tombstone: false, size: 0, sha256: tombstoneRecord("b", "x", live).sha256, meta: "" }, once()));
+  assert.equal(await expireTombstones(s, 1000, now), 1);
+  assert.deepEqual(s.records().map((r) => r.key).sort(), ["live", "new"]);
+});

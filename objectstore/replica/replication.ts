@@ -1,0 +1,287 @@
+/**
+ * One node's replication machinery, wired together: the authenticated replica
+ * service on the agent's gRPC server, the coordinator, and the background
+ * work (ring gossip, hinted handoff, anti-entropy, rebalancing after ring
+ * changes, tombstone expiry), each rate-limited and never overlapping itself.
+ * The objectstore subsystem creates one of these with membership as liveness
+ * and address book (see docs/objectstore.md, "Integration").
+ */
+import type { Config } from "../../config/index.js";
+import { ThocError } from "../../errors/index.js";
+import { ObjectStoreService } from "../../proto/index.js";
+import type { RpcServer } from "../../rpc/index.js";
+import { ClusterTable, HlcClock, PeerAuth, RateLimiter, authenticated, type Liveness, type PeerDirectory, type ReplicatedTable } from "../../cluster/index.js";
+import { syncWithPeer, type AntiEntropyStats } from "./anti-entropy.js";
+import { Coordinator, LocalReplica, type CoordinatorLog, type ReplicaTarget } from "./coordinator.js";
+import { deliverHints, type HintStore } from "./hints.js";
+import { Peers } from "./peer.js";
+import { expireTombstones, rebalance, type RebalanceStats } from "./rebalance.js";
+import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
+import { isActive } from "./ring-state.js";
+import { placementKey, type Ring } from "./ring.js";
+import { mergeSources, unreachableError, type ListSource, type MergedList } from "./listing.js";
+import { syncRing } from "./ring-store.js";
+import { replicaService, type RingHolder } from "./service.js";
+
+export type ReplicationConfig = Pick<Config["objectstore"],
+  "replicas" | "writeQuorum" | "readQuorum" | "vnodes" | "antiEntropyInterval" | "tombstoneGrace" | "repairBytesPerSecond" | "peerTimeout">;
+
+export interface ReplicationNodeOptions {
+  nodeId: string;
+  name: string;
+  /** Ring weight (weightForDisk(capacity.diskBytes)). */
+  weight: number;
+  config: ReplicationConfig;
+  clusterName: string;
+  keys: readonly string[];
+  rpc: RpcServer;
+  ring: RingHolder;
+  store: ReplicaStore;
+  hints: HintStore;
+  directory: PeerDirectory;
+  liveness?: Liveness;
+  log?: CoordinatorLog;
+  hlc?: HlcClock;
+  /** Tables replicated to every node (buckets, S3 keys). */
+  tables?: ReplicatedTable[];
+  /** Other nodes membership sees alive (ring sync candidates, ring members or not yet). */
+  members?: () => string[];
+  /** How often ring and tables are exchanged with one random peer. */
+  syncInterval?: number;
+}
+
+export class ReplicationNode {
+  readonly hlc: HlcClock;
+  readonly peers: Peers;
+  readonly coordinator: Coordinator;
+  readonly limiter: RateLimiter;
+  private readonly local: LocalReplica;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly busy = new Map<string, Promise<unknown>>();
+  private readonly rerun = new Set<string>();
+  private stopped = false;
+  /** Counters for metrics. */
+  readonly stats = { antiEntropyRounds: 0, antiEntropyRepairs: 0, hintsDelivered: 0 };
+  private readonly tables = new Map<string, ClusterTable>();
+  /** What the last rebalance pass found still misplaced here (for `thoc-node ring`). */
+  lastRebalance?: RebalanceStats & { bytes: number; at: number };
+
+  constructor(private readonly o: ReplicationNodeOptions) {
+    this.hlc = o.hlc ?? new HlcClock(o.nodeId);
+    const auth = new PeerAuth({ clusterName: o.clusterName, keys: o.keys, nodeId: o.nodeId });
+    this.peers = new Peers({ auth, directory: o.directory, hlc: this.hlc, timeoutMs: o.config.peerTimeout });
+    this.limiter = new RateLimiter(o.config.repairBytesPerSecond);
+    this.local = new LocalReplica(o.nodeId, o.store, o.hints);
+    this.coordinator = new Coordinator({
+      self: o.nodeId, ring: () => this.ring(), target: (id) => this.target(id), hlc: this.hlc,
+      replicas: o.config.replicas, writeQuorum: o.config.writeQuorum, readQuorum: o.config.readQuorum,
+      liveness: o.liveness, log: o.log,
+    });
+    for (const t of o.tables ?? []) {
+      this.tables.set(t.name, new ClusterTable(t, {
+        hlc: this.hlc, self: o.nodeId, ringNodes: () => this.ring().nodes as string[], isUp: (id) => this.isUp(id), peer: (id) => this.peers.get(id), log: o.log,
+      }));
+    }
+    const svc = replicaService({ store: o.store, hints: o.hints, hlc: this.hlc, ring: o.ring, idleTimeoutMs: o.config.peerTimeout, tables: (name) => this.tables.get(name)?.table });
+    o.rpc.add(ObjectStoreService, authenticated(ObjectStoreService, svc, auth));
+  }
+
+  ring(): Ring {
+    return this.o.ring.state().ring(this.o.config.vnodes);
+  }
+
+  /** A table replicated to every node, with cluster read/write semantics. */
+  table(name: string): ClusterTable {
+    const t = this.tables.get(name);
+    if (!t) throw new ThocError("internal", `no replicated table ${name}`);
+    return t;
+  }
+
+  /**
+   * A bucket's records merged over the ring's reachable nodes. Complete only
+   * when fewer than W nodes are out of reach (every acknowledged write is on W
+   * nodes), so otherwise it fails with unavailable (S3 503) rather than
+   * return a listing that silently misses objects.
+   */
+  async listBucket(bucket: string, opts: { prefix?: string; after?: string }): Promise<MergedList> {
+    const ring = this.ring();
+    const { w } = this.coordinator.quorum(ring);
+    const nodes = ring.nodes.length ? [...ring.nodes] : [this.o.nodeId];
+    const up = nodes.filter((id) => id === this.o.nodeId || this.isUp(id));
+    const missing = nodes.filter((id) => !up.includes(id));
+    if (missing.length >= w) throw unreachableError(`list ${bucket}`, missing, w);
+    const sources: ListSource[] = up.map((id) => id === this.o.nodeId
+      ? (lo) => this.o.store.listBucket(bucket, lo)
+      : (lo) => this.peers.get(id).listBucket(bucket, lo));
+    return mergeSources(sources, opts);
+  }
+
+  target(id: string): ReplicaTarget {
+    return id === this.o.nodeId ? this.local : this.peers.get(id);
+  }
+
+  private isUp(id: string): boolean {
+    return this.o.liveness?.isUp(id) ?? true;
+  }
+
+  /** Joins the ring on first start (a no-op afterwards) and starts the background work. */
+  async start(): Promise<void> {
+    const s = this.o.ring.state();
+    if (!s.get(this.o.nodeId)) {
+      const next = s.clone();
+      next.join(this.o.nodeId, this.o.name, this.o.weight, this.hlc.now());
+      await this.o.ring.merge(next.toJSON());
+      this.o.log?.info({ node: this.o.nodeId, weight: this.o.weight }, "object store: joined the ring");
+    }
+    // A ring change moves data both ways: what this node no longer owns goes out
+    // (rebalance), and what it newly owns — or what a removed node's arcs now
+    // need — comes in through anti-entropy, run now rather than at the next tick
+    // (antiEntropyInterval is 10 min by default).
+    this.o.ring.onChange(() => {
+      void this.once("rebalance", () => this.rebalance());
+      void this.once("anti-entropy", () => this.antiEntropy());
+    });
+    const every = (ms: number, name: string, fn: () => Promise<unknown>) => {
+      const t = setInterval(() => { void this.once(name, fn); }, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    const ae = this.o.config.antiEntropyInterval;
+    every(this.o.syncInterval ?? 1000, "sync", () => this.syncRandom());
+    // Rebalancing also retries here: right after a ring change the new owner may not be reachable yet.
+    every(ae, "anti-entropy", async () => { await this.antiEntropy(); await this.once("rebalance", () => this.rebalance()); });
+    every(Math.max(50, Math.floor(ae / 4)), "handoff", () => this.deliverHints());
+    every(Math.max(100, Math.min(this.o.config.tombstoneGrace / 4, 3_600_000)), "tombstones", () => expireTombstones(this.o.store, this.o.config.tombstoneGrace));
+  }
+
+  /** Runs a background task unless the same one is still running; failures are logged, never thrown. */
+  private once<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
+    if (this.stopped) return Promise.resolve(undefined);
+    const running = this.busy.get(name);
+    if (running) {
+      // Rebalancing and handoff asked for while running run once more afterwards:
+      // the ring or the set of live nodes changed since that pass began.
+      if (name === "rebalance" || name === "handoff") this.rerun.add(name);
+      return running as Promise<T | undefined>;
+    }
+    const p = fn().catch((err: unknown) => {
+      this.o.log?.warn({ task: name, err: ThocError.from(err).message }, "object store: background task failed");
+      return undefined;
+    }).finally(() => {
+      this.busy.delete(name);
+      if (this.rerun.delete(name)) void this.once(name, fn);
+    });
+    this.busy.set(name, p);
+    return p;
+  }
+
+  /** Push-pull of the ring state with one member (call on every membership push-pull / join). */
+  syncRingWith(nodeId: string): Promise<boolean> {
+    return syncRing(this.o.ring, this.peers.get(nodeId));
+  }
+
+  /** Ring and tables with one node: both sides end equal. */
+  async syncWith(nodeId: string): Promise<void> {
+    await this.syncRingWith(nodeId);
+    for (const t of this.tables.values()) await t.syncWith(nodeId);
+  }
+
+  private async syncRandom(): Promise<void> {
+    const cands = new Set([...(this.o.members?.() ?? []), ...this.ring().nodes]);
+    cands.delete(this.o.nodeId);
+    const live = [...cands].filter((id) => this.isUp(id));
+    if (!live.length) return;
+    const id = live[Math.floor(Math.random() * live.length)]!;
+    try {
+      await this.syncWith(id);
+    } catch (err) {
+      this.o.log?.warn({ peer: id, err: ThocError.from(err).message }, "object store: ring/table sync failed");
+    }
+  }
+
+  /** Takes a node out of the ring for good (operator action); false when it was not active. */
+  async removeNode(nodeId: string): Promise<boolean> {
+    const s = this.o.ring.state();
+    const m = s.get(nodeId);
+    if (!m) throw new ThocError("not_found", `node ${nodeId} is not in the ring`);
+    const next = s.clone();
+    if (!next.remove(nodeId, this.hlc.now())) return false;
+    await this.o.ring.merge(next.toJSON());
+    this.o.log?.info({ node: nodeId, name: m.name }, "object store: node removed from the ring");
+    // Spread the removal now rather than at the next sync tick.
+    await Promise.allSettled([...new Set([...(this.o.members?.() ?? []), ...this.ring().nodes])].filter((id) => id !== this.o.nodeId && this.isUp(id)).map((id) => this.syncRingWith(id)));
+    return true;
+  }
+
+  /** Call when membership sees a node come back (alive after dead): hints go out now, not at the next tick. */
+  nodeUp(): void {
+    void this.once("handoff", () => this.deliverHints());
+    // A new owner that was unreachable when the ring changed can take its data now.
+    void this.once("rebalance", () => this.rebalance());
+  }
+
+  async deliverHints(): Promise<{ delivered: number; pending: number }> {
+    // Hints for a node removed from the ring will never be delivered; the write
+    // they stand for was acknowledged by W preferred nodes, and the new owners
+    // get it from those (rebalancing, anti-entropy), so they are dropped.
+    const state = this.o.ring.state();
+    for (const t of await this.o.hints.targets()) {
+      const m = state.get(t);
+      if (!m || isActive(m)) continue;
+      const store = this.o.hints.for(t);
+      const all: ReplicaRecord[] = [];
+      for await (const r of store.list({ start: 0, end: 0, whole: true })) all.push(r);
+      for (const r of all) await store.drop(r.bucket, r.key, r.version);
+      if (all.length) this.o.log?.info({ node: t, hints: all.length }, "object store: dropped hints for a node removed from the ring");
+    }
+    const r = await deliverHints({ hints: this.o.hints, target: (id) => this.target(id), isUp: (id) => this.isUp(id), limiter: this.limiter, log: this.o.log });
+    this.stats.hintsDelivered += r.delivered;
+    return r;
+  }
+
+  /** One anti-entropy pass with every live node this one shares arcs with. */
+  async antiEntropy(): Promise<Map<string, AntiEntropyStats>> {
+    const ring = this.ring();
+    const n = this.coordinator.quorum(ring).n;
+    const out = new Map<string, AntiEntropyStats>();
+    for (const peer of ring.nodes) {
+      if (peer === this.o.nodeId || !this.isUp(peer) || this.stopped) continue;
+      try {
+        const st = await syncWithPeer({ self: this.o.nodeId, local: this.o.store, ring, n, limiter: this.limiter, log: this.o.log }, this.peers.get(peer));
+        this.stats.antiEntropyRounds++;
+        this.stats.antiEntropyRepairs += st.pushed + st.pulled;
+        out.set(peer, st);
+      } catch (err) {
+        this.o.log?.warn({ peer, err: ThocError.from(err).message }, "object store: anti-entropy with peer failed");
+      }
+    }
+    return out;
+  }
+
+  async rebalance(): Promise<RebalanceStats> {
+    const ring = this.ring();
+    const stats = await rebalance({ self: this.o.nodeId, local: this.o.store, ring, n: this.coordinator.quorum(ring).n, target: (id) => this.target(id), limiter: this.limiter, log: this.o.log });
+    this.lastRebalance = { ...stats, bytes: 0, at: Date.now() };
+    return stats;
+  }
+
+  /** Replicas held here that the current ring places elsewhere, and their bytes (a full scan). */
+  async misplaced(): Promise<{ records: number; bytes: number }> {
+    const ring = this.ring();
+    const n = this.coordinator.quorum(ring).n;
+    let records = 0;
+    let bytes = 0;
+    for await (const r of this.o.store.list({ start: 0, end: 0, whole: true })) {
+      if (!ring.preferenceList(placementKey(r.bucket, r.key), n).includes(this.o.nodeId)) { records++; bytes += r.size; }
+    }
+    return { records, bytes };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await Promise.allSettled([...this.busy.values()]);
+    await this.coordinator.settled();
+    this.peers.close();
+  }
+}
