@@ -17,6 +17,7 @@ import { decodeFrames } from "../../vm/index.js";
 import path from "node:path";
 import { startCluster, waitFor, type AgentProcess, type Cluster } from "../harness.js";
 import { buildInitramfs, hostKernel, MARKER } from "./initramfs.js";
+import { lockLibvirtd } from "./libvirtd-lock.js";
 
 const URI = "qemu:///system";
 const virsh = (...a: string[]) => execFileSync("virsh", ["-c", URI, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -49,7 +50,10 @@ let c: Cluster;
 let a: AgentProcess;
 const name = `boot${process.pid}`;
 
+let unlock: (() => Promise<void>) | undefined;
+
 before(async () => {
+  unlock = await lockLibvirtd();
   try { virsh("version"); } catch (err) {
     throw new Error(`libvirtd is not answering on ${URI}: run \`bash test/boot/setup-libvirt.sh\` first (${(err as Error).message.split("\n")[0]})`);
   }
@@ -62,6 +66,7 @@ after(async () => {
   try { virsh("destroy", `thoc-${name}`); } catch { /* not running */ }
   try { virsh("undefine", `thoc-${name}`, "--snapshots-metadata"); } catch { /* gone */ }
   await c?.stop();
+  await unlock?.();
 });
 
 test("boot a busybox initramfs under TCG through the agent and the CLI", { timeout: 180_000 }, async () => {
