@@ -6,13 +6,17 @@
  * lifecycle events keep flowing afterwards (a `virsh destroy` behind the
  * agent's back is seen without any call to the agent).
  *
+ * Also here, since it needs libvirtd: a VM whose start fails in QEMU is
+ * rolled back (no domain, no files, no record) with an error that says why.
+ *
  * Needs libvirtd and virtlogd: `bash test/boot/setup-libvirt.sh`; takes the
  * libvirtd lock so it never overlaps the boot test.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmod } from "node:fs/promises";
+import { chmod, readdir } from "node:fs/promises";
+import path from "node:path";
 import { startCluster, waitFor, type AgentProcess, type Cluster } from "../harness.js";
 import { buildInitramfs, hostKernel } from "./initramfs.js";
 import { lockLibvirtd } from "./libvirtd-lock.js";
@@ -84,4 +88,21 @@ test("libvirtd killed and restarted: degraded -> up, state re-synced, events flo
 
   r = await a.cli(["vm", "delete", name], 60_000);
   assert.equal(r.code, 0, r.stderr);
+});
+
+test("a VM whose start fails in QEMU is rolled back: no domain, no files, no record", { timeout: 120_000 }, async () => {
+  // QEMU runs as libvirt-qemu: with the test's root dir back at 0700 it cannot reach the VM's disk, so
+  // the domain defines but does not start (the production failure of a data dir QEMU cannot traverse).
+  await chmod(c.root, 0o700);
+  try {
+    const r = await a.cli(["vm", "create", `${name}-x`, "--image", "busybox", "--vcpus", "1", "--ram", "128", "--disk", "1", "--network", "none"], 120_000);
+    assert.notEqual(r.code, 0, "the create fails");
+    assert.match(r.stderr, /Permission denied|Cannot access/i, "the error says what QEMU could not do");
+    assert.equal(r.stderr.trim().split("\n").length, 1, "one line");
+  } finally {
+    await chmod(c.root, 0o755);
+  }
+  assert.doesNotMatch(virsh("list", "--all", "--name"), new RegExp(`${domain}-x\\b`), "no domain left in libvirt");
+  assert.deepEqual(JSON.parse((await a.cli(["vm", "list", "--json"])).stdout), [], "no record left");
+  assert.deepEqual(await readdir(path.join(a.dataDir, "vms")), [], "no files left");
 });
