@@ -117,6 +117,16 @@ test("bad requests are refused with a message that says what to fix, and leave n
   await hv.undefine("thoc-foreign");
 });
 
+test("concurrent creates for the last free memory: exactly one passes the check and reserves it", async () => {
+  const base = { image: "debian-12", vcpus: 1, diskGB: 2 };
+  const rs = await Promise.allSettled([1, 2, 3].map((i) => f.m.create({ ...base, name: `ram${i}`, ramMB: 10 * 1024 }, { start: false })));
+  const won = rs.flatMap((r, i) => (r.status === "fulfilled" ? [`ram${i + 1}`] : []));
+  assert.equal(won.length, 1, JSON.stringify(rs.map((r) => (r.status === "rejected" ? (r.reason as Error).message : "ok"))));
+  for (const r of rs) if (r.status === "rejected") code("resource_exhausted", /already have 10240 of 16384 MiB; ask for at most 6144 MiB/)(r.reason as Error);
+  for (const name of ["ram1", "ram2", "ram3"].filter((n) => !won.includes(n))) await nothingLeft(name);
+  await f.m.deleteVm(won[0]!);
+});
+
 test("refusals before anything is created: short password, corrupt base image", async () => {
   const before = await f.m.list();
   await assert.rejects(f.m.create({ name: "rb1", image: "debian-12", vcpus: 1, ramMB: 128, diskGB: 2, cloudInit: { password: "short" } }), code("invalid_argument", /shorter than 8/));

@@ -13,8 +13,9 @@ import { ThocError } from "../errors/index.js";
 import type { DomainState, Hypervisor, LifecycleEvent } from "../hypervisor/index.js";
 import { buildSeedIso, hashPassword } from "./cloudinit.js";
 import { createOverlay } from "./disks.js";
-import { allocateGpus, parseGpus, type GpuAllocation, type HostGpu } from "./gpu.js";
-import { ensureTraversable, type ImageStore } from "./images.js";
+import { fit, fitError, type Reservation } from "./fit.js";
+import { parseGpus, type GpuAllocation, type HostGpu } from "./gpu.js";
+import { ensureTraversable, type ImageRecord, type ImageStore } from "./images.js";
 import { applyVlan, bridgeFor, macFor, tapName, type VlanMode } from "./network.js";
 import { validateSpec, type HostLimits, type VmSpec, type VmSpecInput } from "./spec.js";
 import { DOMAIN_PREFIX, domainName, domainXml, parseThocMetadata } from "./xml.js";
@@ -66,6 +67,9 @@ export interface ManagerOptions {
 
 export const stateToStatus = (s: DomainState): VmStatus =>
   s === "running" || s === "blocked" ? "running" : s === "paused" || s === "pmsuspended" ? "paused" : s === "shutdown" ? "stopping" : s === "shutoff" ? "stopped" : s === "crashed" ? "crashed" : "unknown";
+
+/** What a VM holds of its node, as fit() counts it. */
+const reservationOf = (r: VmRecord): Reservation => ({ name: r.name, vcpus: r.spec.vcpus, ramMB: r.spec.ramMB, gpus: r.gpus });
 
 export class VmManager {
   private readonly busy = new Set<string>();
@@ -183,69 +187,21 @@ export class VmManager {
 
   async create(input: VmSpecInput, opts: { start?: boolean } = {}): Promise<VmRecord> {
     const spec = validateSpec(input, this.o.host(), { bridge: this.o.defaultBridge });
-    if (this.busy.has(spec.name) || await this.o.records.get(spec.name)) {
-      throw new ThocError("already_exists", `a VM named ${spec.name} already exists on this node: pick another name or delete it (thoc-node vm delete ${spec.name})`, { vm: spec.name });
-    }
-    if (await this.o.hv.lookup(domainName(spec.name))) {
-      throw new ThocError("already_exists", `libvirt already has a domain ${domainName(spec.name)} (not managed by thoc-node): pick another name or remove it with virsh undefine`, { vm: spec.name });
-    }
-    const image = await this.o.images.verify(spec.image);
-    if (image.kind === "disk" && spec.diskGB > 0 && spec.diskGB * 2 ** 30 < image.virtualSize) {
-      throw new ThocError("invalid_argument", `diskGB: image ${image.name} is ${Math.ceil(image.virtualSize / 2 ** 30)} GiB; give --disk ${Math.ceil(image.virtualSize / 2 ** 30)} or more`, { field: "diskGB" });
-    }
-    if (image.kind === "disk" && spec.diskGB === 0) throw new ThocError("invalid_argument", "diskGB: a disk image needs a disk: give --disk GB", { field: "diskGB" });
-    if (this.busy.has(spec.name)) throw new ThocError("already_exists", `a VM named ${spec.name} is being created right now: pick another name`, { vm: spec.name });
+    const image = await this.preflight(spec);
     const release = this.lock(spec.name);
     const undo: (() => Promise<unknown>)[] = [];
     try {
       const passwordHash = spec.cloudInit?.password ? await hashPassword(spec.cloudInit.password) : undefined;
       const stored: VmSpec = spec.cloudInit ? { ...spec, cloudInit: { ...spec.cloudInit, password: "" } } : spec;
       const uuid = randomUUID();
-      const createdAt = Date.now();
+      const draft: VmRecord = {
+        name: spec.name, uuid, domain: domainName(spec.name), status: "creating", spec: stored, passwordSet: Boolean(passwordHash),
+        node: this.o.node, createdAt: Date.now(), mac: macFor(uuid), tap: tapName(spec.name), imageKind: image.kind, gpus: [], detail: "",
+      };
       const inventory = spec.gpu ? await this.gpus() : [];
-      // RAM budget and GPUs are decided and recorded in one serialized step, so concurrent creates never share a device or overcommit.
-      const rec = await this.serialized(async () => {
-        const all = await this.list();
-        if (all.some((r) => r.name === spec.name)) throw new ThocError("already_exists", `a VM named ${spec.name} already exists on this node: pick another name or delete it (thoc-node vm delete ${spec.name})`, { vm: spec.name });
-        const others = all.reduce((n, r) => n + r.spec.ramMB, 0);
-        const budget = Math.floor((this.o.host().memoryBytes * this.o.loadFactor) / 1048576);
-        if (others + spec.ramMB > budget) {
-          throw new ThocError("resource_exhausted", `ramMB: ${spec.ramMB} MiB does not fit: VMs on this node already have ${others} of ${budget} MiB; ask for at most ${Math.max(0, budget - others)} MiB or delete a VM`, { field: "ramMB" });
-        }
-        const gpus = spec.gpu ? allocateGpus(spec.gpu, spec.name, inventory, all.flatMap((r) => r.gpus), randomUUID) : [];
-        const r: VmRecord = {
-          name: spec.name, uuid, domain: domainName(spec.name), status: "creating", spec: stored, passwordSet: Boolean(passwordHash),
-          node: this.o.node, createdAt, mac: macFor(uuid), tap: tapName(spec.name), imageKind: image.kind, gpus, detail: "",
-        };
-        return this.save(r);
-      });
-      const gpus = rec.gpus;
+      const rec = await this.reserve(draft, spec, inventory);
       undo.push(() => this.o.records.del(spec.name));
-      const dir = this.dirOf(spec.name);
-      await mkdir(dir, { recursive: true, mode: 0o755 });
-      undo.push(() => rm(dir, { recursive: true, force: true }));
-      const disk = spec.diskGB > 0 ? path.join(dir, "disk.qcow2") : undefined;
-      if (disk) {
-        const base = image.kind === "disk" ? { file: this.o.images.pathOf(image.name, "disk"), format: image.files[0]!.format } : undefined;
-        await createOverlay(disk, spec.diskGB, base);
-      }
-      const nic = spec.network.mode === "bridge-vlan" ? { mac: rec.mac, bridge: bridgeFor(spec.network, this.o.vlanMode, this.o.vlanBridgePattern), tap: rec.tap } : undefined;
-      let seedIso: string | undefined;
-      if (image.kind === "disk") {
-        seedIso = path.join(dir, "seed.iso");
-        await buildSeedIso(seedIso, { instanceId: uuid, hostname: spec.cloudInit?.hostname || spec.name, cloudInit: spec.cloudInit, passwordHash, network: spec.network, mac: rec.mac });
-      }
-      const kernel = image.kind === "kernel" ? {
-        kernel: this.o.images.pathOf(image.name, "kernel"),
-        initrd: image.files.some((f) => f.part === "initrd") ? this.o.images.pathOf(image.name, "initrd") : undefined,
-        cmdline: image.cmdline,
-      } : undefined;
-      const xml = domainXml({
-        spec, uuid, domainType: this.domainType, node: this.o.node, createdAt, disk, seedIso, kernel, nic, gpus,
-        serialLog: this.serialLog(spec.name), metadataSpec: stored,
-      });
-      await this.o.hv.define(xml);
-      undo.push(() => this.o.hv.undefine(rec.domain));
+      await this.defineDomain(rec, spec, image, passwordHash, undo);
       let status: VmStatus = "stopped";
       if (opts.start !== false) {
         await this.o.hv.start(rec.domain);
@@ -260,6 +216,70 @@ export class VmManager {
     } finally {
       release();
     }
+  }
+
+  /** The refusals that need no reservation: the name is free here and in libvirt, the image is sound and fits the disk. */
+  private async preflight(spec: VmSpec): Promise<ImageRecord> {
+    if (this.busy.has(spec.name) || await this.o.records.get(spec.name)) {
+      throw new ThocError("already_exists", `a VM named ${spec.name} already exists on this node: pick another name or delete it (thoc-node vm delete ${spec.name})`, { vm: spec.name });
+    }
+    if (await this.o.hv.lookup(domainName(spec.name))) {
+      throw new ThocError("already_exists", `libvirt already has a domain ${domainName(spec.name)} (not managed by thoc-node): pick another name or remove it with virsh undefine`, { vm: spec.name });
+    }
+    const image = await this.o.images.verify(spec.image);
+    if (image.kind === "disk" && spec.diskGB > 0 && spec.diskGB * 2 ** 30 < image.virtualSize) {
+      throw new ThocError("invalid_argument", `diskGB: image ${image.name} is ${Math.ceil(image.virtualSize / 2 ** 30)} GiB; give --disk ${Math.ceil(image.virtualSize / 2 ** 30)} or more`, { field: "diskGB" });
+    }
+    if (image.kind === "disk" && spec.diskGB === 0) throw new ThocError("invalid_argument", "diskGB: a disk image needs a disk: give --disk GB", { field: "diskGB" });
+    if (this.busy.has(spec.name)) throw new ThocError("already_exists", `a VM named ${spec.name} is being created right now: pick another name`, { vm: spec.name });
+    return image;
+  }
+
+  /**
+   * Admission and reservation in one serialized step (check-then-record with
+   * nothing in between), so concurrent creates never share a device or
+   * overcommit: fit() decides against the records as they are, the record
+   * holding the VM's share is written before the next create looks.
+   */
+  private reserve(draft: VmRecord, spec: VmSpec, inventory: HostGpu[]): Promise<VmRecord> {
+    return this.serialized(async () => {
+      const all = await this.list();
+      if (all.some((r) => r.name === spec.name)) throw new ThocError("already_exists", `a VM named ${spec.name} already exists on this node: pick another name or delete it (thoc-node vm delete ${spec.name})`, { vm: spec.name });
+      const verdict = fit(spec, all.map(reservationOf), { ...this.o.host(), gpus: inventory, loadFactor: this.o.loadFactor });
+      if (!verdict.fits) throw fitError(verdict);
+      // The mediated device of a MIG slice is named here, by the node that creates it.
+      const gpus = verdict.gpus.map((a) => (a.mode === "mig" ? { ...a, mdevUuid: randomUUID() } : a));
+      return this.save({ ...draft, gpus });
+    });
+  }
+
+  /** The VM's directory (overlay disk, seed ISO) and its libvirt domain; each step leaves its undo. */
+  private async defineDomain(rec: VmRecord, spec: VmSpec, image: ImageRecord, passwordHash: string | undefined, undo: (() => Promise<unknown>)[]): Promise<void> {
+    const dir = this.dirOf(spec.name);
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    undo.push(() => rm(dir, { recursive: true, force: true }));
+    const disk = spec.diskGB > 0 ? path.join(dir, "disk.qcow2") : undefined;
+    if (disk) {
+      const base = image.kind === "disk" ? { file: this.o.images.pathOf(image.name, "disk"), format: image.files[0]!.format } : undefined;
+      await createOverlay(disk, spec.diskGB, base);
+    }
+    const nic = spec.network.mode === "bridge-vlan" ? { mac: rec.mac, bridge: bridgeFor(spec.network, this.o.vlanMode, this.o.vlanBridgePattern), tap: rec.tap } : undefined;
+    let seedIso: string | undefined;
+    if (image.kind === "disk") {
+      seedIso = path.join(dir, "seed.iso");
+      await buildSeedIso(seedIso, { instanceId: rec.uuid, hostname: spec.cloudInit?.hostname || spec.name, cloudInit: spec.cloudInit, passwordHash, network: spec.network, mac: rec.mac });
+    }
+    const kernel = image.kind === "kernel" ? {
+      kernel: this.o.images.pathOf(image.name, "kernel"),
+      initrd: image.files.some((f) => f.part === "initrd") ? this.o.images.pathOf(image.name, "initrd") : undefined,
+      cmdline: image.cmdline,
+    } : undefined;
+    const xml = domainXml({
+      spec, uuid: rec.uuid, domainType: this.domainType, node: this.o.node, createdAt: rec.createdAt, disk, seedIso, kernel, nic, gpus: rec.gpus,
+      serialLog: this.serialLog(spec.name), metadataSpec: rec.spec,
+    });
+    await this.o.hv.define(xml);
+    undo.push(() => this.o.hv.undefine(rec.domain));
   }
 
   private async applyNetwork(r: VmRecord): Promise<void> {

@@ -1,0 +1,115 @@
+/**
+ * VM admission as a pure function of plain data: does a request fit a node,
+ * given what the node has and what its VMs already hold? The scheduler
+ * leader asks it of every candidate node; the node asks it again inside
+ * VmManager.create's serialized reserve step, so placement and the final
+ * check cannot disagree. No libvirt, store or manager types cross it.
+ *
+ * Today's rules: a VM never asks for more vCPUs than the node has, nor more
+ * RAM than it physically has; the VMs' RAM together stays within memory ×
+ * limits.loadFactor; GPUs (whole devices or MIG slices) are never given twice.
+ * vCPUs are not summed (the node never refused CPU overcommit).
+ */
+import { ThocError, type ErrorCode, type ErrorDetails } from "../errors/index.js";
+import { allocateGpus, type GpuAllocation, type HostGpu } from "./gpu.js";
+import type { GpuSpec } from "./spec.js";
+
+/** What a VM asks for (a validated spec has these fields). */
+export interface FitRequest { name: string; vcpus: number; ramMB: number; gpu?: GpuSpec }
+
+/** What one VM on the node already holds. */
+export interface Reservation { name: string; vcpus: number; ramMB: number; gpus: GpuAllocation[] }
+
+/** What the node has. */
+export interface NodeCapacity { cpus: number; memoryBytes: number; gpus: HostGpu[]; loadFactor: number }
+
+export type FitResource = "capacity" | "vcpus" | "ramMB" | "gpu";
+
+export type FitResult =
+  /** The GPUs the VM would get; MIG slices carry no mdevUuid yet (the node names its mediated device). */
+  | { fits: true; gpus: GpuAllocation[] }
+  | {
+    fits: false;
+    /** What is short. */
+    resource: FitResource;
+    /** The ThocError code the node answers with (resource_exhausted, or not_found / invalid_argument for a GPU the node lacks). */
+    code: ErrorCode;
+    /** Says what is short and by how much; the node's error message. */
+    reason: string;
+    details: ErrorDetails;
+    /** In the resource's unit (vCPUs, MiB): asked for, still free, the node's total for VMs. */
+    need?: number;
+    free?: number;
+    total?: number;
+  };
+
+export type FitRefusal = Extract<FitResult, { fits: false }>;
+
+const MiB = 1048576;
+
+export function fit(request: FitRequest, allocations: readonly Reservation[], capacity: NodeCapacity): FitResult {
+  return capacityRead(capacity)
+    ?? vcpusFit(request, capacity)
+    ?? ramFitsHost(request, capacity)
+    ?? ramFitsBudget(request, allocations, capacity)
+    ?? gpusFit(request, allocations, capacity);
+}
+
+/** A refusal as the node answers it: the error create throws. */
+export function fitError(r: FitRefusal): ThocError {
+  return new ThocError(r.code, r.reason, r.details);
+}
+
+/** A node whose CPUs or memory read as zero (capacity not known yet) takes nothing. */
+function capacityRead(c: NodeCapacity): FitRefusal | undefined {
+  if (c.cpus > 0 && c.memoryBytes > 0) return undefined;
+  return {
+    fits: false, resource: "capacity", code: "resource_exhausted",
+    reason: `this node reports ${c.cpus} CPUs and ${Math.floor(c.memoryBytes / MiB)} MiB of memory: its capacity is not known yet`,
+    details: { cpus: c.cpus, memoryBytes: c.memoryBytes },
+  };
+}
+
+function vcpusFit(r: FitRequest, c: NodeCapacity): FitRefusal | undefined {
+  if (r.vcpus <= c.cpus) return undefined;
+  return {
+    fits: false, resource: "vcpus", code: "resource_exhausted",
+    reason: `vcpus: needs ${r.vcpus} vCPUs, this node has ${c.cpus} CPUs`,
+    details: { field: "vcpus" }, need: r.vcpus, free: c.cpus, total: c.cpus,
+  };
+}
+
+/** One VM never gets more RAM than the node physically has, whatever the load factor. */
+function ramFitsHost(r: FitRequest, c: NodeCapacity): FitRefusal | undefined {
+  const hostMB = Math.floor(c.memoryBytes / MiB);
+  if (r.ramMB <= hostMB) return undefined;
+  return {
+    fits: false, resource: "ramMB", code: "resource_exhausted",
+    reason: `ramMB: needs ${r.ramMB} MiB, this node has ${hostMB} MiB of memory`,
+    details: { field: "ramMB" }, need: r.ramMB, free: hostMB, total: hostMB,
+  };
+}
+
+function ramFitsBudget(r: FitRequest, taken: readonly Reservation[], c: NodeCapacity): FitRefusal | undefined {
+  const others = taken.reduce((n, v) => n + v.ramMB, 0);
+  const budget = Math.floor((c.memoryBytes * c.loadFactor) / MiB);
+  if (others + r.ramMB <= budget) return undefined;
+  const free = Math.max(0, budget - others);
+  return {
+    fits: false, resource: "ramMB", code: "resource_exhausted",
+    reason: `ramMB: ${r.ramMB} MiB does not fit: VMs on this node already have ${others} of ${budget} MiB; ask for at most ${free} MiB or delete a VM`,
+    details: { field: "ramMB" }, need: r.ramMB, free, total: budget,
+  };
+}
+
+/** The GPU decision itself is allocateGpus's (it throws ThocErrors); here it becomes a result. */
+function gpusFit(r: FitRequest, taken: readonly Reservation[], c: NodeCapacity): FitResult {
+  if (!r.gpu) return { fits: true, gpus: [] };
+  try {
+    const gpus = allocateGpus(r.gpu, r.name, c.gpus, taken.flatMap((v) => v.gpus), () => "");
+    return { fits: true, gpus: gpus.map(({ mdevUuid: _, ...a }) => a) };
+  } catch (err) {
+    if (!(err instanceof ThocError)) throw err;
+    return { fits: false, resource: "gpu", code: err.code, reason: err.message, details: err.details };
+  }
+}
