@@ -10,8 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { BodyExpectations, ChecksumAlgorithm, Checksums } from "../blob/types.js";
-import { ALGORITHMS, hasher, parseAlgorithm, validDigest } from "./checksum.js";
+import { ALGORITHMS, blobCodeOf, hasher, parseAlgorithm, validDigest, type BodyExpectations, type ChecksumAlgorithm, type Checksums } from "../blob/index.js";
 import { ChunkedDecoder } from "./chunked.js";
 import { S3Error, s3err } from "./errors.js";
 import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, type AuthResult } from "./sigv4.js";
@@ -278,8 +277,8 @@ export function prepareBody(req: IncomingMessage, auth: AuthResult, idleMs: numb
   const raw = new SocketBody(req, idleMs, count, streaming ? undefined : check);
   if (streaming) decoder = new ChunkedDecoder(raw, { chain: mode === STREAMING_UNSIGNED_TRAILER ? undefined : auth.chain, trailer: mode !== STREAMING_SIGNED });
   const mapError = (err: unknown): unknown => {
-    const d = (err as { details?: { s3Code?: string; algorithm?: string } }).details;
-    const code = err instanceof S3Error ? err.code : d?.s3Code;
+    const d = (err as { details?: { algorithm?: string } }).details;
+    const code = err instanceof S3Error ? err.code : blobCodeOf(err);
     if (shaByStore && code === "BadDigest" && (d?.algorithm === "sha256" || /sha-?256/i.test((err as Error).message))) {
       return s3err("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: contentSha!, S3ComputedContentSHA256: "" });
     }
