@@ -9,6 +9,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import type { BlobErrorCode, PutObjectInput } from "../blob/index.js";
+import { ReplicatedBlobStore } from "./blob-store.js";
 import { openDevStore, type DevStore } from "./dev-fixture.js";
 import { filesUnder, readAll } from "./durable-testutil.js";
 
@@ -111,6 +112,43 @@ test("dev store: buckets, objects and multipart uploads in progress survive a re
     const done = await d.blobs.completeMultipartUpload("b", "m", up.uploadId, [{ partNumber: 1, etag: part.etag }]);
     assert.equal(done.size, 9);
     assert.equal((await readAll((await d.blobs.getObject("b", "m")).body)).toString(), "last part");
+  } finally {
+    await d.dispose();
+  }
+});
+
+test("dev store: a common prefix with many keys is skipped with one seek, not a scan; paging after it does not repeat it", async () => {
+  const d = await openDevStore();
+  try {
+    const s = d.blobs;
+    await s.createBucket("b", "root");
+    const N = 300;
+    for (let i = 0; i < N; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_x, j) => s.putObject(putInput("b", `big/${String(i + j).padStart(6, "0")}`, Buffer.from("x")))));
+    }
+    await s.putObject(putInput("b", "after", Buffer.from("y")));
+    await s.putObject(putInput("b", "zz/1", Buffer.from("y")));
+    // The same store, counting the records its listings read.
+    let read = 0;
+    const counted = new ReplicatedBlobStore({
+      ...s.b,
+      async listBucket(bucket, opts) {
+        const l = await s.b.listBucket(bucket, opts);
+        return { next: async () => { const r = await l.next(); if (r) read++; return r; }, seek: (k) => l.seek(k), close: () => l.close() };
+      },
+    });
+    const r = await counted.listObjects({ bucket: "b", delimiter: "/", maxKeys: 1000 });
+    assert.deepEqual(r.commonPrefixes, ["big/", "zz/"]);
+    assert.deepEqual(r.objects.map((o) => o.key), ["after"]);
+    assert.ok(read <= 4, `a delimited listing of 3 entries read ${read} records`);
+    read = 0;
+    assert.equal((await counted.listObjects({ bucket: "b", maxKeys: 1000 })).objects.length, N + 2);
+    assert.equal(read, N + 2);
+    const p1 = await s.listObjects({ bucket: "b", delimiter: "/", maxKeys: 2 });
+    assert.deepEqual([...p1.objects.map((o) => o.key), ...p1.commonPrefixes], ["after", "big/"]);
+    const p2 = await s.listObjects({ bucket: "b", delimiter: "/", maxKeys: 2, after: p1.nextAfter });
+    assert.deepEqual(p2.commonPrefixes, ["zz/"]);
+    assert.equal(p2.isTruncated, false);
   } finally {
     await d.dispose();
   }
