@@ -11,7 +11,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { READ_BUFFER, readBuffer } from "../blob/read-buffers.js";
+import { READ_BUFFER, readBuffer } from "../blob/index.js";
 
 /** A received body: in a synced temp file, or (small ones) in memory. */
 export interface StagedBody {
