@@ -1,18 +1,15 @@
 /**
- * S3 on one node (durable local blob store), against physical baselines
- * measured in the same run:
+ * S3 on one agent (the replicated store on a ring of one), against physical
+ * baselines measured in the same run:
  *   - disk: `dd if=/dev/zero bs=1M count=256 conv=fdatasync` in the agent's
- *     data dir (the filesystem the blob store writes to);
+ *     data dir (the filesystem the replica store writes to);
  *   - network: raw Node HTTP transfers over loopback between two processes,
  *     download (the GET baseline) and upload (what any PUT must also carry);
  *   - CPU: MD5 and CRC-32 of 256 MiB on one core (every PUT needs the MD5,
  *     the ETag, and the store's CRC-32).
  * The 64 MiB PUT and GET are measured in ROUNDS paired rounds, each next to
  * its own dd / loopback measurement, and reported as medians, since other
- * work on the machine makes single figures swing. They run twice: against
- * the agent (whatever store it serves S3 from) and against the same S3
- * server over the durable local blob store (objectstore/blob/local.ts) in a
- * process of its own (this file re-run with --serve-local).
+ * work on the machine makes single figures swing.
  * Each round also gives the server's and the client's CPU time per MiB and
  * the ceiling they imply (all cores busy with nothing else: cores / CPU per
  * MiB), which says whether a PUT is bound by the disk or by the CPU.
@@ -24,16 +21,15 @@
  * The client is raw HTTP with SigV4 (UNSIGNED-PAYLOAD), so it costs little
  * next to the agent; both share the machine's cores.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, statfs, unlink } from "node:fs/promises";
+import { readFile, statfs, unlink } from "node:fs/promises";
 import http from "node:http";
 import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { crc32 } from "node:zlib";
 import { cpuSeconds, rawServer, sigv4 } from "./common.js";
+import { crc32 } from "../objectstore/blob/index.js";
 import { startCluster, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCH00000000001";
@@ -178,14 +174,6 @@ async function main(): Promise<void> {
       `agent RSS idle ${fmt(idle)} MiB, peak during PUT ${fmt(largePut.peak)} MiB, during GET ${fmt(largeGet.peak)} MiB`);
 
     const agentRounds = await pairedRounds("the agent", base, pid, a.dataDir, raw.base, say);
-    const local = await serveLocal(path.join(path.dirname(a.dataDir), "local-store"), base.hostname);
-    let localRounds: RoundsResult;
-    try {
-      await request(local.base, "PUT", "/bench");
-      localRounds = await pairedRounds("S3 over the durable local blob store (own process)", local.base, local.pid, local.dir, raw.base, say);
-    } finally {
-      local.stop();
-    }
 
     say("\n| object | concurrency | PUT | GET |\n|---|---|---|---|");
     for (const [conc, n] of [[8, 16], [32, 32]] as const) {
@@ -202,7 +190,6 @@ async function main(): Promise<void> {
     }
 
     say(`\ntargets: 64 MiB PUT ${fmt(100 * agentRounds.putRatio)}% of dd (≥ 80%), GET ${fmt(100 * agentRounds.getRatio)}% of loopback (≥ 80%) ` +
-      `[local blob store: ${fmt(100 * localRounds.putRatio)}%, ${fmt(100 * localRounds.getRatio)}%], ` +
       `RSS peak ${fmt(Math.max(largePut.peak, largeGet.peak))} MiB (< 200 MiB); load average at end ${load()}`);
   } finally {
     raw.stop();
@@ -245,41 +232,10 @@ async function pairedRounds(label: string, base: URL, pid: number, dataDir: stri
   return { putRatio, getRatio };
 }
 
-/**
- * The S3 server over LocalBlobStore in a child process (this file with
- * --serve-local <dir> <host>), so its CPU and RSS are its own, as an agent's.
- */
-async function serveLocal(dir: string, host: string): Promise<{ base: URL; pid: number; dir: string; stop: () => void }> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--serve-local", dir, host], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`the local-store S3 server exited (${code})`)));
-    child.stdout!.once("data", (b: Buffer) => resolve(Number(b.toString().trim())));
-  });
-  return { base: new URL(`http://${host}:${port}`), pid: child.pid!, dir, stop: () => child.kill() };
-}
-
-async function serveLocalChild(dir: string, host: string): Promise<void> {
-  const { LocalStore } = await import("../store/index.js");
-  const { LocalBlobStore } = await import("../objectstore/index.js");
-  const { createS3Server } = await import("../objectstore/s3/index.js");
-  const { loadConfig } = await import("../config/index.js");
-  const { createLogger } = await import("../core/index.js");
-  const { Registry } = await import("prom-client");
-  await mkdir(dir, { recursive: true });
-  const local = await LocalStore.open(dir);
-  const store = await LocalBlobStore.open({ store: local });
-  const server = createS3Server({
-    store, config: loadConfig({ dev: true, env: {}, flags: {} }), log: createLogger("warn"), metrics: new Registry(),
-    credentials: { lookup: async (id) => (id === ACCESS ? { secretKey: SECRET, owner: "bench" } : undefined) },
-  });
-  console.log(await server.listen(host, 0));
-}
-
 /** The 64 MiB body every PUT sends (random, so nothing on the way can shortcut it); made in main(). */
 let randomBig = Buffer.alloc(0);
 
-const entry = process.argv[2] === "--serve-local" ? serveLocalChild(process.argv[3]!, process.argv[4]!) : main();
-entry.catch((err) => {
+main().catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -7,6 +7,7 @@
  */
 import type { Logger, Membership } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
+import { blobError } from "./blob/index.js";
 import type { ReplicationNode, RingHolder } from "./replica/index.js";
 
 export interface JoinGateOptions {
@@ -42,7 +43,7 @@ export class JoinGate {
 
   /** Throws unavailable (S3 503) while joining. */
   check(): void {
-    if (!this.synced()) throw new ThocError("unavailable", "this node has not received the object store's ring from the cluster yet (joining); retry in a moment", { s3Code: "ServiceUnavailable" });
+    if (!this.synced()) throw blobError("Unavailable", "this node has not received the object store's ring from the cluster yet (joining); retry in a moment");
   }
 
   stop(): void {

@@ -10,7 +10,7 @@ import type { AgentContext, Logger, Membership, Subsystem, SubsystemHealth } fro
 import { ThocError } from "../errors/index.js";
 import { KeyService, type ClusterService } from "../proto/index.js";
 import type { ImplOf } from "../rpc/index.js";
-import type { BlobStore } from "./blob/types.js";
+import type { BlobStore } from "./blob/index.js";
 import { KeyRegistry, keyService } from "./keys/index.js";
 import { createS3Server, type S3Server } from "./s3/index.js";
 import { openReplicated, type Replicated } from "./replicated.js";

@@ -1,4 +1,4 @@
-/** Images in the object store's reserved bucket with a per-node cache: real LevelDB, real blob files, real S3 client. */
+/** Images in the object store's reserved bucket with a per-node cache: the --dev store (real LevelDB, real body files), real S3 client. */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -7,28 +7,25 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile, open } from "node:fs/p
 import { tmpdir } from "node:os";
 import path from "node:path";
 import * as s3 from "@aws-sdk/client-s3";
-import { LocalStore } from "../store/index.js";
-import { LocalBlobStore } from "../objectstore/index.js";
+import { openDevStore, type DevStore } from "../objectstore/replica/dev-fixture.js";
 import { startS3 } from "../objectstore/s3/testutil.js";
 import { IMAGE_BUCKET, IMAGE_OWNER, ObjectImageStore } from "./images-objectstore.js";
 
 let dir: string;
-let local: LocalStore;
-let blobs: LocalBlobStore;
+let dev: DevStore;
+let blobs: DevStore["blobs"];
 let store: ObjectImageStore;
 let cacheDir: string;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "thoc-imgos-"));
-  local = await LocalStore.open(path.join(dir, "data"));
-  // inlineMax 0: every object is a file under blobs/data, so a test can damage one.
-  blobs = await LocalBlobStore.open({ store: local, inlineMax: 0 });
+  // inlineMax 0: every object body is a file under replicas/objects, so a test can damage one.
+  dev = await openDevStore({ dir, inlineMax: 0 });
+  blobs = dev.blobs;
   cacheDir = path.join(dir, "data", "images");
   store = new ObjectImageStore(blobs, cacheDir);
 });
 after(async () => {
-  await blobs.close().catch(() => {});
-  await local.close().catch(() => {});
-  await rm(dir, { recursive: true, force: true });
+  await dev.dispose().catch(() => {});
 });
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -108,11 +105,11 @@ test("a corrupted cached file is refetched, not booted", async () => {
 
 test("a damaged bucket copy fails with DATA_LOSS and leaves no bad disk in the cache", async () => {
   // Bit rot in the blob file: the blob store's own CRC catches it.
-  const before = new Set(await filesUnder(path.join(dir, "data", "blobs", "data")));
+  const before = new Set(await filesUnder(dev.objectsDir));
   const w = await store.begin("rot");
   await w.write("disk", Buffer.alloc(1 << 20, 3));
   await w.commit();
-  const added = (await filesUnder(path.join(dir, "data", "blobs", "data"))).filter((f) => !before.has(f));
+  const added = (await filesUnder(dev.objectsDir)).filter((f) => !before.has(f));
   const disk = await (async () => { for (const f of added) if ((await stat(f)).size === 1 << 20) return f; })();
   assert.ok(disk, `the disk's blob file among ${added.join(", ")}`);
   const fh = await open(disk, "r+");

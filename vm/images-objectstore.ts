@@ -12,7 +12,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ThocError } from "../errors/index.js";
-import type { BlobStore } from "../objectstore/index.js";
+import { isBlobError, type BlobStore } from "../objectstore/index.js";
 import {
   IMAGE_NAME_RE, IMAGE_PARTS, LocalImageStore, checkImageName, sha256File,
   type ImageFile, type ImageImportOptions, type ImagePart, type ImageRecord, type ImageStore, type ImageWriter,
@@ -24,9 +24,9 @@ export const IMAGE_OWNER = "thoc-system";
 const RECORD = "record.json";
 const CHUNK = 1 << 20;
 
-const codeOf = (e: unknown) => e as { code?: string; details?: { s3Code?: string } };
+const codeOf = (e: unknown) => e as { code?: string };
 async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> { yield b; }
-const isMissing = (e: unknown) => ["NoSuchKey", "NoSuchBucket"].includes(codeOf(e).details?.s3Code ?? "");
+const isMissing = (e: unknown) => isBlobError(e, "NoSuchKey", "NoSuchBucket");
 
 export interface ObjectImageStoreOptions { bucket?: string; owner?: string }
 
@@ -52,7 +52,7 @@ export class ObjectImageStore implements ImageStore {
       try {
         await this.blobs.createBucket(this.bucket, this.owner);
       } catch (err) {
-        if (codeOf(err).details?.s3Code !== "BucketAlreadyExists") throw err;
+        if (!isBlobError(err, "BucketAlreadyExists")) throw err;
         const b = await this.blobs.headBucket(this.bucket);
         throw new ThocError("failed_precondition", `the object store bucket ${this.bucket} is reserved for VM images but belongs to S3 owner ${b.owner}: empty and delete it with that owner's key (aws s3 rb s3://${this.bucket} --force), then retry`, { bucket: this.bucket }, { cause: err });
       }

@@ -94,7 +94,7 @@ export class ChunkHasher {
     const stages: [boolean, ChecksumAlgorithm[]][] = pool.size > 1 && second.size ? [[true, first], [false, [...second]]] : [[true, [...first, ...second]]];
     let prev: number | undefined;
     for (const [md5, algs] of stages) {
-      const o = pool.open(-1, md5, algs, prev);
+      const o = pool.open(md5, algs, prev);
       prev = o.s.w;
       this.sessions.push({ ...o, acked: 0 });
     }

@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { BodyHasher, compositeChecksum, crc32, crc32c, multipartEtag } from "./hash.js";
+import zlib from "node:zlib";
+import { BodyHasher, compositeChecksum, crc32, crc32c, crc32Table, digestOf, hasher, multipartEtag } from "./hash.js";
 
 test("CRC-32 and CRC-32C match their published check values, also when fed in pieces", () => {
   const nine = Buffer.from("123456789");
@@ -42,49 +43,35 @@ test("multipart ETag and composite checksum follow S3's rule (digest of digests,
   assert.equal(compositeChecksum("sha256", [s1, s2]), `${comp}-2`);
 });
 
-test("hashing on worker threads (read back from the file) gives the same digests as inline hashing, for many bodies at once", async () => {
-  const { OffloadHasher } = await import("./hash-pool.js");
-  const { mkdtemp, open, rm } = await import("node:fs/promises");
-  const { tmpdir } = await import("node:os");
-  const path = await import("node:path");
-  const dir = await mkdtemp(path.join(tmpdir(), "thoc-hash-"));
-  try {
-    const bodies = Array.from({ length: 6 }, (_x, i) => randomBytes(9 * 1024 * 1024 + i * 1001));
-    const algSets: ("crc32" | "crc32c" | "sha1" | "sha256")[][] = [["crc32", "crc32c", "sha1", "sha256"], []];
-    for (const algs of algSets) {
-      const results = await Promise.all(bodies.map(async (data, i) => {
-        const fh = await open(path.join(dir, `b${i}-${algs.length}`), "w+");
-        const h = new OffloadHasher(algs, fh.fd);
-        for (let pos = 0; pos < data.length; pos += 300_000) {
-          const piece = data.subarray(pos, pos + 300_000);
-          await fh.write(piece, 0, piece.length, pos);
-          h.written(pos, piece.length);
-          await h.ready();
-        }
-        const d = await h.finish(data.length, crc32(data));
-        await fh.close();
-        return d;
-      }));
-      results.forEach((d, i) => {
-        const ref = new BodyHasher(algs);
-        ref.update(bodies[i]!);
-        assert.deepEqual(d, ref.finish());
-      });
-    }
-    // Abandoned half way: resolves once no worker reads the descriptor, and the pool keeps working.
-    const fh = await open(path.join(dir, "abandoned"), "w+");
-    const h = new OffloadHasher(["sha256"], fh.fd);
-    await fh.write(bodies[0]!, 0, 2 << 20, 0);
-    h.written(0, 2 << 20);
-    await h.abandon();
-    await fh.close();
-    // A range the file does not hold fails the body instead of hashing garbage.
-    const short = await open(path.join(dir, "short"), "w+");
-    const hs = new OffloadHasher([], short.fd);
-    hs.written(0, 1000);
-    await assert.rejects(hs.finish(1000, 0), /short of a written range/);
-    await short.close();
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+test("CRC32C matches the published check value and RFC 3720 vectors", () => {
+  assert.equal(crc32c(Buffer.from("123456789")), 0xe3069283);
+  assert.equal(crc32c(Buffer.alloc(32, 0)), 0x8a9136aa);
+  assert.equal(crc32c(Buffer.alloc(32, 0xff)), 0x62a8ab43);
+  const inc = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
+  assert.equal(crc32c(inc), 0x46dd794e);
+});
+
+test("table-driven CRC32 matches the check value and zlib's native crc32 on random data, incrementally", () => {
+  assert.equal(crc32Table(Buffer.from("123456789")), 0xcbf43926);
+  const native = (zlib as unknown as { crc32?: (b: Uint8Array, v?: number) => number }).crc32;
+  for (const n of [0, 1, 7, 8, 9, 63, 4096, 100_003]) {
+    const b = randomBytes(n);
+    const whole = crc32Table(b);
+    const split = crc32Table(b.subarray(Math.floor(n / 3)), crc32Table(b.subarray(0, Math.floor(n / 3))));
+    assert.equal(split, whole);
+    assert.equal(crc32(b), whole);
+    if (native) assert.equal(native(b), whole);
   }
+});
+
+test("hashers give S3's base64 digests, chunked or not", () => {
+  const data = Buffer.from("hello world");
+  assert.equal(digestOf("crc32", data), "DUoRhQ==");
+  assert.equal(digestOf("crc32c", data), "yZRlqg==");
+  assert.equal(digestOf("sha1", data), createHash("sha1").update(data).digest("base64"));
+  assert.equal(digestOf("sha256", data), createHash("sha256").update(data).digest("base64"));
+  const h = hasher("crc32c");
+  h.update(data.subarray(0, 4));
+  h.update(data.subarray(4));
+  assert.equal(h.digest(), "yZRlqg==");
 });

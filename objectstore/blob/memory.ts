@@ -5,8 +5,9 @@
  * Content-MD5, checksums, multipart rules, S3's ETags and listing order.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { hasher, type Hasher } from "../s3/checksum.js";
-import { storeError } from "../s3/errors.js";
+import { blobError } from "./errors.js";
+import { hasher, type Hasher } from "./hash.js";
+import { commonPrefixOf, RollUp } from "./listing.js";
 import {
   MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
   type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
@@ -17,11 +18,8 @@ interface Stored { meta: ObjectMeta; data: Buffer }
 interface Upload { upload: MultipartUpload; parts: Map<number, { info: PartInfo; data: Buffer }> }
 interface Bucket { info: BucketInfo; objects: Map<string, Stored>; uploads: Map<string, Upload> }
 
-/**
- * Reads a body, verifying size, MD5 and checksums; returns the bytes, the hex MD5 and every
- * checksum asked for. Exported so other stores' tests can share the rules.
- */
-export async function readVerified(body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<{ data: Buffer; md5: string; checksums: Checksums }> {
+/** Reads a body, verifying size, MD5 and checksums; returns the bytes, the hex MD5 and every checksum asked for. */
+async function readVerified(body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<{ data: Buffer; md5: string; checksums: Checksums }> {
   const md5 = createHash("md5");
   const algs = new Set<ChecksumAlgorithm>([...(Object.keys(expect.checksums ?? {}) as ChecksumAlgorithm[]), ...(expect.computeChecksums ?? [])]);
   const hs = new Map<ChecksumAlgorithm, Hasher>([...algs].map((a) => [a, hasher(a)]));
@@ -33,14 +31,14 @@ export async function readVerified(body: AsyncIterable<Uint8Array>, expect: Body
     chunks.push(Buffer.from(c));
     size += c.length;
   }
-  if (expect.size !== undefined && size !== expect.size) throw storeError("IncompleteBody", `expected ${expect.size} bytes, got ${size}`);
+  if (expect.size !== undefined && size !== expect.size) throw blobError("IncompleteBody", `expected ${expect.size} bytes, got ${size}`);
   const md5Raw = md5.digest();
-  if (expect.md5 !== undefined && md5Raw.toString("base64") !== expect.md5) throw storeError("BadDigest");
+  if (expect.md5 !== undefined && md5Raw.toString("base64") !== expect.md5) throw blobError("BadDigest");
   const checksums: Checksums = {};
   for (const [a, h] of hs) {
     const got = h.digest();
     const want = expect.checksums?.[a];
-    if (want && want !== got) throw storeError("BadDigest", `The ${a.toUpperCase()} you specified did not match the calculated checksum.`);
+    if (want && want !== got) throw blobError("BadDigest", `The ${a.toUpperCase()} you specified did not match the calculated checksum.`);
     checksums[a] = got;
   }
   return { data: Buffer.concat(chunks, size), md5: md5Raw.toString("hex"), checksums };
@@ -50,26 +48,15 @@ async function* slices(data: Buffer): AsyncIterable<Uint8Array> {
   for (let i = 0; i < data.length; i += 65536) yield data.subarray(i, Math.min(data.length, i + 65536));
 }
 
-/** Entries of a listing after `after`, keys rolled up into common prefixes by the delimiter. */
-function rollUp<T>(items: [string, T][], prefix: string, delimiter: string | undefined, after: string | undefined, max: number) {
-  const out: ({ key: string; item: T } | { prefix: string })[] = [];
-  let truncated = false;
-  let last: string | undefined;
+/** One page of sorted [key, item] entries under the prefix and strictly after `after` (a key or a common prefix). */
+function rollUp<T>(items: [string, T][], prefix: string, delimiter: string | undefined, after: string | undefined, max: number): RollUp<T> {
+  const page = new RollUp<T>(prefix, delimiter, max);
   for (const [key, item] of items) {
     if (!key.startsWith(prefix)) continue;
-    let entry: string = key;
-    let cp: string | undefined;
-    if (delimiter) {
-      const i = key.indexOf(delimiter, prefix.length);
-      if (i >= 0) cp = entry = key.slice(0, i + delimiter.length);
-    }
-    if (after !== undefined && entry <= after) continue;
-    if (cp !== undefined && entry === last) continue;
-    if (out.length >= max) { truncated = true; break; }
-    out.push(cp !== undefined ? { prefix: cp } : { key, item });
-    last = entry;
+    if (after !== undefined && (commonPrefixOf(key, prefix, delimiter) ?? key) <= after) continue;
+    if (page.offer(key, () => item) === "full") break;
   }
-  return { out, truncated, last };
+  return page;
 }
 
 export class MemoryBlobStore implements BlobStore {
@@ -81,7 +68,7 @@ export class MemoryBlobStore implements BlobStore {
 
   private bucket(name: string): Bucket {
     const b = this.buckets.get(name);
-    if (!b) throw storeError("NoSuchBucket", undefined, { BucketName: name });
+    if (!b) throw blobError("NoSuchBucket", undefined, { bucket: name });
     return b;
   }
 
@@ -92,7 +79,7 @@ export class MemoryBlobStore implements BlobStore {
   async createBucket(name: string, owner: string) {
     const b = this.buckets.get(name);
     if (b) {
-      if (b.info.owner !== owner) throw storeError("BucketAlreadyExists", undefined, { BucketName: name });
+      if (b.info.owner !== owner) throw blobError("BucketAlreadyExists", undefined, { bucket: name });
       return { created: false, bucket: b.info };
     }
     const info: BucketInfo = { name, owner, createdAt: Date.now() };
@@ -104,7 +91,7 @@ export class MemoryBlobStore implements BlobStore {
 
   async deleteBucket(name: string) {
     const b = this.bucket(name);
-    if (b.objects.size || b.uploads.size) throw storeError("BucketNotEmpty", undefined, { BucketName: name });
+    if (b.objects.size || b.uploads.size) throw blobError("BucketNotEmpty", undefined, { bucket: name });
     this.buckets.delete(name);
   }
 
@@ -122,7 +109,7 @@ export class MemoryBlobStore implements BlobStore {
 
   private object(bucket: string, key: string): Stored {
     const o = this.bucket(bucket).objects.get(key);
-    if (!o) throw storeError("NoSuchKey", undefined, { Key: key });
+    if (!o) throw blobError("NoSuchKey", undefined, { key });
     return o;
   }
 
@@ -133,12 +120,12 @@ export class MemoryBlobStore implements BlobStore {
     let range = opts.range;
     if (opts.partNumber !== undefined) {
       const parts = meta.parts ?? [{ partNumber: 1, size: meta.size, etag: meta.etag }];
-      if (opts.partNumber < 1 || opts.partNumber > parts.length) throw storeError("InvalidPartNumber");
+      if (opts.partNumber < 1 || opts.partNumber > parts.length) throw blobError("InvalidPartNumber");
       let start = 0;
       for (const p of parts.slice(0, opts.partNumber - 1)) start += p.size;
       range = { start, end: start + parts[opts.partNumber - 1]!.size - 1 };
     }
-    if (range && (range.start < 0 || range.end >= meta.size || range.start > range.end)) throw storeError("InvalidRange");
+    if (range && (range.start < 0 || range.end >= meta.size || range.start > range.end)) throw blobError("InvalidRange");
     const body = range ? data.subarray(range.start, range.end + 1) : data;
     return { meta, body: slices(body), range };
   }
@@ -150,10 +137,10 @@ export class MemoryBlobStore implements BlobStore {
     const items = [...b.objects.entries()].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
     const r = rollUp(items, input.prefix ?? "", input.delimiter, input.after, input.maxKeys);
     return {
-      objects: r.out.flatMap((e) => ("key" in e ? [e.item.meta] : [])),
-      commonPrefixes: r.out.flatMap((e) => ("prefix" in e ? [e.prefix] : [])),
-      isTruncated: r.truncated,
-      nextAfter: r.truncated ? r.last : undefined,
+      objects: r.items.map((o) => o.meta),
+      commonPrefixes: r.commonPrefixes,
+      isTruncated: r.isTruncated,
+      nextAfter: r.isTruncated ? r.last : undefined,
     };
   }
 
@@ -166,7 +153,7 @@ export class MemoryBlobStore implements BlobStore {
 
   private upload(bucket: string, key: string, uploadId: string): Upload {
     const u = this.bucket(bucket).uploads.get(uploadId);
-    if (!u || u.upload.key !== key) throw storeError("NoSuchUpload", undefined, { UploadId: uploadId });
+    if (!u || u.upload.key !== key) throw blobError("NoSuchUpload", undefined, { uploadId });
     return u;
   }
 
@@ -186,21 +173,21 @@ export class MemoryBlobStore implements BlobStore {
     const done = this.completed.get(uploadId);
     if (done && done.meta.bucket === bucket && done.meta.key === key) {
       if (done.parts === sig) return done.meta;
-      throw storeError("InvalidPart", "The upload was already completed with a different part list.");
+      throw blobError("InvalidPart", "The upload was already completed with a different part list.");
     }
     const u = this.upload(bucket, key, uploadId);
     const chosen: { info: PartInfo; data: Buffer }[] = [];
     let prev = 0;
     for (const p of parts) {
-      if (p.partNumber <= prev) throw storeError("InvalidPartOrder");
+      if (p.partNumber <= prev) throw blobError("InvalidPartOrder");
       prev = p.partNumber;
       const have = u.parts.get(p.partNumber);
-      if (!have || have.info.etag !== p.etag.replace(/"/g, "")) throw storeError("InvalidPart", undefined, { PartNumber: p.partNumber });
+      if (!have || have.info.etag !== p.etag.replace(/"/g, "")) throw blobError("InvalidPart", undefined, { partNumber: p.partNumber });
       chosen.push(have);
     }
     chosen.forEach((c, i) => {
       if (i < chosen.length - 1 && c.info.size < MIN_PART_SIZE) {
-        throw storeError("EntityTooSmall", undefined, { PartNumber: c.info.partNumber, ProposedSize: c.info.size, MinSizeAllowed: MIN_PART_SIZE });
+        throw blobError("EntityTooSmall", undefined, { partNumber: c.info.partNumber, size: c.info.size, minSize: MIN_PART_SIZE });
       }
     });
     const md5 = createHash("md5");
@@ -250,13 +237,12 @@ export class MemoryBlobStore implements BlobStore {
         return u.uploadId > input.uploadIdMarker;
       });
     const r = rollUp(all.map((u) => [u.key, u] as [string, MultipartUpload]), input.prefix ?? "", input.delimiter, undefined, input.maxUploads);
-    const uploads = r.out.flatMap((e) => ("key" in e ? [e.item] : []));
-    const commonPrefixes = r.out.flatMap((e) => ("prefix" in e ? [e.prefix] : []));
+    const uploads = r.items;
     const lastUp = uploads[uploads.length - 1];
     return {
-      uploads, commonPrefixes, isTruncated: r.truncated,
-      nextKeyMarker: r.truncated ? r.last : undefined,
-      nextUploadIdMarker: r.truncated && lastUp && lastUp.key === r.last ? lastUp.uploadId : undefined,
+      uploads, commonPrefixes: r.commonPrefixes, isTruncated: r.isTruncated,
+      nextKeyMarker: r.isTruncated ? r.last : undefined,
+      nextUploadIdMarker: r.isTruncated && lastUp && lastUp.key === r.last ? lastUp.uploadId : undefined,
     };
   }
 

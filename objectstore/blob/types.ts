@@ -1,15 +1,15 @@
 /**
  * The blob store seam between the S3 protocol layer (objectstore/s3) and the
- * storage behind it: the durable single-node store (objectstore/blob/local.ts),
- * an in-memory one for fast tests (objectstore/blob/memory.ts), and later the
- * replicated store over the ring, which implements this same interface.
+ * storage behind it: the replicated store over the ring
+ * (objectstore/replica/blob-store.ts; --dev runs it on a ring of one) and an
+ * in-memory one for tests of the layers above (objectstore/blob/memory.ts).
  *
  * Bodies are streams (AsyncIterable<Uint8Array>), never whole buffers, so
- * memory stays bounded however big an object is. Errors are ThocErrors whose
- * `details.s3Code` names the S3 error when one applies (NoSuchBucket,
- * NoSuchKey, NoSuchUpload, BucketNotEmpty, BucketAlreadyOwnedByYou,
- * BucketAlreadyExists, InvalidPart, InvalidPartOrder, EntityTooSmall,
- * BadDigest, InvalidRange, ...); the S3 layer maps them to XML.
+ * memory stays bounded however big an object is. Errors are ThocErrors; those
+ * a client caused or can act on carry a BlobErrorCode (errors.ts: NoSuchBucket,
+ * NoSuchKey, NoSuchUpload, BucketNotEmpty, BucketAlreadyExists, InvalidPart,
+ * InvalidPartOrder, EntityTooSmall, BadDigest, InvalidRange, ...), which the
+ * S3 layer maps to S3 errors.
  */
 
 export type ChecksumAlgorithm = "crc32" | "crc32c" | "sha1" | "sha256";

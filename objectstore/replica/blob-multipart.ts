@@ -10,14 +10,11 @@
  * A retried Complete with the same part list returns the same object.
  */
 import { randomBytes } from "node:crypto";
-import { ThocError } from "../../errors/index.js";
-import { compositeChecksum, multipartEtag } from "../blob/hash.js";
-import { algorithmsFor } from "../blob/local-util.js";
-import { chooseParts, pickHeaders, s3Error, stripQuotes } from "../blob/local-util.js";
 import {
-  MAX_PARTS, type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
+  MAX_PARTS, RollUp, algorithmsFor, blobError, chooseParts, compositeChecksum, isBlobError, multipartEtag, pickHeaders, stripQuotes,
+  type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo,
-} from "../blob/types.js";
+} from "../blob/index.js";
 import { metaOf, storedMeta, verifying, type ReplicatedBlobStore, type StoredMeta } from "./blob-store.js";
 import { afterPrefix } from "./listing.js";
 import type { ReplicaRecord } from "./replica-store.js";
@@ -29,13 +26,13 @@ const partsPrefix = (uploadId: string) => `${PART_PREFIX}${uploadId}/`;
 const partKey = (uploadId: string, n: number) => `${partsPrefix(uploadId)}${String(n).padStart(5, "0")}`;
 
 const noSuchUpload = (uploadId: string) =>
-  s3Error("not_found", "NoSuchUpload", `upload ${uploadId} does not exist: it was completed or aborted, or the id is wrong`, { uploadId });
+  blobError("NoSuchUpload", `upload ${uploadId} does not exist: it was completed or aborted, or the id is wrong`, { uploadId });
 
 function parse<T>(rec: ReplicaRecord): T {
   try {
     return JSON.parse(rec.meta) as T;
   } catch {
-    throw new ThocError("data_loss", `record ${rec.bucket}/${JSON.stringify(rec.key)}: metadata is not JSON`, { s3Code: "InternalError" });
+    throw blobError("Corrupt", `record ${rec.bucket}/${JSON.stringify(rec.key)}: metadata is not JSON`);
   }
 }
 
@@ -59,7 +56,7 @@ export async function create(s: ReplicatedBlobStore, bucket: string, key: string
 
 export async function uploadPart(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo> {
   if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
-    throw s3Error("invalid_argument", "InvalidArgument", `part number must be an integer between 1 and ${MAX_PARTS}, got ${partNumber}`, { partNumber });
+    throw blobError("InvalidArgument", `part number must be an integer between 1 and ${MAX_PARTS}, got ${partNumber}`, { partNumber });
   }
   const up = await getUpload(s, bucket, key, uploadId);
   const v = verifying(body, expect, algorithmsFor(expect, up.checksumAlgorithm ? [up.checksumAlgorithm] : []));
@@ -101,7 +98,7 @@ export async function complete(s: ReplicatedBlobStore, bucket: string, key: stri
   try {
     up = await getUpload(s, bucket, key, uploadId);
   } catch (err) {
-    if (ThocError.from(err).details.s3Code !== "NoSuchUpload") throw err;
+    if (!isBlobError(err, "NoSuchUpload")) throw err;
     // A retry after success: the object says which upload made it.
     const { record } = await s.b.coordinator.head(bucket, key);
     if (record && !record.tombstone) {
@@ -110,7 +107,7 @@ export async function complete(s: ReplicatedBlobStore, bucket: string, key: stri
     }
     throw err;
   }
-  if (list.length === 0) throw s3Error("invalid_argument", "MalformedXML", "CompleteMultipartUpload needs at least one part", { uploadId });
+  if (list.length === 0) throw blobError("EmptyPartList", "CompleteMultipartUpload needs at least one part", { uploadId });
   const stored = await storedParts(s, bucket, uploadId);
   const chosen = chooseParts(list, stored, uploadId);
   const checksums: Checksums = {};
@@ -124,7 +121,7 @@ export async function complete(s: ReplicatedBlobStore, bucket: string, key: stri
   async function* body(): AsyncIterable<Uint8Array> {
     for (const p of chosen) {
       const got = await coord.get(bucket, p.rec.key);
-      if (got.record.version !== p.rec.version) throw s3Error("invalid_argument", "InvalidPart", `part ${p.info.partNumber} was replaced while completing: complete again`, { uploadId });
+      if (got.record.version !== p.rec.version) throw blobError("InvalidPart", `part ${p.info.partNumber} was replaced while completing: complete again`, { uploadId });
       yield* got.body;
     }
   }
@@ -162,27 +159,19 @@ export async function listUploads(s: ReplicatedBlobStore, input: ListUploadsInpu
     after = input.uploadIdMarker ? uploadKey(input.keyMarker, input.uploadIdMarker) : afterPrefix(`${UPLOAD_PREFIX}${input.keyMarker}\u0000`);
   }
   const list = await s.b.listBucket(input.bucket, { prefix: UPLOAD_PREFIX + prefix, ...(after ? { after } : {}) });
-  const uploads: MultipartUpload[] = [];
-  const commonPrefixes: string[] = [];
-  let isTruncated = false;
-  let lastCp: string | undefined;
+  const page = new RollUp<MultipartUpload>(prefix, input.delimiter, input.maxUploads);
   try {
     for (let r = await list.next(); r; r = await list.next()) {
       if (r.tombstone) continue;
       const up = parse<MultipartUpload>(r);
-      const d = input.delimiter ? up.key.indexOf(input.delimiter, prefix.length) : -1;
-      const cp = d >= 0 ? up.key.slice(0, d + input.delimiter!.length) : undefined;
-      if (cp !== undefined && cp === lastCp) continue;
-      if (uploads.length + commonPrefixes.length >= input.maxUploads) { isTruncated = true; break; }
-      if (cp !== undefined) {
-        commonPrefixes.push(cp);
-        lastCp = cp;
-        list.seek(afterPrefix(UPLOAD_PREFIX + cp));
-      } else uploads.push(up);
+      const got = page.offer(up.key, () => up);
+      if (got === "full") break;
+      if (got) list.seek(afterPrefix(UPLOAD_PREFIX + got.prefix));
     }
   } finally {
     await list.close();
   }
+  const { items: uploads, commonPrefixes, isTruncated } = page;
   const last = uploads[uploads.length - 1];
   return {
     uploads, commonPrefixes, isTruncated,

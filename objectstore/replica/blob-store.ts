@@ -13,13 +13,12 @@
  * no replica commits it.
  */
 import { ThocError } from "../../errors/index.js";
-import { ChunkHasher, type ChunkDigests } from "../blob/hash-chunks.js";
-import { BodyHasher, type BodyDigests } from "../blob/hash.js";
-import { algorithmsFor, checkBucketName, partRange, pickHeaders, s3Error, verifyDigests } from "../blob/local-util.js";
-import type {
-  BlobStore, BodyExpectations, BucketInfo, ByteRange, ChecksumAlgorithm, GetObjectResult, ListObjectsInput, ListObjectsResult,
-  ListUploadsInput, ListUploadsResult, MultipartUpload, ObjectHeaders, ObjectMeta, PartInfo, PutObjectInput,
-} from "../blob/types.js";
+import {
+  BodyHasher, ChunkHasher, RollUp, algorithmsFor, blobError, checkBucketName, partRange, pickHeaders, verifyDigests,
+  type BlobStore, type BodyDigests, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type ChunkDigests,
+  type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
+  type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
+} from "../blob/index.js";
 import * as mpu from "./blob-multipart.js";
 import type { Coordinator } from "./coordinator.js";
 import { afterPrefix, type MergedList } from "./listing.js";
@@ -47,7 +46,7 @@ export function metaOf(rec: ReplicaRecord): ObjectMeta {
   try {
     m = JSON.parse(rec.meta) as StoredMeta;
   } catch {
-    throw new ThocError("data_loss", `object ${rec.bucket}/${rec.key}: stored metadata is not JSON`, { s3Code: "InternalError" });
+    throw blobError("Corrupt", `object ${rec.bucket}/${rec.key}: stored metadata is not JSON`);
   }
   const { mpu: _m, ...rest } = m;
   return { ...rest, bucket: rec.bucket, key: rec.key, version: rec.version, size: rec.size };
@@ -59,11 +58,11 @@ export function storedMeta(m: ObjectMeta | StoredMeta): string {
 }
 
 export function checkKey(key: string): void {
-  if (!key) throw s3Error("invalid_argument", "InvalidArgument", "object key must not be empty");
+  if (!key) throw blobError("InvalidArgument", "object key must not be empty");
   if (key.startsWith(INTERNAL_KEY_PREFIX) || key.startsWith("\u0000")) {
-    throw s3Error("invalid_argument", "InvalidArgument", "object keys may not start with U+0000 or U+0001 (reserved for the store's own records)", { key });
+    throw blobError("InvalidArgument", "object keys may not start with U+0000 or U+0001 (reserved for the store's own records)", { key });
   }
-  if (Buffer.byteLength(key) > 1024) throw s3Error("invalid_argument", "KeyTooLongError", "object key is longer than 1024 bytes");
+  if (Buffer.byteLength(key) > 1024) throw blobError("KeyTooLong", "object key is longer than 1024 bytes");
 }
 
 /** Bodies announced at least this large hash on worker threads (blob/hash-chunks.ts); smaller ones inline. */
@@ -80,7 +79,7 @@ export function verifying(body: AsyncIterable<Uint8Array>, expect: BodyExpectati
   let out: ChunkDigests | undefined;
   const tooLong = (n: number) => {
     if (expect.size !== undefined && n > expect.size) {
-      throw s3Error("invalid_argument", "IncompleteBody", `the body is longer than the ${expect.size} bytes announced`, { expected: expect.size });
+      throw blobError("IncompleteBody", `the body is longer than the ${expect.size} bytes announced`, { expected: expect.size });
     }
   };
   async function* inline(): AsyncIterable<Uint8Array> {
@@ -142,7 +141,7 @@ export class ReplicatedBlobStore implements BlobStore {
     if (cur !== undefined) {
       const info = JSON.parse(cur) as BucketInfo;
       if (info.owner === owner) return { created: false, bucket: info };
-      throw s3Error("already_exists", "BucketAlreadyExists", `bucket ${name} is owned by someone else: choose another name`, { bucket: name });
+      throw blobError("BucketAlreadyExists", `bucket ${name} is owned by someone else: choose another name`, { bucket: name });
     }
     const bucket: BucketInfo = { name, createdAt: this.now(), owner };
     await this.b.buckets.put(name, JSON.stringify(bucket));
@@ -152,14 +151,14 @@ export class ReplicatedBlobStore implements BlobStore {
   async headBucket(name: string): Promise<BucketInfo> {
     this.b.ready?.();
     const cur = await this.b.buckets.lookup(name);
-    if (cur === undefined) throw s3Error("not_found", "NoSuchBucket", `bucket ${name} does not exist`, { bucket: name });
+    if (cur === undefined) throw blobError("NoSuchBucket", `bucket ${name} does not exist`, { bucket: name });
     return JSON.parse(cur) as BucketInfo;
   }
 
   async deleteBucket(name: string): Promise<void> {
     await this.headBucket(name);
     if (await this.anyLive(name, "") || await this.anyLive(name, mpu.UPLOAD_PREFIX)) {
-      throw s3Error("failed_precondition", "BucketNotEmpty", `bucket ${name} is not empty: delete its objects and abort its multipart uploads first`, { bucket: name });
+      throw blobError("BucketNotEmpty", `bucket ${name} is not empty: delete its objects and abort its multipart uploads first`, { bucket: name });
     }
     await this.b.buckets.put(name, null);
   }
@@ -236,29 +235,19 @@ export class ReplicatedBlobStore implements BlobStore {
     const rolled = after !== undefined && input.delimiter && after.startsWith(prefix) ? after.indexOf(input.delimiter, prefix.length) : -1;
     if (after !== undefined && rolled >= 0) after = afterPrefix(after.slice(0, rolled + input.delimiter!.length));
     const list = await this.b.listBucket(input.bucket, { prefix, ...(after !== undefined ? { after } : {}) });
-    const objects: ObjectMeta[] = [];
-    const commonPrefixes: string[] = [];
-    let last: string | undefined;
-    let isTruncated = false;
+    const page = new RollUp<ObjectMeta>(prefix, input.delimiter, input.maxKeys);
     try {
       for (let r = await list.next(); r; r = await list.next()) {
         if (r.tombstone) continue;
-        const d = input.delimiter ? r.key.indexOf(input.delimiter, prefix.length) : -1;
-        const cp = d >= 0 ? r.key.slice(0, d + input.delimiter!.length) : undefined;
-        if (cp !== undefined && cp === last) continue;
-        if (objects.length + commonPrefixes.length >= input.maxKeys) { isTruncated = true; break; }
-        if (cp !== undefined) {
-          commonPrefixes.push(cp);
-          last = cp;
-          list.seek(afterPrefix(cp));
-        } else {
-          objects.push(metaOf(r));
-          last = r.key;
-        }
+        const rec = r;
+        const got = page.offer(r.key, () => metaOf(rec));
+        if (got === "full") break;
+        if (got) list.seek(afterPrefix(got.prefix));
       }
     } finally {
       await list.close();
     }
+    const { items: objects, commonPrefixes, isTruncated, last } = page;
     return { objects, commonPrefixes, isTruncated, ...(isTruncated && last !== undefined ? { nextAfter: last } : {}) };
   }
 
@@ -293,5 +282,5 @@ export class ReplicatedBlobStore implements BlobStore {
 }
 
 export function noSuchKey(bucket: string, key: string): ThocError {
-  return s3Error("not_found", "NoSuchKey", `no object ${key} in bucket ${bucket}`, { bucket, key });
+  return blobError("NoSuchKey", `no object ${key} in bucket ${bucket}`, { bucket, key });
 }

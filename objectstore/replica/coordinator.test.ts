@@ -180,7 +180,7 @@ test("deletes are tombstones: NoSuchKey after, an older write cannot resurrect, 
     const v1 = await coord.put(meta("b", "k"), bytes("v1"));
     const del = await coord.delete("b", "k");
     assert.ok(del.version > v1.version && del.tombstone);
-    await assert.rejects(coord.get("b", "k"), (e: ThocError) => e.code === "not_found" && e.details.s3Code === "NoSuchKey");
+    await assert.rejects(coord.get("b", "k"), (e: ThocError) => e.code === "not_found" && e.details.blobCode === "NoSuchKey");
     await coord.settled();
     // A late replay of the old put (e.g. a slow hint) loses to the tombstone everywhere.
     const src = await c.byId("node-1").store.get("b", "k");

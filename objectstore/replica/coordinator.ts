@@ -15,6 +15,7 @@
  */
 import { ThocError, quorumError } from "../../errors/index.js";
 import type { HlcClock, Liveness } from "../../cluster/index.js";
+import { blobError } from "../blob/index.js";
 import type { HintStore } from "./hints.js";
 import { knownWrite, once, tombstoneRecord, type BodyRange, type PutOutcome, type ReplicaRecord, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import { placementKey, type Ring } from "./ring.js";
@@ -327,7 +328,7 @@ export class Coordinator {
   /** The newest live version with its body; not_found (NoSuchKey) when absent or deleted. */
   async get(bucket: string, key: string, opts: { range?: BodyRange; known?: { record?: ReplicaRecord; holders: string[] } } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
     const { record, holders } = opts.known ?? await this.head(bucket, key);
-    if (!record || record.tombstone) throw new ThocError("not_found", `no object ${bucket}/${key}`, { s3Code: "NoSuchKey", bucket, key });
+    if (!record || record.tombstone) throw blobError("NoSuchKey", `no object ${bucket}/${key}`, { bucket, key });
     const order = [...holders].sort((a, b) => (a === this.opts.self ? -1 : b === this.opts.self ? 1 : 0));
     let last: unknown;
     for (const id of order) {

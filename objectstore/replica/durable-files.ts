@@ -1,18 +1,17 @@
 /**
- * The body files of a DurableReplicaStore. A body streams into
- * <root>/tmp/<id> while it is hashed (SHA-256, the replica protocol's own
- * digest), is fdatasync'd, then renamed to <root>/<id[0..2]>/<id> and the
- * directory fsync'd; only then does the store commit a record that points at
- * it. Files are immutable once placed (one per stored version).
- *
- * Our own helper rather than blob/files.ts: that one hashes MD5 and CRC-32
- * for the S3 layer and verifies by CRC, while a replica is checked by SHA-256
- * against its header and trailer while it streams, and again on a whole read.
+ * The object store's one durable file writer: the body files of a
+ * DurableReplicaStore (the replicas and the hints of every node, --dev
+ * included). A body streams into <root>/tmp/<id> while it is hashed
+ * (SHA-256, the replica protocol's own digest) and written in batches with a
+ * background fdatasync, is fdatasync'd, then renamed to <root>/<id[0..2]>/<id>
+ * and the directory fsync'd; only then does the store commit a record that
+ * points at it. Files are immutable once placed (one per stored version), and
+ * a whole read is checked against the SHA-256 again.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { READ_BUFFER, readBuffer } from "../blob/read-buffers.js";
+import { READ_BUFFER, readBuffer } from "../blob/index.js";
 
 /** A received body: in a synced temp file, or (small ones) in memory. */
 export interface StagedBody {
@@ -28,7 +27,7 @@ const WRITE_BATCH = 1 << 20;
 /**
  * Background fdatasync every this many bytes, so the final one, which the
  * client waits for, flushes little (31–48 ms for a 64 MiB body at 32 MiB,
- * 0–4 ms at 4 MiB; see blob/files.ts).
+ * 0–4 ms at 4 MiB).
  */
 const SYNC_EVERY = 4 << 20;
 const ID = /^[0-9a-f]{24}$/;

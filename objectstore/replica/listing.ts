@@ -10,7 +10,8 @@
  * that reached every node but fewer than W is complete; the caller checks that
  * before merging (see ReplicationNode.listBucket).
  */
-import { ThocError } from "../../errors/index.js";
+import type { ThocError } from "../../errors/index.js";
+import { blobError } from "../blob/index.js";
 import { compareKeys, type BucketListOptions, type ReplicaRecord } from "./replica-store.js";
 
 /** One node's records of a bucket, in key order, from `after` on (exclusive). */
@@ -88,6 +89,6 @@ export function afterPrefix(prefix: string): string {
 }
 
 export function unreachableError(op: string, missing: string[], w: number): ThocError {
-  return new ThocError("unavailable", `${op}: ${missing.length} node(s) unreachable (${missing.join(", ")}); a listing needs all but at most ${w - 1} of them to be complete`,
-    { s3Code: "ServiceUnavailable", missing: missing.length, writeQuorum: w });
+  return blobError("Unavailable", `${op}: ${missing.length} node(s) unreachable (${missing.join(", ")}); a listing needs all but at most ${w - 1} of them to be complete`,
+    { missing: missing.length, writeQuorum: w });
 }

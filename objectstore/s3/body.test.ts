@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
 import { prepareBody, readSmall } from "./body.js";
-import { digestOf } from "./checksum.js";
+import { digestOf } from "../blob/index.js";
 import { STREAMING_SIGNED, STREAMING_UNSIGNED_TRAILER, type AuthResult } from "./sigv4.js";
 
 const HELLO = Buffer.from("hello");

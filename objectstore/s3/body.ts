@@ -10,8 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { BodyExpectations, ChecksumAlgorithm, Checksums } from "../blob/types.js";
-import { ALGORITHMS, hasher, parseAlgorithm, validDigest } from "./checksum.js";
+import { ALGORITHMS, blobCodeOf, hasher, parseAlgorithm, validDigest, type BodyExpectations, type ChecksumAlgorithm, type Checksums } from "../blob/index.js";
 import { ChunkedDecoder } from "./chunked.js";
 import { S3Error, s3err } from "./errors.js";
 import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, type AuthResult } from "./sigv4.js";
@@ -145,8 +144,8 @@ const shaMismatch = (contentSha: string) => s3err("XAmzContentSHA256Mismatch", u
 /** When the store checked the signed SHA-256, its BadDigest for SHA-256 is the client's XAmzContentSHA256Mismatch. */
 function shaMismatchFromStore(p: PayloadHash): (err: unknown) => unknown {
   return (err) => {
-    const d = (err as { details?: { s3Code?: string; algorithm?: string } }).details;
-    const code = err instanceof S3Error ? err.code : d?.s3Code;
+    const d = (err as { details?: { algorithm?: string } }).details;
+    const code = err instanceof S3Error ? err.code : blobCodeOf(err);
     if (p.byStore && code === "BadDigest" && (d?.algorithm === "sha256" || /sha-?256/i.test((err as Error).message))) return shaMismatch(p.contentSha!);
     return err;
   };

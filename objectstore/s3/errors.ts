@@ -1,10 +1,12 @@
 /**
  * S3 error codes with their HTTP status and AWS's standard message, and the
- * one place a thrown error becomes an S3 error. The blob store throws
- * ThocErrors carrying `details.s3Code`; anything else maps by ThocError code,
- * and unknown failures become InternalError without leaking their text.
+ * one place a thrown error becomes an S3 error. The blob stores throw
+ * ThocErrors carrying a BlobErrorCode, mapped here once (BY_BLOB_CODE);
+ * anything else maps by ThocError code, and unknown failures become
+ * InternalError without leaking their text.
  */
-import { ThocError, type ErrorCode, type ErrorDetails } from "../../errors/index.js";
+import { ThocError, type ErrorCode } from "../../errors/index.js";
+import { blobCodeOf, type BlobErrorCode } from "../blob/index.js";
 
 const TABLE: Record<string, [number, string]> = {
   AccessDenied: [403, "Access Denied"],
@@ -73,6 +75,29 @@ const BY_THOC_CODE: Record<ErrorCode, string> = {
   internal: "InternalError",
 };
 
+/** The S3 error of each blob store error; the message is the store's, or S3's standard one when the store gave none. */
+const BY_BLOB_CODE: Record<BlobErrorCode, string> = {
+  NoSuchBucket: "NoSuchBucket",
+  NoSuchKey: "NoSuchKey",
+  NoSuchUpload: "NoSuchUpload",
+  BucketAlreadyExists: "BucketAlreadyExists",
+  BucketNotEmpty: "BucketNotEmpty",
+  InvalidBucketName: "InvalidBucketName",
+  InvalidArgument: "InvalidArgument",
+  KeyTooLong: "KeyTooLongError",
+  IncompleteBody: "IncompleteBody",
+  BadDigest: "BadDigest",
+  UnsupportedChecksum: "InvalidRequest",
+  InvalidPart: "InvalidPart",
+  InvalidPartOrder: "InvalidPartOrder",
+  InvalidPartNumber: "InvalidPartNumber",
+  EmptyPartList: "MalformedXML",
+  EntityTooSmall: "EntityTooSmall",
+  InvalidRange: "InvalidRange",
+  Corrupt: "InternalError",
+  Unavailable: "ServiceUnavailable",
+};
+
 /** An error answered to the client as S3 XML. `extra` becomes extra XML elements (Region, ArgumentName...). */
 export class S3Error extends Error {
   readonly status: number;
@@ -84,27 +109,12 @@ export class S3Error extends Error {
 
 export const s3err = (code: string, message?: string, extra?: Record<string, string>) => new S3Error(code, message, extra);
 
-/** A ThocError that tells the S3 layer which S3 code applies (what BlobStores throw). */
-export function storeError(s3Code: string, message?: string, details: ErrorDetails = {}): ThocError {
-  const code: ErrorCode = s3Code.startsWith("NoSuch") ? "not_found"
-    : s3Code === "BucketAlreadyExists" || s3Code === "BucketAlreadyOwnedByYou" ? "already_exists"
-    : s3Code === "BucketNotEmpty" ? "failed_precondition"
-    : s3Code === "InternalError" ? "internal" : "invalid_argument";
-  return new ThocError(code, message ?? TABLE[s3Code]?.[1] ?? s3Code, { ...details, s3Code });
-}
-
 /** Whatever was thrown → the S3 error to answer; `internal` tells the caller to log it. */
 export function toS3Error(err: unknown): { error: S3Error; internal: boolean } {
   if (err instanceof S3Error) return { error: err, internal: false };
   if (err instanceof ThocError) {
-    const s3Code = typeof err.details.s3Code === "string" ? err.details.s3Code : undefined;
-    if (s3Code) {
-      const extra: Record<string, string> = {};
-      for (const [k, v] of Object.entries(err.details)) {
-        if (k !== "s3Code" && v !== undefined && /^[A-Z]/.test(k)) extra[k] = String(v);
-      }
-      return { error: new S3Error(s3Code, err.message, extra), internal: false };
-    }
+    const blobCode = blobCodeOf(err);
+    if (blobCode) return { error: new S3Error(BY_BLOB_CODE[blobCode], err.message === blobCode ? undefined : err.message), internal: false };
     const code = BY_THOC_CODE[err.code];
     const internal = code === "InternalError" || code === "ServiceUnavailable";
     // A quorum or reachability failure says what is down and how many replicas answered:

@@ -6,8 +6,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Config } from "../../config/index.js";
 import type { Logger } from "../../core/index.js";
-import type { BlobStore, ByteRange, ChecksumAlgorithm, Checksums, ObjectHeaders, ObjectMeta } from "../blob/types.js";
-import { recycleReadBuffer } from "../blob/read-buffers.js";
+import { recycleReadBuffer, type BlobStore, type ByteRange, type ChecksumAlgorithm, type Checksums, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { prepareBody, type PreparedBody } from "./body.js";
 import { s3err } from "./errors.js";
 import type { AuthResult } from "./sigv4.js";

@@ -5,4 +5,4 @@
  */
 export { createS3Server } from "./server.js";
 export type { Credential, CredentialLookup, S3Server, S3ServerOptions } from "./types.js";
-export { S3Error, storeError, toS3Error } from "./errors.js";
+export { S3Error, toS3Error } from "./errors.js";

@@ -8,8 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import http from "node:http";
-import { MemoryBlobStore } from "../blob/memory.js";
-import type { GetObjectResult, ObjectMeta, PutObjectInput } from "../blob/types.js";
+import { MemoryBlobStore, type GetObjectResult, type ObjectMeta, type PutObjectInput } from "../blob/index.js";
 import { signer, startS3, type Fixture } from "./testutil.js";
 
 const MiB = 1024 * 1024;

@@ -1,5 +1,5 @@
 /** ListObjects (v1), ListObjectsV2 and ListObjectVersions (every object is its own null version). */
-import type { ListObjectsResult, ObjectMeta } from "../blob/types.js";
+import type { ListObjectsResult, ObjectMeta } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import { intParam, isoDate, ownBucket, ownerXml, quote, sendXml, urlEncodeKey, type Ctx } from "./http.js";
 

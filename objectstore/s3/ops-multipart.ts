@@ -1,7 +1,6 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
-import type { ChecksumAlgorithm, ObjectHeaders } from "../blob/types.js";
+import { MAX_PARTS, parseAlgorithm, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
 import { readSmall } from "./body.js";
-import { parseAlgorithm } from "./checksum.js";
 import { s3err, toS3Error } from "./errors.js";
 import {
   body, checkWriteHeaders, intParam, isoDate, objectHeadersOf, ownBucket, ownerXml, parseRange, quote, sendEmpty, sendXml,
@@ -9,7 +8,6 @@ import {
 } from "./http.js";
 import { copySource } from "./ops-object.js";
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
-import { MAX_PARTS } from "../blob/types.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
 /** While a completion assembles a big object, a space is sent this often so proxies and clients do not time out (tests shorten it). */

@@ -1,5 +1,5 @@
 /** Object operations: PUT, GET, HEAD, DELETE, CopyObject, and the ACL/tagging answers for unversioned, untagged objects. */
-import type { ChecksumAlgorithm, ObjectHeaders, ObjectMeta } from "../blob/types.js";
+import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { readSmall } from "./body.js";
 import { s3err } from "./errors.js";
 import { aclXml } from "./ops-bucket.js";
@@ -7,7 +7,6 @@ import {
   body, checkConditions, checkWriteHeaders, isoDate, objectHeadersOf, ownBucket, parseRange, quote, sendBody, sendEmpty, sendXml,
   storageClassOf, userMetaOf, writeChecksums, writeObjectHeaders, type Ctx,
 } from "./http.js";
-import { parseAlgorithm } from "./checksum.js";
 import { safeDecode } from "./sigv4.js";
 
 function checkVersionId(ctx: Ctx): void {
@@ -21,7 +20,7 @@ export async function putObject(ctx: Ctx) {
   checkWriteHeaders(h);
   if (typeof h["if-none-match"] === "string" || typeof h["if-match"] === "string") {
     let cur: ObjectMeta | undefined;
-    try { cur = await ctx.store.headObject(ctx.bucket!, ctx.key!); } catch (err) { if ((err as { details?: { s3Code?: string } }).details?.s3Code !== "NoSuchKey") throw err; }
+    try { cur = await ctx.store.headObject(ctx.bucket!, ctx.key!); } catch (err) { if (!isBlobError(err, "NoSuchKey")) throw err; }
     if (h["if-none-match"] === "*" && cur) throw s3err("PreconditionFailed", undefined, { Condition: "If-None-Match" });
     if (typeof h["if-match"] === "string") {
       if (!cur) throw s3err("NoSuchKey");

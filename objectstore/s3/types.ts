@@ -6,7 +6,7 @@
 import type { Registry } from "prom-client";
 import type { Config } from "../../config/index.js";
 import type { Logger } from "../../core/index.js";
-import type { BlobStore } from "../blob/types.js";
+import type { BlobStore } from "../blob/index.js";
 
 /** One S3 access key's secret and owner, as the key registry knows it. */
 export interface Credential {

@@ -1,12 +1,7 @@
-/** S3 rules shared by the local and the replicated blob stores: errors, header picking, body verification, part ranges, part lists. */
-import { ThocError, type ErrorCode } from "../../errors/index.js";
-import type { Staged } from "./files.js";
+/** Rules every blob store keeps: header picking, bucket names, body verification, part ranges, part lists. */
+import { blobError } from "./errors.js";
 import { ALGORITHMS, type BodyDigests } from "./hash.js";
 import { MIN_PART_SIZE, type BodyExpectations, type ByteRange, type ChecksumAlgorithm, type ObjectHeaders, type ObjectMeta, type PartInfo } from "./types.js";
-
-export function s3Error(code: ErrorCode, s3Code: string, message: string, details: Record<string, string | number | undefined> = {}): ThocError {
-  return new ThocError(code, message, { s3Code, ...details });
-}
 
 const HEADER_FIELDS = ["contentType", "cacheControl", "contentDisposition", "contentEncoding", "contentLanguage", "expires", "storageClass"] as const;
 
@@ -22,30 +17,26 @@ export function pickHeaders(h: ObjectHeaders & { storageClass?: string }): Objec
 
 export function checkBucketName(name: string): void {
   if (!name || name.includes("/") || name.includes("\0")) {
-    throw s3Error("invalid_argument", "InvalidBucketName", `invalid bucket name ${JSON.stringify(name)}`, { bucket: name });
+    throw blobError("InvalidBucketName", `invalid bucket name ${JSON.stringify(name)}`, { bucket: name });
   }
 }
 
 /** Checks what the client promised about a body (length, Content-MD5, x-amz-checksum-*) against its digests. */
 export function verifyDigests(d: BodyDigests, expect: BodyExpectations): void {
   if (expect.size !== undefined && d.size !== expect.size) {
-    throw s3Error("invalid_argument", "IncompleteBody", `the body had ${d.size} bytes but ${expect.size} were announced: resend the whole body`, { size: d.size, expected: expect.size });
+    throw blobError("IncompleteBody", `the body had ${d.size} bytes but ${expect.size} were announced: resend the whole body`, { size: d.size, expected: expect.size });
   }
   if (expect.md5 !== undefined && Buffer.from(d.md5, "hex").toString("base64") !== expect.md5) {
-    throw s3Error("invalid_argument", "BadDigest", "the Content-MD5 you specified did not match what was received", {});
+    throw blobError("BadDigest", "the Content-MD5 you specified did not match what was received", {});
   }
   for (const [alg, want] of Object.entries(expect.checksums ?? {})) {
     if (!want) continue;
     const got = d.checksums[alg as ChecksumAlgorithm];
-    if (got === undefined) throw s3Error("invalid_argument", "InvalidRequest", `unsupported checksum algorithm ${alg}`, {});
+    if (got === undefined) throw blobError("UnsupportedChecksum", `unsupported checksum algorithm ${alg}`, {});
     if (got !== want) {
-      throw s3Error("invalid_argument", "BadDigest", `the ${alg.toUpperCase()} you specified did not match the calculated checksum`, { algorithm: alg });
+      throw blobError("BadDigest", `the ${alg.toUpperCase()} you specified did not match the calculated checksum`, { algorithm: alg });
     }
   }
-}
-
-export function verifyBody(s: Staged, expect: BodyExpectations): void {
-  verifyDigests(s.digests, expect);
 }
 
 /** Checksum algorithms to compute for a body: those asked for, those with an expected value, and `extra`. */
@@ -58,7 +49,7 @@ export function algorithmsFor(expect: BodyExpectations, extra: readonly Checksum
 export function partRange(meta: Pick<ObjectMeta, "key" | "size" | "parts">, partNumber: number): ByteRange {
   const parts = meta.parts;
   if (!parts) {
-    if (partNumber !== 1) throw s3Error("invalid_argument", "InvalidPartNumber", `object ${meta.key} has 1 part; part ${partNumber} does not exist`, { partNumber });
+    if (partNumber !== 1) throw blobError("InvalidPartNumber", `object ${meta.key} has 1 part; part ${partNumber} does not exist`, { partNumber });
     return { start: 0, end: meta.size - 1 };
   }
   let off = 0;
@@ -66,7 +57,7 @@ export function partRange(meta: Pick<ObjectMeta, "key" | "size" | "parts">, part
     if (p.partNumber === partNumber) return { start: off, end: off + p.size - 1 };
     off += p.size;
   }
-  throw s3Error("invalid_argument", "InvalidPartNumber", `object ${meta.key} has ${parts.length} parts; part ${partNumber} does not exist`, { partNumber });
+  throw blobError("InvalidPartNumber", `object ${meta.key} has ${parts.length} parts; part ${partNumber} does not exist`, { partNumber });
 }
 
 export const stripQuotes = (e: string) => e.replace(/^"|"$/g, "").replace(/^W\//, "").replace(/^"|"$/g, "");
@@ -81,17 +72,17 @@ export function chooseParts<P extends { info: PartInfo }>(list: readonly { partN
   for (let i = 0; i < list.length; i++) {
     const want = list[i]!;
     if (i > 0 && want.partNumber <= list[i - 1]!.partNumber) {
-      throw s3Error("invalid_argument", "InvalidPartOrder", "the list of parts was not in ascending order: sort it by part number", { uploadId });
+      throw blobError("InvalidPartOrder", "the list of parts was not in ascending order: sort it by part number", { uploadId });
     }
     const p = stored.get(want.partNumber);
     if (!p || p.info.etag !== stripQuotes(want.etag)) {
-      throw s3Error("invalid_argument", "InvalidPart", `part ${want.partNumber} was not uploaded or its ETag does not match: upload it again or fix the list`, { uploadId, partNumber: want.partNumber });
+      throw blobError("InvalidPart", `part ${want.partNumber} was not uploaded or its ETag does not match: upload it again or fix the list`, { uploadId, partNumber: want.partNumber });
     }
     chosen.push(p);
   }
   for (let i = 0; i < chosen.length - 1; i++) {
     if (chosen[i]!.info.size < MIN_PART_SIZE) {
-      throw s3Error("invalid_argument", "EntityTooSmall", `part ${chosen[i]!.info.partNumber} is ${chosen[i]!.info.size} bytes; every part but the last must be at least 5 MiB`, { uploadId, partNumber: chosen[i]!.info.partNumber });
+      throw blobError("EntityTooSmall", `part ${chosen[i]!.info.partNumber} is ${chosen[i]!.info.size} bytes; every part but the last must be at least 5 MiB`, { uploadId, partNumber: chosen[i]!.info.partNumber });
     }
   }
   return chosen;

@@ -1,0 +1,20 @@
+/**
+ * The blob store seam between the S3 protocol layer (objectstore/s3) and the
+ * storage behind it (the replicated store, objectstore/replica), with what
+ * every store shares: its typed errors, the one checksum module, hashing of
+ * large bodies on worker threads, the S3 object rules, the delimiter roll-up
+ * of listings, recycled read buffers, and an in-memory store for tests of
+ * the layers above.
+ */
+export type * from "./types.js";
+export { MIN_PART_SIZE, MAX_PARTS } from "./types.js";
+export { blobError, blobCodeOf, isBlobError, type BlobErrorCode } from "./errors.js";
+export {
+  ALGORITHMS, BodyHasher, compositeChecksum, crc32, crc32c, digestOf, DIGEST_BYTES, hasher, multipartEtag, parseAlgorithm, validDigest,
+  type BodyDigests, type Hasher,
+} from "./hash.js";
+export { ChunkHasher, type ChunkDigests } from "./hash-chunks.js";
+export { algorithmsFor, checkBucketName, chooseParts, partRange, pickHeaders, stripQuotes, verifyDigests } from "./rules.js";
+export { commonPrefixOf, RollUp } from "./listing.js";
+export { READ_BUFFER, readBuffer, recycleReadBuffer } from "./read-buffers.js";
+export { MemoryBlobStore } from "./memory.js";
