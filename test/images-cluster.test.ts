@@ -3,15 +3,16 @@
  * replicated object store; another agent that creates a VM from the image
  * fetches it into its own cache (a cache miss), checking every part's SHA-256
  * against the image record. A replica damaged on disk is never cached: the
- * fetch either reads a good copy or refuses with DATA_LOSS, and a refused
- * fetch leaves no file where libvirt could pick it up.
+ * read that finds the damage is refused with DATA_LOSS and leaves no file
+ * where libvirt could pick it up; later reads go to a good replica, and the
+ * damaged one is rewritten from it.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { startCluster, type AgentProcess, type Cluster } from "./harness.js";
+import { startCluster, waitFor, type AgentProcess, type Cluster } from "./harness.js";
 import { S3_ENV, waitRing } from "./objectstore-util.js";
 
 let cluster: Cluster;
@@ -55,7 +56,7 @@ test("an image imported on n1 is fetched by n3 for a VM, verified byte for byte"
   assert.equal((await n3.cli(["vm", "delete", "on-n3"])).code, 0);
 });
 
-test("a replica damaged on disk is repaired around or refused, never cached", async () => {
+test("a replica damaged on disk is refused, never cached, then read around and rewritten", async () => {
   const [, n2] = cluster.agents as [AgentProcess, AgentProcess, AgentProcess];
   const kernel = await readFile(path.join(cluster.root, "kernel"));
   // Damage n2's own replica of the kernel (N=3 on 3 nodes: every node holds one).
@@ -82,6 +83,12 @@ test("a replica damaged on disk is repaired around or refused, never cached", as
     }
   }
   console.log(`  fetches with one damaged replica: ${outcomes.join(", ")}`);
+  assert.ok(outcomes.includes("created"), "with two good replicas left, a fetch succeeds once the damage is known");
   const prom = await (await fetch(`${n2.httpUrl}/metrics`)).text();
   if (outcomes.includes("refused")) assert.match(prom, /thoc_objectstore_data_loss_total [1-9]/, "a refusal was counted as data loss");
+  // The damaged replica is rewritten from a good one (a new file; the damaged one is removed).
+  await waitFor("n2's replica of the kernel rewritten", async () => {
+    const now = await filesOfSize(path.join(n2.dataDir, "replicas"), kernel.length);
+    return now.length === 1 && sha(await readFile(now[0]!)) === sha(kernel);
+  }, 20_000, 250);
 });

@@ -331,18 +331,42 @@ export class Coordinator {
     if (!record || record.tombstone) throw blobError("NoSuchKey", `no object ${bucket}/${key}`, { bucket, key });
     const order = [...holders].sort((a, b) => (a === this.opts.self ? -1 : b === this.opts.self ? 1 : 0));
     let last: unknown;
+    const damaged: string[] = [];
     for (const id of order) {
       try {
         const got = await this.opts.target(id).get(bucket, key, opts.range ? { range: opts.range } : {});
-        if (got.record.version === record.version) return got;
+        if (got.record.version === record.version) {
+          // A holder that refused its copy as damaged gets this version again from a good one, off the request path.
+          for (const bad of damaged) this.track(this.rewrite(bad, id, bucket, key, record.version));
+          return got;
+        }
         void drain(got.body);
         last = new ThocError("aborted", `replica on ${id} changed while reading`);
       } catch (err) {
         this.noteFailure(id, err);
+        if (ThocError.from(err).code === "data_loss") damaged.push(id);
         last = err;
       }
     }
     throw ThocError.from(last ?? new ThocError("unavailable", `no replica of ${bucket}/${key} could be read`), "unavailable");
+  }
+
+  /** Copies `version` from a good holder onto one whose copy is damaged (a replica store accepts the same version over a damaged body). */
+  private async rewrite(bad: string, good: string, bucket: string, key: string, version: string): Promise<void> {
+    const k = `${bad}\u0000${bucket}\u0000${key}`;
+    if ((this.repairing.get(k) ?? "") >= version) return;
+    this.repairing.set(k, version);
+    try {
+      const src = await this.opts.target(good).get(bucket, key);
+      if (src.record.version !== version) { void drain(src.body); return; }
+      await this.opts.target(bad).put(knownWrite(src.record, src.body));
+      this.stats.readRepairs++;
+      this.opts.log?.info({ node: bad, bucket, key, version }, "object store: damaged replica rewritten from another");
+    } catch (err) {
+      this.opts.log?.warn({ node: bad, bucket, key, err: ThocError.from(err).message }, "object store: rewriting a damaged replica failed");
+    } finally {
+      if (this.repairing.get(k) === version) this.repairing.delete(k);
+    }
   }
 
   /** Pushes the newest version to every replier that is missing it or has an older one. */

@@ -70,8 +70,41 @@ test("durable: a damaged, truncated or missing body is data_loss on a whole read
     await dt.put(id!, Buffer.from(small).fill(0, 0, 3));
     await assert.rejects(readAll((await f.s.get("b", "inline"))!.body), (e: ThocError) => e.code === "data_loss");
     assert.equal(losses.length, 4);
-    // A ranged read is not verified (only its bytes are read).
-    assert.equal((await readAll((await f.s.get("b", "inline", { range: { start: 100, end: 199 } }))!.body)).length, 100);
+    // A ranged read of a body nobody found damaged is not verified (only its bytes are read).
+    const fine = bytes(800, 11);
+    await f.s.put(knownWrite(record("b", "fine", fine), once(fine)));
+    assert.equal((await readAll((await f.s.get("b", "fine", { range: { start: 100, end: 199 } }))!.body)).length, 100);
+  } finally {
+    await f.done();
+  }
+});
+
+test("durable: a body found damaged is refused at once on later reads, even ranged and after a restart, until the same version is written again", async () => {
+  const losses: ThocError[] = [];
+  const f = await fixture({ onDataLoss: (e) => losses.push(e) });
+  try {
+    const big = bytes(2 << 20, 12);
+    const rec = record("b", "rot", big);
+    await f.s.put(knownWrite(rec, once(big)));
+    const [file] = (await filesUnder(f.bodies)).map((x) => path.join(f.bodies, x));
+    const fh = await open(file!, "r+");
+    await fh.write(Buffer.from([big[777]! ^ 0x01]), 0, 1, 777);
+    await fh.close();
+    await assert.rejects(readAll((await f.s.get("b", "rot"))!.body), (e: ThocError) => e.code === "data_loss");
+    assert.equal(losses.length, 1);
+    // Refused before any byte, so a coordinator moves on to another replica; counted once.
+    await assert.rejects(f.s.get("b", "rot"), (e: ThocError) => e.code === "data_loss" && /damaged/.test(e.message));
+    await assert.rejects(f.s.get("b", "rot", { range: { start: 0, end: 9 } }), (e: ThocError) => e.code === "data_loss");
+    assert.equal(losses.length, 1);
+    assert.deepEqual(await f.s.head("b", "rot"), rec, "the record stays: the version is known, only its body is bad");
+    // The mark is durable: a restart does not serve the damaged body again.
+    const s = await f.reopen();
+    await assert.rejects(s.get("b", "rot"), (e: ThocError) => e.code === "data_loss");
+    // Read repair writes the same version again: accepted over the damaged body, then served verified.
+    assert.deepEqual(await s.put(knownWrite(rec, pieces(big))), { applied: true, current: rec.version });
+    assert.ok((await readAll((await s.get("b", "rot"))!.body)).equals(big));
+    // An undamaged row still refuses a second write of its own version.
+    assert.equal((await s.put(knownWrite(rec, pieces(big)))).applied, false);
   } finally {
     await f.done();
   }

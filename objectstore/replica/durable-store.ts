@@ -47,9 +47,18 @@ interface KeyRow {
   r: ReplicaRecord;
   /** Absent for tombstones and empty bodies. */
   b?: { id: string; inline?: true };
+  /**
+   * Set once a read found this body damaged (bit rot, truncation, missing
+   * file): later reads refuse at once, before any byte, so the coordinator
+   * reads another replica, and a put of the same version may replace it
+   * (read repair). Rows written before this field existed simply lack it.
+   */
+  d?: string;
 }
 
 const SEP = "\u0000";
+
+
 const posKey = (pos: number) => pos.toString(16).padStart(12, "0");
 
 function ringKey(bucket: string, key: string): string {
@@ -75,6 +84,8 @@ export class DurableReplicaStore implements ReplicaStore {
   private readonly l: Layout;
   private readonly inlineMax: number;
   private readonly locks = new Map<string, Promise<void>>();
+  /** key → version of bodies found damaged whose row is not marked yet. */
+  private readonly damagedNow = new Map<string, string>();
   private readonly commits = new Set<Promise<unknown>>();
   /** Unlinks of replaced bodies under way (close() waits for them). */
   private readonly removing = new Set<Promise<void>>();
@@ -149,13 +160,19 @@ export class DurableReplicaStore implements ReplicaStore {
     return this.db.batch(ops as never, { sync: true });
   }
 
+  /** The stored row wins over an incoming version unless that is newer, or the same one repairing a damaged body. */
+  private keeps(k: string, row: KeyRow, version: string): boolean {
+    const c = compareHlc(row.r.version, version);
+    return c > 0 || (c === 0 && !row.d && this.damagedNow.get(k) !== version);
+  }
+
   async put(w: ReplicaWrite): Promise<PutOutcome> {
     const hd = w.header;
     validateHeader(hd);
     await this.usable();
     const k = hd.bucket + SEP + hd.key;
     const cur = await this.l.byKey.get(k);
-    if (cur && compareHlc(cur.r.version, hd.version) >= 0) return { applied: false, current: cur.r.version };
+    if (cur && this.keeps(k, cur, hd.version)) return { applied: false, current: cur.r.version };
     const staged = await this.files.stage(w.body, this.inlineMax, hd.size ?? Infinity, () => mismatch(hd, `more than the declared ${hd.size} bytes`), !w.local);
     if (w.local) staged.sha256 = w.expected().sha256;
     let state: "staged" | "placed" | "committed" = "staged";
@@ -164,12 +181,12 @@ export class DurableReplicaStore implements ReplicaStore {
       const rec = verified(w, staged);
       // Re-check before the fsyncs of placing: a newer put may have committed while this body streamed in.
       const mid = await this.l.byKey.get(k);
-      if (mid && compareHlc(mid.r.version, rec.version) >= 0) return { applied: false, current: mid.r.version };
+      if (mid && this.keeps(k, mid, rec.version)) return { applied: false, current: mid.r.version };
       await this.files.place(staged);
       state = "placed";
       return await this.locked(k, async () => {
         const now = await this.l.byKey.get(k);
-        if (now && compareHlc(now.r.version, rec.version) >= 0) return { applied: false, current: now.r.version };
+        if (now && this.keeps(k, now, rec.version)) return { applied: false, current: now.r.version };
         const body = staged.size === 0 ? undefined : staged.inline ? { id: staged.id, inline: true as const } : { id: staged.id };
         await this.commit([
           { type: "put", sublevel: this.l.byKey, key: k, value: { r: rec, ...(body ? { b: body } : {}) } satisfies KeyRow },
@@ -206,12 +223,14 @@ export class DurableReplicaStore implements ReplicaStore {
     const row = await this.l.byKey.get(k);
     if (!row) return undefined;
     const rec = row.r;
+    const why = row.d ?? (this.damagedNow.get(k) === rec.version ? "found damaged by an earlier read" : undefined);
+    if (why) throw this.dataLoss(rec, why, false);
     if (!row.b) return { record: rec, body: once() };
     const start = Math.max(0, opts.range?.start ?? 0);
     const end = Math.min(rec.size - 1, opts.range?.end ?? Infinity);
     // Verified whenever the read covers the whole body, asked for as a range or not.
     const verify = start === 0 && end === rec.size - 1 ? { size: rec.size, sha256: rec.sha256 } : undefined;
-    const damaged = (why: string) => this.dataLoss(rec, why);
+    const damaged = (why: string) => this.dataLoss(rec, why, true);
     // The body may be replaced (and its file removed) between this read and the first byte: only the same version missing is a loss.
     const missing = async () => {
       const now = await this.l.byKey.get(k);
@@ -229,12 +248,31 @@ export class DurableReplicaStore implements ReplicaStore {
     if (end >= start) yield data.subarray(start, end + 1);
   }
 
-  private dataLoss(rec: ReplicaRecord, why: string): ThocError {
+  /** The error for a damaged body; `found` (first detection) counts it and marks the row so later reads refuse at once. */
+  private dataLoss(rec: ReplicaRecord, why: string, found: boolean): ThocError {
     const e = new ThocError("data_loss",
       `stored replica of ${rec.bucket}/${rec.key} version ${rec.version} is damaged (${why}); it must be repaired from another replica`,
       { bucket: rec.bucket, key: rec.key, version: rec.version });
-    this.o.onDataLoss?.(e);
+    if (found) {
+      this.o.onDataLoss?.(e);
+      // In memory at once (the next read must not wait for the commit), in the row for after a restart.
+      const k = rec.bucket + SEP + rec.key;
+      this.damagedNow.set(k, rec.version);
+      void this.markDamaged(rec, why).catch(() => { /* the next read finds it again */ }).finally(() => {
+        if (this.damagedNow.get(k) === rec.version) this.damagedNow.delete(k);
+      });
+    }
     return e;
+  }
+
+  private async markDamaged(rec: ReplicaRecord, why: string): Promise<void> {
+    if (this.closed) return;
+    const k = rec.bucket + SEP + rec.key;
+    await this.locked(k, async () => {
+      const row = await this.l.byKey.get(k);
+      if (row?.r.version !== rec.version || row.d) return;
+      await this.commit([{ type: "put", sublevel: this.l.byKey, key: k, value: { ...row, d: why } satisfies KeyRow }]);
+    });
   }
 
   async *listBucket(bucket: string, opts: BucketListOptions = {}): AsyncIterable<ReplicaRecord> {
