@@ -1,9 +1,12 @@
 /**
  * `thoc-node`: the agent and the operator CLI (SPEC §2). Every command except
  * `agent` and `keygen` talks to an agent over gRPC.
+ *
+ * Start-up time is part of the CLI's interface: nothing here or in a command's
+ * module loads what only the agent needs (config/, core/'s logger, subsystems,
+ * native modules); test/cli-load.test.ts checks it, bench/cli.ts times it.
  */
 import { Command, CommanderError } from "commander";
-import { VERSION } from "../core/index.js";
 import { registerAgent } from "./commands/agent.js";
 import { registerKeygen } from "./commands/keygen.js";
 import { registerMembers } from "./commands/members.js";
@@ -13,10 +16,19 @@ import { registerImage } from "./commands/image.js";
 import { registerS3 } from "./commands/s3.js";
 import { registerRing } from "./commands/ring.js";
 
-export function buildProgram(): Command {
+/**
+ * The version string, loaded only when asked for: core/index.ts also carries
+ * the logger (pino), and --help lists the option without printing the string.
+ */
+async function versionIfAsked(argv: string[]): Promise<string> {
+  if (!argv.includes("-V") && !argv.includes("--version")) return "";
+  return (await import("../core/index.js")).VERSION;
+}
+
+export function buildProgram(version: string): Command {
   const program = new Command("thoc-node")
     .description("THOC node agent and CLI")
-    .version(VERSION, "-V, --version")
+    .version(version, "-V, --version")
     .option("--addr <host:port>", "agent gRPC address (default $THOC_ADDR or 127.0.0.1:7400)")
     .option("--tls-ca <file>", "CA bundle to verify the agent's TLS certificate (default $THOC_TLS_CA; none = plaintext)")
     .option("--timeout <ms>", "deadline for each call in milliseconds", "10000")
@@ -33,7 +45,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-buildProgram().parseAsync(process.argv).catch((err: unknown) => {
+versionIfAsked(process.argv).then((v) => buildProgram(v).parseAsync(process.argv)).catch((err: unknown) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);
   process.stderr.write(`thoc-node: ${(err as Error).message}\n`);
   process.exit(1);

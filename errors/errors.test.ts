@@ -20,6 +20,16 @@ test("gRPC ServiceErrors keep their status both ways", () => {
   assert.equal(e.grpcStatus, status.NOT_FOUND);
 });
 
+test("every code maps to the gRPC status of the same name in grpc-js", () => {
+  const codes = ["invalid_argument", "not_found", "already_exists", "failed_precondition", "resource_exhausted", "unavailable", "permission_denied",
+    "unauthenticated", "deadline_exceeded", "aborted", "cancelled", "unimplemented", "data_loss", "internal"] as const;
+  for (const c of codes) {
+    const st = status[c.toUpperCase() as keyof typeof status];
+    assert.equal(new ThocError(c, "x").grpcStatus, st, c);
+    assert.equal(ThocError.from(Object.assign(new Error("x"), { code: st, metadata: {} })).code, c);
+  }
+});
+
 test("quorum errors carry counts", () => {
   const e = quorumError("put", 1, 2, 3);
   assert.equal(e.code, "unavailable");

@@ -5,7 +5,7 @@
  * knows more precisely). Unknown errors are wrapped at the edge with
  * ThocError.from(), which keeps the cause but never leaks its stack to clients.
  */
-import { status as GrpcStatus } from "@grpc/grpc-js";
+import type { status as GrpcStatus } from "@grpc/grpc-js";
 
 export type ErrorCode =
   | "invalid_argument"
@@ -23,21 +23,27 @@ export type ErrorCode =
   | "data_loss"
   | "internal";
 
+/**
+ * The gRPC status codes (a fixed part of the gRPC protocol) written as numbers
+ * rather than read from grpc-js at run time: errors/ is loaded by every CLI
+ * command, and grpc-js is the heaviest module a `--help` would otherwise load.
+ * errors.test.ts checks each against grpc-js's own enum.
+ */
 const GRPC: Record<ErrorCode, GrpcStatus> = {
-  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
-  not_found: GrpcStatus.NOT_FOUND,
-  already_exists: GrpcStatus.ALREADY_EXISTS,
-  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
-  resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
-  unavailable: GrpcStatus.UNAVAILABLE,
-  permission_denied: GrpcStatus.PERMISSION_DENIED,
-  unauthenticated: GrpcStatus.UNAUTHENTICATED,
-  deadline_exceeded: GrpcStatus.DEADLINE_EXCEEDED,
-  aborted: GrpcStatus.ABORTED,
-  cancelled: GrpcStatus.CANCELLED,
-  unimplemented: GrpcStatus.UNIMPLEMENTED,
-  data_loss: GrpcStatus.DATA_LOSS,
-  internal: GrpcStatus.INTERNAL,
+  invalid_argument: 3, // INVALID_ARGUMENT
+  not_found: 5, // NOT_FOUND
+  already_exists: 6, // ALREADY_EXISTS
+  failed_precondition: 9, // FAILED_PRECONDITION
+  resource_exhausted: 8, // RESOURCE_EXHAUSTED
+  unavailable: 14, // UNAVAILABLE
+  permission_denied: 7, // PERMISSION_DENIED
+  unauthenticated: 16, // UNAUTHENTICATED
+  deadline_exceeded: 4, // DEADLINE_EXCEEDED
+  aborted: 10, // ABORTED
+  cancelled: 1, // CANCELLED
+  unimplemented: 12, // UNIMPLEMENTED
+  data_loss: 15, // DATA_LOSS
+  internal: 13, // INTERNAL
 };
 
 const FROM_GRPC = new Map<number, ErrorCode>(

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { GetReplicaResponseSchema, PutReplicaRequestSchema } from "../proto/gen/thoc/node/v1/objectstore_pb.js";
+import { GetReplicaResponseSchema, PutReplicaRequestSchema } from "../proto/index.js";
 import { serializer } from "./adapter.js";
 
 test("body chunks framed by hand are byte-identical to protobuf-es's encoding, at every varint length", () => {

@@ -1,18 +1,20 @@
 /**
  * The agent's gRPC server: services declared in .proto, the standard
  * grpc.health.v1.Health service, and server reflection (so grpcurl works).
+ *
+ * The health and reflection packages (and the config module, for hostPort) are
+ * loaded in listen(), not at the top: rpc/index.ts is also the CLI's way to a
+ * client, and those packages (protobufjs, yaml) cost the CLI more start-up time
+ * than everything else it loads.
  */
 import * as grpc from "@grpc/grpc-js";
 import { toBinary, type DescFile, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { HealthImplementation, type ServingStatus } from "grpc-health-check";
-import { ReflectionService } from "@grpc/reflection";
-import { loadSync } from "@grpc/proto-loader";
+import type { HealthImplementation, ServingStatus } from "grpc-health-check";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { hostPort } from "../config/index.js";
-import { ThocError, listenError } from "../errors/index.js";
+import { listenError, type ThocError } from "../errors/index.js";
 import { serviceDefinition, serviceHandlers, type CallObserver, type ServiceImpl } from "./adapter.js";
 
 export interface RpcServerOptions {
@@ -24,7 +26,9 @@ export interface RpcServerOptions {
 
 export class RpcServer {
   readonly grpc: grpc.Server;
-  private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
+  /** Statuses set before listen() created the health service; it starts from them. */
+  private readonly statuses = new Map<string, ServingStatus>([["", "NOT_SERVING"]]);
+  private health?: HealthImplementation;
   private readonly files = new Map<string, DescFile>();
   private readonly services: string[] = [];
   private reflectionAdded = false;
@@ -37,7 +41,6 @@ export class RpcServer {
       "grpc.keepalive_permit_without_calls": 1,
       ...opts.options,
     });
-    this.health.addToServer(this.grpc);
   }
 
   /** Registers a service declared in .proto with its typed implementation. */
@@ -51,18 +54,19 @@ export class RpcServer {
       f.dependencies.forEach(addFile);
     };
     addFile(desc.file);
-    this.health.setStatus(desc.typeName, "NOT_SERVING");
+    this.setServing(desc.typeName, "NOT_SERVING");
     return this;
   }
 
   /** Health of one service ("" is the whole server). */
   setServing(service: string, status: ServingStatus): void {
-    this.health.setStatus(service, status);
+    this.statuses.set(service, status);
+    this.health?.setStatus(service, status);
   }
 
   setAllServing(status: ServingStatus): void {
-    this.health.setStatus("", status);
-    for (const s of this.services) this.health.setStatus(s, status);
+    this.setServing("", status);
+    for (const s of this.services) this.setServing(s, status);
   }
 
   get serviceNames(): readonly string[] {
@@ -73,9 +77,13 @@ export class RpcServer {
     return this.boundPort;
   }
 
-  private addReflection(): void {
+  private async addHealthAndReflection(): Promise<void> {
     if (this.reflectionAdded) return;
     this.reflectionAdded = true;
+    const [{ HealthImplementation }, { ReflectionService }, { loadSync }] =
+      await Promise.all([import("grpc-health-check"), import("@grpc/reflection"), import("@grpc/proto-loader")]);
+    this.health = new HealthImplementation(Object.fromEntries(this.statuses));
+    this.health.addToServer(this.grpc);
     const protos = [...this.files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
     // @grpc/reflection indexes whatever fileDescriptorProtos it finds in a
     // proto-loader package definition; one entry carrying all files suffices.
@@ -88,7 +96,8 @@ export class RpcServer {
 
   /** Binds host:port (0 picks a free port) and returns the bound port. */
   async listen(host: string, port: number, creds: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
-    this.addReflection();
+    await this.addHealthAndReflection();
+    const { hostPort } = await import("../config/index.js");
     const addr = hostPort(host, port);
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.grpc.bindAsync(addr, creds, (err, p) => (err ? reject(listenError(err, "gRPC", addr, "--grpc-port")) : resolve(p)));

@@ -5,8 +5,8 @@
  */
 import { Command, Option } from "commander";
 import type { Agent } from "../../agent/index.js";
-import { loadConfig, redacted, type Config } from "../../config/index.js";
-import { createLogger, VERSION, type Logger } from "../../core/index.js";
+import type { Config } from "../../config/index.js";
+import type { Logger } from "../../core/index.js";
 import { ThocError } from "../../errors/index.js";
 
 /** Flags listed in SPEC §2; each maps to the config option with the same flag. */
@@ -41,6 +41,8 @@ export function registerAgent(program: Command): void {
     }
     flags["--join"] = opts.join;
     if (opts.preset) process.env.THOC_PRESET = String(opts.preset);
+    // Loaded here, not at the top, like the agent below: other commands need neither (yaml, pino).
+    const { loadConfig } = await import("../../config/index.js");
     let config: Config;
     try {
       config = loadConfig({ file: opts.config as string | undefined, dev: Boolean(opts.dev), flags });
@@ -53,6 +55,7 @@ export function registerAgent(program: Command): void {
 }
 
 export async function runAgent(config: Config): Promise<void> {
+  const [{ redacted }, { createLogger, VERSION }] = await Promise.all([import("../../config/index.js"), import("../../core/index.js")]);
   const log = createLogger(config.logLevel, { node: config.name });
   // Loaded here, not at the top: only this command needs the subsystems (koffi, LevelDB).
   const { Agent, createSubsystems } = await import("../../agent/index.js");
@@ -93,10 +96,10 @@ export async function runAgent(config: Config): Promise<void> {
   }
   const a = agent.addresses;
   log.info({ nodeId: agent.nodeId, grpc: a.grpc, http: a.http, s3: a.s3, gossip: a.gossip, startMs: Date.now() - t0 }, "agent ready");
-  if (config.dev) banner(log, agent);
+  if (config.dev) banner(log, agent, VERSION);
 }
 
-function banner(_log: Logger, agent: Agent): void {
+function banner(_log: Logger, agent: Agent, VERSION: string): void {
   const a = agent.addresses;
   process.stderr.write([
     "",

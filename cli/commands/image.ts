@@ -6,7 +6,8 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Command } from "commander";
-import { ImageService, type Image } from "../../proto/index.js";
+import type { ImageService, Image } from "../../proto/index.js";
+import type { Client } from "../../rpc/index.js";
 import { ThocError } from "../../errors/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
 import { bytes, fail, printJson, table } from "../output.js";
@@ -30,13 +31,12 @@ export function imageJson(i: Image | undefined): unknown {
 
 export function registerImage(program: Command): void {
   const image = program.command("image").description("base images VMs boot from, kept on the node with checksums");
-  const withClient = (fn: (client: ReturnType<typeof mk>, ...a: never[]) => Promise<void>) =>
+  const withClient = (fn: (client: Client<typeof ImageService.method>, ...a: never[]) => Promise<void>) =>
     async (...args: unknown[]) => {
       const g = globalOpts(args[args.length - 1] as Command);
-      const client = mk(g);
+      const client = await connect((p) => p.ImageService, g);
       try { await (fn as (...x: unknown[]) => Promise<void>)(client, ...args.slice(0, -1)); } catch (err) { fail(err, agentAddress(g)); } finally { client.close(); }
     };
-  const mk = (g: ReturnType<typeof globalOpts>) => connect(ImageService, g);
 
   image.command("import <name> [file]").description("import a qcow2/raw disk image FILE, or a direct-kernel-boot image (--kernel, --initrd, --cmdline)")
     .option("--kernel <file>", "kernel for direct kernel boot").option("--initrd <file>", "initramfs for direct kernel boot")

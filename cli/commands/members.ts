@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { ClusterService } from "../../proto/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
 import { fail, printJson, table } from "../output.js";
 
@@ -10,7 +9,7 @@ export function registerMembers(program: Command): void {
     .option("--json", "print one JSON document: an array of {id, name, address, state, incarnation, meta}")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const g = globalOpts(cmd);
-      const client = connect(ClusterService, g);
+      const client = await connect((p) => p.ClusterService, g);
       try {
         const { members, localId } = await client.listMembers({});
         if (opts.json) {

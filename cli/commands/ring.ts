@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { ClusterService } from "../../proto/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
 import { fail, printJson, table } from "../output.js";
 
@@ -16,7 +15,7 @@ export function registerRing(program: Command): void {
     .option("--json", "print one JSON document: {nodes:[{id,name,weight,share,replicaShare,state,grpcAddress}], replicas, writeQuorum, readQuorum, balance, misplacedReplicas, misplacedBytes, pendingHints}")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const g = globalOpts(cmd);
-      const client = connect(ClusterService, g);
+      const client = await connect((p) => p.ClusterService, g);
       try {
         const r = await client.getRing({});
         if (opts.json) {
@@ -54,7 +53,7 @@ export function registerRing(program: Command): void {
     .option("--json", "print one JSON document: {id, name, removed}")
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const g = globalOpts(cmd);
-      const client = connect(ClusterService, g);
+      const client = await connect((p) => p.ClusterService, g);
       try {
         const r = await client.removeNode({ node: name });
         if (opts.json) printJson({ id: r.id, name: r.name, removed: r.removed });

@@ -3,7 +3,8 @@
  * printed once, by create; list never shows secrets.
  */
 import type { Command } from "commander";
-import { KeyService, type S3Key } from "../../proto/index.js";
+import type { KeyService, S3Key } from "../../proto/index.js";
+import type { Client } from "../../rpc/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
 import { fail, printJson, table } from "../output.js";
 
@@ -14,10 +15,10 @@ const keyJson = (k: S3Key) => ({
 
 export function registerS3(program: Command): void {
   const key = program.command("s3").description("S3 object storage").command("key").description("S3 access keys (for aws, rclone, SDKs)");
-  const run = (fn: (client: ReturnType<typeof connect<typeof KeyService.method>>, ...a: never[]) => Promise<void>) =>
+  const run = (fn: (client: Client<typeof KeyService.method>, ...a: never[]) => Promise<void>) =>
     async (...args: unknown[]) => {
       const g = globalOpts(args[args.length - 1] as Command);
-      const client = connect(KeyService, g);
+      const client = await connect((p) => p.KeyService, g);
       try { await (fn as (...x: unknown[]) => Promise<void>)(client, ...args.slice(0, -1)); } catch (err) { fail(err, agentAddress(g)); } finally { client.close(); }
     };
 

@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { NodeService } from "../../proto/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
 import { bytes, fail, printJson, table } from "../output.js";
 
@@ -10,7 +9,7 @@ export function registerStatus(program: Command): void {
     .option("--json", "print one JSON document")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const g = globalOpts(cmd);
-      const client = connect(NodeService, g);
+      const client = await connect((p) => p.NodeService, g);
       try {
         const { node } = await client.getNode({});
         if (!node) throw new Error("agent returned no node");

@@ -4,16 +4,15 @@
  */
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { NodeService, VmService, type Vm } from "../../proto/index.js";
+import type { VmService, Vm } from "../../proto/index.js";
 import { ThocError } from "../../errors/index.js";
-import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Client } from "../../rpc/index.js";
 import { agentAddress, connect, globalOpts, type GlobalOpts } from "../connect.js";
 import { bytes, fail, printJson, table } from "../output.js";
 
 /** Calls that wait on a guest (create, stop) get at least this long, whatever --timeout says. */
 const SLOW_MS = 180_000;
-type VmClient = Client<typeof VmService extends GenService<infer T> ? T : never>;
+type VmClient = Client<typeof VmService.method>;
 const slow = (g: GlobalOpts) => ({ timeoutMs: Math.max(Number(g.timeout ?? 10_000), SLOW_MS) });
 
 export function vmJson(v: Vm | undefined): unknown {
@@ -97,7 +96,7 @@ export function registerVm(program: Command): void {
     async (...args: unknown[]) => {
       const cmd = args[args.length - 1] as Command;
       const g = globalOpts(cmd);
-      const client = connect(VmService, g);
+      const client = await connect((p) => p.VmService, g);
       try { await (fn as (...x: unknown[]) => Promise<void>)(g, client, ...args.slice(0, -1)); } catch (err) { fail(err, agentAddress(g)); } finally { client.close(); }
     };
 
@@ -117,7 +116,7 @@ export function registerVm(program: Command): void {
     .option("--json", "print one JSON document")
     .action(run(async (g, client, name: string, o: CreateOpts) => {
       if (o.node) {
-        const nc = connect(NodeService, g);
+        const nc = await connect((p) => p.NodeService, g);
         try {
           const { node } = await nc.getNode({});
           if (node && node.name !== o.node) invalid(`--node ${o.node}: this agent is node ${node.name}; connect to ${o.node} with --addr HOST:PORT`);
