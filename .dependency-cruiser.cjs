@@ -16,6 +16,9 @@
  *   files, but a nested folder's only through its face. test/ and bench/ use
  *   faces like everyone else. The generated code under proto/gen/ is reached
  *   through proto/index.ts by the same rule.
+ *   A folder may also have a test face, testutil.ts (fixtures, shared suites):
+ *   test code (x.test.ts, test/, other testutil.ts) may import it from
+ *   anywhere; production code never imports a testutil.ts.
  *   One exception: proto/gen/thoc/test/ (the Echo service rpc/'s tests run) is
  *   kept out of proto/index.ts so the agent can never serve it; test files, and
  *   only they, import it directly.
@@ -27,6 +30,8 @@ const fs = require("node:fs");
 const path = require("node:path");
 
 const SUBSYSTEMS = "membership|objectstore|vm|hypervisor|scheduler";
+/** Test code: unit tests, the multi-agent tests and their helpers in test/, and the test faces. */
+const TEST_CODE = "(\\.test\\.ts$|^test/|(^|/)testutil\\.ts$)";
 const TEST_PROTO = "^proto/gen/thoc/test/";
 const SKIP = new Set(["node_modules", "dist", ".git"]);
 
@@ -78,10 +83,18 @@ module.exports = {
     },
     ...folders().map((f) => ({
       name: `face:${f}`, severity: "error",
-      comment: `outside ${f}/, import ${f}/index.ts, not the files behind it`,
+      comment: `outside ${f}/, import ${f}/index.ts, not the files behind it (test code may also import its testutil.ts)`,
       from: { pathNot: `^${esc(f)}/` },
       to: { path: `^${esc(f)}/`, pathNot: [`^${esc(f)}/index\\.ts$`, ...(f === "proto" ? [TEST_PROTO] : [])] },
-    })),
+    })).flatMap((r) => [
+      { ...r, from: { ...r.from, pathNot: [r.from.pathNot, TEST_CODE] } },
+      { ...r, name: `${r.name}:tests`, from: { path: TEST_CODE, pathNot: r.from.pathNot }, to: { ...r.to, pathNot: [...r.to.pathNot, "(^|/)testutil\\.ts$"] } },
+    ]),
+    {
+      name: "testutil-only-in-tests", severity: "error",
+      comment: "a testutil.ts is a test face: production code never imports one",
+      from: { pathNot: TEST_CODE }, to: { path: "(^|/)testutil\\.ts$" },
+    },
     {
       name: "test-proto-only-in-tests", severity: "error",
       comment: "the test-only protos (not in proto/index.ts) are for *.test.ts files",

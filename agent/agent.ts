@@ -107,7 +107,7 @@ export class Agent {
       observe: this.metrics.observeGrpc,
       onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
     });
-    this.rpc.add(NodeService, nodeService(this));
+    this.rpc.add(NodeService, nodeService(() => this.describe()));
 
     this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
     this.ports.http = await listen(this.admin, cfg.bind, cfg.httpPort, "admin HTTP", "--http-port");

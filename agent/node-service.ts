@@ -1,11 +1,11 @@
 import type { ImplOf } from "../rpc/index.js";
-import { NodeService } from "../proto/index.js";
-import type { Agent } from "./agent.js";
+import type { Node, NodeService } from "../proto/index.js";
 
-export function nodeService(agent: Agent): ImplOf<typeof NodeService> {
+/** NodeService over whatever describes this node (the Agent), passed in so this file does not import agent.ts. */
+export function nodeService(describe: () => Node): ImplOf<typeof NodeService> {
   return {
     async getNode() {
-      return { node: agent.describe() };
+      return { node: describe() };
     },
   };
 }

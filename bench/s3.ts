@@ -29,7 +29,7 @@ import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { cpuSeconds, rawServer, sigv4 } from "./common.js";
-import { crc32 } from "../objectstore/blob/index.js";
+import { crc32 } from "../objectstore/index.js";
 import { startCluster, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCH00000000001";

@@ -3,6 +3,7 @@
  * the Membership face the rest of the agent uses.
  */
 import { ThocError } from "../errors/index.js";
+import { Prober } from "./probe.js";
 import { Swim, snapshot, type SwimOptions, type SwimStats } from "./swim.js";
 import { Sync } from "./sync.js";
 import type { Member, MemberEvent, Membership, NodeMeta } from "./types.js";
@@ -29,6 +30,7 @@ export class GossipNode implements Membership {
   constructor(o: GossipNodeOptions) {
     checkMeta(o.meta, o.timers.maxMetaBytes);
     this.swim = new Swim(o);
+    this.swim.prober = new Prober(this.swim);
     this.sync = new Sync(this.swim, o.seeds);
   }
 

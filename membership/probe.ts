@@ -7,12 +7,12 @@
  */
 import type { Msg } from "./messages.js";
 import { shuffle } from "../core/index.js";
-import type { MemberEntry, Swim } from "./swim.js";
+import type { MemberEntry, ProbeApi, Swim } from "./swim.js";
 import type { Timer } from "./types.js";
 
 interface AckWait { allowed: Set<string>; done: boolean; nacks: number; onAck: () => void }
 
-export class Prober {
+export class Prober implements ProbeApi {
   private readonly acks = new Map<number, AckWait>();
   private seq: number;
   private order: string[] = [];

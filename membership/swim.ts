@@ -9,7 +9,6 @@ import { BroadcastQueue } from "./broadcast.js";
 import { Keyring, ReplayGuard, SeqSource, SEAL_OVERHEAD, type DropReason } from "./keyring.js";
 import { decodePacket, type AliveMsg, type DeadMsg, type Msg, type SuspectMsg } from "./messages.js";
 import { shuffle } from "../core/index.js";
-import { Prober } from "./probe.js";
 import { Suspicion, suspicionTimeouts } from "./suspicion.js";
 import type { Clock, Member, MemberEvent, MemberState, NodeMeta, Timer, Transport } from "./types.js";
 
@@ -34,6 +33,17 @@ export interface SwimLog {
   debug(o: object, msg: string): void;
   info(o: object, msg: string): void;
   warn(o: object, msg: string): void;
+}
+
+/** What SWIM's message loop asks of the prober (probe.ts). */
+export interface ProbeApi {
+  schedule(delay: number): void;
+  insert(id: string): void;
+  onStreamPing(body: Buffer): Buffer | undefined;
+  onPing(m: Extract<Msg, { t: "ping" }>, fromAddr: string): void;
+  onAck(seq: number, from: string): void;
+  onNack(seq: number, from: string): void;
+  indirectPing(origSeq: number, id: string, addr: string, requesterAddr: string): void;
 }
 
 export interface SwimOptions {
@@ -92,7 +102,8 @@ export class Swim {
   private readonly seq: SeqSource;
   private readonly replay: ReplayGuard;
   private readonly listeners = new Set<(e: MemberEvent) => void>();
-  readonly prober: Prober;
+  /** Set by node.ts right after construction (probe.ts reads this class, so this file does not import it). */
+  prober!: ProbeApi;
   private timers: Timer[] = [];
   /** Internal: persists our incarnation (set from options). */
   readonly onIncarnation?: (inc: number) => void;
@@ -117,7 +128,6 @@ export class Swim {
       id: this.id, name: o.meta.name, address: this.transport.address, state: "alive",
       incarnation: o.incarnation ?? 1, meta: o.meta, stateChangedAt: this.clock.now(),
     });
-    this.prober = new Prober(this);
   }
 
   get self(): MemberEntry { return this.members.get(this.id)!; }

@@ -43,14 +43,12 @@ export class VmSubsystem implements Subsystem {
   readonly name = "vm";
   hv?: Hypervisor;
   manager?: VmManager;
-  private ctx?: AgentContext;
   private vncServer?: http.Server;
   private readonly vncSockets = new Set<import("node:net").Socket>();
 
   constructor(private readonly deps: VmDeps = {}) {}
 
   async start(ctx: AgentContext): Promise<void> {
-    this.ctx = ctx;
     const cfg = ctx.config;
     let manager: VmManager | undefined;
     const hv = openHypervisor(cfg.hypervisorUri, {

@@ -14,7 +14,7 @@ import { randomInt } from "node:crypto";
 import type { Config } from "../../config/index.js";
 import { ThocError } from "../../errors/index.js";
 import type { LocalStore } from "../../store/index.js";
-import type { Credential, CredentialLookup } from "../s3/types.js";
+import type { Credential, CredentialLookup } from "../s3/index.js";
 
 export interface StoredKey {
   accessKeyId: string;

@@ -14,10 +14,17 @@ import {
   MAX_PARTS, RollUp, algorithmsFor, blobError, chooseParts, compositeChecksum, isBlobError, multipartEtag, pickHeaders, stripQuotes,
   type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo,
+  type BucketInfo,
 } from "../blob/index.js";
-import { metaOf, storedMeta, verifying, type ReplicatedBlobStore, type StoredMeta } from "./blob-store.js";
+import { metaOf, storedMeta, verifying, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
 import { afterPrefix } from "./listing.js";
 import type { ReplicaRecord } from "./replica-store.js";
+
+/** What multipart needs of the replicated blob store (blob-store.ts), named here so neither file imports the other. */
+export interface MultipartHost {
+  readonly b: ReplicatedBackend;
+  headBucket(bucket: string): Promise<BucketInfo>;
+}
 
 export const UPLOAD_PREFIX = "\u0001u/";
 const PART_PREFIX = "\u0001p/";
@@ -36,7 +43,7 @@ function parse<T>(rec: ReplicaRecord): T {
   }
 }
 
-async function getUpload(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string): Promise<MultipartUpload> {
+async function getUpload(s: MultipartHost, bucket: string, key: string, uploadId: string): Promise<MultipartUpload> {
   await s.headBucket(bucket);
   if (!/^[0-9a-f]{12,64}$/.test(uploadId)) throw noSuchUpload(uploadId);
   const { record } = await s.b.coordinator.head(bucket, uploadKey(key, uploadId));
@@ -44,7 +51,7 @@ async function getUpload(s: ReplicatedBlobStore, bucket: string, key: string, up
   return parse<MultipartUpload>(record);
 }
 
-export async function create(s: ReplicatedBlobStore, bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload> {
+export async function create(s: MultipartHost, bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload> {
   await s.headBucket(bucket);
   // Time first: one key's uploads list in the order they were started.
   const uploadId = Date.now().toString(16).padStart(12, "0") + randomBytes(10).toString("hex");
@@ -54,7 +61,7 @@ export async function create(s: ReplicatedBlobStore, bucket: string, key: string
   return up;
 }
 
-export async function uploadPart(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo> {
+export async function uploadPart(s: MultipartHost, bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo> {
   if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PARTS) {
     throw blobError("InvalidArgument", `part number must be an integer between 1 and ${MAX_PARTS}, got ${partNumber}`, { partNumber });
   }
@@ -77,7 +84,7 @@ export async function uploadPart(s: ReplicatedBlobStore, bucket: string, key: st
   return { ...parse<PartInfo>(rec), size: rec.size };
 }
 
-async function storedParts(s: ReplicatedBlobStore, bucket: string, uploadId: string, afterPart = 0): Promise<Map<number, { rec: ReplicaRecord; info: PartInfo }>> {
+async function storedParts(s: MultipartHost, bucket: string, uploadId: string, afterPart = 0): Promise<Map<number, { rec: ReplicaRecord; info: PartInfo }>> {
   const list = await s.b.listBucket(bucket, { prefix: partsPrefix(uploadId), ...(afterPart > 0 ? { after: partKey(uploadId, afterPart) } : {}) });
   const out = new Map<number, { rec: ReplicaRecord; info: PartInfo }>();
   try {
@@ -92,7 +99,7 @@ async function storedParts(s: ReplicatedBlobStore, bucket: string, uploadId: str
   return out;
 }
 
-export async function complete(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[]): Promise<ObjectMeta> {
+export async function complete(s: MultipartHost, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[]): Promise<ObjectMeta> {
   const sig = list.map((p) => `${p.partNumber}:${stripQuotes(p.etag)}`).join(",");
   let up: MultipartUpload;
   try {
@@ -131,19 +138,19 @@ export async function complete(s: ReplicatedBlobStore, bucket: string, key: stri
   return metaOf(rec);
 }
 
-async function dropAll(s: ReplicatedBlobStore, bucket: string, keys: string[]): Promise<void> {
+async function dropAll(s: MultipartHost, bucket: string, keys: string[]): Promise<void> {
   let i = 0;
   const worker = async () => { while (i < keys.length) await s.b.coordinator.delete(bucket, keys[i++]!).catch(() => undefined); };
   await Promise.all(Array.from({ length: 8 }, worker));
 }
 
-export async function abort(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string): Promise<void> {
+export async function abort(s: MultipartHost, bucket: string, key: string, uploadId: string): Promise<void> {
   await getUpload(s, bucket, key, uploadId);
   await s.b.coordinator.delete(bucket, uploadKey(key, uploadId));
   await dropAll(s, bucket, [...(await storedParts(s, bucket, uploadId)).values()].map((p) => p.rec.key));
 }
 
-export async function listParts(s: ReplicatedBlobStore, bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }) {
+export async function listParts(s: MultipartHost, bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }) {
   const upload = await getUpload(s, bucket, key, uploadId);
   const all = [...(await storedParts(s, bucket, uploadId, opts.partNumberMarker ?? 0)).values()].map((p) => p.info).sort((a, b) => a.partNumber - b.partNumber);
   const parts = all.slice(0, opts.maxParts);
@@ -151,7 +158,7 @@ export async function listParts(s: ReplicatedBlobStore, bucket: string, key: str
   return { upload, parts, isTruncated, ...(isTruncated && parts.length ? { nextPartNumberMarker: parts[parts.length - 1]!.partNumber } : {}) };
 }
 
-export async function listUploads(s: ReplicatedBlobStore, input: ListUploadsInput): Promise<ListUploadsResult> {
+export async function listUploads(s: MultipartHost, input: ListUploadsInput): Promise<ListUploadsResult> {
   await s.headBucket(input.bucket);
   const prefix = input.prefix ?? "";
   let after: string | undefined;

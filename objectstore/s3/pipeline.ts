@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import type { Config } from "../../config/index.js";
 import type { Logger } from "../../core/index.js";
-import type { BlobStore } from "../blob/types.js";
+import type { BlobStore } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import type { Ctx } from "./http.js";
 import * as bucketOps from "./ops-bucket.js";

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { codeOf, raw, startS3, type Fixture, type MakeStore } from "./test-fixture.js";
+import { ROOT, codeOf, raw, signer, startS3, type Fixture, type MakeStore } from "./test-fixture.js";
 
 /** Writes bytes on a raw socket; resolves with everything the server sent until it closed or `waitMs` passed. */
 function rawSocket(port: number, chunks: (string | Buffer)[], opts: { endWrite?: boolean; destroyAfterMs?: number; waitMs?: number } = {}): Promise<string> {
@@ -167,7 +167,6 @@ export function badInputSuite(makeStore: MakeStore): void {
 
 /** The request line and headers of a signed UNSIGNED-PAYLOAD PUT declaring `length` bytes. */
 async function signedPutHead(f: Fixture, path: string, length: number, extra: Record<string, string> = {}, secret?: string): Promise<string> {
-  const { signer, ROOT } = await import("./testutil.js");
   const headers: Record<string, string> = { host: `127.0.0.1:${f.port}`, "content-length": String(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD", ...extra };
   const s = await signer(ROOT, secret).sign({ method: "PUT", protocol: "http:", hostname: "127.0.0.1", port: f.port, path, query: {}, headers });
   return `PUT ${path} HTTP/1.1\r\n` + Object.entries(s.headers).map(([k, v]) => `${k}: ${v}`).join("\r\n") + "\r\n\r\n";
