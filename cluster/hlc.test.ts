@@ -1,20 +1,18 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HlcClock, compareHlc, decodeHlc, encodeHlc, isHlc, maxHlc } from "./hlc.js";
+import { FakeClock } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
 
-function manualClock(start: number) {
-  const c = { t: start, now: () => c.t };
-  return c;
-}
+const manualClock = (start: number) => new FakeClock(start);
 
 test("timestamps are strictly increasing even when the wall clock stalls or goes backwards", () => {
   const wall = manualClock(1_700_000_000_000);
   const h = new HlcClock("node-a", { clock: wall });
   const seen: string[] = [];
   for (let i = 0; i < 50; i++) {
-    if (i === 10) wall.t -= 5_000; // NTP step backwards
-    if (i === 30) wall.t += 5_003; // catches up and passes the last timestamp
+    if (i === 10) wall.set(wall.now() - 5_000); // NTP step backwards
+    if (i === 30) wall.set(wall.now() + 5_003); // catches up and passes the last timestamp
     seen.push(h.now());
   }
   for (let i = 1; i < seen.length; i++) assert.ok(seen[i - 1]! < seen[i]!, `${seen[i - 1]} < ${seen[i]}`);

@@ -43,6 +43,12 @@ export class FakeClock implements Clock {
 
   now(): number { return this.t; }
 
+  /**
+   * Steps the clock to t, backwards too (an NTP step), without running
+   * timers: for code that only reads the wall clock, such as the HLC.
+   */
+  set(t: number): void { this.t = t; }
+
   after(ms: number, fn: () => void): Timer {
     const e: Entry = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, dead: false };
     this.push(e);

@@ -5,7 +5,7 @@ import path from "node:path";
 import { ThocError } from "../../errors/index.js";
 import { MemoryReplicaStore, knownWrite, once, subRange, tombstoneRecord, type PosRange, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import { RING_SIZE, placementKey, ringHash } from "./ring.js";
-import { prng } from "./testing.js";
+import { seededRandom as prng } from "../../core/index.js";
 import { bytes, collect, filesUnder, fixture, hlc, pieces, readAll, record, sha } from "./durable-testutil.js";
 
 async function text(store: ReplicaStore, b: string, k: string): Promise<string | undefined> {

@@ -7,10 +7,10 @@ import { LocalStore } from "../../store/index.js";
 import { DurableReplicaStore, type DurableReplicaStoreOptions } from "./durable-store.js";
 import { HlcClock } from "../../cluster/index.js";
 import type { ReplicaRecord } from "./replica-store.js";
-import { manualClock } from "./testing.js";
+import { FakeClock } from "../../core/index.js";
 
 export const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-export const hlc = new HlcClock("n1", { clock: manualClock(1_000_000) });
+export const hlc = new HlcClock("n1", { clock: new FakeClock(1_000_000) });
 
 export function record(bucket: string, key: string, body: Buffer, version = hlc.now()): ReplicaRecord {
   return { bucket, key, version, tombstone: false, size: body.length, sha256: sha(body), meta: JSON.stringify({ etag: "x" }) };

@@ -5,10 +5,10 @@ import { MemoryReplicaStore, knownWrite, once, subArc, subRange, tombstoneRecord
 import { HlcClock } from "../../cluster/index.js";
 import { ThocError } from "../../errors/index.js";
 import { RING_SIZE, placementKey, ringHash } from "./ring.js";
-import { manualClock, prng } from "./testing.js";
+import { FakeClock, seededRandom as prng } from "../../core/index.js";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-const hlc = new HlcClock("n1", { clock: manualClock(1_000_000) });
+const hlc = new HlcClock("n1", { clock: new FakeClock(1_000_000) });
 
 function record(bucket: string, key: string, body: Buffer, version = hlc.now()): ReplicaRecord {
   return { bucket, key, version, tombstone: false, size: body.length, sha256: sha(body), meta: JSON.stringify({ etag: "x" }) };

@@ -3,7 +3,9 @@ import assert from "node:assert/strict";
 import { RingState, isActive, type RingStateData } from "./ring-state.js";
 import { HlcClock, decodeHlc, encodeHlc } from "../../cluster/index.js";
 import { placementKey } from "./ring.js";
-import { manualClock, prng, shuffle } from "./testing.js";
+import { FakeClock, seededRandom as prng, shuffle } from "../../core/index.js";
+
+const manualClock = (start: number) => new FakeClock(start);
 import { ThocError } from "../../errors/index.js";
 
 const sampleKeys = Array.from({ length: 2000 }, (_, i) => placementKey("b", `k${i}`));
@@ -15,7 +17,7 @@ function randomHistory(seed: number): RingStateData[] {
   const actors = ["a", "b", "c"].map((id) => ({ id, hlc: new HlcClock(id, { clock: wall }), state: new RingState() }));
   const out: RingStateData[] = [];
   for (let step = 0; step < 40; step++) {
-    wall.t += Math.floor(rnd() * 3);
+    wall.set(wall.now() + Math.floor(rnd() * 3));
     const actor = actors[Math.floor(rnd() * actors.length)]!;
     // Actors sometimes learn from one another before acting (so removes observe joins).
     if (rnd() < 0.5) actor.state.merge(actors[Math.floor(rnd() * actors.length)]!.state);
