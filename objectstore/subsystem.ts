@@ -7,6 +7,7 @@
  */
 import client from "prom-client";
 import type { AgentContext, Logger, Membership, Subsystem, SubsystemHealth } from "../core/index.js";
+import { hostPort } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { KeyService, type ClusterService } from "../proto/index.js";
 import type { ImplOf } from "../rpc/index.js";
@@ -91,14 +92,13 @@ export class ObjectStoreSubsystem implements Subsystem {
 function devBanner(keys: KeyRegistry, bind: string, port: number, region: string, dataDir: string, _log: Logger): void {
   const root = keys.rootCredentials();
   if (!root || keys.rootSource === "config") return;
-  const host = bind.includes(":") ? `[${bind}]` : bind;
   process.stderr.write([
     "",
     `S3 root credentials (${keys.rootSource === "generated" ? "generated now" : "generated at first start"}, kept in ${dataDir}):`,
     `  export AWS_ACCESS_KEY_ID=${root.accessKeyId}`,
     `  export AWS_SECRET_ACCESS_KEY=${root.secretKey}`,
     `  export AWS_DEFAULT_REGION=${region}`,
-    `  aws --endpoint-url http://${host}:${port} s3 ls`,
+    `  aws --endpoint-url http://${hostPort(bind, port)} s3 ls`,
     "",
   ].join("\n") + "\n");
 }
