@@ -18,6 +18,8 @@ import { ringAdmin, type RingAdmin } from "./ring-admin.js";
 
 export interface Replicated {
   node: ReplicationNode;
+  /** This node's durable replicas. */
+  store: DurableReplicaStore;
   blobs: ReplicatedBlobStore;
   /** S3 keys, replicated to every node (secrets travel only over authenticated peer calls). */
   keyTable: KeyTable;
@@ -28,10 +30,11 @@ export interface Replicated {
   stop(): Promise<void>;
 }
 
-export async function openReplicated(ctx: AgentContext, membership: Membership, log: Logger, onDataLoss: (e: ThocError) => void): Promise<Replicated> {
+/** `tuning` passes store thresholds through (tests set inlineMax: 0 to keep every body in a file). */
+export async function openReplicated(ctx: AgentContext, membership: Membership, log: Logger, onDataLoss: (e: ThocError) => void, tuning: { inlineMax?: number } = {}): Promise<Replicated> {
   const { config } = ctx;
   const dir = path.join(ctx.store.dataDir, "replicas");
-  const store = await DurableReplicaStore.open({ store: ctx.store, dir: path.join(dir, "objects"), name: "replicas", onDataLoss });
+  const store = await DurableReplicaStore.open({ store: ctx.store, dir: path.join(dir, "objects"), name: "replicas", onDataLoss, ...tuning });
   const hints = await DurableHintStore.open({ store: ctx.store, dir: path.join(dir, "hints"), onDataLoss });
   const rec = store.recovery;
   if (rec.tmpFiles || rec.orphanFiles) log.info({ ...rec }, "replica store: cleaned up after an unclean stop");
@@ -78,6 +81,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
   log.info({ node: ctx.nodeId }, `object store: ${quorumText()}`);
   return {
     node,
+    store,
     blobs,
     keyTable: keyTableOver(node.table("s3keys")),
     admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId }),

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile, open } from "node:fs/p
 import { tmpdir } from "node:os";
 import path from "node:path";
 import * as s3 from "@aws-sdk/client-s3";
-import { openDevStore, type DevStore } from "../objectstore/replica/testutil.js";
+import { openDevStore, type DevStore } from "../objectstore/testutil.js";
 import { startS3 } from "../objectstore/s3/testutil.js";
 import { IMAGE_BUCKET, IMAGE_OWNER, ObjectImageStore } from "./images-objectstore.js";
 

@@ -4,7 +4,7 @@
  * store, real LevelDB and real files.
  */
 import { s3Suite } from "../s3/testutil.js";
-import { openDevStore } from "./dev-fixture.js";
+import { openDevStore } from "../testutil.js";
 
 s3Suite("S3 over the --dev store (ring of one, durable)", async () => {
   const d = await openDevStore();

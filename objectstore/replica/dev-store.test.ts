@@ -10,7 +10,7 @@ import { readdir } from "node:fs/promises";
 import path from "node:path";
 import type { BlobErrorCode, PutObjectInput } from "../blob/index.js";
 import { ReplicatedBlobStore } from "./blob-store.js";
-import { openDevStore, type DevStore } from "./dev-fixture.js";
+import { openDevStore, type DevStore } from "../testutil.js";
 import { filesUnder, readAll } from "./durable-testutil.js";
 
 async function* chunks(...bufs: Uint8Array[]): AsyncGenerator<Uint8Array> {
