@@ -38,6 +38,8 @@ export interface IdleGuard {
   timedOut(): boolean;
   /** The error to throw for err: deadline_exceeded when the guard fired, else err wrapped. */
   error(err: unknown): ThocError;
+  /** Passes a server stream through: every message is progress; errors come out as error(); the guard stops at the end. */
+  stream<T>(src: AsyncIterable<T>): AsyncIterable<T>;
 }
 
 /** Runs a stream under an idle deadline: touch() on progress, abort when nothing moved for timeoutMs. */
@@ -54,13 +56,26 @@ export function idleGuard(what: string, nodeId: string, timeoutMs: number, outer
     timer.unref?.();
   };
   touch();
+  const error = (err: unknown) => (fired ? stalled() : ThocError.from(err));
   return {
     signal: ac.signal,
     touch,
     pause: () => clearTimeout(timer),
     stop: () => clearTimeout(timer),
     timedOut: () => fired,
-    error: (err) => (fired ? stalled() : ThocError.from(err)),
+    error,
+    async *stream<T>(src: AsyncIterable<T>): AsyncIterable<T> {
+      try {
+        for await (const m of src) {
+          touch();
+          yield m;
+        }
+      } catch (err) {
+        throw error(err);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
   };
 }
 

@@ -145,19 +145,10 @@ export class Peer {
 
   async *list(range: PosRange, opts: { after?: { pos: number; pkey: string }; limit?: number } = {}): AsyncIterable<ReplicaRecord> {
     const g = this.idle("ListRange");
-    try {
-      for await (const r of this.client.listRange({
-        range: rangeToWire(range), limit: opts.limit ?? 0,
-        hasAfter: !!opts.after, afterPos: BigInt(opts.after?.pos ?? 0), afterKey: opts.after?.pkey ?? "",
-      }, { signal: g.signal, metadata: this.md("listRange") })) {
-        g.touch();
-        yield fromWire(r.record);
-      }
-    } catch (err) {
-      throw g.error(err);
-    } finally {
-      g.stop();
-    }
+    for await (const r of g.stream(this.client.listRange({
+      range: rangeToWire(range), limit: opts.limit ?? 0,
+      hasAfter: !!opts.after, afterPos: BigInt(opts.after?.pos ?? 0), afterKey: opts.after?.pkey ?? "",
+    }, { signal: g.signal, metadata: this.md("listRange") }))) yield fromWire(r.record);
   }
 
   async digest(range: PosRange, parts: number): Promise<RangeDigest[]> {
@@ -168,18 +159,9 @@ export class Peer {
   /** One bucket's records in key order (see ReplicaStore.listBucket). */
   async *listBucket(bucket: string, opts: BucketListOptions = {}): AsyncIterable<ReplicaRecord> {
     const g = this.idle("ListBucket");
-    try {
-      for await (const r of this.client.listBucket({
-        bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0,
-      }, { signal: g.signal, metadata: this.md("listBucket") })) {
-        g.touch();
-        yield fromWire(r.record);
-      }
-    } catch (err) {
-      throw g.error(err);
-    } finally {
-      g.stop();
-    }
+    for await (const r of g.stream(this.client.listBucket({
+      bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0,
+    }, { signal: g.signal, metadata: this.md("listBucket") }))) yield fromWire(r.record);
   }
 
   /** Full-state table exchange: sends ours (or only our digest), returns theirs (entries empty when the digests match). */
