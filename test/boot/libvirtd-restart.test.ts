@@ -43,8 +43,10 @@ before(async () => {
 after(async () => {
   // Whatever happened, leave libvirtd running for the next test file.
   if (pids("libvirtd").length === 0) execFileSync("bash", ["test/boot/setup-libvirt.sh"], { stdio: "ignore" });
-  try { virsh("destroy", domain); } catch { /* not running */ }
-  try { virsh("undefine", domain); } catch { /* gone */ }
+  for (const d of [domain, `${domain}-x`]) {
+    try { virsh("destroy", d); } catch { /* not running */ }
+    try { virsh("undefine", d); } catch { /* gone */ }
+  }
   await c?.stop();
   await unlock?.();
 });
@@ -103,6 +105,7 @@ test("a VM whose start fails in QEMU is rolled back: no domain, no files, no rec
     await chmod(c.root, 0o755);
   }
   assert.doesNotMatch(virsh("list", "--all", "--name"), new RegExp(`${domain}-x\\b`), "no domain left in libvirt");
-  assert.deepEqual(JSON.parse((await a.cli(["vm", "list", "--json"])).stdout), [], "no record left");
-  assert.deepEqual(await readdir(path.join(a.dataDir, "vms")), [], "no files left");
+  const left = (JSON.parse((await a.cli(["vm", "list", "--json"])).stdout) as { name: string }[]).filter((v) => v.name === `${name}-x`);
+  assert.deepEqual(left, [], "no record left");
+  assert.ok(!(await readdir(path.join(a.dataDir, "vms"))).includes(`${name}-x`), "no files left");
 });
