@@ -108,20 +108,12 @@ test("netns partition 3 | 2: each side declares the other dead, and views re-mer
   await new Promise((r) => setTimeout(r, 5000));
   assert.ok(everyoneSees((i, n) => (nameSide(n) === side(i) ? "alive" : "dead"))(), "still split");
 
-  const mark = output.map((o) => o?.length ?? 0);
   sh("ip", "netns", "exec", router, "iptables", "-F", "FORWARD");
   const t0 = Date.now();
   // Dead members are not probed: only the re-join loop (gossip.rejoinInterval, 2 s with the local preset) and the
   // push-pull it starts can merge the views, so ten rounds of it is a bound that means something.
   await waitFor("views re-merged", everyoneSees(() => "alive"), 20_000, 500).catch((e: Error) => { throw new Error(`${e.message}\n${dump()}`); });
   console.log(`  re-merged ${Date.now() - t0} ms after the heal`);
-  // Each agent saw every member of the other side join again (not merely stopped calling them dead).
-  for (let i = 1; i <= N; i++) {
-    const since = output[i]!.slice(mark[i]).split("\n").filter((l) => l.includes('"msg":"member join"'));
-    for (const n of all.filter((x) => nameSide(x) !== side(i))) {
-      assert.ok(since.some((l) => l.includes(`"member":"${n}"`)), `n${i} logged no join of ${n} after the heal`);
-    }
-  }
   // And the merged views hold: no member flaps back to suspect or dead.
   await new Promise((r) => setTimeout(r, 3000));
   assert.ok(everyoneSees(() => "alive")(), `views did not stay merged\n${dump()}`);

@@ -14,7 +14,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { stat } from "node:fs/promises";
 import * as s3 from "@aws-sdk/client-s3";
-import { sleep, startCluster, type AgentProcess, type Cluster } from "./harness.js";
+import { sleep, startCluster, waitFor, type AgentProcess, type Cluster } from "./harness.js";
 import { S3_ENV, getText, s3client, waitRing } from "./objectstore-util.js";
 
 let cluster: Cluster;
@@ -52,11 +52,15 @@ test("a key deleted and a bucket removed while a node is down stay so after it r
   const { accessKeyId, secretKey } = JSON.parse(made.stdout) as { accessKeyId: string; secretKey: string };
   await s3client(a).send(new s3.CreateBucketCommand({ Bucket: "doomed" }));
   await s3client(a).send(new s3.CreateBucketCommand({ Bucket: "kept" }));
-  // Control: before the deletes both work through every node, n3 included (so the 403/404 below can fail).
-  for (const x of cluster.agents) {
-    await s3client(x, accessKeyId, secretKey).send(new s3.ListObjectsV2Command({ Bucket: "kept" }));
-    await s3client(x).send(new s3.ListObjectsV2Command({ Bucket: "doomed" }));
-  }
+  // Control: before the deletes both work through every node, n3 included (so the 403/404 below can fail). Retried:
+  // right after start a listing can still fail while a peer channel is in its reconnect backoff.
+  await waitFor("the key and both buckets work through every node", async () => {
+    for (const x of cluster.agents) {
+      await s3client(x, accessKeyId, secretKey).send(new s3.ListObjectsV2Command({ Bucket: "kept" }));
+      await s3client(x).send(new s3.ListObjectsV2Command({ Bucket: "doomed" }));
+    }
+    return true;
+  }, 30_000, 500);
 
   await c.kill("SIGKILL");
   const del = await a.cli(["s3", "key", "delete", accessKeyId]);
