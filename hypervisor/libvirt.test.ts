@@ -62,7 +62,7 @@ test("libvirt: connection to a missing socket fails with UNAVAILABLE and a hint"
   await bad.close();
 });
 
-test("libvirt: the reconnect loop keeps trying until close(), and stops then", async () => {
+test("libvirt: the reconnect loop keeps trying until close(), and stops then", { timeout: 30_000 }, async () => {
   // A socket that exists but hangs up on every client: each connect attempt shows as one accepted connection.
   const dir = await mkdtemp(path.join(tmpdir(), "thoc-lv-"));
   const sock = path.join(dir, "libvirt-sock");
