@@ -1,5 +1,9 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { LibvirtHypervisor } from "./index.js";
 
 const XML = (name: string, uuid: string) => `<domain type='test'><name>${name}</name><uuid>${uuid}</uuid><memory unit='KiB'>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`;
@@ -55,6 +59,31 @@ test("libvirt: connection to a missing socket fails with UNAVAILABLE and a hint"
   await assert.rejects(bad.open(), (e: { code: string; message: string }) => e.code === "unavailable" && /libvirt-sock|connect/i.test(e.message));
   assert.equal(bad.connected(), false);
   assert.match(bad.lastError() ?? "", /libvirt-sock|connect/i);
-  // The reconnect loop keeps trying until close().
   await bad.close();
+});
+
+test("libvirt: the reconnect loop keeps trying until close(), and stops then", { timeout: 30_000 }, async () => {
+  // A socket that exists but hangs up on every client: each connect attempt shows as one accepted connection.
+  const dir = await mkdtemp(path.join(tmpdir(), "thoc-lv-"));
+  const sock = path.join(dir, "libvirt-sock");
+  let attempts = 0;
+  const server = net.createServer((c) => { attempts++; c.destroy(); });
+  const hv2 = new LibvirtHypervisor(`qemu+unix:///system?socket=${sock}`);
+  try {
+    await assert.rejects(hv2.open(), (e: { code: string }) => e.code === "unavailable");
+    await new Promise<void>((r) => server.listen(sock, r));
+    // The watchdog (every 2 s) starts the loop; the loop retries with a 250 ms, 500 ms, ... backoff.
+    const t0 = Date.now();
+    while (attempts < 3 && Date.now() - t0 < 4000) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(attempts >= 3, `${attempts} reconnect attempts in ${Date.now() - t0} ms`);
+    assert.equal(hv2.connected(), false);
+    await hv2.close();
+    const atClose = attempts;
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(attempts, atClose, "no attempt after close()");
+  } finally {
+    await hv2.close();
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

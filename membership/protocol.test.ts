@@ -84,6 +84,15 @@ test("a graceful leaver that restarts comes back alive with a higher incarnation
   await sim.crash(2);
   await sim.until(() => sim.live().every((n) => n.node.member("id-2")?.state === "left"), 10_000);
   const inc = sim.nodes[0]!.node.member("id-2")!.incarnation;
-  sim.add(2, inc + 1).node.start();
+  // Restarted from incarnation 1: the protocol must refute the "left" record by itself.
+  const n = sim.add(2);
+  n.node.start();
   await sim.until(() => sim.converged(), 30_000);
+  const chosen = n.node.swim.self.incarnation;
+  assert.ok(chosen > inc, `refuted to ${chosen}, above the left life's ${inc}`);
+  for (const v of sim.live()) {
+    const m = v.node.member("id-2")!;
+    assert.equal(m.state, "alive", `${v.name}'s view of n2`);
+    assert.equal(m.incarnation, chosen, `${v.name}'s view of n2`);
+  }
 });

@@ -6,13 +6,24 @@
  *
  * Each test process gets its own 127.X.Y.0/24 block (X, Y from the pid), so test
  * files running in parallel never collide on the default ports.
+ *
+ * Two modes (AgentOptions.dev; THOC_TEST_MODE=prod switches the default):
+ *  - dev: `agent --dev` with flags and THOC_* env, the dev cluster key;
+ *  - prod: as packaging/install.sh sets a node up — a data dir made 0750, a
+ *    YAML config file (like /etc/thoc/node.yaml) with a cluster key of its own
+ *    and the S3 root key, no --dev and no generated S3 key. Still plaintext on
+ *    loopback (allowed outside --dev) and libvirt's test driver.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+import { DEV_CLUSTER_KEY } from "../config/index.js";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(REPO_ROOT, "bin", "thoc-node.js");
@@ -24,12 +35,23 @@ export function loopbackBlock(): string {
   return `127.${20 + Math.floor(n / 250)}.${n % 250}`;
 }
 
+/** The harness's default mode: THOC_TEST_MODE=prod runs every agent that does not choose as production does. */
+export const TEST_MODE: "dev" | "prod" = process.env.THOC_TEST_MODE === "prod" ? "prod" : "dev";
+
+/** A fresh cluster key, as `thoc-node keygen` prints one. */
+export const newClusterKey = () => randomBytes(32).toString("base64");
+
+/** THOC_* variables a prod-mode agent gets from its config file instead (the S3 root key is config, as on a real node). */
+const FILE_ENV: Record<string, string[]> = { THOC_S3_ACCESS_KEY: ["s3", "accessKey"], THOC_S3_SECRET_KEY: ["s3", "secretKey"] };
+
 export interface AgentOptions {
   /** Extra CLI flags for `agent`. */
   args?: string[];
   env?: Record<string, string>;
-  /** Use --dev (default true): dev cluster key, test hypervisor, plaintext. */
+  /** --dev (dev cluster key, generated S3 root key) or production mode (see the top of this file); default from THOC_TEST_MODE. */
   dev?: boolean;
+  /** Production mode's cluster key (default: a new one per Cluster, or per lone agent). */
+  clusterKey?: string;
   /** Command prefix the agent runs under, e.g. ["ip", "netns", "exec", ns] (it must exec, not fork). */
   wrap?: string[];
 }
@@ -41,13 +63,22 @@ export class AgentProcess {
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
   private exited?: Promise<void>;
+  readonly dev: boolean;
+  /** The key the agent's peers sign with (the dev key in dev mode): what a test signs replica calls with. */
+  readonly clusterKey: string;
 
   constructor(
     readonly name: string,
     readonly bind: string,
     readonly dataDir: string,
     private readonly opts: AgentOptions & { join?: string[] },
-  ) {}
+  ) {
+    this.dev = opts.dev ?? TEST_MODE === "dev";
+    this.clusterKey = this.dev ? DEV_CLUSTER_KEY : opts.clusterKey ?? newClusterKey();
+  }
+
+  /** Production mode's config file, beside the data dir. */
+  get configFile() { return `${this.dataDir}.yaml`; }
 
   get grpcAddress() { return `${this.bind}:7400`; }
   get httpUrl() { return `http://${this.bind}:7401`; }
@@ -57,15 +88,40 @@ export class AgentProcess {
 
   /** Spawns the process (does not wait for readiness). */
   spawn(extraArgs: string[] = []): void {
-    const args = [CLI, "agent", ...(this.opts.dev === false ? [] : ["--dev"]),
-      "--name", this.name, "--bind", this.bind, "--data-dir", this.dataDir, "--log-level", process.env.THOC_TEST_LOG_LEVEL ?? "info",
-      ...(this.opts.join ?? []).flatMap((j) => ["--join", j]), ...(this.opts.args ?? []), ...extraArgs];
+    const logLevel = process.env.THOC_TEST_LOG_LEVEL ?? "info";
+    let args: string[];
+    let env: Record<string, string | undefined>;
+    if (this.dev) {
+      args = [CLI, "agent", "--dev", "--name", this.name, "--bind", this.bind, "--data-dir", this.dataDir, "--log-level", logLevel,
+        ...(this.opts.join ?? []).flatMap((j) => ["--join", j])];
+      env = { ...process.env, THOC_PRESET: "local", ...this.opts.env };
+    } else {
+      // As packaging/install.sh: `install -d -m 0750` the data dir, settings in the YAML file, no --dev.
+      mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
+      const file: Record<string, unknown> = {
+        preset: "local", name: this.name, bind: this.bind, dataDir: this.dataDir, join: this.opts.join ?? [], logLevel,
+        // Production's qemu:///system needs libvirtd; the VM-agnostic tests run on the test driver in both modes.
+        hypervisorUri: "test:///default",
+        cluster: { keys: [this.clusterKey] },
+      };
+      env = { ...process.env, ...this.opts.env };
+      for (const [k, [section, key]] of Object.entries(FILE_ENV)) {
+        if (env[k] === undefined) continue;
+        const sec = (file[section!] ??= {}) as Record<string, unknown>;
+        sec[key!] = env[k];
+        delete env[k];
+      }
+      delete env.THOC_PRESET;
+      writeFileSync(this.configFile, `# Written by test/harness.ts, as /etc/thoc/node.yaml on a node.\n${stringify(file)}`, { mode: 0o640 });
+      args = [CLI, "agent", "--config", this.configFile];
+    }
+    args.push(...(this.opts.args ?? []), ...extraArgs);
     this.exitCode = null;
     this.exitSignal = null;
     const w = this.opts.wrap ?? [];
     const p = spawn(w[0] ?? process.execPath, w.length ? [...w.slice(1), process.execPath, ...args] : args, {
       cwd: REPO_ROOT,
-      env: { ...process.env, THOC_PRESET: "local", ...this.opts.env },
+      env,
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.proc = p;
@@ -156,7 +212,11 @@ export interface ClusterOptions extends AgentOptions {
 
 export class Cluster {
   readonly agents: AgentProcess[] = [];
-  constructor(readonly root: string, readonly block: string, private readonly opts: ClusterOptions) {}
+  private readonly opts: ClusterOptions;
+  constructor(readonly root: string, readonly block: string, opts: ClusterOptions) {
+    // One cluster key for all its agents (prod mode).
+    this.opts = { ...opts, clusterKey: opts.clusterKey ?? newClusterKey() };
+  }
 
   /** Adds (but does not start) agent number i+1 at 127.X.Y.(i+2). */
   add(): AgentProcess {

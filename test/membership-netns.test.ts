@@ -110,7 +110,11 @@ test("netns partition 3 | 2: each side declares the other dead, and views re-mer
 
   sh("ip", "netns", "exec", router, "iptables", "-F", "FORWARD");
   const t0 = Date.now();
-  await waitFor("views re-merged", everyoneSees(() => "alive"), 30_000, 500);
-  const ms = Date.now() - t0;
-  assert.ok(ms <= 30_000, `re-merged in ${ms} ms`);
+  // Dead members are not probed: only the re-join loop (gossip.rejoinInterval, 2 s with the local preset) and the
+  // push-pull it starts can merge the views, so ten rounds of it is a bound that means something.
+  await waitFor("views re-merged", everyoneSees(() => "alive"), 20_000, 500).catch((e: Error) => { throw new Error(`${e.message}\n${dump()}`); });
+  console.log(`  re-merged ${Date.now() - t0} ms after the heal`);
+  // And the merged views hold: no member flaps back to suspect or dead.
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.ok(everyoneSees(() => "alive")(), `views did not stay merged\n${dump()}`);
 });

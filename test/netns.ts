@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { AgentProcess, type AgentOptions } from "./harness.js";
+import { AgentProcess, newClusterKey, type AgentOptions } from "./harness.js";
 
 function sh(...args: string[]): string {
   return execFileSync(args[0]!, args.slice(1), { stdio: ["ignore", "pipe", "pipe"] }).toString();
@@ -88,8 +88,11 @@ export class NetnsLab {
     sh("ip", "route", "add", `${this.base}.0.0/16`, "via", `${this.base}.250.1`);
     this.routed = true;
     const seeds = (opts.seeds ?? [1]).map((s) => `${this.ip(s)}:7946`);
+    // Off loopback a production-mode agent needs TLS (config/resolve.ts), which the harness does not set up yet: dev mode
+    // unless asked otherwise; one cluster key for all when not.
+    const agentOpts = { dev: true, clusterKey: newClusterKey(), ...opts };
     for (let i = 1; i <= n; i++) {
-      this.agents.push(new AgentProcess(`n${i}`, this.ip(i), path.join(this.root, `n${i}`), { ...opts, join: seeds, wrap: ["ip", "netns", "exec", this.ns(i)] }));
+      this.agents.push(new AgentProcess(`n${i}`, this.ip(i), path.join(this.root, `n${i}`), { ...agentOpts, join: seeds, wrap: ["ip", "netns", "exec", this.ns(i)] }));
     }
   }
 

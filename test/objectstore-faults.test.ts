@@ -20,12 +20,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import * as s3 from "@aws-sdk/client-s3";
 import type { DescService } from "@bufbuild/protobuf";
-import { DEV_CLUSTER_KEY } from "../config/index.js";
 import { HlcClock, PEER_AUTH_HEADER, PeerAuth, methodPath } from "../cluster/index.js";
 import { ObjectStoreService } from "../proto/index.js";
 import { createClient } from "../rpc/index.js";
 import { Cluster, loopbackBlock, sleep, waitFor, type AgentProcess } from "./harness.js";
-import { S3_ENV, s3client } from "./objectstore-util.js";
+import { S3_ENV, ownReplicas, peerSigned, s3client } from "./objectstore-util.js";
 import { History, checkFinal, finalReads, makeBody, readKey, serverFailures, verifyBody, ringView, startWorkload, waitUp, type Target } from "./objectstore-workload.js";
 
 let cluster: Cluster;
@@ -41,20 +40,14 @@ before(async () => {
 });
 after(async () => cluster?.stop());
 
-/** Signs replica calls as the dev cluster's agents do (agents run with --dev). */
-const auth = new PeerAuth({ clusterName: "thoc", keys: [DEV_CLUSTER_KEY], nodeId: "test-probe" });
-const signed = (m: string) => ({ [PEER_AUTH_HEADER]: auth.sign(methodPath(ObjectStoreService as unknown as DescService, m)) });
+/** Signs replica calls as the cluster's agents do (with their cluster key, dev or not). */
+const signed = (m: string) => peerSigned(cluster.agents[0]!, m);
 
 /** The version each agent's own replica holds ("-" when none or a tombstone: expired tombstones look the same). */
 async function replicaVersions(agents: AgentProcess[], bucket: string, key: string): Promise<string[]> {
   return Promise.all(agents.map(async (a) => {
-    const c = createClient(ObjectStoreService, a.grpcAddress, { defaultTimeoutMs: 5000 });
-    try {
-      const r = await c.headReplica({ bucket, key }, { metadata: signed("headReplica") });
-      return !r.record || r.record.tombstone ? "-" : r.record.version;
-    } finally {
-      c.close();
-    }
+    const r = (await ownReplicas(a, bucket, [key])).get(key);
+    return !r || r.tombstone ? "-" : r.version;
   }));
 }
 
@@ -208,10 +201,12 @@ test("chaos: SIGKILL and restart agents one at a time under concurrent overwrite
     }
   }
   await victim.start(60_000);
+  // The torn and stale checks below hold vacuously when no GET succeeded: require reads to have been checked.
+  const withBody = h.reads.filter((r) => r.got !== "404").length;
+  assert.ok(f.reads >= 30 && withBody >= 20, `only ${f.reads} reads verified, ${withBody} with a body`);
   assert.deepEqual(h.torn, [], "successful reads that were torn or corrupt");
   assert.deepEqual(stale, [], "reads older than a write acknowledged before they started");
   assert.deepEqual(problems, [], "final reads");
   assert.ok(kills.length >= 4, `only ${kills.length} kills in ${runMs} ms`);
   assert.ok(f.acked > 100, `only ${f.acked} writes acknowledged`);
-  assert.ok(settleMs < 60_000);
 });

@@ -1,9 +1,15 @@
 /**
  * Shared by the replicated object store's multi-agent tests: one root S3 key
- * for every agent, SDK clients that do not retry (a failure must show), and
- * waits on the ring view.
+ * for every agent, SDK clients that do not retry (a failure must show), waits
+ * on the ring view, and a look at one agent's own replicas (signed as a peer).
  */
+import { createHash, createHmac } from "node:crypto";
 import * as s3 from "@aws-sdk/client-s3";
+import { SignatureV4 } from "@smithy/signature-v4";
+import type { DescService } from "@bufbuild/protobuf";
+import { PEER_AUTH_HEADER, PeerAuth, methodPath } from "../cluster/index.js";
+import { ObjectStoreService } from "../proto/index.js";
+import { createClient } from "../rpc/index.js";
 import type { AgentProcess } from "./harness.js";
 import { waitFor } from "./harness.js";
 
@@ -69,4 +75,48 @@ export async function listAll(c: s3.S3Client, bucket: string, opts: { prefix?: s
 export async function getText(c: s3.S3Client, bucket: string, key: string): Promise<string> {
   const r = await c.send(new s3.GetObjectCommand({ Bucket: bucket, Key: key }));
   return r.Body!.transformToString();
+}
+
+class NodeSha256 {
+  private readonly h;
+  constructor(secret?: unknown) { this.h = secret ? createHmac("sha256", secret as Buffer) : createHash("sha256"); }
+  update(d: Uint8Array | string) { this.h.update(d); }
+  async digest() { return new Uint8Array(this.h.digest()); }
+  reset() { /* unused */ }
+}
+
+/**
+ * A presigned PUT request line for an agent (UNSIGNED-PAYLOAD, as presigners
+ * sign), for tests that write the body themselves over a raw socket.
+ */
+export async function presignedPutPath(a: AgentProcess, bucket: string, key: string, accessKeyId = S3_ENV.THOC_S3_ACCESS_KEY, secretAccessKey = S3_ENV.THOC_S3_SECRET_KEY): Promise<string> {
+  const host = new URL(a.s3Url).host;
+  const sg = new SignatureV4({ credentials: { accessKeyId, secretAccessKey }, region: "us-east-1", service: "s3", sha256: NodeSha256, uriEscapePath: false, applyChecksum: false });
+  const p = await sg.presign({ method: "PUT", protocol: "http:", hostname: a.bind, port: Number(host.split(":")[1]), path: `/${bucket}/${key}`, query: {},
+    headers: { host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } }, { expiresIn: 300 });
+  const q = Object.entries(p.query as Record<string, string>).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+  return `${p.path}?${q}`;
+}
+
+/** gRPC metadata that signs replica-protocol method `m` as a peer of `a`'s cluster (its cluster key), as agents sign each other. */
+export function peerSigned(a: AgentProcess, m: string): Record<string, string> {
+  const auth = new PeerAuth({ clusterName: "thoc", keys: [a.clusterKey], nodeId: "test-probe" });
+  return { [PEER_AUTH_HEADER]: auth.sign(methodPath(ObjectStoreService as unknown as DescService, m)) };
+}
+
+export interface ReplicaHead { version: string; tombstone: boolean; sha256: string; size: bigint }
+
+/** What `a`'s own replica holds of each key (undefined: never seen, or an expired tombstone), through a signed HeadReplica. */
+export async function ownReplicas(a: AgentProcess, bucket: string, keys: string[]): Promise<Map<string, ReplicaHead | undefined>> {
+  const c = createClient(ObjectStoreService, a.grpcAddress, { defaultTimeoutMs: 5000 });
+  try {
+    const out = new Map<string, ReplicaHead | undefined>();
+    for (const key of keys) {
+      const r = await c.headReplica({ bucket, key }, { metadata: peerSigned(a, "headReplica") });
+      out.set(key, r.record && { version: r.record.version, tombstone: r.record.tombstone, sha256: r.record.sha256, size: r.record.size });
+    }
+    return out;
+  } finally {
+    c.close();
+  }
 }

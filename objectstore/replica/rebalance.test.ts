@@ -18,7 +18,9 @@ test("adding a 4th node: old owners move its keys to it and drop theirs only whe
     const { coord } = c.coordinator(0, { ring: () => ring, log: quiet });
     const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
     for (const k of keys) await coord.put({ bucket: "b", key: k, meta: "{}" }, bytes(`body of ${k}`));
-    await coord.delete("b", "k0");
+    // A deleted key node-4 will own: its tombstone has to move there like any record.
+    const gone = keys.find((k) => ring4.preferenceList(placementKey("b", k), 3).includes("node-4"))!;
+    await coord.delete("b", gone);
     await coord.settled();
     assert.equal(c.byId("node-4").store.records().length, 0);
 
@@ -48,7 +50,9 @@ test("adding a 4th node: old owners move its keys to it and drop theirs only whe
       assert.deepEqual(holding.sort(), owners, `${k} is exactly on its new owners`);
       if (owners.includes("node-4")) onNew++;
     }
-    assert.equal((await c.byId("node-4").store.head("b", "k0"))?.tombstone ?? true, true, "tombstones move too");
+    const moved = await c.byId("node-4").store.head("b", gone);
+    assert.ok(moved, `node-4 holds a copy of the deleted ${gone}`);
+    assert.equal(moved.tombstone, true, "tombstones move too");
     assert.ok(onNew / keys.length > 0.6 && onNew / keys.length < 0.9, `node-4 took ~3/4 of the replica sets (${onNew})`);
     const again = await run(0);
     assert.equal(again.misplaced, 0);

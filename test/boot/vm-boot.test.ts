@@ -2,20 +2,23 @@
  * The boot test: a real agent on qemu:///system (libvirtd + QEMU TCG,
  * vm.domainType qemu), driven by the CLI, boots a Debian kernel with a busybox
  * initramfs built here that prints a marker on the serial console. `vm logs`
- * shows it, `vm console` receives it (and what is typed), and stop + delete
- * leave nothing in libvirt or on disk.
+ * shows it, `vm console` receives it (and what is typed), `vm logs --follow`
+ * streams what the guest prints after it started and ends (exit 0) when the
+ * VM is deleted, the guest runs on after a snapshot restore, and stop +
+ * delete leave nothing in libvirt or on disk.
  *
  * Needs libvirtd and virtlogd running: `bash test/boot/setup-libvirt.sh`.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { chmod, readdir } from "node:fs/promises";
 import net from "node:net";
 import { decodeFrames } from "../../vm/index.js";
 import path from "node:path";
-import { startCluster, waitFor, type AgentProcess, type Cluster } from "../harness.js";
+import { CLI, REPO_ROOT, startCluster, waitFor, type AgentProcess, type Cluster } from "../harness.js";
 import { buildInitramfs, hostKernel, MARKER } from "./initramfs.js";
 import { lockLibvirtd } from "./libvirtd-lock.js";
 
@@ -46,6 +49,31 @@ function wsFirstMessage(url: string): Promise<Buffer> {
   });
 }
 
+interface Follower { out: string; err: string; exit: Promise<number | null>; kill(): void }
+
+/** `vm logs --follow` running in the background, its output as it arrives. */
+function follow(agent: AgentProcess, vm: string): Follower {
+  const p = spawn(process.execPath, [CLI, "--addr", agent.grpcAddress, "vm", "logs", vm, "--follow", "--tail", "1"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const f: Follower = { out: "", err: "", exit: once(p, "exit").then(([code]) => code as number | null), kill: () => { if (p.exitCode === null) p.kill("SIGKILL"); } };
+  p.stdout!.on("data", (b: Buffer) => { f.out += b; });
+  p.stderr!.on("data", (b: Buffer) => { f.err += b; });
+  followers.push(f);
+  return f;
+}
+
+/** Types a fresh line into the console once the follower streams, and waits for the guest's echo of it in the follower's output. */
+async function sendAndFollow(f: Follower, what: string): Promise<string> {
+  // The guest prints a marker every second: once one arrives, the follower is attached.
+  await waitFor(`logs --follow streaming (${what})`, () => f.out.includes(MARKER), 30_000, 100);
+  const token = `${what}-${randomBytes(4).toString("hex")}`;
+  assert.ok(!f.out.includes(token));
+  const r = await a.cli(["vm", "console", name, "--send", `${token}\\n`, "--until", `got:${token}`], 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  await waitFor(`got:${token} through logs --follow`, () => f.out.includes(`got:${token}`), 30_000, 100);
+  return f.out;
+}
+
+const followers: Follower[] = [];
 let c: Cluster;
 let a: AgentProcess;
 const name = `boot${process.pid}`;
@@ -63,6 +91,7 @@ before(async () => {
   await chmod(c.root, 0o755);
 });
 after(async () => {
+  for (const f of followers) f.kill();
   try { virsh("destroy", `thoc-${name}`); } catch { /* not running */ }
   try { virsh("undefine", `thoc-${name}`, "--snapshots-metadata"); } catch { /* gone */ }
   await c?.stop();
@@ -98,9 +127,14 @@ test("boot a busybox initramfs under TCG through the agent and the CLI", { timeo
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /got:hello-thoc/);
 
-  // logs --follow streams new output.
-  r = await a.cli(["vm", "logs", name, "--follow", "--tail", "200"], 3000);
-  assert.match(r.stdout, new RegExp(MARKER));
+  // logs --follow streams output written after it started: a line typed now comes back through it.
+  const f1 = follow(a, name);
+  try {
+    const seen = await sendAndFollow(f1, "follow");
+    assert.ok(seen.includes(MARKER), "the guest's own output streams too");
+  } finally {
+    f1.kill();
+  }
 
   r = await a.cli(["vm", "metrics", name, "--json"]);
   assert.equal(r.code, 0, r.stderr);
@@ -127,6 +161,12 @@ test("boot a busybox initramfs under TCG through the agent and the CLI", { timeo
   r = await a.cli(["vm", "snapshot", "restore", name, "booted"], 60_000);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /restored to booted \(running\)/);
+  assert.match(virsh("domstate", `thoc-${name}`), /running/);
+  // The guest runs on after the restore: it answers a line typed now, which it cannot have seen before the snapshot.
+  const back = `restored-${randomBytes(4).toString("hex")}`;
+  r = await a.cli(["vm", "console", name, "--send", `${back}\\n`, "--until", `got:${back}`], 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`got:${back}`));
   assert.equal((await a.cli(["vm", "snapshot", "delete", name, "booted"], 60_000)).code, 0);
   r = await a.cli(["vm", "snapshot", "list", name, "--json"]);
   assert.deepEqual(JSON.parse(r.stdout), []);
@@ -145,6 +185,10 @@ test("boot a busybox initramfs under TCG through the agent and the CLI", { timeo
   r = await a.cli(["vm", "show", name, "--json"]);
   assert.equal((JSON.parse(r.stdout) as { status: string }).status, "running");
 
+  // A follower started now sees new output, stays through the stop, and ends cleanly (exit 0) when the VM is deleted.
+  const f2 = follow(a, name);
+  await sendAndFollow(f2, "until-delete");
+
   // Stop: ACPI first (busybox init ignores it), then power-off after the timeout.
   r = await a.cli(["vm", "stop", name, "--timeout-ms", "1500", "--json"], 60_000);
   assert.equal(r.code, 0, r.stderr);
@@ -154,5 +198,8 @@ test("boot a busybox initramfs under TCG through the agent and the CLI", { timeo
   r = await a.cli(["vm", "delete", name], 60_000);
   assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(virsh("list", "--all", "--name"), new RegExp(`thoc-${name}\\b`));
+  const ended = await Promise.race([f2.exit, new Promise<string>((res) => setTimeout(() => res("still running 10 s after the delete"), 10_000))]);
+  f2.kill();
+  assert.equal(ended, 0, `logs --follow after the delete: ${String(ended)} ${f2.err}`);
   assert.deepEqual(await readdir(path.join(a.dataDir, "vms")), []);
 });
