@@ -45,8 +45,12 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
   const server = http.createServer({
     maxHeaderSize: config.s3.maxHeaderBytes,
     requestTimeout: 0, // big uploads take as long as they take; stalls are caught by s3.idleTimeout
-    headersTimeout: 60_000,
-    keepAliveTimeout: 5_000,
+    // An idle keep-alive connection is closed after 65 s, not Node's 5 s: a client that reuses a pooled
+    // socket just as the server closes it gets ECONNRESET (seen in the 3-node S3 suite under load, where
+    // a slow CompleteMultipartUpload left the SDK's second socket idle for ~5 s). S3 clients pool sockets
+    // and reuse them within seconds; load balancers in front of S3-compatible stores idle out at 60 s.
+    headersTimeout: 66_000,
+    keepAliveTimeout: 65_000,
   }, (req, res) => { void handle(req, res); });
   server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => { void handle(req, res, true); });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, config.s3.maxHeaderBytes, metrics));
