@@ -17,38 +17,25 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { chmod, readdir } from "node:fs/promises";
 import path from "node:path";
-import { startCluster, waitFor, type AgentProcess, type Cluster } from "../harness.js";
+import { waitFor, type AgentProcess, type Cluster } from "../harness.js";
 import { buildInitramfs, hostKernel } from "./initramfs.js";
-import { lockLibvirtd } from "./libvirtd-lock.js";
+import { startSystemAgent, virsh } from "./libvirtd.js";
 
-const URI = "qemu:///system";
-const virsh = (...a: string[]) => execFileSync("virsh", ["-c", URI, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 const pids = (cmd: string) => execFileSync("sh", ["-c", `ps -C ${cmd} -o pid=,stat= | awk '$2 !~ /^Z/ {print $1}'`], { encoding: "utf8" }).split(/\s+/).filter(Boolean).map(Number);
 
 let c: Cluster;
 let a: AgentProcess;
-let unlock: (() => Promise<void>) | undefined;
+let release: ((domains: string[]) => Promise<void>) | undefined;
 const name = `lvr${process.pid}`;
 const domain = `thoc-${name}`;
 
 before(async () => {
-  unlock = await lockLibvirtd();
-  try { virsh("version"); } catch (err) {
-    throw new Error(`libvirtd is not answering on ${URI}: run \`bash test/boot/setup-libvirt.sh\` first (${(err as Error).message.split("\n")[0]})`);
-  }
-  c = await startCluster(1, { args: ["--hypervisor-uri", URI], env: { THOC_VM_DOMAIN_TYPE: "qemu" } });
-  a = c.agents[0]!;
-  await chmod(c.root, 0o755);
+  ({ c, a, release } = await startSystemAgent());
 });
 after(async () => {
   // Whatever happened, leave libvirtd running for the next test file.
   if (pids("libvirtd").length === 0) execFileSync("bash", ["test/boot/setup-libvirt.sh"], { stdio: "ignore" });
-  for (const d of [domain, `${domain}-x`]) {
-    try { virsh("destroy", d); } catch { /* not running */ }
-    try { virsh("undefine", d); } catch { /* gone */ }
-  }
-  await c?.stop();
-  await unlock?.();
+  await release?.([domain, `${domain}-x`]);
 });
 
 const vmHealth = async () => {

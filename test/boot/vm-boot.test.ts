@@ -11,19 +11,17 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { chmod, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import net from "node:net";
 import { decodeFrames } from "../../vm/index.js";
 import path from "node:path";
-import { CLI, REPO_ROOT, startCluster, waitFor, type AgentProcess, type Cluster } from "../harness.js";
+import { CLI, REPO_ROOT, waitFor, type AgentProcess, type Cluster } from "../harness.js";
 import { buildInitramfs, hostKernel, MARKER } from "./initramfs.js";
-import { lockLibvirtd } from "./libvirtd-lock.js";
+import { startSystemAgent, virsh } from "./libvirtd.js";
 
-const URI = "qemu:///system";
-const virsh = (...a: string[]) => execFileSync("virsh", ["-c", URI, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 const kernel = hostKernel;
 
 /** Opens a WebSocket (RFC 6455, by hand: Node 20 has no client) and returns the first binary message. */
@@ -78,24 +76,14 @@ let c: Cluster;
 let a: AgentProcess;
 const name = `boot${process.pid}`;
 
-let unlock: (() => Promise<void>) | undefined;
+let release: ((domains: string[]) => Promise<void>) | undefined;
 
 before(async () => {
-  unlock = await lockLibvirtd();
-  try { virsh("version"); } catch (err) {
-    throw new Error(`libvirtd is not answering on ${URI}: run \`bash test/boot/setup-libvirt.sh\` first (${(err as Error).message.split("\n")[0]})`);
-  }
-  c = await startCluster(1, { args: ["--hypervisor-uri", URI], env: { THOC_VM_DOMAIN_TYPE: "qemu" } });
-  a = c.agents[0]!;
-  // QEMU runs as libvirt-qemu and must reach the image and VM files under the (0700) temp dir.
-  await chmod(c.root, 0o755);
+  ({ c, a, release } = await startSystemAgent());
 });
 after(async () => {
   for (const f of followers) f.kill();
-  try { virsh("destroy", `thoc-${name}`); } catch { /* not running */ }
-  try { virsh("undefine", `thoc-${name}`, "--snapshots-metadata"); } catch { /* gone */ }
-  await c?.stop();
-  await unlock?.();
+  await release?.([`thoc-${name}`]);
 });
 
 test("boot a busybox initramfs under TCG through the agent and the CLI", { timeout: 180_000 }, async () => {
