@@ -162,6 +162,10 @@ export class Agent {
     const deadline = Date.now() + budget;
     const left = () => Math.max(100, deadline - Date.now());
     clearInterval(this.capTimer);
+    // Every listener stops accepting now; then each drains within its share of the budget.
+    for (const s of this.started) {
+      try { s.quiesce?.(); } catch (err) { this.log.warn({ err, subsystem: s.name }, "subsystem quiesce failed"); }
+    }
     await Promise.all([
       this.rpc?.shutdown(Math.floor(budget / 2)),
       this.admin && closeHttp(this.admin, Math.floor(budget / 2)),

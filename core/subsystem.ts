@@ -39,6 +39,12 @@ export interface Subsystem {
   readonly name: string;
   /** Registers gRPC services, binds listeners, starts timers. Throw to abort the agent's start. */
   start(ctx: AgentContext): Promise<void>;
+  /**
+   * Optional: stop taking new work at once (close listeners) while requests
+   * under way go on. The agent calls it on every subsystem as shutdown
+   * begins, so no listener keeps accepting while another drains.
+   */
+  quiesce?(): void;
   /** Stops within the agent's shutdown budget; must not throw. */
   stop(): Promise<void>;
   health(): SubsystemHealth;

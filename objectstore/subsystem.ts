@@ -77,6 +77,10 @@ export class ObjectStoreSubsystem implements Subsystem {
     return this.state;
   }
 
+  quiesce(): void {
+    void this.server?.stopAccepting();
+  }
+
   async stop(): Promise<void> {
     this.state = { status: "down", detail: "stopped" };
     await this.server?.close(this.shutdownMs).catch(() => {});

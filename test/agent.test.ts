@@ -16,6 +16,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import net from "node:net";
 import * as s3 from "@aws-sdk/client-s3";
+import { ImageService, NodeService } from "../proto/index.js";
+import { createClient, credentials } from "../rpc/index.js";
 import { AgentProcess, REPO_ROOT, loopbackBlock, runCli, sleep, waitFor } from "./harness.js";
 import { S3_ENV, presignedPutPath, s3client } from "./objectstore-util.js";
 
@@ -157,6 +159,57 @@ test("SIGTERM with an S3 PUT in flight: the PUT completes and is durable, the ag
   await c.start();
   const got = await s3client(c).send(new s3.GetObjectCommand({ Bucket: "drain", Key: "in-flight" }));
   assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body));
+});
+
+test("SIGTERM with a gRPC image import in flight: it completes; new gRPC and S3 calls are refused; exit 0", async () => {
+  const c = new AgentProcess("a6", `${block}.6`, path.join(root, "a6"), { dev: true, env: S3_ENV });
+  agents.push(c);
+  await c.start();
+  const images = createClient(ImageService, c.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 30_000 });
+  const kernel = randomBytes(1 << 20);
+  const sha = createHash("sha256").update(kernel).digest("hex");
+  let resume!: () => void;
+  const halfSent = new Promise<void>((r) => { resume = r; });
+  let sentHalf!: () => void;
+  const atHalf = new Promise<void>((r) => { sentHalf = r; });
+  async function* chunks() {
+    yield { meta: { name: "drain", cmdline: "", sha256: { kernel: sha }, replace: false }, part: "", data: new Uint8Array() };
+    yield { part: "kernel", data: kernel.subarray(0, kernel.length / 2) };
+    sentHalf();
+    await halfSent;
+    yield { part: "kernel", data: kernel.subarray(kernel.length / 2) };
+  }
+  try {
+    const imported = images.importImage(chunks());
+    await atHalf;
+    await sleep(200); // the first half is on the agent: the call is in flight there
+    const exit = c.kill("SIGTERM");
+    // While the import drains (dev: half of shutdownTimeout 3 s), new calls on new connections are refused at once,
+    // on the gRPC port and on the S3 port alike (every listener stops accepting when shutdown begins).
+    const node = createClient(NodeService, c.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 300 });
+    const s3Refused = () => new Promise<boolean>((resolve) => {
+      const s = net.connect(7480, c.bind);
+      s.once("connect", () => { s.destroy(); resolve(false); });
+      s.once("error", (e: NodeJS.ErrnoException) => resolve(e.code === "ECONNREFUSED"));
+    });
+    try {
+      const refused = await waitFor("new gRPC and S3 calls refused", async () => {
+        const g = await node.getNode({}).then(() => undefined, (e: { code?: string }) => e.code);
+        return g === "unavailable" && (await s3Refused()) ? g : undefined;
+      }, 1_000, 20);
+      assert.equal(refused, "unavailable");
+    } finally {
+      node.close();
+    }
+    resume();
+    const { image } = await imported;
+    assert.equal(image?.name, "drain");
+    assert.equal(image?.files[0]?.sha256, sha, "the import finished with every byte");
+    assert.equal(await exit, 0, c.output.slice(-2000));
+  } finally {
+    resume();
+    images.close();
+  }
 });
 
 test("a bad config value and an unknown key each exit 2 with one line naming the key", async () => {

@@ -140,6 +140,10 @@ export class VmSubsystem implements Subsystem {
     return tokens;
   }
 
+  quiesce(): void {
+    this.vncServer?.close();
+  }
+
   async stop(): Promise<void> {
     if (this.vncServer) {
       // Upgraded (WebSocket) sockets are no longer HTTP connections: end them by hand.

@@ -55,13 +55,21 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
   server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => { void handle(req, res, true); });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, config.s3.maxHeaderBytes, metrics));
 
+  let closing: Promise<void> | undefined;
+  /** Closes the listener and idle keep-alive connections (once); requests under way go on. */
+  function stopAccepting(): Promise<void> {
+    closing ??= new Promise<void>((r) => server.close(() => r()));
+    server.closeIdleConnections();
+    return closing;
+  }
+
   return {
     listen(host: string, port: number): Promise<number> {
       return listen(server, host, port, "S3 API", "--s3-port");
     },
+    stopAccepting,
     async close(timeoutMs: number): Promise<void> {
-      const closed = new Promise<void>((r) => server.close(() => r()));
-      server.closeIdleConnections();
+      const closed = stopAccepting();
       if (inflight > 0) {
         await Promise.race([new Promise<void>((r) => { drained = r; }), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
       }

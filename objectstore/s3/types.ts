@@ -34,6 +34,8 @@ export interface S3ServerOptions {
 export interface S3Server {
   /** Binds and resolves with the port actually bound (useful with port 0). */
   listen(host: string, port: number): Promise<number>;
+  /** Stops accepting new connections (and closes idle ones); requests under way go on. Resolves once all are closed. */
+  stopAccepting(): Promise<void>;
   /** Stops accepting, waits up to timeoutMs for in-flight requests, then destroys the rest. */
   close(timeoutMs: number): Promise<void>;
 }
