@@ -8,7 +8,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
-import { createClient, type Client } from "../rpc/index.js";
+import { createClient, type ChannelCredentials, type Client } from "../rpc/index.js";
 import { PEER_AUTH_HEADER, methodPath, type PeerAuth } from "./auth.js";
 
 /** Where each node's gRPC API is (membership metadata; see view.ts). */
@@ -84,6 +84,8 @@ export interface PeerPoolOptions<T extends GenServiceMethods, P> {
   directory: PeerDirectory;
   /** Wraps a node's client in the caller's own peer type (which adds signing and deadlines per call). */
   make(nodeId: string, client: Client<T>): P;
+  /** How to dial peers: TLS wherever the gRPC API serves TLS (peerCredentials(config.tls)); plaintext otherwise. */
+  credentials?: ChannelCredentials;
 }
 
 /** One client per peer node, re-created when its address changes. */
@@ -99,6 +101,7 @@ export class PeerPool<T extends GenServiceMethods, P> {
     if (hit?.address === address) return hit.peer;
     hit?.client.close();
     const client = createClient(this.opts.service, address, {
+      ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
       // Reconnect fast after a peer restarts: the default backoff reaches two minutes.
       channelOptions: { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1000 },
     });

@@ -7,7 +7,7 @@
  * metrics.ts).
  */
 import path from "node:path";
-import { clusterView, LevelTableBackend, ReplicatedTable, type ClusterTable } from "../cluster/index.js";
+import { clusterView, LevelTableBackend, peerCredentials, ReplicatedTable, type ClusterTable } from "../cluster/index.js";
 import type { AgentContext, Logger, Membership } from "../core/index.js";
 import type { ThocError } from "../errors/index.js";
 import { JoinGate } from "./join-gate.js";
@@ -55,6 +55,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     store,
     hints,
     directory: view,
+    credentials: peerCredentials(config.tls),
     liveness: view,
     log,
     tables: [buckets, s3keys],

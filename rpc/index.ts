@@ -5,4 +5,4 @@
 export { serviceDefinition, serviceHandlers, toServiceError, type CallContext, type ServiceImpl, type ImplOf, type MethodImpl, type CallObserver } from "./adapter.js";
 export { createClient, type Client, type ClientOptions, type CallOptions } from "./client.js";
 export { RpcServer, type RpcServerOptions } from "./server.js";
-export { status as GrpcStatus, Metadata, credentials, ServerCredentials } from "@grpc/grpc-js";
+export { status as GrpcStatus, Metadata, credentials, ServerCredentials, type ChannelCredentials } from "@grpc/grpc-js";

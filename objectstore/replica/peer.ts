@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { PeerPool, idleGuard, signer, type HlcClock, type IdleGuard, type PeerAuth, type PeerDirectory, type TableEntry } from "../../cluster/index.js";
 import { ThocError } from "../../errors/index.js";
-import type { Client } from "../../rpc/index.js";
+import type { ChannelCredentials, Client } from "../../rpc/index.js";
 import { ObjectStoreService } from "../../proto/index.js";
 import type { BodyRange, BucketListOptions, PosRange, PutOutcome, RangeDigest, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
 import type { RingStateData } from "./ring-state.js";
@@ -185,11 +185,16 @@ export interface PeersOptions {
   hlc: HlcClock;
   /** objectstore.peerTimeout */
   timeoutMs: number;
+  /** TLS wherever the gRPC API serves it (cluster/ peerCredentials). */
+  credentials?: ChannelCredentials;
 }
 
 /** The replica protocol's clients, one per peer node. */
 export class Peers extends PeerPool<Svc, Peer> {
   constructor(opts: PeersOptions) {
-    super({ service: ObjectStoreService, directory: opts.directory, make: (nodeId, client) => new Peer(nodeId, client, opts.auth, opts.hlc, opts.timeoutMs) });
+    super({
+      service: ObjectStoreService, directory: opts.directory, credentials: opts.credentials,
+      make: (nodeId, client) => new Peer(nodeId, client, opts.auth, opts.hlc, opts.timeoutMs),
+    });
   }
 }

@@ -9,7 +9,7 @@
 import type { Config } from "../../config/index.js";
 import { ThocError } from "../../errors/index.js";
 import { ObjectStoreService } from "../../proto/index.js";
-import type { RpcServer } from "../../rpc/index.js";
+import type { ChannelCredentials, RpcServer } from "../../rpc/index.js";
 import { ClusterTable, HlcClock, PeerAuth, RateLimiter, authenticated, type Liveness, type PeerDirectory, type ReplicatedTable } from "../../cluster/index.js";
 import { syncWithPeer, type AntiEntropyStats } from "./anti-entropy.js";
 import { Coordinator, LocalReplica, type CoordinatorLog, type ReplicaTarget } from "./coordinator.js";
@@ -39,6 +39,8 @@ export interface ReplicationNodeOptions {
   store: ReplicaStore;
   hints: HintStore;
   directory: PeerDirectory;
+  /** How peers are dialled: TLS wherever the gRPC API serves it (cluster/ peerCredentials). */
+  credentials?: ChannelCredentials;
   liveness?: Liveness;
   log?: CoordinatorLog;
   hlc?: HlcClock;
@@ -69,7 +71,7 @@ export class ReplicationNode {
   constructor(private readonly o: ReplicationNodeOptions) {
     this.hlc = o.hlc ?? new HlcClock(o.nodeId);
     const auth = new PeerAuth({ clusterName: o.clusterName, keys: o.keys, nodeId: o.nodeId });
-    this.peers = new Peers({ auth, directory: o.directory, hlc: this.hlc, timeoutMs: o.config.peerTimeout });
+    this.peers = new Peers({ auth, directory: o.directory, hlc: this.hlc, timeoutMs: o.config.peerTimeout, ...(o.credentials ? { credentials: o.credentials } : {}) });
     this.limiter = new RateLimiter(o.config.repairBytesPerSecond);
     this.local = new LocalReplica(o.nodeId, o.store, o.hints);
     this.coordinator = new Coordinator({

@@ -1,0 +1,71 @@
+/**
+ * Agents that serve their gRPC API with TLS (tls.certFile, as every agent off
+ * loopback must) also dial their peers with TLS: the ring exchange, quorum
+ * reads and writes and the S3 key table all cross between three production-mode
+ * agents whose gRPC ports refuse plaintext. Before this, peers always dialled
+ * plaintext and replication failed in exactly the documented production setup.
+ * Certificates: a test CA and one node certificate with every agent's IP.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import * as s3 from "@aws-sdk/client-s3";
+import { Cluster, loopbackBlock, runCli } from "./harness.js";
+import { S3_ENV, getText, s3client, waitRing } from "./objectstore-util.js";
+
+let cluster: Cluster;
+
+/** A test CA (ECDSA P-256) and one node certificate, for server and client use, valid for every agent's IP. */
+async function makeCerts(dir: string, ips: string[]): Promise<{ ca: string; cert: string; key: string }> {
+  const f = (n: string) => path.join(dir, n);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const openssl = (...a: string[]) => execFileSync("openssl", a, { stdio: "ignore" });
+  openssl("req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj", "/CN=thoc test CA");
+  openssl("req", ...ec, "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=thoc node");
+  await writeFile(f("san.ext"), `subjectAltName=${ips.map((ip) => `IP:${ip}`).join(",")}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+  openssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.crt"), "-days", "2", "-extfile", f("san.ext"));
+  return { ca: f("ca.crt"), cert: f("node.crt"), key: f("node.key") };
+}
+
+before(async () => {
+  const root = await mkdtemp(path.join(tmpdir(), "thoc-tls-"));
+  const block = loopbackBlock();
+  const c = await makeCerts(root, [2, 3, 4].map((i) => `${block}.${i}`));
+  // The CLI (and so the harness's cli()) verifies the agents against the test CA.
+  process.env.THOC_TLS_CA = c.ca;
+  cluster = new Cluster(root, block, { dev: false, env: { ...S3_ENV, THOC_TLS_CERT_FILE: c.cert, THOC_TLS_KEY_FILE: c.key, THOC_TLS_CA_FILE: c.ca } });
+  for (let i = 0; i < 3; i++) cluster.add();
+  await Promise.all(cluster.agents.map((a) => a.start()));
+  await waitRing(cluster.agents, ["n1", "n2", "n3"]);
+});
+after(async () => cluster?.stop());
+
+test("three TLS agents replicate over TLS: ring, quorum writes and reads, S3 keys; plaintext is refused", async () => {
+  const [a, b, c] = cluster.agents as [typeof cluster.agents[0], typeof cluster.agents[0], typeof cluster.agents[0]];
+  // The gRPC port speaks TLS only: a plaintext client cannot reach it.
+  const plain = await runCli(["--addr", a.grpcAddress, "--timeout", "3000", "status"], 10_000, { THOC_TLS_CA: "" });
+  assert.equal(plain.code, 1, plain.stdout);
+  const ring = JSON.parse((await b.cli(["ring", "--json"])).stdout) as { replicas: number; writeQuorum: number };
+  assert.deepEqual([ring.replicas, ring.writeQuorum], [3, 2], "a full ring: the nodes exchanged it over TLS");
+
+  await s3client(a).send(new s3.CreateBucketCommand({ Bucket: "tls" }));
+  const body = randomBytes(3 << 20);
+  await s3client(a).send(new s3.PutObjectCommand({ Bucket: "tls", Key: "big", Body: body }));
+  for (const x of cluster.agents) {
+    const got = await s3client(x).send(new s3.GetObjectCommand({ Bucket: "tls", Key: "big" }));
+    assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body), `read through ${x.name}`);
+  }
+  // Stop one node: W=2 and R=2 now need the two others to talk to each other, over TLS.
+  await a.kill("SIGKILL");
+  await s3client(b).send(new s3.PutObjectCommand({ Bucket: "tls", Key: "two", Body: "written with one node down" }));
+  assert.equal(await getText(s3client(c), "tls", "two"), "written with one node down");
+  // The S3 key table (secrets) crosses between nodes only over TLS.
+  const made = await b.cli(["s3", "key", "create", "--owner", "root", "--json"]);
+  assert.equal(made.code, 0, made.stderr);
+  const { accessKeyId, secretKey } = JSON.parse(made.stdout) as { accessKeyId: string; secretKey: string };
+  assert.equal(await getText(s3client(c, accessKeyId, secretKey), "tls", "two"), "written with one node down");
+});
