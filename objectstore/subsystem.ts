@@ -29,7 +29,6 @@ export class ObjectStoreSubsystem implements Subsystem {
   private state: SubsystemHealth = { status: "starting" };
   private server?: S3Server;
   private shutdownMs = 3000;
-  blobs?: BlobStore;
   replicated?: Replicated;
   keys?: KeyRegistry;
   /** The S3 port actually bound (differs from config with --s3-port 0). */
@@ -52,7 +51,6 @@ export class ObjectStoreSubsystem implements Subsystem {
       dataLoss.inc();
       log.error({ code: e.code, blob: e.details.blob }, e.message);
     });
-    this.blobs = this.replicated.blobs;
     this.deps.clusterService.extendClusterService(this.replicated.admin);
     this.keys = await KeyRegistry.open(ctx.store, config, this.replicated.keyTable);
     if (this.keys.rootSource === "none") log.warn("no S3 root key: set s3.accessKey and s3.secretKey (or create keys with `thoc-node s3 key create`)");
@@ -68,8 +66,8 @@ export class ObjectStoreSubsystem implements Subsystem {
 
   /** The blob store, for other subsystems (VM images keep a reserved bucket in it); throws until started. */
   blobStore(): BlobStore {
-    if (!this.blobs) throw new ThocError("failed_precondition", "the object store is not started: the composition root must start it before the subsystems that keep data in it");
-    return this.blobs;
+    if (!this.replicated) throw new ThocError("failed_precondition", "the object store is not started: the composition root must start it before the subsystems that keep data in it");
+    return this.replicated.blobs;
   }
 
   health(): SubsystemHealth {
@@ -84,7 +82,7 @@ export class ObjectStoreSubsystem implements Subsystem {
   async stop(): Promise<void> {
     this.state = { status: "down", detail: "stopped" };
     await this.server?.close(this.shutdownMs).catch(() => {});
-    await this.blobs?.close().catch(() => {});
+    await this.replicated?.blobs.close().catch(() => {});
     await this.replicated?.stop().catch(() => {});
   }
 }

@@ -24,8 +24,6 @@ import * as mpu from "./blob-multipart.js";
 import { afterPrefix } from "./listing.js";
 import { INTERNAL_KEY_PREFIX } from "./replica-store.js";
 
-export { metaOf, storedMeta, verifying, checkKey, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
-
 export class ReplicatedBlobStore implements BlobStore {
   constructor(readonly b: ReplicatedBackend, private readonly now: () => number = Date.now) {}
 

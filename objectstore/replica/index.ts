@@ -25,4 +25,5 @@ export { Tee, type Branch } from "./tee.js";
 export { rebalance, expireTombstones, type RebalanceOptions, type RebalanceStats, type RebalanceTarget } from "./rebalance.js";
 export { ReplicationNode, type ReplicationNodeOptions, type ReplicationConfig } from "./replication.js";
 export { mergeSources, type MergedList, type ListSource } from "./listing.js";
-export { ReplicatedBlobStore, type ReplicatedBackend } from "./blob-store.js";
+export { ReplicatedBlobStore } from "./blob-store.js";
+export type { ReplicatedBackend } from "./blob-meta.js";
