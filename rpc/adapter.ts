@@ -9,12 +9,15 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, ScalarType, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
+import { callerFromCertificate, type Caller } from "./identity.js";
 
 export interface CallContext {
   /** Aborted when the client cancels or the deadline passes. */
   readonly signal: AbortSignal;
   readonly metadata: grpc.Metadata;
   readonly peer: string;
+  /** Who is calling, as the transport proved it (rpc/identity.ts). */
+  readonly caller: Caller;
   /** Milliseconds left before the client's deadline (Infinity when none). */
   timeRemaining(): number;
 }
@@ -103,8 +106,19 @@ function contextOf(call: AnyCall): CallContext {
     signal: ac.signal,
     metadata: call.metadata,
     peer: call.getPeer(),
+    caller: callerOf(call),
     timeRemaining: () => (Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : Infinity),
   };
+}
+
+/**
+ * The transport's identity for a call. grpc-js reports a peer certificate only
+ * when the TLS layer verified it against the server's CA.
+ */
+export function callerOf(call: Pick<AnyCall, "getAuthContext">): Caller {
+  const auth = call.getAuthContext();
+  if (auth?.sslPeerCertificate) return callerFromCertificate(auth.sslPeerCertificate);
+  return { kind: "anonymous", transport: auth?.transportSecurityType === "ssl" ? "tls" : "insecure" };
 }
 
 export function toServiceError(err: unknown, onInternal?: (e: ThocError) => void): Partial<grpc.StatusObject> {
