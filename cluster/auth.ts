@@ -1,28 +1,41 @@
 /**
  * Authentication of replica calls between agents: an HMAC-SHA256 with the
- * cluster key over (cluster name, method, caller's node id, timestamp, nonce),
- * sent in gRPC metadata. The first key signs and every key verifies, so keys
- * rotate like the gossip key ring. The timestamp bounds replays to ±maxSkew,
- * and a nonce cache refuses a replay inside that window.
+ * cluster key over (cluster name, method, caller's node id, target node id,
+ * timestamp, nonce, sha256 of the request), sent in gRPC metadata. The first
+ * key signs and every key verifies, so keys rotate like the gossip key ring.
+ * The timestamp bounds replays to ±maxSkew, and a nonce cache refuses a
+ * replay inside that window on the node it was meant for.
  *
- * The MAC covers the call, not its messages (metadata goes out before the
- * body): a man in the middle could tamper with a body, which is what TLS on
- * the gRPC port (tls.caFile) is for. Bodies carry their own sha256 anyway.
+ * Why the target and the request are in the MAC (v2): with v1's MAC over the
+ * call alone, a header seen on the wire (plaintext gRPC) could be replayed
+ * within the window to another node, or with another body: a SyncTable push
+ * that injected an S3 key into the s3keys table, which then spread to every
+ * node. Now a header is good for one node, one method and one request.
+ *
+ * What the digest covers: the one request message of unary and
+ * server-streaming calls, as the bytes on the wire (the server hashes what it
+ * received, not a re-encoding, so a newer peer's unknown fields still match).
+ * Client- and bidi-streaming calls (PutReplica) are bound to target and method
+ * only: metadata goes out before their messages, so their bodies are protected
+ * by TLS on the gRPC port (and a replica body by its own size and sha256 in
+ * the trailer), not by this MAC.
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
-import type { CallContext, ServiceImpl } from "../rpc/index.js";
+import { requestBytes, type CallContext, type ServiceImpl } from "../rpc/index.js";
 
 export const PEER_AUTH_HEADER = "x-thoc-peer-auth";
-const VERSION = "v1";
+const VERSION = "v2";
+/** What the MAC says of a streamed request: bound to target and method only (see the top of this file). */
+const STREAMED = "stream";
 
 export interface PeerAuthOptions {
   clusterName: string;
   /** Base64 32-byte cluster keys; the first signs. */
   keys: readonly string[];
-  /** This node's id (who signs). */
+  /** This node's id: who signs, and the only target this node accepts calls for. */
   nodeId: string;
   /** Calls signed further than this from our clock are refused. */
   maxSkewMs?: number;
@@ -47,36 +60,51 @@ export class PeerAuth {
     this.now = opts.now ?? Date.now;
   }
 
-  private mac(key: Buffer, method: string, node: string, ts: string, nonce: string): Buffer {
-    return createHmac("sha256", key).update(`thoc-peer/${VERSION}\n${this.opts.clusterName}\n${method}\n${node}\n${ts}\n${nonce}`).digest();
+  private mac(key: Buffer, method: string, caller: string, target: string, ts: string, nonce: string, digest: string): Buffer {
+    return createHmac("sha256", key)
+      .update(`thoc-peer/${VERSION}\n${this.opts.clusterName}\n${method}\n${caller}\n${target}\n${ts}\n${nonce}\n${digest}`)
+      .digest();
   }
 
-  /** The metadata value for one call of `method` ("/pkg.Service/Method"). */
-  sign(method: string): string {
+  /**
+   * The metadata value for one call of `method` ("/pkg.Service/Method") to
+   * node `target`; `request` is the serialized request of a unary or
+   * server-streaming call, undefined for a streamed request.
+   */
+  sign(method: string, target: string, request?: Uint8Array): string {
     const ts = String(this.now());
     const nonce = randomBytes(12).toString("base64url");
-    const sig = this.mac(this.keys[0]!, method, this.opts.nodeId, ts, nonce).toString("base64url");
-    return `${VERSION}.${ts}.${nonce}.${sig}.${this.opts.nodeId}`;
+    const sig = this.mac(this.keys[0]!, method, this.opts.nodeId, target, ts, nonce, requestDigest(request)).toString("base64url");
+    return `${VERSION}.${ts}.${nonce}.${Buffer.from(target).toString("base64url")}.${sig}.${this.opts.nodeId}`;
   }
 
-  /** Returns the caller's node id, or throws unauthenticated. */
-  verify(method: string, value: string | undefined): string {
+  /**
+   * Returns the caller's node id, or throws unauthenticated. `request` is what
+   * this node received (undefined for streamed requests): the server, not the
+   * header, decides whether a body is bound, so a header cannot opt out.
+   */
+  verify(method: string, value: string | undefined, request?: Uint8Array): string {
     const fail = (why: string) => new ThocError("unauthenticated", `peer call ${method} refused: ${why}`);
     if (!value) throw fail(`no ${PEER_AUTH_HEADER} metadata (only agents of this cluster may make peer calls)`);
     const parts = value.split(".");
-    if (parts.length < 5 || parts[0] !== VERSION) throw fail("malformed authentication");
-    const [, ts, nonce, sig] = parts as [string, string, string, string];
-    const node = parts.slice(4).join(".");
+    if (parts[0] !== VERSION) throw fail(`authentication version ${JSON.stringify((parts[0] ?? "").slice(0, 8))}, this node speaks ${VERSION} (is the caller an older thoc-node? upgrade every node)`);
+    if (parts.length < 6) throw fail("malformed authentication");
+    const [, ts, nonce, target64, sig] = parts as [string, string, string, string, string];
+    const node = parts.slice(5).join(".");
     const t = Number(ts);
     if (!/^\d{1,16}$/.test(ts) || !nonce || !node) throw fail("malformed authentication");
+    const target = Buffer.from(target64, "base64url").toString();
+    // Checked before the MAC only to say what went wrong: the MAC below is over our own id, not this field.
+    if (target !== this.opts.nodeId) throw fail(`signed for node ${JSON.stringify(target.slice(0, 64))}, this is node ${this.opts.nodeId} (a replayed call, or a stale address for that node)`);
     const skew = Math.abs(this.now() - t);
     if (skew > this.maxSkewMs) throw fail(`timestamp ${skew} ms away from this node's clock (limit ${this.maxSkewMs} ms; check NTP)`);
     const given = Buffer.from(sig, "base64url");
+    const digest = requestDigest(request);
     const ok = this.keys.some((k) => {
-      const want = this.mac(k, method, node, ts, nonce);
+      const want = this.mac(k, method, node, this.opts.nodeId, ts, nonce, digest);
       return given.length === want.length && timingSafeEqual(given, want);
     });
-    if (!ok) throw fail("bad signature (different cluster key or cluster name?)");
+    if (!ok) throw fail("bad signature (different cluster key or cluster name, or a request that is not the one signed)");
     this.sweep();
     if (this.seen.has(nonce)) throw fail("replayed call");
     this.seen.set(nonce, t + this.maxSkewMs);
@@ -88,6 +116,10 @@ export class PeerAuth {
     const now = this.now();
     for (const [n, exp] of this.seen) if (exp < now - this.maxSkewMs) this.seen.delete(n);
   }
+}
+
+function requestDigest(request: Uint8Array | undefined): string {
+  return request ? createHash("sha256").update(request).digest("hex") : STREAMED;
 }
 
 export function methodPath(svc: DescService, localName: string): string {
@@ -106,18 +138,22 @@ export function authenticated<T extends GenServiceMethods>(svc: GenService<T>, i
   for (const m of desc.methods) {
     const fn = (impl as Record<string, (...a: unknown[]) => unknown>)[m.localName]!;
     const path = `/${desc.typeName}/${m.name}`;
-    const check = (ctx: CallContext) => {
+    // One request message (unary, server streaming): the MAC must cover the bytes received.
+    const single = m.methodKind === "unary" || m.methodKind === "server_streaming";
+    const check = (ctx: CallContext, arg: unknown) => {
       const v = ctx.metadata.get(PEER_AUTH_HEADER)[0];
-      callerOf.set(ctx, auth.verify(path, typeof v === "string" ? v : v?.toString()));
+      // A single request we hold no bytes for is verified against the empty request: fails closed.
+      const body = single ? requestBytes(arg) ?? new Uint8Array(0) : undefined;
+      callerOf.set(ctx, auth.verify(path, typeof v === "string" ? v : v?.toString(), body));
     };
     if (m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming") {
       out[m.localName] = async function* (arg: unknown, ctx: CallContext) {
-        check(ctx);
+        check(ctx, arg);
         yield* fn.call(impl, arg, ctx) as AsyncIterable<unknown>;
       };
     } else {
       out[m.localName] = async (arg: unknown, ctx: CallContext) => {
-        check(ctx);
+        check(ctx, arg);
         return fn.call(impl, arg, ctx);
       };
     }

@@ -1,15 +1,15 @@
 /**
  * Calling other agents: one authenticated gRPC client per peer node (found
  * through a PeerDirectory, re-created when the node's address changes), every
- * call signed with the cluster key (auth.ts), and an idle guard for streams:
+ * call signed with the cluster key for that node and that request (auth.ts),
+ * and an idle guard for streams:
  * a many-GB body cannot fit a fixed deadline, so a stream is cancelled when
  * no message moves for the timeout instead.
  */
-import type { DescService } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
-import { createClient, type ChannelCredentials, type Client } from "../rpc/index.js";
-import { PEER_AUTH_HEADER, methodPath, type PeerAuth } from "./auth.js";
+import { createClient, type ChannelCredentials, type Client, type OutgoingCall } from "../rpc/index.js";
+import { PEER_AUTH_HEADER, type PeerAuth } from "./auth.js";
 
 /** Where each node's gRPC API is (membership metadata; see view.ts). */
 export interface PeerDirectory {
@@ -21,10 +21,9 @@ export interface Liveness {
   isUp(nodeId: string): boolean;
 }
 
-/** Signs calls of one service: metadata for method `localName`. */
-export function signer<T extends GenServiceMethods>(auth: PeerAuth, svc: GenService<T>): (localName: string) => Record<string, string> {
-  const desc = svc as unknown as DescService;
-  return (localName) => ({ [PEER_AUTH_HEADER]: auth.sign(methodPath(desc, localName)) });
+/** The metadata hook of a client to node `target` (ClientOptions.metadata): signs each call for that node, its method and request. */
+export function signer(auth: PeerAuth, target: string): (call: OutgoingCall) => Record<string, string> {
+  return (call) => ({ [PEER_AUTH_HEADER]: auth.sign(call.path, target, call.request) });
 }
 
 export interface IdleGuard {
@@ -86,6 +85,8 @@ export interface PeerPoolOptions<T extends GenServiceMethods, P> {
   make(nodeId: string, client: Client<T>): P;
   /** How to dial peers: TLS wherever the gRPC API serves TLS (peerCredentials(config.tls)); plaintext otherwise. */
   credentials?: ChannelCredentials;
+  /** Signs every call with the cluster key, bound to the node it goes to (see signer). */
+  auth?: PeerAuth;
 }
 
 /** One client per peer node, re-created when its address changes. */
@@ -102,6 +103,7 @@ export class PeerPool<T extends GenServiceMethods, P> {
     hit?.client.close();
     const client = createClient(this.opts.service, address, {
       ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+      ...(this.opts.auth ? { metadata: signer(this.opts.auth, nodeId) } : {}),
       // Reconnect fast after a peer restarts: the default backoff reaches two minutes.
       channelOptions: { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1000 },
     });

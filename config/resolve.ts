@@ -210,6 +210,7 @@ function validate(c: Config): void {
   if (!c.dev && !c.tls.certFile && !isLoopback(c.bind)) {
     throw configError("tls.certFile", `the gRPC API on ${c.bind} needs TLS: set tls.certFile and tls.keyFile, bind to loopback, or use --dev`);
   }
+  if (Boolean(c.s3.tls.certFile) !== Boolean(c.s3.tls.keyFile)) throw configError(c.s3.tls.certFile ? "s3.tls.keyFile" : "s3.tls.certFile", "s3.tls.certFile and s3.tls.keyFile must be set together");
   if (c.s3.secretKey && !c.s3.accessKey) throw configError("s3.accessKey", "s3.secretKey is set but s3.accessKey is empty");
   if (c.s3.accessKey && !c.s3.secretKey) throw configError("s3.secretKey", "s3.accessKey is set but s3.secretKey is empty");
   const ports = [["grpcPort", c.grpcPort], ["httpPort", c.httpPort], ["s3Port", c.s3Port]] as const;

@@ -77,6 +77,10 @@ export const schema = {
     maxClockSkew: duration(900_000, "Signed requests older or newer than this are refused (RequestTimeTooSkewed), as AWS does (15 min)."),
     maxHeaderBytes: int(16384, "Request headers above this size are refused (431).", { min: 1024, max: 1 << 20 }),
     idleTimeout: duration(30_000, "A request body that sends nothing for this long is answered 400 RequestTimeout, so a stalled client cannot hold a write open.", { local: 5000, min: 100 }),
+    tls: {
+      certFile: str("", "PEM certificate (chain) to serve HTTPS on the S3 port; empty serves plaintext HTTP. Not taken from tls.certFile: S3 clients trust a CA the cluster's certificates need not come from, and switching a port's scheme must be a choice (docs/s3.md)."),
+      keyFile: str("", "PEM private key for s3.tls.certFile (keep it 0600)."),
+    },
   },
 
   objectstore: {

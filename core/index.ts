@@ -2,7 +2,8 @@
  * The seams every part of thoc-node stands on, and nothing else: the
  * Subsystem contract and the AgentContext it is started with, the logger,
  * capacity, the Clock/Timer seam with its simulation fake and seeded PRNG, the
- * membership interface, the package version and the listener helper.
+ * membership interface, the package version, the listener helper and the
+ * certificate files of the agent's TLS listeners.
  *
  * core/ imports no subsystem, no cluster code and no native module (koffi,
  * LevelDB): the CLI loads it for VERSION. It names the foundation's types
@@ -15,3 +16,4 @@ export { realClock, FakeClock, seededRandom, shuffle, type Clock, type Timer, ty
 export type { Membership, Member, MemberState, MemberEvent, MemberEventType, NodeMeta } from "./membership.js";
 export { VERSION } from "./version.js";
 export { listen } from "./net.js";
+export { readTlsPair, agentTlsPair, type TlsPair } from "./tls.js";

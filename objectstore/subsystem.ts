@@ -6,8 +6,8 @@
  * and the effective N/W/R.
  */
 import client from "prom-client";
-import type { AgentContext, Logger, Membership, Subsystem, SubsystemHealth } from "../core/index.js";
-import { hostPort } from "../config/index.js";
+import { readTlsPair, type AgentContext, type Logger, type Membership, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { hostPort, isLoopback } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { KeyService, type ClusterService } from "../proto/index.js";
 import type { ImplOf } from "../rpc/index.js";
@@ -57,11 +57,15 @@ export class ObjectStoreSubsystem implements Subsystem {
 
     ctx.rpc.add(KeyService, keyService(this.keys));
 
-    this.server = createS3Server({ store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics });
+    const t = config.s3.tls;
+    const tls = t.certFile ? readTlsPair(t.certFile, t.keyFile, "s3.tls") : undefined;
+    this.server = createS3Server({ store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics, ...(tls ? { tls } : {}) });
     this.port = await this.server.listen(config.bind, config.s3Port);
     this.state = { status: "up" };
-    log.info({ s3: `${config.bind}:${this.port}`, rootKey: this.keys.rootSource }, "S3 API listening");
-    if (config.dev) devBanner(this.keys, config.bind, this.port, config.s3.region, ctx.store.dataDir, log);
+    const scheme = tls ? "https" : "http";
+    log.info({ s3: `${scheme}://${hostPort(config.bind, this.port)}`, rootKey: this.keys.rootSource }, "S3 API listening");
+    if (!tls && !isLoopback(config.bind)) log.warn({ key: "s3.tls.certFile" }, "S3 API serves plaintext HTTP off loopback: object data crosses the network unencrypted (set s3.tls.certFile and s3.tls.keyFile)");
+    if (config.dev) devBanner(this.keys, `${scheme}://${hostPort(config.bind, this.port)}`, config.s3.region, ctx.store.dataDir, log);
   }
 
   /** The blob store, for other subsystems (VM images keep a reserved bucket in it); throws until started. */
@@ -91,7 +95,7 @@ export class ObjectStoreSubsystem implements Subsystem {
  * The only place a secret is shown: stderr, human-readable, in --dev. The
  * JSON log on stdout only says which kind of root key is in use.
  */
-function devBanner(keys: KeyRegistry, bind: string, port: number, region: string, dataDir: string, _log: Logger): void {
+function devBanner(keys: KeyRegistry, endpoint: string, region: string, dataDir: string, _log: Logger): void {
   const root = keys.rootCredentials();
   if (!root || keys.rootSource === "config") return;
   process.stderr.write([
@@ -100,7 +104,7 @@ function devBanner(keys: KeyRegistry, bind: string, port: number, region: string
     `  export AWS_ACCESS_KEY_ID=${root.accessKeyId}`,
     `  export AWS_SECRET_ACCESS_KEY=${root.secretKey}`,
     `  export AWS_DEFAULT_REGION=${region}`,
-    `  aws --endpoint-url http://${hostPort(bind, port)} s3 ls`,
+    `  aws --endpoint-url ${endpoint} s3 ls`,
     "",
   ].join("\n") + "\n");
 }

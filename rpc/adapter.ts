@@ -53,6 +53,8 @@ export function serializer(schema: DescMessage): (msg: unknown) => Buffer {
     for (const f of only.fields) if (f.fieldKind === "scalar" && f.scalar === ScalarType.BYTES && f.number < 16) bytesCases.set(f.localName, f.number);
   }
   return (msg) => {
+    // Already encoded (a client that signed the bytes it sends: rpc/client.ts); protobuf-es messages are never Uint8Arrays.
+    if (msg instanceof Uint8Array) return Buffer.isBuffer(msg) ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
     if (only && bytesCases.size) {
       const part = (msg as Record<string, { case?: string; value?: unknown } | undefined>)[only.localName];
       const no = part?.case === undefined ? undefined : bytesCases.get(part.case);
@@ -78,15 +80,31 @@ function frameBytes(no: number, data: Uint8Array): Buffer {
   return out;
 }
 
+/** The bytes a single request message (unary, server streaming) arrived as; see requestBytes(). */
+const received = new WeakMap<object, Uint8Array>();
+
+/**
+ * The wire bytes of a unary or server-streaming call's request as this server
+ * received them, for checks that must cover exactly what was sent (peer
+ * authentication binds a call to its request's sha256). Streamed requests are
+ * not kept: their bodies can be gigabytes.
+ */
+export function requestBytes(msg: unknown): Uint8Array | undefined {
+  return typeof msg === "object" && msg !== null ? received.get(msg) : undefined;
+}
+
 export function serviceDefinition(svc: DescService): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of svc.methods) {
+    const single = m.methodKind === "unary" || m.methodKind === "server_streaming";
     def[m.localName] = {
       path: `/${svc.typeName}/${m.name}`,
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
       requestSerialize: serializer(m.input),
-      requestDeserialize: (buf: Buffer) => fromBinary(m.input, buf),
+      requestDeserialize: single
+        ? (buf: Buffer) => { const msg = fromBinary(m.input, buf); received.set(msg, buf); return msg; }
+        : (buf: Buffer) => fromBinary(m.input, buf),
       responseSerialize: serializer(m.output),
       responseDeserialize: (buf: Buffer) => fromBinary(m.output, buf),
       originalName: m.name,

@@ -7,7 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
-import { serviceDefinition } from "./adapter.js";
+import { serializer, serviceDefinition } from "./adapter.js";
 
 export interface CallOptions {
   /** Deadline in milliseconds from now. */
@@ -32,8 +32,17 @@ export interface ClientOptions {
   /** Default deadline for every call (ms); CallOptions.timeoutMs overrides. */
   defaultTimeoutMs?: number;
   channelOptions?: grpc.ChannelOptions;
-  /** Metadata added to every call (e.g. peer authentication). */
-  metadata?: () => Record<string, string>;
+  /** Metadata added to every call (e.g. peer authentication, which signs the call's method and request). */
+  metadata?: (call: OutgoingCall) => Record<string, string>;
+}
+
+/** What a metadata hook sees of a call before it goes out. */
+export interface OutgoingCall {
+  /** "/pkg.Service/Method" */
+  path: string;
+  method: DescMethod;
+  /** The serialized request of a unary or server-streaming call (exactly the bytes sent); undefined for streamed requests. */
+  request?: Uint8Array;
 }
 
 export function createClient<T extends GenServiceMethods>(svc: GenService<T>, address: string, opts: ClientOptions = {}): Client<T> {
@@ -47,13 +56,21 @@ export function createClient<T extends GenServiceMethods>(svc: GenService<T>, ad
   const out: Record<string, unknown> = { close: () => raw.close() };
 
   for (const m of desc.methods) {
-    const callOpts = (o?: CallOptions): [grpc.Metadata, grpc.CallOptions] => {
+    const path = `/${desc.typeName}/${m.name}`;
+    const encode = serializer(m.input);
+    const callOpts = (o?: CallOptions, request?: Uint8Array): [grpc.Metadata, grpc.CallOptions] => {
       const md = new grpc.Metadata();
-      for (const [k, v] of Object.entries({ ...opts.metadata?.(), ...o?.metadata })) md.set(k, v);
+      for (const [k, v] of Object.entries({ ...opts.metadata?.({ path, method: m, ...(request ? { request } : {}) }), ...o?.metadata })) md.set(k, v);
       const t = o?.timeoutMs ?? opts.defaultTimeoutMs;
       return [md, t ? { deadline: Date.now() + t } : {}];
     };
     const msg = (v: unknown) => create(m.input, v as MessageInitShape<DescMessage>);
+    // With a metadata hook, a single request is encoded once, here, so the hook sees the very bytes that are sent.
+    const single = (v: unknown): [unknown, Uint8Array | undefined] => {
+      if (!opts.metadata) return [msg(v), undefined];
+      const bytes = encode(msg(v));
+      return [bytes, bytes];
+    };
     const fn = raw[m.localName]!.bind(raw);
     const abortable = (call: grpc.ClientUnaryCall | grpc.Call, signal?: AbortSignal) => {
       if (!signal) return;
@@ -72,8 +89,9 @@ export function createClient<T extends GenServiceMethods>(svc: GenService<T>, ad
     switch (m.methodKind) {
       case "unary":
         out[m.localName] = (req: unknown, o?: CallOptions) => new Promise((resolve, reject) => {
-          const [md, co] = callOpts(o);
-          const call = fn(msg(req), md, co, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(ThocError.from(err)) : resolve(res))) as grpc.ClientUnaryCall;
+          const [body, bytes] = single(req);
+          const [md, co] = callOpts(o, bytes);
+          const call = fn(body, md, co, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(ThocError.from(err)) : resolve(res))) as grpc.ClientUnaryCall;
           abortable(call, o?.signal);
         });
         break;
@@ -87,8 +105,9 @@ export function createClient<T extends GenServiceMethods>(svc: GenService<T>, ad
         break;
       case "server_streaming":
         out[m.localName] = (req: unknown, o?: CallOptions) => readStream(() => {
-          const [md, co] = callOpts(o);
-          const call = fn(msg(req), md, co) as grpc.ClientReadableStream<unknown>;
+          const [body, bytes] = single(req);
+          const [md, co] = callOpts(o, bytes);
+          const call = fn(body, md, co) as grpc.ClientReadableStream<unknown>;
           abortable(call, o?.signal);
           return call;
         });

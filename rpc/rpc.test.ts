@@ -2,7 +2,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { EchoService } from "../proto/gen/thoc/test/v1/echo_pb.js";
 import { ThocError } from "../errors/index.js";
-import { RpcServer, createClient, GrpcStatus, type ImplOf } from "./index.js";
+import { RpcServer, createClient, requestBytes, GrpcStatus, type ImplOf } from "./index.js";
 
 const calls: [string, number][] = [];
 const impl: ImplOf<typeof EchoService> = {
@@ -65,4 +65,32 @@ test("binding a port in use is a failed_precondition with a readable message", a
   const other = new RpcServer().add(EchoService, impl);
   await assert.rejects(other.listen("127.0.0.1", port), (e: ThocError) => e.code === "failed_precondition" && /address already in use/.test(e.message));
   await other.shutdown(100);
+});
+
+test("a client's metadata hook sees the request bytes the server receives (requestBytes), for unary and server-streaming calls only", async () => {
+  const seen: { path: string; request?: Uint8Array }[] = [];
+  const got: (Uint8Array | undefined)[] = [];
+  const hooked: ImplOf<typeof EchoService> = {
+    async echo(req) { got.push(requestBytes(req)); return { text: req.text }; },
+    async *count(req) { got.push(requestBytes(req)); yield { text: "0" }; },
+    async collect(reqs) { for await (const r of reqs) got.push(requestBytes(r)); return { text: "" }; },
+    async *chat() { /* unused */ },
+  };
+  const s = new RpcServer().add(EchoService, hooked);
+  const p = await s.listen("127.0.0.1", 0);
+  const c = createClient(EchoService, `127.0.0.1:${p}`, { defaultTimeoutMs: 5000, metadata: (call) => { seen.push(call); return {}; } });
+  try {
+    await c.echo({ text: "héllo" });
+    for await (const _ of c.count({ n: 1 })) { /* drain */ }
+    await c.collect(gen(["a"]));
+    assert.deepEqual(seen.map((x) => x.path), ["/thoc.test.v1.EchoService/Echo", "/thoc.test.v1.EchoService/Count", "/thoc.test.v1.EchoService/Collect"]);
+    assert.ok(seen[0]!.request && got[0] && Buffer.from(seen[0]!.request).equals(Buffer.from(got[0])), "echo: the same bytes on both ends");
+    assert.ok(Buffer.from(seen[0]!.request!).includes(Buffer.from("héllo")));
+    assert.ok(seen[1]!.request && got[1] && Buffer.from(seen[1]!.request).equals(Buffer.from(got[1])), "count: the same bytes on both ends");
+    assert.equal(seen[2]!.request, undefined, "a streamed request has no single body to show");
+    assert.equal(got[2], undefined, "nor is one kept");
+  } finally {
+    c.close();
+    await s.shutdown(1000);
+  }
 });

@@ -24,7 +24,7 @@ import { HlcClock, PEER_AUTH_HEADER, PeerAuth, methodPath } from "../cluster/ind
 import { ObjectStoreService } from "../proto/index.js";
 import { createClient } from "../rpc/index.js";
 import { Cluster, loopbackBlock, sleep, waitFor, type AgentProcess } from "./harness.js";
-import { S3_ENV, ownReplicas, peerSigned, s3client } from "./objectstore-util.js";
+import { S3_ENV, nodeIdOf, ownReplicas, peerClient, s3client } from "./objectstore-util.js";
 import { History, checkFinal, finalReads, makeBody, readKey, serverFailures, verifyBody, ringView, startWorkload, waitUp, type Target } from "./objectstore-workload.js";
 
 let cluster: Cluster;
@@ -41,7 +41,6 @@ before(async () => {
 after(async () => cluster?.stop());
 
 /** Signs replica calls as the cluster's agents do (with their cluster key, dev or not). */
-const signed = (m: string) => peerSigned(cluster.agents[0]!, m);
 
 /** The version each agent's own replica holds ("-" when none or a tombstone: expired tombstones look the same). */
 async function replicaVersions(agents: AgentProcess[], bucket: string, key: string): Promise<string[]> {
@@ -97,14 +96,15 @@ test("PutReplica without (or with a wrong) x-thoc-peer-auth is UNAUTHENTICATED o
     await assert.rejects(raw.putReplica(putStream("auth-probe", "forged", "not from a peer")),
       (e: { code?: string; message?: string }) => e.code === "unauthenticated" && /x-thoc-peer-auth/.test(e.message ?? ""));
     await assert.rejects(raw.putReplica(putStream("auth-probe", "forged", "not from a peer"),
-      { metadata: { [PEER_AUTH_HEADER]: other.sign(methodPath(ObjectStoreService as unknown as DescService, "putReplica")) } }),
+      { metadata: { [PEER_AUTH_HEADER]: other.sign(methodPath(ObjectStoreService as unknown as DescService, "putReplica"), await nodeIdOf(a)) } }),
     (e: { code?: string }) => e.code === "unauthenticated");
     for (const x of cluster.agents) {
       await assert.rejects(s3client(x).send(new s3.HeadObjectCommand({ Bucket: "auth-probe", Key: "forged" })), (e: { name?: string }) => e.name === "NotFound", `HEAD via ${x.name}`);
     }
     assert.deepEqual(await replicaVersions(cluster.agents, "auth-probe", "forged"), ["-", "-", "-"], "no replica of the forged object anywhere");
     // Control: the same call signed with the cluster key is stored and served (so the probe above could have failed).
-    const ok = await raw.putReplica(putStream("auth-probe", "signed", "from a peer"), { metadata: signed("putReplica") });
+    const peer = await peerClient(a);
+    const ok = await peer.putReplica(putStream("auth-probe", "signed", "from a peer")).finally(() => peer.close());
     assert.equal(ok.applied, true);
     await waitFor("the signed replica is served through S3", async () => {
       const r = await s3client(a).send(new s3.GetObjectCommand({ Bucket: "auth-probe", Key: "signed" }));

@@ -6,10 +6,10 @@
 import { createHash, createHmac } from "node:crypto";
 import * as s3 from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
-import type { DescService } from "@bufbuild/protobuf";
-import { PEER_AUTH_HEADER, PeerAuth, methodPath } from "../cluster/index.js";
-import { ObjectStoreService } from "../proto/index.js";
-import { createClient } from "../rpc/index.js";
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { PeerAuth, signer } from "../cluster/index.js";
+import { NodeService, ObjectStoreService } from "../proto/index.js";
+import { createClient, type Client } from "../rpc/index.js";
 import type { AgentProcess } from "./harness.js";
 import { waitFor } from "./harness.js";
 
@@ -98,21 +98,31 @@ export async function presignedPutPath(a: AgentProcess, bucket: string, key: str
   return `${p.path}?${q}`;
 }
 
-/** gRPC metadata that signs replica-protocol method `m` as a peer of `a`'s cluster (its cluster key), as agents sign each other. */
-export function peerSigned(a: AgentProcess, m: string): Record<string, string> {
+/** `a`'s node id (NodeService.GetNode): what peers sign their calls to `a` for. */
+export async function nodeIdOf(a: AgentProcess): Promise<string> {
+  const c = createClient(NodeService, a.grpcAddress, { defaultTimeoutMs: 5000 });
+  try {
+    return (await c.getNode({})).node!.id;
+  } finally {
+    c.close();
+  }
+}
+
+/** A replica-protocol client to `a` whose calls are signed as a peer of its cluster (its cluster key), as agents sign each other. */
+export async function peerClient(a: AgentProcess, timeoutMs = 5000): Promise<Client<typeof ObjectStoreService extends GenService<infer T> ? T : never>> {
   const auth = new PeerAuth({ clusterName: "thoc", keys: [a.clusterKey], nodeId: "test-probe" });
-  return { [PEER_AUTH_HEADER]: auth.sign(methodPath(ObjectStoreService as unknown as DescService, m)) };
+  return createClient(ObjectStoreService, a.grpcAddress, { defaultTimeoutMs: timeoutMs, metadata: signer(auth, await nodeIdOf(a)) });
 }
 
 export interface ReplicaHead { version: string; tombstone: boolean; sha256: string; size: bigint }
 
 /** What `a`'s own replica holds of each key (undefined: never seen, or an expired tombstone), through a signed HeadReplica. */
 export async function ownReplicas(a: AgentProcess, bucket: string, keys: string[]): Promise<Map<string, ReplicaHead | undefined>> {
-  const c = createClient(ObjectStoreService, a.grpcAddress, { defaultTimeoutMs: 5000 });
+  const c = await peerClient(a);
   try {
     const out = new Map<string, ReplicaHead | undefined>();
     for (const key of keys) {
-      const r = await c.headReplica({ bucket, key }, { metadata: peerSigned(a, "headReplica") });
+      const r = await c.headReplica({ bucket, key });
       out.set(key, r.record && { version: r.record.version, tombstone: r.record.tombstone, sha256: r.record.sha256, size: r.record.size });
     }
     return out;

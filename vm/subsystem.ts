@@ -6,7 +6,7 @@
 import type http from "node:http";
 import path from "node:path";
 import { Counter, Gauge } from "prom-client";
-import { listen, type AgentContext, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { agentTlsPair, listen, type AgentContext, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { hostPort } from "../config/index.js";
 import { openHypervisor, type Hypervisor } from "../hypervisor/index.js";
 import { ImageService, VmService } from "../proto/index.js";
@@ -127,8 +127,10 @@ export class VmSubsystem implements Subsystem {
   private async startVnc(ctx: AgentContext, m: VmManager): Promise<VncTokens | undefined> {
     const port = ctx.config.vm.vncPort;
     if (!port) return undefined;
-    const tokens = new VncTokens(() => `ws://${hostPort(ctx.config.advertise, port)}`);
-    const server = createVncProxy(m, tokens);
+    // The agent's own certificate (tls.* or the cluster PKI): the token in the URL is a credential.
+    const tls = agentTlsPair(ctx.config.tls, ctx.store.dataDir);
+    const tokens = new VncTokens(() => `${tls ? "wss" : "ws"}://${hostPort(ctx.config.advertise, port)}`);
+    const server = createVncProxy(m, tokens, tls);
     server.on("connection", (sock) => { this.vncSockets.add(sock); sock.on("close", () => this.vncSockets.delete(sock)); });
     try {
       await listen(server, ctx.config.bind, port, "VNC WebSocket", "vm.vncPort");

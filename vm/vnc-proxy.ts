@@ -1,11 +1,13 @@
 /**
- * The VNC WebSocket: a noVNC client connects to ws://agent:vm.vncPort/vnc/<vm>?token=T
- * with a token from VmService.GetVncToken (single use, short-lived); the proxy
- * relays binary WebSocket frames to the VM's VNC server, which listens on
- * 127.0.0.1 only. RFC 6455 framing is small enough to do here, without a package.
+ * The VNC WebSocket: a noVNC client connects to wss://agent:vm.vncPort/vnc/<vm>?token=T
+ * (ws:// when the agent has no TLS) with a token from VmService.GetVncToken
+ * (single use, bound to the VM, 60 s); the proxy relays binary WebSocket
+ * frames to the VM's VNC server, which listens on 127.0.0.1 only. RFC 6455
+ * framing is small enough to do here, without a package.
  */
 import { createHash } from "node:crypto";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import type { VmManager } from "./manager.js";
@@ -54,8 +56,13 @@ function refuse(socket: Duplex, status: number, msg: string): void {
   socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(msg)}\r\nConnection: close\r\n\r\n${msg}`);
 }
 
-export function createVncProxy(m: VmManager, tokens: VncTokens): http.Server {
-  const server = http.createServer((_req, res) => { res.writeHead(426, { "Content-Type": "text/plain" }).end("WebSocket only: ws://HOST:PORT/vnc/<vm>?token=T (thoc-node vm vnc NAME)\n"); });
+/** With `tls` (the agent's own certificate) the WebSocket is wss:// only: the token and the screen never cross the network in clear. */
+export function createVncProxy(m: VmManager, tokens: VncTokens, tls?: { cert: Buffer; key: Buffer }): http.Server {
+  const scheme = tls ? "wss" : "ws";
+  const onRequest = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    res.writeHead(426, { "Content-Type": "text/plain" }).end(`WebSocket only: ${scheme}://HOST:PORT/vnc/<vm>?token=T (thoc-node vm vnc NAME)\n`);
+  };
+  const server: http.Server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, onRequest) : http.createServer(onRequest);
   server.on("upgrade", (req, socket) => {
     void (async () => {
       const url = new URL(req.url ?? "/", "http://x");

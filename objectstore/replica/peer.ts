@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
-import { PeerPool, idleGuard, signer, type HlcClock, type IdleGuard, type PeerAuth, type PeerDirectory, type TableEntry } from "../../cluster/index.js";
+import { PeerPool, idleGuard, type HlcClock, type IdleGuard, type PeerAuth, type PeerDirectory, type TableEntry } from "../../cluster/index.js";
 import { ThocError } from "../../errors/index.js";
 import type { ChannelCredentials, Client } from "../../rpc/index.js";
 import { ObjectStoreService } from "../../proto/index.js";
@@ -16,12 +16,9 @@ import { fromWire, rangeToWire, ringFromWire, ringToWire, safeNumber, toWire } f
 
 type Svc = typeof ObjectStoreService extends GenService<infer T> ? T : never;
 
+/** One peer node's replica protocol; its client signs every call for that node (PeerPool's auth). */
 export class Peer {
-  private readonly md: (method: string) => Record<string, string>;
-
-  constructor(readonly nodeId: string, private readonly client: Client<Svc>, auth: PeerAuth, private readonly hlc: HlcClock, private readonly timeoutMs: number) {
-    this.md = signer(auth, ObjectStoreService);
-  }
+  constructor(readonly nodeId: string, private readonly client: Client<Svc>, private readonly hlc: HlcClock, private readonly timeoutMs: number) {}
 
   private unary() {
     return { timeoutMs: this.timeoutMs };
@@ -75,7 +72,7 @@ export class Peer {
       yield { part: { case: "trailer" as const, value: { size: BigInt(t.size), sha256: t.sha256, meta: t.meta ?? "" } } };
     }
     try {
-      const res = await this.client.putReplica(reqs(this.hlc.now()), { signal: g.signal, metadata: this.md("putReplica") });
+      const res = await this.client.putReplica(reqs(this.hlc.now()), { signal: g.signal });
       return { applied: res.applied, current: res.current };
     } catch (err) {
       throw g.error(err);
@@ -90,7 +87,7 @@ export class Peer {
     const g = this.idle("GetReplica");
     const range = opts.range;
     const req = range ? { bucket, key, ranged: true, start: BigInt(range.start), end: BigInt(range.end) } : { bucket, key };
-    const it = this.client.getReplica(req, { signal: g.signal, metadata: this.md("getReplica") })[Symbol.asyncIterator]();
+    const it = this.client.getReplica(req, { signal: g.signal })[Symbol.asyncIterator]();
     let first: IteratorResult<{ part: { case: string | undefined; value?: unknown } }>;
     try {
       first = await it.next();
@@ -134,12 +131,12 @@ export class Peer {
   }
 
   async head(bucket: string, key: string): Promise<ReplicaRecord | undefined> {
-    const res = await this.client.headReplica({ bucket, key }, { ...this.unary(), metadata: this.md("headReplica") });
+    const res = await this.client.headReplica({ bucket, key }, { ...this.unary() });
     return res.record ? fromWire(res.record) : undefined;
   }
 
   async delete(bucket: string, key: string, version: string, opts: { hintFor?: string } = {}): Promise<PutOutcome> {
-    const res = await this.client.deleteReplica({ bucket, key, version, hintFor: opts.hintFor ?? "", clock: this.hlc.now() }, { ...this.unary(), metadata: this.md("deleteReplica") });
+    const res = await this.client.deleteReplica({ bucket, key, version, hintFor: opts.hintFor ?? "", clock: this.hlc.now() }, { ...this.unary() });
     return { applied: res.applied, current: res.current };
   }
 
@@ -148,11 +145,11 @@ export class Peer {
     for await (const r of g.stream(this.client.listRange({
       range: rangeToWire(range), limit: opts.limit ?? 0,
       hasAfter: !!opts.after, afterPos: BigInt(opts.after?.pos ?? 0), afterKey: opts.after?.pkey ?? "",
-    }, { signal: g.signal, metadata: this.md("listRange") }))) yield fromWire(r.record);
+    }, { signal: g.signal }))) yield fromWire(r.record);
   }
 
   async digest(range: PosRange, parts: number): Promise<RangeDigest[]> {
-    const res = await this.client.digestRange({ range: rangeToWire(range), parts }, { ...this.unary(), metadata: this.md("digestRange") });
+    const res = await this.client.digestRange({ range: rangeToWire(range), parts }, { ...this.unary() });
     return res.digests.map((d) => ({ hash: d.hash, count: safeNumber(d.count, "count") }));
   }
 
@@ -161,21 +158,21 @@ export class Peer {
     const g = this.idle("ListBucket");
     for await (const r of g.stream(this.client.listBucket({
       bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0,
-    }, { signal: g.signal, metadata: this.md("listBucket") }))) yield fromWire(r.record);
+    }, { signal: g.signal }))) yield fromWire(r.record);
   }
 
   /** Full-state table exchange: sends ours (or only our digest), returns theirs (entries empty when the digests match). */
   async syncTable(table: string, digest: string, entries: TableEntry[]): Promise<{ digest: string; entries: TableEntry[] }> {
-    const res = await this.client.syncTable({ table, digest, entries }, { ...this.unary(), metadata: this.md("syncTable") });
+    const res = await this.client.syncTable({ table, digest, entries }, { ...this.unary() });
     return { digest: res.digest, entries: res.entries.map((e) => ({ key: e.key, version: e.version, deleted: e.deleted, value: e.value })) };
   }
 
   async getRing(): Promise<RingStateData> {
-    return ringFromWire(await this.client.getRing({}, { ...this.unary(), metadata: this.md("getRing") }));
+    return ringFromWire(await this.client.getRing({}, { ...this.unary() }));
   }
 
   async mergeRing(s: RingStateData, digest: string): Promise<RingStateData> {
-    return ringFromWire(await this.client.mergeRing(ringToWire(s, digest), { ...this.unary(), metadata: this.md("mergeRing") }));
+    return ringFromWire(await this.client.mergeRing(ringToWire(s, digest), { ...this.unary() }));
   }
 }
 
@@ -193,8 +190,8 @@ export interface PeersOptions {
 export class Peers extends PeerPool<Svc, Peer> {
   constructor(opts: PeersOptions) {
     super({
-      service: ObjectStoreService, directory: opts.directory, credentials: opts.credentials,
-      make: (nodeId, client) => new Peer(nodeId, client, opts.auth, opts.hlc, opts.timeoutMs),
+      service: ObjectStoreService, directory: opts.directory, credentials: opts.credentials, auth: opts.auth,
+      make: (nodeId, client) => new Peer(nodeId, client, opts.hlc, opts.timeoutMs),
     });
   }
 }

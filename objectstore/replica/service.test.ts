@@ -10,13 +10,18 @@ import { Peer, Peers } from "./peer.js";
 import { HlcClock } from "../../cluster/index.js";
 import { knownWrite, EMPTY_SHA256 } from "./replica-store.js";
 import { TEST_CLUSTER, bytes, readAll, startTestCluster, testKey } from "./fixture.js";
-import type { DescService } from "@bufbuild/protobuf";
+import { create, toBinary, type DescService } from "@bufbuild/protobuf";
 
 const c = await startTestCluster(1);
 const node = c.nodes[0]!;
 const raw = createClient(ObjectStoreService, node.address, { defaultTimeoutMs: 3000 });
 const auth = new PeerAuth({ clusterName: TEST_CLUSTER, keys: node.keys, nodeId: "caller" });
-const sign = (m: string) => ({ [PEER_AUTH_HEADER]: auth.sign(methodPath(ObjectStoreService as unknown as DescService, m)) });
+const desc = ObjectStoreService as unknown as DescService;
+/** The request bytes a client sends for method m. */
+const encode = (m: string, req: object) => { const d = desc.methods.find((x) => x.localName === m)!; return toBinary(d.input, create(d.input, req as never)); };
+/** Peer-auth metadata for method m to this node (req: the request of a unary call; none for a streamed one). */
+const sign = (m: string, req?: object, a = auth) => ({ [PEER_AUTH_HEADER]: a.sign(methodPath(desc, m), node.id, req ? encode(m, req) : undefined) });
+const HEAD = { bucket: "b", key: "k" };
 after(async () => { raw.close(); await c.close(); });
 
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -41,27 +46,27 @@ test("unauthenticated, wrongly keyed, stale and replayed calls get UNAUTHENTICAT
   await assert.rejects(raw.headReplica({ bucket: "b", key: "k" }), (e: ThocError) => e.code === "unauthenticated" && /x-thoc-peer-auth/.test(e.message));
   await assert.rejects(raw.putReplica(stream("k", ["abc", { size: 3, sha256: sha("abc") }])), (e: ThocError) => e.code === "unauthenticated");
   const other = new PeerAuth({ clusterName: TEST_CLUSTER, keys: [testKey()], nodeId: "intruder" });
-  await assert.rejects(raw.headReplica({ bucket: "b", key: "k" }, { metadata: { [PEER_AUTH_HEADER]: other.sign("/thoc.node.v1.ObjectStoreService/HeadReplica") } }),
+  await assert.rejects(raw.headReplica(HEAD, { metadata: sign("headReplica", HEAD, other) }),
     (e: ThocError) => e.code === "unauthenticated" && /bad signature/.test(e.message));
   const otherCluster = new PeerAuth({ clusterName: "elsewhere", keys: node.keys, nodeId: "x" });
-  await assert.rejects(raw.headReplica({ bucket: "b", key: "k" }, { metadata: { [PEER_AUTH_HEADER]: otherCluster.sign("/thoc.node.v1.ObjectStoreService/HeadReplica") } }),
-    (e: ThocError) => e.code === "unauthenticated");
+  await assert.rejects(raw.headReplica(HEAD, { metadata: sign("headReplica", HEAD, otherCluster) }), (e: ThocError) => e.code === "unauthenticated");
   // Signed for another method: refused.
-  await assert.rejects(raw.headReplica({ bucket: "b", key: "k" }, { metadata: sign("deleteReplica") }), (e: ThocError) => e.code === "unauthenticated");
+  await assert.rejects(raw.headReplica(HEAD, { metadata: sign("deleteReplica", HEAD) }), (e: ThocError) => e.code === "unauthenticated");
+  // Signed for another request: refused.
+  await assert.rejects(raw.headReplica(HEAD, { metadata: sign("headReplica", { bucket: "b", key: "other" }) }), (e: ThocError) => e.code === "unauthenticated" && /bad signature/.test(e.message));
   const stale = new PeerAuth({ clusterName: TEST_CLUSTER, keys: node.keys, nodeId: "x", now: () => Date.now() - 10 * 60_000 });
-  await assert.rejects(raw.headReplica({ bucket: "b", key: "k" }, { metadata: { [PEER_AUTH_HEADER]: stale.sign("/thoc.node.v1.ObjectStoreService/HeadReplica") } }),
-    (e: ThocError) => e.code === "unauthenticated" && /NTP/.test(e.message));
-  const md = sign("headReplica");
-  assert.equal((await raw.headReplica({ bucket: "b", key: "k" }, { metadata: md })).record, undefined);
-  await assert.rejects(raw.headReplica({ bucket: "b", key: "k" }, { metadata: md }), (e: ThocError) => e.code === "unauthenticated" && /replayed/.test(e.message));
+  await assert.rejects(raw.headReplica(HEAD, { metadata: sign("headReplica", HEAD, stale) }), (e: ThocError) => e.code === "unauthenticated" && /NTP/.test(e.message));
+  const md = sign("headReplica", HEAD);
+  assert.equal((await raw.headReplica(HEAD, { metadata: md })).record, undefined);
+  await assert.rejects(raw.headReplica(HEAD, { metadata: md }), (e: ThocError) => e.code === "unauthenticated" && /replayed/.test(e.message));
   // Rotation: the first key signs, every key verifies.
   const newKey = testKey();
   const rotated = new PeerAuth({ clusterName: TEST_CLUSTER, keys: [newKey, ...node.keys], nodeId: "new" });
   const oldOnly = new PeerAuth({ clusterName: TEST_CLUSTER, keys: node.keys, nodeId: "n" });
-  assert.throws(() => oldOnly.verify("/m", rotated.sign("/m")), (e: ThocError) => e.code === "unauthenticated");
+  assert.throws(() => oldOnly.verify("/m", rotated.sign("/m", "n")), (e: ThocError) => e.code === "unauthenticated");
   const both = new PeerAuth({ clusterName: TEST_CLUSTER, keys: [...node.keys, newKey], nodeId: "h" });
-  assert.equal(both.verify("/m", rotated.sign("/m")), "new");
-  assert.equal(both.verify("/m", oldOnly.sign("/m")), "n");
+  assert.equal(both.verify("/m", rotated.sign("/m", "h")), "new");
+  assert.equal(both.verify("/m", oldOnly.sign("/m", "h")), "n");
   assert.equal(node.store.records().length, 0);
 });
 

@@ -26,5 +26,6 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, ma
 function clientErrorOf(err: NodeJS.ErrnoException, maxHeaderBytes: number): S3Error {
   if (err.code === "HPE_HEADER_OVERFLOW") return s3err("RequestHeaderSectionTooLarge", undefined, { MaxSizeAllowed: String(maxHeaderBytes) });
   if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") return s3err("RequestTimeout");
+  if (err.code === "THOC_PLAINTEXT_ON_TLS") return s3err("InvalidRequest", "This S3 endpoint serves HTTPS only (s3.tls.certFile is set): use https:// in the endpoint URL.");
   return s3err("InvalidRequest", "The HTTP request could not be parsed.");
 }

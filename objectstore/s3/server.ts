@@ -3,9 +3,13 @@
  * through the pipeline (pipeline.ts) and answered with an S3 XML error when a
  * step throws (error-response.ts), malformed HTTP answered on the raw socket
  * (client-error.ts), metrics per request, and a close that waits for the
- * requests in flight.
+ * requests in flight. With `tls` it is an HTTPS server on the same port; a
+ * plaintext request there is answered with an S3 error that says to use
+ * https:// (plaintextOnTls), not a dropped connection.
  */
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import https from "node:https";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { listen } from "../../core/index.js";
 import { answerClientError } from "./client-error.js";
@@ -42,7 +46,7 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
     }
   }
 
-  const server = http.createServer({
+  const serverOpts: http.ServerOptions = {
     maxHeaderSize: config.s3.maxHeaderBytes,
     requestTimeout: 0, // big uploads take as long as they take; stalls are caught by s3.idleTimeout
     // An idle keep-alive connection is closed after 65 s, not Node's 5 s: a client that reuses a pooled
@@ -51,7 +55,14 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
     // and reuse them within seconds; load balancers in front of S3-compatible stores idle out at 60 s.
     headersTimeout: 66_000,
     keepAliveTimeout: 65_000,
-  }, (req, res) => { void handle(req, res); });
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => { void handle(req, res); };
+  const server = opts.tls
+    // pauseOnConnect: the first byte is looked at before TLS takes the socket (plaintextOnTls).
+    ? plaintextOnTls(https.createServer({ ...serverOpts, cert: opts.tls.cert, key: opts.tls.key, pauseOnConnect: true }, onRequest), (socket) => {
+      answerClientError(Object.assign(new Error("plaintext HTTP on the HTTPS port"), { code: "THOC_PLAINTEXT_ON_TLS" }), socket, config.s3.maxHeaderBytes, metrics);
+    })
+    : http.createServer(serverOpts, onRequest);
   server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => { void handle(req, res, true); });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, config.s3.maxHeaderBytes, metrics));
 
@@ -77,4 +88,39 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
       await closed;
     },
   };
+}
+
+/** A TLS record starts with a handshake (22) in a ClientHello; an HTTP request starts with a method's letter. */
+const TLS_HANDSHAKE = 0x16;
+/** As headersTimeout: a client gets as long to start as it gets to finish its headers. */
+const FIRST_BYTE_TIMEOUT_MS = 66_000;
+
+/**
+ * Lets `server` (HTTPS, created with pauseOnConnect) answer a plaintext
+ * request itself: without this, OpenSSL sees "PUT /..." as a bad handshake
+ * and the client gets a reset connection it reports as a network error. The
+ * first byte decides; a TLS connection goes on to the TLS layer untouched.
+ */
+function plaintextOnTls(server: https.Server, answer: (socket: Socket) => void): https.Server {
+  const toTls = server.listeners("connection") as ((s: Socket) => void)[];
+  server.removeAllListeners("connection");
+  server.on("connection", (socket: Socket) => {
+    socket.once("error", () => socket.destroy());
+    // Nothing times out a connection that never sends its first byte: not the TLS handshake timer, not headersTimeout.
+    const silent = setTimeout(() => socket.destroy(), FIRST_BYTE_TIMEOUT_MS).unref();
+    socket.once("close", () => clearTimeout(silent));
+    socket.once("readable", () => {
+      clearTimeout(silent);
+      const first = socket.read(1) as Buffer | null;
+      if (!first) return void socket.destroy();
+      socket.unshift(first);
+      if (first[0] === TLS_HANDSHAKE) {
+        for (const l of toTls) l.call(server, socket);
+      } else {
+        socket.resume();
+        answer(socket);
+      }
+    });
+  });
+  return server;
 }

@@ -29,6 +29,8 @@ export interface S3ServerOptions {
   metrics: Registry;
   /** Clock for signature time checks (tests replay AWS's published examples); default Date.now. */
   now?: () => number;
+  /** Serve HTTPS with this PEM certificate (chain) and key (s3.tls.certFile/keyFile); plaintext HTTP without. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface S3Server {
