@@ -52,6 +52,9 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
     headersTimeout: 66_000,
     keepAliveTimeout: 65_000,
   }, (req, res) => { void handle(req, res); });
+  // Beyond this, Node closes a new connection on accept: a flood of idle or dripping clients cannot take every descriptor.
+  server.maxConnections = config.s3.maxConnections;
+  server.on("drop", () => metrics.connectionsRefused.inc());
   server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => { void handle(req, res, true); });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, config.s3.maxHeaderBytes, metrics));
 
