@@ -5,10 +5,8 @@
  */
 import type http from "node:http";
 import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
-import { readFileSync } from "node:fs";
 import type { Config } from "../config/index.js";
-import { hostPort, isLoopback } from "../config/index.js";
+import { hostPort } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { NodeSchema, NodeService, type Node } from "../proto/index.js";
 import { RpcServer } from "../rpc/index.js";
@@ -18,6 +16,7 @@ import { listen, VERSION, type AgentContext, type CapacityInfo, type Logger, typ
 import { readCapacity } from "./capacity.js";
 import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
+import { openTransport, type NodeTransport } from "./tls.js";
 
 export class Agent {
   private store?: LocalStore;
@@ -27,6 +26,7 @@ export class Agent {
   private cap?: CapacityInfo;
   private capTimer?: NodeJS.Timeout;
   private started: Subsystem[] = [];
+  private transport?: NodeTransport;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
   /** Bound ports (differ from config when it asked for port 0). */
@@ -108,6 +108,7 @@ export class Agent {
       onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
     });
     this.rpc.add(NodeService, nodeService(() => this.describe()));
+    this.transport = await openTransport({ config: cfg, store: this.store, log: this.log, metrics: this.metrics.registry, rpc: this.rpc, advertise: cfg.advertise });
 
     this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
     this.ports.http = await listen(this.admin, cfg.bind, cfg.httpPort, "admin HTTP", "--http-port");
@@ -119,21 +120,9 @@ export class Agent {
       this.log.debug({ subsystem: s.name }, "subsystem started");
     }
 
-    this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, this.serverCredentials());
+    this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, this.transport.serverCredentials());
     this.rpc.setAllServing("SERVING");
-  }
-
-  private serverCredentials(): grpc.ServerCredentials {
-    const t = this.config.tls;
-    if (!t.certFile) {
-      if (!this.config.dev && !isLoopback(this.config.bind)) throw new ThocError("failed_precondition", "TLS is required off loopback");
-      return grpc.ServerCredentials.createInsecure();
-    }
-    const read = (f: string, what: string) => {
-      try { return readFileSync(f); } catch (err) { throw new ThocError("invalid_argument", `config: tls.${what}: cannot read ${f}: ${(err as Error).message}`, { key: `tls.${what}` }); }
-    };
-    return grpc.ServerCredentials.createSsl(t.caFile ? read(t.caFile, "caFile") : null,
-      [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
+    this.transport.startRenewal();
   }
 
   private context(): AgentContext {
@@ -148,6 +137,7 @@ export class Agent {
       version: VERSION,
       get addresses() { return self.addresses; },
       capacity: () => this.cap!,
+      peerTransport: this.transport,
     };
   }
 
@@ -162,6 +152,7 @@ export class Agent {
     const deadline = Date.now() + budget;
     const left = () => Math.max(100, deadline - Date.now());
     clearInterval(this.capTimer);
+    this.transport?.stop();
     // Every listener stops accepting now; then each drains within its share of the budget.
     for (const s of this.started) {
       try { s.quiesce?.(); } catch (err) { this.log.warn({ err, subsystem: s.name }, "subsystem quiesce failed"); }

@@ -13,7 +13,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
-import type { CallContext, ServiceImpl } from "../rpc/index.js";
+import type { CallContext, Caller, ServiceImpl } from "../rpc/index.js";
 
 export const PEER_AUTH_HEADER = "x-thoc-peer-auth";
 const VERSION = "v1";
@@ -27,6 +27,11 @@ export interface PeerAuthOptions {
   /** Calls signed further than this from our clock are refused. */
   maxSkewMs?: number;
   now?: () => number;
+  /**
+   * Checks the transport's identity against the node id the MAC claims
+   * (cluster PKI: a node certificate with that id, not removed); throws to refuse.
+   */
+  checkCaller?: (caller: Caller, claimedNodeId: string, method: string) => void;
 }
 
 export class PeerAuth {
@@ -83,6 +88,11 @@ export class PeerAuth {
     return node;
   }
 
+  /** The transport-identity hook (PeerAuthOptions.checkCaller); a no-op without one. */
+  checkCaller(caller: Caller, claimedNodeId: string, method: string): void {
+    this.opts.checkCaller?.(caller, claimedNodeId, method);
+  }
+
   private sweep(): void {
     if (this.seen.size < 4096) return;
     const now = this.now();
@@ -108,7 +118,9 @@ export function authenticated<T extends GenServiceMethods>(svc: GenService<T>, i
     const path = `/${desc.typeName}/${m.name}`;
     const check = (ctx: CallContext) => {
       const v = ctx.metadata.get(PEER_AUTH_HEADER)[0];
-      callerOf.set(ctx, auth.verify(path, typeof v === "string" ? v : v?.toString()));
+      const node = auth.verify(path, typeof v === "string" ? v : v?.toString());
+      auth.checkCaller(ctx.caller, node, path);
+      callerOf.set(ctx, node);
     };
     if (m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming") {
       out[m.localName] = async function* (arg: unknown, ctx: CallContext) {

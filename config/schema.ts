@@ -43,6 +43,16 @@ export const schema = {
     caFile: str("", "PEM CA bundle used to verify other agents' certificates (peer calls)."),
   },
 
+  pki: {
+    nodeCertTtl: duration(90 * 86_400_000, "Lifetime of a node certificate from the cluster CA; it renews itself when a third is left (30 days), so a node may be off for weeks and still renew over mTLS.", { min: 10_000 }),
+    joinToken: str("", "One-time join token (`thoc-node cluster token create` on a member): a node without a certificate uses it at start to get one from the cluster; ignored once it has one.", {
+      flag: "--token", secret: true, env: "THOC_JOIN_TOKEN",
+    }),
+    joinAddress: str("", "gRPC address (HOST:PORT) the token join talks to; empty means the first --join seed's host with this node's grpcPort (members usually share ports).", {
+      flag: "--join-grpc", pattern: HOSTPORT, expected: "HOST:PORT of a member's gRPC API",
+    }),
+  },
+
   cluster: {
     name: str("thoc", "Cluster name: authenticated data in every sealed gossip datagram, so two clusters on one network never merge.", {
       pattern: /^[a-zA-Z0-9_.-]{1,64}$/, expected: "1-64 letters, digits, '.', '_' or '-'",

@@ -21,6 +21,8 @@ const FLAGS: [string, string][] = [
   ["--data-dir <dir>", "data directory (default /var/lib/thoc; with --dev ./.thoc/<name>)"],
   ["--hypervisor-uri <uri>", "libvirt URI (default qemu:///system; with --dev test:///default)"],
   ["--log-level <level>", "trace|debug|info|warn|error|fatal|silent (default info)"],
+  ["--token <token>", "one-time join token (thoc-node cluster token create): get this node's certificate from the cluster at first start"],
+  ["--join-grpc <host:port>", "gRPC address the token join talks to (default: the first --join seed's host, this node's gRPC port)"],
 ];
 
 export function registerAgent(program: Command): void {
