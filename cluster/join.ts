@@ -47,6 +47,8 @@ export interface JoinOptions {
   nodeId: string;
   addresses: string[];
   paths: PkiPaths;
+  /** The lifetime asked for (pki.nodeCertTtl); the CA caps it. */
+  ttlMs: number;
 }
 
 export async function joinCluster(o: JoinOptions): Promise<void> {
@@ -63,7 +65,7 @@ export async function joinCluster(o: JoinOptions): Promise<void> {
   const c = createClient(PkiService, o.address, { credentials: credentials.createSsl(Buffer.from(caPem)), defaultTimeoutMs: 15_000 });
   let res;
   try {
-    res = await c.join({ token: o.token, csr: csrPem, nodeId: o.nodeId, addresses: o.addresses });
+    res = await c.join({ token: o.token, csr: csrPem, nodeId: o.nodeId, addresses: o.addresses, ttlMs: BigInt(o.ttlMs) });
   } catch (err) {
     const e = ThocError.from(err);
     throw new ThocError(e.code, `joining through ${o.address} failed: ${e.message}; nothing was stored`);

@@ -30,7 +30,7 @@ import {
   certInfo, ensurePkiDir, issueNodeCertificate, loadCa, makeCsr, pkiPaths, readKeyFile, signedBy, writeFileAtomic,
   type CaMaterial, type PkiPaths,
 } from "./pki.js";
-import { pkiService } from "./pki-service.js";
+import { pkiService, type NodeCertRequest } from "./pki-service.js";
 import { peerCredentials } from "./tls.js";
 
 type Listener<T> = (u: T | null) => void;
@@ -117,7 +117,7 @@ export class NodeTransport {
       }
       const seed = config.join[0]?.replace(/:\d+$/, "");
       const address = config.pki.joinAddress || `${seed!.includes(":") ? `[${seed}]` : seed}:${config.grpcPort}`;
-      await joinCluster({ token: config.pki.joinToken, address, nodeId: this.nodeId, addresses: this.addresses(), paths: p });
+      await joinCluster({ token: config.pki.joinToken, address, nodeId: this.nodeId, addresses: this.addresses(), paths: p, ttlMs: config.pki.nodeCertTtl });
       log.info({ node: this.nodeId, via: address }, "joined the cluster PKI: node certificate stored");
     } else if (config.pki.joinToken && existsSync(p.nodeCert)) {
       log.info({}, "a join token was given but this node already has its certificate: token not used");
@@ -213,7 +213,7 @@ export class NodeTransport {
   }
 
   /** Asks the other members, in turn, to sign (a forwarded join, or our renewal); the first CA holder answers. */
-  private async forward(req: { token: string; csr: string; nodeId: string; addresses: string[] }): Promise<{ certificate: string; caCertificate: string }> {
+  private async forward(req: NodeCertRequest): Promise<{ certificate: string; caCertificate: string }> {
     const members = (this.cluster?.members() ?? []).filter((m) => m.id !== this.nodeId && m.grpc);
     if (!members.length) throw new ThocError("unavailable", "no other member is reachable to sign the certificate (this node holds no CA key)");
     const sign = signer(this.auth, PkiService);
@@ -261,7 +261,7 @@ export class NodeTransport {
       await this.issueLocally();
     } else {
       const { keyPem, csrPem } = await makeCsr(this.nodeId, "node");
-      const r = await this.forward({ token: "", csr: csrPem, nodeId: this.nodeId, addresses: this.addresses() });
+      const r = await this.forward({ token: "", csr: csrPem, nodeId: this.nodeId, addresses: this.addresses(), ttlMs: BigInt(this.o.config.pki.nodeCertTtl) });
       if (!(await signedBy(r.certificate, this.ca!.certPem))) throw new ThocError("internal", "the renewed certificate is not signed by the cluster CA");
       this.store(r.certificate, keyPem);
     }

@@ -24,8 +24,10 @@ export interface PkiServiceDeps {
   dev: boolean;
   auth: PeerAuth;
   isRemoved(nodeId: string): boolean;
-  forward(req: { token: string; csr: string; nodeId: string; addresses: string[] }): Promise<{ certificate: string; caCertificate: string }>;
+  forward(req: NodeCertRequest): Promise<{ certificate: string; caCertificate: string }>;
 }
+
+export interface NodeCertRequest { token: string; csr: string; nodeId: string; addresses: string[]; ttlMs: bigint }
 
 const MAX_TOKEN_TTL_MS = 7 * 86_400_000;
 const MAX_OPERATOR_TTL_MS = 366 * 86_400_000;
@@ -45,12 +47,15 @@ export function pkiService(d: PkiServiceDeps): ImplOf<typeof PkiService> {
   };
 
   /** On a holder: checks the token's CA, signs, then spends the token (a bad CSR does not burn it). */
-  const signJoin = async (req: { token: string; csr: string; nodeId: string; addresses: string[] }) => {
+  /** The node's asked-for lifetime, never beyond this CA's pki.nodeCertTtl. */
+  const ttlOf = (req: NodeCertRequest) => Math.min(Number(req.ttlMs) || d.nodeCertTtlMs, d.nodeCertTtlMs);
+
+  const signJoin = async (req: NodeCertRequest) => {
     const { ca, tokens } = holder();
     const t = parseToken(req.token);
     if (t.caFingerprint !== ca.fingerprint) throw new ThocError("permission_denied", `join token ${t.id} names another CA (sha256 ${t.caFingerprint.slice(0, 16)}…): it was made for another cluster`);
     if (d.isRemoved(req.nodeId)) throw new ThocError("permission_denied", `node ${req.nodeId} was removed from the cluster: a removed node id cannot join again (start from an empty data dir)`);
-    const certificate = await issueNodeCertificate(ca, { csrPem: req.csr, nodeId: req.nodeId, addresses: req.addresses, ttlMs: d.nodeCertTtlMs });
+    const certificate = await issueNodeCertificate(ca, { csrPem: req.csr, nodeId: req.nodeId, addresses: req.addresses, ttlMs: ttlOf(req) });
     await tokens.consume(t, req.nodeId);
     return { certificate, caCertificate: ca.certPem };
   };
@@ -65,7 +70,7 @@ export function pkiService(d: PkiServiceDeps): ImplOf<typeof PkiService> {
       const t = parseToken(req.token);
       const ca = d.ca();
       if (t.caFingerprint !== ca.fingerprint) throw new ThocError("permission_denied", `join token ${t.id} names another CA (sha256 ${t.caFingerprint.slice(0, 16)}…): it was made for another cluster`);
-      const r = { token: req.token, csr: req.csr, nodeId: req.nodeId, addresses: req.addresses };
+      const r = { token: req.token, csr: req.csr, nodeId: req.nodeId, addresses: req.addresses, ttlMs: req.ttlMs };
       return ca.key && d.tokens ? signJoin(r) : d.forward(r);
     },
 
@@ -94,13 +99,13 @@ export function pkiService(d: PkiServiceDeps): ImplOf<typeof PkiService> {
       const v = ctx.metadata.get(PEER_AUTH_HEADER)[0];
       const node = d.auth.verify(path, typeof v === "string" ? v : v?.toString());
       d.auth.checkCaller(ctx.caller, node, path);
-      const r = { token: req.token, csr: req.csr, nodeId: req.nodeId, addresses: req.addresses };
+      const r = { token: req.token, csr: req.csr, nodeId: req.nodeId, addresses: req.addresses, ttlMs: req.ttlMs };
       if (req.token) return signJoin(r);
       // A renewal: a node renews only its own certificate.
       if (req.nodeId !== node) throw new ThocError("permission_denied", `node ${node} may renew only its own certificate, not ${req.nodeId}'s`);
       if (d.isRemoved(node)) throw new ThocError("permission_denied", `node ${node} was removed from the cluster: its certificate is not renewed`);
       const { ca } = holder();
-      const certificate = await issueNodeCertificate(ca, { csrPem: req.csr, nodeId: node, addresses: req.addresses, ttlMs: d.nodeCertTtlMs });
+      const certificate = await issueNodeCertificate(ca, { csrPem: req.csr, nodeId: node, addresses: req.addresses, ttlMs: ttlOf(r) });
       return { certificate, caCertificate: ca.certPem };
     },
   };

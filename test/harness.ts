@@ -129,7 +129,7 @@ export class AgentProcess {
     if (existsSync(path.join(pkiDir, "node.crt"))) return [];
     const r = await this.pki.tokenFrom.cli(["cluster", "token", "create", "--ttl", "10m", "--json"]);
     if (r.code !== 0) throw new Error(`cluster token create on ${this.pki.tokenFrom.name} for ${this.name} failed: ${r.stderr}`);
-    return ["--token", (JSON.parse(r.stdout) as { token: string }).token];
+    return ["--join", this.pki.tokenFrom.gossipAddress, "--token", (JSON.parse(r.stdout) as { token: string }).token];
   }
 
   /** Production mode's config file, beside the data dir. */
