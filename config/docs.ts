@@ -42,8 +42,9 @@ agent before it binds any port, with exit code 2 and one line naming the key and
 ./.thoc/<name>, \`name\` dev (or dev-127-0-0-2 for \`--bind 127.0.0.2\`), and S3 root
 credentials generated and printed at start unless \`THOC_S3_ACCESS_KEY\` / \`THOC_S3_SECRET_KEY\` are set.
 
-Outside --dev the agent refuses to start without \`cluster.keys\`, and without TLS
-(\`tls.certFile\`/\`tls.keyFile\`) unless it binds a loopback address.
+Outside --dev the agent refuses to start without \`cluster.keys\`, and without TLS unless it binds
+a loopback address: TLS comes from the cluster PKI in the data dir (\`thoc-node cluster init\`, or a
+join with \`--token\`; docs/security.md) or from the operator's own files (\`tls.certFile\`/\`tls.keyFile\`).
 
 | option | default (lan) | local | env / flag | why |
 |---|---|---|---|---|

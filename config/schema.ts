@@ -38,7 +38,7 @@ export const schema = {
   shutdownTimeout: duration(8000, "How long SIGTERM waits for in-flight calls before closing them, below systemd's 10 s stop budget.", { local: 3000 }),
 
   tls: {
-    certFile: str("", "PEM certificate for the gRPC API, also presented when calling peers (which are then dialled with TLS); required unless --dev or bound to loopback."),
+    certFile: str("", "PEM certificate for the gRPC API from the operator's own PKI, also presented when calling peers (which are then dialled with TLS); empty: the cluster PKI in <dataDir>/pki when there is one (docs/security.md), else plaintext, allowed only with --dev or on loopback."),
     keyFile: str("", "PEM private key for tls.certFile."),
     caFile: str("", "PEM CA bundle used to verify other agents' certificates (peer calls)."),
   },

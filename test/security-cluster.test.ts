@@ -25,7 +25,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { PEER_AUTH_HEADER, PeerAuth, methodPath, presentedChain } from "../cluster/index.js";
 import { ObjectStoreService, PkiService } from "../proto/index.js";
 import { createClient, credentials } from "../rpc/index.js";
-import { AgentProcess, startCluster, waitFor, type Cluster } from "./harness.js";
+import { AgentProcess, sleep, startCluster, waitFor, type Cluster } from "./harness.js";
 import { S3_ENV, getText, s3client, waitRing } from "./objectstore-util.js";
 
 let cluster: Cluster;
@@ -50,6 +50,16 @@ function another(name: string, i: number, env: Record<string, string> = {}, toke
   });
   extra.push(a);
   return a;
+}
+
+/** The agent's exit code; fails (and stops it) if it is still running after ms: a refused join must end the agent. */
+async function exitWithin(a: AgentProcess, ms = 30_000): Promise<number | null> {
+  const r = await Promise.race([a.waitExit(), sleep(ms).then(() => "running" as const)]);
+  if (r === "running") {
+    await a.kill("SIGKILL");
+    assert.fail(`${a.name} still runs ${ms} ms after start: its join was not refused`);
+  }
+  return r;
 }
 
 /** A client of a peer service on `target` presenting node `from`'s certificate, with a valid MAC as that node. */
@@ -125,7 +135,7 @@ test("join tokens: one use only, and a token naming another CA is refused before
 
   const again = another("t2", 11, {}, token);
   again.spawn();
-  assert.notEqual(await again.waitExit(), 0);
+  assert.notEqual(await exitWithin(again), 0);
   assert.match(again.output, /join token [0-9a-f]{16} was already used/);
   assert.ok(!existsSync(path.join(again.dataDir, "pki")), "nothing stored for a reused token");
   assert.ok(!again.output.includes(token.split(".")[2]!), "the token's secret is not echoed");
@@ -134,7 +144,7 @@ test("join tokens: one use only, and a token naming another CA is refused before
   const wrongCa = fresh.token.replace(/\.[0-9a-f]{64}$/, `.${"0".repeat(64)}`);
   const other = another("t3", 12, {}, wrongCa);
   other.spawn();
-  assert.notEqual(await other.waitExit(), 0);
+  assert.notEqual(await exitWithin(other), 0);
   assert.match(other.output, /does not present the CA the join token names/);
   assert.ok(!existsSync(path.join(other.dataDir, "pki")), "nothing stored for a token of another CA");
   await first.kill("SIGKILL");
