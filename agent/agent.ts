@@ -5,9 +5,8 @@
  */
 import type http from "node:http";
 import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
 import type { Config } from "../config/index.js";
-import { hostPort, isLoopback, readConfigFile, readKeyFile } from "../config/index.js";
+import { hostPort, readConfigFile, readKeyFile } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { NodeSchema, NodeService, type Node } from "../proto/index.js";
 import { RpcServer } from "../rpc/index.js";
@@ -17,6 +16,7 @@ import { listen, VERSION, type AgentContext, type CapacityInfo, type Logger, typ
 import { readCapacity } from "./capacity.js";
 import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
+import { openTransport, type NodeTransport } from "./tls.js";
 
 export class Agent {
   private store?: LocalStore;
@@ -26,6 +26,7 @@ export class Agent {
   private cap?: CapacityInfo;
   private capTimer?: NodeJS.Timeout;
   private started: Subsystem[] = [];
+  private transport?: NodeTransport;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
   /** Bound ports (differ from config when it asked for port 0). */
@@ -99,7 +100,7 @@ export class Agent {
     process.umask(0o077);
     // Every file the config names is read (and a key's mode checked) before anything is bound or
     // written, so a bad path is exit 2 with nothing listening and no credentials generated.
-    const credentials = this.serverCredentials();
+    this.checkTlsFiles();
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
@@ -113,6 +114,7 @@ export class Agent {
       onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
     });
     this.rpc.add(NodeService, nodeService(() => this.describe()));
+    this.transport = await openTransport({ config: cfg, store: this.store, log: this.log, metrics: this.metrics.registry, rpc: this.rpc, advertise: cfg.advertise });
 
     this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
     this.ports.http = await listen(this.admin, cfg.bind, cfg.httpPort, "admin HTTP", "--http-port");
@@ -124,18 +126,18 @@ export class Agent {
       this.log.debug({ subsystem: s.name }, "subsystem started");
     }
 
-    this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, credentials);
+    this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, this.transport.serverCredentials());
     this.rpc.setAllServing("SERVING");
+    this.transport.startRenewal();
   }
 
-  private serverCredentials(): grpc.ServerCredentials {
+  /** The operator's own TLS files (tls.*), read and a key's mode checked: config errors, exit 2. */
+  private checkTlsFiles(): void {
     const t = this.config.tls;
-    if (!t.certFile) {
-      if (!this.config.dev && !isLoopback(this.config.bind)) throw new ThocError("failed_precondition", "TLS is required off loopback");
-      return grpc.ServerCredentials.createInsecure();
-    }
-    return grpc.ServerCredentials.createSsl(t.caFile ? readConfigFile(t.caFile, "tls.caFile") : null,
-      [{ cert_chain: readConfigFile(t.certFile, "tls.certFile"), private_key: readKeyFile(t.keyFile, "tls.keyFile") }], false);
+    if (!t.certFile) return;
+    if (t.caFile) readConfigFile(t.caFile, "tls.caFile");
+    readConfigFile(t.certFile, "tls.certFile");
+    readKeyFile(t.keyFile, "tls.keyFile");
   }
 
   private context(): AgentContext {
@@ -150,6 +152,7 @@ export class Agent {
       version: VERSION,
       get addresses() { return self.addresses; },
       capacity: () => this.cap!,
+      peerTransport: this.transport,
     };
   }
 
@@ -164,6 +167,7 @@ export class Agent {
     const deadline = Date.now() + budget;
     const left = () => Math.max(100, deadline - Date.now());
     clearInterval(this.capTimer);
+    this.transport?.stop();
     // Every listener stops accepting now; then each drains within its share of the budget.
     for (const s of this.started) {
       try { s.quiesce?.(); } catch (err) { this.log.warn({ err, subsystem: s.name }, "subsystem quiesce failed"); }

@@ -13,7 +13,7 @@ import type { Client } from "../rpc/index.js";
 
 type Proto = typeof import("../proto/index.js");
 
-export interface GlobalOpts { addr?: string; tlsCa?: string; timeout?: string }
+export interface GlobalOpts { addr?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; timeout?: string }
 
 export function globalOpts(cmd: Command): GlobalOpts {
   return cmd.optsWithGlobals() as GlobalOpts;
@@ -27,9 +27,13 @@ export function agentAddress(o: GlobalOpts): string {
 export async function connect<T extends GenServiceMethods>(pick: (proto: Proto) => GenService<T>, o: GlobalOpts): Promise<Client<T>> {
   const [proto, { createClient, credentials }] = await Promise.all([import("../proto/index.js"), import("../rpc/index.js")]);
   const ca = o.tlsCa ?? process.env.THOC_TLS_CA;
+  // An operator certificate (thoc-node cert issue, or pki/admin.crt from cluster init) says who calls.
+  const cert = o.tlsCert ?? process.env.THOC_TLS_CERT;
+  const key = o.tlsKey ?? process.env.THOC_TLS_KEY;
+  if (Boolean(cert) !== Boolean(key)) throw new Error("--tls-cert and --tls-key (THOC_TLS_CERT, THOC_TLS_KEY) go together");
   const timeout = Number(o.timeout ?? 10_000);
   return createClient(pick(proto), agentAddress(o), {
-    credentials: ca ? credentials.createSsl(readFileSync(ca)) : credentials.createInsecure(),
+    credentials: ca ? credentials.createSsl(readFileSync(ca), key ? readFileSync(key) : null, cert ? readFileSync(cert) : null) : credentials.createInsecure(),
     defaultTimeoutMs: timeout,
   });
 }

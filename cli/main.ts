@@ -15,6 +15,7 @@ import { registerVm } from "./commands/vm.js";
 import { registerImage } from "./commands/image.js";
 import { registerS3 } from "./commands/s3.js";
 import { registerRing } from "./commands/ring.js";
+import { registerPki } from "./commands/pki.js";
 
 /**
  * The version string, loaded only when asked for: core/index.ts also carries
@@ -31,6 +32,8 @@ export function buildProgram(version: string): Command {
     .version(version, "-V, --version")
     .option("--addr <host:port>", "agent gRPC address (default $THOC_ADDR or 127.0.0.1:7400)")
     .option("--tls-ca <file>", "CA bundle to verify the agent's TLS certificate (default $THOC_TLS_CA; none = plaintext)")
+    .option("--tls-cert <file>", "operator certificate to call with (default $THOC_TLS_CERT; thoc-node cert issue)")
+    .option("--tls-key <file>", "its private key (default $THOC_TLS_KEY)")
     .option("--timeout <ms>", "deadline for each call in milliseconds", "10000")
     .showHelpAfterError("(run with --help for usage)")
     .enablePositionalOptions();
@@ -42,6 +45,7 @@ export function buildProgram(version: string): Command {
   registerKeygen(program);
   registerMembers(program);
   registerRing(program);
+  registerPki(program);
   return program;
 }
 

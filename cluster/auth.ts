@@ -24,7 +24,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypt
 import type { DescService } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
-import { requestBytes, type CallContext, type ServiceImpl } from "../rpc/index.js";
+import { requestBytes, type CallContext, type Caller, type ServiceImpl } from "../rpc/index.js";
 
 export const PEER_AUTH_HEADER = "x-thoc-peer-auth";
 const VERSION = "v2";
@@ -40,6 +40,11 @@ export interface PeerAuthOptions {
   /** Calls signed further than this from our clock are refused. */
   maxSkewMs?: number;
   now?: () => number;
+  /**
+   * Checks the transport's identity against the node id the MAC claims
+   * (cluster PKI: a node certificate with that id, not removed); throws to refuse.
+   */
+  checkCaller?: (caller: Caller, claimedNodeId: string, method: string) => void;
 }
 
 export class PeerAuth {
@@ -111,6 +116,11 @@ export class PeerAuth {
     return node;
   }
 
+  /** The transport-identity hook (PeerAuthOptions.checkCaller); a no-op without one. */
+  checkCaller(caller: Caller, claimedNodeId: string, method: string): void {
+    this.opts.checkCaller?.(caller, claimedNodeId, method);
+  }
+
   private sweep(): void {
     if (this.seen.size < 4096) return;
     const now = this.now();
@@ -144,7 +154,9 @@ export function authenticated<T extends GenServiceMethods>(svc: GenService<T>, i
       const v = ctx.metadata.get(PEER_AUTH_HEADER)[0];
       // A single request we hold no bytes for is verified against the empty request: fails closed.
       const body = single ? requestBytes(arg) ?? new Uint8Array(0) : undefined;
-      callerOf.set(ctx, auth.verify(path, typeof v === "string" ? v : v?.toString(), body));
+      const node = auth.verify(path, typeof v === "string" ? v : v?.toString(), body);
+      auth.checkCaller(ctx.caller, node, path);
+      callerOf.set(ctx, node);
     };
     if (m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming") {
       out[m.localName] = async function* (arg: unknown, ctx: CallContext) {

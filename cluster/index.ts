@@ -15,3 +15,10 @@ export { HlcClock, encodeHlc, decodeHlc, compareHlc, maxHlc, isHlc, ZERO_HLC, ty
 export { RateLimiter } from "./rate.js";
 export { ReplicatedTable, LevelTableBackend, MemoryTableBackend, type TableEntry, type TableBackend } from "./table.js";
 export { ClusterTable, type TablePeer, type ClusterTableOptions } from "./table-sync.js";
+export {
+  pkiPaths, certFingerprint, makeCsr, createCa, initCa, loadCa, issueNodeCertificate, issueOperatorCertificate, certInfo, signedBy,
+  readKeyFile, writeFileAtomic, ensurePkiDir, hasClusterPki, DEFAULT_OPERATOR_TTL_MS, type CaMaterial, type PkiPaths, type CertInfo,
+} from "./pki.js";
+export { parseToken, formatToken, JoinTokens, DEFAULT_TOKEN_TTL_MS, type ParsedToken } from "./join-token.js";
+export { presentedChain, joinCluster } from "./join.js";
+export { NodeTransport, type TransportMode, type NodeTransportOptions } from "./node-tls.js";

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DEV_CLUSTER_KEY, listOptions, loadConfig, redacted } from "./index.js";
@@ -87,4 +87,18 @@ test("redacted() hides every secret; every option documents itself", () => {
     assert.ok(o.opt.doc.length > 10, `${o.path} has a reason`);
     assert.match(o.env, /^THOC_[A-Z0-9_]+$/);
   }
+});
+
+test("off loopback, a cluster PKI in the data dir (or a join token) is the gRPC API's TLS; a token needs a member to join", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "thoc-cfg-pki-"));
+  const env = { THOC_CLUSTER_KEYS: KEY, THOC_DATA_DIR: dir };
+  assert.throws(() => loadConfig({ file: noFile, env }), /needs TLS: run `thoc-node cluster init`/);
+  const token = "thoc1.0123456789abcdef." + "s".repeat(32) + "." + "f".repeat(64);
+  const joining = loadConfig({ file: noFile, env, flags: { "--token": token, "--join": ["10.0.0.1"] } });
+  assert.equal(joining.pki.joinToken, token);
+  assert.equal(redacted(joining).pki && (redacted(joining).pki as { joinToken: string }).joinToken, "<redacted>");
+  assert.throws(() => loadConfig({ file: noFile, env, flags: { "--token": token } }), /config: pki\.joinToken: a join token needs a member to join/);
+  await mkdir(path.join(dir, "pki"), { recursive: true });
+  await writeFile(path.join(dir, "pki", "ca.crt"), "x");
+  assert.equal(loadConfig({ file: noFile, env }).bind, "0.0.0.0");
 });

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -209,8 +209,11 @@ function validate(c: Config): void {
   if (c.scheduler.leaseDuration >= c.scheduler.electionTimeout) throw configError("scheduler.leaseDuration", "must be below scheduler.electionTimeout, so an old leader's lease ends before a new one can be elected");
   if (!c.dev && c.cluster.keys.length === 0) throw configError("cluster.keys", "a cluster key is required outside --dev: run `thoc-node keygen` and put the key in cluster.keys or THOC_CLUSTER_KEYS");
   if (Boolean(c.tls.certFile) !== Boolean(c.tls.keyFile)) throw configError(c.tls.certFile ? "tls.keyFile" : "tls.certFile", "tls.certFile and tls.keyFile must be set together");
-  if (!c.dev && !c.tls.certFile && !isLoopback(c.bind)) {
-    throw configError("tls.certFile", `the gRPC API on ${c.bind} needs TLS: set tls.certFile and tls.keyFile, bind to loopback, or use --dev`);
+  if (c.pki.joinToken && c.join.length === 0 && !c.pki.joinAddress) throw configError("pki.joinToken", "a join token needs a member to join: give --join HOST (or pki.joinAddress)");
+  // A cluster PKI in the data dir (cluster init, or a join that is about to make one) gives the gRPC API its TLS.
+  const clusterPki = existsSync(path.join(c.dataDir, "pki", "ca.crt")) || Boolean(c.pki.joinToken);
+  if (!c.dev && !c.tls.certFile && !clusterPki && !isLoopback(c.bind)) {
+    throw configError("tls.certFile", `the gRPC API on ${c.bind} needs TLS: run \`thoc-node cluster init\` (or join with --token), set tls.certFile and tls.keyFile, bind to loopback, or use --dev`);
   }
   if (Boolean(c.s3.tls.certFile) !== Boolean(c.s3.tls.keyFile)) throw configError(c.s3.tls.certFile ? "s3.tls.keyFile" : "s3.tls.certFile", "s3.tls.certFile and s3.tls.keyFile must be set together");
   if (c.s3.secretKey && !c.s3.accessKey) throw configError("s3.accessKey", "s3.secretKey is set but s3.accessKey is empty");

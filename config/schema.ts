@@ -49,9 +49,19 @@ export const schema = {
   shutdownTimeout: duration(8000, "How long SIGTERM waits for in-flight calls before closing them, below systemd's 10 s stop budget.", { local: 3000 }),
 
   tls: {
-    certFile: str("", "PEM certificate for the gRPC API, also presented when calling peers (which are then dialled with TLS); required unless --dev or bound to loopback."),
+    certFile: str("", "PEM certificate for the gRPC API from the operator's own PKI, also presented when calling peers (which are then dialled with TLS); empty: the cluster PKI in <dataDir>/pki when there is one (docs/security.md), else plaintext, allowed only with --dev or on loopback."),
     keyFile: str("", "PEM private key for tls.certFile."),
     caFile: str("", "PEM CA bundle used to verify other agents' certificates (peer calls)."),
+  },
+
+  pki: {
+    nodeCertTtl: duration(90 * 86_400_000, "Lifetime of a node certificate from the cluster CA; it renews itself when a third is left (30 days), so a node may be off for weeks and still renew over mTLS.", { min: 10_000 }),
+    joinToken: str("", "One-time join token (`thoc-node cluster token create` on a member): a node without a certificate uses it at start to get one from the cluster; ignored once it has one.", {
+      flag: "--token", secret: true, env: "THOC_JOIN_TOKEN",
+    }),
+    joinAddress: str("", "gRPC address (HOST:PORT) the token join talks to; empty means the first --join seed's host with this node's grpcPort (members usually share ports).", {
+      flag: "--join-grpc", pattern: HOSTPORT, expected: "HOST:PORT of a member's gRPC API",
+    }),
   },
 
   cluster: {

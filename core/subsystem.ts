@@ -9,7 +9,7 @@
  */
 import type { Registry } from "prom-client";
 import type { Config } from "../config/index.js";
-import type { RpcServer } from "../rpc/index.js";
+import type { Caller, ChannelCredentials, RpcServer } from "../rpc/index.js";
 import type { LocalStore } from "../store/index.js";
 import type { CapacityInfo } from "./capacity.js";
 import type { Logger } from "./logger.js";
@@ -19,6 +19,19 @@ export type HealthStatus = "up" | "starting" | "degraded" | "down";
 export interface SubsystemHealth {
   status: HealthStatus;
   detail?: string;
+}
+
+/**
+ * How this agent dials its peers and recognises their calls (cluster PKI,
+ * the operator's tls.* files, or plaintext); the agent builds it.
+ */
+export interface PeerTransport {
+  /** What peer clients dial with; with the cluster PKI it follows renewals. */
+  readonly credentials: ChannelCredentials;
+  /** Refuses (throws) a peer call whose transport identity does not match the node id its MAC claims. */
+  checkCaller(caller: Caller, claimedNodeId: string, method: string): void;
+  /** The object store's cluster-wide view: removed nodes, and live members to forward CA work to. */
+  attachCluster(c: { isRemoved(nodeId: string): boolean; members(): { id: string; grpc: string }[] }): void;
 }
 
 export interface AgentContext {
@@ -33,6 +46,8 @@ export interface AgentContext {
   readonly addresses: { grpc: string; http: string; s3: string; gossip: string };
   /** Latest capacity reading (refreshed every metrics.collectInterval). */
   capacity(): CapacityInfo;
+  /** Absent in contexts tests build by hand: peers then dial as config.tls says. */
+  readonly peerTransport?: PeerTransport;
 }
 
 export interface Subsystem {

@@ -16,6 +16,8 @@ import { registerReplicaMetrics } from "./metrics.js";
 import { DurableHintStore, DurableReplicaStore, DurableRingHolder, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
 import { ringAdmin, type RingAdmin } from "./ring-admin.js";
 
+const REMOVED_TABLE = "removed-nodes";
+
 export interface Replicated {
   node: ReplicationNode;
   /** This node's durable replicas. */
@@ -43,6 +45,9 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
   const ring = await DurableRingHolder.open(ctx.store);
   const buckets = await ReplicatedTable.open("buckets", new LevelTableBackend(ctx.store, "buckets"));
   const s3keys = await ReplicatedTable.open("s3keys", new LevelTableBackend(ctx.store, "s3keys"));
+  // Nodes taken out with `thoc-node node remove`: every member refuses their certificates (docs/security.md).
+  const removed = await ReplicatedTable.open(REMOVED_TABLE, new LevelTableBackend(ctx.store, REMOVED_TABLE));
+  const transport = ctx.peerTransport;
 
   const view = clusterView(membership, { id: ctx.nodeId, grpcAddress: () => ctx.addresses.grpc });
   const node = new ReplicationNode({
@@ -57,14 +62,19 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     store,
     hints,
     directory: view,
-    credentials: peerCredentials(config.tls),
+    credentials: transport?.credentials ?? peerCredentials(config.tls),
+    ...(transport ? { checkCaller: transport.checkCaller.bind(transport) } : {}),
     liveness: view,
     log,
-    tables: [buckets, s3keys],
+    tables: [buckets, s3keys, removed],
     members: view.alive,
     syncInterval: Math.max(200, Math.min(config.gossip.pushPullInterval, 5000)),
   });
   await node.start();
+  transport?.attachCluster({
+    isRemoved: (id) => removed.get(id) !== undefined,
+    members: () => view.alive().filter((id) => id !== ctx.nodeId).map((id) => ({ id, grpc: view.address(id) ?? "" })),
+  });
   const gate = new JoinGate({ node, ring, membership, self: ctx.nodeId, joining: config.join.length > 0, log });
 
   const blobs = new ReplicatedBlobStore({
@@ -87,7 +97,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     store,
     blobs,
     keyTable: keyTableOver(node.table("s3keys")),
-    admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId }),
+    admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId, removedTable: REMOVED_TABLE }),
     summary: quorumText,
     serving: () => gate.synced(),
     async stop() {

@@ -18,9 +18,11 @@ export interface RingAdminDeps {
   view: ClusterView;
   config: Config["objectstore"];
   self: string;
+  /** The cluster table of removed nodes, whose certificates every member refuses. */
+  removedTable?: string;
 }
 
-export function ringAdmin({ node, ring, hints, view, config: c, self }: RingAdminDeps): RingAdmin {
+export function ringAdmin({ node, ring, hints, view, config: c, self, removedTable }: RingAdminDeps): RingAdmin {
   return {
     async getRing() {
       const s = ring.state();
@@ -55,6 +57,7 @@ export function ringAdmin({ node, ring, hints, view, config: c, self }: RingAdmi
       const m = hits[0]!;
       if (m.nodeId === self) throw new ThocError("failed_precondition", "a node cannot remove itself: run `thoc-node node remove` on another node");
       const removed = await node.removeNode(m.nodeId);
+      if (removedTable) await node.table(removedTable).put(m.nodeId, JSON.stringify({ name: m.name, removedAtMs: Date.now() }));
       return { id: m.nodeId, name: m.name, removed };
     },
   };

@@ -74,7 +74,7 @@ test("--help and keygen load neither the gRPC client nor anything the agent need
 
 test("commands against an address with no agent fail without loading the agent's modules", async () => {
   const addr = `${loopbackBlock()}.1:7400`;
-  for (const args of [["status"], ["members", "--json"], ["ring"], ["vm", "list"], ["image", "list"], ["s3", "key", "list"]]) {
+  for (const args of [["status"], ["members", "--json"], ["ring"], ["vm", "list"], ["image", "list"], ["s3", "key", "list"], ["cluster", "token", "create"]]) {
     const r = await load(["--addr", addr, "--timeout", "3000", ...args]);
     assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, /cannot reach the agent|deadline/i);

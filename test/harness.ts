@@ -11,19 +11,25 @@
  *  - dev: `agent --dev` with flags and THOC_* env, the dev cluster key;
  *  - prod: as packaging/install.sh sets a node up — a data dir made 0750, a
  *    YAML config file (like /etc/thoc/node.yaml) with a cluster key of its own
- *    and the S3 root key, no --dev and no generated S3 key. Still plaintext on
- *    loopback (allowed outside --dev) and libvirt's test driver.
+ *    and the S3 root key, no --dev and no generated S3 key — and bootstrapped
+ *    as docs/operations.md says: the first agent's data dir gets `cluster
+ *    init`, every other agent joins with a one-time token from it (`cluster
+ *    token create`, `agent --join ... --token ...`), so gRPC is mutual TLS on
+ *    loopback too; cli() and grpcCredentials() call as the admin certificate
+ *    `cluster init` wrote. A test that brings its own tls.* files (env
+ *    THOC_TLS_CERT_FILE) gets no cluster PKI. libvirt's test driver.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { DEV_CLUSTER_KEY } from "../config/index.js";
+import { credentials, type ChannelCredentials } from "../rpc/index.js";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(REPO_ROOT, "bin", "thoc-node.js");
@@ -54,7 +60,16 @@ export interface AgentOptions {
   clusterKey?: string;
   /** Command prefix the agent runs under, e.g. ["ip", "netns", "exec", ns] (it must exec, not fork). */
   wrap?: string[];
+  /**
+   * Production mode's cluster PKI: "init" runs `cluster init` on this data dir before the first start,
+   * { tokenFrom } joins with a token from that (running) agent; false: none. Default: "init" in
+   * production mode unless the test brings its own tls.* files.
+   */
+  pki?: "init" | { tokenFrom: AgentProcess } | false;
 }
+
+/** The files a CLI or gRPC client needs to call a cluster-PKI agent as admin. */
+export interface ClientTls { ca: string; cert: string; key: string }
 
 export class AgentProcess {
   proc?: ChildProcess;
@@ -75,6 +90,46 @@ export class AgentProcess {
   ) {
     this.dev = opts.dev ?? TEST_MODE === "dev";
     this.clusterKey = this.dev ? DEV_CLUSTER_KEY : opts.clusterKey ?? newClusterKey();
+    this.pki = this.dev || opts.env?.THOC_TLS_CERT_FILE ? false : opts.pki ?? "init";
+  }
+
+  readonly pki: "init" | { tokenFrom: AgentProcess } | false;
+
+  /** The admin credentials clients use with a cluster-PKI agent (the first agent's `cluster init` wrote them). */
+  get clientTls(): ClientTls | undefined {
+    if (!this.pki) return undefined;
+    const home = this.pki === "init" ? this.dataDir : this.pki.tokenFrom.dataDir;
+    return { ca: path.join(home, "pki", "ca.crt"), cert: path.join(home, "pki", "admin.crt"), key: path.join(home, "pki", "admin.key") };
+  }
+
+  /** Environment for the CLI to call this agent as admin (empty without a cluster PKI). */
+  get cliEnv(): Record<string, string> {
+    const t = this.clientTls;
+    return t ? { THOC_TLS_CA: t.ca, THOC_TLS_CERT: t.cert, THOC_TLS_KEY: t.key } : {};
+  }
+
+  /** Channel credentials for a test's own gRPC client: mutual TLS as admin with a cluster PKI, else plaintext. */
+  grpcCredentials(): ChannelCredentials {
+    const t = this.clientTls;
+    return t ? credentials.createSsl(readFileSync(t.ca), readFileSync(t.key), readFileSync(t.cert)) : credentials.createInsecure();
+  }
+
+  /** Before a start: `cluster init` on a fresh data dir, or a join token when this node has no certificate yet. */
+  private async bootstrapArgs(): Promise<string[]> {
+    if (!this.pki) return [];
+    const pkiDir = path.join(this.dataDir, "pki");
+    if (this.pki === "init") {
+      if (!existsSync(path.join(pkiDir, "ca.crt"))) {
+        mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
+        const r = await runCli(["cluster", "init", "--data-dir", this.dataDir]);
+        if (r.code !== 0) throw new Error(`cluster init for ${this.name} failed: ${r.stderr}`);
+      }
+      return [];
+    }
+    if (existsSync(path.join(pkiDir, "node.crt"))) return [];
+    const r = await this.pki.tokenFrom.cli(["cluster", "token", "create", "--ttl", "10m", "--json"]);
+    if (r.code !== 0) throw new Error(`cluster token create on ${this.pki.tokenFrom.name} for ${this.name} failed: ${r.stderr}`);
+    return ["--join", this.pki.tokenFrom.gossipAddress, "--token", (JSON.parse(r.stdout) as { token: string }).token];
   }
 
   /** Production mode's config file, beside the data dir. */
@@ -158,7 +213,7 @@ export class AgentProcess {
   }
 
   async start(timeoutMs?: number): Promise<number> {
-    this.spawn();
+    this.spawn(await this.bootstrapArgs());
     return this.waitReady(timeoutMs);
   }
 
@@ -186,7 +241,7 @@ export class AgentProcess {
 
   /** Runs the CLI against this agent; resolves with its exit code and output. */
   cli(args: string[], timeoutMs = 20_000): Promise<CliResult> {
-    return runCli(["--addr", this.grpcAddress, ...args], timeoutMs);
+    return runCli(["--addr", this.grpcAddress, ...args], timeoutMs, this.cliEnv);
   }
 }
 
@@ -223,7 +278,9 @@ export class Cluster {
     const i = this.agents.length;
     const bind = `${this.block}.${i + 2}`;
     const seeds = this.opts.join === false || i === 0 ? [] : [this.agents[0]!.gossipAddress];
-    const a = new AgentProcess(`${this.opts.namePrefix ?? "n"}${i + 1}`, bind, path.join(this.root, `n${i + 1}`), { ...this.opts, join: seeds });
+    // Production mode: the first agent holds the cluster CA, the others join with a token from it.
+    const pki = i === 0 || this.opts.pki === false ? this.opts.pki : { tokenFrom: this.agents[0]! };
+    const a = new AgentProcess(`${this.opts.namePrefix ?? "n"}${i + 1}`, bind, path.join(this.root, `n${i + 1}`), { ...this.opts, join: seeds, ...(pki !== undefined ? { pki } : {}) });
     this.agents.push(a);
     return a;
   }
@@ -240,7 +297,10 @@ export async function startCluster(n: number, opts: ClusterOptions = {}): Promis
   const c = new Cluster(root, loopbackBlock(), opts);
   for (let i = 0; i < n; i++) c.add();
   try {
-    await Promise.all(c.agents.map((a) => a.start()));
+    // With a cluster PKI the others need a join token from the first, so it starts first.
+    const [first, ...rest] = c.agents;
+    if (first?.pki === "init") await first.start();
+    await Promise.all((first?.pki === "init" ? rest : c.agents).map((a) => a.start()));
   } catch (err) {
     await c.stop();
     throw err;

@@ -23,6 +23,8 @@ const FLAGS: [string, string][] = [
   ["--log-level <level>", "trace|debug|info|warn|error|fatal|silent (default info)"],
   // Checked by the config like every other value, so a bad one is exit 2 with the config's message.
   ["--preset <preset>", "timer preset: lan or local"],
+  ["--token <token>", "one-time join token (thoc-node cluster token create): get this node's certificate from the cluster at first start"],
+  ["--join-grpc <host:port>", "gRPC address the token join talks to (default: the first --join seed's host, this node's gRPC port)"],
 ];
 
 export function registerAgent(program: Command): void {

@@ -10,7 +10,7 @@ import type { Config } from "../../config/index.js";
 import { ThocError } from "../../errors/index.js";
 import { ObjectStoreService } from "../../proto/index.js";
 import type { ChannelCredentials, RpcServer } from "../../rpc/index.js";
-import { ClusterTable, HlcClock, PeerAuth, RateLimiter, authenticated, type Liveness, type PeerDirectory, type ReplicatedTable } from "../../cluster/index.js";
+import { ClusterTable, HlcClock, PeerAuth, RateLimiter, authenticated, type PeerAuthOptions, type Liveness, type PeerDirectory, type ReplicatedTable } from "../../cluster/index.js";
 import { syncWithPeer, type AntiEntropyStats } from "./anti-entropy.js";
 import { Coordinator, LocalReplica, type CoordinatorLog, type ReplicaTarget } from "./coordinator.js";
 import { deliverHints, type HintStore } from "./hints.js";
@@ -50,6 +50,8 @@ export interface ReplicationNodeOptions {
   members?: () => string[];
   /** How often ring and tables are exchanged with one random peer. */
   syncInterval?: number;
+  /** Checks a peer call's transport identity against the node id it claims (cluster PKI; cluster/ PeerAuthOptions.checkCaller). */
+  checkCaller?: PeerAuthOptions["checkCaller"];
 }
 
 export class ReplicationNode {
@@ -70,7 +72,7 @@ export class ReplicationNode {
 
   constructor(private readonly o: ReplicationNodeOptions) {
     this.hlc = o.hlc ?? new HlcClock(o.nodeId);
-    const auth = new PeerAuth({ clusterName: o.clusterName, keys: o.keys, nodeId: o.nodeId });
+    const auth = new PeerAuth({ clusterName: o.clusterName, keys: o.keys, nodeId: o.nodeId, ...(o.checkCaller ? { checkCaller: o.checkCaller } : {}) });
     this.peers = new Peers({ auth, directory: o.directory, hlc: this.hlc, timeoutMs: o.config.peerTimeout, ...(o.credentials ? { credentials: o.credentials } : {}) });
     this.limiter = new RateLimiter(o.config.repairBytesPerSecond);
     this.local = new LocalReplica(o.nodeId, o.store, o.hints);
