@@ -11,7 +11,7 @@
  */
 import { ThocError } from "../errors/index.js";
 import type { PkiService } from "../proto/index.js";
-import { describeCaller, isRole, type CallContext, type ImplOf } from "../rpc/index.js";
+import { describeCaller, isRole, requestBytes, type CallContext, type ImplOf } from "../rpc/index.js";
 import { PEER_AUTH_HEADER, type PeerAuth } from "./auth.js";
 import { DEFAULT_TOKEN_TTL_MS, parseToken, type JoinTokens } from "./join-token.js";
 import { certInfo, DEFAULT_OPERATOR_TTL_MS, issueNodeCertificate, issueOperatorCertificate, type CaMaterial } from "./pki.js";
@@ -97,7 +97,8 @@ export function pkiService(d: PkiServiceDeps): ImplOf<typeof PkiService> {
     async signNodeCertificate(req, ctx) {
       const path = "/thoc.node.v1.PkiService/SignNodeCertificate";
       const v = ctx.metadata.get(PEER_AUTH_HEADER)[0];
-      const node = d.auth.verify(path, typeof v === "string" ? v : v?.toString());
+      // Bound to this node and these request bytes, like every peer call (cluster/auth.ts).
+      const node = d.auth.verify(path, typeof v === "string" ? v : v?.toString(), requestBytes(req) ?? new Uint8Array(0));
       d.auth.checkCaller(ctx.caller, node, path);
       const r = { token: req.token, csr: req.csr, nodeId: req.nodeId, addresses: req.addresses, ttlMs: req.ttlMs };
       if (req.token) return signJoin(r);
