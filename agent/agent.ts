@@ -6,9 +6,8 @@
 import type http from "node:http";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { readFileSync } from "node:fs";
 import type { Config } from "../config/index.js";
-import { hostPort, isLoopback } from "../config/index.js";
+import { hostPort, isLoopback, readConfigFile, readKeyFile } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { NodeSchema, NodeService, type Node } from "../proto/index.js";
 import { RpcServer } from "../rpc/index.js";
@@ -95,6 +94,12 @@ export class Agent {
 
   async start(): Promise<void> {
     const cfg = this.config;
+    // What the agent writes (LevelDB, keys, blobs) is its own: 0700 directories and 0600 files,
+    // whatever umask it was started with (LevelDB creates files as it runs, so only the umask can do it).
+    process.umask(0o077);
+    // Every file the config names is read (and a key's mode checked) before anything is bound or
+    // written, so a bad path is exit 2 with nothing listening and no credentials generated.
+    const credentials = this.serverCredentials();
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
@@ -119,7 +124,7 @@ export class Agent {
       this.log.debug({ subsystem: s.name }, "subsystem started");
     }
 
-    this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, this.serverCredentials());
+    this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, credentials);
     this.rpc.setAllServing("SERVING");
   }
 
@@ -129,11 +134,8 @@ export class Agent {
       if (!this.config.dev && !isLoopback(this.config.bind)) throw new ThocError("failed_precondition", "TLS is required off loopback");
       return grpc.ServerCredentials.createInsecure();
     }
-    const read = (f: string, what: string) => {
-      try { return readFileSync(f); } catch (err) { throw new ThocError("invalid_argument", `config: tls.${what}: cannot read ${f}: ${(err as Error).message}`, { key: `tls.${what}` }); }
-    };
-    return grpc.ServerCredentials.createSsl(t.caFile ? read(t.caFile, "caFile") : null,
-      [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
+    return grpc.ServerCredentials.createSsl(t.caFile ? readConfigFile(t.caFile, "tls.caFile") : null,
+      [{ cert_chain: readConfigFile(t.certFile, "tls.certFile"), private_key: readKeyFile(t.keyFile, "tls.keyFile") }], false);
   }
 
   private context(): AgentContext {

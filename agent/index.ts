@@ -6,3 +6,4 @@
 export { Agent } from "./agent.js";
 export { readCapacity } from "./capacity.js";
 export { createSubsystems } from "./root.js";
+export { exitBounded, exitDeadline } from "./exit.js";

@@ -43,7 +43,10 @@ agent before it binds any port, with exit code 2 and one line naming the key and
 credentials generated and printed at start unless \`THOC_S3_ACCESS_KEY\` / \`THOC_S3_SECRET_KEY\` are set.
 
 Outside --dev the agent refuses to start without \`cluster.keys\`, and without TLS
-(\`tls.certFile\`/\`tls.keyFile\`) unless it binds a loopback address.
+(\`tls.certFile\`/\`tls.keyFile\`) unless it binds a loopback address; \`--dev\` refuses any \`bind\`
+but loopback. Every listener port must differ from the others, and the files \`tls.*\` name are read
+(a private key must not be readable by group or others) before anything is bound: docs/operations.md
+lists what the agent refuses and the limits below that bound what a client or a stranger can hold.
 
 | option | default (lan) | local | env / flag | why |
 |---|---|---|---|---|

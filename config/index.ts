@@ -8,4 +8,5 @@ export {
   loadConfig, configError, listOptions, envName, redacted, isLoopback, hostPort,
   DEV_CLUSTER_KEY, DEFAULT_CONFIG_FILE, type Config, type LoadOptions,
 } from "./resolve.js";
+export { readConfigFile, readKeyFile } from "./files.js";
 export { formatDuration, type Opt, type Preset } from "./types.js";

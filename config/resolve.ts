@@ -146,7 +146,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const pick = (p: string[], o: Opt<unknown>): { v: unknown; src: string } | undefined => {
     for (const [src, get] of order) {
       const raw = get(p, o);
-      if (raw === undefined || raw === null || (src !== "file" && raw === "")) continue;
+      // An empty variable counts as unset (shells export them); an empty flag was typed on purpose and is checked like any value.
+      if (raw === undefined || raw === null || (src === "env" && raw === "")) continue;
       const v = o.parse(raw);
       if (v === undefined) {
         const shown = o.secret ? "<redacted>" : JSON.stringify(raw);
@@ -187,6 +188,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       : os.hostname().split(".")[0]!.replace(/[^a-zA-Z0-9_.-]/g, "-");
   }
   if (dev && !explicit.has("dataDir")) out.dataDir = path.resolve(opts.cwd ?? process.cwd(), ".thoc", out.name as string);
+  out.dataDir = path.resolve(opts.cwd ?? process.cwd(), out.dataDir as string);
   if (!out.advertise) out.advertise = out.bind === "0.0.0.0" ? firstLanIPv4() : out.bind === "::" ? "::1" : out.bind;
   out.join = (out.join as string[]).map((j) => (/:\d+$/.test(j) ? j : `${j}:7946`));
 
@@ -213,11 +215,23 @@ function validate(c: Config): void {
   if (Boolean(c.s3.tls.certFile) !== Boolean(c.s3.tls.keyFile)) throw configError(c.s3.tls.certFile ? "s3.tls.keyFile" : "s3.tls.certFile", "s3.tls.certFile and s3.tls.keyFile must be set together");
   if (c.s3.secretKey && !c.s3.accessKey) throw configError("s3.accessKey", "s3.secretKey is set but s3.accessKey is empty");
   if (c.s3.accessKey && !c.s3.secretKey) throw configError("s3.secretKey", "s3.accessKey is set but s3.secretKey is empty");
-  const ports = [["grpcPort", c.grpcPort], ["httpPort", c.httpPort], ["s3Port", c.s3Port]] as const;
-  for (const [k, v] of ports) {
-    for (const [k2, v2] of ports) if (k < k2 && v !== 0 && v === v2) throw configError(k2, `port ${v2} is already used by ${k}`);
+  // Every listener of the agent on one address: two on one port would fail at bind with a misleading "in use" (exit 3).
+  const ports: [string, number][] = [["grpcPort", c.grpcPort], ["httpPort", c.httpPort], ["s3Port", c.s3Port], ["gossipPort", c.gossipPort], ["vm.vncPort", c.vm.vncPort]];
+  for (let i = 0; i < ports.length; i++) {
+    for (let j = i + 1; j < ports.length; j++) {
+      const [k, v] = ports[i]!, [k2, v2] = ports[j]!;
+      if (v !== 0 && v === v2) throw configError(k2, `port ${v2} is also set for ${k}: every listener needs a port of its own`);
+    }
   }
+  if (c.dev && !isLoopback(c.bind)) {
+    throw configError("bind", `--dev serves plaintext gRPC with the well-known dev cluster key, so it binds only loopback (127.0.0.0/8 or ::1), not ${c.bind}: drop --bind, or run without --dev with cluster.keys and TLS`);
+  }
+  const pseudo = PSEUDO_FS.find((p) => c.dataDir === p || c.dataDir.startsWith(`${p}/`));
+  if (pseudo) throw configError("dataDir", `${c.dataDir} is under ${pseudo}, a kernel pseudo-filesystem that cannot hold files: choose a directory on a disk, e.g. /var/lib/thoc`);
 }
+
+/** Kernel filesystems a data dir can never live on (Node's recursive mkdir loops forever under /proc). */
+const PSEUDO_FS = ["/proc", "/sys", "/dev"];
 
 /** The config with secrets replaced, for logs and `status`. */
 export function redacted(c: Config): Record<string, unknown> {

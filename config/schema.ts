@@ -7,17 +7,26 @@
  * flag > env > file > preset default. docs/configuration.md is generated from
  * this file (`node dist/config/docs.js`).
  */
+import net from "node:net";
 import { bool, duration, int, list, num, oneOf, port, str, type OptTree } from "./types.js";
 
-const HOSTPORT = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$|^[^\s:]+$/;
+const HOSTPORT = /^[^\s:]+:(\d{1,5})$|^\[[0-9a-fA-F:]+\]:(\d{1,5})$|^[^\s:]+$/;
+
+/** HOST, HOST:PORT or [V6]:PORT with a port a socket can dial (1-65535): a seed on port 99999 would be retried forever. */
+function seedAddress(s: string): boolean {
+  const m = HOSTPORT.exec(s);
+  if (!m) return false;
+  const p = m[1] ?? m[2];
+  return p === undefined || (Number(p) >= 1 && Number(p) <= 65535);
+}
 
 export const schema = {
-  preset: oneOf(["lan", "local"] as const, "lan", "Timer set: `lan` for real networks; `local` has fast timers for tests on one machine."),
+  preset: oneOf(["lan", "local"] as const, "lan", "Timer set: `lan` for real networks; `local` has fast timers for tests on one machine.", { flag: "--preset" }),
   name: str("", "Node name shown in the cluster; empty means the host name (with --dev: `dev`, or `dev-127-0-0-2` for another --bind).", {
     flag: "--name", pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, expected: "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
   }),
-  bind: str("0.0.0.0", "Address every listener binds (with --dev: 127.0.0.1, so a dev agent is never reachable from the network).", {
-    flag: "--bind", pattern: /^[0-9a-fA-F.:]+$/, expected: "an IP address",
+  bind: str("0.0.0.0", "Address every listener binds (with --dev: 127.0.0.1, so a dev agent is never reachable from the network; --dev refuses any other than loopback).", {
+    flag: "--bind", check: (s) => net.isIP(s) !== 0, expected: "an IP address",
   }),
   advertise: str("", "Address other nodes and clients use to reach this one; empty means --bind, or the first non-loopback IPv4 when binding 0.0.0.0.", {
     flag: "--advertise", pattern: /^$|^[0-9a-fA-F.:]+$/, expected: "an IP address",
@@ -26,9 +35,11 @@ export const schema = {
   httpPort: port(7401, "Admin HTTP: /metrics, /healthz, /readyz.", { flag: "--http-port" }),
   s3Port: port(7480, "S3 API, the port radosgw made customary.", { flag: "--s3-port" }),
   gossipPort: port(7946, "Gossip over UDP and TCP, memberlist's customary port.", { flag: "--gossip-port" }),
-  dataDir: str("/var/lib/thoc", "LevelDB metadata, blobs and VM disks (with --dev: ./.thoc/<name>).", { flag: "--data-dir" }),
+  dataDir: str("/var/lib/thoc", "LevelDB metadata, blobs and VM disks (with --dev: ./.thoc/<name>). What the agent creates in it is 0700/0600; an existing directory keeps its mode.", {
+    flag: "--data-dir", pattern: /\S/, expected: "a directory path",
+  }),
   join: list([], "Seeds to join at start (host:port of their gossip port; the port defaults to 7946); retried with backoff.", {
-    flag: "--join", item: HOSTPORT, expected: "a list of HOST:PORT",
+    flag: "--join", item: seedAddress, expected: "a list of HOST:PORT with a port from 1 to 65535",
   }),
   hypervisorUri: str("qemu:///system", "libvirt connection URI (with --dev: test:///default, libvirt's in-process test driver).", {
     flag: "--hypervisor-uri",
@@ -67,6 +78,9 @@ export const schema = {
     awarenessMaxMultiplier: int(8, "Lifeguard local health: probe timeouts stretch up to this factor on a struggling node.", { min: 1, max: 64 }),
     maxMetaBytes: int(512, "Upper bound for a node's gossiped metadata, so it always fits in one datagram.", { min: 64, max: 1024 }),
     udpBufferSize: int(1400, "Largest datagram sent: under a 1500-byte Ethernet MTU.", { min: 512, max: 65000 }),
+    maxStreamBytes: int(1 << 20, "Largest TCP gossip message (push-pull state) accepted; a bigger length prefix is refused before any byte is buffered. A member's entry is at most ~700 bytes (gossip.maxMetaBytes plus address and state), so this fits ~1500 nodes.", { min: 64 << 10, max: 64 << 20 }),
+    maxInboundStreams: int(32, "TCP gossip connections served at once; more are closed on accept. Each holds up to maxStreamBytes unauthenticated, so this times that bounds the memory a flood can take.", { min: 1, max: 4096 }),
+    streamTimeout: duration(5000, "A TCP gossip message must arrive whole within this long (a peer sends ~1 MB in milliseconds); a connection dripping bytes is cut, so it cannot hold its buffer.", { min: 100 }),
   },
 
   s3: {
@@ -77,6 +91,8 @@ export const schema = {
     maxClockSkew: duration(900_000, "Signed requests older or newer than this are refused (RequestTimeTooSkewed), as AWS does (15 min)."),
     maxHeaderBytes: int(16384, "Request headers above this size are refused (431).", { min: 1024, max: 1 << 20 }),
     idleTimeout: duration(30_000, "A request body that sends nothing for this long is answered 400 RequestTimeout, so a stalled client cannot hold a write open.", { local: 5000, min: 100 }),
+    minBodyRate: int(1024, "Bytes per second a request body must average over each s3.idleTimeout window in which the agent waits for it, or it is answered 400 RequestTimeout: a client dripping a byte every few seconds cannot hold a write (and its memory) forever. 0 turns it off.", { min: 0 }),
+    maxConnections: int(1024, "Client connections the S3 port holds at once; more are closed on accept. Far above what S3 clients open (aws-cli 10, rclone 4-16) and well under the unit's LimitNOFILE, so a connection flood cannot take every file descriptor.", { min: 1, max: 1 << 20 }),
     tls: {
       certFile: str("", "PEM certificate (chain) to serve HTTPS on the S3 port; empty serves plaintext HTTP. Not taken from tls.certFile: S3 clients trust a CA the cluster's certificates need not come from, and switching a port's scheme must be a choice (docs/s3.md)."),
       keyFile: str("", "PEM private key for s3.tls.certFile (keep it 0600)."),

@@ -34,13 +34,14 @@ export function isOpt(x: unknown): x is Opt<unknown> {
 
 type Extra<V> = { local?: V; secret?: boolean; env?: string; flag?: string };
 
-export function str(def: string, doc: string, extra: Extra<string> & { pattern?: RegExp; expected?: string } = {}): Opt<string> {
+export function str(def: string, doc: string, extra: Extra<string> & { pattern?: RegExp; check?: (s: string) => boolean; expected?: string } = {}): Opt<string> {
   return {
     kind: "string", default: def, doc, expected: extra.expected ?? "a string", ...extra,
     parse(raw) {
       if (typeof raw === "number") raw = String(raw);
       if (typeof raw !== "string") return undefined;
       if (extra.pattern && !extra.pattern.test(raw)) return undefined;
+      if (extra.check && !extra.check(raw)) return undefined;
       return raw;
     },
   };
@@ -95,13 +96,14 @@ export function oneOf<T extends string>(values: readonly T[], def: T, doc: strin
 }
 
 /** A list: YAML sequence, or a comma-separated string from env/flags. */
-export function list(def: string[], doc: string, extra: Extra<string[]> & { item?: RegExp; expected?: string } = {}): Opt<string[]> {
+export function list(def: string[], doc: string, extra: Extra<string[]> & { item?: RegExp | ((s: string) => boolean); expected?: string } = {}): Opt<string[]> {
   return {
     kind: "list", default: def, doc, expected: extra.expected ?? "a list of strings", ...extra,
     parse(raw) {
       const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
       if (!items) return undefined;
-      if (!items.every((i) => typeof i === "string" && (!extra.item || extra.item.test(i)))) return undefined;
+      const ok = (i: string) => !extra.item || (typeof extra.item === "function" ? extra.item(i) : extra.item.test(i));
+      if (!items.every((i) => typeof i === "string" && ok(i))) return undefined;
       return items as string[];
     },
   };

@@ -123,6 +123,9 @@ export function listenError(err: unknown, what: string, address: string, flag: s
   const why: Record<string, string> = {
     EADDRINUSE: `address already in use (another agent running? choose another ${flag} or --bind)`,
     EADDRNOTAVAIL: "no such local address; check --bind",
+    // Also "cannot bind" (exit 3): an address no interface of this host can listen on.
+    EINVAL: "not an address this host can listen on; check --bind",
+    EAFNOSUPPORT: "this host does not support that address family; check --bind",
     EACCES: `permission denied; use a port above 1023 or grant CAP_NET_BIND_SERVICE`,
   };
   const text = why[errno] ?? (e?.message ?? String(err));

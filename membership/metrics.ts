@@ -42,5 +42,7 @@ export function registerMetrics(registry: Registry, node: () => GossipNode | und
   counter("thoc_gossip_push_pulls_total", "Full-state syncs attempted.", (n) => n.stats.pushPulls);
   counter("thoc_gossip_push_pull_failures_total", "Full-state syncs that failed.", (n) => n.stats.pushPullFailures);
   counter("thoc_gossip_dropped_total", "Datagrams and stream frames dropped, by reason (auth: no key opened it).", (n) => ({ ...n.stats.dropped }), "reason");
+  counter("thoc_gossip_streams_refused_total", "Inbound TCP gossip streams cut before their frame opened, by reason (oversize prefix, overLimit connections, timeout): a stranger or a broken peer.",
+    (n) => { const r = (n.swim.transport as { refused?: Record<string, number> }).refused; return r ? { ...r } : {}; }, "reason");
   counter("thoc_gossip_bytes_total", "Gossip bytes sent and received (UDP and TCP, sealed).", (n) => ({ in: n.stats.bytesIn, out: n.stats.bytesOut }), "direction");
 }

@@ -1,6 +1,7 @@
 /** The real UDP/TCP transport, in process, on loopback. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { DEV_CLUSTER_KEY } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { loopbackBlock, waitFor } from "../test/harness.js";
@@ -48,6 +49,59 @@ test("bind conflicts are ThocErrors; sends to bad addresses and requests to clos
     b.sendPacket(`${bind}:99999`, Buffer.from("x"));
     await waitFor("send errors reported", () => errors >= 1, 5000, 20);
     await assert.rejects(b.request(`${bind}:1`, Buffer.from("x"), 1000));
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+/** A raw TCP client: sends bytes and reports when the agent closes the connection. */
+function rawConn(address: string): { sock: net.Socket; closed: Promise<number> } {
+  const i = address.lastIndexOf(":");
+  const t0 = Date.now();
+  const sock = net.connect(Number(address.slice(i + 1)), address.slice(0, i));
+  sock.on("error", () => {});
+  return { sock, closed: new Promise((r) => sock.on("close", () => r(Date.now() - t0))) };
+}
+
+const prefix = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+
+test("inbound streams are capped: oversized prefix refused at once, a dripping frame cut at its deadline, connections over the limit closed on accept", { timeout: 20_000 }, async () => {
+  const bind = `${loopbackBlock()}.1`;
+  const a = await NetTransport.open({ bind, port: 0, maxFrameBytes: 64 << 10, maxInbound: 4, frameTimeoutMs: 600 });
+  a.listen({ packet: () => {}, request: async (b) => b });
+  const b = await NetTransport.open({ bind: `${bind.slice(0, -1)}2`, port: 0 });
+  try {
+    // A length prefix over the cap: closed before the agent buffers anything.
+    const big = rawConn(a.address);
+    big.sock.write(prefix((64 << 10) + 1));
+    const bigMs = await big.closed;
+    assert.ok(bigMs < 300, `oversized prefix closed after ${bigMs} ms`);
+    assert.equal(a.refused.oversize, 1);
+
+    // A frame within the cap whose bytes drip in: cut at the deadline although it is never idle.
+    const drip = rawConn(a.address);
+    drip.sock.write(Buffer.concat([prefix(1000), Buffer.alloc(500)]));
+    const iv = setInterval(() => drip.sock.write(Buffer.from([1])), 100);
+    const dripMs = await Promise.race([drip.closed, new Promise<number>((r) => setTimeout(() => r(-1), 3000))]);
+    clearInterval(iv);
+    drip.sock.destroy();
+    assert.ok(dripMs >= 500 && dripMs < 1500, `dripping frame closed after ${dripMs} ms`);
+    assert.equal(a.refused.timeout, 1);
+
+    // Four connections held open: a fifth is closed on accept while they last.
+    const held = [0, 1, 2, 3].map(() => rawConn(a.address));
+    await Promise.all(held.map((h) => new Promise((r) => h.sock.once("connect", r))));
+    await new Promise((r) => setTimeout(r, 50));
+    const fifth = rawConn(a.address);
+    const fifthMs = await fifth.closed;
+    assert.ok(fifthMs < 300, `fifth connection closed after ${fifthMs} ms`);
+    assert.ok(a.refused.overLimit >= 1);
+    await Promise.all(held.map((h) => h.closed));
+
+    // None of it stops a real request.
+    const resp = await b.request(a.address, Buffer.from("hello"), 2000);
+    assert.equal(Buffer.from(resp).toString(), "hello");
   } finally {
     await a.close();
     await b.close();

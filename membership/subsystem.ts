@@ -52,6 +52,7 @@ export class MembershipSubsystem implements Subsystem, Membership, ClusterServic
     let node: GossipNode | undefined;
     const transport = await NetTransport.open({
       bind: cfg.bind, port: cfg.gossipPort, advertise: cfg.advertise,
+      maxFrameBytes: cfg.gossip.maxStreamBytes, maxInbound: cfg.gossip.maxInboundStreams, frameTimeoutMs: cfg.gossip.streamTimeout,
       onError: (where, err) => {
         if (node) node.stats.dropped.send++;
         log.debug({ where, err: err.message }, "gossip socket error");

@@ -27,6 +27,8 @@ export interface Replicated {
   admin: RingAdmin;
   /** One line for `status`: ring size and effective N/W/R. */
   summary(): string;
+  /** False while a joining node has not received the ring (S3 answers 503): the agent is not ready then. */
+  serving(): boolean;
   stop(): Promise<void>;
 }
 
@@ -87,6 +89,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     keyTable: keyTableOver(node.table("s3keys")),
     admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId }),
     summary: quorumText,
+    serving: () => gate.synced(),
     async stop() {
       gate.stop();
       await node.stop();

@@ -2,8 +2,9 @@
  * The objectstore subsystem: opens the replicated store (durable replicas on
  * this node, the ring, the replica protocol; replicated.ts), the S3 key
  * registry, registers KeyService, and serves S3 on bind:s3Port from the ring.
- * Healthy once the S3 port is listening; its detail line gives the ring size
- * and the effective N/W/R.
+ * Healthy once the S3 port is listening and, on a joining node, the ring has
+ * arrived from the cluster (until then S3 answers 503, so /readyz must not
+ * say 200); its detail line gives the ring size and the effective N/W/R.
  */
 import client from "prom-client";
 import { followTlsPair, readTlsPair, type AgentContext, type Logger, type Membership, type Subsystem, type SubsystemHealth } from "../core/index.js";
@@ -81,7 +82,9 @@ export class ObjectStoreSubsystem implements Subsystem {
   }
 
   health(): SubsystemHealth {
-    if (this.state.status === "up" && this.replicated) return { status: "up", detail: this.replicated.summary() };
+    if (this.state.status === "up" && this.replicated) {
+      return { status: this.replicated.serving() ? "up" : "starting", detail: this.replicated.summary() };
+    }
     return this.state;
   }
 

@@ -1,2 +1,2 @@
 /** Node-local durable state: LevelDB under the data dir, node id, data-dir lock. */
-export { LocalStore } from "./local.js";
+export { LocalStore, makeDirs } from "./local.js";

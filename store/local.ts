@@ -5,7 +5,7 @@
  * the refusal say who holds it.
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, readFile, writeFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ClassicLevel } from "classic-level";
 import { ThocError } from "../errors/index.js";
@@ -24,7 +24,7 @@ export class LocalStore {
   static async open(dataDir: string): Promise<LocalStore> {
     const dir = path.resolve(dataDir);
     try {
-      await mkdir(path.join(dir, "meta"), { recursive: true });
+      await makeDirs(path.join(dir, "meta"));
     } catch (err) {
       throw new ThocError("failed_precondition", `data dir ${dir}: cannot create it: ${(err as Error).message}`, { dataDir: dir }, { cause: err });
     }
@@ -41,7 +41,7 @@ export class LocalStore {
       }
       throw new ThocError("failed_precondition", `data dir ${dir}: cannot open the metadata store: ${cause}`, { dataDir: dir }, { cause: err });
     }
-    await writeFile(path.join(dir, "agent.pid"), `${process.pid}\n`);
+    await writeFile(path.join(dir, "agent.pid"), `${process.pid}\n`, { mode: 0o600 });
     let nodeId = await db.get("node/id");
     if (!nodeId) {
       nodeId = randomUUID();
@@ -65,5 +65,28 @@ export class LocalStore {
   async close(): Promise<void> {
     await rm(path.join(this.dataDir, "agent.pid"), { force: true });
     await this.db.close();
+  }
+}
+
+/**
+ * mkdir -p, one component at a time: only the directories it creates get
+ * 0700 (set explicitly, whatever the umask); one that exists keeps its mode
+ * (the unit's 0750 /var/lib/thoc). Node's recursive mkdir is not used: under
+ * /proc it never returns.
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try {
+      await stat(d);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || path.dirname(d) === d) throw err;
+      missing.unshift(d);
+    }
+  }
+  for (const d of missing) {
+    await mkdir(d, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== "EEXIST") throw err; });
+    await chmod(d, 0o700);
   }
 }

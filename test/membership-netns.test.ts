@@ -3,14 +3,18 @@
  * routed through a router namespace where iptables drops traffic between
  * {n1,n2,n3} and {n4,n5}. After the heal the views must re-merge. Needs root
  * (ip netns); skipped with a message when namespaces cannot be created.
+ *
+ * The agents bind 10.77.x.2, not loopback, so they run as production does
+ * (--dev binds only loopback): a cluster key of their own and TLS on gRPC
+ * from a test CA, which the CLI verifies.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { CLI, REPO_ROOT, waitFor } from "./harness.js";
+import { CLI, REPO_ROOT, newClusterKey, waitFor } from "./harness.js";
 
 const tag = `t${process.pid % 100000}`;
 const router = `thoc-${tag}-r`;
@@ -32,11 +36,29 @@ try {
 const procs: ChildProcess[] = [];
 const output: string[] = [];
 let root = "";
+const clusterKey = newClusterKey();
+let tls: { ca: string; cert: string; key: string };
+
+/** A test CA and one certificate for every agent's address (serverAuth for gRPC, clientAuth for peers). */
+async function makeCerts(dir: string): Promise<typeof tls> {
+  const f = (n: string) => path.join(dir, n);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const openssl = (...a: string[]) => execFileSync("openssl", a, { stdio: "ignore" });
+  openssl("req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj", "/CN=thoc netns test CA");
+  openssl("req", ...ec, "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=thoc node");
+  await writeFile(f("san.ext"), `subjectAltName=${Array.from({ length: N }, (_, i) => `IP:${ip(i + 1)}`).join(",")}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+  openssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.crt"), "-days", "2", "-extfile", f("san.ext"));
+  return { ca: f("ca.crt"), cert: f("node.crt"), key: f("node.key") };
+}
 
 function spawnAgent(i: number): void {
-  const p = spawn("ip", ["netns", "exec", ns(i), process.execPath, CLI, "agent", "--dev", "--name", `n${i}`, "--bind", ip(i),
+  const p = spawn("ip", ["netns", "exec", ns(i), process.execPath, CLI, "agent", "--config", "/dev/null", "--name", `n${i}`, "--bind", ip(i),
     "--data-dir", path.join(root, `n${i}`), "--join", `${ip(1)}:7946`, "--join", `${ip(4)}:7946`], {
-    cwd: REPO_ROOT, env: { ...process.env, THOC_PRESET: "local" }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      ...process.env, THOC_PRESET: "local", THOC_CLUSTER_KEYS: clusterKey, THOC_HYPERVISOR_URI: "test:///default",
+      THOC_TLS_CERT_FILE: tls.cert, THOC_TLS_KEY_FILE: tls.key, THOC_TLS_CA_FILE: tls.ca,
+    },
   });
   output[i] = "";
   p.stdout!.on("data", (b: Buffer) => { output[i] += b; if (output[i]!.length > 1e6) output[i] = output[i]!.slice(-5e5); });
@@ -45,7 +67,7 @@ function spawnAgent(i: number): void {
 }
 
 function membersOf(i: number): { name: string; state: string }[] {
-  const out = execFileSync("ip", ["netns", "exec", ns(i), process.execPath, CLI, "--addr", `${ip(i)}:7400`, "members", "--json"],
+  const out = execFileSync("ip", ["netns", "exec", ns(i), process.execPath, CLI, "--addr", `${ip(i)}:7400`, "--tls-ca", tls.ca, "members", "--json"],
     { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: 15_000 }).toString();
   return JSON.parse(out) as { name: string; state: string }[];
 }
@@ -57,6 +79,7 @@ function view(i: number): Record<string, string> {
 before(async () => {
   if (skip) return;
   root = await mkdtemp(path.join(tmpdir(), "thoc-netns-"));
+  tls = await makeCerts(root);
   sh("ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1");
   sh("ip", "-n", router, "link", "set", "lo", "up");
   for (let i = 1; i <= N; i++) {

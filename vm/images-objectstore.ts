@@ -9,12 +9,12 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ThocError } from "../errors/index.js";
 import { isBlobError, type BlobStore } from "../objectstore/index.js";
 import {
-  IMAGE_NAME_RE, IMAGE_PARTS, LocalImageStore, checkImageName, sha256File,
+  IMAGE_NAME_RE, IMAGE_PARTS, LocalImageStore, checkImageName, ensureTraversable, sha256File,
   type ImageFile, type ImageImportOptions, type ImagePart, type ImageRecord, type ImageStore, type ImageWriter,
 } from "./images.js";
 
@@ -167,7 +167,8 @@ export class ObjectImageStore implements ImageStore {
       throw new ThocError("not_found", `image ${name} is not on this node: import it with \`thoc-node image import ${name} FILE\` (thoc-node image list shows what is here)`, { image: name });
     }
     if (this.verified.get(name) === await this.stamp(rec)) return rec;
-    await mkdir(path.join(this.dir, name), { recursive: true, mode: 0o755 });
+    await ensureTraversable(this.dir);
+    await ensureTraversable(path.join(this.dir, name));
     for (const f of rec.files) {
       const file = this.pathOf(name, f.part);
       const have = await sha256File(file).catch(() => undefined);
@@ -206,6 +207,7 @@ export class ObjectImageStore implements ImageStore {
       }
       const got = h.digest("hex");
       if (got !== f.sha256 || size !== f.size) throw bad(`fetched ${size} bytes with SHA-256 ${got}, the record says ${f.size} bytes with ${f.sha256}`);
+      await fh.chmod(0o644); // QEMU reads it; the agent's umask would leave it 0600
       await fh.sync();
       await fh.close();
       await rename(tmp, dest);

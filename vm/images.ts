@@ -72,9 +72,9 @@ export class LocalImageStore implements ImageStore {
   async begin(name: string, opts: ImageImportOptions = {}): Promise<ImageWriter> {
     checkImageName(name);
     if (!opts.replace && await this.get(name)) throw new ThocError("already_exists", `image ${name} already exists: delete it first (thoc-node image delete ${name}) or import with --replace`, { image: name });
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    await ensureTraversable(this.dir);
     const tmp = path.join(this.dir, `.import-${name}-${randomUUID().slice(0, 8)}`);
-    await mkdir(tmp, { mode: 0o755 });
+    await ensureTraversable(tmp);
     const parts = new Map<ImagePart, { ws: WriteStream; hash: ReturnType<typeof createHash>; size: number }>();
     const closeAll = () => Promise.all([...parts.values()].map((p) => new Promise<void>((r, j) => p.ws.end((e?: Error | null) => (e ? j(e) : r())))));
     const self = this;
@@ -93,6 +93,8 @@ export class LocalImageStore implements ImageStore {
       async commit() {
         try {
           await closeAll();
+          // QEMU (libvirt-qemu) reads kernels, initrds and base disks; the agent's umask would make them 0600.
+          for (const part of parts.keys()) await chmod(path.join(tmp, part), 0o644);
           const has = (x: ImagePart) => parts.has(x);
           if (has("disk") && (has("kernel") || has("initrd"))) throw new ThocError("invalid_argument", "an image is either a disk image or a kernel (+ initrd), not both");
           if (!has("disk") && !has("kernel")) throw new ThocError("invalid_argument", "no image data: give a disk image FILE, or --kernel FILE (with --initrd FILE)");
@@ -173,7 +175,11 @@ export class LocalImageStore implements ImageStore {
   }
 }
 
-/** Makes dir and its parents up to root traversable by QEMU's user (libvirt-qemu), which runs the VM. */
+/**
+ * Makes dir traversable by QEMU's user (libvirt-qemu), which runs the VM: 0755
+ * set explicitly, since the agent's umask (0077, for its own secrets) would
+ * make it 0700.
+ */
 export async function ensureTraversable(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
   await chmod(dir, 0o755).catch(() => {});

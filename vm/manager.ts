@@ -7,7 +7,7 @@
  * running thoc- domains it has no record of, marks vanished ones missing).
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { chmod, rm } from "node:fs/promises";
 import path from "node:path";
 import { ThocError } from "../errors/index.js";
 import type { DomainState, Hypervisor, LifecycleEvent } from "../hypervisor/index.js";
@@ -256,18 +256,21 @@ export class VmManager {
   /** The VM's directory (overlay disk, seed ISO) and its libvirt domain; each step leaves its undo. */
   private async defineDomain(rec: VmRecord, spec: VmSpec, image: ImageRecord, passwordHash: string | undefined, undo: (() => Promise<unknown>)[]): Promise<void> {
     const dir = this.dirOf(spec.name);
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await ensureTraversable(this.o.vmDir);
+    await ensureTraversable(dir);
     undo.push(() => rm(dir, { recursive: true, force: true }));
     const disk = spec.diskGB > 0 ? path.join(dir, "disk.qcow2") : undefined;
     if (disk) {
       const base = image.kind === "disk" ? { file: this.o.images.pathOf(image.name, "disk"), format: image.files[0]!.format } : undefined;
       await createOverlay(disk, spec.diskGB, base);
+      await chmod(disk, 0o644); // as qemu-img makes it under the customary umask; the agent's own (0077) would give 0600
     }
     const nic = spec.network.mode === "bridge-vlan" ? { mac: rec.mac, bridge: bridgeFor(spec.network, this.o.vlanMode, this.o.vlanBridgePattern), tap: rec.tap } : undefined;
     let seedIso: string | undefined;
     if (image.kind === "disk") {
       seedIso = path.join(dir, "seed.iso");
       await buildSeedIso(seedIso, { instanceId: rec.uuid, hostname: spec.cloudInit?.hostname || spec.name, cloudInit: spec.cloudInit, passwordHash, network: spec.network, mac: rec.mac });
+      await chmod(seedIso, 0o644); // QEMU reads it: as genisoimage makes it under the customary umask
     }
     const kernel = image.kind === "kernel" ? {
       kernel: this.o.images.pathOf(image.name, "kernel"),

@@ -21,6 +21,8 @@ const FLAGS: [string, string][] = [
   ["--data-dir <dir>", "data directory (default /var/lib/thoc; with --dev ./.thoc/<name>)"],
   ["--hypervisor-uri <uri>", "libvirt URI (default qemu:///system; with --dev test:///default)"],
   ["--log-level <level>", "trace|debug|info|warn|error|fatal|silent (default info)"],
+  // Checked by the config like every other value, so a bad one is exit 2 with the config's message.
+  ["--preset <preset>", "timer preset: lan or local"],
 ];
 
 export function registerAgent(program: Command): void {
@@ -31,7 +33,6 @@ export function registerAgent(program: Command): void {
     .option("--dev", "development mode: data under ./.thoc/<name>, test hypervisor, dev cluster key, plaintext, generated S3 keys")
     .addOption(new Option("--join <host:port...>", "seed agents to join (gossip address; repeatable)"));
   for (const [f, d] of FLAGS) cmd.option(f, d);
-  cmd.addOption(new Option("--preset <preset>", "timer preset: lan or local").choices(["lan", "local"]));
   cmd.action(async (opts: Record<string, unknown>) => {
     const flags: Record<string, unknown> = {};
     for (const [f] of FLAGS) {
@@ -40,7 +41,6 @@ export function registerAgent(program: Command): void {
       flags[long] = opts[key];
     }
     flags["--join"] = opts.join;
-    if (opts.preset) process.env.THOC_PRESET = String(opts.preset);
     // Loaded here, not at the top, like the agent below: other commands need neither (yaml, pino).
     const { loadConfig } = await import("../../config/index.js");
     let config: Config;
@@ -54,26 +54,32 @@ export function registerAgent(program: Command): void {
   });
 }
 
+/** After the first signal the process is gone within shutdownTimeout + this, whatever it is stuck on. */
+const HARD_EXIT_MARGIN_MS = 3000;
+
 export async function runAgent(config: Config): Promise<void> {
   const [{ redacted }, { createLogger, VERSION }] = await Promise.all([import("../../config/index.js"), import("../../core/index.js")]);
   const log = createLogger(config.logLevel, { node: config.name });
   // Loaded here, not at the top: only this command needs the subsystems (koffi, LevelDB).
-  const { Agent, createSubsystems } = await import("../../agent/index.js");
+  const { Agent, createSubsystems, exitBounded, exitDeadline } = await import("../../agent/index.js");
   const agent = new Agent(config, log, createSubsystems(config));
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     if (++signals > 1) {
       log.warn({ signal: sig }, "second signal: exiting now");
-      process.exit(1);
+      exitBounded(1);
     }
     log.info({ signal: sig }, "stopping");
-    const hard = setTimeout(() => { log.error("shutdown took too long: exiting"); process.exit(1); }, config.shutdownTimeout + 1500);
+    // The kernel ends the process at this deadline even if the event loop or a libvirt thread is stuck;
+    // the timer below is the orderly version of the same, a little earlier.
+    exitDeadline((config.shutdownTimeout + HARD_EXIT_MARGIN_MS) / 1000);
+    const hard = setTimeout(() => { log.error("shutdown took too long: exiting"); exitBounded(1); }, config.shutdownTimeout + 1500);
     hard.unref();
     agent.stop().then(() => {
       log.info("stopped");
       log.flush?.();
-      process.exit(0);
-    }, (err) => { log.error({ err }, "stop failed"); process.exit(1); });
+      exitBounded(0);
+    }, (err) => { log.error({ err }, "stop failed"); exitBounded(1); });
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
@@ -91,8 +97,9 @@ export async function runAgent(config: Config): Promise<void> {
     const e = ThocError.from(err);
     log.error({ err: e.code === "internal" ? err : undefined, code: e.code }, e.message);
     process.stderr.write(`thoc-node: ${e.message}\n`);
+    exitDeadline((config.shutdownTimeout + HARD_EXIT_MARGIN_MS) / 1000);
     await agent.stop().catch(() => {});
-    process.exit(e.code === "invalid_argument" ? 2 : e.code === "failed_precondition" ? 3 : 1);
+    exitBounded(e.code === "invalid_argument" ? 2 : e.code === "failed_precondition" ? 3 : 1);
   }
   const a = agent.addresses;
   log.info({ nodeId: agent.nodeId, grpc: a.grpc, http: a.http, s3: a.s3, gossip: a.gossip, startMs: Date.now() - t0 }, "agent ready");

@@ -53,7 +53,7 @@ export function headerChecksums(h: IncomingMessage["headers"]): { checksums: Che
   return { checksums, sdkAlg };
 }
 
-export function prepareBody(req: IncomingMessage, auth: AuthResult, idleMs: number, count: (n: number) => void): PreparedBody {
+export function prepareBody(req: IncomingMessage, auth: AuthResult, idleMs: number, count: (n: number) => void, minRate = 0): PreparedBody {
   const h = req.headers;
   const mode = auth.payload;
   const expect = headerExpectations(h);
@@ -66,8 +66,8 @@ export function prepareBody(req: IncomingMessage, auth: AuthResult, idleMs: numb
   const echo = [...new Set<ChecksumAlgorithm>([...(Object.keys(expect.checksums!) as ChecksumAlgorithm[]), ...expect.computeChecksums!])];
   const payload = payloadHashCheck(mode, expect);
   const mapError = shaMismatchFromStore(payload);
-  if (!chunked) return { body: new SocketBody(req, idleMs, count, bodyCheck(expect, payload)), expect, echo, mapError };
-  const decoder = new ChunkedDecoder(new SocketBody(req, idleMs, count), { chain: mode === STREAMING_UNSIGNED_TRAILER ? undefined : auth.chain, trailer: mode !== STREAMING_SIGNED });
+  if (!chunked) return { body: new SocketBody(req, idleMs, count, bodyCheck(expect, payload), minRate), expect, echo, mapError };
+  const decoder = new ChunkedDecoder(new SocketBody(req, idleMs, count, undefined, minRate), { chain: mode === STREAMING_UNSIGNED_TRAILER ? undefined : auth.chain, trailer: mode !== STREAMING_SIGNED });
   return { body: checked(decoder, bodyCheck(expect, payload, trailerAlg && { alg: trailerAlg, decoder })), expect, echo, mapError };
 }
 

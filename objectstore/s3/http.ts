@@ -30,7 +30,7 @@ export interface Ctx {
 }
 
 export function body(ctx: Ctx): PreparedBody {
-  return prepareBody(ctx.req, ctx.auth, ctx.config.s3.idleTimeout, (n) => { ctx.bytesIn += n; });
+  return prepareBody(ctx.req, ctx.auth, ctx.config.s3.idleTimeout, (n) => { ctx.bytesIn += n; }, ctx.config.s3.minBodyRate);
 }
 
 export function sendXml(ctx: Ctx, status: number, root: string, children: XmlNode, headers: Record<string, string> = {}): void {

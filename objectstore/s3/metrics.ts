@@ -4,6 +4,7 @@ import client, { type Registry } from "prom-client";
 export interface S3Metrics {
   observe(op: string, status: number, seconds: number, bytesIn: number, bytesOut: number, errorCode?: string): void;
   inflight: client.Gauge;
+  connectionsRefused: client.Counter;
 }
 
 function get<T>(registry: Registry, name: string, make: () => T): T {
@@ -31,8 +32,11 @@ export function createS3Metrics(registry: Registry): S3Metrics {
   const inflight = get(registry, "thoc_s3_inflight_requests", () => new client.Gauge({
     name: "thoc_s3_inflight_requests", help: "S3 requests being served now.", registers,
   }));
+  const connectionsRefused = get(registry, "thoc_s3_connections_refused_total", () => new client.Counter({
+    name: "thoc_s3_connections_refused_total", help: "Connections closed on accept because s3.maxConnections were open.", registers,
+  }));
   return {
-    inflight,
+    inflight, connectionsRefused,
     observe(op, status, seconds, bin, bout, errorCode) {
       requests.inc({ operation: op, status: String(status) });
       latency.observe({ operation: op }, seconds);

@@ -64,6 +64,9 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
       answerClientError(Object.assign(new Error("plaintext HTTP on the HTTPS port"), { code: "THOC_PLAINTEXT_ON_TLS" }), socket, config.s3.maxHeaderBytes, metrics);
     })
     : http.createServer(serverOpts, onRequest);
+  // Beyond this, Node closes a new connection on accept: a flood of idle or dripping clients cannot take every descriptor.
+  server.maxConnections = config.s3.maxConnections;
+  server.on("drop", () => metrics.connectionsRefused.inc());
   server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => { void handle(req, res, true); });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, config.s3.maxHeaderBytes, metrics));
 

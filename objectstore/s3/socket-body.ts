@@ -19,7 +19,11 @@ export interface BodyCheck { chunk(c: Uint8Array): void; end(): void }
  * otherwise cost several promise hops, a measurable share of a PUT's CPU).
  * Up to QUEUE_HIGH bytes are queued before the request is paused.
  * RequestTimeout when the client sends nothing for idleMs while we wait for
- * it (a slow consumer does not count); IncompleteBody when it goes away.
+ * it (a slow consumer does not count), or, with a minimum rate, when over a
+ * window of idleMs spent mostly waiting for it the client sent fewer than
+ * minRate bytes a second (a byte every few seconds never trips the idle
+ * timer, yet holds the request and its buffers forever); IncompleteBody when
+ * it goes away.
  */
 export class SocketBody implements AsyncIterableIterator<Buffer> {
   private readonly queue: Buffer[] = [];
@@ -31,8 +35,14 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
   private error?: unknown;
   private waiter?: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void };
   private timer?: NodeJS.Timeout;
+  private rateTimer?: NodeJS.Timeout;
+  /** Bytes received and ms spent waiting for the client (nothing queued, consumer waiting) in this rate window. */
+  private windowBytes = 0;
+  private waitedMs = 0;
+  private waitingSince?: number;
 
-  constructor(private readonly req: IncomingMessage, private readonly idleMs: number, private readonly count: (n: number) => void, private readonly check?: BodyCheck) {}
+  constructor(private readonly req: IncomingMessage, private readonly idleMs: number, private readonly count: (n: number) => void, private readonly check?: BodyCheck,
+    private readonly minRate = 0) {}
 
   [Symbol.asyncIterator](): this {
     return this;
@@ -40,6 +50,7 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
 
   private start(): void {
     this.timer = setTimeout(this.onIdle, this.idleMs);
+    if (this.minRate > 0) this.rateTimer = setInterval(this.onRateWindow, this.idleMs);
     this.req.on("data", this.onData);
     this.req.on("end", this.onEnd);
     this.req.on("error", this.onError);
@@ -48,6 +59,11 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
 
   private readonly onData = (c: Buffer): void => {
     this.count(c.length);
+    this.windowBytes += c.length;
+    if (this.waitingSince !== undefined) {
+      this.waitedMs += Date.now() - this.waitingSince;
+      this.waitingSince = undefined;
+    }
     this.timer?.refresh();
     this.queue.push(c);
     this.queued += c.length;
@@ -84,6 +100,22 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
       return;
     }
     this.error ??= s3err("RequestTimeout");
+    this.settle();
+  };
+
+  private readonly onRateWindow = (): void => {
+    const now = Date.now();
+    let waited = this.waitedMs;
+    if (this.waitingSince !== undefined) {
+      waited += now - this.waitingSince;
+      this.waitingSince = now;
+    }
+    const bytes = this.windowBytes;
+    this.windowBytes = 0;
+    this.waitedMs = 0;
+    // Judged only when we mostly waited for the client this window: a slow consumer is not the client's fault.
+    if (this.ended || this.finished || waited < this.idleMs / 2 || bytes >= (this.minRate * waited) / 1000) return;
+    this.error ??= s3err("RequestTimeout", `Your socket connection to the server sent less than ${this.minRate} bytes a second of the request body (s3.minBodyRate).`);
     this.settle();
   };
 
@@ -132,6 +164,7 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
     }
     // The client's idle time counts from when we start waiting for it.
     if (!this.waiter) this.timer?.refresh();
+    this.waitingSince ??= Date.now();
     return new Promise((resolve, reject) => { this.waiter = { resolve, reject }; });
   }
 
@@ -145,6 +178,7 @@ export class SocketBody implements AsyncIterableIterator<Buffer> {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.timer);
+    clearInterval(this.rateTimer);
     this.req.off("data", this.onData);
     this.req.off("end", this.onEnd);
     this.req.off("error", this.onError);

@@ -6,6 +6,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import net from "node:net";
 import { ROOT, codeOf, raw, signer, startS3, type Fixture, type MakeStore } from "./test-fixture.js";
 
@@ -58,6 +59,14 @@ export function badInputSuite(makeStore: MakeStore): void {
       expectError(await raw(f, { method: "POST", path: "/bad-input", query: { delete: "" }, body: many }), 400, "MalformedXML");
       const huge = "<Delete>" + "<!-- pad -->".repeat(300_000) + "</Delete>";
       expectError(await raw(f, { method: "POST", path: "/bad-input", query: { delete: "" }, body: huge }), 400, "MalformedXML");
+      // An unclosed-tag flood with a valid Content-MD5: a short answer that does not echo the parser's state, quickly.
+      const flood = "<a>".repeat(30_000);
+      const t0 = Date.now();
+      const fr = await raw(f, { method: "POST", path: "/bad-input", query: { delete: "" }, body: flood, headers: { "content-md5": createHash("md5").update(flood).digest("base64") } });
+      const floodMs = Date.now() - t0;
+      expectError(fr, 400, "MalformedXML");
+      assert.ok(fr.body.length < 1024, `MalformedXML answer of ${fr.body.length} bytes`);
+      assert.ok(floodMs < 500, `answered in ${floodMs} ms`);
       const mp = await raw(f, { method: "POST", path: "/bad-input/obj", query: { uploads: "" } });
       const id = /<UploadId>([^<]+)<\/UploadId>/.exec(mp.body)![1]!;
       expectError(await raw(f, { method: "POST", path: "/bad-input/obj", query: { uploadId: id }, body: "<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>1</ETag></Part></CompleteMultipartUpload>" }), 400, "MalformedXML");

@@ -46,8 +46,10 @@ export async function startSystemAgent(): Promise<{ c: Cluster; a: AgentProcess;
     throw new Error(`libvirtd is not answering on ${URI}: run \`bash test/boot/setup-libvirt.sh\` first (${(err as Error).message.split("\n")[0]})`);
   }
   const c = await startCluster(1, { args: ["--hypervisor-uri", URI], env: { THOC_VM_DOMAIN_TYPE: "qemu" } });
-  // QEMU runs as libvirt-qemu and must reach the image and VM files under the (0700) temp dir.
+  // QEMU runs as libvirt-qemu and must reach the image and VM files under the (0700) temp dir and
+  // the data dir the agent made (0700, as it makes every directory of its own; vms/ and images/ are 0755).
   await chmod(c.root, 0o755);
+  await chmod(c.agents[0]!.dataDir, 0o711);
   return {
     c, a: c.agents[0]!,
     async release(domains) {
