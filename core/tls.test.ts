@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -24,6 +24,10 @@ test("readTlsPair: a missing file or a key that is not the certificate's names t
     (e: ThocError) => e.code === "invalid_argument" && /^config: s3\.tls\.certFile: cannot read \/nonexistent\.crt/.test(e.message) && e.details.key === "s3.tls.certFile");
   assert.throws(() => readTlsPair(one.certFile, two.keyFile, "s3.tls"), (e: ThocError) => e.code === "invalid_argument" && /not a PEM certificate and its private key/.test(e.message));
   assert.throws(() => readTlsPair(one.keyFile, one.keyFile, "tls"), (e: ThocError) => e.code === "invalid_argument" && /tls: /.test(e.message));
+  const open = path.join(dir, "open.key");
+  copyFileSync(one.keyFile, open);
+  chmodSync(open, 0o644);
+  assert.throws(() => readTlsPair(one.certFile, open, "s3.tls"), (e: ThocError) => e.details.key === "s3.tls.keyFile" && /readable by group or others.*chmod 600/.test(e.message), "a key others can read");
 });
 
 test("followTlsPair: a certificate renewed on disk is served without a restart; a broken one is reported and the old one kept", async () => {

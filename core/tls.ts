@@ -1,26 +1,21 @@
 /**
  * Certificate files for the agent's own TLS listeners besides gRPC (the S3
- * port, the VNC WebSocket), read once at start with errors that name the
- * option to fix, and checked as a pair (a key that does not match its
- * certificate fails here, not at a client's first handshake).
+ * port, the VNC WebSocket), read with errors that name the option to fix, a
+ * key others can read refused (config/ readKeyFile), and checked as a pair (a
+ * key that does not match its certificate fails here, not at a client's first
+ * handshake).
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { createSecureContext } from "node:tls";
+import { readConfigFile, readKeyFile } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 
 export interface TlsPair { cert: Buffer; key: Buffer }
 
 /** Reads and checks a PEM certificate and key; `option` is the config path of the pair, e.g. "s3.tls". */
 export function readTlsPair(certFile: string, keyFile: string, option: string): TlsPair {
-  const read = (f: string, which: string) => {
-    try {
-      return readFileSync(f);
-    } catch (err) {
-      throw new ThocError("invalid_argument", `config: ${option}.${which}: cannot read ${f}: ${(err as Error).message}`, { key: `${option}.${which}` });
-    }
-  };
-  const pair = { cert: read(certFile, "certFile"), key: read(keyFile, "keyFile") };
+  const pair = { cert: readConfigFile(certFile, `${option}.certFile`), key: readKeyFile(keyFile, `${option}.keyFile`) };
   try {
     createSecureContext(pair);
   } catch (err) {
