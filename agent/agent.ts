@@ -12,7 +12,7 @@ import { NodeSchema, NodeService, type Node } from "../proto/index.js";
 import { RpcServer } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
-import { listen, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { listen, readTlsPair, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { readCapacity } from "./capacity.js";
 import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
@@ -101,6 +101,8 @@ export class Agent {
     // Every file the config names is read (and a key's mode checked) before anything is bound or
     // written, so a bad path is exit 2 with nothing listening and no credentials generated.
     this.checkTlsFiles();
+    const s3tls = cfg.s3.tls;
+    if (s3tls.certFile) readTlsPair(s3tls.certFile, s3tls.keyFile, "s3.tls");
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });

@@ -16,4 +16,4 @@ export { realClock, FakeClock, seededRandom, shuffle, type Clock, type Timer, ty
 export type { Membership, Member, MemberState, MemberEvent, MemberEventType, NodeMeta } from "./membership.js";
 export { VERSION } from "./version.js";
 export { listen } from "./net.js";
-export { readTlsPair, agentTlsPair, type TlsPair } from "./tls.js";
+export { readTlsPair, agentTlsFiles, followTlsPair, type TlsPair, type TlsFiles } from "./tls.js";

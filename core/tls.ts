@@ -1,26 +1,21 @@
 /**
  * Certificate files for the agent's own TLS listeners besides gRPC (the S3
- * port, the VNC WebSocket), read once at start with errors that name the
- * option to fix, and checked as a pair (a key that does not match its
- * certificate fails here, not at a client's first handshake).
+ * port, the VNC WebSocket), read with errors that name the option to fix, a
+ * key others can read refused (config/ readKeyFile), and checked as a pair (a
+ * key that does not match its certificate fails here, not at a client's first
+ * handshake).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { createSecureContext } from "node:tls";
+import { readConfigFile, readKeyFile } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 
 export interface TlsPair { cert: Buffer; key: Buffer }
 
 /** Reads and checks a PEM certificate and key; `option` is the config path of the pair, e.g. "s3.tls". */
 export function readTlsPair(certFile: string, keyFile: string, option: string): TlsPair {
-  const read = (f: string, which: string) => {
-    try {
-      return readFileSync(f);
-    } catch (err) {
-      throw new ThocError("invalid_argument", `config: ${option}.${which}: cannot read ${f}: ${(err as Error).message}`, { key: `${option}.${which}` });
-    }
-  };
-  const pair = { cert: read(certFile, "certFile"), key: read(keyFile, "keyFile") };
+  const pair = { cert: readConfigFile(certFile, `${option}.certFile`), key: readKeyFile(keyFile, `${option}.keyFile`) };
   try {
     createSecureContext(pair);
   } catch (err) {
@@ -30,14 +25,41 @@ export function readTlsPair(certFile: string, keyFile: string, option: string): 
   return pair;
 }
 
+export interface TlsFiles { certFile: string; keyFile: string }
+
 /**
- * The certificate the agent serves gRPC with, for listeners that follow it
- * (the VNC WebSocket): the operator's own (tls.certFile/keyFile) when set,
+ * The certificate files the agent serves gRPC with, for listeners that follow
+ * it (the VNC WebSocket): the operator's own (tls.certFile/keyFile) when set,
  * else the cluster PKI's node certificate in the data dir, else none.
  */
-export function agentTlsPair(tls: { certFile: string; keyFile: string }, dataDir: string): TlsPair | undefined {
-  if (tls.certFile) return readTlsPair(tls.certFile, tls.keyFile, "tls");
-  const cert = path.join(dataDir, "pki", "node.crt"), key = path.join(dataDir, "pki", "node.key");
-  if (existsSync(cert) && existsSync(key)) return readTlsPair(cert, key, "tls");
-  return undefined;
+export function agentTlsFiles(tls: TlsFiles, dataDir: string): TlsFiles | undefined {
+  if (tls.certFile) return { certFile: tls.certFile, keyFile: tls.keyFile };
+  const certFile = path.join(dataDir, "pki", "node.crt"), keyFile = path.join(dataDir, "pki", "node.key");
+  return existsSync(certFile) && existsSync(keyFile) ? { certFile, keyFile } : undefined;
+}
+
+/**
+ * Follows renewals: every `intervalMs` the files' mtimes are looked at, and a
+ * changed pair is read, checked and handed to `apply` (a TLS server's
+ * setSecureContext), so a certificate renewed on disk (certbot, the cluster
+ * PKI) is served without a restart. A pair that does not load (half written,
+ * mismatched) is reported and the old one kept; the next change is tried again.
+ */
+export function followTlsPair(files: TlsFiles, option: string, apply: (p: TlsPair) => void, onError: (err: Error) => void, intervalMs = 60_000): { stop(): void } {
+  const stamp = () => {
+    try { return `${statSync(files.certFile).mtimeMs}/${statSync(files.keyFile).mtimeMs}`; } catch { return "missing"; }
+  };
+  let last = stamp();
+  const timer = setInterval(() => {
+    const now = stamp();
+    if (now === last) return;
+    last = now;
+    try {
+      apply(readTlsPair(files.certFile, files.keyFile, option));
+    } catch (err) {
+      onError(err as Error);
+    }
+  }, intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }

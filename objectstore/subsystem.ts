@@ -7,7 +7,7 @@
  * say 200); its detail line gives the ring size and the effective N/W/R.
  */
 import client from "prom-client";
-import { readTlsPair, type AgentContext, type Logger, type Membership, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { followTlsPair, readTlsPair, type AgentContext, type Logger, type Membership, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { hostPort, isLoopback } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { KeyService, type ClusterService } from "../proto/index.js";
@@ -29,6 +29,7 @@ export class ObjectStoreSubsystem implements Subsystem {
   readonly name = "objectstore";
   private state: SubsystemHealth = { status: "starting" };
   private server?: S3Server;
+  private certWatch?: { stop(): void };
   private shutdownMs = 3000;
   replicated?: Replicated;
   keys?: KeyRegistry;
@@ -62,6 +63,11 @@ export class ObjectStoreSubsystem implements Subsystem {
     const tls = t.certFile ? readTlsPair(t.certFile, t.keyFile, "s3.tls") : undefined;
     this.server = createS3Server({ store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics, ...(tls ? { tls } : {}) });
     this.port = await this.server.listen(config.bind, config.s3Port);
+    if (tls) {
+      const server = this.server;
+      this.certWatch = followTlsPair(t, "s3.tls", (p) => { server.setTls(p); log.info({ certFile: t.certFile }, "S3 API: renewed certificate loaded"); },
+        (err) => log.warn({ err: err.message }, "S3 API: the changed certificate files do not load; still serving the previous certificate"));
+    }
     this.state = { status: "up" };
     const scheme = tls ? "https" : "http";
     log.info({ s3: `${scheme}://${hostPort(config.bind, this.port)}`, rootKey: this.keys.rootSource }, "S3 API listening");
@@ -88,6 +94,7 @@ export class ObjectStoreSubsystem implements Subsystem {
 
   async stop(): Promise<void> {
     this.state = { status: "down", detail: "stopped" };
+    this.certWatch?.stop();
     await this.server?.close(this.shutdownMs).catch(() => {});
     await this.replicated?.blobs.close().catch(() => {});
     await this.replicated?.stop().catch(() => {});

@@ -6,7 +6,8 @@
  * python3-boto3). Controls: a client that does not trust the CA is refused
  * (so verification is on), and a plaintext request to the HTTPS port is
  * answered with a 400 S3 error saying to use https://, not a reset. An
- * unreadable certificate stops the agent with exit 2 naming the option.
+ * unreadable certificate stops the agent with exit 2 naming the option, before
+ * the S3 port is bound.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -139,6 +140,7 @@ test("an unreadable s3.tls.certFile stops the agent with exit 2 naming the optio
   bad.spawn();
   assert.equal(await bad.waitExit(), 2);
   assert.match(bad.output, /s3\.tls\.certFile: cannot read \/nonexistent\/s3\.crt/);
+  assert.doesNotMatch(bad.output, /"msg":"(S3 API listening|store opened)"/, "refused before the store is opened or a port bound");
   const half = new AgentProcess("half", `${agent.bind.replace(/\.2$/, ".4")}`, path.join(root, "half"), { env: { ...S3_ENV, THOC_S3_TLS_CERT_FILE: certs.certFile } });
   half.spawn();
   assert.equal(await half.waitExit(), 2);

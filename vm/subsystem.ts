@@ -4,9 +4,10 @@
  * per-VM Prometheus metrics.
  */
 import type http from "node:http";
+import https from "node:https";
 import path from "node:path";
 import { Counter, Gauge } from "prom-client";
-import { agentTlsPair, listen, type AgentContext, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { agentTlsFiles, followTlsPair, listen, readTlsPair, type AgentContext, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { hostPort } from "../config/index.js";
 import { openHypervisor, type Hypervisor } from "../hypervisor/index.js";
 import { ImageService, VmService } from "../proto/index.js";
@@ -44,6 +45,7 @@ export class VmSubsystem implements Subsystem {
   hv?: Hypervisor;
   manager?: VmManager;
   private vncServer?: http.Server;
+  private certWatch?: { stop(): void };
   private readonly vncSockets = new Set<import("node:net").Socket>();
 
   constructor(private readonly deps: VmDeps = {}) {}
@@ -128,7 +130,8 @@ export class VmSubsystem implements Subsystem {
     const port = ctx.config.vm.vncPort;
     if (!port) return undefined;
     // The agent's own certificate (tls.* or the cluster PKI): the token in the URL is a credential.
-    const tls = agentTlsPair(ctx.config.tls, ctx.store.dataDir);
+    const files = agentTlsFiles(ctx.config.tls, ctx.store.dataDir);
+    const tls = files && readTlsPair(files.certFile, files.keyFile, "tls");
     const tokens = new VncTokens(() => `${tls ? "wss" : "ws"}://${hostPort(ctx.config.advertise, port)}`);
     const server = createVncProxy(m, tokens, tls);
     server.on("connection", (sock) => { this.vncSockets.add(sock); sock.on("close", () => this.vncSockets.delete(sock)); });
@@ -139,14 +142,21 @@ export class VmSubsystem implements Subsystem {
       return undefined;
     }
     this.vncServer = server;
+    if (files && server instanceof https.Server) {
+      // The node certificate renews itself (cluster PKI); the WebSocket must not go on presenting an expired one.
+      this.certWatch = followTlsPair(files, "tls", (p) => server.setSecureContext(p),
+        (err) => ctx.log.warn({ err: err.message }, "VNC WebSocket: the changed certificate files do not load; still serving the previous certificate"));
+    }
     return tokens;
   }
 
   quiesce(): void {
+    this.certWatch?.stop();
     this.vncServer?.close();
   }
 
   async stop(): Promise<void> {
+    this.certWatch?.stop();
     if (this.vncServer) {
       // Upgraded (WebSocket) sockets are no longer HTTP connections: end them by hand.
       for (const s of this.vncSockets) s.destroy();

@@ -12,6 +12,7 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { listen } from "../../core/index.js";
+import { ThocError } from "../../errors/index.js";
 import { answerClientError } from "./client-error.js";
 import { respondWithError } from "./error-response.js";
 import { createS3Metrics } from "./metrics.js";
@@ -82,6 +83,10 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
       return listen(server, host, port, "S3 API", "--s3-port");
     },
     stopAccepting,
+    setTls(pair) {
+      if (!(server instanceof https.Server)) throw new ThocError("failed_precondition", "the S3 port serves plaintext HTTP: set s3.tls.certFile and s3.tls.keyFile and restart to serve HTTPS");
+      server.setSecureContext({ cert: pair.cert, key: pair.key });
+    },
     async close(timeoutMs: number): Promise<void> {
       const closed = stopAccepting();
       if (inflight > 0) {

@@ -38,6 +38,8 @@ export interface S3Server {
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting new connections (and closes idle ones); requests under way go on. Resolves once all are closed. */
   stopAccepting(): Promise<void>;
+  /** Serves a renewed certificate to new connections (HTTPS only; throws on a plaintext server). */
+  setTls(pair: { cert: Buffer; key: Buffer }): void;
   /** Stops accepting, waits up to timeoutMs for in-flight requests, then destroys the rest. */
   close(timeoutMs: number): Promise<void>;
 }
