@@ -8,7 +8,7 @@
  * Needs root (ip netns, iptables); `netnsUnavailable()` says why not.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { AgentProcess, newClusterKey, type AgentOptions } from "./harness.js";
@@ -88,12 +88,30 @@ export class NetnsLab {
     sh("ip", "route", "add", `${this.base}.0.0/16`, "via", `${this.base}.250.1`);
     this.routed = true;
     const seeds = (opts.seeds ?? [1]).map((s) => `${this.ip(s)}:7946`);
-    // Off loopback a production-mode agent needs TLS (config/resolve.ts), which the harness does not set up yet: dev mode
-    // unless asked otherwise; one cluster key for all when not.
-    const agentOpts = { dev: true, clusterKey: newClusterKey(), ...opts };
+    // Off loopback an agent runs as production does (--dev binds only loopback): one cluster key for all, and
+    // TLS on gRPC from a test CA, which the CLI (THOC_TLS_CA) and peers verify.
+    const tls = await this.certs(n);
+    process.env.THOC_TLS_CA = tls.ca;
+    const agentOpts = {
+      dev: false, clusterKey: newClusterKey(), ...opts,
+      env: { ...opts.env, THOC_TLS_CERT_FILE: tls.cert, THOC_TLS_KEY_FILE: tls.key, THOC_TLS_CA_FILE: tls.ca },
+    };
     for (let i = 1; i <= n; i++) {
       this.agents.push(new AgentProcess(`n${i}`, this.ip(i), path.join(this.root, `n${i}`), { ...agentOpts, join: seeds, wrap: ["ip", "netns", "exec", this.ns(i)] }));
     }
+  }
+
+  /** A test CA (ECDSA P-256) and one certificate valid for every agent's address, for server and client use. */
+  private async certs(n: number): Promise<{ ca: string; cert: string; key: string }> {
+    const f = (name: string) => path.join(this.root, name);
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    const openssl = (...a: string[]) => execFileSync("openssl", a, { stdio: "ignore" });
+    openssl("req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj", "/CN=thoc netns test CA");
+    openssl("req", ...ec, "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=thoc node");
+    const ips = Array.from({ length: n }, (_, i) => `IP:${this.ip(i + 1)}`).join(",");
+    await writeFile(f("san.ext"), `subjectAltName=${ips}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+    openssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.crt"), "-days", "2", "-extfile", f("san.ext"));
+    return { ca: f("ca.crt"), cert: f("node.crt"), key: f("node.key") };
   }
 
   /** Drops all traffic between agents of different sides (agent numbers, 1-based). */
