@@ -18,14 +18,14 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import * as s3 from "@aws-sdk/client-s3";
 import type { DescService } from "@bufbuild/protobuf";
 import { PEER_AUTH_HEADER, PeerAuth, methodPath, presentedChain } from "../cluster/index.js";
 import { ObjectStoreService, PkiService } from "../proto/index.js";
 import { createClient, credentials } from "../rpc/index.js";
-import { AgentProcess, sleep, startCluster, waitFor, type Cluster } from "./harness.js";
+import { AgentProcess, runCli, sleep, startCluster, waitFor, type Cluster } from "./harness.js";
 import { S3_ENV, getText, s3client, waitRing } from "./objectstore-util.js";
 
 let cluster: Cluster;
@@ -113,6 +113,30 @@ test("a plaintext client and a TLS client without a certificate are refused, eve
   assert.match((await pki.getCa({})).caCertificate, /BEGIN CERTIFICATE/);
   await assert.rejects(pki.createJoinToken({}), (e: { code?: string }) => e.code === "unauthenticated");
   pki.close();
+});
+
+test("cert issue: the CLI makes the key, writes NAME.crt/NAME.key 0600 and ca.crt; the certificate works; a non-admin cannot issue", async () => {
+  const out = path.join(cluster.root, "operators");
+  // Only the CA holder issues; another member says where to go.
+  const elsewhere = await n2.cli(["cert", "issue", "alice", "--role", "operator", "--out", out]);
+  assert.equal(elsewhere.code, 1);
+  assert.match(elsewhere.stderr, /does not hold the cluster CA key: run this against the node where `thoc-node cluster init` ran/);
+  const r = await n1.cli(["cert", "issue", "alice", "--role", "operator", "--ttl", "2d", "--out", out, "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const files = JSON.parse(r.stdout) as { cert: string; key: string; ca: string; serial: string };
+  for (const f of [files.cert, files.key]) assert.equal(statSync(f).mode & 0o777, 0o600, `${f} mode`);
+  const x = new X509Certificate(readFileSync(files.cert));
+  assert.match(x.subject, /CN=alice/);
+  assert.match(x.subject, /OU=operator/);
+  assert.ok(x.verify(new X509Certificate(readFileSync(files.ca)).publicKey), "signed by the cluster CA");
+  assert.equal(x.serialNumber.toLowerCase(), files.serial);
+  const asAlice = { THOC_TLS_CA: files.ca, THOC_TLS_CERT: files.cert, THOC_TLS_KEY: files.key };
+  const st = await runCli(["--addr", n3.grpcAddress, "status", "--json"], 20_000, asAlice);
+  assert.equal(st.code, 0, st.stderr);
+  const denied = await runCli(["--addr", n1.grpcAddress, "cert", "issue", "mallory", "--role", "admin", "--out", out], 20_000, asAlice);
+  assert.equal(denied.code, 1);
+  assert.match(denied.stderr, /needs role admin; operator alice \(operator, serial [0-9a-f]+\) does not have it/);
+  assert.ok(!existsSync(path.join(out, "mallory.crt")), "nothing written when refused");
 });
 
 test("repair over mTLS: writes while n3 is down reach n3's own replicas after it returns", async () => {
