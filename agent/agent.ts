@@ -7,17 +7,20 @@ import type http from "node:http";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import type { Config } from "../config/index.js";
 import { hostPort, isLoopback } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
-import { NodeSchema, NodeService, type Node } from "../proto/index.js";
-import { RpcServer } from "../rpc/index.js";
+import { EventService, NodeSchema, NodeService, type Node } from "../proto/index.js";
+import { RpcServer, groupId, tlsRequestingClientCert } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
 import { listen, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { readCapacity } from "./capacity.js";
 import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
+import { authorizer, missingRoles } from "./roles.js";
+import { AuditFile, EventBus, auditor, eventService } from "./audit.js";
 
 export class Agent {
   private store?: LocalStore;
@@ -29,6 +32,9 @@ export class Agent {
   private started: Subsystem[] = [];
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
+  private audit?: AuditFile;
+  /** Audit events (EventService.WatchEvents). */
+  readonly events = new EventBus();
   /** Bound ports (differ from config when it asked for port 0). */
   readonly ports = { grpc: 0, http: 0 };
 
@@ -103,11 +109,16 @@ export class Agent {
       readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
     }, cfg.metrics.collectInterval).unref();
 
+    this.audit = new AuditFile(path.join(this.store.dataDir, "audit.log"), cfg.audit);
+    const adminGid = groupId(cfg.localSocketGroup);
     this.rpc = new RpcServer({
       observe: this.metrics.observeGrpc,
       onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
+      authorize: authorizer({ dev: cfg.dev, adminGid }),
+      finished: auditor({ node: cfg.name, file: this.audit, bus: this.events, onError: (err) => this.log.error({ err }, "audit log write failed") }),
     });
     this.rpc.add(NodeService, nodeService(() => this.describe()));
+    this.rpc.add(EventService, eventService(this.events));
 
     this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
     this.ports.http = await listen(this.admin, cfg.bind, cfg.httpPort, "admin HTTP", "--http-port");
@@ -119,7 +130,14 @@ export class Agent {
       this.log.debug({ subsystem: s.name }, "subsystem started");
     }
 
+    // A method with no role would be refused on every call: better to never start with one.
+    const unroled = missingRoles(this.rpc.methodPaths);
+    if (unroled.length) throw new ThocError("internal", `methods with no role in agent/roles.ts: ${unroled.join(", ")}`);
     this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, this.serverCredentials());
+    if (cfg.localSocket) {
+      if (adminGid === undefined) this.log.warn({ socket: cfg.localSocket, group: cfg.localSocketGroup }, `group ${cfg.localSocketGroup} does not exist: the local socket is 0600, for root only (groupadd --system ${cfg.localSocketGroup} to let its members in)`);
+      await this.rpc.listenLocal(cfg.localSocket, adminGid);
+    }
     this.rpc.setAllServing("SERVING");
   }
 
@@ -132,8 +150,9 @@ export class Agent {
     const read = (f: string, what: string) => {
       try { return readFileSync(f); } catch (err) { throw new ThocError("invalid_argument", `config: tls.${what}: cannot read ${f}: ${(err as Error).message}`, { key: `tls.${what}` }); }
     };
-    return grpc.ServerCredentials.createSsl(t.caFile ? read(t.caFile, "caFile") : null,
-      [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
+    // Clients are asked for a certificate (operators and peers are known by theirs) but may come without one: authorization decides per call.
+    if (t.caFile) return tlsRequestingClientCert(read(t.caFile, "caFile"), read(t.certFile, "certFile"), read(t.keyFile, "keyFile"));
+    return grpc.ServerCredentials.createSsl(null, [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
   }
 
   private context(): AgentContext {
@@ -177,6 +196,7 @@ export class Agent {
         this.log.warn({ err, subsystem: s.name }, "subsystem stop failed");
       }
     }
+    this.audit?.close();
     await this.store?.close().catch((err) => this.log.warn({ err }, "store close failed"));
   }
 }

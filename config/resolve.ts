@@ -179,6 +179,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     if (!explicit.has("hypervisorUri")) out.hypervisorUri = "test:///default";
     const cluster = out.cluster as { keys: string[] };
     if (!explicit.has("cluster.keys")) cluster.keys = [DEV_CLUSTER_KEY];
+    if (!explicit.has("localSocket")) out.localSocket = "";
   }
   if (!out.name) {
     const bind = out.bind as string;

@@ -43,6 +43,14 @@ export const schema = {
     caFile: str("", "PEM CA bundle used to verify other agents' certificates (peer calls)."),
   },
 
+  localSocket: str("/run/thoc/thoc.sock", "Unix socket serving the gRPC API to the CLI on this node: root and group `thoc` are admin without a certificate (SO_PEERCRED); empty turns it off (with --dev: off unless set, the dev agent needs no credentials)."),
+  localSocketGroup: str("thoc", "Group whose members are admin on the local socket; the socket is 0660 with this group when it exists, else 0600 (root only)."),
+
+  audit: {
+    maxBytes: int(10 << 20, "audit.log is rotated to audit.log.1 when it would grow past this size, so it can never fill the data disk.", { min: 4096 }),
+    files: int(5, "Rotated audit logs kept (audit.log.1 ... audit.log.N) besides the current one.", { min: 0, max: 100 }),
+  },
+
   cluster: {
     name: str("thoc", "Cluster name: authenticated data in every sealed gossip datagram, so two clusters on one network never merge.", {
       pattern: /^[a-zA-Z0-9_.-]{1,64}$/, expected: "1-64 letters, digits, '.', '_' or '-'",
