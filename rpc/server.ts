@@ -39,12 +39,14 @@ export interface RpcServerOptions {
  * require a certificate or not ask for one; its certificate-provider variant
  * can ask without requiring. One static provider answers both its questions
  * (CA and identity), so the order of its two provider arguments does not matter.
+ * It answers a moment later, not at once: grpc-js registers its listener before
+ * the watcher that applies an answer, and an answer given at once is lost.
  */
 export function tlsRequestingClientCert(ca: Buffer, cert: Buffer, key: Buffer): grpc.ServerCredentials {
   const provider: grpc.experimental.CertificateProvider = {
-    addCaCertificateListener: (l) => l({ caCertificate: ca }),
+    addCaCertificateListener: (l) => queueMicrotask(() => l({ caCertificate: ca })),
     removeCaCertificateListener: () => {},
-    addIdentityCertificateListener: (l) => l({ certificate: cert, privateKey: key }),
+    addIdentityCertificateListener: (l) => queueMicrotask(() => l({ certificate: cert, privateKey: key })),
     removeIdentityCertificateListener: () => {},
   };
   return grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);

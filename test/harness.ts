@@ -12,7 +12,10 @@
  *  - prod: as packaging/install.sh sets a node up — a data dir made 0750, a
  *    YAML config file (like /etc/thoc/node.yaml) with a cluster key of its own
  *    and the S3 root key, no --dev and no generated S3 key. Still plaintext on
- *    loopback (allowed outside --dev) and libvirt's test driver.
+ *    loopback (allowed outside --dev) and libvirt's test driver. Anonymous TCP
+ *    callers get UNAUTHENTICATED there, so the harness's clients (cli(),
+ *    clientAddress) use the agent's local socket, <dataDir>/thoc.sock, as
+ *    root: admin, as the CLI on a node is.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -54,6 +57,8 @@ export interface AgentOptions {
   clusterKey?: string;
   /** Command prefix the agent runs under, e.g. ["ip", "netns", "exec", ns] (it must exec, not fork). */
   wrap?: string[];
+  /** cli() dials the gRPC port (with THOC_TLS_* from the environment) even in production mode, instead of the local socket. */
+  cliOverTcp?: boolean;
 }
 
 export class AgentProcess {
@@ -81,6 +86,10 @@ export class AgentProcess {
   get configFile() { return `${this.dataDir}.yaml`; }
 
   get grpcAddress() { return `${this.bind}:7400`; }
+  /** Production mode's local socket (the gRPC API for root on the node). */
+  get socketPath() { return path.join(this.dataDir, "thoc.sock"); }
+  /** What a test's operator client dials: the local socket in production mode (admin), the gRPC port in dev mode (everyone is admin). */
+  get clientAddress() { return this.dev ? this.grpcAddress : `unix:${this.socketPath}`; }
   get httpUrl() { return `http://${this.bind}:7401`; }
   get s3Url() { return `http://${this.bind}:7480`; }
   get gossipAddress() { return `${this.bind}:7946`; }
@@ -102,6 +111,7 @@ export class AgentProcess {
         preset: "local", name: this.name, bind: this.bind, dataDir: this.dataDir, join: this.opts.join ?? [], logLevel,
         // Production's qemu:///system needs libvirtd; the VM-agnostic tests run on the test driver in both modes.
         hypervisorUri: "test:///default",
+        localSocket: this.socketPath,
         cluster: { keys: [this.clusterKey] },
       };
       env = { ...process.env, ...this.opts.env };
@@ -186,7 +196,8 @@ export class AgentProcess {
 
   /** Runs the CLI against this agent; resolves with its exit code and output. */
   cli(args: string[], timeoutMs = 20_000): Promise<CliResult> {
-    return runCli(["--addr", this.grpcAddress, ...args], timeoutMs);
+    const where = this.dev || this.opts.cliOverTcp ? ["--addr", this.grpcAddress] : ["--socket", this.socketPath];
+    return runCli([...where, ...args], timeoutMs);
   }
 }
 
