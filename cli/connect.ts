@@ -10,7 +10,8 @@
  * profile's tlsCert/tlsKey), an operator certificate from `thoc-node cert
  * issue`; the agent is verified against --tls-ca (THOC_TLS_CA, tlsCa). No CA
  * and no certificate means plaintext, which only a --dev or loopback agent
- * serves. An empty value turns a setting off (THOC_TLS_CA= forces plaintext).
+ * serves. An empty TLS setting means none (THOC_TLS_CA= forces plaintext); an
+ * empty address or socket leaves the choice to the next source.
  *
  * The profile, ~/.config/thoc/profile.json ($THOC_PROFILE to name another), is
  * JSON, not YAML: a YAML parser would cost every command its start-up time.
@@ -81,9 +82,11 @@ const isSocket = (p: string) => { try { return statSync(p).isSocket(); } catch {
 /** Flag > environment > profile > default, for every connection setting. */
 export function resolveTarget(o: GlobalOpts, env: NodeJS.ProcessEnv = process.env, profile: Profile = readProfile()): Target {
   const pick = (flag: string | undefined, envName: string, prof: string | undefined) => flag ?? env[envName] ?? prof;
-  const addr = pick(o.addr, "THOC_ADDR", profile.addr) || undefined;
+  // An empty address or socket is unset (the next source decides); an empty TLS file is "none".
+  const where = (flag: string | undefined, envName: string, prof: string | undefined) => flag || env[envName] || prof || undefined;
+  const addr = where(o.addr, "THOC_ADDR", profile.addr);
   if (!addr) {
-    const explicit = pick(o.socket, "THOC_SOCKET", profile.socket);
+    const explicit = where(o.socket, "THOC_SOCKET", profile.socket);
     const sock = explicit || DEFAULT_SOCKET;
     if (explicit || isSocket(sock)) return { address: `unix:${sock}`, shown: sock, local: true };
   }
