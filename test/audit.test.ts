@@ -22,7 +22,7 @@ interface Rec { who: string; method: string; target: Record<string, string>; out
 
 test("mutating calls and refusals are in audit.log and the event stream, with who and outcome; no secret in audit.log", async () => {
   // A follower from the start: it must see every event live.
-  const follower = spawn(process.execPath, [CLI, "--socket", a.socketPath, "events", "--follow", "--json"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const follower = spawn(process.execPath, [CLI, ...a.cliTarget, "events", "--follow", "--json"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let followed = "";
   follower.stdout!.on("data", (b: Buffer) => (followed += b));
   try {
@@ -31,7 +31,7 @@ test("mutating calls and refusals are in audit.log and the event stream, with wh
     let r = await a.cli(["image", "import", "tiny", "--kernel", kern, "--initrd", kern, "--cmdline", "console=ttyS0"]);
     assert.equal(r.code, 0, r.stderr);
     const password = "audit-pw-Zq8!x";
-    r = await runCli(["--socket", a.socketPath, "vm", "create", "aud1", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1", "--user", "op", "--password-stdin"], 20_000, {}, password + "\n");
+    r = await runCli([...a.cliTarget, "vm", "create", "aud1", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1", "--user", "op", "--password-stdin"], 20_000, {}, password + "\n");
     assert.equal(r.code, 0, r.stderr);
     r = await a.cli(["vm", "delete", "aud1"]);
     assert.equal(r.code, 0, r.stderr);

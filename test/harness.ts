@@ -194,10 +194,14 @@ export class AgentProcess {
     });
   }
 
+  /** The CLI's global options that reach this agent as admin: its local socket in production mode, its gRPC port in dev mode. */
+  get cliTarget(): string[] {
+    return this.dev || this.opts.cliOverTcp ? ["--addr", this.grpcAddress] : ["--socket", this.socketPath];
+  }
+
   /** Runs the CLI against this agent; resolves with its exit code and output. */
   cli(args: string[], timeoutMs = 20_000): Promise<CliResult> {
-    const where = this.dev || this.opts.cliOverTcp ? ["--addr", this.grpcAddress] : ["--socket", this.socketPath];
-    return runCli([...where, ...args], timeoutMs);
+    return runCli([...this.cliTarget, ...args], timeoutMs);
   }
 }
 
