@@ -130,7 +130,15 @@ export class AuditFile {
 export class EventBus {
   private readonly ring: AuditRecord[] = [];
   private readonly subs = new Set<(r: AuditRecord) => void>();
+  private readonly closers = new Set<() => void>();
+  closed = false;
   constructor(private readonly keep = 1000) {}
+
+  /** Ends every follower (agent stop: a followed stream must not hold the gRPC drain open). */
+  close(): void {
+    this.closed = true;
+    for (const c of this.closers) c();
+  }
 
   publish(r: AuditRecord): void {
     this.ring.push(r);
@@ -139,9 +147,10 @@ export class EventBus {
   }
 
   /** The last n events and, atomically with them, a subscription to every later one. */
-  follow(n: number, fn: (r: AuditRecord) => void): { past: AuditRecord[]; stop(): void } {
+  follow(n: number, fn: (r: AuditRecord) => void, onClose: () => void): { past: AuditRecord[]; stop(): void } {
     this.subs.add(fn);
-    return { past: this.ring.slice(-n), stop: () => this.subs.delete(fn) };
+    this.closers.add(onClose);
+    return { past: this.ring.slice(-n), stop: () => { this.subs.delete(fn); this.closers.delete(onClose); } };
   }
 
   recent(n: number): AuditRecord[] {
@@ -175,10 +184,10 @@ export function eventService(bus: EventBus): ImplOf<typeof EventService> {
       }
       const queue: AuditRecord[] = [];
       let wake: (() => void) | undefined;
-      const sub = bus.follow(tail, (r) => { queue.push(r); wake?.(); });
+      const sub = bus.follow(tail, (r) => { queue.push(r); wake?.(); }, () => wake?.());
       try {
         for (const r of sub.past) yield toEvent(r);
-        while (!ctx.signal.aborted) {
+        while (!ctx.signal.aborted && !bus.closed) {
           // A client that does not read must not grow the agent's memory without bound.
           if (queue.length > MAX_QUEUE) throw new ThocError("resource_exhausted", "event stream: the client reads too slowly; reconnect");
           const r = queue.shift();

@@ -16,8 +16,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { listenError, type ThocError } from "../errors/index.js";
 import type { Server as NetServer } from "node:net";
-import { serviceDefinition, serviceHandlers, type CallHooks, type CallObserver, type FinishedCall, type ServiceImpl } from "./adapter.js";
-import type { CallContext } from "./adapter.js";
+import { serviceDefinition, serviceHandlers, type CallContext, type CallHooks, type CallObserver, type FinishedCall, type ServiceImpl } from "./adapter.js";
 import { listenLocal } from "./local.js";
 
 export interface RpcServerOptions {

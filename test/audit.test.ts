@@ -75,6 +75,13 @@ test("mutating calls and refusals are in audit.log and the event stream, with wh
     assert.deepEqual(recent.map((e) => [e.method, e.outcome, e.who]), recs.map((x) => [x.method, x.outcome, x.who]));
     r = await a.cli(["events"]);
     assert.match(r.stdout, /UNAUTHENTICATED\s+KeyService\/CreateKey\s+owner=root\s+by anonymous \(insecure\)/);
+
+    // Stopping the agent ends a followed stream cleanly, well inside the shutdown budget.
+    const t0 = Date.now();
+    const followerExit = new Promise<number | null>((resolve) => follower.once("exit", resolve));
+    assert.equal(await a.kill("SIGTERM"), 0);
+    assert.equal(await followerExit, 0);
+    assert.ok(Date.now() - t0 < 2500, `the agent and the follower stopped in ${Date.now() - t0} ms`);
   } finally {
     follower.kill();
   }
