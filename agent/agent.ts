@@ -185,6 +185,7 @@ export class Agent {
     for (const s of this.started) {
       try { s.quiesce?.(); } catch (err) { this.log.warn({ err, subsystem: s.name }, "subsystem quiesce failed"); }
     }
+    this.events.close();
     await Promise.all([
       this.rpc?.shutdown(Math.floor(budget / 2)),
       this.admin && closeHttp(this.admin, Math.floor(budget / 2)),
