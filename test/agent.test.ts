@@ -58,6 +58,8 @@ test("dev agent becomes ready and status --json has the identity and capacity", 
   const viaHint = await runCli(hint[1]!.split(/\s+/));
   assert.equal(viaHint.code, 0, viaHint.stderr);
   assert.match(viaHint.stdout, /ready\s+yes/);
+  // The banner says plainly that a dev agent authenticates nobody.
+  assert.match(a.output, /auth\s+OFF: --dev serves every caller as admin/);
 });
 
 test("gRPC health answers SERVING and reflection lists thoc.node.v1.NodeService", async () => {
