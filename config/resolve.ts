@@ -208,6 +208,8 @@ function validate(c: Config): void {
   if (c.scheduler.leaseDuration >= c.scheduler.electionTimeout) throw configError("scheduler.leaseDuration", "must be below scheduler.electionTimeout, so an old leader's lease ends before a new one can be elected");
   if (!c.dev && c.cluster.keys.length === 0) throw configError("cluster.keys", "a cluster key is required outside --dev: run `thoc-node keygen` and put the key in cluster.keys or THOC_CLUSTER_KEYS");
   if (Boolean(c.tls.certFile) !== Boolean(c.tls.keyFile)) throw configError(c.tls.certFile ? "tls.keyFile" : "tls.certFile", "tls.certFile and tls.keyFile must be set together");
+  // Without a CA the agent cannot verify client certificates: operators and peers would all be anonymous, and refused.
+  if (!c.dev && c.tls.certFile && !c.tls.caFile) throw configError("tls.caFile", "tls.certFile needs tls.caFile: the CA that issued operator and node certificates, which the agent verifies callers against");
   if (!c.dev && !c.tls.certFile && !isLoopback(c.bind)) {
     throw configError("tls.certFile", `the gRPC API on ${c.bind} needs TLS: set tls.certFile and tls.keyFile, bind to loopback, or use --dev`);
   }

@@ -40,7 +40,7 @@ export const schema = {
   tls: {
     certFile: str("", "PEM certificate for the gRPC API, also presented when calling peers (which are then dialled with TLS); required unless --dev or bound to loopback."),
     keyFile: str("", "PEM private key for tls.certFile."),
-    caFile: str("", "PEM CA bundle used to verify other agents' certificates (peer calls)."),
+    caFile: str("", "PEM CA bundle that issued operator and node certificates: callers are verified against it (and peers when this agent calls them); required with tls.certFile outside --dev."),
   },
 
   localSocket: str("/run/thoc/thoc.sock", "Unix socket serving the gRPC API to the CLI on this node: root and group `thoc` are admin without a certificate (SO_PEERCRED); empty turns it off (with --dev: off unless set, the dev agent needs no credentials)."),
