@@ -20,7 +20,7 @@ import { readCapacity } from "./capacity.js";
 import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
 import { authorizer, missingRoles } from "./roles.js";
-import { AuditFile, EventBus, auditor, eventService } from "./audit.js";
+import { AuditFile, EventBus, auditor, eventService, isAudited } from "./audit.js";
 
 export class Agent {
   private store?: LocalStore;
@@ -115,6 +115,7 @@ export class Agent {
       observe: this.metrics.observeGrpc,
       onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
       authorize: authorizer({ dev: cfg.dev, adminGid }),
+      wantsRequest: isAudited,
       finished: auditor({ node: cfg.name, file: this.audit, bus: this.events, onError: (err) => this.log.error({ err }, "audit log write failed") }),
     });
     this.rpc.add(NodeService, nodeService(() => this.describe()));

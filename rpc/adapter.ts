@@ -60,6 +60,8 @@ export interface CallHooks {
   authorize?(method: string, ctx: CallContext): void;
   /** After every call, refused ones included (audit). Must not throw. */
   finished?(call: FinishedCall): void;
+  /** Whether `finished` wants a request stream's first message for this method (default yes); no keeps bulk streams, like replica bodies, unwrapped. */
+  wantsRequest?(method: string): boolean;
   /** Whether the TCP listener speaks TLS: an unverified TLS caller is then anonymous over "tls", not "insecure". */
   secure?(): boolean;
 }
@@ -204,9 +206,11 @@ export function serviceHandlers<T extends GenServiceMethods>(
     };
     const admit = (call: AnyCall): CallContext => contextOf(call, hooks.secure?.() ?? false);
     const check = (ctx: CallContext) => hooks.authorize?.(path, ctx);
+    const remember = hooks.finished !== undefined && (hooks.wantsRequest?.(path) ?? true);
     /** A request stream that remembers its first message, for the finished hook. */
-    const firstOf = (call: AnyCall) => {
+    const firstOf = (call: AnyCall): { box: { first?: unknown }; reqs: AsyncIterable<unknown> } => {
       const box: { first?: unknown } = {};
+      if (!remember) return { box, reqs: readRequests(call as never) };
       async function* reqs() {
         for await (const r of readRequests(call as never)) {
           if (!("first" in box)) box.first = r;

@@ -28,6 +28,8 @@ export interface RpcServerOptions {
   authorize?: (method: string, ctx: CallContext) => void;
   /** Runs after every call, refused ones included. */
   finished?: (call: FinishedCall) => void;
+  /** Methods whose request stream's first message `finished` needs (default: all). */
+  wantsRequest?: (method: string) => boolean;
 }
 
 /**
@@ -76,7 +78,7 @@ export class RpcServer {
   /** Registers a service declared in .proto with its typed implementation. */
   add<T extends GenServiceMethods>(svc: GenService<T>, impl: ServiceImpl<T>): this {
     const desc = svc as DescService;
-    const hooks: CallHooks = { authorize: this.opts.authorize, finished: this.opts.finished, secure: () => this.secure };
+    const hooks: CallHooks = { authorize: this.opts.authorize, finished: this.opts.finished, wantsRequest: this.opts.wantsRequest, secure: () => this.secure };
     this.grpc.addService(serviceDefinition(desc), serviceHandlers(svc, impl, this.opts.observe, this.opts.onInternalError, hooks));
     for (const m of desc.methods) this.paths.push(`/${desc.typeName}/${m.name}`);
     this.services.push(desc.typeName);
