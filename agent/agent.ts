@@ -5,11 +5,12 @@
  */
 import type http from "node:http";
 import { create } from "@bufbuild/protobuf";
+import path from "node:path";
 import type { Config } from "../config/index.js";
 import { hostPort, readConfigFile, readKeyFile } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
-import { NodeSchema, NodeService, type Node } from "../proto/index.js";
-import { RpcServer } from "../rpc/index.js";
+import { EventService, NodeSchema, NodeService, type Node } from "../proto/index.js";
+import { RpcServer, groupId, tlsRequestingClientCert } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
 import { listen, readTlsPair, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
@@ -17,6 +18,8 @@ import { readCapacity } from "./capacity.js";
 import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
 import { openTransport, type NodeTransport } from "./tls.js";
+import { authorizer, missingRoles } from "./roles.js";
+import { AuditFile, EventBus, auditor, eventService, isAudited } from "./audit.js";
 
 export class Agent {
   private store?: LocalStore;
@@ -29,6 +32,9 @@ export class Agent {
   private transport?: NodeTransport;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
+  private audit?: AuditFile;
+  /** Audit events (EventService.WatchEvents). */
+  readonly events = new EventBus();
   /** Bound ports (differ from config when it asked for port 0). */
   readonly ports = { grpc: 0, http: 0 };
 
@@ -111,12 +117,18 @@ export class Agent {
       readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
     }, cfg.metrics.collectInterval).unref();
 
+    this.audit = new AuditFile(path.join(this.store.dataDir, "audit.log"), cfg.audit);
+    const adminGid = groupId(cfg.localSocketGroup);
     this.rpc = new RpcServer({
       observe: this.metrics.observeGrpc,
       onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
+      authorize: authorizer({ dev: cfg.dev, adminGid }),
+      wantsRequest: isAudited,
+      finished: auditor({ node: cfg.name, file: this.audit, bus: this.events, onError: (err) => this.log.error({ err }, "audit log write failed") }),
     });
     this.rpc.add(NodeService, nodeService(() => this.describe()));
     this.transport = await openTransport({ config: cfg, store: this.store, log: this.log, metrics: this.metrics.registry, rpc: this.rpc, advertise: cfg.advertise });
+    this.rpc.add(EventService, eventService(this.events));
 
     this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
     this.ports.http = await listen(this.admin, cfg.bind, cfg.httpPort, "admin HTTP", "--http-port");
@@ -128,7 +140,14 @@ export class Agent {
       this.log.debug({ subsystem: s.name }, "subsystem started");
     }
 
+    // A method with no role would be refused on every call: better to never start with one.
+    const unroled = missingRoles(this.rpc.methodPaths);
+    if (unroled.length) throw new ThocError("internal", `methods with no role in agent/roles.ts: ${unroled.join(", ")}`);
     this.ports.grpc = await this.rpc.listen(cfg.bind, cfg.grpcPort, this.transport.serverCredentials());
+    if (cfg.localSocket) {
+      if (adminGid === undefined) this.log.warn({ socket: cfg.localSocket, group: cfg.localSocketGroup }, `group ${cfg.localSocketGroup} does not exist: the local socket is 0600, for root only (groupadd --system ${cfg.localSocketGroup} to let its members in)`);
+      await this.rpc.listenLocal(cfg.localSocket, adminGid);
+    }
     this.rpc.setAllServing("SERVING");
     this.transport.startRenewal();
   }
@@ -174,6 +193,7 @@ export class Agent {
     for (const s of this.started) {
       try { s.quiesce?.(); } catch (err) { this.log.warn({ err, subsystem: s.name }, "subsystem quiesce failed"); }
     }
+    this.events.close();
     await Promise.all([
       this.rpc?.shutdown(Math.floor(budget / 2)),
       this.admin && closeHttp(this.admin, Math.floor(budget / 2)),
@@ -185,6 +205,7 @@ export class Agent {
         this.log.warn({ err, subsystem: s.name }, "subsystem stop failed");
       }
     }
+    this.audit?.close();
     await this.store?.close().catch((err) => this.log.warn({ err }, "store close failed"));
   }
 }

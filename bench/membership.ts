@@ -108,7 +108,7 @@ async function outBytes(a: AgentProcess): Promise<number> {
 /** 5 real agents (lan timers) on loopback: SIGKILL detection and bytes per node per second. */
 async function realAgents(trials: number): Promise<void> {
   const c = await startCluster(5, { env: { THOC_PRESET: "lan" } });
-  const clients = c.agents.map((a) => createClient(ClusterService, a.grpcAddress, { defaultTimeoutMs: 5000 }));
+  const clients = c.agents.map((a) => createClient(ClusterService, a.clientAddress, { defaultTimeoutMs: 5000 }));
   const states = async (i: number) => new Map((await clients[i]!.listMembers({})).members.map((m) => [m.name, m.state]));
   try {
     await waitFor("5 alive", async () => { for (let i = 0; i < 5; i++) if ([...(await states(i)).values()].filter((s) => s === "alive").length !== 5) return false; return true; }, 60_000, 200);

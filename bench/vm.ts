@@ -33,7 +33,7 @@ async function bootPath(): Promise<void> {
   const c: Cluster = await startCluster(1, { args: ["--hypervisor-uri", "qemu:///system", "--log-level", "warn"], env: { THOC_VM_DOMAIN_TYPE: "qemu" } });
   const a = c.agents[0]!;
   await chmod(c.root, 0o755);
-  const client = createClient(VmService, a.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 120_000 });
+  const client = createClient(VmService, a.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 120_000 });
   try {
     const initrd = await buildInitramfs(c.root);
     const r = await a.cli(["image", "import", "bench-bb", "--kernel", hostKernel(), "--initrd", initrd, "--cmdline", "console=ttyS0 quiet"]);
@@ -99,7 +99,7 @@ async function bootPath(): Promise<void> {
 async function throughput(): Promise<void> {
   const c = await startCluster(1, { args: ["--log-level", "warn"] });
   const a = c.agents[0]!;
-  const client = createClient(VmService, a.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 60_000 });
+  const client = createClient(VmService, a.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 60_000 });
   try {
     const img = path.join(c.root, "b.qcow2");
     execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", img, "1G"]);

@@ -16,6 +16,7 @@ import { registerImage } from "./commands/image.js";
 import { registerS3 } from "./commands/s3.js";
 import { registerRing } from "./commands/ring.js";
 import { registerPki } from "./commands/pki.js";
+import { registerEvents } from "./commands/events.js";
 
 /**
  * The version string, loaded only when asked for: core/index.ts also carries
@@ -30,13 +31,14 @@ export function buildProgram(version: string): Command {
   const program = new Command("thoc-node")
     .description("THOC node agent and CLI")
     .version(version, "-V, --version")
-    .option("--addr <host:port>", "agent gRPC address (default $THOC_ADDR or 127.0.0.1:7400)")
+    .option("--addr <host:port>", "agent gRPC address (default $THOC_ADDR, the profile's addr, the local socket if present, else 127.0.0.1:7400)")
+    .option("--socket <path>", "the local agent's unix socket (default $THOC_SOCKET or /run/thoc/thoc.sock; root and group thoc are admin)")
     .option("--tls-ca <file>", "CA bundle to verify the agent's TLS certificate (default $THOC_TLS_CA; none = plaintext)")
-    .option("--tls-cert <file>", "operator certificate to call with (default $THOC_TLS_CERT; thoc-node cert issue)")
+    .option("--tls-cert <file>", "operator certificate from `thoc-node cert issue` (default $THOC_TLS_CERT)")
     .option("--tls-key <file>", "its private key (default $THOC_TLS_KEY)")
     .option("--timeout <ms>", "deadline for each call in milliseconds", "10000")
-    .showHelpAfterError("(run with --help for usage)")
-    .enablePositionalOptions();
+    .addHelpText("after", "\nConnection settings may also come from ~/.config/thoc/profile.json ($THOC_PROFILE):\n  {\"addr\": \"10.0.0.5:7400\", \"tlsCa\": \"ca.crt\", \"tlsCert\": \"alice.crt\", \"tlsKey\": \"alice.key\"}\nFlags beat THOC_* variables, which beat the profile. Global options go before or after the command.")
+    .showHelpAfterError("(run with --help for usage)");
   registerAgent(program);
   registerStatus(program);
   registerVm(program);
@@ -46,6 +48,7 @@ export function buildProgram(version: string): Command {
   registerMembers(program);
   registerRing(program);
   registerPki(program);
+  registerEvents(program);
   return program;
 }
 

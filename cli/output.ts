@@ -23,13 +23,22 @@ export function table(rows: (string | number)[][]): string {
 
 export function fail(err: unknown, addr?: string): never {
   const e = ThocError.from(err);
-  let msg = e.message;
-  if (e.code === "unavailable" && addr && /ECONNREFUSED|No connection established|connect/i.test(msg)) {
-    msg = `cannot reach the agent at ${addr}: is it running? (set --addr HOST:PORT or THOC_ADDR)`;
+  let msg = firstLine(e.message);
+  const local = addr?.startsWith("/") ?? false;
+  if (e.code === "unavailable" && local && /EACCES/.test(msg)) {
+    msg = `cannot open the local socket ${addr}: permission denied (run as root or a member of group thoc, or use --addr with an operator certificate)`;
+  } else if (e.code === "unavailable" && addr && /ECONNREFUSED|ENOENT|No connection established|connect/i.test(msg)) {
+    msg = `cannot reach the agent at ${addr}: is it running? (set --addr HOST:PORT or THOC_ADDR${local ? ", or --socket PATH" : ""})`;
+  } else if (e.code === "unauthenticated") {
+    msg = `not authenticated by the agent at ${addr ?? "?"}: ${msg}`;
+  } else if (e.code === "permission_denied") {
+    msg = `${msg}${local ? "" : " (an admin issues certificates with a role: thoc-node cert issue NAME --role ROLE)"}`;
   }
-  process.stderr.write(`thoc-node: ${msg.split("\n")[0]}\n`);
+  process.stderr.write(`thoc-node: ${msg}\n`);
   process.exit(e.code === "invalid_argument" ? 2 : 1);
 }
+
+const firstLine = (s: string) => s.split("\n")[0]!;
 
 export function bytes(n: number | bigint): string {
   let v = Number(n);

@@ -20,7 +20,7 @@ import client from "prom-client";
 import { isLoopback, type Config } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { PkiService } from "../proto/index.js";
-import { createClient, describeCaller, ServerCredentials as SC, type Caller, type ChannelCredentials, type RpcServer } from "../rpc/index.js";
+import { createClient, describeCaller, tlsRequestingClientCert, ServerCredentials as SC, type Caller, type ChannelCredentials, type RpcServer } from "../rpc/index.js";
 import type { LocalStore } from "../store/index.js";
 import { PeerAuth } from "./auth.js";
 import { joinCluster } from "./join.js";
@@ -187,8 +187,9 @@ export class NodeTransport {
     const read = (f: string, what: string) => {
       try { return readFileSync(f); } catch (err) { throw new ThocError("invalid_argument", `config: tls.${what}: cannot read ${f}: ${(err as Error).message}`, { key: `tls.${what}` }); }
     };
-    return SC.createSsl(t.caFile ? read(t.caFile, "caFile") : null,
-      [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
+    // Clients are asked for a certificate (operators and peers are known by theirs) but may come without one: authorization decides per call.
+    if (t.caFile) return tlsRequestingClientCert(read(t.caFile, "caFile"), read(t.certFile, "certFile"), read(t.keyFile, "keyFile"));
+    return SC.createSsl(null, [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
   }
 
   /**

@@ -53,6 +53,7 @@ test("errors name the key and the expected form", async () => {
   bad(() => loadConfig({ file: noFile, env: { THOC_GOSSIP_PROBE_INTERVAL: "fast", THOC_CLUSTER_KEYS: KEY } }), /config: THOC_GOSSIP_PROBE_INTERVAL: expected a duration/);
   bad(() => loadConfig({ file: noFile, env: { THOC_BIND: "127.0.0.1" } }), /config: cluster\.keys: a cluster key is required outside --dev/);
   bad(() => loadConfig({ file: noFile, env: { THOC_CLUSTER_KEYS: KEY } }), /config: tls\.certFile: the gRPC API on 0\.0\.0\.0 needs TLS/);
+  bad(() => loadConfig({ file: noFile, env: { THOC_CLUSTER_KEYS: KEY, THOC_TLS_CERT_FILE: "/x.crt", THOC_TLS_KEY_FILE: "/x.key" } }), /config: tls\.caFile: tls\.certFile needs tls\.caFile/);
   bad(() => loadConfig({ dev: true, file: noFile, env: { THOC_CLUSTER_KEYS: "short" } }), /config: THOC_CLUSTER_KEYS: expected a list of base64 32-byte keys \(thoc-node keygen\), got <redacted>/);
   bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--grpc-port": "7401" } }), /config: httpPort: port 7401 is also set for grpcPort/);
   bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--gossip-port": "7480" } }), /config: gossipPort: port 7480 is also set for s3Port/);

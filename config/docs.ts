@@ -39,7 +39,7 @@ agent before it binds any port, with exit code 2 and one line naming the key and
 
 **--dev** also changes these defaults when they are not set explicitly: \`bind\` 127.0.0.1,
 \`hypervisorUri\` test:///default, \`cluster.keys\` the well-known dev key, \`dataDir\`
-./.thoc/<name>, \`name\` dev (or dev-127-0-0-2 for \`--bind 127.0.0.2\`), and S3 root
+./.thoc/<name>, \`localSocket\` off, \`name\` dev (or dev-127-0-0-2 for \`--bind 127.0.0.2\`), and S3 root
 credentials generated and printed at start unless \`THOC_S3_ACCESS_KEY\` / \`THOC_S3_SECRET_KEY\` are set.
 
 Outside --dev the agent refuses to start without \`cluster.keys\`, and without TLS unless it binds

@@ -180,6 +180,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     if (!explicit.has("hypervisorUri")) out.hypervisorUri = "test:///default";
     const cluster = out.cluster as { keys: string[] };
     if (!explicit.has("cluster.keys")) cluster.keys = [DEV_CLUSTER_KEY];
+    if (!explicit.has("localSocket")) out.localSocket = "";
   }
   if (!out.name) {
     const bind = out.bind as string;
@@ -212,6 +213,8 @@ function validate(c: Config): void {
   if (c.pki.joinToken && c.join.length === 0 && !c.pki.joinAddress) throw configError("pki.joinToken", "a join token needs a member to join: give --join HOST (or pki.joinAddress)");
   // A cluster PKI in the data dir (cluster init, or a join that is about to make one) gives the gRPC API its TLS.
   const clusterPki = existsSync(path.join(c.dataDir, "pki", "ca.crt")) || Boolean(c.pki.joinToken);
+  // Without a CA the agent cannot verify client certificates: operators and peers would all be anonymous, and refused.
+  if (!c.dev && c.tls.certFile && !c.tls.caFile) throw configError("tls.caFile", "tls.certFile needs tls.caFile: the CA that issued operator and node certificates, which the agent verifies callers against");
   if (!c.dev && !c.tls.certFile && !clusterPki && !isLoopback(c.bind)) {
     throw configError("tls.certFile", `the gRPC API on ${c.bind} needs TLS: run \`thoc-node cluster init\` (or join with --token), set tls.certFile and tls.keyFile, bind to loopback, or use --dev`);
   }

@@ -51,7 +51,15 @@ export const schema = {
   tls: {
     certFile: str("", "PEM certificate for the gRPC API from the operator's own PKI, also presented when calling peers (which are then dialled with TLS); empty: the cluster PKI in <dataDir>/pki when there is one (docs/security.md), else plaintext, allowed only with --dev or on loopback."),
     keyFile: str("", "PEM private key for tls.certFile."),
-    caFile: str("", "PEM CA bundle used to verify other agents' certificates (peer calls)."),
+    caFile: str("", "PEM CA bundle that issued operator and node certificates: callers are verified against it (and peers when this agent calls them); required with tls.certFile outside --dev."),
+  },
+
+  localSocket: str("/run/thoc/thoc.sock", "Unix socket serving the gRPC API to the CLI on this node: root and group `thoc` are admin without a certificate (SO_PEERCRED); empty turns it off (with --dev: off unless set, the dev agent needs no credentials)."),
+  localSocketGroup: str("thoc", "Group whose members are admin on the local socket; the socket is 0660 with this group when it exists, else 0600 (root only)."),
+
+  audit: {
+    maxBytes: int(10 << 20, "audit.log is rotated to audit.log.1 when it would grow past this size, so it can never fill the data disk.", { min: 4096 }),
+    files: int(5, "Rotated audit logs kept (audit.log.1 ... audit.log.N) besides the current one.", { min: 0, max: 100 }),
   },
 
   pki: {

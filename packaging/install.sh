@@ -39,6 +39,8 @@ case "$mode" in
     ;;
   --service)
     install -d -m 0750 /etc/thoc /var/lib/thoc
+    # Members of group thoc are admin on the agent's local socket (/run/thoc/thoc.sock), like root.
+    getent group thoc >/dev/null || groupadd --system thoc
     if [ ! -f /etc/thoc/node.yaml ]; then
       cat > /etc/thoc/node.yaml <<YAML
 # thoc-node configuration: every key and its default is in docs/configuration.md.

@@ -6,10 +6,12 @@
  * message; internal errors are logged, their text is not sent.
  */
 import * as grpc from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
 import { create, fromBinary, ScalarType, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
 import { callerFromCertificate, type Caller } from "./identity.js";
+import { localCaller } from "./local.js";
 
 export interface CallContext {
   /** Aborted when the client cancels or the deadline passes. */
@@ -18,6 +20,8 @@ export interface CallContext {
   readonly peer: string;
   /** Who is calling, as the transport proved it (rpc/identity.ts). */
   readonly caller: Caller;
+  /** The client's x-request-id when it sent a sane one, else a fresh one: ties a call to its log and audit lines. */
+  readonly requestId: string;
   /** Milliseconds left before the client's deadline (Infinity when none). */
   timeRemaining(): number;
 }
@@ -36,6 +40,31 @@ export type ServiceImpl<T extends GenServiceMethods> = { [K in keyof T]: MethodI
 
 /** Observes every finished call (metrics, logs). */
 export type CallObserver = (method: string, code: grpc.status, seconds: number, err?: ThocError) => void;
+
+/** A finished call as the server's `finished` hook sees it. */
+export interface FinishedCall {
+  /** "/pkg.Service/Method". */
+  method: string;
+  ctx: CallContext;
+  /** The request (a stream's first message; undefined when none arrived or the call was refused before reading). */
+  request: unknown;
+  /** A unary or client-streaming call's response, when it succeeded. */
+  response?: unknown;
+  code: grpc.status;
+  error?: ThocError;
+}
+
+/** What the server runs around every handler, streams included. */
+export interface CallHooks {
+  /** Throws (a ThocError) to refuse a call before its handler runs. `method` is "/pkg.Service/Method". */
+  authorize?(method: string, ctx: CallContext): void;
+  /** After every call, refused ones included (audit). Must not throw. */
+  finished?(call: FinishedCall): void;
+  /** Whether `finished` wants a request stream's first message for this method (default yes); no keeps bulk streams, like replica bodies, unwrapped. */
+  wantsRequest?(method: string): boolean;
+  /** Whether the TCP listener speaks TLS: an unverified TLS caller is then anonymous over "tls", not "insecure". */
+  secure?(): boolean;
+}
 
 /**
  * Encodes messages of one type. Every byte of an object body crosses here
@@ -115,7 +144,9 @@ export function serviceDefinition(svc: DescService): grpc.ServiceDefinition {
 
 type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 
-function contextOf(call: AnyCall): CallContext {
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+function contextOf(call: AnyCall, secure = false): CallContext {
   const ac = new AbortController();
   (call as grpc.ServerUnaryCall<unknown, unknown>).on("cancelled", () => ac.abort(new ThocError("cancelled", "call cancelled by client")));
   const deadline = call.getDeadline();
@@ -124,7 +155,8 @@ function contextOf(call: AnyCall): CallContext {
     signal: ac.signal,
     metadata: call.metadata,
     peer: call.getPeer(),
-    caller: callerOf(call),
+    caller: callerOf(call, secure),
+    requestId: requestIdOf(call.metadata),
     timeRemaining: () => (Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : Infinity),
   };
 }
@@ -133,10 +165,18 @@ function contextOf(call: AnyCall): CallContext {
  * The transport's identity for a call. grpc-js reports a peer certificate only
  * when the TLS layer verified it against the server's CA.
  */
-export function callerOf(call: Pick<AnyCall, "getAuthContext">): Caller {
+export function callerOf(call: Pick<AnyCall, "getAuthContext" | "getPeer">, secure = false): Caller {
+  const local = localCaller(call.getPeer());
+  if (local) return local;
   const auth = call.getAuthContext();
   if (auth?.sslPeerCertificate) return callerFromCertificate(auth.sslPeerCertificate);
-  return { kind: "anonymous", transport: auth?.transportSecurityType === "ssl" ? "tls" : "insecure" };
+  // grpc-js reports nothing at all for a TLS connection whose client sent no (valid) certificate.
+  return { kind: "anonymous", transport: auth?.transportSecurityType === "ssl" || secure ? "tls" : "insecure" };
+}
+
+function requestIdOf(md: grpc.Metadata): string {
+  const v = md.get("x-request-id")[0];
+  return typeof v === "string" && REQUEST_ID.test(v) ? v : randomBytes(8).toString("hex");
 }
 
 export function toServiceError(err: unknown, onInternal?: (e: ThocError) => void): Partial<grpc.StatusObject> {
@@ -165,55 +205,79 @@ export function serviceHandlers<T extends GenServiceMethods>(
   impl: ServiceImpl<T>,
   observe?: CallObserver,
   onInternal?: (e: ThocError) => void,
+  hooks: CallHooks = {},
 ): grpc.UntypedServiceImplementation {
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const m of (svc as DescService).methods) {
     const fn = (impl as Record<string, unknown>)[m.localName] as (...a: unknown[]) => unknown;
     if (typeof fn !== "function") throw new Error(`${svc.typeName}.${m.name} has no implementation`);
     const name = `${svc.typeName}/${m.name}`;
-    const done = (start: bigint, err?: unknown) => {
+    const path = `/${name}`;
+    const done = (start: bigint, ctx: CallContext, request: unknown, err?: unknown, response?: unknown) => {
       const secs = Number(process.hrtime.bigint() - start) / 1e9;
-      if (err === undefined) observe?.(name, grpc.status.OK, secs);
-      else {
-        const e = ThocError.from(err);
-        observe?.(name, e.grpcStatus, secs, e);
+      const e = err === undefined ? undefined : ThocError.from(err);
+      const code = e ? e.grpcStatus : grpc.status.OK;
+      observe?.(name, code, secs, e);
+      if (hooks.finished) {
+        try { hooks.finished({ method: path, ctx, request, response, code, error: e }); } catch { /* a hook never fails a call */ }
       }
+    };
+    const admit = (call: AnyCall): CallContext => contextOf(call, hooks.secure?.() ?? false);
+    const check = (ctx: CallContext) => hooks.authorize?.(path, ctx);
+    const remember = hooks.finished !== undefined && (hooks.wantsRequest?.(path) ?? true);
+    /** A request stream that remembers its first message, for the finished hook. */
+    const firstOf = (call: AnyCall): { box: { first?: unknown }; reqs: AsyncIterable<unknown> } => {
+      const box: { first?: unknown } = {};
+      if (!remember) return { box, reqs: readRequests(call as never) };
+      async function* reqs() {
+        for await (const r of readRequests(call as never)) {
+          if (!("first" in box)) box.first = r;
+          yield r;
+        }
+      }
+      return { box, reqs: reqs() };
     };
     const out = (v: unknown) => create(m.output, v as MessageInitShape<DescMessage>);
     switch (m.methodKind) {
       case "unary":
         handlers[m.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
           const start = process.hrtime.bigint();
+          const ctx = admit(call);
           Promise.resolve()
-            .then(() => fn.call(impl, call.request, contextOf(call)))
-            .then((res) => { done(start); cb(null, out(res)); },
-              (err) => { done(start, err); cb(toServiceError(err, onInternal)); });
+            .then(() => { check(ctx); return fn.call(impl, call.request, ctx); })
+            .then((res) => { done(start, ctx, call.request, undefined, res); cb(null, out(res)); },
+              (err) => { done(start, ctx, call.request, err); cb(toServiceError(err, onInternal)); });
         }) as grpc.handleUnaryCall<unknown, unknown>;
         break;
       case "client_streaming":
         handlers[m.localName] = ((call: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
           const start = process.hrtime.bigint();
+          const ctx = admit(call);
+          const { box, reqs } = firstOf(call);
           Promise.resolve()
-            .then(() => fn.call(impl, readRequests(call as never), contextOf(call)))
-            .then((res) => { done(start); cb(null, out(res)); },
-              (err) => { done(start, err); cb(toServiceError(err, onInternal)); });
+            .then(() => { check(ctx); return fn.call(impl, reqs, ctx); })
+            .then((res) => { done(start, ctx, box.first, undefined, res); cb(null, out(res)); },
+              (err) => { done(start, ctx, box.first, err); cb(toServiceError(err, onInternal)); });
         }) as grpc.handleClientStreamingCall<unknown, unknown>;
         break;
       case "server_streaming":
       case "bidi_streaming":
         handlers[m.localName] = ((call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
           const start = process.hrtime.bigint();
-          const ctx = contextOf(call);
-          const arg = m.methodKind === "server_streaming" ? (call as grpc.ServerWritableStream<unknown, unknown>).request : readRequests(call as never);
+          const ctx = admit(call);
+          const streaming = m.methodKind === "bidi_streaming" ? firstOf(call) : undefined;
+          const arg = streaming ? streaming.reqs : (call as grpc.ServerWritableStream<unknown, unknown>).request;
+          const request = () => (streaming ? streaming.box.first : arg);
           (async () => {
+            check(ctx);
             const it = fn.call(impl, arg, ctx) as AsyncIterable<unknown>;
             for await (const item of it) {
               if (ctx.signal.aborted) break;
               // Respect back-pressure: wait for drain when the buffer is full.
               if (!call.write(out(item))) await new Promise<void>((r) => { call.once("drain", r); ctx.signal.addEventListener("abort", () => r(), { once: true }); });
             }
-          })().then(() => { done(start); call.end(); },
-            (err) => { done(start, err); call.emit("error", toServiceError(err, onInternal)); });
+          })().then(() => { done(start, ctx, request()); call.end(); },
+            (err) => { done(start, ctx, request(), err); call.emit("error", toServiceError(err, onInternal)); });
         }) as grpc.handleServerStreamingCall<unknown, unknown>;
         break;
     }

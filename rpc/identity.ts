@@ -35,7 +35,7 @@ export type Caller =
   /** An operator (person or program), by a client certificate carrying a role. */
   | { kind: "operator"; name: string; role: Role; serial: string; fingerprint: string }
   /** A process on this host, over the agent's unix socket (SO_PEERCRED). */
-  | { kind: "local"; uid: number; gid: number; pid: number }
+  | { kind: "local"; uid: number; gid: number; pid: number; /** Supplementary groups when it connected (/proc/<pid>/status). */ groups?: readonly number[] }
   /** No verified identity: plaintext TCP, or TLS without a (valid) client certificate. */
   | { kind: "anonymous"; transport: "insecure" | "tls" | "unix" };
 

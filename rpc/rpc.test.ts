@@ -2,7 +2,11 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { EchoService } from "../proto/gen/thoc/test/v1/echo_pb.js";
 import { ThocError } from "../errors/index.js";
-import { RpcServer, createClient, requestBytes, GrpcStatus, type ImplOf } from "./index.js";
+import { statSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { RpcServer, createClient, requestBytes, GrpcStatus, type Caller, type ImplOf } from "./index.js";
 
 const calls: [string, number][] = [];
 const impl: ImplOf<typeof EchoService> = {
@@ -92,5 +96,64 @@ test("a client's metadata hook sees the request bytes the server receives (reque
   } finally {
     c.close();
     await s.shutdown(1000);
+  }
+});
+
+test("the authorize hook runs before every handler, streams included; the finished hook sees each call's request and outcome", async () => {
+  const ran: string[] = [];
+  const seen: [string, number, unknown][] = [];
+  const guarded: ImplOf<typeof EchoService> = {
+    async echo(req) { ran.push("echo"); return { text: req.text }; },
+    async *count(req) { ran.push("count"); for (let i = 0; i < req.n; i++) yield { text: String(i) }; },
+    async collect(reqs) { ran.push("collect"); for await (const _ of reqs) { /* drain */ } return { text: "" }; },
+    async *chat(reqs) { ran.push("chat"); for await (const r of reqs) yield { text: r.text }; },
+  };
+  const s = new RpcServer({
+    authorize: (method, ctx) => { if (ctx.metadata.get("x-let-in")[0] !== "yes") throw new ThocError("permission_denied", `no entry to ${method}`); },
+    finished: (c) => seen.push([c.method, c.code, (c.request as { text?: string } | undefined)?.text]),
+  }).add(EchoService, guarded);
+  const p = await s.listen("127.0.0.1", 0);
+  const c = createClient(EchoService, `127.0.0.1:${p}`, { defaultTimeoutMs: 5000 });
+  try {
+    const denied = (e: ThocError) => e.code === "permission_denied" && /no entry to \/thoc\.test\.v1\.EchoService\//.test(e.message);
+    await assert.rejects(c.echo({ text: "u" }), denied);
+    await assert.rejects((async () => { for await (const _ of c.count({ n: 2 })) { /* none */ } })(), denied);
+    await assert.rejects(c.collect(gen(["a"])), denied);
+    await assert.rejects((async () => { for await (const _ of c.chat(gen(["b"]))) { /* none */ } })(), denied);
+    assert.deepEqual(ran, [], "no handler ran for a refused call");
+    const md = { metadata: { "x-let-in": "yes" } };
+    assert.equal((await c.echo({ text: "in" }, md)).text, "in");
+    assert.equal((await c.collect(gen(["first", "second"]), md)).text, "");
+    assert.deepEqual(ran, ["echo", "collect"]);
+    assert.deepEqual(seen.filter(([m]) => /Echo$|Collect$/.test(m)), [
+      ["/thoc.test.v1.EchoService/Echo", GrpcStatus.PERMISSION_DENIED, "u"],
+      ["/thoc.test.v1.EchoService/Collect", GrpcStatus.PERMISSION_DENIED, undefined],
+      ["/thoc.test.v1.EchoService/Echo", GrpcStatus.OK, "in"],
+      ["/thoc.test.v1.EchoService/Collect", GrpcStatus.OK, "first"],
+    ]);
+  } finally {
+    c.close();
+    await s.shutdown(500);
+  }
+});
+
+test("listenLocal: calls over the unix socket carry the client's uid, gid and pid (SO_PEERCRED); the socket is 0600 without a group", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "thoc-rpc-local-"));
+  const callers: Caller[] = [];
+  const s = new RpcServer({ authorize: (_m, ctx) => { callers.push(ctx.caller); } }).add(EchoService, impl);
+  await s.listen("127.0.0.1", 0);
+  const sock = path.join(dir, "api.sock");
+  await s.listenLocal(sock);
+  const c = createClient(EchoService, `unix:${sock}`, { defaultTimeoutMs: 5000 });
+  try {
+    assert.equal(statSync(sock).mode & 0o777, 0o600);
+    assert.equal((await c.echo({ text: "local" })).text, "local");
+    const me = callers[0];
+    assert.ok(me?.kind === "local", JSON.stringify(me));
+    assert.deepEqual([me.uid, me.gid, me.pid], [process.getuid!(), process.getgid!(), process.pid]);
+  } finally {
+    c.close();
+    await s.shutdown(500);
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -15,13 +15,42 @@ import type { HealthImplementation, ServingStatus } from "grpc-health-check";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { listenError, type ThocError } from "../errors/index.js";
-import { serviceDefinition, serviceHandlers, type CallObserver, type ServiceImpl } from "./adapter.js";
+import type { Server as NetServer } from "node:net";
+import { serviceDefinition, serviceHandlers, type CallContext, type CallHooks, type CallObserver, type FinishedCall, type ServiceImpl } from "./adapter.js";
+import { listenLocal } from "./local.js";
 
 export interface RpcServerOptions {
   observe?: CallObserver;
   onInternalError?: (e: ThocError) => void;
   /** Extra grpc-js server options (message sizes, keepalive). */
   options?: grpc.ServerOptions;
+  /** Runs before every handler of every service added (streams included); throws a ThocError to refuse the call. */
+  authorize?: (method: string, ctx: CallContext) => void;
+  /** Runs after every call, refused ones included. */
+  finished?: (call: FinishedCall) => void;
+  /** Methods whose request stream's first message `finished` needs (default: all). */
+  wantsRequest?: (method: string) => boolean;
+}
+
+/**
+ * TLS server credentials that ask every client for a certificate but let one
+ * without through: the call is then anonymous and the authorize hook decides
+ * (UNAUTHENTICATED for a method that needs an identity, while public methods
+ * such as a join with a token still work). grpc-js's createSsl() can only
+ * require a certificate or not ask for one; its certificate-provider variant
+ * can ask without requiring. One static provider answers both its questions
+ * (CA and identity), so the order of its two provider arguments does not matter.
+ * It answers a moment later, not at once: grpc-js registers its listener before
+ * the watcher that applies an answer, and an answer given at once is lost.
+ */
+export function tlsRequestingClientCert(ca: Buffer, cert: Buffer, key: Buffer): grpc.ServerCredentials {
+  const provider: grpc.experimental.CertificateProvider = {
+    addCaCertificateListener: (l) => queueMicrotask(() => l({ caCertificate: ca })),
+    removeCaCertificateListener: () => {},
+    addIdentityCertificateListener: (l) => queueMicrotask(() => l({ certificate: cert, privateKey: key })),
+    removeIdentityCertificateListener: () => {},
+  };
+  return grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
 }
 
 export class RpcServer {
@@ -33,6 +62,9 @@ export class RpcServer {
   private readonly services: string[] = [];
   private reflectionAdded = false;
   private boundPort = 0;
+  private secure = false;
+  private local?: { server: NetServer; drain(graceMs: number): void; destroy(): void };
+  private readonly paths: string[] = [];
 
   constructor(private readonly opts: RpcServerOptions = {}) {
     this.grpc = new grpc.Server({
@@ -46,7 +78,9 @@ export class RpcServer {
   /** Registers a service declared in .proto with its typed implementation. */
   add<T extends GenServiceMethods>(svc: GenService<T>, impl: ServiceImpl<T>): this {
     const desc = svc as DescService;
-    this.grpc.addService(serviceDefinition(desc), serviceHandlers(svc, impl, this.opts.observe, this.opts.onInternalError));
+    const hooks: CallHooks = { authorize: this.opts.authorize, finished: this.opts.finished, wantsRequest: this.opts.wantsRequest, secure: () => this.secure };
+    this.grpc.addService(serviceDefinition(desc), serviceHandlers(svc, impl, this.opts.observe, this.opts.onInternalError, hooks));
+    for (const m of desc.methods) this.paths.push(`/${desc.typeName}/${m.name}`);
     this.services.push(desc.typeName);
     const addFile = (f: DescFile) => {
       if (this.files.has(f.proto.name)) return;
@@ -71,6 +105,11 @@ export class RpcServer {
 
   get serviceNames(): readonly string[] {
     return this.services;
+  }
+
+  /** "/pkg.Service/Method" of every method of every service added. */
+  get methodPaths(): readonly string[] {
+    return this.paths;
   }
 
   get port(): number {
@@ -102,12 +141,31 @@ export class RpcServer {
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.grpc.bindAsync(addr, creds, (err, p) => (err ? reject(listenError(err, "gRPC", addr, "--grpc-port")) : resolve(p)));
     });
+    this.secure = creds._isSecure();
     return this.boundPort;
+  }
+
+  /**
+   * Also serves the API on a unix socket (rpc/local.ts): mode 0660 with group
+   * `gid`, or 0600 without one; every call on it carries the connecting
+   * process's uid, gid and pid as its caller.
+   */
+  async listenLocal(socketPath: string, gid?: number): Promise<void> {
+    const injector = this.grpc.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const server = await listenLocal(socketPath, { gid, inject: (sock) => injector.injectConnection(sock) });
+    this.local = { server, drain: (ms) => injector.drain(ms), destroy: () => injector.destroy() };
   }
 
   /** Stops accepting calls, lets in-flight calls finish for up to timeoutMs, then cancels the rest. */
   async shutdown(timeoutMs: number): Promise<void> {
     this.setAllServing("NOT_SERVING");
+    if (this.local) {
+      const { server, drain, destroy } = this.local;
+      this.local = undefined;
+      server.close();
+      drain(timeoutMs);
+      setTimeout(destroy, timeoutMs).unref();
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => { this.grpc.forceShutdown(); resolve(); }, timeoutMs);
       this.grpc.tryShutdown(() => { clearTimeout(timer); resolve(); });

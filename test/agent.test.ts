@@ -58,6 +58,8 @@ test("dev agent becomes ready and status --json has the identity and capacity", 
   const viaHint = await runCli(hint[1]!.split(/\s+/));
   assert.equal(viaHint.code, 0, viaHint.stderr);
   assert.match(viaHint.stdout, /ready\s+yes/);
+  // The banner says plainly that a dev agent authenticates nobody.
+  assert.match(a.output, /auth\s+OFF: --dev serves every caller as admin/);
 });
 
 test("gRPC health answers SERVING and reflection lists thoc.node.v1.NodeService", async () => {
@@ -165,7 +167,7 @@ test("SIGTERM with a gRPC image import in flight: it completes; new gRPC and S3 
   const c = new AgentProcess("a6", `${block}.6`, path.join(root, "a6"), { dev: true, env: S3_ENV });
   agents.push(c);
   await c.start();
-  const images = createClient(ImageService, c.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 30_000 });
+  const images = createClient(ImageService, c.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 30_000 });
   const kernel = randomBytes(1 << 20);
   const sha = createHash("sha256").update(kernel).digest("hex");
   let resume!: () => void;
@@ -186,7 +188,7 @@ test("SIGTERM with a gRPC image import in flight: it completes; new gRPC and S3 
     const exit = c.kill("SIGTERM");
     // While the import drains (dev: half of shutdownTimeout 3 s), new calls on new connections are refused at once,
     // on the gRPC port and on the S3 port alike (every listener stops accepting when shutdown begins).
-    const node = createClient(NodeService, c.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 300 });
+    const node = createClient(NodeService, c.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 300 });
     const s3Refused = () => new Promise<boolean>((resolve) => {
       const s = net.connect(7480, c.bind);
       s.once("connect", () => { s.destroy(); resolve(false); });

@@ -74,7 +74,7 @@ test("--help and keygen load neither the gRPC client nor anything the agent need
 
 test("commands against an address with no agent fail without loading the agent's modules", async () => {
   const addr = `${loopbackBlock()}.1:7400`;
-  for (const args of [["status"], ["members", "--json"], ["ring"], ["vm", "list"], ["image", "list"], ["s3", "key", "list"], ["cluster", "token", "create"]]) {
+  for (const args of [["status"], ["members", "--json"], ["ring"], ["vm", "list"], ["image", "list"], ["s3", "key", "list"], ["cluster", "token", "create"], ["events"]]) {
     const r = await load(["--addr", addr, "--timeout", "3000", ...args]);
     assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, /cannot reach the agent|deadline/i);
@@ -87,7 +87,7 @@ test("status, members and ring against a running --dev agent answer without load
   const agent = new AgentProcess("cli-load", `${loopbackBlock()}.1`, d, { dev: true });
   try {
     await agent.start();
-    for (const args of [["status", "--json"], ["members", "--json"], ["ring", "--json"]]) {
+    for (const args of [["status", "--json"], ["members", "--json"], ["ring", "--json"], ["events", "--json"]]) {
       const r = await load(["--addr", agent.grpcAddress, ...args]);
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
       assert.ok(r.modules.some((m) => m.endsWith("/dist/rpc/client.js")), "the gRPC client was loaded (the call really went through it)");

@@ -15,8 +15,10 @@
  *    as docs/operations.md says: the first agent's data dir gets `cluster
  *    init`, every other agent joins with a one-time token from it (`cluster
  *    token create`, `agent --join ... --token ...`), so gRPC is mutual TLS on
- *    loopback too; cli() and grpcCredentials() call as the admin certificate
- *    `cluster init` wrote. A test that brings its own tls.* files (env
+ *    loopback too; the harness's clients (cli(), clientAddress) use the agent's
+ *    local socket, <dataDir>/thoc.sock, as root: admin, as the CLI on a node
+ *    is; grpcCredentials() is the admin certificate `cluster init` wrote, for
+ *    a client that must come over TCP. A test that brings its own tls.* files (env
  *    THOC_TLS_CERT_FILE) gets no cluster PKI. libvirt's test driver.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -66,6 +68,8 @@ export interface AgentOptions {
    * production mode unless the test brings its own tls.* files.
    */
   pki?: "init" | { tokenFrom: AgentProcess } | false;
+  /** cli() dials the gRPC port (with THOC_TLS_* from the environment) even in production mode, instead of the local socket. */
+  cliOverTcp?: boolean;
 }
 
 /** The files a CLI or gRPC client needs to call a cluster-PKI agent as admin. */
@@ -136,6 +140,10 @@ export class AgentProcess {
   get configFile() { return `${this.dataDir}.yaml`; }
 
   get grpcAddress() { return `${this.bind}:7400`; }
+  /** Production mode's local socket (the gRPC API for root on the node). */
+  get socketPath() { return path.join(this.dataDir, "thoc.sock"); }
+  /** What a test's operator client dials: the local socket in production mode (admin), the gRPC port in dev mode (everyone is admin). */
+  get clientAddress() { return this.dev ? this.grpcAddress : `unix:${this.socketPath}`; }
   get httpUrl() { return `http://${this.bind}:7401`; }
   get s3Url() { return `http://${this.bind}:7480`; }
   get gossipAddress() { return `${this.bind}:7946`; }
@@ -157,6 +165,7 @@ export class AgentProcess {
         preset: "local", name: this.name, bind: this.bind, dataDir: this.dataDir, join: this.opts.join ?? [], logLevel,
         // Production's qemu:///system needs libvirtd; the VM-agnostic tests run on the test driver in both modes.
         hypervisorUri: "test:///default",
+        localSocket: this.socketPath,
         cluster: { keys: [this.clusterKey] },
       };
       env = { ...process.env, ...this.opts.env };
@@ -239,9 +248,14 @@ export class AgentProcess {
     });
   }
 
+  /** The CLI's global options that reach this agent as admin: its local socket in production mode, its gRPC port in dev mode. */
+  get cliTarget(): string[] {
+    return this.dev || this.opts.cliOverTcp ? ["--addr", this.grpcAddress] : ["--socket", this.socketPath];
+  }
+
   /** Runs the CLI against this agent; resolves with its exit code and output. */
   cli(args: string[], timeoutMs = 20_000): Promise<CliResult> {
-    return runCli(["--addr", this.grpcAddress, ...args], timeoutMs, this.cliEnv);
+    return runCli([...this.cliTarget, ...args], timeoutMs, this.cliEnv);
   }
 }
 

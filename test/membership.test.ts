@@ -16,7 +16,7 @@ interface JsonMember { id: string; name: string; address: string; state: string;
 
 /** The view of one agent over gRPC (fast, for polling); the CLI's JSON is checked separately. */
 async function members(a: AgentProcess): Promise<JsonMember[]> {
-  const client = createClient(ClusterService, a.grpcAddress, { defaultTimeoutMs: 5000 });
+  const client = createClient(ClusterService, a.clientAddress, { defaultTimeoutMs: 5000 });
   try {
     const r = await client.listMembers({});
     return r.members.map((m) => ({ id: m.id, name: m.name, address: m.address, state: m.state, incarnation: Number(m.incarnation), meta: { ...m.meta } }));
@@ -107,7 +107,7 @@ test("a restarted agent is alive again everywhere with a higher incarnation", as
 });
 
 test("WatchMembers streams the current view, then changes as they happen", async () => {
-  const client = createClient(ClusterService, c.agents[0]!.grpcAddress, { defaultTimeoutMs: 60_000 });
+  const client = createClient(ClusterService, c.agents[0]!.clientAddress, { defaultTimeoutMs: 60_000 });
   const events: { type: string; name: string; state: string }[] = [];
   const ac = new AbortController();
   const done = (async () => {

@@ -4,7 +4,9 @@
  * reads and writes and the S3 key table all cross between three production-mode
  * agents whose gRPC ports refuse plaintext. Before this, peers always dialled
  * plaintext and replication failed in exactly the documented production setup.
- * Certificates: a test CA and one node certificate with every agent's IP.
+ * Certificates: a test CA, one node certificate (O=thoc, OU=node: what makes
+ * a caller a peer) with every agent's IP, and an admin operator certificate
+ * for the CLI, which dials the gRPC port with it rather than the local socket.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -19,25 +21,28 @@ import { S3_ENV, getText, s3client, waitRing } from "./objectstore-util.js";
 
 let cluster: Cluster;
 
-/** A test CA (ECDSA P-256) and one node certificate, for server and client use, valid for every agent's IP. */
-async function makeCerts(dir: string, ips: string[]): Promise<{ ca: string; cert: string; key: string }> {
+/** A test CA (ECDSA P-256), one node certificate for server and client use, valid for every agent's IP, and an admin's client certificate. */
+async function makeCerts(dir: string, ips: string[]): Promise<{ ca: string; cert: string; key: string; adminCert: string; adminKey: string }> {
   const f = (n: string) => path.join(dir, n);
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   const openssl = (...a: string[]) => execFileSync("openssl", a, { stdio: "ignore" });
   openssl("req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj", "/CN=thoc test CA");
-  openssl("req", ...ec, "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=thoc node");
+  openssl("req", ...ec, "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=tls-test-node/O=thoc/OU=node");
   await writeFile(f("san.ext"), `subjectAltName=${ips.map((ip) => `IP:${ip}`).join(",")}\nextendedKeyUsage=serverAuth,clientAuth\n`);
   openssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.crt"), "-days", "2", "-extfile", f("san.ext"));
-  return { ca: f("ca.crt"), cert: f("node.crt"), key: f("node.key") };
+  openssl("req", ...ec, "-keyout", f("admin.key"), "-out", f("admin.csr"), "-subj", "/CN=tls-test-admin/O=thoc/OU=admin");
+  await writeFile(f("client.ext"), "extendedKeyUsage=clientAuth\n");
+  openssl("x509", "-req", "-in", f("admin.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("admin.crt"), "-days", "2", "-extfile", f("client.ext"));
+  return { ca: f("ca.crt"), cert: f("node.crt"), key: f("node.key"), adminCert: f("admin.crt"), adminKey: f("admin.key") };
 }
 
 before(async () => {
   const root = await mkdtemp(path.join(tmpdir(), "thoc-tls-"));
   const block = loopbackBlock();
   const c = await makeCerts(root, [2, 3, 4].map((i) => `${block}.${i}`));
-  // The CLI (and so the harness's cli()) verifies the agents against the test CA.
-  process.env.THOC_TLS_CA = c.ca;
-  cluster = new Cluster(root, block, { dev: false, env: { ...S3_ENV, THOC_TLS_CERT_FILE: c.cert, THOC_TLS_KEY_FILE: c.key, THOC_TLS_CA_FILE: c.ca } });
+  // The CLI (and so the harness's cli()) verifies the agents against the test CA and presents the admin certificate.
+  Object.assign(process.env, { THOC_TLS_CA: c.ca, THOC_TLS_CERT: c.adminCert, THOC_TLS_KEY: c.adminKey });
+  cluster = new Cluster(root, block, { dev: false, cliOverTcp: true, env: { ...S3_ENV, THOC_TLS_CERT_FILE: c.cert, THOC_TLS_KEY_FILE: c.key, THOC_TLS_CA_FILE: c.ca } });
   for (let i = 0; i < 3; i++) cluster.add();
   await Promise.all(cluster.agents.map((a) => a.start()));
   await waitRing(cluster.agents, ["n1", "n2", "n3"]);
@@ -47,8 +52,12 @@ after(async () => cluster?.stop());
 test("three TLS agents replicate over TLS: ring, quorum writes and reads, S3 keys; plaintext is refused", async () => {
   const [a, b, c] = cluster.agents as [typeof cluster.agents[0], typeof cluster.agents[0], typeof cluster.agents[0]];
   // The gRPC port speaks TLS only: a plaintext client cannot reach it.
-  const plain = await runCli(["--addr", a.grpcAddress, "--timeout", "3000", "status"], 10_000, { THOC_TLS_CA: "" });
+  const plain = await runCli(["--addr", a.grpcAddress, "--timeout", "3000", "status"], 10_000, { THOC_TLS_CA: "", THOC_TLS_CERT: "", THOC_TLS_KEY: "" });
   assert.equal(plain.code, 1, plain.stdout);
+  // TLS without a client certificate reaches the agent but not the API.
+  const anon = await runCli(["--addr", a.grpcAddress, "--timeout", "3000", "status"], 10_000, { THOC_TLS_CERT: "", THOC_TLS_KEY: "" });
+  assert.equal(anon.code, 1);
+  assert.match(anon.stderr, /not authenticated/, anon.stderr);
   const ring = JSON.parse((await b.cli(["ring", "--json"])).stdout) as { replicas: number; writeQuorum: number };
   assert.deepEqual([ring.replicas, ring.writeQuorum], [3, 2], "a full ring: the nodes exchanged it over TLS");
 

@@ -100,7 +100,7 @@ export async function presignedPutPath(a: AgentProcess, bucket: string, key: str
 
 /** `a`'s node id (NodeService.GetNode): what peers sign their calls to `a` for. */
 export async function nodeIdOf(a: AgentProcess): Promise<string> {
-  const c = createClient(NodeService, a.grpcAddress, { defaultTimeoutMs: 5000 });
+  const c = createClient(NodeService, a.clientAddress, { defaultTimeoutMs: 5000 });
   try {
     return (await c.getNode({})).node!.id;
   } finally {

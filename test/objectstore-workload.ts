@@ -268,7 +268,7 @@ export async function finalReads(h: History, bucket: string, keys: string[], tar
 
 /** An agent's ring view over gRPC (no CLI process: polling it is cheap). */
 export async function ringView(a: AgentProcess): Promise<{ up: string[]; down: string[]; pendingHints: number }> {
-  const c = createClient(ClusterService, a.grpcAddress, { defaultTimeoutMs: 5000 });
+  const c = createClient(ClusterService, a.clientAddress, { defaultTimeoutMs: 5000 });
   try {
     const r = await c.getRing({});
     return {

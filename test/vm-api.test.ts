@@ -76,7 +76,7 @@ test("CLI: images, VM lifecycle, snapshots, metrics, GPUs on the dev agent", asy
 });
 
 test("bad requests: status code, a message that says what to fix, nothing left behind", async () => {
-  const client = createClient(VmService, a.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 10_000 });
+  const client = createClient(VmService, a.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 10_000 });
   try {
     const qcow = path.join(c.root, "b.qcow2");
     execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", qcow, "1G"]);

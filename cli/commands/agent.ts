@@ -118,6 +118,7 @@ function banner(_log: Logger, agent: Agent, VERSION: string): void {
     `  S3       http://${a.s3}`,
     `  gossip   ${a.gossip}`,
     `  data     ${agent.config.dataDir}`,
+    `  auth     OFF: --dev serves every caller as admin, with no certificate (never expose a dev agent)`,
     "",
   ].join("\n") + "\n");
 }

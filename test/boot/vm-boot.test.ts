@@ -51,7 +51,7 @@ interface Follower { out: string; err: string; exit: Promise<number | null>; kil
 
 /** `vm logs --follow` running in the background, its output as it arrives. */
 function follow(agent: AgentProcess, vm: string): Follower {
-  const p = spawn(process.execPath, [CLI, "--addr", agent.grpcAddress, "vm", "logs", vm, "--follow", "--tail", "1"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const p = spawn(process.execPath, [CLI, ...agent.cliTarget, "vm", "logs", vm, "--follow", "--tail", "1"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const f: Follower = { out: "", err: "", exit: once(p, "exit").then(([code]) => code as number | null), kill: () => { if (p.exitCode === null) p.kill("SIGKILL"); } };
   p.stdout!.on("data", (b: Buffer) => { f.out += b; });
   p.stderr!.on("data", (b: Buffer) => { f.err += b; });
