@@ -38,8 +38,8 @@ test("mutating calls and refusals are in audit.log and the event stream, with wh
     r = await a.cli(["s3", "key", "create", "--owner", "audit-owner", "--json"]);
     assert.equal(r.code, 0, r.stderr);
     const { accessKeyId, secretKey } = JSON.parse(r.stdout) as { accessKeyId: string; secretKey: string };
-    // Refused: anonymous over TCP.
-    r = await runCli(["--addr", a.grpcAddress, "s3", "key", "create"], 20_000, { THOC_TLS_CA: "", THOC_TLS_CERT: "", THOC_TLS_KEY: "" });
+    // Refused: anonymous over TCP (TLS that trusts the agent, no client certificate).
+    r = await runCli(["--addr", a.grpcAddress, "s3", "key", "create"], 20_000, { THOC_TLS_CA: a.clientTls?.ca ?? "", THOC_TLS_CERT: "", THOC_TLS_KEY: "" });
     assert.equal(r.code, 1);
     // A read is not audited.
     assert.equal((await a.cli(["vm", "list"])).code, 0);
@@ -59,7 +59,7 @@ test("mutating calls and refusals are in audit.log and the event stream, with wh
       ["KeyService/CreateKey", "UNAUTHENTICATED", "anonymous", "root"],
     ]);
     assert.match(recs[1]!.who, /^local uid 0 gid 0 pid \d+$/);
-    assert.equal(recs[4]!.who, "anonymous (insecure)");
+    assert.equal(recs[4]!.who, "anonymous (tls)");
     assert.equal(recs[0]!.target["meta.name"], "tiny", "a client stream's target comes from its first message");
     assert.equal(new Set(recs.map((x) => x.requestId)).size, recs.length, "one request id per call");
 
@@ -74,7 +74,7 @@ test("mutating calls and refusals are in audit.log and the event stream, with wh
     const recent = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Rec & { who: string });
     assert.deepEqual(recent.map((e) => [e.method, e.outcome, e.who]), recs.map((x) => [x.method, x.outcome, x.who]));
     r = await a.cli(["events"]);
-    assert.match(r.stdout, /UNAUTHENTICATED\s+KeyService\/CreateKey\s+owner=root\s+by anonymous \(insecure\)/);
+    assert.match(r.stdout, /UNAUTHENTICATED\s+KeyService\/CreateKey\s+owner=root\s+by anonymous \(tls\)/);
 
     // Stopping the agent ends a followed stream cleanly, well inside the shutdown budget.
     const t0 = Date.now();

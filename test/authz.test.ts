@@ -50,7 +50,7 @@ before(async () => {
   for (const role of ["viewer", "operator", "admin"]) certs[role] = issue(ca, role, operatorSubject(`alice-${role}`, role));
   certs.node = issue(ca, "peer", nodeSubject("some-node"));
   cluster = new Cluster(root, block, { dev: false, join: false });
-  const agent = (i: number, env: Record<string, string>) => new AgentProcess(`n${i}`, `${block}.${i + 1}`, path.join(root, `n${i}`), { dev: false, env });
+  const agent = (i: number, env: Record<string, string>) => new AgentProcess(`n${i}`, `${block}.${i + 1}`, path.join(root, `n${i}`), { dev: false, env, pki: false });
   cluster.agents.push(
     agent(1, { THOC_TLS_CERT_FILE: server.cert, THOC_TLS_KEY_FILE: server.key, THOC_TLS_CA_FILE: ca.cert, THOC_LOCAL_SOCKET: path.join(sockDir, "a.sock") }),
     agent(2, { THOC_LOCAL_SOCKET: path.join(sockDir, "b.sock"), THOC_LOCAL_SOCKET_GROUP: "nogroup" }),

@@ -49,7 +49,7 @@ test("bad configuration is exit 2 with one line naming what to fix, before anyth
       ["an unknown preset", [...dev, "--preset", "wan"], {}, /config: --preset: expected one of lan, local, got "wan"/],
       ["gossipPort equal to grpcPort", [...dev, "--gossip-port", "7400"], {}, /config: gossipPort: port 7400 is also set for grpcPort/],
       ["vm.vncPort equal to s3Port", dev, { THOC_VM_VNC_PORT: "7480" }, /config: vm.vncPort: port 7480 is also set for s3Port/],
-      ["an unreadable tls.certFile", ["--bind", bind, "--data-dir", dataDir], { ...prodEnv, THOC_TLS_CERT_FILE: "/nonexistent.crt", THOC_TLS_KEY_FILE: key },
+      ["an unreadable tls.certFile", ["--bind", bind, "--data-dir", dataDir], { ...prodEnv, THOC_TLS_CERT_FILE: "/nonexistent.crt", THOC_TLS_KEY_FILE: key, THOC_TLS_CA_FILE: key /* readable; the missing certificate is what is named */ },
         /config: tls.certFile: cannot read \/nonexistent.crt: ENOENT/],
     ];
     for (const [what, args, env, message] of cases) {
@@ -65,14 +65,14 @@ test("bad configuration is exit 2 with one line naming what to fix, before anyth
 
     // A private key others can read: refused with the chmod that fixes it.
     await chmod(key, 0o640);
-    const open = await agentRun(["--bind", bind, "--data-dir", dataDir], { ...prodEnv, THOC_TLS_CERT_FILE: cert, THOC_TLS_KEY_FILE: key });
+    const open = await agentRun(["--bind", bind, "--data-dir", dataDir], { ...prodEnv, THOC_TLS_CERT_FILE: cert, THOC_TLS_KEY_FILE: key, THOC_TLS_CA_FILE: cert });
     assert.equal(open.code, 2, open.stderr);
     assert.match(open.stderr, new RegExp(`config: tls.keyFile: ${key} is a private key readable by group or others \\(mode 0640\\): run chmod 600 ${key}`));
     assert.ok(!existsSync(dataDir));
     await chmod(key, 0o600);
 
     // An address no interface has: the documented "cannot bind" code, 3.
-    const nowhere = await agentRun(["--bind", "192.0.2.77", "--data-dir", dataDir], { ...prodEnv, THOC_TLS_CERT_FILE: cert, THOC_TLS_KEY_FILE: key });
+    const nowhere = await agentRun(["--bind", "192.0.2.77", "--data-dir", dataDir], { ...prodEnv, THOC_TLS_CERT_FILE: cert, THOC_TLS_KEY_FILE: key, THOC_TLS_CA_FILE: cert });
     assert.equal(nowhere.code, 3, nowhere.stderr);
     assert.match(nowhere.stderr, /cannot listen on 192\.0\.2\.77:\d+: no such local address; check --bind/);
   } finally {
@@ -118,7 +118,8 @@ test("with umask 022 the agent's data dir holds only 0700 directories and 0600 f
     for (const a of agents) {
       const all = await modes(a.dataDir);
       assert.ok(all.some(([p]) => p.startsWith("replicas")) && all.some(([p]) => p.startsWith("meta")), JSON.stringify(all));
-      const wrong = all.filter(([, m, dir]) => m !== (dir ? 0o700 : 0o600)).map(([p, m]) => `${p} ${m.toString(8)}`);
+      // Certificates (pki/*.crt) are public by nature and stay 0644; every key and every other file is 0600.
+      const wrong = all.filter(([p, m, dir]) => m !== (dir ? 0o700 : 0o600) && !(p.endsWith(".crt") && m === 0o644)).map(([p, m]) => `${p} ${m.toString(8)}`);
       assert.deepEqual(wrong, [], `${a.name}: modes other than 0700/0600`);
       // QEMU (libvirt-qemu) must still reach VM disks: their tree keeps 0755.
       assert.equal((await lstat(path.join(a.dataDir, "vms"))).mode & 0o777, 0o755);

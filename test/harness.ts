@@ -141,7 +141,7 @@ export class AgentProcess {
 
   get grpcAddress() { return `${this.bind}:7400`; }
   /** Production mode's local socket (the gRPC API for root on the node). */
-  get socketPath() { return path.join(this.dataDir, "thoc.sock"); }
+  get socketPath() { return this.opts.env?.THOC_LOCAL_SOCKET ?? path.join(this.dataDir, "thoc.sock"); }
   /** What a test's operator client dials: the local socket in production mode (admin), the gRPC port in dev mode (everyone is admin). */
   get clientAddress() { return this.dev ? this.grpcAddress : `unix:${this.socketPath}`; }
   get httpUrl() { return `http://${this.bind}:7401`; }

@@ -34,6 +34,8 @@ export function registerPki(program: Command): void {
     .option("--config <file>", "the node's YAML config (data dir, cluster name, addresses)")
     .option("--json", "print one JSON document")
     .action(async (o: { dataDir?: string; config?: string; json?: boolean }) => {
+      // It may create the data dir and the store (for the node id): the agent's modes, 0700/0600, not the shell's umask.
+      process.umask(0o077);
       try {
         await clusterInit(o);
       } catch (err) { fail(err); }
