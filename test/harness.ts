@@ -221,6 +221,11 @@ export class AgentProcess {
     return this.exitCode;
   }
 
+  /** Spawns without waiting for readiness: for an agent that must never become ready (it cannot join). */
+  async launch(): Promise<void> {
+    this.spawn(await this.bootstrapArgs());
+  }
+
   async start(timeoutMs?: number): Promise<number> {
     this.spawn(await this.bootstrapArgs());
     return this.waitReady(timeoutMs);

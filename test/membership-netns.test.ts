@@ -8,6 +8,7 @@
  * (--dev binds only loopback): a cluster key of their own and TLS on gRPC
  * from a test CA, which the CLI verifies.
  */
+import { makeCa, issue, nodeSubject, operatorSubject } from "./certs.js";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -37,18 +38,14 @@ const procs: ChildProcess[] = [];
 const output: string[] = [];
 let root = "";
 const clusterKey = newClusterKey();
-let tls: { ca: string; cert: string; key: string };
+let tls: { ca: string; cert: string; key: string; adminCert: string; adminKey: string };
 
-/** A test CA and one certificate for every agent's address (serverAuth for gRPC, clientAuth for peers). */
+/** A test CA, one node certificate for every agent's address, and an admin operator certificate for the CLI. */
 async function makeCerts(dir: string): Promise<typeof tls> {
-  const f = (n: string) => path.join(dir, n);
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  const openssl = (...a: string[]) => execFileSync("openssl", a, { stdio: "ignore" });
-  openssl("req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj", "/CN=thoc netns test CA");
-  openssl("req", ...ec, "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=thoc node");
-  await writeFile(f("san.ext"), `subjectAltName=${Array.from({ length: N }, (_, i) => `IP:${ip(i + 1)}`).join(",")}\nextendedKeyUsage=serverAuth,clientAuth\n`);
-  openssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.crt"), "-days", "2", "-extfile", f("san.ext"));
-  return { ca: f("ca.crt"), cert: f("node.crt"), key: f("node.key") };
+  const ca = makeCa(dir);
+  const node = issue(ca, "node", nodeSubject("netns-node"), Array.from({ length: N }, (_, i) => ip(i + 1)));
+  const admin = issue(ca, "admin", operatorSubject("netns-admin", "admin"));
+  return { ca: ca.cert, cert: node.cert, key: node.key, adminCert: admin.cert, adminKey: admin.key };
 }
 
 function spawnAgent(i: number): void {
@@ -67,7 +64,7 @@ function spawnAgent(i: number): void {
 }
 
 function membersOf(i: number): { name: string; state: string }[] {
-  const out = execFileSync("ip", ["netns", "exec", ns(i), process.execPath, CLI, "--addr", `${ip(i)}:7400`, "--tls-ca", tls.ca, "members", "--json"],
+  const out = execFileSync("ip", ["netns", "exec", ns(i), process.execPath, CLI, "--addr", `${ip(i)}:7400`, "--tls-ca", tls.ca, "--tls-cert", tls.adminCert, "--tls-key", tls.adminKey, "members", "--json"],
     { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: 15_000 }).toString();
   return JSON.parse(out) as { name: string; state: string }[];
 }

@@ -7,6 +7,7 @@
  * <base>.250.1), so its clients talk to both sides whatever the partition.
  * Needs root (ip netns, iptables); `netnsUnavailable()` says why not.
  */
+import { makeCa, issue, nodeSubject, operatorSubject } from "./certs.js";
 import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -91,7 +92,8 @@ export class NetnsLab {
     // Off loopback an agent runs as production does (--dev binds only loopback): one cluster key for all, and
     // TLS on gRPC from a test CA, which the CLI (THOC_TLS_CA) and peers verify.
     const tls = await this.certs(n);
-    process.env.THOC_TLS_CA = tls.ca;
+    // The CLI calls as an admin operator (rpc/identity.ts subject format); the agents present node certificates.
+    Object.assign(process.env, { THOC_TLS_CA: tls.ca, THOC_TLS_CERT: tls.adminCert, THOC_TLS_KEY: tls.adminKey });
     const agentOpts = {
       dev: false, clusterKey: newClusterKey(), ...opts,
       env: { ...opts.env, THOC_TLS_CERT_FILE: tls.cert, THOC_TLS_KEY_FILE: tls.key, THOC_TLS_CA_FILE: tls.ca },
@@ -101,18 +103,14 @@ export class NetnsLab {
     }
   }
 
-  /** A test CA (ECDSA P-256) and one certificate valid for every agent's address, for server and client use. */
-  private async certs(n: number): Promise<{ ca: string; cert: string; key: string }> {
-    const f = (name: string) => path.join(this.root, name);
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    const openssl = (...a: string[]) => execFileSync("openssl", a, { stdio: "ignore" });
-    openssl("req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj", "/CN=thoc netns test CA");
-    openssl("req", ...ec, "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=thoc node");
-    const ips = Array.from({ length: n }, (_, i) => `IP:${this.ip(i + 1)}`).join(",");
-    await writeFile(f("san.ext"), `subjectAltName=${ips}\nextendedKeyUsage=serverAuth,clientAuth\n`);
-    openssl("x509", "-req", "-in", f("node.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.crt"), "-days", "2", "-extfile", f("san.ext"));
-    return { ca: f("ca.crt"), cert: f("node.crt"), key: f("node.key") };
+  /** A test CA, one node certificate valid for every agent's address, and an admin operator certificate for the CLI. */
+  private async certs(n: number): Promise<{ ca: string; cert: string; key: string; adminCert: string; adminKey: string }> {
+    const ca = makeCa(this.root);
+    const node = issue(ca, "node", nodeSubject("netns-node"), Array.from({ length: n }, (_, i) => this.ip(i + 1)));
+    const admin = issue(ca, "admin", operatorSubject("netns-admin", "admin"));
+    return { ca: ca.cert, cert: node.cert, key: node.key, adminCert: admin.cert, adminKey: admin.key };
   }
+
 
   /** Drops all traffic between agents of different sides (agent numbers, 1-based). */
   partition(sides: number[][]): void {
