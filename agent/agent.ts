@@ -122,7 +122,7 @@ export class Agent {
     this.rpc = new RpcServer({
       observe: this.metrics.observeGrpc,
       onInternalError: (e) => this.log.error({ err: e.cause ?? e }, "internal error in gRPC handler"),
-      authorize: authorizer({ dev: cfg.dev, adminGid }),
+      authorize: authorizer({ dev: cfg.dev, adminGid, isRevoked: (serial) => this.transport?.isRevoked(serial) ?? false }),
       wantsRequest: isAudited,
       finished: auditor({ node: cfg.name, file: this.audit, bus: this.events, onError: (err) => this.log.error({ err }, "audit log write failed") }),
     });

@@ -53,3 +53,13 @@ test("the rules: roles in order, peers only for peer methods, local root or admi
   assert.equal(outcome("/thoc.node.v1.VmService/Unlisted", op("admin")), "permission_denied");
   assert.deepEqual(missingRoles(["/thoc.node.v1.VmService/Unlisted", V]), ["/thoc.node.v1.VmService/Unlisted"]);
 });
+
+test("a revoked certificate serial is refused whatever its role (leading zeros as TLS reports them)", () => {
+  const revoked = new Set(["1"]);
+  const opts = { dev: false, isRevoked: (s: string) => revoked.has(s) };
+  assert.throws(() => checkCall("/thoc.node.v1.NodeService/GetNode", op("admin"), opts), (e: { code: string; message: string }) => e.code === "unauthenticated" && /revoked/.test(e.message));
+  assert.doesNotThrow(() => checkCall("/thoc.node.v1.NodeService/GetNode", { kind: "operator", name: "al", role: "admin", serial: "03", fingerprint: "ff" }, opts));
+  // Public methods stay public; --dev has no certificates to revoke.
+  assert.doesNotThrow(() => checkCall("/thoc.node.v1.PkiService/GetCa", op("admin"), opts));
+  assert.doesNotThrow(() => checkCall("/thoc.node.v1.NodeService/GetNode", op("admin"), { ...opts, dev: true }));
+});

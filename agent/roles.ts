@@ -37,7 +37,7 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
     PutReplica: P, GetReplica: P, HeadReplica: P, DeleteReplica: P, ListRange: P, DigestRange: P,
     GetRing: P, MergeRing: P, ListBucket: P, SyncTable: P,
   }),
-  ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P }),
+  ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P, RevokeCertificate: A }),
   ...svc("EventService", { WatchEvents: V }),
 ]);
 
@@ -47,6 +47,8 @@ export interface AuthzOptions {
   /** gid of the group whose local members are admin (`thoc`), when it exists. */
   adminGid?: number;
   table?: ReadonlyMap<string, Need>;
+  /** A certificate serial revoked cluster-wide (`thoc-node cert revoke`); normalized lowercase hex. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 /** The role a caller has, or why it has none (for messages). */
@@ -73,6 +75,9 @@ export function checkCall(method: string, caller: Caller, o: AuthzOptions): void
   if (need === undefined) throw new ThocError("permission_denied", `${method} has no role in the agent's role table: refused`);
   if (o.dev || need === "public") return;
   const who = describeCaller(caller);
+  if ((caller.kind === "operator" || caller.kind === "node") && o.isRevoked?.(caller.serial.replace(/^0+(?=.)/, ""))) {
+    throw new ThocError("unauthenticated", `${method}: the certificate of ${who} was revoked (thoc-node cert revoke); ask an admin for a new one`);
+  }
   if (need === "peer") {
     if (caller.kind === "node") return;
     // Plaintext peers (loopback, no TLS) have only the cluster-key HMAC, checked by the service itself.

@@ -22,6 +22,7 @@ import { ThocError } from "../errors/index.js";
 import { PkiService } from "../proto/index.js";
 import { createClient, describeCaller, tlsRequestingClientCert, ServerCredentials as SC, type Caller, type ChannelCredentials, type RpcServer } from "../rpc/index.js";
 import type { LocalStore } from "../store/index.js";
+import type { ClusterHooks } from "../core/index.js";
 import { PeerAuth } from "./auth.js";
 import { joinCluster } from "./join.js";
 import { JoinTokens } from "./join-token.js";
@@ -77,7 +78,7 @@ export class NodeTransport {
   private readonly provider = new MemoryProvider();
   private ca?: CaMaterial;
   private nodeCertPem = "";
-  private cluster?: { isRemoved(nodeId: string): boolean; members(): { id: string; grpc: string }[] };
+  private cluster?: ClusterHooks;
   private renewTimer?: NodeJS.Timeout;
   private renewing?: Promise<void>;
   private readonly auth: PeerAuth;
@@ -141,6 +142,10 @@ export class NodeTransport {
       dev: config.dev,
       auth: this.auth,
       isRemoved: (id) => this.cluster?.isRemoved(id) ?? false,
+      revoke: async (serial, reason) => {
+        if (!this.cluster?.revoke) throw new ThocError("unavailable", "the revocation table is not open yet: retry in a moment");
+        return this.cluster.revoke(serial, reason);
+      },
       forward: (req) => this.forward(req),
     }));
     const gauge = new client.Gauge({
@@ -209,8 +214,13 @@ export class NodeTransport {
     }
   }
 
-  attachCluster(c: { isRemoved(nodeId: string): boolean; members(): { id: string; grpc: string }[] }): void {
+  attachCluster(c: ClusterHooks): void {
     this.cluster = c;
+  }
+
+  /** A certificate serial `thoc-node cert revoke` took back: refused by every member (the authorization hook asks). */
+  isRevoked(serial: string): boolean {
+    return this.cluster?.isRevoked?.(serial) ?? false;
   }
 
   /** Asks the other members, in turn, to sign (a forwarded join, or our renewal); the first CA holder answers. */

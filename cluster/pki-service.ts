@@ -24,6 +24,8 @@ export interface PkiServiceDeps {
   dev: boolean;
   auth: PeerAuth;
   isRemoved(nodeId: string): boolean;
+  /** Records a revoked serial cluster-wide; resolves with when. */
+  revoke(serial: string, reason: string): Promise<number>;
   forward(req: NodeCertRequest): Promise<{ certificate: string; caCertificate: string }>;
 }
 
@@ -94,6 +96,14 @@ export function pkiService(d: PkiServiceDeps): ImplOf<typeof PkiService> {
       return { certificate: cert.toString("pem"), caCertificate: ca.certPem, serial: info.serial, expiresAtMs: BigInt(info.notAfter.getTime()) };
     },
 
+    async revokeCertificate(req, ctx) {
+      requireAdmin(ctx, d.dev, "revoking a certificate");
+      const serial = normalizeSerial(req.serial);
+      if (req.reason.length > 512) throw new ThocError("invalid_argument", "--reason: at most 512 characters");
+      const at = await d.revoke(serial, req.reason);
+      return { serial, revokedAtMs: BigInt(at) };
+    },
+
     async signNodeCertificate(req, ctx) {
       const path = "/thoc.node.v1.PkiService/SignNodeCertificate";
       const v = ctx.metadata.get(PEER_AUTH_HEADER)[0];
@@ -110,4 +120,11 @@ export function pkiService(d: PkiServiceDeps): ImplOf<typeof PkiService> {
       return { certificate, caCertificate: ca.certPem };
     },
   };
+}
+
+/** One spelling for a serial, whoever wrote it (`cert issue`, the audit log, TLS): lowercase hex, no colons, no leading zeros. */
+export function normalizeSerial(input: string): string {
+  const s = input.trim().toLowerCase().replaceAll(":", "").replace(/^0x/, "").replace(/^0+(?=.)/, "");
+  if (!/^[0-9a-f]{1,64}$/.test(s)) throw new ThocError("invalid_argument", `serial ${JSON.stringify(input)} is not a certificate serial number (hex, as \`thoc-node cert issue\` printed it or the audit log names it)`);
+  return s;
 }

@@ -30,8 +30,17 @@ export interface PeerTransport {
   readonly credentials: ChannelCredentials;
   /** Refuses (throws) a peer call whose transport identity does not match the node id its MAC claims. */
   checkCaller(caller: Caller, claimedNodeId: string, method: string): void;
-  /** The object store's cluster-wide view: removed nodes, and live members to forward CA work to. */
-  attachCluster(c: { isRemoved(nodeId: string): boolean; members(): { id: string; grpc: string }[] }): void;
+  /** The object store's cluster-wide view: removed nodes, revoked certificates, and live members to forward CA work to. */
+  attachCluster(c: ClusterHooks): void;
+}
+
+/** What the peer transport needs from the replicated cluster tables (the object store holds them). */
+export interface ClusterHooks {
+  isRemoved(nodeId: string): boolean;
+  members(): { id: string; grpc: string }[];
+  isRevoked?(serial: string): boolean;
+  /** Records a revoked certificate serial in the table every member holds; resolves with when (ms). */
+  revoke?(serial: string, reason: string): Promise<number>;
 }
 
 export interface AgentContext {

@@ -17,6 +17,7 @@ import { DurableHintStore, DurableReplicaStore, DurableRingHolder, ReplicatedBlo
 import { ringAdmin, type RingAdmin } from "./ring-admin.js";
 
 const REMOVED_TABLE = "removed-nodes";
+const REVOKED_TABLE = "revoked-certs";
 
 export interface Replicated {
   node: ReplicationNode;
@@ -47,6 +48,8 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
   const s3keys = await ReplicatedTable.open("s3keys", new LevelTableBackend(ctx.store, "s3keys"));
   // Nodes taken out with `thoc-node node remove`: every member refuses their certificates (docs/security.md).
   const removed = await ReplicatedTable.open(REMOVED_TABLE, new LevelTableBackend(ctx.store, REMOVED_TABLE));
+  // Certificate serials taken back with `thoc-node cert revoke`: every member refuses them.
+  const revoked = await ReplicatedTable.open(REVOKED_TABLE, new LevelTableBackend(ctx.store, REVOKED_TABLE));
   const transport = ctx.peerTransport;
 
   const view = clusterView(membership, { id: ctx.nodeId, grpcAddress: () => ctx.addresses.grpc });
@@ -66,13 +69,19 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     ...(transport ? { checkCaller: transport.checkCaller.bind(transport) } : {}),
     liveness: view,
     log,
-    tables: [buckets, s3keys, removed],
+    tables: [buckets, s3keys, removed, revoked],
     members: view.alive,
     syncInterval: Math.max(200, Math.min(config.gossip.pushPullInterval, 5000)),
   });
   await node.start();
   transport?.attachCluster({
     isRemoved: (id) => removed.get(id) !== undefined,
+    isRevoked: (serial) => revoked.get(serial) !== undefined,
+    revoke: async (serial, reason) => {
+      const at = Date.now();
+      await node.table(REVOKED_TABLE).put(serial, JSON.stringify({ reason, revokedAtMs: at }));
+      return at;
+    },
     members: () => view.alive().filter((id) => id !== ctx.nodeId).map((id) => ({ id, grpc: view.address(id) ?? "" })),
   });
   const gate = new JoinGate({ node, ring, membership, self: ctx.nodeId, joining: config.join.length > 0, log });

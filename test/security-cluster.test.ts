@@ -139,6 +139,37 @@ test("cert issue: the CLI makes the key, writes NAME.crt/NAME.key 0600 and ca.cr
   assert.ok(!existsSync(path.join(out, "mallory.crt")), "nothing written when refused");
 });
 
+test("cert revoke: an admin takes back an operator certificate by serial, and every member refuses it; others keep working", async () => {
+  const out = path.join(cluster.root, "revoke");
+  const issued = async (name: string) => {
+    const r = await n1.cli(["cert", "issue", name, "--role", "viewer", "--out", out, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const f = JSON.parse(r.stdout) as { cert: string; key: string; ca: string; serial: string };
+    return { serial: f.serial, env: { THOC_TLS_CA: f.ca, THOC_TLS_CERT: f.cert, THOC_TLS_KEY: f.key } };
+  };
+  const bob = await issued("bob"), carol = await issued("carol");
+  const status = (a: AgentProcess, env: Record<string, string>) => runCli(["--addr", a.grpcAddress, "status", "--json"], 20_000, env);
+  for (const a of [n1, n2, n3]) assert.equal((await status(a, bob.env)).code, 0, `bob works on ${a.name} before`);
+  // Bad input changes nothing.
+  const bad = await n2.cli(["cert", "revoke", "not-a-serial"]);
+  assert.equal(bad.code, 2, "invalid input: exit 2");
+  assert.match(bad.stderr, /is not a certificate serial number/);
+  // A viewer cannot revoke (not even itself).
+  assert.match((await runCli(["--addr", n2.grpcAddress, "cert", "revoke", bob.serial], 20_000, bob.env)).stderr, /needs role admin/);
+  // Revoked through n2 (any member, colons and case as a person may type them): refused everywhere.
+  const typed = bob.serial.toUpperCase().replace(/(..)(?=.)/g, "$1:");
+  const r = await n2.cli(["cert", "revoke", typed, "--reason", "laptop lost", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { serial: string }).serial, bob.serial.replace(/^0+(?=.)/, ""));
+  for (const a of [n1, n2, n3]) {
+    await waitFor(`${a.name} refuses bob's certificate`, async () => {
+      const s = await status(a, bob.env);
+      return s.code === 1 && /revoked/.test(s.stderr);
+    }, 20_000, 300);
+    assert.equal((await status(a, carol.env)).code, 0, `carol still works on ${a.name}`);
+  }
+});
+
 test("repair over mTLS: writes while n3 is down reach n3's own replicas after it returns", async () => {
   await n3.kill("SIGTERM");
   const keys = Array.from({ length: 8 }, (_, i) => `while-down-${i}`);

@@ -90,6 +90,20 @@ export function registerPki(program: Command): void {
           `Use: thoc-node --tls-cert ${files.cert} --tls-key ${files.key} --tls-ca ${files.ca} --addr HOST:7400 status\n`);
       } catch (err) { fail(err, agentAddress(g)); } finally { client.close(); }
     });
+
+  cert.command("revoke <serial>").description("refuse a certificate on every member from now on, by its serial (admin only)")
+    .option("--reason <text>", "why, for the record", "")
+    .option("--json", "print one JSON document")
+    .action(async (serial: string, o: { reason: string; json?: boolean }, cmd: Command) => {
+      const g = globalOpts(cmd);
+      const client = await connect((p) => p.PkiService, g);
+      try {
+        const r = await client.revokeCertificate({ serial, reason: o.reason });
+        const at = new Date(Number(r.revokedAtMs)).toISOString();
+        if (o.json) return printJson({ serial: r.serial, revokedAt: at });
+        process.stdout.write(`Revoked certificate ${r.serial} at ${at}; every member refuses it once the table reaches it (seconds).\n`);
+      } catch (err) { fail(err, agentAddress(g)); } finally { client.close(); }
+    });
 }
 
 function writeSecret(file: string, data: string): void {

@@ -197,6 +197,8 @@ export class DurableReplicaStore implements ReplicaStore {
         ]);
         state = "committed";
         old = now?.b;
+        // A new body (a newer version, or the same one repaired): the in-memory damage mark is done.
+        this.damagedNow.delete(k);
         return { applied: true, current: rec.version };
       });
     } finally {
@@ -256,11 +258,11 @@ export class DurableReplicaStore implements ReplicaStore {
     if (found) {
       this.o.onDataLoss?.(e);
       // In memory at once (the next read must not wait for the commit), in the row for after a restart.
+      // The memory mark stays until a put replaces the body: a read that fetched the row before the
+      // mark committed must still find it (dropping it at commit let such a read serve the damaged body).
       const k = rec.bucket + SEP + rec.key;
       this.damagedNow.set(k, rec.version);
-      void this.markDamaged(rec, why).catch(() => { /* the next read finds it again */ }).finally(() => {
-        if (this.damagedNow.get(k) === rec.version) this.damagedNow.delete(k);
-      });
+      void this.markDamaged(rec, why).catch(() => { /* the next read finds it again */ });
     }
     return e;
   }

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file thoc/node/v1/pki.proto.
  */
 export const file_thoc_node_v1_pki: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0aG9jL25vZGUvdjEvcGtpLnByb3RvEgx0aG9jLm5vZGUudjEiDgoMR2V0Q2FSZXF1ZXN0IjwKDUdldENhUmVzcG9uc2USFgoOY2FfY2VydGlmaWNhdGUYASABKAkSEwoLZmluZ2VycHJpbnQYAiABKAkiXQoLSm9pblJlcXVlc3QSDQoFdG9rZW4YASABKAkSCwoDY3NyGAIgASgJEg8KB25vZGVfaWQYAyABKAkSEQoJYWRkcmVzc2VzGAQgAygJEg4KBnR0bF9tcxgFIAEoBCI7CgxKb2luUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAkSFgoOY2FfY2VydGlmaWNhdGUYAiABKAkiKAoWQ3JlYXRlSm9pblRva2VuUmVxdWVzdBIOCgZ0dGxfbXMYASABKAQiSwoXQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoBBIKCgJpZBgDIAEoCSJSChdJc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBHJvbGUYAiABKAkSCwoDY3NyGAMgASgJEg4KBnR0bF9tcxgEIAEoBCJuChhJc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAkSFgoOY2FfY2VydGlmaWNhdGUYAiABKAkSDgoGc2VyaWFsGAMgASgJEhUKDWV4cGlyZXNfYXRfbXMYBCABKAQibAoaU2lnbk5vZGVDZXJ0aWZpY2F0ZVJlcXVlc3QSDQoFdG9rZW4YASABKAkSCwoDY3NyGAIgASgJEg8KB25vZGVfaWQYAyABKAkSEQoJYWRkcmVzc2VzGAQgAygJEg4KBnR0bF9tcxgFIAEoBCJKChtTaWduTm9kZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAkSFgoOY2FfY2VydGlmaWNhdGUYAiABKAkyvAMKClBraVNlcnZpY2USQAoFR2V0Q2ESGi50aG9jLm5vZGUudjEuR2V0Q2FSZXF1ZXN0GhsudGhvYy5ub2RlLnYxLkdldENhUmVzcG9uc2USPQoESm9pbhIZLnRob2Mubm9kZS52MS5Kb2luUmVxdWVzdBoaLnRob2Mubm9kZS52MS5Kb2luUmVzcG9uc2USXgoPQ3JlYXRlSm9pblRva2VuEiQudGhvYy5ub2RlLnYxLkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QaJS50aG9jLm5vZGUudjEuQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USYQoQSXNzdWVDZXJ0aWZpY2F0ZRIlLnRob2Mubm9kZS52MS5Jc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBomLnRob2Mubm9kZS52MS5Jc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USagoTU2lnbk5vZGVDZXJ0aWZpY2F0ZRIoLnRob2Mubm9kZS52MS5TaWduTm9kZUNlcnRpZmljYXRlUmVxdWVzdBopLnRob2Mubm9kZS52MS5TaWduTm9kZUNlcnRpZmljYXRlUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChZ0aG9jL25vZGUvdjEvcGtpLnByb3RvEgx0aG9jLm5vZGUudjEiDgoMR2V0Q2FSZXF1ZXN0IjwKDUdldENhUmVzcG9uc2USFgoOY2FfY2VydGlmaWNhdGUYASABKAkSEwoLZmluZ2VycHJpbnQYAiABKAkiXQoLSm9pblJlcXVlc3QSDQoFdG9rZW4YASABKAkSCwoDY3NyGAIgASgJEg8KB25vZGVfaWQYAyABKAkSEQoJYWRkcmVzc2VzGAQgAygJEg4KBnR0bF9tcxgFIAEoBCI7CgxKb2luUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAkSFgoOY2FfY2VydGlmaWNhdGUYAiABKAkiKAoWQ3JlYXRlSm9pblRva2VuUmVxdWVzdBIOCgZ0dGxfbXMYASABKAQiSwoXQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoBBIKCgJpZBgDIAEoCSJSChdJc3N1ZUNlcnRpZmljYXRlUmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBHJvbGUYAiABKAkSCwoDY3NyGAMgASgJEg4KBnR0bF9tcxgEIAEoBCJuChhJc3N1ZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAkSFgoOY2FfY2VydGlmaWNhdGUYAiABKAkSDgoGc2VyaWFsGAMgASgJEhUKDWV4cGlyZXNfYXRfbXMYBCABKAQibAoaU2lnbk5vZGVDZXJ0aWZpY2F0ZVJlcXVlc3QSDQoFdG9rZW4YASABKAkSCwoDY3NyGAIgASgJEg8KB25vZGVfaWQYAyABKAkSEQoJYWRkcmVzc2VzGAQgAygJEg4KBnR0bF9tcxgFIAEoBCJKChtTaWduTm9kZUNlcnRpZmljYXRlUmVzcG9uc2USEwoLY2VydGlmaWNhdGUYASABKAkSFgoOY2FfY2VydGlmaWNhdGUYAiABKAkiOgoYUmV2b2tlQ2VydGlmaWNhdGVSZXF1ZXN0Eg4KBnNlcmlhbBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQgoZUmV2b2tlQ2VydGlmaWNhdGVSZXNwb25zZRIOCgZzZXJpYWwYASABKAkSFQoNcmV2b2tlZF9hdF9tcxgCIAEoBDKiBAoKUGtpU2VydmljZRJACgVHZXRDYRIaLnRob2Mubm9kZS52MS5HZXRDYVJlcXVlc3QaGy50aG9jLm5vZGUudjEuR2V0Q2FSZXNwb25zZRI9CgRKb2luEhkudGhvYy5ub2RlLnYxLkpvaW5SZXF1ZXN0GhoudGhvYy5ub2RlLnYxLkpvaW5SZXNwb25zZRJeCg9DcmVhdGVKb2luVG9rZW4SJC50aG9jLm5vZGUudjEuQ3JlYXRlSm9pblRva2VuUmVxdWVzdBolLnRob2Mubm9kZS52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZRJhChBJc3N1ZUNlcnRpZmljYXRlEiUudGhvYy5ub2RlLnYxLklzc3VlQ2VydGlmaWNhdGVSZXF1ZXN0GiYudGhvYy5ub2RlLnYxLklzc3VlQ2VydGlmaWNhdGVSZXNwb25zZRJqChNTaWduTm9kZUNlcnRpZmljYXRlEigudGhvYy5ub2RlLnYxLlNpZ25Ob2RlQ2VydGlmaWNhdGVSZXF1ZXN0GikudGhvYy5ub2RlLnYxLlNpZ25Ob2RlQ2VydGlmaWNhdGVSZXNwb25zZRJkChFSZXZva2VDZXJ0aWZpY2F0ZRImLnRob2Mubm9kZS52MS5SZXZva2VDZXJ0aWZpY2F0ZVJlcXVlc3QaJy50aG9jLm5vZGUudjEuUmV2b2tlQ2VydGlmaWNhdGVSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message thoc.node.v1.GetCaRequest
@@ -300,6 +300,54 @@ export const SignNodeCertificateResponseSchema: GenMessage<SignNodeCertificateRe
   messageDesc(file_thoc_node_v1_pki, 9);
 
 /**
+ * @generated from message thoc.node.v1.RevokeCertificateRequest
+ */
+export type RevokeCertificateRequest = Message<"thoc.node.v1.RevokeCertificateRequest"> & {
+  /**
+   * The certificate's serial number in hex (as `cert issue` prints it and the audit log names it).
+   *
+   * @generated from field: string serial = 1;
+   */
+  serial: string;
+
+  /**
+   * Why, for the record (optional).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.RevokeCertificateRequest.
+ * Use `create(RevokeCertificateRequestSchema)` to create a new message.
+ */
+export const RevokeCertificateRequestSchema: GenMessage<RevokeCertificateRequest> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_pki, 10);
+
+/**
+ * @generated from message thoc.node.v1.RevokeCertificateResponse
+ */
+export type RevokeCertificateResponse = Message<"thoc.node.v1.RevokeCertificateResponse"> & {
+  /**
+   * @generated from field: string serial = 1;
+   */
+  serial: string;
+
+  /**
+   * @generated from field: uint64 revoked_at_ms = 2;
+   */
+  revokedAtMs: bigint;
+};
+
+/**
+ * Describes the message thoc.node.v1.RevokeCertificateResponse.
+ * Use `create(RevokeCertificateResponseSchema)` to create a new message.
+ */
+export const RevokeCertificateResponseSchema: GenMessage<RevokeCertificateResponse> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_pki, 11);
+
+/**
  * PkiService is the cluster's certificate authority as members and operators
  * reach it (docs/security.md, "Cluster PKI"). Only the node where
  * `thoc-node cluster init` ran holds the CA key; every member answers GetCa
@@ -360,6 +408,17 @@ export const PkiService: GenService<{
     methodKind: "unary";
     input: typeof SignNodeCertificateRequestSchema;
     output: typeof SignNodeCertificateResponseSchema;
+  },
+  /**
+   * Refuses a certificate by serial on every member from now on (admin): an
+   * operator's stolen or no longer wanted certificate, before it expires.
+   *
+   * @generated from rpc thoc.node.v1.PkiService.RevokeCertificate
+   */
+  revokeCertificate: {
+    methodKind: "unary";
+    input: typeof RevokeCertificateRequestSchema;
+    output: typeof RevokeCertificateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_thoc_node_v1_pki, 0);
