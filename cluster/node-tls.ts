@@ -17,7 +17,7 @@ import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import client from "prom-client";
-import { isLoopback, type Config } from "../config/index.js";
+import { isLoopback, readConfigFile, readKeyFile as readConfigKeyFile, type Config } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { PkiService } from "../proto/index.js";
 import { createClient, describeCaller, tlsRequestingClientCert, ServerCredentials as SC, type Caller, type ChannelCredentials, type RpcServer } from "../rpc/index.js";
@@ -189,12 +189,11 @@ export class NodeTransport {
       if (!this.o.config.dev && !isLoopback(this.o.config.bind)) throw new ThocError("failed_precondition", "TLS is required off loopback");
       return SC.createInsecure();
     }
-    const read = (f: string, what: string) => {
-      try { return readFileSync(f); } catch (err) { throw new ThocError("invalid_argument", `config: tls.${what}: cannot read ${f}: ${(err as Error).message}`, { key: `tls.${what}` }); }
-    };
+    // The config's readers: errors name the key to fix, and a key others can read is refused.
+    const cert = readConfigFile(t.certFile, "tls.certFile"), key = readConfigKeyFile(t.keyFile, "tls.keyFile");
     // Clients are asked for a certificate (operators and peers are known by theirs) but may come without one: authorization decides per call.
-    if (t.caFile) return tlsRequestingClientCert(read(t.caFile, "caFile"), read(t.certFile, "certFile"), read(t.keyFile, "keyFile"));
-    return SC.createSsl(null, [{ cert_chain: read(t.certFile, "certFile"), private_key: read(t.keyFile, "keyFile") }], false);
+    if (t.caFile) return tlsRequestingClientCert(readConfigFile(t.caFile, "tls.caFile"), cert, key);
+    return SC.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
   }
 
   /**
