@@ -5,7 +5,7 @@
  * snapshots, console, logs, metrics; VmService/ImageService; the "vm" subsystem.
  */
 export { VmSubsystem, type VmDeps } from "./subsystem.js";
-export { VmManager, stateToStatus, type VmRecord, type VmStatus, type ManagerOptions, type RecordStore } from "./manager.js";
+export { VmManager, stateToStatus, type VmRecord, type VmStatus, type ManagerOptions, type RecordStore, type VmChange, type VmTrigger } from "./manager.js";
 export { validateSpec, prefixOf, type VmSpec, type VmSpecInput, type NetworkSpec, type GpuSpec, type CloudInitSpec, type HostLimits } from "./spec.js";
 export { domainXml, domainName, parseThocMetadata, DOMAIN_PREFIX, THOC_NS, type DomainXmlInput } from "./xml.js";
 export { ObjectImageStore, IMAGE_BUCKET, IMAGE_OWNER } from "./images-objectstore.js";

@@ -63,7 +63,18 @@ export interface ManagerOptions {
   vlanMode: VlanMode;
   vlanBridgePattern: string;
   log?: { info(o: object, m: string): void; warn(o: object, m: string): void };
+  /**
+   * Called after a record changed on disk (created, status changed, deleted:
+   * `now` undefined), with what it was before and who caused it. The VM
+   * events and the cluster-wide VM table follow it; it must not throw.
+   */
+  onChange?: (change: VmChange) => void;
 }
+
+/** Who made a VM change: an API call, the scheduler leader, libvirt (the guest or virsh), or reconciliation at start. */
+export type VmTrigger = "user" | "scheduler" | "libvirt" | "reconcile";
+
+export interface VmChange { name: string; now?: VmRecord; previous?: VmRecord; by: VmTrigger }
 
 export const stateToStatus = (s: DomainState): VmStatus =>
   s === "running" || s === "blocked" ? "running" : s === "paused" || s === "pmsuspended" ? "paused" : s === "shutdown" ? "stopping" : s === "shutoff" ? "stopped" : s === "crashed" ? "crashed" : "unknown";
@@ -108,12 +119,26 @@ export class VmManager {
     return r;
   }
 
-  private async save(r: VmRecord): Promise<VmRecord> { await this.o.records.put(r.name, r); return r; }
+  private async save(r: VmRecord, by: VmTrigger = "user"): Promise<VmRecord> {
+    const previous = this.o.onChange ? await this.o.records.get(r.name) : undefined;
+    await this.o.records.put(r.name, r);
+    this.changed({ name: r.name, now: r, previous, by });
+    return r;
+  }
 
-  private async setStatus(name: string, status: VmStatus, detail = ""): Promise<VmRecord | undefined> {
+  private async remove(r: VmRecord, by: VmTrigger): Promise<void> {
+    await this.o.records.del(r.name);
+    this.changed({ name: r.name, previous: r, by });
+  }
+
+  private changed(c: VmChange): void {
+    try { this.o.onChange?.(c); } catch (err) { this.o.log?.warn({ err, vm: c.name }, "VM change listener failed"); }
+  }
+
+  private async setStatus(name: string, status: VmStatus, detail = "", by: VmTrigger = "libvirt"): Promise<VmRecord | undefined> {
     const r = await this.o.records.get(name);
     if (!r || (r.status === status && r.detail === detail)) return r;
-    return this.save({ ...r, status, detail });
+    return this.save({ ...r, status, detail }, by);
   }
 
   private async onEvent(e: LifecycleEvent): Promise<void> {
@@ -141,9 +166,9 @@ export class VmManager {
       const d = domains.get(r.domain);
       domains.delete(r.domain);
       if (!d) {
-        if (r.status !== "missing") { missing.push(r.name); await this.setStatus(r.name, "missing", r.status === "creating" ? "creation was interrupted: delete it and create again" : "the libvirt domain is gone: delete the VM or recreate it"); }
+        if (r.status !== "missing") { missing.push(r.name); await this.setStatus(r.name, "missing", r.status === "creating" ? "creation was interrupted: delete it and create again" : "the libvirt domain is gone: delete the VM or recreate it", "reconcile"); }
       } else {
-        await this.setStatus(r.name, stateToStatus(d.state));
+        await this.setStatus(r.name, stateToStatus(d.state), "", "reconcile");
       }
     }
     for (const d of domains.values()) {
@@ -154,7 +179,7 @@ export class VmManager {
         name: spec.name, uuid: d.uuid, domain: d.name, status: stateToStatus(d.state), spec, passwordSet: false, node: meta.node,
         createdAt: meta.createdAt, mac: macFor(d.uuid), tap: tapName(spec.name), imageKind: "disk", gpus: [], detail: "adopted from libvirt",
       };
-      await this.save(r);
+      await this.save(r, "reconcile");
       adopted.push(r.name);
     }
     if (adopted.length || missing.length) this.o.log?.info({ adopted, missing }, "reconciled VMs with libvirt");
@@ -185,7 +210,8 @@ export class VmManager {
     return () => this.busy.delete(name);
   }
 
-  async create(input: VmSpecInput, opts: { start?: boolean } = {}): Promise<VmRecord> {
+  async create(input: VmSpecInput, opts: { start?: boolean; by?: VmTrigger } = {}): Promise<VmRecord> {
+    const by = opts.by ?? "user";
     const spec = validateSpec(input, this.o.host(), { bridge: this.o.defaultBridge });
     const image = await this.preflight(spec);
     const release = this.lock(spec.name);
@@ -199,8 +225,8 @@ export class VmManager {
         node: this.o.node, createdAt: Date.now(), mac: macFor(uuid), tap: tapName(spec.name), imageKind: image.kind, gpus: [], detail: "",
       };
       const inventory = spec.gpu ? await this.gpus() : [];
-      const rec = await this.reserve(draft, spec, inventory);
-      undo.push(() => this.o.records.del(spec.name));
+      const rec = await this.reserve(draft, spec, inventory, by);
+      undo.push(() => this.remove(rec, by));
       await this.defineDomain(rec, spec, image, passwordHash, undo);
       let status: VmStatus = "stopped";
       if (opts.start !== false) {
@@ -209,7 +235,7 @@ export class VmManager {
         if (this.realHost) await this.applyNetwork(rec);
         status = "running";
       }
-      return await this.save({ ...rec, status });
+      return await this.save({ ...rec, status }, by);
     } catch (err) {
       for (const u of undo.reverse()) await u().catch((e) => this.o.log?.warn({ err: e, vm: spec.name }, "create rollback step failed"));
       throw err;
@@ -241,7 +267,7 @@ export class VmManager {
    * overcommit: fit() decides against the records as they are, the record
    * holding the VM's share is written before the next create looks.
    */
-  private reserve(draft: VmRecord, spec: VmSpec, inventory: HostGpu[]): Promise<VmRecord> {
+  private reserve(draft: VmRecord, spec: VmSpec, inventory: HostGpu[], by: VmTrigger): Promise<VmRecord> {
     return this.serialized(async () => {
       const all = await this.list();
       if (all.some((r) => r.name === spec.name)) throw new ThocError("already_exists", `a VM named ${spec.name} already exists on this node: pick another name or delete it (thoc-node vm delete ${spec.name})`, { vm: spec.name });
@@ -249,7 +275,7 @@ export class VmManager {
       if (!verdict.fits) throw fitError(verdict);
       // The mediated device of a MIG slice is named here, by the node that creates it.
       const gpus = verdict.gpus.map((a) => (a.mode === "mig" ? { ...a, mdevUuid: randomUUID() } : a));
-      return this.save({ ...draft, gpus });
+      return this.save({ ...draft, gpus }, by);
     });
   }
 
@@ -347,7 +373,7 @@ export class VmManager {
         await this.o.hv.undefine(r.domain);
       }
       await rm(this.dirOf(name), { recursive: true, force: true });
-      await this.o.records.del(name);
+      await this.remove(r, "user");
     } finally { release(); }
   }
 
