@@ -39,7 +39,16 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
   }),
   ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P, RevokeCertificate: A }),
   ...svc("EventService", { WatchEvents: V }),
+  ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, Place: P, Commit: P }),
 ]);
+
+/**
+ * Methods a node may call on another on an operator's behalf: any agent
+ * answers any VM command by routing it to the VM's node (SPEC §4), after
+ * authorizing the operator itself; the node that runs the VM sees the
+ * routing node's certificate.
+ */
+const ROUTABLE = new Set([...ROLE_TABLE.keys()].filter((m) => m.startsWith("/thoc.node.v1.VmService/")));
 
 export interface AuthzOptions {
   /** --dev: no authentication, every caller is admin (the banner says so). */
@@ -89,6 +98,7 @@ export function checkCall(method: string, caller: Caller, o: AuthzOptions): void
     case "anonymous":
       throw new ThocError("unauthenticated", `${method} needs role ${need} and the call has no identity: ${HOW.replace("ROLE", need)}`);
     case "node":
+      if (ROUTABLE.has(method)) return;
       throw new ThocError("permission_denied", `${method} needs role ${need}; ${who} has a node certificate, which is not an operator credential`);
     case "local":
       if (isLocalAdmin(caller, o.adminGid)) return;

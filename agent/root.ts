@@ -13,11 +13,17 @@ import type { Subsystem } from "../core/index.js";
 import { MembershipSubsystem } from "../membership/index.js";
 import { ObjectStoreSubsystem } from "../objectstore/index.js";
 import { VmSubsystem } from "../vm/index.js";
+import { SchedulerSubsystem, SCHEDULER_TABLES } from "../scheduler/index.js";
 
 /** The subsystems every agent runs, in start order (stopped in reverse). */
 export function createSubsystems(_config: Config): Subsystem[] {
   const membership = new MembershipSubsystem();
-  const objectStore = new ObjectStoreSubsystem({ membership, clusterService: membership });
-  const vm = new VmSubsystem({ objectStore });
-  return [membership, objectStore, vm];
+  const objectStore = new ObjectStoreSubsystem({ membership, clusterService: membership, tables: SCHEDULER_TABLES });
+  // The VM subsystem serves VmService through the scheduler's routing and reports every VM change to it.
+  const vmDeps: ConstructorParameters<typeof VmSubsystem>[0] = { objectStore };
+  const vm = new VmSubsystem(vmDeps);
+  const scheduler = new SchedulerSubsystem({ membership, objectStore, vm });
+  vmDeps.routeVmService = (local) => scheduler.routeVmService(local);
+  vmDeps.onVmChange = (c) => scheduler.onVmChange(c);
+  return [membership, objectStore, vm, scheduler];
 }

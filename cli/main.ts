@@ -17,6 +17,7 @@ import { registerS3 } from "./commands/s3.js";
 import { registerRing } from "./commands/ring.js";
 import { registerPki } from "./commands/pki.js";
 import { registerEvents } from "./commands/events.js";
+import { registerLeader } from "./commands/leader.js";
 
 /**
  * The version string, loaded only when asked for: core/index.ts also carries
@@ -49,6 +50,7 @@ export function buildProgram(version: string): Command {
   registerRing(program);
   registerPki(program);
   registerEvents(program);
+  registerLeader(program);
   return program;
 }
 

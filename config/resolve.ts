@@ -206,6 +206,7 @@ function validate(c: Config): void {
     throw configError("objectstore.readQuorum", `readQuorum + writeQuorum must exceed replicas (${os_.readQuorum} + ${os_.writeQuorum} <= ${os_.replicas}), or reads could miss acknowledged writes`);
   }
   if (c.gossip.probeTimeout >= c.gossip.probeInterval) throw configError("gossip.probeTimeout", `must be below gossip.probeInterval (${c.gossip.probeInterval}ms)`);
+  if (c.scheduler.voters % 2 === 0) throw configError("scheduler.voters", `must be odd (1, 3, 5...): ${c.scheduler.voters} voters tolerate no more failures than ${c.scheduler.voters - 1} and need a larger majority`);
   if (c.scheduler.heartbeatInterval >= c.scheduler.electionTimeout) throw configError("scheduler.heartbeatInterval", "must be below scheduler.electionTimeout");
   if (c.scheduler.leaseDuration >= c.scheduler.electionTimeout) throw configError("scheduler.leaseDuration", "must be below scheduler.electionTimeout, so an old leader's lease ends before a new one can be elected");
   if (!c.dev && c.cluster.keys.length === 0) throw configError("cluster.keys", "a cluster key is required outside --dev: run `thoc-node keygen` and put the key in cluster.keys or THOC_CLUSTER_KEYS");

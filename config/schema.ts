@@ -140,9 +140,10 @@ export const schema = {
 
   scheduler: {
     strategy: oneOf(["binpack", "spread"] as const, "binpack", "Placement scoring: binpack fills nodes (fewer hosts busy), spread balances load."),
-    electionTimeout: duration(1500, "Base election timeout, randomized in [t, 2t) so candidates rarely collide.", { local: 300, min: 10 }),
-    heartbeatInterval: duration(300, "Leader heartbeat; well below electionTimeout.", { local: 60, min: 5 }),
-    leaseDuration: duration(1200, "Leader lease: a leader stops scheduling if a quorum has not answered within this time.", { local: 240, min: 5 }),
+    voters: int(3, "Voters of the leader election (odd): the leader adds live nodes as voters one at a time up to this many; a majority of them must be reachable for a leader to exist. 3 survives one node down, 5 two.", { min: 1, max: 9 }),
+    electionTimeout: duration(500, "Base election timeout, randomized in [t, 2t) so candidates rarely collide. Leader failover takes about 1-1.5 x this (etcd's default is 1000 ms: 1.3 s failover).", { local: 300, min: 10 }),
+    heartbeatInterval: duration(100, "Leader heartbeat; well below electionTimeout (etcd: 100 ms).", { local: 60, min: 5 }),
+    leaseDuration: duration(400, "Leader lease: a leader stops scheduling if a majority of voters has not answered a heartbeat sent within this time. Below electionTimeout, so an old leader stops before a new one can be elected.", { local: 240, min: 5 }),
   },
 
   metrics: {

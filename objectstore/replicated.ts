@@ -28,6 +28,8 @@ export interface Replicated {
   keyTable: KeyTable;
   /** GetRing / RemoveNode for ClusterService. */
   admin: RingAdmin;
+  /** A table replicated to every node: the object store's own and those asked for with tuning.tables. */
+  table(name: string): ClusterTable;
   /** One line for `status`: ring size and effective N/W/R. */
   summary(): string;
   /** False while a joining node has not received the ring (S3 answers 503): the agent is not ready then. */
@@ -36,7 +38,7 @@ export interface Replicated {
 }
 
 /** `tuning` passes store thresholds through (tests set inlineMax: 0 to keep every body in a file). */
-export async function openReplicated(ctx: AgentContext, membership: Membership, log: Logger, onDataLoss: (e: ThocError) => void, tuning: { inlineMax?: number } = {}): Promise<Replicated> {
+export async function openReplicated(ctx: AgentContext, membership: Membership, log: Logger, onDataLoss: (e: ThocError) => void, tuning: { inlineMax?: number; tables?: readonly string[] } = {}): Promise<Replicated> {
   const { config } = ctx;
   const dir = path.join(ctx.store.dataDir, "replicas");
   const store = await DurableReplicaStore.open({ store: ctx.store, dir: path.join(dir, "objects"), name: "replicas", onDataLoss, ...tuning });
@@ -50,6 +52,8 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
   const removed = await ReplicatedTable.open(REMOVED_TABLE, new LevelTableBackend(ctx.store, REMOVED_TABLE));
   // Certificate serials taken back with `thoc-node cert revoke`: every member refuses them.
   const revoked = await ReplicatedTable.open(REVOKED_TABLE, new LevelTableBackend(ctx.store, REVOKED_TABLE));
+  // Tables other subsystems keep here (the scheduler's VM table): same replication, their own names.
+  const extra = await Promise.all((tuning.tables ?? []).map((n) => ReplicatedTable.open(n, new LevelTableBackend(ctx.store, n))));
   const transport = ctx.peerTransport;
 
   const view = clusterView(membership, { id: ctx.nodeId, grpcAddress: () => ctx.addresses.grpc });
@@ -69,7 +73,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     ...(transport ? { checkCaller: transport.checkCaller.bind(transport) } : {}),
     liveness: view,
     log,
-    tables: [buckets, s3keys, removed, revoked],
+    tables: [buckets, s3keys, removed, revoked, ...extra],
     members: view.alive,
     syncInterval: Math.max(200, Math.min(config.gossip.pushPullInterval, 5000)),
   });
@@ -107,6 +111,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     blobs,
     keyTable: keyTableOver(node.table("s3keys")),
     admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId, removedTable: REMOVED_TABLE }),
+    table: (name) => node.table(name),
     summary: quorumText,
     serving: () => gate.synced(),
     async stop() {

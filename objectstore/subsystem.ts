@@ -9,6 +9,7 @@
 import client from "prom-client";
 import { followTlsPair, readTlsPair, type AgentContext, type Logger, type Membership, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { hostPort, isLoopback } from "../config/index.js";
+import type { ClusterTable } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import { KeyService, type ClusterService } from "../proto/index.js";
 import type { ImplOf } from "../rpc/index.js";
@@ -23,6 +24,8 @@ export interface ObjectStoreDeps {
   membership: Membership;
   /** Where GetRing / RemoveNode are served (ClusterService belongs to membership). */
   clusterService: { extendClusterService(methods: Partial<ImplOf<typeof ClusterService>>): void };
+  /** More tables replicated to every node, for other subsystems (clusterTable()). */
+  tables?: readonly string[];
 }
 
 export class ObjectStoreSubsystem implements Subsystem {
@@ -52,7 +55,7 @@ export class ObjectStoreSubsystem implements Subsystem {
     this.replicated = await openReplicated(ctx, this.deps.membership, log, (e) => {
       dataLoss.inc();
       log.error({ code: e.code, blob: e.details.blob }, e.message);
-    });
+    }, { tables: this.deps.tables ?? [] });
     this.deps.clusterService.extendClusterService(this.replicated.admin);
     this.keys = await KeyRegistry.open(ctx.store, config, this.replicated.keyTable);
     if (this.keys.rootSource === "none") log.warn("no S3 root key: set s3.accessKey and s3.secretKey (or create keys with `thoc-node s3 key create`)");
@@ -79,6 +82,12 @@ export class ObjectStoreSubsystem implements Subsystem {
   blobStore(): BlobStore {
     if (!this.replicated) throw new ThocError("failed_precondition", "the object store is not started: the composition root must start it before the subsystems that keep data in it");
     return this.replicated.blobs;
+  }
+
+  /** A table named in ObjectStoreDeps.tables (or one of the store's own), replicated to every node; throws until started. */
+  clusterTable(name: string): ClusterTable {
+    if (!this.replicated) throw new ThocError("failed_precondition", "the object store is not started: the composition root must start it before the subsystems that keep tables in it");
+    return this.replicated.table(name);
   }
 
   health(): SubsystemHealth {

@@ -49,7 +49,7 @@ test("an image imported on n1 is fetched by n3 for a VM, verified byte for byte"
   r = await n3.cli(["image", "list", "--json"]);
   assert.deepEqual((JSON.parse(r.stdout) as { name: string }[]).map((i) => i.name), ["tiny"], "every node lists the cluster's images");
 
-  r = await n3.cli(["vm", "create", "on-n3", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1", "--json"]);
+  r = await n3.cli(["vm", "create", "on-n3", "--node", "n3", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1", "--json"]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(sha((await cached(n3, "kernel"))!), sha(kernel), "n3 cached the kernel byte for byte");
   assert.equal(sha((await cached(n3, "initrd"))!), sha(initrd), "n3 cached the initrd byte for byte");
@@ -69,7 +69,7 @@ test("a replica damaged on disk is refused, never cached, then read around and r
   // n2 has no cached copy: creating a VM there must fetch the kernel through the store.
   const outcomes: string[] = [];
   for (let i = 0; i < 3; i++) {
-    const r = await n2.cli(["vm", "create", `on-n2-${i}`, "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1"]);
+    const r = await n2.cli(["vm", "create", `on-n2-${i}`, "--node", "n2", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1"]);
     const file = await cached(n2, "kernel");
     if (r.code === 0) {
       outcomes.push("created");

@@ -37,6 +37,10 @@ export interface VmRecord {
   imageKind: "disk" | "kernel";
   gpus: GpuAllocation[];
   detail: string;
+  /** Anti-affinity group given at create ("" or absent: none). */
+  group?: string;
+  /** The create's request id: a retried create with the same id answers with this VM. */
+  requestId?: string;
 }
 
 /** The store's surface the manager needs (a LocalStore json sublevel fits). */
@@ -210,9 +214,14 @@ export class VmManager {
     return () => this.busy.delete(name);
   }
 
-  async create(input: VmSpecInput, opts: { start?: boolean; by?: VmTrigger } = {}): Promise<VmRecord> {
+  async create(input: VmSpecInput, opts: { start?: boolean; by?: VmTrigger; group?: string; requestId?: string } = {}): Promise<VmRecord> {
     const by = opts.by ?? "user";
     const spec = validateSpec(input, this.o.host(), { bridge: this.o.defaultBridge });
+    if (opts.requestId) {
+      // A retry of a create that got through (its answer was lost, or the leader changed): the same VM, not an error.
+      const had = await this.o.records.get(spec.name);
+      if (had?.requestId === opts.requestId) return had;
+    }
     const image = await this.preflight(spec);
     const release = this.lock(spec.name);
     const undo: (() => Promise<unknown>)[] = [];
@@ -223,6 +232,7 @@ export class VmManager {
       const draft: VmRecord = {
         name: spec.name, uuid, domain: domainName(spec.name), status: "creating", spec: stored, passwordSet: Boolean(passwordHash),
         node: this.o.node, createdAt: Date.now(), mac: macFor(uuid), tap: tapName(spec.name), imageKind: image.kind, gpus: [], detail: "",
+        ...(opts.group ? { group: opts.group } : {}), ...(opts.requestId ? { requestId: opts.requestId } : {}),
       };
       const inventory = spec.gpu ? await this.gpus() : [];
       const rec = await this.reserve(draft, spec, inventory, by);

@@ -36,7 +36,7 @@ export function vmToPb(r: VmRecord): MessageInitShape<typeof VmSchema> {
     name: r.name, uuid: r.uuid, status: r.status, spec: specToPb(r.spec), node: r.node, domain: r.domain,
     createdAtMs: BigInt(r.createdAt), macAddress: r.spec.network.mode === "none" ? "" : r.mac,
     gpuDevices: r.gpus.map((g) => (g.mode === "mig" ? `${g.pciAddress}/${g.migProfile}` : g.pciAddress)),
-    imageKind: r.imageKind, detail: r.detail, passwordSet: r.passwordSet,
+    imageKind: r.imageKind, detail: r.detail, passwordSet: r.passwordSet, group: r.group ?? "",
   };
 }
 

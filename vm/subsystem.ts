@@ -14,7 +14,8 @@ import { ImageService, VmService } from "../proto/index.js";
 import type { BlobStore } from "../objectstore/index.js";
 import { LocalImageStore, type ImageStore } from "./images.js";
 import { ObjectImageStore } from "./images-objectstore.js";
-import { VmManager, type VmRecord } from "./manager.js";
+import { VmManager, type VmChange, type VmRecord } from "./manager.js";
+import type { ImplOf } from "../rpc/index.js";
 import { withCpuPercent, type VmMetricsReading } from "./ops.js";
 import { imageService, vmService } from "./rpc.js";
 import { VncTokens } from "./vnc.js";
@@ -24,6 +25,10 @@ import { createVncProxy } from "./vnc-proxy.js";
 export interface VmDeps {
   /** The cluster's blob store for base images (started first); without one, images stay on this node. */
   objectStore?: { blobStore(): BlobStore };
+  /** Wraps this node's VmService (the scheduler: every agent answers for the whole cluster); absent, it is served as is. */
+  routeVmService?: (local: ImplOf<typeof VmService>) => ImplOf<typeof VmService>;
+  /** Every change of a VM record on this node (the scheduler's VM table, the event stream). */
+  onVmChange?: (c: VmChange) => void;
 }
 
 /** Images live in the object store's reserved bucket when this agent runs one, else only on this node. */
@@ -68,6 +73,7 @@ export class VmSubsystem implements Subsystem {
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
       loadFactor: cfg.limits.loadFactor, stopTimeoutMs: cfg.vm.stopTimeout, defaultBridge: cfg.vm.bridge,
       vlanMode: cfg.vm.vlanMode, vlanBridgePattern: cfg.vm.vlanBridgePattern, log: ctx.log,
+      ...(this.deps.onVmChange ? { onChange: this.deps.onVmChange } : {}),
     });
     this.manager = manager;
     try {
@@ -79,7 +85,8 @@ export class VmSubsystem implements Subsystem {
     }
     await manager.start();
     const vnc = await this.startVnc(ctx, manager);
-    ctx.rpc.add(VmService, vmService(manager, { statsTimeoutMs: cfg.vm.statsTimeout, vnc }));
+    const local = vmService(manager, { statsTimeoutMs: cfg.vm.statsTimeout, vnc });
+    ctx.rpc.add(VmService, this.deps.routeVmService ? this.deps.routeVmService(local) : local);
     ctx.rpc.add(ImageService, imageService(images, manager));
     if (cfg.metrics.vmStats) this.registerMetrics(ctx, manager);
   }

@@ -2,6 +2,7 @@
  * `thoc-node vm ...`: VM lifecycle, snapshots, console, logs, metrics, GPUs
  * (SPEC §2). Every subcommand is one VmService call (the console a bidi stream).
  */
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { VmService, Vm } from "../../proto/index.js";
@@ -19,7 +20,7 @@ export function vmJson(v: Vm | undefined): unknown {
   if (!v) return null;
   const s = v.spec;
   return {
-    name: v.name, uuid: v.uuid, status: v.status, node: v.node, domain: v.domain, createdAt: new Date(Number(v.createdAtMs)).toISOString(),
+    name: v.name, uuid: v.uuid, status: v.status, node: v.node, nodeId: v.nodeId || undefined, group: v.group || undefined, domain: v.domain, createdAt: new Date(Number(v.createdAtMs)).toISOString(),
     image: s?.image, imageKind: v.imageKind, vcpus: s?.vcpus, ramMB: s?.ramMb, diskGB: s?.diskGb, macAddress: v.macAddress || undefined,
     network: s?.network ? { mode: s.network.mode, ipMode: s.network.ipMode, ipAddress: s.network.ipAddress || undefined, netmask: s.network.netmask || undefined, gateway: s.network.gateway || undefined, vlanId: s.network.vlanId || undefined, bridge: s.network.bridge } : undefined,
     gpu: s?.gpu ? { mode: s.gpu.mode, deviceIds: s.gpu.deviceIds, migProfile: s.gpu.migProfile || undefined, devices: v.gpuDevices } : undefined,
@@ -47,7 +48,7 @@ async function readStdin(): Promise<string> {
 interface CreateOpts {
   image?: string; vcpus?: string; ram?: string; disk?: string; sshKey?: string; ip?: string; netmask?: string; gateway?: string;
   dhcp?: boolean; vlan?: string; bridge?: string; network?: string; gpu?: string; hostname?: string; user?: string;
-  passwordStdin?: boolean; start?: boolean; node?: string; json?: boolean;
+  passwordStdin?: boolean; start?: boolean; node?: string; group?: string; json?: boolean;
 }
 
 async function buildSpec(name: string, o: CreateOpts) {
@@ -78,7 +79,7 @@ async function buildSpec(name: string, o: CreateOpts) {
 
 function vmRow(v: Vm): (string | number)[] {
   const s = v.spec;
-  return [v.name, v.status, s?.image ?? "", s?.vcpus ?? 0, `${s?.ramMb ?? 0} MiB`, `${s?.diskGb ?? 0} GB`,
+  return [v.name, v.node, v.status, s?.image ?? "", s?.vcpus ?? 0, `${s?.ramMb ?? 0} MiB`, `${s?.diskGb ?? 0} GB`,
     s?.network?.mode === "none" ? "-" : s?.network?.ipMode === "static" ? `${s.network.ipAddress}/${s.network.netmask}` : "dhcp",
     v.gpuDevices.join(",") || "-"];
 }
@@ -91,7 +92,7 @@ function printVm(v: Vm | undefined, json?: boolean): void {
 }
 
 export function registerVm(program: Command): void {
-  const vm = program.command("vm").description("virtual machines on the agent's node");
+  const vm = program.command("vm").description("virtual machines of the cluster: any agent answers for every VM");
   const run = (fn: (g: GlobalOpts, client: VmClient, ...a: never[]) => Promise<void>) =>
     async (...args: unknown[]) => {
       const cmd = args[args.length - 1] as Command;
@@ -112,26 +113,30 @@ export function registerVm(program: Command): void {
     .option("--hostname <name>", "guest host name (default: the VM name)").option("--user <name>", "cloud-init user (default thoc)")
     .option("--password-stdin", "read the user's password from stdin (it is stored only as a SHA-512 crypt hash)")
     .option("--no-start", "define the VM without starting it")
-    .option("--node <node>", "node to run on (this agent's node; other nodes: --addr that node)")
+    .option("--node <node>", "run on this node (name or id); default: the scheduler leader picks one")
+    .option("--group <name>", "anti-affinity group: no two VMs of the group on one node")
     .option("--json", "print one JSON document")
     .action(run(async (g, client, name: string, o: CreateOpts) => {
-      if (o.node) {
-        const nc = await connect((p) => p.NodeService, g);
-        try {
-          const { node } = await nc.getNode({});
-          if (node && node.name !== o.node) invalid(`--node ${o.node}: this agent is node ${node.name}; connect to ${o.node} with --addr HOST:PORT`);
-        } finally { nc.close(); }
-      }
       const spec = await buildSpec(name, o);
-      const { vm: v } = await client.createVm({ spec, noStart: o.start === false }, slow(g));
-      if (o.json) printJson(vmJson(v)); else console.log(`vm ${v?.name} ${v?.status}`);
+      if (o.group !== undefined && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(o.group)) invalid(`--group ${o.group}: use 1-63 lowercase letters, digits and '-', starting with a letter or digit`);
+      // One id for every try: a retry after a lost answer or a leader change gets the same VM, never a second one.
+      const requestId = randomUUID();
+      const req = { spec, noStart: o.start === false, node: o.node ?? "", group: o.group ?? "", requestId };
+      let v;
+      for (let attempt = 0; ; attempt++) {
+        try { ({ vm: v } = await client.createVm(req, slow(g))); break; } catch (err) {
+          if (!(err instanceof ThocError) || err.code !== "unavailable" || attempt >= 2) throw err;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+      if (o.json) printJson(vmJson(v)); else console.log(`vm ${v?.name} ${v?.status} on ${v?.node}`);
     }));
 
-  vm.command("list").description("the node's VMs").option("--json", "print one JSON document")
-    .action(run(async (_g, client, o: { json?: boolean }) => {
-      const { vms } = await client.listVms({});
+  vm.command("list").description("every VM of the cluster (--node: one node's)").option("--node <node>", "only this node's VMs (name or id)").option("--json", "print one JSON document")
+    .action(run(async (_g, client, o: { json?: boolean; node?: string }) => {
+      const { vms } = await client.listVms({ node: o.node ?? "" });
       if (o.json) return printJson(vms.map(vmJson));
-      console.log(table([["NAME", "STATUS", "IMAGE", "VCPUS", "RAM", "DISK", "IP", "GPU"], ...vms.map(vmRow)]));
+      console.log(table([["NAME", "NODE", "STATUS", "IMAGE", "VCPUS", "RAM", "DISK", "IP", "GPU"], ...vms.map(vmRow)]));
     }));
 
   vm.command("show <name>").description("one VM").option("--json", "print one JSON document")
@@ -155,7 +160,8 @@ export function registerVm(program: Command): void {
   }
 
   vm.command("delete <name>").description("delete a VM with its disks, seed ISO, snapshots and GPU allocations")
-    .action(run(async (g, client, name: string) => { await client.deleteVm({ name }, slow(g)); console.log(`vm ${name} deleted`); }));
+    .option("--force", "the VM's node is down: remove the VM's record now; the node deletes the VM when it comes back")
+    .action(run(async (g, client, name: string, o: { force?: boolean }) => { await client.deleteVm({ name, force: Boolean(o.force) }, slow(g)); console.log(`vm ${name} deleted`); }));
 
   vm.command("console <name>").description("attach to the serial console (Ctrl-] detaches)")
     .option("--until <text>", "detach once the output contains this text (scripts, tests)")

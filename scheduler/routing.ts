@@ -1,0 +1,151 @@
+/**
+ * VmService as every agent serves it: the cluster as one computer. A call
+ * about a VM goes to the node that runs it (the VM table says which) over
+ * the authenticated peer transport, streams (console, logs) included; a
+ * create goes to the scheduler leader; a listing shows the whole cluster.
+ *
+ * A call routed here by another node (x-thoc-routed, from a node
+ * certificate, or --dev) is served from this node's own records and never
+ * routed again, so a stale table entry cannot make calls loop.
+ */
+import { randomUUID } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { PeerPool, ClusterView } from "../cluster/index.js";
+import { ThocError } from "../errors/index.js";
+import type { VmService, VmSchema, CreateVmRequest, VmResponseSchema } from "../proto/index.js";
+import type { CallContext, Client, ImplOf } from "../rpc/index.js";
+import type { VmManager } from "../vm/index.js";
+import type { VmEntry, VmTables } from "./vm-table.js";
+
+export const ROUTED_HEADER = "x-thoc-routed";
+
+type VmImpl = ImplOf<typeof VmService>;
+export type VmClient = Client<typeof VmService.method>;
+type VmInit = MessageInitShape<typeof VmSchema>;
+
+export interface RoutingOptions {
+  self: { id: string; name: string };
+  local: VmImpl;
+  manager: VmManager;
+  tables: VmTables;
+  view: ClusterView;
+  /** Display name of a node id (membership), for messages and NODE columns. */
+  nodeName(id: string): string;
+  /** Since when a down node is down (ms), for messages; undefined when unknown. */
+  downSince(id: string): number | undefined;
+  peers: PeerPool<typeof VmService.method, VmClient>;
+  /** The create path: place through the leader (here or forwarded). */
+  create(req: CreateVmRequest, ctx: CallContext): Promise<MessageInitShape<typeof VmResponseSchema>>;
+  dev: boolean;
+}
+
+/** True for a call another node routed here (it was authorized there). */
+export function isRouted(ctx: CallContext, dev: boolean): boolean {
+  if (!ctx.metadata.get(ROUTED_HEADER).length) return false;
+  return dev || ctx.caller.kind === "node";
+}
+
+/** A VM table entry as a Vm message, for VMs answered from the table. */
+export function entryToPb(e: VmEntry, nodeUp: boolean, nodeName: string): VmInit {
+  return {
+    name: e.name, uuid: e.uuid, status: nodeUp ? e.status : "unknown", node: nodeName || e.nodeName, nodeId: e.nodeId, domain: `thoc-${e.name}`,
+    createdAtMs: BigInt(e.createdAt), macAddress: e.mac, imageKind: e.imageKind, group: e.group,
+    detail: nodeUp ? e.detail : `node ${nodeName || e.nodeName} is down: last known status ${e.status}`,
+    spec: { name: e.name, image: e.image, vcpus: e.vcpus, ramMb: e.ramMB, diskGb: e.diskGB },
+    gpuDevices: e.gpus.map((g) => (g.mode === "mig" ? `${g.pciAddress}/${g.migProfile}` : g.pciAddress)),
+  };
+}
+
+export function routedVmService(o: RoutingOptions): VmImpl {
+  const { local } = o;
+  const meta = () => ({ metadata: { [ROUTED_HEADER]: o.self.id } });
+
+  /** Where a named VM lives: "local", or the node id to route to; throws not_found / unavailable. */
+  const locate = async (name: string, ctx: CallContext): Promise<"local" | string> => {
+    if (!name) throw new ThocError("invalid_argument", "name: missing");
+    if (isRouted(ctx, o.dev)) return "local";
+    if (await o.manager.get(name).then(() => true, () => false)) return "local";
+    const e = await o.tables.lookup(name);
+    if (!e || e.nodeId === o.self.id) throw new ThocError("not_found", `no VM named ${name} in the cluster (thoc-node vm list)`, { vm: name });
+    if (!o.view.isUp(e.nodeId)) {
+      const since = o.downSince(e.nodeId);
+      throw new ThocError("unavailable", `VM ${name} is on node ${o.nodeName(e.nodeId)}, which is down${since ? ` (since ${new Date(since).toISOString()})` : ""}: try again when it is back${" "}(vm delete --force removes the record; the node deletes the VM when it returns)`, { vm: name, node: o.nodeName(e.nodeId) });
+    }
+    return e.nodeId;
+  };
+  const peer = (id: string) => o.peers.get(id);
+  const opts = (ctx: CallContext) => ({ ...meta(), signal: ctx.signal, ...(Number.isFinite(ctx.timeRemaining()) ? { timeoutMs: Math.max(1, ctx.timeRemaining()) } : {}) });
+
+  return {
+    async createVm(req, ctx) {
+      if (isRouted(ctx, o.dev)) throw new ThocError("failed_precondition", "a routed create is not a placement: creates go through the scheduler leader (SchedulerService.Commit)");
+      if (!req.requestId) req.requestId = randomUUID();
+      return o.create(req, ctx);
+    },
+    async listVms(req, ctx) {
+      if (req.local || isRouted(ctx, o.dev)) {
+        const r = await local.listVms(req, ctx);
+        return { vms: (r.vms ?? []).map((v) => ({ ...v, nodeId: o.self.id })) };
+      }
+      const mine = ((await local.listVms(req, ctx)).vms ?? []).map((v) => ({ ...v, nodeId: o.self.id }));
+      const names = new Set(mine.map((v) => v.name));
+      const others = (await o.tables.list()).filter((e) => e.nodeId !== o.self.id && !names.has(e.name))
+        .map((e) => entryToPb(e, o.view.isUp(e.nodeId), o.nodeName(e.nodeId)));
+      let vms: VmInit[] = [...mine, ...others];
+      if (req.node) {
+        const want = req.node;
+        if (![o.self.id, o.self.name, ...o.tables.hostsNow().flatMap((h) => [h.id, h.name])].includes(want)) {
+          throw new ThocError("not_found", `no node ${want} in the cluster (thoc-node members)`, { node: want });
+        }
+        vms = vms.filter((v) => v.node === want || v.nodeId === want);
+      }
+      return { vms: vms.sort((a, b) => String(a.name).localeCompare(String(b.name))) };
+    },
+    async getVm(req, ctx) {
+      const at = await locate(req.name, ctx);
+      if (at === "local") return local.getVm(req, ctx);
+      return peer(at).getVm(req, opts(ctx));
+    },
+    async startVm(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.startVm(req, ctx) : peer(at).startVm(req, opts(ctx)); },
+    async stopVm(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.stopVm(req, ctx) : peer(at).stopVm(req, opts(ctx)); },
+    async restartVm(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.restartVm(req, ctx) : peer(at).restartVm(req, opts(ctx)); },
+    async deleteVm(req, ctx) {
+      if (req.force && !isRouted(ctx, o.dev)) {
+        const mine = await o.manager.get(req.name).then(() => true, () => false);
+        const e = mine ? undefined : await o.tables.lookup(req.name);
+        if (e && e.nodeId !== o.self.id && !o.view.isUp(e.nodeId)) {
+          // The record goes now; the node deletes the VM itself when it returns (publisher.ts).
+          await o.tables.evictions.put(e.name, JSON.stringify({ nodeId: e.nodeId, uuid: e.uuid, atMs: Date.now() }));
+          await o.tables.vms.put(e.name, null);
+          return { name: e.name };
+        }
+      }
+      const at = await locate(req.name, ctx);
+      return at === "local" ? local.deleteVm(req, ctx) : peer(at).deleteVm(req, opts(ctx));
+    },
+    async createSnapshot(req, ctx) { const at = await locate(req.vm, ctx); return at === "local" ? local.createSnapshot(req, ctx) : peer(at).createSnapshot(req, opts(ctx)); },
+    async listSnapshots(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.listSnapshots(req, ctx) : peer(at).listSnapshots(req, opts(ctx)); },
+    async restoreSnapshot(req, ctx) { const at = await locate(req.vm, ctx); return at === "local" ? local.restoreSnapshot(req, ctx) : peer(at).restoreSnapshot(req, opts(ctx)); },
+    async deleteSnapshot(req, ctx) { const at = await locate(req.vm, ctx); return at === "local" ? local.deleteSnapshot(req, ctx) : peer(at).deleteSnapshot(req, opts(ctx)); },
+    async *console(reqs, ctx) {
+      const it = reqs[Symbol.asyncIterator]();
+      const first = await it.next();
+      if (first.done) return;
+      const again = (async function* () {
+        yield first.value;
+        for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+      })();
+      const at = await locate(first.value.name, ctx);
+      if (at === "local") { yield* local.console(again, ctx); return; }
+      yield* peer(at).console(again, { ...meta(), signal: ctx.signal });
+    },
+    async *logs(req, ctx) {
+      const at = await locate(req.name, ctx);
+      if (at === "local") { yield* local.logs(req, ctx); return; }
+      yield* peer(at).logs(req, { ...meta(), signal: ctx.signal });
+    },
+    async getMetrics(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.getMetrics(req, ctx) : peer(at).getMetrics(req, opts(ctx)); },
+    async listGpus(req, ctx) { return local.listGpus(req, ctx); },
+    async getVncToken(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.getVncToken(req, ctx) : peer(at).getVncToken(req, opts(ctx)); },
+  };
+}

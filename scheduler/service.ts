@@ -1,0 +1,97 @@
+/**
+ * SchedulerService: protobuf in, Election / Placer / VmManager calls out.
+ * RequestVote and Heartbeat are the election's transport; Place is a create
+ * forwarded by a node that is not the leader; Commit is the leader's fenced
+ * command to the node it chose: the node refuses a term lower than the
+ * highest it has seen (fence), then creates with the same fit() as always.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { ThocError } from "../errors/index.js";
+import type { SchedulerService, LeaderInfoSchema, CreateVmRequest, VmSchema, VoteRequest, HeartbeatRequest } from "../proto/index.js";
+import type { CallContext, ImplOf } from "../rpc/index.js";
+import { describeCaller } from "../rpc/index.js";
+import { specFromPb, vmToPb, type VmManager } from "../vm/index.js";
+import type { Election } from "./election.js";
+import type { Fence } from "./fence.js";
+import type { HeartbeatRequest as Hb, VoteRequest as Vote } from "./messages.js";
+import type { Placer } from "./placer.js";
+import type { Publisher } from "./publisher.js";
+import type { VmTables } from "./vm-table.js";
+
+type VmInit = MessageInitShape<typeof VmSchema>;
+
+export interface ServiceOptions {
+  self: { id: string; name: string };
+  election: Election;
+  fence: Fence;
+  placer: Placer;
+  manager: () => VmManager;
+  publisher: Publisher;
+  tables: VmTables;
+  leaderInfo(): Promise<MessageInitShape<typeof LeaderInfoSchema>>;
+  /** Forward a create to the leader (this node is not it). */
+  forward(req: CreateVmRequest, onBehalfOf: string): Promise<VmInit>;
+  log: { info(o: object, m: string): void };
+}
+
+const num = (v: bigint) => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new ThocError("invalid_argument", `term ${v} is out of range`);
+  return n;
+};
+
+export function toVoteRequest(r: VoteRequest): Vote {
+  return { term: num(r.term), candidateId: r.candidate, configVersion: num(r.configVersion), configTerm: num(r.configTerm), ...(r.preVote ? { preVote: true } : {}) };
+}
+
+export function toHeartbeat(r: HeartbeatRequest): Hb {
+  const c = r.config;
+  if (!c) throw new ThocError("invalid_argument", "Heartbeat: no voter config");
+  return { term: num(r.term), leaderId: r.leader, configCommitted: r.configCommitted, config: { version: num(c.version), term: num(c.term), voters: [...c.voters] } };
+}
+
+/** The create itself: on the leader, place; elsewhere, hand it to the leader. */
+export async function createThroughLeader(o: Pick<ServiceOptions, "election" | "placer" | "forward">, req: CreateVmRequest, ctx: CallContext): Promise<{ vm: VmInit }> {
+  if (o.election.status().role === "leader") return { vm: await o.placer.place(req) };
+  return { vm: await o.forward(req, describeCaller(ctx.caller)) };
+}
+
+export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerService> {
+  return {
+    async getLeader() { return o.leaderInfo(); },
+    async requestVote(req) {
+      const r = await o.election.handleVote(toVoteRequest(req));
+      return { term: BigInt(r.term), granted: r.granted, reason: r.reason ?? "" };
+    },
+    async heartbeat(req) {
+      const r = await o.election.handleHeartbeat(toHeartbeat(req));
+      return { term: BigInt(r.term), success: r.success, configVersion: BigInt(r.configVersion) };
+    },
+    async place(req, ctx) {
+      if (!req.create) throw new ThocError("invalid_argument", "Place: no create request");
+      if (o.election.status().role !== "leader") {
+        const s = o.election.status();
+        throw new ThocError("unavailable", `node ${o.self.name} is not the scheduler leader${s.leader ? ` (the leader is ${s.leader}, term ${s.term})` : ": there is no leader right now"}; retry`);
+      }
+      o.log.info({ vm: req.create.spec?.name, onBehalfOf: req.onBehalfOf, from: describeCaller(ctx.caller) }, "scheduler: placing a create forwarded by another node");
+      return { vm: await o.placer.place(req.create) };
+    },
+    async commit(req) {
+      return { vm: await commitHere(o, num(req.term), req.leader, req.create) };
+    },
+  };
+}
+
+/** The fenced create on this node: refuse a deposed leader's term, then create with the node's own fit(). */
+export async function commitHere(o: Pick<ServiceOptions, "fence" | "tables" | "self" | "manager" | "publisher">, term: number, leader: string, c: CreateVmRequest | undefined): Promise<VmInit> {
+  if (!c?.spec) throw new ThocError("invalid_argument", "Commit: no VM spec");
+  await o.fence.accept(term, `placement of VM ${c.spec.name} by ${leader}`);
+  const other = o.tables.local(c.spec.name);
+  if (other && other.nodeId !== o.self.id && other.requestId !== c.requestId) {
+    throw new ThocError("already_exists", `a VM named ${c.spec.name} already exists on another node: VM names are unique in the cluster`, { vm: c.spec.name });
+  }
+  const r = await o.manager().create(specFromPb(c.spec), { start: !c.noStart, by: "scheduler", group: c.group, requestId: c.requestId });
+  // The leader sees it in its copy of the table before it places the next VM.
+  await o.publisher.publish(r).catch(() => {});
+  return { ...vmToPb(r), nodeId: o.self.id };
+}

@@ -1,0 +1,189 @@
+/**
+ * The "scheduler" subsystem: the elected leader (election.ts) over a fixed,
+ * versioned voter set, the fence every node keeps (fence.ts), placement on
+ * the leader (placer.ts), the cluster's VM table (vm-table.ts, kept by this
+ * node's publisher.ts), and VmService as any agent serves it (routing.ts).
+ * It starts after the VM subsystem, whose local VmService it wraps (the
+ * composition root hands routeVmService and onVmChange to the VM subsystem).
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Counter, Gauge, Histogram } from "prom-client";
+import { PeerAuth, PeerPool, authenticated, clusterView, peerCredentials, type ClusterTable, type ClusterView } from "../cluster/index.js";
+import type { AgentContext, Membership, Subsystem, SubsystemHealth } from "../core/index.js";
+import { ThocError } from "../errors/index.js";
+import { SchedulerService, VmService, type CreateVmRequest, type LeaderInfoSchema } from "../proto/index.js";
+import type { CallContext, Client, ImplOf } from "../rpc/index.js";
+import type { VmChange, VmManager } from "../vm/index.js";
+import { startElection, type ElectionHandle } from "./wiring.js";
+import { Placer } from "./placer.js";
+import { Publisher } from "./publisher.js";
+import { routedVmService, type VmClient } from "./routing.js";
+import { commitHere, createThroughLeader, schedulerService } from "./service.js";
+import { EVICTION_TABLE, HOST_TABLE, VM_TABLE, VmTables } from "./vm-table.js";
+
+type SchedClient = Client<typeof SchedulerService.method>;
+type VmImpl = ImplOf<typeof VmService>;
+
+export interface SchedulerDeps {
+  membership: Membership;
+  /** Where the cluster tables live (ObjectStoreDeps.tables must include SCHEDULER_TABLES). */
+  objectStore: { clusterTable(name: string): ClusterTable };
+  /** The VM subsystem, started before this one. */
+  vm: { manager?: VmManager };
+}
+
+const REMOVED_TABLE = "removed-nodes";
+
+export class SchedulerSubsystem implements Subsystem {
+  readonly name = "scheduler";
+  private routed?: VmImpl;
+  private publisher?: Publisher;
+  private election?: ElectionHandle;
+  private pools: { close(): void }[] = [];
+  private view?: ClusterView;
+
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  /** For the VM subsystem: its local VmService, wrapped so every agent answers for the whole cluster. */
+  routeVmService(local: VmImpl): VmImpl {
+    this.local = local;
+    const self = this;
+    const notYet = () => new ThocError("unavailable", "the scheduler is starting: try again in a moment");
+    return new Proxy({} as VmImpl, {
+      get(_t, prop: string) {
+        return (...args: unknown[]) => {
+          const impl = self.routed as Record<string, (...a: unknown[]) => unknown> | undefined;
+          if (!impl) {
+            if (prop === "console" || prop === "logs") return (async function* () { throw notYet(); })();
+            return Promise.reject(notYet());
+          }
+          return impl[prop]!(...args);
+        };
+      },
+    });
+  }
+  private local?: VmImpl;
+
+  /** For the VM subsystem: every change of a VM record goes to the cluster's VM table. */
+  onVmChange(c: VmChange): void {
+    void this.publisher?.onChange(c);
+  }
+
+  async start(ctx: AgentContext): Promise<void> {
+    const { config } = ctx;
+    const log = ctx.log.child({ subsystem: this.name });
+    const manager = this.deps.vm.manager;
+    if (!manager || !this.local) throw new ThocError("failed_precondition", "the scheduler needs the VM subsystem started first, with routeVmService wired (agent/root.ts)");
+    const m = this.deps.membership;
+    const os = this.deps.objectStore;
+    const tables = new VmTables(os.clusterTable(VM_TABLE), os.clusterTable(HOST_TABLE), os.clusterTable(EVICTION_TABLE));
+    const view = clusterView(m, { id: ctx.nodeId, grpcAddress: () => ctx.addresses.grpc });
+    this.view = view;
+    const self = { id: ctx.nodeId, name: config.name };
+    const nodeName = (id: string) => (id === self.id ? self.name : m.member(id)?.meta.name || m.member(id)?.name || tables.host(id)?.name || id);
+    const transport = ctx.peerTransport;
+    const auth = new PeerAuth({ clusterName: config.cluster.name, keys: config.cluster.keys, nodeId: ctx.nodeId, ...(transport ? { checkCaller: transport.checkCaller.bind(transport) } : {}) });
+    const credentials = transport?.credentials ?? peerCredentials(config.tls);
+    const sched = new PeerPool<typeof SchedulerService.method, SchedClient>({ service: SchedulerService, directory: view, make: (_id, c) => c, credentials, auth });
+    const vms = new PeerPool<typeof VmService.method, VmClient>({ service: VmService, directory: view, make: (_id, c) => c, credentials, auth });
+    this.pools = [sched, vms];
+
+    const metrics = schedulerMetrics(ctx);
+    this.publisher = new Publisher({
+      tables, nodeId: self.id, manager: () => manager, log, intervalMs: Math.max(1000, Math.min(config.metrics.collectInterval, 5000)),
+      host: async () => {
+        const c = ctx.capacity();
+        return { id: self.id, name: self.name, cpus: c.cpus, memoryBytes: c.memoryBytes, diskFreeBytes: c.diskFreeBytes, loadFactor: config.limits.loadFactor, gpus: await manager.gpus().catch(() => []), version: ctx.version };
+      },
+    });
+
+    const election = await startElection({ ctx, log, view, membership: m, sched, metrics, nodeName, removed: os.clusterTable(REMOVED_TABLE) });
+    this.election = election;
+    const placer = new Placer({
+      tables, fence: () => election.election.fence(), isUp: (id) => view.isUp(id), nodeName, strategy: () => config.scheduler.strategy, log,
+      observe: (s, outcome) => metrics.placement.observe({ outcome }, s),
+      commit: async (nodeId, term, req) => {
+        if (nodeId === self.id) return commitHere({ fence: election.fence, tables, self, manager: () => manager, publisher: this.publisher! }, term, self.id, req);
+        return (await sched.get(nodeId).commit({ term: BigInt(term), leader: self.id, create: req }, { timeoutMs: 180_000 })).vm!;
+      },
+    });
+
+    const leaderInfo = async (): Promise<MessageInitShape<typeof LeaderInfoSchema>> => {
+      const s = election.election.status();
+      let voters = s.voters;
+      if (s.role !== "leader" && s.leader && view.isUp(s.leader)) {
+        // The leader knows which voters answer; ask it, and fall back on this node's view.
+        try {
+          const r = await sched.get(s.leader).getLeader({}, { timeoutMs: 1000 });
+          if (Number(r.term) === s.term) voters = r.voters.map((v) => ({ id: v.id, state: v.state }));
+        } catch { /* this node's view */ }
+      }
+      const lead = s.leader;
+      return {
+        leader: lead ? { id: lead, name: nodeName(lead), grpcAddress: view.address(lead) ?? "" } : undefined,
+        term: BigInt(s.term), sinceMs: BigInt(s.leaderSince ?? 0), role: s.role,
+        voters: voters.map((v) => ({ id: v.id, name: nodeName(v.id), state: v.state })),
+        configVersion: BigInt(s.config.version), configCommitted: s.configCommitted, acting: s.acting,
+        nodeId: self.id, nodeName: self.name,
+      };
+    };
+
+    const forward = async (req: CreateVmRequest, onBehalfOf: string) => {
+      // The leader may be changing: retry while it is (the request id makes a retry harmless).
+      const deadline = Date.now() + Math.max(5000, config.scheduler.electionTimeout * 6);
+      for (;;) {
+        const s = election.election.status();
+        try {
+          if (s.role === "leader") return await placer.place(req);
+          if (!s.leader) throw new ThocError("unavailable", `no scheduler leader: ${election.noLeaderReason()}`);
+          const r = await sched.get(s.leader).place({ create: req, onBehalfOf }, { timeoutMs: 180_000 });
+          return { ...r.vm! };
+        } catch (err) {
+          const e = ThocError.from(err);
+          if (e.code !== "unavailable" || Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, Math.min(200, config.scheduler.heartbeatInterval * 2)));
+        }
+      }
+    };
+
+    const svc = schedulerService({ self, election: election.election, fence: election.fence, placer, manager: () => manager, publisher: this.publisher, tables, leaderInfo, forward, log });
+    const guarded = authenticated(SchedulerService, svc, auth);
+    // GetLeader is an operator's read (role viewer, no peer MAC); the rest are node-to-node.
+    ctx.rpc.add(SchedulerService, { ...guarded, getLeader: svc.getLeader });
+
+    this.routed = routedVmService({
+      self, local: this.local, manager, tables, view, nodeName, peers: vms, dev: config.dev,
+      downSince: (id) => m.member(id)?.stateChangedAt,
+      create: (req, c: CallContext) => createThroughLeader({ election: election.election, placer, forward }, req, c),
+    });
+    await election.start();
+    this.publisher.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.election?.stop();
+    await this.publisher?.stop();
+    for (const p of this.pools) p.close();
+  }
+
+  health(): SubsystemHealth {
+    if (!this.election) return { status: "starting" };
+    // A node without a leader still serves S3 and its VMs: the detail says so, readiness does not fail.
+    return { status: "up", detail: this.election.summary() };
+  }
+}
+
+function schedulerMetrics(ctx: AgentContext) {
+  const r = [ctx.metrics];
+  return {
+    term: new Gauge({ name: "thoc_scheduler_term", help: "The highest election term this node has seen.", registers: r }),
+    isLeader: new Gauge({ name: "thoc_scheduler_is_leader", help: "1 while this node is the acting scheduler leader (lease held).", registers: r }),
+    elections: new Counter({ name: "thoc_scheduler_elections_total", help: "Elections this node started (as a candidate).", registers: r }),
+    leaderChanges: new Counter({ name: "thoc_scheduler_leader_changes_total", help: "Times this node saw the leader change.", registers: r }),
+    placement: new Histogram({
+      name: "thoc_scheduler_placement_seconds", help: "Time the leader took to place a VM (ranking and the fenced create on the chosen node).",
+      labelNames: ["outcome"] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r,
+    }),
+  };
+}
+export type SchedulerMetrics = ReturnType<typeof schedulerMetrics>;
