@@ -1,0 +1,42 @@
+/**
+ * Deterministic simulations of the election over thousands of seeds: at most
+ * one leader per term, lease safety (never two nodes acting at once), fenced
+ * commands never going backwards, liveness with a connected majority, and
+ * single-server voter changes. The checker's self-test runs a broken vote rule
+ * and must catch it.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { runChaosSeed, type ChaosOptions } from "./scenarios.js";
+
+const SEEDS = Number(process.env.THOC_ELECTION_SEEDS ?? 2000);
+
+async function sweep(name: string, seeds: number, first: number, o: ChaosOptions) {
+  const t0 = performance.now();
+  const violations: string[] = [];
+  let terms = 0, commands = 0, refused = 0;
+  for (let s = first; s < first + seeds; s++) {
+    const r = await runChaosSeed(s, o);
+    violations.push(...r.violations);
+    terms += r.terms; commands += r.commands; refused += r.refused;
+  }
+  const sec = (performance.now() - t0) / 1000;
+  console.log(`${name}: ${seeds} seeds in ${sec.toFixed(1)} s (${(seeds / sec).toFixed(0)} seeds/s), ${terms} leader terms, ${commands} fenced commands accepted, ${refused} refused/lost, ${violations.length} violations`);
+  return violations;
+}
+
+test(`chaos: 5 nodes, 3 voters, ${SEEDS} seeds: no invariant violated`, async () => {
+  const v = await sweep("3 voters", SEEDS, 1, { n: 5, maxVoters: 3 });
+  assert.deepEqual(v.slice(0, 10), []);
+});
+
+test(`chaos: 6 nodes, 5 voters, ${Math.ceil(SEEDS / 4)} seeds: grows to 5, no invariant violated`, async () => {
+  const v = await sweep("5 voters", Math.ceil(SEEDS / 4), 100_001, { n: 6, maxVoters: 5 });
+  assert.deepEqual(v.slice(0, 10), []);
+});
+
+test("checker self-test: a node that votes for every candidate yields two leaders in a term", async () => {
+  const v = await sweep("broken vote rule", 100, 1, { n: 5, maxVoters: 3, broken: true, chaosRounds: 1 });
+  console.log(`broken vote rule, first violations: ${v.slice(0, 3).join(" | ")}`);
+  assert.ok(v.some((x) => x.includes("two leaders in term")), "the checker missed a two-leaders-in-a-term violation");
+});
