@@ -1,7 +1,7 @@
-/** fit(): VM admission as a pure function, table by table (RAM and load factor, CPUs, GPUs, capacity not read). */
+/** fit(): VM admission as a pure function, table by table (RAM and vCPUs under the load factor, GPUs, capacity not read). */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fit, fitError, type FitRequest, type FitResult, type NodeCapacity, type Reservation } from "./fit.js";
+import { budgetOf, fit, fitError, usageOf, type FitRefusal, type FitRequest, type FitResult, type NodeCapacity, type Reservation } from "./fit.js";
 import type { GpuAllocation, HostGpu } from "./gpu.js";
 import type { GpuSpec } from "./spec.js";
 
@@ -63,12 +63,31 @@ test("the refusal carries what is short in numbers, and becomes the node's ThocE
   assert.deepEqual([e.name, e.code, e.message, e.details], ["ThocError", "resource_exhausted", r.reason, { field: "ramMB" }]);
 });
 
-test("CPUs: one VM gets at most the node's CPUs; vCPUs are not summed across VMs", () => {
+test("CPUs: one VM gets at most the node's CPUs; the VMs' vCPUs together stay within CPUs × load factor", () => {
   check([
     ["all the CPUs", ask(512, { vcpus: 8 }), [], node(), "fits"],
     ["one more than the CPUs", ask(512, { vcpus: 9 }), [], node(), ["vcpus", "resource_exhausted", /^vcpus: needs 9 vCPUs, this node has 8 CPUs$/]],
-    ["others hold every CPU already", ask(512, { vcpus: 8 }), [vm("a", 512, [], 8), vm("b", 512, [], 8)], node(), "fits"],
+    ["load factor 4: one VM still gets at most the CPUs", ask(512, { vcpus: 9 }), [], node({ loadFactor: 4 }), ["vcpus", "resource_exhausted", /^vcpus: needs 9 vCPUs, this node has 8 CPUs$/]],
+    ["beside others, exactly what is left", ask(512, { vcpus: 3 }), [vm("a", 512, [], 4), vm("b", 512, [], 1)], node(), "fits"],
+    ["one vCPU over what is left", ask(512, { vcpus: 4 }), [vm("a", 512, [], 4), vm("b", 512, [], 1)], node(),
+      ["vcpus", "resource_exhausted", /^vcpus: 4 vCPUs do not fit: VMs on this node already have 5 of 8 vCPUs \(8 CPUs × limits.loadFactor 1\); ask for at most 3 vCPUs, delete a VM or raise limits.loadFactor$/]],
+    ["others hold every CPU already", ask(512, { vcpus: 1 }), [vm("a", 512, [], 8)], node(), ["vcpus", "resource_exhausted", /already have 8 of 8 vCPUs.*at most 0 vCPUs/]],
+    ["load factor 2: two 8-vCPU VMs on 8 CPUs", ask(512, { vcpus: 8 }), [vm("a", 512, [], 8)], node({ loadFactor: 2 }), "fits"],
+    ["load factor 2: not a third", ask(512, { vcpus: 1 }), [vm("a", 512, [], 8), vm("b", 512, [], 8)], node({ loadFactor: 2 }), ["vcpus", "resource_exhausted", /already have 16 of 16 vCPUs/]],
+    ["load factor 1.5 on 3 CPUs rounds the budget down to 4", ask(512, { vcpus: 1 }), [vm("a", 512, [], 3), vm("b", 512, [], 1)], node({ cpus: 3, loadFactor: 1.5 }), ["vcpus", "resource_exhausted", /already have 4 of 4 vCPUs/]],
+    ["vCPUs are checked before RAM's budget", ask(8000, { vcpus: 2 }), [vm("a", 4096, [], 7)], node(), ["vcpus", "resource_exhausted", /already have 7 of 8 vCPUs/]],
   ]);
+  const r = fit(ask(512, { vcpus: 4 }), [vm("a", 512, [], 6)], node()) as FitRefusal;
+  assert.deepEqual([r.need, r.free, r.total, r.details], [4, 2, 8, { field: "vcpus" }]);
+});
+
+test("sums the caller keeps stand in for adding up the allocations, and match them", () => {
+  const taken = [vm("a", 4096, [], 4), vm("b", 2048, [], 2)];
+  assert.deepEqual(usageOf(taken), { vcpus: 6, ramMB: 6144 });
+  assert.deepEqual(budgetOf(node({ cpus: 3, loadFactor: 1.5, memoryBytes: 1000 * MiB + 1 })), { vcpus: 4, ramMB: 1500 });
+  for (const req of [ask(2048, { vcpus: 2 }), ask(2049), ask(512, { vcpus: 3 })]) {
+    assert.deepEqual(fit(req, [], node(), usageOf(taken)), fit(req, taken, node()), `${req.vcpus} vCPUs ${req.ramMB} MiB`);
+  }
 });
 
 test("capacity not read yet (zero CPUs or memory) takes nothing", () => {

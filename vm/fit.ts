@@ -5,10 +5,11 @@
  * VmManager.create's serialized reserve step, so placement and the final
  * check cannot disagree. No libvirt, store or manager types cross it.
  *
- * Today's rules: a VM never asks for more vCPUs than the node has, nor more
- * RAM than it physically has; the VMs' RAM together stays within memory ×
- * limits.loadFactor; GPUs (whole devices or MIG slices) are never given twice.
- * vCPUs are not summed (the node never refused CPU overcommit).
+ * The rules: a VM never asks for more vCPUs than the node has, nor more RAM
+ * than it physically has; the VMs' vCPUs together stay within CPUs ×
+ * limits.loadFactor and their RAM within memory × limits.loadFactor (one
+ * factor for both: the operator's single overcommit knob); GPUs (whole
+ * devices or MIG slices) are never given twice.
  */
 import { ThocError, type ErrorCode, type ErrorDetails } from "../errors/index.js";
 import { allocateGpus, type GpuAllocation, type HostGpu } from "./gpu.js";
@@ -22,6 +23,13 @@ export interface Reservation { name: string; vcpus: number; ramMB: number; gpus:
 
 /** What the node has. */
 export interface NodeCapacity { cpus: number; memoryBytes: number; gpus: HostGpu[]; loadFactor: number }
+
+/**
+ * The sums of the allocations' vCPUs and RAM. A caller that keeps them
+ * (the scheduler leader's view of a thousand nodes) passes them so fit()
+ * does not add up every VM on every candidate; they must equal the sums.
+ */
+export interface Usage { vcpus: number; ramMB: number }
 
 export type FitResource = "capacity" | "vcpus" | "ramMB" | "gpu";
 
@@ -47,12 +55,26 @@ export type FitRefusal = Extract<FitResult, { fits: false }>;
 
 const MiB = 1048576;
 
-export function fit(request: FitRequest, allocations: readonly Reservation[], capacity: NodeCapacity): FitResult {
+export function fit(request: FitRequest, allocations: readonly Reservation[], capacity: NodeCapacity, used?: Usage): FitResult {
+  const u = used ?? usageOf(allocations);
   return capacityRead(capacity)
-    ?? vcpusFit(request, capacity)
+    ?? vcpusFitHost(request, capacity)
     ?? ramFitsHost(request, capacity)
-    ?? ramFitsBudget(request, allocations, capacity)
+    ?? vcpusFitBudget(request, u.vcpus, capacity)
+    ?? ramFitsBudget(request, u.ramMB, capacity)
     ?? gpusFit(request, allocations, capacity);
+}
+
+/** The vCPUs and RAM the allocations hold together. */
+export function usageOf(allocations: readonly Reservation[]): Usage {
+  let vcpus = 0, ramMB = 0;
+  for (const a of allocations) { vcpus += a.vcpus; ramMB += a.ramMB; }
+  return { vcpus, ramMB };
+}
+
+/** The node's totals for VMs: CPUs and memory × load factor, rounded down (a budget never rounds up into overcommit). */
+export function budgetOf(c: NodeCapacity): Usage {
+  return { vcpus: Math.floor(c.cpus * c.loadFactor), ramMB: Math.floor((c.memoryBytes * c.loadFactor) / MiB) };
 }
 
 /** A refusal as the node answers it: the error create throws. */
@@ -70,7 +92,8 @@ function capacityRead(c: NodeCapacity): FitRefusal | undefined {
   };
 }
 
-function vcpusFit(r: FitRequest, c: NodeCapacity): FitRefusal | undefined {
+/** One VM never gets more vCPUs than the node has CPUs, whatever the load factor (its threads would contend with each other). */
+function vcpusFitHost(r: FitRequest, c: NodeCapacity): FitRefusal | undefined {
   if (r.vcpus <= c.cpus) return undefined;
   return {
     fits: false, resource: "vcpus", code: "resource_exhausted",
@@ -90,8 +113,18 @@ function ramFitsHost(r: FitRequest, c: NodeCapacity): FitRefusal | undefined {
   };
 }
 
-function ramFitsBudget(r: FitRequest, taken: readonly Reservation[], c: NodeCapacity): FitRefusal | undefined {
-  const others = taken.reduce((n, v) => n + v.ramMB, 0);
+function vcpusFitBudget(r: FitRequest, others: number, c: NodeCapacity): FitRefusal | undefined {
+  const budget = Math.floor(c.cpus * c.loadFactor);
+  if (others + r.vcpus <= budget) return undefined;
+  const free = Math.max(0, budget - others);
+  return {
+    fits: false, resource: "vcpus", code: "resource_exhausted",
+    reason: `vcpus: ${r.vcpus} vCPUs do not fit: VMs on this node already have ${others} of ${budget} vCPUs (${c.cpus} CPUs × limits.loadFactor ${c.loadFactor}); ask for at most ${free} vCPUs, delete a VM or raise limits.loadFactor`,
+    details: { field: "vcpus" }, need: r.vcpus, free, total: budget,
+  };
+}
+
+function ramFitsBudget(r: FitRequest, others: number, c: NodeCapacity): FitRefusal | undefined {
   const budget = Math.floor((c.memoryBytes * c.loadFactor) / MiB);
   if (others + r.ramMB <= budget) return undefined;
   const free = Math.max(0, budget - others);

@@ -1,0 +1,214 @@
+/**
+ * VM placement for the scheduler leader, as a pure function of the leader's
+ * view of every node: filters (up, pinned node, capacity by the same fit()
+ * the node re-checks, free disk, image, anti-affinity), then a score
+ * (binpack or spread). The leader sends a fenced create to ranked[0]; the
+ * node re-runs fit() against its own records, and on a refusal (the view was
+ * stale, another create raced it) the leader tries ranked[1], and so on.
+ *
+ * Cost: O(nodes) filtering plus one sort of the nodes that pass. A view
+ * carrying `used` (the allocations' sums, kept by the leader as replies come
+ * in) costs a few hundred nanoseconds per node; without it every VM on every
+ * candidate is added up again (bench/scheduler-placement.ts measures both).
+ */
+import { ThocError } from "../errors/index.js";
+import { budgetOf, fit, usageOf, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
+
+const MiB = 1048576;
+const GiB = 1073741824;
+const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** How many refused nodes an error names; the rest are counted by what they lack. */
+const NAMED = 3;
+
+/** What one VM on a node holds, with the anti-affinity group it was created in. */
+export type GroupedReservation = Reservation & { group?: string };
+
+/** The allocations' sums and the groups among them, kept by a caller that updates them as VMs come and go. */
+export interface NodeUsage extends Usage { groups?: ReadonlySet<string> }
+
+/** The leader's view of one node. */
+export interface NodeView {
+  id: string;
+  name: string;
+  up: boolean;
+  capacity: NodeCapacity;
+  diskFreeBytes: number;
+  allocations: readonly GroupedReservation[];
+  /**
+   * The images this node can use. Undefined means every node can fetch any
+   * image from the replicated object store (the leader passes undefined when
+   * the cluster's image store is shared), so the image filter lets it through;
+   * a list means node-local images: a node without the image is refused.
+   */
+  images?: readonly string[];
+  /** Fast path: must equal usageOf(allocations) (and the set of their groups, when given). */
+  used?: NodeUsage;
+}
+
+export interface PlacementRequest {
+  fit: FitRequest;
+  /** Disk the VM's overlay may grow to, GiB; 0 = no disk (kernel boot), no disk filter. */
+  diskGB: number;
+  image: string;
+  /** Anti-affinity group: no two VMs of a group on one node (a hard filter, like Nomad's distinct_hosts). */
+  group?: string;
+  /** A pinned node, by name or id: placement considers it alone. */
+  node?: string;
+}
+
+export type Strategy = "binpack" | "spread";
+
+export type PlacementResource = FitResource | "down" | "disk" | "image" | "group";
+
+export interface Refusal {
+  node: NodeView;
+  /** What the node lacks, in words (for a capacity refusal, the node's own fit() reason). */
+  reason: string;
+  resource: PlacementResource;
+  /** In the resource's unit (vCPUs, MiB, GiB): asked for, free, the node's total for VMs (when known). */
+  short?: { need: number; free: number; total?: number };
+}
+
+export interface Ranking { ranked: NodeView[]; refused: Refusal[] }
+
+interface Scored { node: NodeView; ram: number; cpu: number; vms: number }
+
+/**
+ * The nodes that can take the VM, best first, and why the others cannot.
+ * Throws invalid_argument for a bad group name, not_found for a pinned node
+ * the view does not have; an empty `ranked` is for noPlacementError.
+ */
+export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], strategy: Strategy): Ranking {
+  checkGroup(req.group);
+  const candidates = req.node === undefined ? nodes : [pinned(req.node, nodes)];
+  const scored: Scored[] = [];
+  const refused: Refusal[] = [];
+  const { fit: want, group, image } = req;
+  const diskBytes = req.diskGB * GiB;
+  const gpuOnly = want.gpu !== undefined && (want.gpu.mode === "mig" || want.gpu.deviceIds.length > 0);
+  for (const node of candidates) {
+    if (!node.up) { refused.push({ node, resource: "down", reason: "down" }); continue; }
+    const cap = node.capacity;
+    // A GPU request on a GPU-less node: fit() would say so by catching a thrown error, which costs microseconds a node.
+    if (gpuOnly && cap.gpus.length === 0) { refused.push({ node, resource: "gpu", reason: "no GPUs" }); continue; }
+    const used = node.used ?? usageOf(node.allocations);
+    const v = fit(want, node.allocations, cap, used);
+    if (!v.fits) {
+      refused.push({ node, resource: v.resource, reason: v.reason, ...(v.need !== undefined ? { short: { need: v.need, free: v.free ?? 0, total: v.total } } : {}) });
+      continue;
+    }
+    if (diskBytes > 0 && node.diskFreeBytes < diskBytes) {
+      const free = Math.floor(node.diskFreeBytes / GiB);
+      refused.push({ node, resource: "disk", reason: `disk short by ${req.diskGB - free} GiB (${free} GiB free)`, short: { need: req.diskGB, free } });
+      continue;
+    }
+    if (node.images && !node.images.includes(image)) { refused.push({ node, resource: "image", reason: `no image ${image}` }); continue; }
+    if (group !== undefined && hasGroup(node, group)) { refused.push({ node, resource: "group", reason: `already runs a VM of group ${group}` }); continue; }
+    const budget = budgetOf(cap);
+    scored.push({ node, ram: budget.ramMB - used.ramMB - want.ramMB, cpu: budget.vcpus - used.vcpus - want.vcpus, vms: node.allocations.length });
+  }
+  scored.sort(strategy === "binpack" ? byBinpack : bySpread);
+  return { ranked: scored.map((s) => s.node), refused };
+}
+
+/** Fills nodes: the least RAM left after placing it, then the fewest vCPUs, then by name (deterministic). */
+function byBinpack(a: Scored, b: Scored): number {
+  return a.ram - b.ram || a.cpu - b.cpu || byName(a, b);
+}
+
+/** Balances: the most RAM left, then the most vCPUs, then the fewest VMs (equal nodes take turns), then by name. */
+function bySpread(a: Scored, b: Scored): number {
+  return b.ram - a.ram || b.cpu - a.cpu || a.vms - b.vms || byName(a, b);
+}
+
+function byName(a: Scored, b: Scored): number {
+  return a.node.name < b.node.name ? -1 : a.node.name > b.node.name ? 1 : 0;
+}
+
+function hasGroup(node: NodeView, group: string): boolean {
+  if (node.used?.groups) return node.used.groups.has(group);
+  return node.allocations.some((a) => a.group === group);
+}
+
+function checkGroup(group: string | undefined): void {
+  if (group === undefined || GROUP_RE.test(group)) return;
+  throw new ThocError("invalid_argument", `group: "${group}" is not a valid group name: use 1-63 lowercase letters, digits and hyphens, starting with a letter or digit`, { field: "group" });
+}
+
+function pinned(want: string, nodes: readonly NodeView[]): NodeView {
+  const n = nodes.find((x) => x.name === want) ?? nodes.find((x) => x.id === want);
+  if (n) return n;
+  const names = nodes.map((x) => x.name).sort();
+  const known = names.length === 0 ? "the cluster has no nodes yet"
+    : `pin one of ${names.slice(0, 10).join(", ")}${names.length > 10 ? ` (and ${names.length - 10} more: thoc-node members)` : ""}`;
+  throw new ThocError("not_found", `node: no node named ${want} in the cluster: ${known}`, { field: "node", node: want });
+}
+
+/**
+ * The error for a request no node took: unavailable when no node is up (or
+ * known), resource_exhausted otherwise, saying what the best candidates lack
+ * (closest first, at most three named, the rest counted), or, for a request
+ * larger than any node, the largest node's size.
+ */
+export function noPlacementError(req: PlacementRequest, refused: readonly Refusal[], nodes: readonly NodeView[]): ThocError {
+  const what = describe(req);
+  const details = { vm: req.fit.name, nodes: nodes.length, refused: refused.length };
+  if (nodes.length === 0) return new ThocError("unavailable", `no node can take vm ${what}: the cluster view has no nodes yet; wait for the members to join (thoc-node members)`, details);
+  if (!nodes.some((n) => n.up)) return new ThocError("unavailable", `no node can take vm ${what}: none of the ${nodes.length} nodes is up; see thoc-node members`, details);
+  const largest = largerThanAny(req.fit, nodes);
+  if (largest) {
+    const c = largest.capacity;
+    return new ThocError("resource_exhausted", `vm ${what} is larger than any node: the largest node, ${largest.name}, has ${c.cpus} CPUs and ${Math.floor(c.memoryBytes / MiB)} MiB; ask for at most that`, { ...details, largest: largest.name });
+  }
+  if (refused.length > 0 && refused.every((r) => r.resource === "down")) {
+    return new ThocError("unavailable", `no node can take vm ${what}: ${refused.map((r) => r.node.name).slice(0, NAMED).join(", ")}${refused.length > NAMED ? " and others" : ""} ${refused.length === 1 ? "is" : "are"} down; retry when ${refused.length === 1 ? "it is" : "they are"} back or pin an up node`, details);
+  }
+  const best = [...refused].sort((a, b) => closeness(a) - closeness(b) || (a.node.name < b.node.name ? -1 : 1));
+  const named = best.slice(0, NAMED).map((r) => `${r.node.name}: ${shortText(r)}`);
+  const rest = best.slice(NAMED);
+  let tail = "";
+  if (rest.length) {
+    const counts = new Map<string, number>();
+    for (const r of rest) counts.set(r.resource, (counts.get(r.resource) ?? 0) + 1);
+    tail = `; and ${rest.length} more (${[...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n} ${k}`).join(", ")})`;
+  }
+  const body = named.length ? named.join("; ") + tail : "every node that passed the filters refused it";
+  return new ThocError("resource_exhausted", `no node can take vm ${what}: ${body}`, details);
+}
+
+function describe(req: PlacementRequest): string {
+  const f = req.fit;
+  const parts = [`${f.vcpus} vCPUs`, `${f.ramMB} MiB`];
+  if (req.diskGB > 0) parts.push(`${req.diskGB} GiB disk`);
+  if (f.gpu) parts.push(f.gpu.mode === "mig" ? `MIG ${f.gpu.migProfile}` : `GPU ${f.gpu.deviceIds.join(",")}`);
+  if (req.group !== undefined) parts.push(`group ${req.group}`);
+  return `${f.name} (${parts.join(", ")})`;
+}
+
+/** The node whose size the request exceeds: the most CPUs when vCPUs are too many, else the most memory. */
+function largerThanAny(f: FitRequest, nodes: readonly NodeView[]): NodeView | undefined {
+  let cpu = nodes[0]!, mem = nodes[0]!;
+  for (const n of nodes) {
+    const c = n.capacity, bc = cpu.capacity, bm = mem.capacity;
+    if (c.cpus > bc.cpus || (c.cpus === bc.cpus && c.memoryBytes > bc.memoryBytes)) cpu = n;
+    if (c.memoryBytes > bm.memoryBytes || (c.memoryBytes === bm.memoryBytes && c.cpus > bm.cpus)) mem = n;
+  }
+  if (f.vcpus > cpu.capacity.cpus) return cpu;
+  if (f.ramMB > Math.floor(mem.capacity.memoryBytes / MiB)) return mem;
+  return undefined;
+}
+
+/** Lower is closer to taking the VM: a numeric shortfall by its fraction of the need, then the other refusals, down nodes last. */
+function closeness(r: Refusal): number {
+  if (r.resource === "down") return 3;
+  if (r.short && r.short.need > 0) return Math.min(1, (r.short.need - r.short.free) / r.short.need);
+  return 2;
+}
+
+function shortText(r: Refusal): string {
+  const s = r.short;
+  if (!s || (r.resource !== "ramMB" && r.resource !== "vcpus")) return r.reason;
+  const unit = r.resource === "ramMB" ? " MiB" : "";
+  if (s.total !== undefined && s.need > s.total) return `${r.resource}: ${s.need}${unit} is more than its ${s.total}${unit} in all`;
+  return `${r.resource} short by ${s.need - s.free}${unit} (${s.free} of ${s.total ?? s.free}${unit} free)`;
+}
