@@ -39,6 +39,7 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
   }),
   ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P, RevokeCertificate: A }),
   ...svc("EventService", { WatchEvents: V }),
+  ...svc("EventPeerService", { WatchNodeEvents: P }),
 ]);
 
 export interface AuthzOptions {

@@ -106,7 +106,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     store,
     blobs,
     keyTable: keyTableOver(node.table("s3keys")),
-    admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId, removedTable: REMOVED_TABLE }),
+    admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId, removedTable: REMOVED_TABLE, ...(ctx.events ? { events: ctx.events } : {}) }),
     summary: quorumText,
     serving: () => gate.synced(),
     async stop() {

@@ -14,7 +14,8 @@ import { ImageService, VmService } from "../proto/index.js";
 import type { BlobStore } from "../objectstore/index.js";
 import { LocalImageStore, type ImageStore } from "./images.js";
 import { ObjectImageStore } from "./images-objectstore.js";
-import { VmManager, type VmRecord } from "./manager.js";
+import { VmManager, type VmChange, type VmRecord } from "./manager.js";
+import { vmEvent } from "./events.js";
 import { withCpuPercent, type VmMetricsReading } from "./ops.js";
 import { imageService, vmService } from "./rpc.js";
 import { VncTokens } from "./vnc.js";
@@ -68,6 +69,7 @@ export class VmSubsystem implements Subsystem {
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
       loadFactor: cfg.limits.loadFactor, stopTimeoutMs: cfg.vm.stopTimeout, defaultBridge: cfg.vm.bridge,
       vlanMode: cfg.vm.vlanMode, vlanBridgePattern: cfg.vm.vlanBridgePattern, log: ctx.log,
+      ...(ctx.events ? { onChange: (c: VmChange) => { const e = vmEvent(c); if (e) ctx.events!.publish(e); } } : {}),
     });
     this.manager = manager;
     try {
