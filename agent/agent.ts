@@ -9,7 +9,7 @@ import path from "node:path";
 import type { Config } from "../config/index.js";
 import { hostPort, readConfigFile, readKeyFile } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
-import { EventService, NodeSchema, NodeService, type Node } from "../proto/index.js";
+import { NodeSchema, NodeService, type Node } from "../proto/index.js";
 import { RpcServer, groupId, tlsRequestingClientCert } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
@@ -19,7 +19,8 @@ import { createMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
 import { openTransport, type NodeTransport } from "./tls.js";
 import { authorizer, missingRoles } from "./roles.js";
-import { AuditFile, EventBus, auditor, eventService, isAudited } from "./audit.js";
+import { AuditFile, auditor, isAudited } from "./audit.js";
+import { ClusterEvents } from "./events.js";
 
 export class Agent {
   private store?: LocalStore;
@@ -33,8 +34,8 @@ export class Agent {
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
   private audit?: AuditFile;
-  /** Audit events (EventService.WatchEvents). */
-  readonly events = new EventBus();
+  /** The event stream (EventService.WatchEvents): audit records and what subsystems publish through ctx.events. */
+  readonly events = new ClusterEvents();
   /** Bound ports (differ from config when it asked for port 0). */
   readonly ports = { grpc: 0, http: 0 };
 
@@ -128,7 +129,10 @@ export class Agent {
     });
     this.rpc.add(NodeService, nodeService(() => this.describe()));
     this.transport = await openTransport({ config: cfg, store: this.store, log: this.log, metrics: this.metrics.registry, rpc: this.rpc, advertise: cfg.advertise });
-    this.rpc.add(EventService, eventService(this.events));
+    this.events.start({
+      config: cfg, log: this.log, rpc: this.rpc, nodeId: this.store.nodeId, epoch: this.store.generation,
+      grpcAddress: () => this.addresses.grpc, transport: this.transport,
+    });
 
     this.admin = createAdminServer({ registry: this.metrics.registry, health: () => this.health() });
     this.ports.http = await listen(this.admin, cfg.bind, cfg.httpPort, "admin HTTP", "--http-port");
@@ -174,6 +178,7 @@ export class Agent {
       get addresses() { return self.addresses; },
       capacity: () => this.cap!,
       peerTransport: this.transport,
+      events: this.events,
     };
   }
 

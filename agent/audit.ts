@@ -1,7 +1,7 @@
 /**
  * The audit trail: every mutating operator or admin call (a method whose role
  * is operator or admin, and joins), refused ones included, as one JSON line in
- * <dataDir>/audit.log and one event on EventService.WatchEvents. Peer traffic
+ * <dataDir>/audit.log and one "audit" event on EventService.WatchEvents. Peer traffic
  * and reads are not audited: they would drown the trail.
  *
  * A record names who (the caller), what (method, and the names and ids it was
@@ -14,9 +14,7 @@
  * audit.log -> audit.log.1 -> ... -> audit.log.N, the oldest dropped.
  */
 import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { ThocError } from "../errors/index.js";
-import { GrpcStatus, describeCaller, type Caller, type FinishedCall, type ImplOf } from "../rpc/index.js";
-import type { EventService } from "../proto/index.js";
+import { GrpcStatus, describeCaller, type Caller, type FinishedCall } from "../rpc/index.js";
 import { ROLE_TABLE, type Need } from "./roles.js";
 
 export interface AuditRecord {
@@ -126,78 +124,12 @@ export class AuditFile {
   }
 }
 
-/** The last events in memory and the live subscribers of WatchEvents. */
-export class EventBus {
-  private readonly ring: AuditRecord[] = [];
-  private readonly subs = new Set<(r: AuditRecord) => void>();
-  private readonly closers = new Set<() => void>();
-  closed = false;
-  constructor(private readonly keep = 1000) {}
-
-  /** Ends every follower (agent stop: a followed stream must not hold the gRPC drain open). */
-  close(): void {
-    this.closed = true;
-    for (const c of this.closers) c();
-  }
-
-  publish(r: AuditRecord): void {
-    this.ring.push(r);
-    if (this.ring.length > this.keep) this.ring.shift();
-    for (const s of this.subs) s(r);
-  }
-
-  /** The last n events and, atomically with them, a subscription to every later one. */
-  follow(n: number, fn: (r: AuditRecord) => void, onClose: () => void): { past: AuditRecord[]; stop(): void } {
-    this.subs.add(fn);
-    this.closers.add(onClose);
-    return { past: this.ring.slice(-n), stop: () => { this.subs.delete(fn); this.closers.delete(onClose); } };
-  }
-
-  recent(n: number): AuditRecord[] {
-    return this.ring.slice(-n);
-  }
-}
-
 /** The RpcServer `finished` hook: audited calls to the file and the bus. */
-export function auditor(o: { node: string; file?: AuditFile; bus: EventBus; onError(err: unknown): void }): (call: FinishedCall) => void {
+export function auditor(o: { node: string; file?: AuditFile; bus: { audit(r: AuditRecord): void }; onError(err: unknown): void }): (call: FinishedCall) => void {
   return (call) => {
     if (!isAudited(call.method)) return;
     const rec = auditRecord(call, o.node);
     try { o.file?.write(rec); } catch (err) { o.onError(err); }
-    o.bus.publish(rec);
-  };
-}
-
-const MAX_QUEUE = 10_000;
-
-export function eventService(bus: EventBus): ImplOf<typeof EventService> {
-  const toEvent = (r: AuditRecord) => ({
-    timeMs: BigInt(r.timeMs), node: r.node, who: r.who, method: r.method, target: r.target,
-    outcome: r.outcome, code: r.code, message: r.message ?? "", requestId: r.requestId, role: r.role,
-  });
-  return {
-    async *watchEvents(req, ctx) {
-      const tail = req.tail || 100;
-      if (!req.follow) {
-        for (const r of bus.recent(tail)) yield toEvent(r);
-        return;
-      }
-      const queue: AuditRecord[] = [];
-      let wake: (() => void) | undefined;
-      const sub = bus.follow(tail, (r) => { queue.push(r); wake?.(); }, () => wake?.());
-      try {
-        for (const r of sub.past) yield toEvent(r);
-        while (!ctx.signal.aborted && !bus.closed) {
-          // A client that does not read must not grow the agent's memory without bound.
-          if (queue.length > MAX_QUEUE) throw new ThocError("resource_exhausted", "event stream: the client reads too slowly; reconnect");
-          const r = queue.shift();
-          if (r) { yield toEvent(r); continue; }
-          await new Promise<void>((res) => { wake = res; ctx.signal.addEventListener("abort", () => res(), { once: true }); });
-          wake = undefined;
-        }
-      } finally {
-        sub.stop();
-      }
-    },
+    o.bus.audit(rec);
   };
 }

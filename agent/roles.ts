@@ -40,6 +40,7 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
   ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P, RevokeCertificate: A }),
   ...svc("EventService", { WatchEvents: V }),
   ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, Place: P, Commit: P }),
+  ...svc("EventPeerService", { WatchNodeEvents: P }),
 ]);
 
 /**

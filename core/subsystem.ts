@@ -12,6 +12,7 @@ import type { Config } from "../config/index.js";
 import type { Caller, ChannelCredentials, RpcServer } from "../rpc/index.js";
 import type { LocalStore } from "../store/index.js";
 import type { CapacityInfo } from "./capacity.js";
+import type { EventHub } from "./events.js";
 import type { Logger } from "./logger.js";
 
 export type HealthStatus = "up" | "starting" | "degraded" | "down";
@@ -57,6 +58,8 @@ export interface AgentContext {
   capacity(): CapacityInfo;
   /** Absent in contexts tests build by hand: peers then dial as config.tls says. */
   readonly peerTransport?: PeerTransport;
+  /** The cluster event stream (core/events.ts); absent in contexts tests build by hand. */
+  readonly events?: EventHub;
 }
 
 export interface Subsystem {

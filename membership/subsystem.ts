@@ -77,6 +77,8 @@ export class MembershipSubsystem implements Subsystem, Membership, ClusterServic
     });
     registerMetrics(ctx.metrics, () => this.node);
     ctx.rpc.add(ClusterService, this.clusterImpl());
+    // Before start: the first joins are events too.
+    ctx.events?.attachMembership(this);
     node.start();
     log.info({ address: transport.address, seeds: cfg.join, incarnation }, "gossip started");
     this.metaTimer = setInterval(() => {

@@ -4,6 +4,7 @@
  */
 import type { ClusterView } from "../cluster/index.js";
 import type { Config } from "../config/index.js";
+import type { EventSink } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
 import type { ClusterService } from "../proto/index.js";
 import type { ImplOf } from "../rpc/index.js";
@@ -20,9 +21,11 @@ export interface RingAdminDeps {
   self: string;
   /** The cluster table of removed nodes, whose certificates every member refuses. */
   removedTable?: string;
+  /** The cluster event stream: a removal is a "removed" node event. */
+  events?: EventSink;
 }
 
-export function ringAdmin({ node, ring, hints, view, config: c, self, removedTable }: RingAdminDeps): RingAdmin {
+export function ringAdmin({ node, ring, hints, view, config: c, self, removedTable, events }: RingAdminDeps): RingAdmin {
   return {
     async getRing() {
       const s = ring.state();
@@ -58,6 +61,7 @@ export function ringAdmin({ node, ring, hints, view, config: c, self, removedTab
       if (m.nodeId === self) throw new ThocError("failed_precondition", "a node cannot remove itself: run `thoc-node node remove` on another node");
       const removed = await node.removeNode(m.nodeId);
       if (removedTable) await node.table(removedTable).put(m.nodeId, JSON.stringify({ name: m.name, removedAtMs: Date.now() }));
+      events?.publish({ kind: "node", id: m.nodeId, name: m.name, action: "removed" });
       return { id: m.nodeId, name: m.name, removed };
     },
   };

@@ -110,7 +110,7 @@ export class SchedulerSubsystem implements Subsystem {
 
     const leaderInfo = async (): Promise<MessageInitShape<typeof LeaderInfoSchema>> => {
       const s = election.election.status();
-      let voters = s.voters;
+      let voters: { id: string; state: string }[] = s.voters;
       if (s.role !== "leader" && s.leader && view.isUp(s.leader)) {
         // The leader knows which voters answer; ask it, and fall back on this node's view.
         try {

@@ -97,7 +97,8 @@ export async function startElection(o: WiringOptions): Promise<ElectionHandle> {
     if (e.leader !== lastLeader) {
       if (e.leader) o.metrics.leaderChanges.inc();
       log.info({ leader: e.leader && o.nodeName(e.leader), leaderId: e.leader, term: e.term, role: e.role }, e.leader ? "scheduler: leader elected" : "scheduler: no leader");
-      ctx.events?.publish({ kind: "leader", leaderId: e.leader ?? "", leaderName: e.leader ? o.nodeName(e.leader) : "", term: e.term });
+      // The new leader says so, once for the cluster (every node publishing what it saw would repeat it N times).
+      if (e.leader === ctx.nodeId) ctx.events?.publish({ kind: "leader", leaderId: e.leader, leaderName: o.nodeName(e.leader), term: e.term });
       lastLeader = e.leader;
     }
     if (e.reason === "config") log.info({ voters: e.config.voters.map(o.nodeName), version: e.config.version, committed: e.configCommitted }, "scheduler: voter set changed");

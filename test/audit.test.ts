@@ -22,7 +22,7 @@ interface Rec { who: string; method: string; target: Record<string, string>; out
 
 test("mutating calls and refusals are in audit.log and the event stream, with who and outcome; no secret in audit.log", async () => {
   // A follower from the start: it must see every event live.
-  const follower = spawn(process.execPath, [CLI, ...a.cliTarget, "events", "--follow", "--json"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const follower = spawn(process.execPath, [CLI, ...a.cliTarget, "events", "--follow", "--json", "--kind", "audit"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let followed = "";
   follower.stdout!.on("data", (b: Buffer) => (followed += b));
   try {
@@ -69,7 +69,7 @@ test("mutating calls and refusals are in audit.log and the event stream, with wh
       return lines.length >= 5 && lines.map((l) => JSON.parse(l) as Rec);
     }, 10_000)) as Rec[];
     assert.deepEqual(live.map((e) => [e.method, e.outcome, e.requestId]), recs.map((x) => [x.method, x.outcome, x.requestId]));
-    r = await a.cli(["events", "--json"]);
+    r = await a.cli(["events", "--json", "--kind", "audit"]);
     assert.equal(r.code, 0, r.stderr);
     const recent = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Rec & { who: string });
     assert.deepEqual(recent.map((e) => [e.method, e.outcome, e.who]), recs.map((x) => [x.method, x.outcome, x.who]));

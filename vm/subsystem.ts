@@ -16,6 +16,7 @@ import { LocalImageStore, type ImageStore } from "./images.js";
 import { ObjectImageStore } from "./images-objectstore.js";
 import { VmManager, type VmChange, type VmRecord } from "./manager.js";
 import type { ImplOf } from "../rpc/index.js";
+import { vmEvent } from "./events.js";
 import { withCpuPercent, type VmMetricsReading } from "./ops.js";
 import { imageService, vmService } from "./rpc.js";
 import { VncTokens } from "./vnc.js";
@@ -73,7 +74,10 @@ export class VmSubsystem implements Subsystem {
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
       loadFactor: cfg.limits.loadFactor, stopTimeoutMs: cfg.vm.stopTimeout, defaultBridge: cfg.vm.bridge,
       vlanMode: cfg.vm.vlanMode, vlanBridgePattern: cfg.vm.vlanBridgePattern, log: ctx.log,
-      ...(this.deps.onVmChange ? { onChange: this.deps.onVmChange } : {}),
+      onChange: (c: VmChange) => {
+        if (ctx.events) { const e = vmEvent(c); if (e) ctx.events.publish(e); }
+        this.deps.onVmChange?.(c);
+      },
     });
     this.manager = manager;
     try {

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file thoc/node/v1/events.proto.
  */
 export const file_thoc_node_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Chl0aG9jL25vZGUvdjEvZXZlbnRzLnByb3RvEgx0aG9jLm5vZGUudjEiMgoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg4KBmZvbGxvdxgBIAEoCBIMCgR0YWlsGAIgASgNIvUBCgVFdmVudBIPCgd0aW1lX21zGAEgASgDEgwKBG5vZGUYAiABKAkSCwoDd2hvGAMgASgJEg4KBm1ldGhvZBgEIAEoCRIvCgZ0YXJnZXQYBSADKAsyHy50aG9jLm5vZGUudjEuRXZlbnQuVGFyZ2V0RW50cnkSDwoHb3V0Y29tZRgGIAEoCRIMCgRjb2RlGAcgASgNEg8KB21lc3NhZ2UYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCRIMCgRyb2xlGAogASgJGi0KC1RhcmdldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEyVgoMRXZlbnRTZXJ2aWNlEkYKC1dhdGNoRXZlbnRzEiAudGhvYy5ub2RlLnYxLldhdGNoRXZlbnRzUmVxdWVzdBoTLnRob2Mubm9kZS52MS5FdmVudDABYgZwcm90bzM");
+  fileDesc("Chl0aG9jL25vZGUvdjEvZXZlbnRzLnByb3RvEgx0aG9jLm5vZGUudjEiegoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg4KBmZvbGxvdxgBIAEoCBIMCgR0YWlsGAIgASgNEg4KBmN1cnNvchgDIAEoCRINCgVraW5kcxgEIAMoCRIKCgJ2bRgFIAEoCRIMCgRub2RlGAYgASgJEg0KBWxvY2FsGAcgASgIIuIDCgVFdmVudBIPCgd0aW1lX21zGAEgASgDEgwKBG5vZGUYAiABKAkSCwoDd2hvGAMgASgJEg4KBm1ldGhvZBgEIAEoCRIvCgZ0YXJnZXQYBSADKAsyHy50aG9jLm5vZGUudjEuRXZlbnQuVGFyZ2V0RW50cnkSDwoHb3V0Y29tZRgGIAEoCRIMCgRjb2RlGAcgASgNEg8KB21lc3NhZ2UYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCRIMCgRyb2xlGAogASgJEgwKBGtpbmQYCyABKAkSDwoHbm9kZV9pZBgMIAEoCRINCgVlcG9jaBgNIAEoBBILCgNzZXEYDiABKAQSDgoGY3Vyc29yGA8gASgJEiEKAnZtGBAgASgLMhUudGhvYy5ub2RlLnYxLlZtRXZlbnQSJwoGbWVtYmVyGBEgASgLMhcudGhvYy5ub2RlLnYxLk5vZGVFdmVudBIpCgZsZWFkZXIYEiABKAsyGS50aG9jLm5vZGUudjEuTGVhZGVyRXZlbnQSKQoGbWlzc2VkGBMgASgLMhkudGhvYy5ub2RlLnYxLk1pc3NlZEV2ZW50Gi0KC1RhcmdldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidgoHVm1FdmVudBIMCgRuYW1lGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIOCgZzdGF0dXMYAyABKAkSFwoPcHJldmlvdXNfc3RhdHVzGAQgASgJEhQKDHRyaWdnZXJlZF9ieRgFIAEoCRIOCgZkZXRhaWwYBiABKAkiRgoJTm9kZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGYWN0aW9uGAMgASgJEg8KB2FkZHJlc3MYBCABKAkiQwoLTGVhZGVyRXZlbnQSEQoJbGVhZGVyX2lkGAEgASgJEhMKC2xlYWRlcl9uYW1lGAIgASgJEgwKBHRlcm0YAyABKAQiLAoLTWlzc2VkRXZlbnQSDQoFY291bnQYASABKAQSDgoGcmVhc29uGAIgASgJMlYKDEV2ZW50U2VydmljZRJGCgtXYXRjaEV2ZW50cxIgLnRob2Mubm9kZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaEy50aG9jLm5vZGUudjEuRXZlbnQwATJeChBFdmVudFBlZXJTZXJ2aWNlEkoKD1dhdGNoTm9kZUV2ZW50cxIgLnRob2Mubm9kZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaEy50aG9jLm5vZGUudjEuRXZlbnQwAWIGcHJvdG8z");
 
 /**
  * @generated from message thoc.node.v1.WatchEventsRequest
@@ -22,11 +22,49 @@ export type WatchEventsRequest = Message<"thoc.node.v1.WatchEventsRequest"> & {
   follow: boolean;
 
   /**
-   * How many past events to send first (0 means 100; the node keeps 1000).
+   * How many past events to send first, per node (0 means 100; a node keeps
+   * 1000). Ignored for the nodes a `cursor` names.
    *
    * @generated from field: uint32 tail = 2;
    */
   tail: number;
+
+  /**
+   * Resume after this cursor (an Event's `cursor`): every later event, no
+   * gaps; a "missed" event first for a node whose history no longer holds it.
+   *
+   * @generated from field: string cursor = 3;
+   */
+  cursor: string;
+
+  /**
+   * Only these kinds: "audit", "vm", "node", "leader" (empty: all). "missed"
+   * markers always pass.
+   *
+   * @generated from field: repeated string kinds = 4;
+   */
+  kinds: string[];
+
+  /**
+   * Only events about this VM (vm events, and audit records naming it).
+   *
+   * @generated from field: string vm = 5;
+   */
+  vm: string;
+
+  /**
+   * Only events from or about this node (name or id).
+   *
+   * @generated from field: string node = 6;
+   */
+  node: string;
+
+  /**
+   * Only the serving node's own events (no fan-in).
+   *
+   * @generated from field: bool local = 7;
+   */
+  local: boolean;
 };
 
 /**
@@ -46,36 +84,36 @@ export type Event = Message<"thoc.node.v1.Event"> & {
   timeMs: bigint;
 
   /**
-   * Name of the node that served the call.
+   * Name of the node the event comes from (for audit: the node that served the call).
    *
    * @generated from field: string node = 2;
    */
   node: string;
 
   /**
-   * The caller, as one line: "operator alice (admin, serial 1f…)", "local uid 0 gid 0 pid 42".
+   * Audit: the caller, as one line: "operator alice (admin, serial 1f…)", "local uid 0 gid 0 pid 42".
    *
    * @generated from field: string who = 3;
    */
   who: string;
 
   /**
-   * "/thoc.node.v1.VmService/CreateVm".
+   * Audit: "/thoc.node.v1.VmService/CreateVm".
    *
    * @generated from field: string method = 4;
    */
   method: string;
 
   /**
-   * Names and ids the call was about (request and response fields such as
-   * name, image, accessKeyId); never a secret.
+   * Audit: names and ids the call was about (request and response fields
+   * such as name, image, accessKeyId); never a secret.
    *
    * @generated from field: map<string, string> target = 5;
    */
   target: { [key: string]: string };
 
   /**
-   * "OK" or the gRPC status name ("PERMISSION_DENIED", "NOT_FOUND", ...).
+   * Audit: "OK" or the gRPC status name ("PERMISSION_DENIED", "NOT_FOUND", ...).
    *
    * @generated from field: string outcome = 6;
    */
@@ -87,7 +125,7 @@ export type Event = Message<"thoc.node.v1.Event"> & {
   code: number;
 
   /**
-   * The error's message when the outcome is not OK.
+   * Audit: the error's message when the outcome is not OK.
    *
    * @generated from field: string message = 8;
    */
@@ -99,11 +137,65 @@ export type Event = Message<"thoc.node.v1.Event"> & {
   requestId: string;
 
   /**
-   * The role the method needs.
+   * Audit: the role the method needs.
    *
    * @generated from field: string role = 10;
    */
   role: string;
+
+  /**
+   * "audit", "vm", "node", "leader", or "missed" (events were dropped: see `missed`).
+   *
+   * @generated from field: string kind = 11;
+   */
+  kind: string;
+
+  /**
+   * Id of the node the event comes from.
+   *
+   * @generated from field: string node_id = 12;
+   */
+  nodeId: string;
+
+  /**
+   * The source node's generation (counts its starts) and the event's number
+   * in it (1, 2, ...; per source, no gaps).
+   *
+   * @generated from field: uint64 epoch = 13;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: uint64 seq = 14;
+   */
+  seq: bigint;
+
+  /**
+   * Opaque: pass it as WatchEventsRequest.cursor to resume after this event.
+   *
+   * @generated from field: string cursor = 15;
+   */
+  cursor: string;
+
+  /**
+   * @generated from field: thoc.node.v1.VmEvent vm = 16;
+   */
+  vm?: VmEvent | undefined;
+
+  /**
+   * @generated from field: thoc.node.v1.NodeEvent member = 17;
+   */
+  member?: NodeEvent | undefined;
+
+  /**
+   * @generated from field: thoc.node.v1.LeaderEvent leader = 18;
+   */
+  leader?: LeaderEvent | undefined;
+
+  /**
+   * @generated from field: thoc.node.v1.MissedEvent missed = 19;
+   */
+  missed?: MissedEvent | undefined;
 };
 
 /**
@@ -114,16 +206,157 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_thoc_node_v1_events, 1);
 
 /**
- * EventService streams this node's audit events: every mutating operator or
- * admin call, refused ones included (who, what, outcome). The same records go
- * to <dataDir>/audit.log. Never a secret in them.
+ * @generated from message thoc.node.v1.VmEvent
+ */
+export type VmEvent = Message<"thoc.node.v1.VmEvent"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * "created", "starting", "running", "stopping", "stopped", "paused",
+   * "deleted", "failed" (docs/events.md maps them from VM statuses).
+   *
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * The VM record's status now and before ("" when created / deleted).
+   *
+   * @generated from field: string status = 3;
+   */
+  status: string;
+
+  /**
+   * @generated from field: string previous_status = 4;
+   */
+  previousStatus: string;
+
+  /**
+   * "user", "scheduler", "libvirt" or "reconcile".
+   *
+   * @generated from field: string triggered_by = 5;
+   */
+  triggeredBy: string;
+
+  /**
+   * Why, for failed VMs (the record's detail).
+   *
+   * @generated from field: string detail = 6;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.VmEvent.
+ * Use `create(VmEventSchema)` to create a new message.
+ */
+export const VmEventSchema: GenMessage<VmEvent> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_events, 2);
+
+/**
+ * @generated from message thoc.node.v1.NodeEvent
+ */
+export type NodeEvent = Message<"thoc.node.v1.NodeEvent"> & {
+  /**
+   * The member the event is about, as the source node's gossip view saw it.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * "joined", "alive" (back from suspect/dead), "suspect", "dead", "left", "removed".
+   *
+   * @generated from field: string action = 3;
+   */
+  action: string;
+
+  /**
+   * @generated from field: string address = 4;
+   */
+  address: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.NodeEvent.
+ * Use `create(NodeEventSchema)` to create a new message.
+ */
+export const NodeEventSchema: GenMessage<NodeEvent> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_events, 3);
+
+/**
+ * @generated from message thoc.node.v1.LeaderEvent
+ */
+export type LeaderEvent = Message<"thoc.node.v1.LeaderEvent"> & {
+  /**
+   * @generated from field: string leader_id = 1;
+   */
+  leaderId: string;
+
+  /**
+   * @generated from field: string leader_name = 2;
+   */
+  leaderName: string;
+
+  /**
+   * @generated from field: uint64 term = 3;
+   */
+  term: bigint;
+};
+
+/**
+ * Describes the message thoc.node.v1.LeaderEvent.
+ * Use `create(LeaderEventSchema)` to create a new message.
+ */
+export const LeaderEventSchema: GenMessage<LeaderEvent> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_events, 4);
+
+/**
+ * @generated from message thoc.node.v1.MissedEvent
+ */
+export type MissedEvent = Message<"thoc.node.v1.MissedEvent"> & {
+  /**
+   * How many events of `node` were dropped (0 when unknown: see `reason`).
+   *
+   * @generated from field: uint64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.MissedEvent.
+ * Use `create(MissedEventSchema)` to create a new message.
+ */
+export const MissedEventSchema: GenMessage<MissedEvent> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_events, 5);
+
+/**
+ * EventService streams the cluster's events: audit records (every mutating
+ * operator or admin call, refused ones included), VM lifecycle changes,
+ * membership changes and scheduler leader changes. Each node keeps its own
+ * ordered history (the last 1000 events); WatchEvents on any node fans in the
+ * histories of every live member. Never a secret in them (docs/events.md).
  *
  * @generated from service thoc.node.v1.EventService
  */
 export const EventService: GenService<{
   /**
-   * The most recent events (up to `tail`), oldest first; with `follow`, then
-   * every new event as it happens until the client cancels.
+   * The most recent events (up to `tail` per node), then with `follow` every
+   * new event as it happens until the client cancels. With `cursor`, every
+   * event after it instead (resume without gaps or duplicates).
    *
    * @generated from rpc thoc.node.v1.EventService.WatchEvents
    */
@@ -134,4 +367,26 @@ export const EventService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_thoc_node_v1_events, 0);
+
+/**
+ * Node-to-node: one node's own history and live events, for the fan-in of
+ * WatchEvents. Authenticated like every peer call (node certificate under the
+ * cluster CA and the cluster-key MAC).
+ *
+ * @generated from service thoc.node.v1.EventPeerService
+ */
+export const EventPeerService: GenService<{
+  /**
+   * `local` is ignored (always this node's events only); `cursor` holds at
+   * most this node's position.
+   *
+   * @generated from rpc thoc.node.v1.EventPeerService.WatchNodeEvents
+   */
+  watchNodeEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchEventsRequestSchema;
+    output: typeof EventSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_thoc_node_v1_events, 1);
 
