@@ -7,7 +7,6 @@
  * composition root hands routeVmService and onVmChange to the VM subsystem).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Counter, Gauge, Histogram } from "prom-client";
 import { PeerAuth, PeerPool, authenticated, clusterView, peerCredentials, type ClusterTable, type ClusterView } from "../cluster/index.js";
 import type { AgentContext, Membership, Subsystem, SubsystemHealth } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
@@ -15,6 +14,7 @@ import { SchedulerService, VmService, type CreateVmRequest, type LeaderInfoSchem
 import type { CallContext, Client, ImplOf } from "../rpc/index.js";
 import type { VmChange, VmManager } from "../vm/index.js";
 import { startElection, type ElectionHandle } from "./wiring.js";
+import { schedulerMetrics } from "./metrics.js";
 import { Placer } from "./placer.js";
 import { Publisher } from "./publisher.js";
 import { routedVmService, type VmClient } from "./routing.js";
@@ -172,18 +172,3 @@ export class SchedulerSubsystem implements Subsystem {
     return { status: "up", detail: this.election.summary() };
   }
 }
-
-function schedulerMetrics(ctx: AgentContext) {
-  const r = [ctx.metrics];
-  return {
-    term: new Gauge({ name: "thoc_scheduler_term", help: "The highest election term this node has seen.", registers: r }),
-    isLeader: new Gauge({ name: "thoc_scheduler_is_leader", help: "1 while this node is the acting scheduler leader (lease held).", registers: r }),
-    elections: new Counter({ name: "thoc_scheduler_elections_total", help: "Elections this node started (as a candidate).", registers: r }),
-    leaderChanges: new Counter({ name: "thoc_scheduler_leader_changes_total", help: "Times this node saw the leader change.", registers: r }),
-    placement: new Histogram({
-      name: "thoc_scheduler_placement_seconds", help: "Time the leader took to place a VM (ranking and the fenced create on the chosen node).",
-      labelNames: ["outcome"] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r,
-    }),
-  };
-}
-export type SchedulerMetrics = ReturnType<typeof schedulerMetrics>;

@@ -12,7 +12,7 @@ import type { Client } from "../rpc/index.js";
 import { Election } from "./election.js";
 import { Fence, type FenceStore } from "./fence.js";
 import type { ElectionStore, PersistedElection } from "./messages.js";
-import type { SchedulerMetrics } from "./subsystem.js";
+import type { SchedulerMetrics } from "./metrics.js";
 
 type SchedClient = Client<typeof SchedulerService.method>;
 

@@ -122,7 +122,7 @@ test("an anti-affinity group puts its VMs on distinct nodes and is refused when 
 
 test("a create retried with the same request id makes one VM", async () => {
   const a = cluster.agents[1]!;
-  const c = createClient(VmService, a.clientAddress, { credentials: a.dev ? credentials.createInsecure() : a.grpcCredentials(), defaultTimeoutMs: 60_000 });
+  const c = createClient(VmService, a.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 60_000 });
   try {
     const req = { spec: { name: "once", image: "tiny", vcpus: 1, ramMb: 64, diskGb: 1, network: { mode: "none" } }, requestId: randomUUID() };
     const [x, y] = await Promise.all([c.createVm(req).catch((e: Error) => e), c.createVm(req).catch((e: Error) => e)]);
@@ -146,7 +146,7 @@ test("concurrent creates from every node never over-commit a node", async () => 
   // Each node's own records (ListVms local), not the table: what the node actually holds.
   let total = 0;
   for (const a of cluster.agents) {
-    const c = createClient(VmService, a.clientAddress, { credentials: a.dev ? credentials.createInsecure() : a.grpcCredentials(), defaultTimeoutMs: 10_000 });
+    const c = createClient(VmService, a.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 10_000 });
     try {
       const mine = (await c.listVms({ local: true })).vms;
       const vcpus = mine.reduce((n, v) => n + (v.spec?.vcpus ?? 0), 0);
@@ -192,7 +192,7 @@ test("the leader SIGKILLed: another leads, creates go on, its VM reads unknown a
     const d = await leaderOf(old);
     return d.role === "follower" && d.leader?.id === after.leader!.id;
   }, 30_000, 250);
-  const c = createClient(VmService, old.clientAddress, { credentials: old.dev ? credentials.createInsecure() : old.grpcCredentials(), defaultTimeoutMs: 10_000 });
+  const c = createClient(VmService, old.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 10_000 });
   try {
     await waitFor("the returned node deleted the VM removed while it was down", async () => !(await c.listVms({ local: true })).vms.some((v) => v.name === "on-old"), 30_000, 250);
   } finally { c.close(); }
