@@ -20,7 +20,7 @@ const RETRY_FOR_MS = 30_000;
 const FINAL = new Set(["invalid_argument", "permission_denied", "unauthenticated", "unimplemented", "failed_precondition", "resource_exhausted"]);
 
 export function eventJson(e: Event): Record<string, unknown> {
-  const base = { time: new Date(Number(e.timeMs)).toISOString(), kind: e.kind || "audit", node: e.node, nodeId: e.nodeId || undefined, seq: e.seq ? Number(e.seq) : undefined, cursor: e.cursor || undefined };
+  const base = { time: new Date(Number(e.timeMs)).toISOString(), kind: e.kind || "audit", node: e.node, nodeId: e.nodeId || undefined, epoch: e.epoch ? Number(e.epoch) : undefined, seq: e.seq ? Number(e.seq) : undefined, cursor: e.cursor || undefined };
   switch (e.kind) {
     case "vm": return { ...base, vm: e.vm?.name, action: e.vm?.action, status: e.vm?.status, previousStatus: e.vm?.previousStatus, by: e.vm?.triggeredBy, detail: e.vm?.detail || undefined };
     case "node": return { ...base, member: e.member?.name, memberId: e.member?.id, action: e.member?.action };
