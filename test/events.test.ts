@@ -111,6 +111,14 @@ test("one stream for the cluster: n2's VM and audit events and n3's death seen f
     const recent = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Ev);
     assert.ok(recent.every((e) => e.kind === "node" || e.kind === "vm"));
     assert.deepEqual(new Set(recent.map((e) => e.node)), new Set(["n1", "n2"]));
+    // `node remove` is a node event too, seen from any node.
+    r = await n1.cli(["node", "remove", "n3"]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await n2.cli(["events", "--json", "--kind", "node", "--node", "n3"]);
+    assert.equal(r.code, 0, r.stderr);
+    const aboutN3 = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Ev);
+    assert.ok(aboutN3.every((e) => e.member === "n3"));
+    assert.ok(aboutN3.some((e) => e.node === "n1" && e.action === "removed"), r.stdout);
     r = await n1.cli(["events", "--kind", "vms"]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown kind "vms"/);
