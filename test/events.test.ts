@@ -65,12 +65,13 @@ test("one stream for the cluster: n2's VM and audit events and n3's death seen f
     writeFileSync(kern, Buffer.alloc(8192, 1));
     let r = await n2.cli(["image", "import", "tiny", "--kernel", kern, "--initrd", kern, "--cmdline", "console=ttyS0"]);
     assert.equal(r.code, 0, r.stderr);
-    r = await n2.cli(["vm", "create", "ev1", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1"]);
+    r = await n2.cli(["vm", "create", "ev1", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1", "--node", "n2"]);
     assert.equal(r.code, 0, r.stderr);
 
     const es = await all.until("n2's VM events on n1's stream", (x) => x.some((e) => e.kind === "audit" && e.node === "n2" && e.method?.endsWith("/CreateVm")));
     const ev1 = es.filter((e) => e.kind === "vm" && e.vm === "ev1");
-    assert.deepEqual(ev1.map((e) => [e.node, e.action, e.by]), [["n2", "created", "user"], ["n2", "running", "user"]]);
+    // Pinned to n2 (--node); placed through the scheduler leader.
+    assert.deepEqual(ev1.map((e) => [e.node, e.action, e.by]), [["n2", "created", "scheduler"], ["n2", "running", "scheduler"]]);
     const audit = es.find((e) => e.kind === "audit" && e.method?.endsWith("/CreateVm"))!;
     assert.equal(audit.outcome, "OK");
     // n2's VM events come before its audit record of the call (the record is written when the call ends).
@@ -131,7 +132,7 @@ test("one stream for the cluster: n2's VM and audit events and n3's death seen f
 test("a --follow stream survives a crash of the node it talks to: it reconnects and resumes from its last cursor", async () => {
   const [n1, n2] = c.agents as [AgentProcess, AgentProcess];
   // With n3 dead the image needs n1 for its read quorum: the VM is made before n1 goes down.
-  let r = await n2.cli(["vm", "create", "ev2", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1"]);
+  let r = await n2.cli(["vm", "create", "ev2", "--image", "tiny", "--vcpus", "1", "--ram", "128", "--disk", "1", "--node", "n2"]);
   assert.equal(r.code, 0, r.stderr);
   const f = new Follower(n1);
   try {
