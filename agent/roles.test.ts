@@ -41,7 +41,10 @@ test("the rules: roles in order, peers only for peer methods, local root or admi
   assert.equal(row(op("viewer")), "ok permission_denied permission_denied permission_denied ok");
   assert.equal(row(op("operator")), "ok ok permission_denied permission_denied ok");
   assert.equal(row(op("admin")), "ok ok ok permission_denied ok");
-  assert.equal(row(node), "permission_denied permission_denied permission_denied ok ok");
+  // A node routes an operator's VM call to the VM's node (authorized where the operator called): VmService only.
+  assert.equal(row(node), "ok ok permission_denied ok ok");
+  assert.equal(outcome("/thoc.node.v1.ImageService/DeleteImage", node), "permission_denied");
+  assert.equal(outcome("/thoc.node.v1.NodeService/GetNode", node), "permission_denied");
   assert.equal(row(local(0, 0)), "ok ok ok permission_denied ok");
   assert.equal(row(local(1000, 1000)), "permission_denied permission_denied permission_denied permission_denied ok");
   assert.equal(row(local(1000, 1000, [27, 999]), { adminGid: 999 }), "ok ok ok permission_denied ok");
