@@ -164,12 +164,15 @@ export class Election {
       const before = { term: this.term, role: this.role, leader: this.leader };
       let dirty = false;
       if (req.term > this.term || this.role === "candidate" || this.role === "leader") { this.enterTerm(req.term); dirty = req.term !== before.term; }
-      // Raft: a config takes effect as soon as it is received, and the
-      // current leader's is the one to follow (it may replace an uncommitted
-      // one from a deposed leader).
-      if (!sameConfig(config, this.config)) { this.config = config; dirty = true; }
+      // Raft: a config takes effect as soon as it is received. The leader
+      // re-stamps its config in its own term before its first heartbeat, so
+      // its config is newer than any a follower holds (an uncommitted one of
+      // a deposed leader included); an older one is a reordered heartbeat of
+      // this leader and must not roll a committed config back.
+      const newer = compareConfig(config, this.config) > 0;
+      if (newer) { this.config = config; dirty = true; }
       if (dirty) await this.persist();
-      this.configCommitted = req.configCommitted;
+      this.configCommitted = sameConfig(config, this.config) && req.configCommitted;
       if (this.leader !== req.leaderId) { this.leader = req.leaderId; this.leaderSince = this.now(); }
       this.role = this.isVoter() ? "follower" : "observer";
       this.lastLeaderContact = this.now();
@@ -369,6 +372,11 @@ export class Election {
     if ((op === "add") === has) return { wait: Promise.resolve() };
     if (!this.configCommitted) {
       throw new ThocError("failed_precondition", `a voter-set change (${describeConfig(this.config)}) is still pending: wait until a majority of those voters has it, then retry`, { version: this.config.version });
+    }
+    // A voter that does not answer would stall the commit and, with a small
+    // set (1 -> 2), the cluster's majority: only a member that answers now is added.
+    if (op === "add" && !this.lead.caughtUp(id, 0, this.now(), this.o.leaseDuration)) {
+      throw new ThocError("failed_precondition", `${id} has not answered the leader's heartbeats within ${this.o.leaseDuration} ms: start it (and check that it is a member) before making it a voter`, { id });
     }
     if (op === "remove" && this.config.voters.length === 1) throw new ThocError("failed_precondition", `${id} is the last voter: add another voter before removing it`);
     const voters = op === "add" ? [...this.config.voters, id].sort() : this.config.voters.filter((v) => v !== id);
