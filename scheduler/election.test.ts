@@ -48,6 +48,12 @@ test("one vote per term, kept across a restart", async () => {
   assert.equal((await again.e.handleVote(vote(1, "b"))).granted, true, "the same candidate may ask again (a lost reply)");
   assert.equal((await again.e.handleVote(vote(2, "c"))).granted, true, "a new term frees the vote");
   again.e.stop();
+  // The vote within the current term is saved too, not only the new term.
+  const inTerm = new MemoryElectionStore({ ...three, term: 4 });
+  const x = await node(inTerm);
+  assert.equal((await x.e.handleVote(vote(4, "c"))).granted, true);
+  assert.deepEqual([inTerm.state?.term, inTerm.state?.votedFor], [4, "c"]);
+  x.e.stop();
 });
 
 test("a stale term is refused", async () => {

@@ -10,59 +10,13 @@
  * no handler ever waits on the network.
  */
 import { ThocError } from "../errors/index.js";
-import type { Clock, Timer } from "../core/index.js";
-import type { Fence } from "./fence.js";
-import type { ElectionStore, ElectionTransport, HeartbeatReply, HeartbeatRequest, VoteReply, VoteRequest } from "./messages.js";
+import type { Timer } from "../core/index.js";
+import type { HeartbeatReply, HeartbeatRequest, VoteReply, VoteRequest } from "./messages.js";
 import { checkConfig, checkCount, checkId, checkTerm, compareConfig, copyConfig, describeConfig, NO_CONFIG, quorum, sameConfig, type VoterConfig } from "./voters.js";
-import { LeaderState, type VoterStatus } from "./leader.js";
+import { LeaderState } from "./leader.js";
+import type { ElectionEvent, ElectionOptions, ElectionRole, ElectionStatus } from "./options.js";
 
-export type ElectionRole = "leader" | "follower" | "candidate" | "observer";
-
-export interface ElectionOptions {
-  id: string;
-  store: ElectionStore;
-  transport: ElectionTransport;
-  clock: Clock;
-  random: () => number;
-  /** Base election timeout t; each wait is drawn from [t, 2t). */
-  electionTimeout: number;
-  heartbeatInterval: number;
-  /** Below electionTimeout (config validates it): the lease must end before anyone may vote for a successor. */
-  leaseDuration: number;
-  /** First agent of a new cluster: sole voter of config version 1 when the store is empty. */
-  bootstrap?: boolean;
-  /** This node's fence: the election feeds every term it adopts into it. */
-  fence?: Fence;
-  /** Every member the leader should tell about itself (non-voters learn the leader this way). */
-  members?: () => string[];
-  /** Gossip's view; the leader grows the voter set only with live members. */
-  isAlive?: (id: string) => boolean;
-  /** Automatic growth stops here (default 3). */
-  maxVoters?: number;
-  /** How long addVoter/removeVoter wait for the commit (default 10 election timeouts). */
-  changeTimeout?: number;
-}
-
-export interface ElectionStatus {
-  role: ElectionRole;
-  term: number;
-  leader?: string;
-  /** Clock ms when this node learned of the current leader. */
-  leaderSince?: number;
-  voters: VoterStatus[];
-  config: VoterConfig;
-  configCommitted: boolean;
-  acting: boolean;
-}
-
-export interface ElectionEvent {
-  reason: "role" | "term" | "leader" | "config";
-  role: ElectionRole;
-  term: number;
-  leader?: string;
-  config: VoterConfig;
-  configCommitted: boolean;
-}
+export type { ElectionRole, ElectionOptions, ElectionStatus, ElectionEvent } from "./options.js";
 
 export class Election {
   protected term = 0;
