@@ -10,59 +10,13 @@
  * no handler ever waits on the network.
  */
 import { ThocError } from "../errors/index.js";
-import type { Clock, Timer } from "../core/index.js";
-import type { Fence } from "./fence.js";
-import type { ElectionStore, ElectionTransport, HeartbeatReply, HeartbeatRequest, VoteReply, VoteRequest } from "./messages.js";
+import type { Timer } from "../core/index.js";
+import type { HeartbeatReply, HeartbeatRequest, VoteReply, VoteRequest } from "./messages.js";
 import { checkConfig, checkCount, checkId, checkTerm, compareConfig, copyConfig, describeConfig, NO_CONFIG, quorum, sameConfig, type VoterConfig } from "./voters.js";
-import { LeaderState, type VoterStatus } from "./leader.js";
+import { LeaderState } from "./leader.js";
+import type { ElectionEvent, ElectionOptions, ElectionRole, ElectionStatus } from "./options.js";
 
-export type ElectionRole = "leader" | "follower" | "candidate" | "observer";
-
-export interface ElectionOptions {
-  id: string;
-  store: ElectionStore;
-  transport: ElectionTransport;
-  clock: Clock;
-  random: () => number;
-  /** Base election timeout t; each wait is drawn from [t, 2t). */
-  electionTimeout: number;
-  heartbeatInterval: number;
-  /** Below electionTimeout (config validates it): the lease must end before anyone may vote for a successor. */
-  leaseDuration: number;
-  /** First agent of a new cluster: sole voter of config version 1 when the store is empty. */
-  bootstrap?: boolean;
-  /** This node's fence: the election feeds every term it adopts into it. */
-  fence?: Fence;
-  /** Every member the leader should tell about itself (non-voters learn the leader this way). */
-  members?: () => string[];
-  /** Gossip's view; the leader grows the voter set only with live members. */
-  isAlive?: (id: string) => boolean;
-  /** Automatic growth stops here (default 3). */
-  maxVoters?: number;
-  /** How long addVoter/removeVoter wait for the commit (default 10 election timeouts). */
-  changeTimeout?: number;
-}
-
-export interface ElectionStatus {
-  role: ElectionRole;
-  term: number;
-  leader?: string;
-  /** Clock ms when this node learned of the current leader. */
-  leaderSince?: number;
-  voters: VoterStatus[];
-  config: VoterConfig;
-  configCommitted: boolean;
-  acting: boolean;
-}
-
-export interface ElectionEvent {
-  reason: "role" | "term" | "leader" | "config";
-  role: ElectionRole;
-  term: number;
-  leader?: string;
-  config: VoterConfig;
-  configCommitted: boolean;
-}
+export type { ElectionRole, ElectionOptions, ElectionStatus, ElectionEvent } from "./options.js";
 
 export class Election {
   protected term = 0;
@@ -164,12 +118,15 @@ export class Election {
       const before = { term: this.term, role: this.role, leader: this.leader };
       let dirty = false;
       if (req.term > this.term || this.role === "candidate" || this.role === "leader") { this.enterTerm(req.term); dirty = req.term !== before.term; }
-      // Raft: a config takes effect as soon as it is received, and the
-      // current leader's is the one to follow (it may replace an uncommitted
-      // one from a deposed leader).
-      if (!sameConfig(config, this.config)) { this.config = config; dirty = true; }
+      // Raft: a config takes effect as soon as it is received. The leader
+      // re-stamps its config in its own term before its first heartbeat, so
+      // its config is newer than any a follower holds (an uncommitted one of
+      // a deposed leader included); an older one is a reordered heartbeat of
+      // this leader and must not roll a committed config back.
+      const newer = compareConfig(config, this.config) > 0;
+      if (newer) { this.config = config; dirty = true; }
       if (dirty) await this.persist();
-      this.configCommitted = req.configCommitted;
+      this.configCommitted = sameConfig(config, this.config) && req.configCommitted;
       if (this.leader !== req.leaderId) { this.leader = req.leaderId; this.leaderSince = this.now(); }
       this.role = this.isVoter() ? "follower" : "observer";
       this.lastLeaderContact = this.now();
@@ -369,6 +326,11 @@ export class Election {
     if ((op === "add") === has) return { wait: Promise.resolve() };
     if (!this.configCommitted) {
       throw new ThocError("failed_precondition", `a voter-set change (${describeConfig(this.config)}) is still pending: wait until a majority of those voters has it, then retry`, { version: this.config.version });
+    }
+    // A voter that does not answer would stall the commit and, with a small
+    // set (1 -> 2), the cluster's majority: only a member that answers now is added.
+    if (op === "add" && !this.lead.caughtUp(id, 0, this.now(), this.o.leaseDuration)) {
+      throw new ThocError("failed_precondition", `${id} has not answered the leader's heartbeats within ${this.o.leaseDuration} ms: start it (and check that it is a member) before making it a voter`, { id });
     }
     if (op === "remove" && this.config.voters.length === 1) throw new ThocError("failed_precondition", `${id} is the last voter: add another voter before removing it`);
     const voters = op === "add" ? [...this.config.voters, id].sort() : this.config.voters.filter((v) => v !== id);

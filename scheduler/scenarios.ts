@@ -51,7 +51,7 @@ export async function runChaosSeed(seed: number, o: ChaosOptions): Promise<SeedR
     sim.loss = sim.random() * 0.05;
     for (const id of side) await sim.start(id);
     const ok = await sim.run(10 * et, 10, () => sim.acting().some((a) => side.includes(a)));
-    if (!ok && !o.broken) sim.violate(`liveness: no acting leader within ${10 * et} ms among ${side.join(",")} (out: ${out.join(",") || "none"})`);
+    if (!ok && !o.broken) sim.violate(`liveness: no acting leader within ${10 * et} ms among ${side.join(",")} (out: ${out.join(",") || "none"}): ${sim.describe(side)}`);
     sim.heal();
     for (const id of out) await sim.start(id);
   }

@@ -8,7 +8,7 @@ import { FakeClock, seededRandom } from "../core/index.js";
 import { Election, type ElectionEvent, type ElectionOptions } from "./election.js";
 import { Fence, MemoryFenceStore } from "./fence.js";
 import { MemoryElectionStore, type ElectionTransport, type VoteRequest } from "./messages.js";
-import { voterDiff, type VoterConfig } from "./voters.js";
+import { compareConfig, quorum, voterDiff, type VoterConfig } from "./voters.js";
 
 export interface Timers { electionTimeout: number; heartbeatInterval: number; leaseDuration: number }
 export const LAN_TIMERS: Timers = { electionTimeout: 1500, heartbeatInterval: 300, leaseDuration: 1200 };
@@ -64,6 +64,8 @@ export class ElectionSim {
   commandsRefused = 0;
   /** Partition group per node; nodes talk only within a group. */
   private group = new Map<string, number>();
+  private steps = 0;
+  private undurable = false;
 
   constructor(readonly o: ElectionSimOptions) {
     this.random = seededRandom(o.seed);
@@ -129,15 +131,26 @@ export class ElectionSim {
     const end = this.clock.now() + ms;
     while (this.clock.now() < end) {
       await this.clock.advance(Math.min(step, end - this.clock.now()));
-      await new Promise((r) => setImmediate(r));
+      // Let serial queues finish at this instant (FakeClock settles only a few turns).
+      for (let i = 0; i < 16; i++) await Promise.resolve();
       const acting = this.acting();
       if (acting.length > 1) {
         this.violate(`lease: ${acting.map((a) => `${a} (term ${this.node(a).election!.status().term})`).join(" and ")} both acting at t=${this.clock.now()}`);
       }
-      if (this.o.commands) for (const a of acting) this.command(a);
+      ++this.steps;
+      if (this.o.commands && this.steps % 3 === 0) for (const a of acting) this.command(a);
+      if (this.steps % 10 === 0) this.checkDurable();
       if (until?.()) return true;
     }
     return until?.() ?? false;
+  }
+
+  /** One line per node for a violation message: role, term, leader, config. */
+  describe(ids = this.ids()): string {
+    return ids.map((id) => {
+      const s = this.node(id).election?.status();
+      return s ? `${id} ${s.role} t${s.term} leader=${s.leader ?? "-"} cfg v${s.config.version}/t${s.config.term} [${s.config.voters}]${s.configCommitted ? "" : " (pending)"}` : `${id} down`;
+    }).join("; ");
   }
 
   /** The highest committed config (by version). */
@@ -145,6 +158,14 @@ export class ElectionSim {
     let best: VoterConfig | undefined;
     for (const c of this.committed.values()) if (!best || c.version > best.version) best = c;
     return best;
+  }
+
+  /** A committed config stays held (saved) by a majority of its voters: a later leader must come from them. */
+  checkDurable(): void {
+    const c = this.latestCommitted();
+    if (!c) return;
+    const holders = c.voters.filter((v) => { const s = this.node(v).store.state; return s && compareConfig(s.config, c) >= 0; });
+    if (holders.length < quorum(c.voters.length) && !this.undurable) this.undurable = true, this.violate(`committed config version ${c.version} [${c.voters}] is held only by ${holders.join(",") || "none"} at t=${this.clock.now()}: ${this.describe()}`);
   }
 
   violate(what: string): void { if (this.violations.length < 20) this.violations.push(`seed ${this.o.seed}: ${what}`); }
