@@ -119,7 +119,7 @@ function run(strategy: Strategy): Run {
     const req = makeRequest(random, i++);
     if (random() < RACE) {
       // Someone else's allocation on a node the leader is about to like: its view of that node is now stale.
-      const target = rankNodes(req, view, strategy).ranked[0];
+      const target = rankNodes(req, view, strategy, { limit: 1 }).ranked[0];
       const raced = target && byId.get(target.id)!.commit(term, { ...req.fit, name: `${req.fit.name}-race` }, 0);
       if (raced?.ok) { r.raced++; usedRam += req.fit.ramMB; usedCpu += req.fit.vcpus; }
     }

@@ -13,7 +13,7 @@
  * every candidate (bench/scheduler-placement.ts measures both).
  */
 import { ThocError } from "../errors/index.js";
-import { budgetOf, fit, usageOf, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
+import { fit, usageOf, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
 
 const MiB = 1048576;
 const GiB = 1073741824;
@@ -108,7 +108,7 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
     const used = node.used ?? usageOf(node.allocations);
     const v = fit(want, node.allocations, cap, used);
     if (!v.fits) {
-      refused.push({ node, resource: v.resource, reason: v.reason, ...(v.need !== undefined ? { short: { need: v.need, free: v.free ?? 0, total: v.total } } : {}) });
+      refused.push({ node, resource: v.resource, reason: v.reason, short: v.need !== undefined ? { need: v.need, free: v.free ?? 0, total: v.total } : undefined });
       continue;
     }
     if (diskBytes > 0 && node.diskFreeBytes < diskBytes) {
@@ -118,10 +118,10 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
     }
     if (node.images && !node.images.includes(image)) { refused.push({ node, resource: "image", reason: `no image ${image}` }); continue; }
     if (group !== undefined && hasGroup(node, group)) { refused.push({ node, resource: "group", reason: `already runs a VM of group ${group}` }); continue; }
-    const budget = budgetOf(cap);
+    // budgetOf(cap), without an object per node.
     probe.node = node;
-    probe.ram = budget.ramMB - used.ramMB - want.ramMB;
-    probe.cpu = budget.vcpus - used.vcpus - want.vcpus;
+    probe.ram = Math.floor((cap.memoryBytes * cap.loadFactor) / MiB) - used.ramMB - want.ramMB;
+    probe.cpu = Math.floor(cap.cpus * cap.loadFactor) - used.vcpus - want.vcpus;
     probe.vms = node.allocations.length;
     if (limit === Infinity) scored.push({ ...probe });
     else offer(scored, limit, probe, cmp);
