@@ -13,7 +13,7 @@
  * every candidate (bench/scheduler-placement.ts measures both).
  */
 import { ThocError } from "../errors/index.js";
-import { fit, usageOf, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
+import { fit, usageOf, withinBudget, type FitRefusal, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
 
 const MiB = 1048576;
 const GiB = 1073741824;
@@ -106,6 +106,8 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
     // A GPU request on a GPU-less node: fit() would say so by catching a thrown error, which costs microseconds a node.
     if (gpuOnly && cap.gpus.length === 0) { refused.push({ node, resource: "gpu", reason: "no GPUs" }); continue; }
     const used = node.used ?? usageOf(node.allocations);
+    // Most nodes of a busy cluster are full: say so without building the reason, until an error needs it.
+    if (!withinBudget(want, cap, used)) { refused.push(new BudgetRefusal(node, want, { vcpus: used.vcpus, ramMB: used.ramMB })); continue; }
     const v = fit(want, node.allocations, cap, used);
     if (!v.fits) {
       refused.push({ node, resource: v.resource, reason: v.reason, short: v.need !== undefined ? { need: v.need, free: v.free ?? 0, total: v.total } : undefined });
@@ -145,6 +147,21 @@ function offer(top: Scored[], k: number, x: Scored, cmp: (a: Scored, b: Scored) 
   let i = top.length;
   while (i > 0 && cmp(x, top[i - 1]!) < 0) i--;
   top.splice(i, 0, { ...x });
+}
+
+/** A refusal by fit()'s CPU or RAM rules, explained by fit() (with the usage it was decided on) when first read. */
+class BudgetRefusal implements Refusal {
+  private verdict?: FitRefusal;
+  constructor(readonly node: NodeView, private readonly want: FitRequest, private readonly used: Usage) {}
+  private explain(): FitRefusal {
+    return (this.verdict ??= fit(this.want, [], this.node.capacity, this.used) as FitRefusal);
+  }
+  get reason(): string { return this.explain().reason; }
+  get resource(): PlacementResource { return this.explain().resource; }
+  get short(): Refusal["short"] {
+    const v = this.explain();
+    return v.need === undefined ? undefined : { need: v.need, free: v.free ?? 0, total: v.total };
+  }
 }
 
 /** Fills nodes: the least RAM left after placing it, then the fewest vCPUs, then by name (deterministic). */
