@@ -153,7 +153,7 @@ export const schema = {
 
   limits: {
     maxMetaBytesPerObject: int(2048, "Sum of x-amz-meta-* header sizes, as AWS caps it.", { min: 0 }),
-    loadFactor: num(1, "Fraction of host CPU and memory the scheduler may allocate (1 = no overcommit).", { min: 0.1, max: 16 }),
+    loadFactor: num(1, "Overcommit factor: the VMs on a node together get at most CPUs × this in vCPUs and memory × this in RAM (1 = no overcommit); one VM never more than the host has.", { min: 0.1, max: 16 }),
   },
 } satisfies OptTree;
 

@@ -166,3 +166,18 @@ test("precomputed usage ranks exactly as adding up the allocations does", () => 
     }
   }
 });
+
+test("limit: the best few in the same order as the full ranking, every refusal still listed", () => {
+  const nodes = Array.from({ length: 40 }, (_, i) => node(`n${String(i).padStart(2, "0")}`, {
+    memMB: 8192 * (1 + (i * 7) % 5), cpus: 4 + (i % 3) * 4, up: i % 11 !== 0,
+    allocations: Array.from({ length: i % 4 }, (_, j) => ({ name: `v${j}`, vcpus: 1, ramMB: 2048 * (1 + ((i + j) % 3)), gpus: [] })),
+  }));
+  for (const s of ["binpack", "spread"] as const) {
+    const all = rankNodes(ask("a", 2, 4096), nodes, s);
+    for (const limit of [1, 3, 8, 100]) {
+      const some = rankNodes(ask("a", 2, 4096), nodes, s, { limit });
+      assert.deepEqual(names(some.ranked), names(all.ranked).slice(0, limit), `${s} limit ${limit}`);
+      assert.deepEqual(some.refused.map((r) => r.node.name), all.refused.map((r) => r.node.name));
+    }
+  }
+});

@@ -6,13 +6,14 @@
  * node re-runs fit() against its own records, and on a refusal (the view was
  * stale, another create raced it) the leader tries ranked[1], and so on.
  *
- * Cost: O(nodes) filtering plus one sort of the nodes that pass. A view
- * carrying `used` (the allocations' sums, kept by the leader as replies come
- * in) costs a few hundred nanoseconds per node; without it every VM on every
- * candidate is added up again (bench/scheduler-placement.ts measures both).
+ * Cost: O(nodes) filtering, then ordering the nodes that pass: a full sort,
+ * or with `limit` a bounded selection of the best few (sorting 1,000 nodes
+ * costs more than filtering them). A view carrying `used` (the allocations'
+ * sums, kept by the leader as replies come in) spares adding up every VM on
+ * every candidate (bench/scheduler-placement.ts measures both).
  */
 import { ThocError } from "../errors/index.js";
-import { budgetOf, fit, usageOf, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
+import { fit, usageOf, withinBudget, type FitRefusal, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
 
 const MiB = 1048576;
 const GiB = 1073741824;
@@ -71,6 +72,15 @@ export interface Refusal {
 
 export interface Ranking { ranked: NodeView[]; refused: Refusal[] }
 
+export interface RankOptions {
+  /**
+   * Rank only the best `limit` nodes (default: all). The leader passes a few
+   * (8) and ranks again, with the view its refusals refreshed, if all of them
+   * refuse; `refused` always lists every node filtered out.
+   */
+  limit?: number;
+}
+
 interface Scored { node: NodeView; ram: number; cpu: number; vms: number }
 
 /**
@@ -78,7 +88,7 @@ interface Scored { node: NodeView; ram: number; cpu: number; vms: number }
  * Throws invalid_argument for a bad group name, not_found for a pinned node
  * the view does not have; an empty `ranked` is for noPlacementError.
  */
-export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], strategy: Strategy): Ranking {
+export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], strategy: Strategy, opts: RankOptions = {}): Ranking {
   checkGroup(req.group);
   const candidates = req.node === undefined ? nodes : [pinned(req.node, nodes)];
   const scored: Scored[] = [];
@@ -86,15 +96,21 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
   const { fit: want, group, image } = req;
   const diskBytes = req.diskGB * GiB;
   const gpuOnly = want.gpu !== undefined && (want.gpu.mode === "mig" || want.gpu.deviceIds.length > 0);
+  const cmp = strategy === "binpack" ? byBinpack : bySpread;
+  const limit = Math.max(1, opts.limit ?? Infinity);
+  /** Each candidate's score, reused: only those that make the list are copied. */
+  const probe: Scored = { node: candidates[0]!, ram: 0, cpu: 0, vms: 0 };
   for (const node of candidates) {
     if (!node.up) { refused.push({ node, resource: "down", reason: "down" }); continue; }
     const cap = node.capacity;
     // A GPU request on a GPU-less node: fit() would say so by catching a thrown error, which costs microseconds a node.
     if (gpuOnly && cap.gpus.length === 0) { refused.push({ node, resource: "gpu", reason: "no GPUs" }); continue; }
     const used = node.used ?? usageOf(node.allocations);
+    // Most nodes of a busy cluster are full: say so without building the reason, until an error needs it.
+    if (!withinBudget(want, cap, used)) { refused.push(new BudgetRefusal(node, want, { vcpus: used.vcpus, ramMB: used.ramMB })); continue; }
     const v = fit(want, node.allocations, cap, used);
     if (!v.fits) {
-      refused.push({ node, resource: v.resource, reason: v.reason, ...(v.need !== undefined ? { short: { need: v.need, free: v.free ?? 0, total: v.total } } : {}) });
+      refused.push({ node, resource: v.resource, reason: v.reason, short: v.need !== undefined ? { need: v.need, free: v.free ?? 0, total: v.total } : undefined });
       continue;
     }
     if (diskBytes > 0 && node.diskFreeBytes < diskBytes) {
@@ -104,11 +120,48 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
     }
     if (node.images && !node.images.includes(image)) { refused.push({ node, resource: "image", reason: `no image ${image}` }); continue; }
     if (group !== undefined && hasGroup(node, group)) { refused.push({ node, resource: "group", reason: `already runs a VM of group ${group}` }); continue; }
-    const budget = budgetOf(cap);
-    scored.push({ node, ram: budget.ramMB - used.ramMB - want.ramMB, cpu: budget.vcpus - used.vcpus - want.vcpus, vms: node.allocations.length });
+    // budgetOf(cap), without an object per node.
+    probe.node = node;
+    probe.ram = Math.floor((cap.memoryBytes * cap.loadFactor) / MiB) - used.ramMB - want.ramMB;
+    probe.cpu = Math.floor(cap.cpus * cap.loadFactor) - used.vcpus - want.vcpus;
+    probe.vms = node.allocations.length;
+    if (limit === Infinity) scored.push({ ...probe });
+    else offer(scored, limit, probe, cmp);
   }
-  scored.sort(strategy === "binpack" ? byBinpack : bySpread);
+  if (limit === Infinity) scored.sort(cmp);
   return { ranked: scored.map((s) => s.node), refused };
+}
+
+/**
+ * Keeps `top` the k best in order, by insertion into a short sorted list:
+ * O(nodes) over a whole ranking when k is small, since most nodes lose to the
+ * k-th at once and are never copied. Sorting all 1,000 scored nodes costs
+ * more than filtering them, for a list whose first entry the leader takes
+ * 99% of the time.
+ */
+function offer(top: Scored[], k: number, x: Scored, cmp: (a: Scored, b: Scored) => number): void {
+  if (top.length === k) {
+    if (cmp(x, top[k - 1]!) >= 0) return;
+    top.pop();
+  }
+  let i = top.length;
+  while (i > 0 && cmp(x, top[i - 1]!) < 0) i--;
+  top.splice(i, 0, { ...x });
+}
+
+/** A refusal by fit()'s CPU or RAM rules, explained by fit() (with the usage it was decided on) when first read. */
+class BudgetRefusal implements Refusal {
+  private verdict?: FitRefusal;
+  constructor(readonly node: NodeView, private readonly want: FitRequest, private readonly used: Usage) {}
+  private explain(): FitRefusal {
+    return (this.verdict ??= fit(this.want, [], this.node.capacity, this.used) as FitRefusal);
+  }
+  get reason(): string { return this.explain().reason; }
+  get resource(): PlacementResource { return this.explain().resource; }
+  get short(): Refusal["short"] {
+    const v = this.explain();
+    return v.need === undefined ? undefined : { need: v.need, free: v.free ?? 0, total: v.total };
+  }
 }
 
 /** Fills nodes: the least RAM left after placing it, then the fewest vCPUs, then by name (deterministic). */

@@ -1,7 +1,8 @@
 /** fit(): VM admission as a pure function, table by table (RAM and vCPUs under the load factor, GPUs, capacity not read). */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { budgetOf, fit, fitError, usageOf, type FitRefusal, type FitRequest, type FitResult, type NodeCapacity, type Reservation } from "./fit.js";
+import { budgetOf, fit, fitError, usageOf, withinBudget, type FitRefusal, type FitRequest, type FitResult, type NodeCapacity, type Reservation } from "./fit.js";
+import { seededRandom } from "../core/index.js";
 import type { GpuAllocation, HostGpu } from "./gpu.js";
 import type { GpuSpec } from "./spec.js";
 
@@ -126,4 +127,20 @@ test("what fits comes back as allocations of plain data, without a mediated devi
   });
   assert.deepEqual(fit(ask(512), [], cap), { fits: true, gpus: [] });
   assert.equal(JSON.stringify([taken, cap]), before);
+});
+
+test("withinBudget says yes exactly when fit()'s CPU and RAM rules do", () => {
+  const random = seededRandom(7);
+  const rnd = (n: number) => Math.floor(random() * n);
+  let yes = 0, no = 0;
+  for (let i = 0; i < 5000; i++) {
+    const cap = node({ cpus: rnd(10), memoryBytes: rnd(6) * 2048 * MiB + rnd(2) * (MiB - 1), loadFactor: [0.5, 1, 1.5, 3][rnd(4)]! });
+    const used = { vcpus: rnd(8), ramMB: rnd(8000) };
+    const req = ask(1 + rnd(4000), { vcpus: 1 + rnd(4) });
+    const verdict = fit(req, [], cap, used);
+    const numeric = verdict.fits || verdict.resource === "gpu";
+    assert.equal(withinBudget(req, cap, used), numeric, `${JSON.stringify({ cap, used, req })}: ${verdict.fits ? "fits" : verdict.reason}`);
+    if (numeric) yes++; else no++;
+  }
+  assert.ok(yes > 1000 && no > 1000, `both answers are exercised (${yes} yes, ${no} no)`);
 });

@@ -65,6 +65,17 @@ export function fit(request: FitRequest, allocations: readonly Reservation[], ca
     ?? gpusFit(request, allocations, capacity);
 }
 
+/**
+ * fit()'s CPU and RAM rules alone, as one yes or no without building a
+ * refusal: what the leader asks of a thousand nodes, most of them full, per
+ * decision. When it says no, fit() with the same usage says why (and never
+ * gets as far as GPUs); fit.test.ts holds the two to the same answers.
+ */
+export function withinBudget(r: FitRequest, c: NodeCapacity, used: Usage): boolean {
+  return c.cpus > 0 && c.memoryBytes > 0 && r.vcpus <= c.cpus && r.ramMB <= Math.floor(c.memoryBytes / MiB)
+    && used.vcpus + r.vcpus <= Math.floor(c.cpus * c.loadFactor) && used.ramMB + r.ramMB <= Math.floor((c.memoryBytes * c.loadFactor) / MiB);
+}
+
 /** The vCPUs and RAM the allocations hold together. */
 export function usageOf(allocations: readonly Reservation[]): Usage {
   let vcpus = 0, ramMB = 0;

@@ -10,7 +10,7 @@ export { validateSpec, prefixOf, type VmSpec, type VmSpecInput, type NetworkSpec
 export { domainXml, domainName, parseThocMetadata, DOMAIN_PREFIX, THOC_NS, type DomainXmlInput } from "./xml.js";
 export { ObjectImageStore, IMAGE_BUCKET, IMAGE_OWNER } from "./images-objectstore.js";
 export { LocalImageStore, checkImageName, type ImageStore, type ImageRecord, type ImagePart, type ImageWriter } from "./images.js";
-export { fit, fitError, usageOf, budgetOf, type FitRequest, type FitResult, type FitRefusal, type FitResource, type Reservation, type NodeCapacity, type Usage } from "./fit.js";
+export { fit, fitError, withinBudget, usageOf, budgetOf, type FitRequest, type FitResult, type FitRefusal, type FitResource, type Reservation, type NodeCapacity, type Usage } from "./fit.js";
 export { parseGpus, allocateGpus, MIG_PROFILES, type HostGpu, type GpuAllocation } from "./gpu.js";
 export { buildSeedIso, userData, metaData, hashPassword } from "./cloudinit.js";
 export { networkConfig, vlanCommands, bridgeFor, tapName, macFor } from "./network.js";
