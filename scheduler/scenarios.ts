@@ -69,10 +69,11 @@ export async function failoverMs(seed: number, timers: Timers): Promise<number> 
   await sim.start(ids[0]!, true);
   for (const id of ids.slice(1)) await sim.start(id);
   const et = timers.electionTimeout;
-  const ready = await sim.run(40 * et, 20, () => (sim.latestCommitted()?.voters.length ?? 0) === 3 && sim.acting().length === 1);
+  // Coarse steps until the kill: only the failover itself is timed finely.
+  const ready = await sim.run(40 * et, Math.max(10, Math.round(et / 15)), () => (sim.latestCommitted()?.voters.length ?? 0) === 3 && sim.acting().length === 1);
   if (!ready) throw new Error(`seed ${seed}: the cluster did not settle`);
   // A random phase against the heartbeat schedule.
-  await sim.run(et + Math.floor(sim.random() * timers.heartbeatInterval), 20);
+  await sim.run(et + Math.floor(sim.random() * timers.heartbeatInterval), Math.max(10, Math.round(et / 15)));
   const leader = sim.acting()[0];
   if (!leader) throw new Error(`seed ${seed}: no acting leader before the kill`);
   sim.crash(leader);
