@@ -49,7 +49,9 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
  * authorizing the operator itself; the node that runs the VM sees the
  * routing node's certificate.
  */
-const ROUTABLE = new Set([...ROLE_TABLE.keys()].filter((m) => m.startsWith("/thoc.node.v1.VmService/")));
+const ROUTABLE = new Set([...[...ROLE_TABLE.keys()].filter((m) => m.startsWith("/thoc.node.v1.VmService/")),
+  // A follower asks the leader which voters answer (thoc-node leader on any node), and probes it after a silence.
+  "/thoc.node.v1.SchedulerService/GetLeader"]);
 
 export interface AuthzOptions {
   /** --dev: no authentication, every caller is admin (the banner says so). */

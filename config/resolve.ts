@@ -208,7 +208,7 @@ function validate(c: Config): void {
   if (c.gossip.probeTimeout >= c.gossip.probeInterval) throw configError("gossip.probeTimeout", `must be below gossip.probeInterval (${c.gossip.probeInterval}ms)`);
   if (c.scheduler.voters % 2 === 0) throw configError("scheduler.voters", `must be odd (1, 3, 5...): ${c.scheduler.voters} voters tolerate no more failures than ${c.scheduler.voters - 1} and need a larger majority`);
   if (c.scheduler.heartbeatInterval >= c.scheduler.electionTimeout) throw configError("scheduler.heartbeatInterval", "must be below scheduler.electionTimeout");
-  if (c.scheduler.leaseDuration >= c.scheduler.electionTimeout) throw configError("scheduler.leaseDuration", "must be below scheduler.electionTimeout, so an old leader's lease ends before a new one can be elected");
+  if (c.scheduler.leaseDuration * 1.1 >= c.scheduler.electionTimeout) throw configError("scheduler.leaseDuration", "must be below scheduler.electionTimeout / 1.1, so an old leader's lease ends (with a margin for clock rates) before a new one can be elected");
   if (!c.dev && c.cluster.keys.length === 0) throw configError("cluster.keys", "a cluster key is required outside --dev: run `thoc-node keygen` and put the key in cluster.keys or THOC_CLUSTER_KEYS");
   if (Boolean(c.tls.certFile) !== Boolean(c.tls.keyFile)) throw configError(c.tls.certFile ? "tls.keyFile" : "tls.certFile", "tls.certFile and tls.keyFile must be set together");
   if (c.pki.joinToken && c.join.length === 0 && !c.pki.joinAddress) throw configError("pki.joinToken", "a join token needs a member to join: give --join HOST (or pki.joinAddress)");

@@ -141,9 +141,9 @@ export const schema = {
   scheduler: {
     strategy: oneOf(["binpack", "spread"] as const, "binpack", "Placement scoring: binpack fills nodes (fewer hosts busy), spread balances load."),
     voters: int(3, "Voters of the leader election (odd): the leader adds live nodes as voters one at a time up to this many; a majority of them must be reachable for a leader to exist. 3 survives one node down, 5 two.", { min: 1, max: 9 }),
-    electionTimeout: duration(500, "Base election timeout, randomized in [t, 2t) so candidates rarely collide. Leader failover takes about 1-1.5 x this (etcd's default is 1000 ms: 1.3 s failover).", { local: 300, min: 10 }),
-    heartbeatInterval: duration(100, "Leader heartbeat; well below electionTimeout (etcd: 100 ms).", { local: 60, min: 5 }),
-    leaseDuration: duration(400, "Leader lease: a leader stops scheduling if a majority of voters has not answered a heartbeat sent within this time. Below electionTimeout, so an old leader stops before a new one can be elected.", { local: 240, min: 5 }),
+    electionTimeout: duration(1000, "Base election timeout, randomized in [t, 2t): a follower that hears no heartbeat for that long stands for election (etcd's default is 1000 ms too). A leader whose process died is replaced sooner: followers find its port closed and stand once its lease has run out (about leaseDuration after the crash).", { min: 10 }),
+    heartbeatInterval: duration(100, "Leader heartbeat; well below electionTimeout (etcd: 100 ms).", { min: 5 }),
+    leaseDuration: duration(500, "Leader lease: a leader places VMs only while a majority of voters has acknowledged a heartbeat sent within this time; voters refuse votes for 1.1 x this after their last heartbeat, so an old leader has stopped before a new one is elected. Below electionTimeout / 1.1.", { min: 5 }),
   },
 
   metrics: {

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runChaosSeed, type ChaosOptions } from "./scenarios.js";
 
-const SEEDS = Number(process.env.THOC_ELECTION_SEEDS ?? 1500);
+const SEEDS = Number(process.env.THOC_ELECTION_SEEDS ?? 1000);
 
 async function sweep(name: string, seeds: number, first: number, o: ChaosOptions) {
   const t0 = performance.now();

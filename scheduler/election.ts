@@ -73,6 +73,7 @@ export class Election {
     this.stopped = true;
     this.running = false;
     this.electionTimer?.cancel();
+    this.probeTimer?.cancel();
     this.lead?.close(new ThocError("unavailable", "the scheduler election stopped on this node"));
     this.lead = undefined;
   }
@@ -173,11 +174,22 @@ export class Election {
   // ---- rules a test may break on purpose (the checker's self-test) ----
 
   /** Why this node will not vote at all right now: it hears a live leader (or is one). */
+  /**
+   * How long after the last heartbeat (or start) this node refuses votes: the
+   * leader's lease with a margin for clocks that run at slightly different
+   * rates. A leader acts only while a majority acknowledged a heartbeat SENT
+   * within the lease, so once every voter of some majority has held for this
+   * long since it last acknowledged one, the old leader has stopped acting.
+   */
+  protected get voteHold(): number {
+    return Math.min(this.o.electionTimeout, Math.ceil(this.o.leaseDuration * 1.1) + 5);
+  }
+
   protected hearingLeaderRefusal(): string | undefined {
     if (this.role === "leader") return `this node is the leader of term ${this.term}`;
     const ago = this.now() - this.lastLeaderContact;
-    if (ago < this.o.electionTimeout) {
-      return this.leader ? `heard from leader ${this.leader} ${ago} ms ago, within the ${this.o.electionTimeout} ms election timeout` : `started ${ago} ms ago, within the ${this.o.electionTimeout} ms election timeout`;
+    if (ago < this.voteHold) {
+      return this.leader ? `heard from leader ${this.leader} ${ago} ms ago, within its lease (${this.voteHold} ms)` : `started ${ago} ms ago, within a lease (${this.voteHold} ms)`;
     }
     return undefined;
   }
@@ -195,9 +207,34 @@ export class Election {
 
   private armElectionTimer(): void {
     this.electionTimer?.cancel();
+    this.probeTimer?.cancel();
     if (this.stopped || this.role === "leader") return;
     const t = this.o.electionTimeout;
-    this.electionTimer = this.o.clock.after(t + Math.floor(this.o.random() * t), () => { void this.serial(() => this.onElectionTimeout()).catch(() => undefined); });
+    const wait = t + Math.floor(this.o.random() * t);
+    this.electionDue = this.now() + wait;
+    this.electionTimer = this.o.clock.after(wait, () => { void this.serial(() => this.onElectionTimeout()).catch(() => undefined); });
+    // Heartbeats stopped: ask whether the leader's process is gone (a refused connection, as after a crash).
+    if (this.o.probeLeader && this.leader && this.role === "follower") {
+      const leader = this.leader, campaign = this.campaign;
+      this.probeTimer = this.o.clock.after(Math.ceil(this.o.heartbeatInterval * 2.5), () => { void this.probe(leader, campaign); });
+    }
+  }
+
+  private probeTimer: Timer | undefined;
+  private electionDue = 0;
+
+  /** The fast path after a crash: stand once the dead leader's lease is surely over, not after the full timeout. */
+  private async probe(leader: string, campaign: number): Promise<void> {
+    const verdict = await this.o.probeLeader!(leader).catch(() => "unknown" as const);
+    if (verdict !== "dead") return;
+    await this.serial(async () => {
+      if (!this.running || this.campaign !== campaign || this.leader !== leader || this.role !== "follower") return;
+      const at = this.lastLeaderContact + this.voteHold + Math.floor(this.o.random() * this.o.heartbeatInterval);
+      if (at >= this.electionDue) return;
+      this.electionTimer?.cancel();
+      this.electionDue = at;
+      this.electionTimer = this.o.clock.after(Math.max(0, at - this.now()), () => { void this.serial(() => this.onElectionTimeout()).catch(() => undefined); });
+    }).catch(() => undefined);
   }
 
   private async onElectionTimeout(): Promise<void> {

@@ -33,6 +33,13 @@ export interface ElectionOptions {
   isAlive?: (id: string) => boolean;
   /** Automatic growth stops here (default 3). */
   maxVoters?: number;
+  /**
+   * Asks whether the leader's process is gone (its port refuses connections):
+   * "dead" lets followers stand for election as soon as the old leader's
+   * lease has run out, instead of waiting out the election timeout. Only a
+   * definite answer counts; a timeout (a partition, a hung leader) is "unknown".
+   */
+  probeLeader?: (leaderId: string) => Promise<"dead" | "alive" | "unknown">;
   /** How long addVoter/removeVoter wait for the commit (default 10 election timeouts). */
   changeTimeout?: number;
 }

@@ -97,7 +97,7 @@ test("a request larger than any node names the largest node's size", () => {
   const nodes = [node("s", { cpus: 4, memMB: 8192 }), node("m", { cpus: 16, memMB: 32768 }), node("l", { cpus: 8, memMB: 65536 })];
   const cpuHeavy = ask("huge", 32, 1024);
   const e = noPlacementError(cpuHeavy, rankNodes(cpuHeavy, nodes, "binpack").refused, nodes);
-  assert.equal(e.code, "resource_exhausted");
+  assert.equal(e.code, "invalid_argument", "no retry can help: the request is bad for this cluster");
   assert.equal(e.message, "vm huge (32 vCPUs, 1024 MiB, 10 GiB disk) is larger than any node: the largest node, m, has 16 CPUs and 32768 MiB; ask for at most that");
   const ramHeavy = ask("fat", 2, 100_000);
   assert.match(noPlacementError(ramHeavy, rankNodes(ramHeavy, nodes, "binpack").refused, nodes).message, /larger than any node: the largest node, l, has 8 CPUs and 65536 MiB/);

@@ -68,6 +68,8 @@ export interface Refusal {
   resource: PlacementResource;
   /** In the resource's unit (vCPUs, MiB, GiB): asked for, free, the node's total for VMs (when known). */
   short?: { need: number; free: number; total?: number };
+  /** A GPU the node does not have at all (not merely busy). */
+  absent?: boolean;
 }
 
 export interface Ranking { ranked: NodeView[]; refused: Refusal[] }
@@ -104,13 +106,13 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
     if (!node.up) { refused.push({ node, resource: "down", reason: "down" }); continue; }
     const cap = node.capacity;
     // A GPU request on a GPU-less node: fit() would say so by catching a thrown error, which costs microseconds a node.
-    if (gpuOnly && cap.gpus.length === 0) { refused.push({ node, resource: "gpu", reason: "no GPUs" }); continue; }
+    if (gpuOnly && cap.gpus.length === 0) { refused.push({ node, resource: "gpu", reason: "no GPUs", absent: true }); continue; }
     const used = node.used ?? usageOf(node.allocations);
     // Most nodes of a busy cluster are full: say so without building the reason, until an error needs it.
     if (!withinBudget(want, cap, used)) { refused.push(new BudgetRefusal(node, want, { vcpus: used.vcpus, ramMB: used.ramMB })); continue; }
     const v = fit(want, node.allocations, cap, used);
     if (!v.fits) {
-      refused.push({ node, resource: v.resource, reason: v.reason, short: v.need !== undefined ? { need: v.need, free: v.free ?? 0, total: v.total } : undefined });
+      refused.push({ node, resource: v.resource, reason: v.reason, short: v.need !== undefined ? { need: v.need, free: v.free ?? 0, total: v.total }: undefined, ...(v.resource === "gpu" && v.code === "not_found" ? { absent: true } : {}) });
       continue;
     }
     if (diskBytes > 0 && node.diskFreeBytes < diskBytes) {
@@ -201,7 +203,8 @@ function pinned(want: string, nodes: readonly NodeView[]): NodeView {
  * The error for a request no node took: unavailable when no node is up (or
  * known), resource_exhausted otherwise, saying what the best candidates lack
  * (closest first, at most three named, the rest counted), or, for a request
- * larger than any node, the largest node's size.
+ * larger than any node, invalid_argument (no retry can help; a single node
+ * answers the same) with the largest node's size.
  */
 export function noPlacementError(req: PlacementRequest, refused: readonly Refusal[], nodes: readonly NodeView[]): ThocError {
   const what = describe(req);
@@ -211,10 +214,15 @@ export function noPlacementError(req: PlacementRequest, refused: readonly Refusa
   const largest = largerThanAny(req.fit, nodes);
   if (largest) {
     const c = largest.capacity;
-    return new ThocError("resource_exhausted", `vm ${what} is larger than any node: the largest node, ${largest.name}, has ${c.cpus} CPUs and ${Math.floor(c.memoryBytes / MiB)} MiB; ask for at most that`, { ...details, largest: largest.name });
+    return new ThocError("invalid_argument", `vm ${what} is larger than any node: the largest node, ${largest.name}, has ${c.cpus} CPUs and ${Math.floor(c.memoryBytes / MiB)} MiB; ask for at most that`, { ...details, largest: largest.name });
   }
   if (refused.length > 0 && refused.every((r) => r.resource === "down")) {
     return new ThocError("unavailable", `no node can take vm ${what}: ${refused.map((r) => r.node.name).slice(0, NAMED).join(", ")}${refused.length > NAMED ? " and others" : ""} ${refused.length === 1 ? "is" : "are"} down; retry when ${refused.length === 1 ? "it is" : "they are"} back or pin an up node`, details);
+  }
+  const up = refused.filter((r) => r.resource !== "down");
+  if (up.length > 0 && up.every((r) => r.absent)) {
+    // Not a full cluster: the device asked for exists nowhere (a typo, or the wrong cluster).
+    return new ThocError("not_found", `no node can take vm ${what}: no up node has that GPU (${up.slice(0, NAMED).map((r) => `${r.node.name}: ${r.reason}`).join("; ")}); see thoc-node vm gpus on each node`, details);
   }
   const best = [...refused].sort((a, b) => closeness(a) - closeness(b) || (a.node.name < b.node.name ? -1 : 1));
   const named = best.slice(0, NAMED).map((r) => `${r.node.name}: ${shortText(r)}`);

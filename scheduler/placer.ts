@@ -9,6 +9,7 @@
  * is no longer the acting leader, so a deposed leader stops at the next step.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { decodeHlc } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import type { CreateVmRequest, VmSchema } from "../proto/index.js";
 import { specFromPb, validateSpec, type Reservation } from "../vm/index.js";
@@ -48,16 +49,16 @@ export class Placer {
   /** Every node's view as this leader has it (no network). */
   views(): NodeView[] {
     const byNode = new Map<string, (Reservation & { group?: string })[]>();
-    const inTable = new Set<string>();
     for (const e of this.o.tables.all()) {
-      inTable.add(e.name);
       const list = byNode.get(e.nodeId) ?? [];
       list.push({ name: e.name, vcpus: e.vcpus, ramMB: e.ramMB, gpus: e.gpus, ...(e.group ? { group: e.group } : {}) });
       byNode.set(e.nodeId, list);
     }
     const now = Date.now();
     for (const [name, p] of this.recent) {
-      if (inTable.has(name) || now - p.at > 60_000) { this.recent.delete(name); continue; }
+      // Gone once the table has caught up with the placement: an entry (or a delete: the VM may be gone already) written since.
+      const seen = this.o.tables.vms.table.entry(name);
+      if ((seen && decodeHlc(seen.version).physical >= p.at - 1000) || now - p.at > 60_000) { this.recent.delete(name); continue; }
       const list = byNode.get(p.nodeId) ?? [];
       list.push(p.r);
       byNode.set(p.nodeId, list);
@@ -111,9 +112,10 @@ export class Placer {
       const tried: string[] = [];
       for (const cand of ranked.slice(0, this.o.maxAttempts ?? 5)) {
         term = this.o.fence();
+        const placedAt = Date.now();
         try {
           const vm = await this.o.commit(cand.id, term, req);
-          this.recent.set(spec.name, { nodeId: cand.id, at: Date.now(), r: { name: spec.name, vcpus: spec.vcpus, ramMB: spec.ramMB, gpus: [], ...(req.group ? { group: req.group } : {}) } });
+          this.recent.set(spec.name, { nodeId: cand.id, at: placedAt, r: { name: spec.name, vcpus: spec.vcpus, ramMB: spec.ramMB, gpus: [], ...(req.group ? { group: req.group } : {}) } });
           return { ...vm, nodeId: cand.id };
         } catch (err) {
           const e = ThocError.from(err);

@@ -63,7 +63,8 @@ export async function runChaosSeed(seed: number, o: ChaosOptions): Promise<SeedR
  * Kills the acting leader of a settled 3-voter cluster at a random moment and
  * returns the ms until another node is acting (on the fake clock).
  */
-export async function failoverMs(seed: number, timers: Timers): Promise<number> {
+/** "crash": the leader's process dies (its port refuses: followers' fast path); "isolate": it is cut off (a hang or a partition: the full timeout). */
+export async function failoverMs(seed: number, timers: Timers, how: "crash" | "isolate" = "crash"): Promise<number> {
   const sim = new ElectionSim({ n: 3, seed, timers, maxVoters: 3, latency: [0.2, 1] });
   const ids = sim.ids();
   await sim.start(ids[0]!, true);
@@ -76,10 +77,11 @@ export async function failoverMs(seed: number, timers: Timers): Promise<number> 
   await sim.run(et + Math.floor(sim.random() * timers.heartbeatInterval), Math.max(10, Math.round(et / 15)));
   const leader = sim.acting()[0];
   if (!leader) throw new Error(`seed ${seed}: no acting leader before the kill`);
-  sim.crash(leader);
+  if (how === "crash") sim.crash(leader);
+  else sim.partition([[leader]]);
   const t0 = sim.clock.now();
-  // Sampled every et/300 ms (5 ms with lan timers): the result is that much coarse at most.
-  const ok = await sim.run(40 * et, Math.max(1, Math.round(et / 300)), () => sim.acting().length === 1);
+  // Sampled every et/300 ms (3 ms with lan timers): the result is that much coarse at most.
+  const ok = await sim.run(40 * et, Math.max(1, Math.round(et / 300)), () => sim.acting().filter((id) => id !== leader).length === 1);
   if (!ok) throw new Error(`seed ${seed}: no new leader within ${40 * et} ms`);
   return sim.clock.now() - t0;
 }

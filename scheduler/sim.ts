@@ -11,7 +11,8 @@ import { MemoryElectionStore, type ElectionTransport, type VoteRequest } from ".
 import { compareConfig, quorum, voterDiff, type VoterConfig } from "./voters.js";
 
 export interface Timers { electionTimeout: number; heartbeatInterval: number; leaseDuration: number }
-export const LAN_TIMERS: Timers = { electionTimeout: 1500, heartbeatInterval: 300, leaseDuration: 1200 };
+/** config/schema.ts's defaults (scheduler.*). */
+export const LAN_TIMERS: Timers = { electionTimeout: 1000, heartbeatInterval: 100, leaseDuration: 500 };
 export const LOCAL_TIMERS: Timers = { electionTimeout: 300, heartbeatInterval: 60, leaseDuration: 240 };
 
 /**
@@ -92,6 +93,12 @@ export class ElectionSim {
       bootstrap, fence: n.fence, maxVoters: this.o.maxVoters,
       members: () => this.ids().filter((m) => this.node(m).joined),
       isAlive: (m) => this.node(m).up,
+      // A crashed leader's port refuses connections ("dead"), if the network between them works; a partition is "unknown".
+      probeLeader: (leader) => new Promise((resolve) => {
+        const sameSide = (this.group.get(id) ?? 0) === (this.group.get(leader) ?? 0);
+        const verdict = !sameSide ? "unknown" : this.node(leader).up ? "alive" : "dead";
+        this.clock.after(this.delay(), () => resolve(verdict));
+      }),
     };
     const e = this.o.broken ? new PromiscuousElection(opts) : new Election(opts);
     e.onChange((ev) => this.record(id, ev));

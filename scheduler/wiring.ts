@@ -74,6 +74,17 @@ export async function startElection(o: WiringOptions): Promise<ElectionHandle> {
     maxVoters: cfg.voters,
     members: () => o.membership.members().filter((m) => m.id !== ctx.nodeId && (m.state === "alive" || m.state === "suspect")).map((m) => m.id),
     isAlive: (id) => view.isUp(id) && o.removed.table.get(id) === undefined,
+    // Any answer, a refusal included, means the leader's process is there; only a refused connection means it is gone.
+    async probeLeader(id) {
+      try {
+        await o.sched.get(id).getLeader({}, { timeoutMs: Math.max(50, cfg.heartbeatInterval * 2) });
+        return "alive";
+      } catch (err) {
+        const e = ThocError.from(err);
+        if (e.code !== "unavailable") return e.code === "deadline_exceeded" ? "unknown" : "alive";
+        return /ECONNREFUSED|connection refused/i.test(`${e.message} ${String((e as { cause?: unknown }).cause ?? "")}`) ? "dead" : "unknown";
+      }
+    },
     transport: {
       async requestVote(to, r) {
         const x = await o.sched.get(to).requestVote({ term: BigInt(r.term), candidate: r.candidateId, configVersion: BigInt(r.configVersion), configTerm: BigInt(r.configTerm), preVote: Boolean(r.preVote) }, { timeoutMs: rpcTimeout });

@@ -40,7 +40,7 @@ test("CLI: images, VM lifecycle, snapshots, metrics, GPUs on the dev agent", asy
   assert.equal(vm.status, "running");
   assert.deepEqual(vm.network, { mode: "bridge-vlan", ipMode: "static", ipAddress: "10.0.0.5", netmask: "24", gateway: "10.0.0.1", vlanId: 100, bridge: "br0" });
   r = await a.cli(["vm", "list"]);
-  assert.match(r.stdout, /web1\s+running\s+debian-12/);
+  assert.match(r.stdout, /web1\s+n1\s+running\s+debian-12/);
   for (const [verb, status] of [["stop", "stopped"], ["start", "running"], ["restart", "running"]] as const) {
     r = await a.cli(["vm", verb, "web1", "--json"]);
     assert.equal(r.code, 0, r.stderr);
@@ -84,11 +84,11 @@ test("bad requests: status code, a message that says what to fix, nothing left b
     const ok = { name: "x", image: "img", vcpus: 1, ramMb: 128, diskGb: 2 };
     const cases: [string, Record<string, unknown>, string, RegExp][] = [
       ["0 vCPUs", { ...ok, name: "b1", vcpus: 0 }, "invalid_argument", /a VM needs at least 1/],
-      ["RAM over the host", { ...ok, name: "b2", ramMb: 64 * 1024 * 1024 }, "invalid_argument", /more than this host has/],
+      ["RAM over the host", { ...ok, name: "b2", ramMb: 64 * 1024 * 1024 }, "invalid_argument", /larger than any node: the largest node, n1, has \d+ CPUs/],
       ["unknown image", { ...ok, name: "b3", image: "ubuntu-22.04" }, "not_found", /thoc-node image import ubuntu-22.04 FILE/],
       ["static IP without gateway", { ...ok, name: "b4", network: { ipMode: "static", ipAddress: "10.0.0.5", netmask: "255.255.255.0" } }, "invalid_argument", /needs a gateway/],
       ["VLAN 5000", { ...ok, name: "b5", network: { vlanId: 5000 } }, "invalid_argument", /VLAN 5000 is out of range: VLAN ids are 1-4094/],
-      ["GPU that does not exist", { ...ok, name: "b6", gpu: { enabled: true, mode: "passthrough", deviceIds: ["GPU-0"] } }, "not_found", /no GPU "GPU-0" on this node/],
+      ["GPU that does not exist", { ...ok, name: "b6", gpu: { enabled: true, mode: "passthrough", deviceIds: ["GPU-0"] } }, "not_found", /no up node has that GPU \(n1: no GPUs\)/],
     ];
     for (const [what, spec, st, re] of cases) {
       await assert.rejects(client.createVm({ spec }), (e: { code: string; message: string }) => {
