@@ -166,7 +166,7 @@ export class Election {
     const now = this.now();
     return {
       role: this.role, term: this.term, leader: this.leader, leaderSince: this.leaderSince,
-      voters: this.config.voters.map((v) => this.lead?.voterStatus(v, now, this.o.leaseDuration) ?? { id: v, state: v === this.leader ? "leader" : v === this.id ? "self" : "unknown" }),
+      voters: this.config.voters.map((v) => this.lead?.voterStatus(v, now, this.o.electionTimeout) ?? { id: v, state: v === this.leader ? "leader" : v === this.id ? "self" : "unknown" }),
       config: copyConfig(this.config), configCommitted: this.configCommitted, acting: this.isActing(),
     };
   }

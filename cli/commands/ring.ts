@@ -49,7 +49,7 @@ export function registerRing(program: Command): void {
   node
     .command("remove")
     .argument("<node>", "node name or id, as `thoc-node ring` shows it")
-    .description("take a node out of the object store's ring for good (a node that is only down keeps its place); its data is re-replicated to the new owners in the background")
+    .description("take a node out of the cluster for good (a node that is only down keeps its place): out of the object store's ring (its data is re-replicated to the new owners in the background) and out of the scheduler's voters (the leader gives the seat to another live node)")
     .option("--json", "print one JSON document: {id, name, removed}")
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const g = globalOpts(cmd);
