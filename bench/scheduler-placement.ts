@@ -20,7 +20,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { seededRandom } from "../core/index.js";
-import { noPlacementError, rankNodes, type GroupedReservation, type NodeUsage, type NodeView, type PlacementRequest, type Refusal, type Strategy } from "../scheduler/placement.js";
+import { noPlacementError, rankNodes, type GroupedReservation, type NodeUsage, type NodeView, type PlacementRequest, type Refusal, type Strategy } from "../scheduler/index.js";
 import { fit, usageOf, type FitRequest, type GpuAllocation, type HostGpu, type NodeCapacity } from "../vm/index.js";
 
 const arg = (name: string, dflt: number) => {

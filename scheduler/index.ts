@@ -12,6 +12,6 @@ export { SCHEDULER_TABLES, VM_TABLE, HOST_TABLE, EVICTION_TABLE, type VmEntry, t
 export { Election, type ElectionOptions, type ElectionStatus, type ElectionEvent, type ElectionRole } from "./election.js";
 export { Fence, MemoryFenceStore, type FenceStore } from "./fence.js";
 export { MemoryElectionStore, type ElectionStore, type ElectionTransport, type VoteRequest, type VoteReply, type HeartbeatRequest, type HeartbeatReply, type PersistedElection } from "./messages.js";
-export { rankNodes, noPlacementError, type NodeView, type PlacementRequest, type Strategy } from "./placement.js";
+export { rankNodes, noPlacementError, type NodeView, type PlacementRequest, type Strategy, type GroupedReservation, type NodeUsage, type Refusal } from "./placement.js";
 export { Placer, type PlacerOptions } from "./placer.js";
 export { ROUTED_HEADER } from "./routing.js";
