@@ -262,6 +262,8 @@ function largerThanAny(f: FitRequest, nodes: readonly NodeView[]): NodeView | un
 /** Lower is closer to taking the VM: a numeric shortfall by its fraction of the need, then the other refusals, down nodes last. */
 function closeness(r: Refusal): number {
   if (r.resource === "down") return 3;
+  // A node without the device is further than one whose device is busy.
+  if (r.absent) return 2.5;
   if (r.short && r.short.need > 0) return Math.min(1, (r.short.need - r.short.free) / r.short.need);
   return 2;
 }

@@ -4,7 +4,8 @@
  * five nodes; SIGKILL the leader: a new one leads within seconds and a create
  * succeeds; the old leader restarts as a follower (it keeps its voter seat:
  * down is not removed); `thoc-node node remove` of a voter gives its seat to
- * another live node.
+ * another live node; a GPU request lands only on the node that has the
+ * device, and a device no node has is NOT_FOUND.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startCluster, waitFor, type AgentProcess, type Cluster } from "./harness.js";
 import { S3_ENV, waitRing } from "./objectstore-util.js";
+import { gpuDriverUri } from "../vm/testutil.js";
 
 let cluster: Cluster;
 interface LeaderDoc { leader: { id: string; name: string } | null; term: number; role: string; voters: { id: string; name: string; state: string }[] }
@@ -30,6 +32,11 @@ const create = (a: AgentProcess, name: string) =>
 before(async () => {
   cluster = await startCluster(5, { dev: true, env: { ...S3_ENV, THOC_SCHEDULER_STRATEGY: "spread" } });
   await waitRing(cluster.agents, ["n1", "n2", "n3", "n4", "n5"]);
+  // n5's hypervisor has GPUs (libvirt's test driver with node devices): the only node a GPU request can go to.
+  const n5 = cluster.agents[4]!;
+  await n5.kill("SIGTERM");
+  n5.spawn(["--hypervisor-uri", await gpuDriverUri(cluster.root)]);
+  await n5.waitReady();
   await writeFile(path.join(cluster.root, "kernel"), randomBytes(4096));
   const r = await cluster.agents[0]!.cli(["image", "import", "tiny", "--kernel", path.join(cluster.root, "kernel"), "--cmdline", "console=ttyS0"]);
   assert.equal(r.code, 0, r.stderr);
@@ -63,6 +70,21 @@ test("five nodes, three voters; spread puts five VMs on five nodes", async () =>
   }
   assert.deepEqual([...nodes].sort(), ["n1", "n2", "n3", "n4", "n5"], "spread: one VM per node");
   for (let i = 0; i < 5; i++) assert.equal((await cluster.agents[0]!.cli(["vm", "delete", `s-${i}`], 60_000)).code, 0);
+});
+
+test("a GPU request lands on the only node with that device; a device no node has is NOT_FOUND", async () => {
+  const from = cluster.agents[0]!;
+  let r = await from.cli(["vm", "create", "gpu-1", "--image", "tiny", "--vcpus", "1", "--ram", "64", "--disk", "1", "--network", "none", "--gpu", "passthrough:GPU-0", "--json"], 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as VmDoc).node, "n5");
+  // Taken now: a second VM asking for the same device has nowhere to go.
+  r = await from.cli(["vm", "create", "gpu-2", "--image", "tiny", "--vcpus", "1", "--ram", "64", "--disk", "1", "--network", "none", "--gpu", "passthrough:GPU-0"], 60_000);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /n5: .*GPU/i);
+  r = await from.cli(["vm", "create", "gpu-3", "--image", "tiny", "--vcpus", "1", "--ram", "64", "--disk", "1", "--network", "none", "--gpu", "passthrough:GPU-9"], 60_000);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /no up node has that GPU/);
+  assert.equal((await from.cli(["vm", "delete", "gpu-1"], 60_000)).code, 0);
 });
 
 test("SIGKILL the leader: a new one leads and a create succeeds; the old one comes back as a follower", async () => {
