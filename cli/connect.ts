@@ -74,6 +74,8 @@ export interface Target {
   /** For messages. */
   shown: string;
   local: boolean;
+  /** The default socket, chosen only because the file exists (no flag, env or profile named it). */
+  implicit?: boolean;
   tls?: { ca?: string; cert?: string; key?: string };
 }
 
@@ -88,7 +90,7 @@ export function resolveTarget(o: GlobalOpts, env: NodeJS.ProcessEnv = process.en
   if (!addr) {
     const explicit = where(o.socket, "THOC_SOCKET", profile.socket);
     const sock = explicit || DEFAULT_SOCKET;
-    if (explicit || isSocket(sock)) return { address: `unix:${sock}`, shown: sock, local: true };
+    if (explicit || isSocket(sock)) return { address: `unix:${sock}`, shown: sock, local: true, ...(explicit ? {} : { implicit: true }) };
   }
   const address = addr ?? "127.0.0.1:7400";
   const ca = pick(o.tlsCa, "THOC_TLS_CA", profile.tlsCa) || undefined;
@@ -109,6 +111,18 @@ const readPem = (f: string, flag: string) => {
   }
 };
 
+/** Whether something accepts connections on the unix socket (a stale file refuses them). */
+export async function socketAnswers(file: string): Promise<boolean> {
+  const net = await import("node:net");
+  return new Promise((resolve) => {
+    const c = net.connect(file);
+    const done = (ok: boolean) => { c.destroy(); resolve(ok); };
+    c.once("connect", () => done(true));
+    c.once("error", (err: NodeJS.ErrnoException) => done(err.code !== "ECONNREFUSED" && err.code !== "ENOENT"));
+    c.setTimeout(1000, () => done(true));
+  });
+}
+
 /** A client of the service `pick` names, e.g. connect((p) => p.NodeService, g). */
 export async function connect<T extends GenServiceMethods>(pick: (proto: Proto) => GenService<T>, o: GlobalOpts): Promise<Client<T>> {
   const [proto, { createClient, credentials }] = await Promise.all([import("../proto/index.js"), import("../rpc/index.js")]);
@@ -118,6 +132,8 @@ export async function connect<T extends GenServiceMethods>(pick: (proto: Proto) 
     process.stderr.write(`thoc-node: ${(err as Error).message}\n`);
     process.exit(2);
   }
+  // A socket file left behind by an agent that is gone (killed, or a --dev agent now on TCP) must not hide the TCP default.
+  if (t.implicit && !(await socketAnswers(t.shown))) t = { address: "127.0.0.1:7400", shown: "127.0.0.1:7400", local: false };
   const tls = t.tls;
   const creds = tls
     ? credentials.createSsl(tls.ca ? readPem(tls.ca, "--tls-ca") : null, tls.key ? readPem(tls.key, "--tls-key") : null, tls.cert ? readPem(tls.cert, "--tls-cert") : null)
