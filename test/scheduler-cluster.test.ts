@@ -13,7 +13,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { appendFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startCluster, waitFor, type AgentProcess, type Cluster } from "./harness.js";
 import { S3_ENV, waitRing } from "./objectstore-util.js";
@@ -83,6 +83,13 @@ test("vm create through any node: placed by the leader, seen and driven from eve
   assert.equal((await json<VmDoc>(other, ["vm", "stop", "web-1", "--force"])).status, "stopped");
   assert.equal((await json<VmDoc>(other, ["vm", "show", "web-1"])).status, "stopped");
   assert.equal((await json<VmDoc>(other, ["vm", "start", "web-1"])).status, "running");
+  // Streams are routed too: the serial log the VM's node holds, read through another node.
+  const owner = cluster.agents.find((a) => a.name === made.node)!;
+  await appendFile(path.join(owner.dataDir, "vms", "web-1", "serial.log"), `console of web-1 on ${made.node}\n`);
+  const logs = await other.cli(["vm", "logs", "web-1"], 30_000);
+  assert.equal(logs.code, 0, logs.stderr);
+  assert.equal(logs.stdout, `console of web-1 on ${made.node}\n`);
+  assert.ok("state" in (await json<{ state: string }>(other, ["vm", "metrics", "web-1"])), "metrics of a VM on another node");
 
   r = await create(n3, "web-1");
   assert.notEqual(r.code, 0);
