@@ -1,7 +1,7 @@
 /**
  * Cluster semantics over a ReplicatedTable (buckets, S3 keys):
- *  - put: applied here, pushed to every live ring node, acknowledged once a
- *    majority of the ring holds it (503 otherwise; the entry still spreads);
+ *  - put: applied here, pushed to every live ring node, acknowledged as soon
+ *    as a majority of the ring holds it (503 otherwise; the entry still spreads);
  *  - lookup: the local copy when it has the key, else a pull from the live
  *    nodes first (so a bucket created through another node a moment ago is
  *    found), then the local copy again;
@@ -36,7 +36,11 @@ export class ClusterTable {
     return this.o.ringNodes().filter((id) => id !== this.o.self && this.o.isUp(id));
   }
 
-  /** Writes (or deletes, value null) a key cluster-wide. */
+  /**
+   * Writes (or deletes, value null) a key cluster-wide: resolves as soon as a
+   * majority of the ring holds it (the pushes to the other live nodes go on),
+   * rejects when every push has answered and there is still no majority.
+   */
   async put(key: string, value: string | null): Promise<TableEntry> {
     const e: TableEntry = { key, version: this.o.hlc.now(), deleted: value === null, value: value ?? "" };
     await this.table.merge([e]);
@@ -44,16 +48,23 @@ export class ClusterTable {
     const need = Math.floor(Math.max(ring.length, 1) / 2) + 1;
     const peers = this.livePeers();
     let acks = ring.includes(this.o.self) || ring.length === 0 ? 1 : 0;
+    if (acks >= need) {
+      for (const id of peers) this.o.peer(id).syncTable(this.table.name, "", [e]).catch(() => {});
+      return e;
+    }
     const errors: string[] = [];
-    await Promise.all(peers.map(async (id) => {
-      try {
-        await this.o.peer(id).syncTable(this.table.name, "", [e]);
-        acks++;
-      } catch (err) {
-        errors.push(`${id}: ${ThocError.from(err).message}`);
+    await new Promise<void>((resolve, reject) => {
+      let pending = peers.length;
+      const settle = () => {
+        if (acks >= need) resolve();
+        else if (pending === 0) reject(quorumError(`${this.table.name} ${key}`, acks, need, ring.length, errors.join("; ") || "too few nodes up"));
+      };
+      settle();
+      for (const id of peers) {
+        this.o.peer(id).syncTable(this.table.name, "", [e]).then(() => { acks++; }, (err) => { errors.push(`${id}: ${ThocError.from(err).message}`); })
+          .finally(() => { pending--; settle(); });
       }
-    }));
-    if (acks < need) throw quorumError(`${this.table.name} ${key}`, acks, need, ring.length, errors.join("; ") || "too few nodes up");
+    });
     return e;
   }
 

@@ -240,7 +240,17 @@ export class Election {
   private async onElectionTimeout(): Promise<void> {
     if (!this.running || this.role === "leader") return;
     this.armElectionTimer();
-    if (!this.isVoter()) return; // observers wait to learn a config that contains them
+    if (!this.isVoter()) {
+      // Observers never stand, but a leader they stopped hearing from is not theirs to name any more
+      // (a non-voter cut off with a deposed leader would go on sending creates to it).
+      if (this.leader !== undefined) {
+        const before = this.snapshot();
+        this.leader = undefined;
+        this.leaderSince = undefined;
+        this.announce(before);
+      }
+      return;
+    }
     await this.poll(true);
   }
 

@@ -30,6 +30,12 @@ export interface PlacerOptions {
   strategy: () => Strategy;
   /** Seconds a placement took, for the histogram. */
   observe?(seconds: number, outcome: "ok" | "refused" | "error"): void;
+  /**
+   * Resolves once this leader has pulled the VM table from the live nodes in
+   * its term: after that its own copy (kept current by every node's pushes)
+   * answers whether a name is taken, with no network round per create.
+   */
+  synced?: () => Promise<void>;
   /** How many candidates are tried before giving up (a raced node refuses; the next is asked). */
   maxAttempts?: number;
   log?: { info(o: object, m: string): void; warn(o: object, m: string): void };
@@ -91,7 +97,8 @@ export class Placer {
     // Names, images, sizes: refused here with the node's own words, before any node is asked.
     const spec = validateSpec(specFromPb(req.spec), { cpus: Number.MAX_SAFE_INTEGER, memoryBytes: Number.MAX_SAFE_INTEGER }, { bridge: "br0" });
     if (req.group && !GROUP_RE.test(req.group)) throw new ThocError("invalid_argument", `group "${req.group}": use 1-63 lowercase letters, digits and '-', starting with a letter or digit`, { field: "group" });
-    const had = this.o.tables.local(spec.name) ?? await this.o.tables.lookup(spec.name);
+    await this.o.synced?.();
+    const had = this.o.tables.local(spec.name);
     if (had) {
       if (req.requestId && had.requestId === req.requestId) return entryToPb(had, this.o.isUp(had.nodeId), this.o.nodeName(had.nodeId));
       throw new ThocError("already_exists", `a VM named ${spec.name} already exists on node ${this.o.nodeName(had.nodeId)}: VM names are unique in the cluster; pick another name or delete it (thoc-node vm delete ${spec.name})`, { vm: spec.name });

@@ -8,7 +8,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ThocError } from "../errors/index.js";
 import type { SchedulerService, LeaderInfoSchema, CreateVmRequest, VmSchema, VoteRequest, HeartbeatRequest } from "../proto/index.js";
-import type { CallContext, ImplOf } from "../rpc/index.js";
+import type { ImplOf } from "../rpc/index.js";
 import { describeCaller } from "../rpc/index.js";
 import { specFromPb, vmToPb, type VmManager } from "../vm/index.js";
 import type { Election } from "./election.js";
@@ -29,6 +29,8 @@ export interface ServiceOptions {
   publisher: Publisher;
   tables: VmTables;
   leaderInfo(): Promise<MessageInitShape<typeof LeaderInfoSchema>>;
+  /** Why this node knows no leader (wiring.ts), for refusals. */
+  noLeaderReason(): string;
   /** Forward a create to the leader (this node is not it). */
   forward(req: CreateVmRequest, onBehalfOf: string): Promise<VmInit>;
   log: { info(o: object, m: string): void };
@@ -50,11 +52,6 @@ export function toHeartbeat(r: HeartbeatRequest): Hb {
   return { term: num(r.term), leaderId: r.leader, configCommitted: r.configCommitted, config: { version: num(c.version), term: num(c.term), voters: [...c.voters] } };
 }
 
-/** The create itself: on the leader, place; elsewhere, hand it to the leader. */
-export async function createThroughLeader(o: Pick<ServiceOptions, "election" | "placer" | "forward">, req: CreateVmRequest, ctx: CallContext): Promise<{ vm: VmInit }> {
-  if (o.election.status().role === "leader") return { vm: await o.placer.place(req) };
-  return { vm: await o.forward(req, describeCaller(ctx.caller)) };
-}
 
 export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerService> {
   return {
@@ -71,7 +68,7 @@ export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerServ
       if (!req.create) throw new ThocError("invalid_argument", "Place: no create request");
       if (o.election.status().role !== "leader") {
         const s = o.election.status();
-        throw new ThocError("unavailable", `node ${o.self.name} is not the scheduler leader${s.leader ? ` (the leader is ${s.leader}, term ${s.term})` : ": there is no leader right now"}; retry`);
+        throw new ThocError("unavailable", `node ${o.self.name} is not the scheduler leader${s.leader ? ` (the leader is ${s.leader}, term ${s.term}); retry` : `: ${o.noLeaderReason()}`}`);
       }
       o.log.info({ vm: req.create.spec?.name, onBehalfOf: req.onBehalfOf, from: describeCaller(ctx.caller) }, "scheduler: placing a create forwarded by another node");
       return { vm: await o.placer.place(req.create) };

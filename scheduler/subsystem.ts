@@ -11,14 +11,14 @@ import { PeerAuth, PeerPool, authenticated, clusterView, peerCredentials, type C
 import type { AgentContext, Membership, Subsystem, SubsystemHealth } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
 import { SchedulerService, VmService, type CreateVmRequest, type LeaderInfoSchema } from "../proto/index.js";
-import type { CallContext, Client, ImplOf } from "../rpc/index.js";
+import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
 import type { VmChange, VmManager } from "../vm/index.js";
 import { startElection, type ElectionHandle } from "./wiring.js";
 import { schedulerMetrics } from "./metrics.js";
 import { Placer } from "./placer.js";
 import { Publisher } from "./publisher.js";
 import { routedVmService, type VmClient } from "./routing.js";
-import { commitHere, createThroughLeader, schedulerService } from "./service.js";
+import { commitHere, schedulerService } from "./service.js";
 import { EVICTION_TABLE, HOST_TABLE, VM_TABLE, VmTables } from "./vm-table.js";
 
 type SchedClient = Client<typeof SchedulerService.method>;
@@ -99,7 +99,15 @@ export class SchedulerSubsystem implements Subsystem {
 
     const election = await startElection({ ctx, log, view, membership: m, sched, metrics, nodeName, removed: os.clusterTable(REMOVED_TABLE) });
     this.election = election;
+    // A new leader pulls the VM table once per term; later creates read its own copy.
+    let synced: { term: number; p: Promise<void> } | undefined;
+    const sync = () => {
+      const term = election.election.status().term;
+      if (synced?.term !== term) synced = { term, p: tables.vms.pull().then(() => undefined, () => undefined) };
+      return synced.p;
+    };
     const placer = new Placer({
+      synced: sync,
       tables, fence: () => election.election.fence(), isUp: (id) => view.isUp(id), nodeName, strategy: () => config.scheduler.strategy, log,
       observe: (s, outcome) => metrics.placement.observe({ outcome }, s),
       commit: async (nodeId, term, req) => {
@@ -146,7 +154,7 @@ export class SchedulerSubsystem implements Subsystem {
       }
     };
 
-    const svc = schedulerService({ self, election: election.election, fence: election.fence, placer, manager: () => manager, publisher: this.publisher, tables, leaderInfo, forward, log });
+    const svc = schedulerService({ self, election: election.election, fence: election.fence, placer, manager: () => manager, publisher: this.publisher, tables, leaderInfo, forward, log, noLeaderReason: () => election.noLeaderReason() });
     const guarded = authenticated(SchedulerService, svc, auth);
     // GetLeader is an operator's read (role viewer, no peer MAC); the rest are node-to-node.
     ctx.rpc.add(SchedulerService, { ...guarded, getLeader: svc.getLeader });
@@ -154,7 +162,8 @@ export class SchedulerSubsystem implements Subsystem {
     this.routed = routedVmService({
       self, local: this.local, manager, tables, view, nodeName, peers: vms, dev: config.dev,
       downSince: (id) => m.member(id)?.stateChangedAt,
-      create: (req, c: CallContext) => createThroughLeader({ election: election.election, placer, forward }, req, c),
+      // Through forward() on the leader too: a lease that lapses for a moment is retried with the same request id.
+      create: async (req, c: CallContext) => ({ vm: await forward(req, describeCaller(c.caller)) }),
     });
     await election.start();
     this.publisher.start();
