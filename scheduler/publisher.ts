@@ -48,6 +48,8 @@ export class Publisher {
 
   /** Writes one change now; a missed majority is left to the next reconcile pass. */
   async onChange(c: VmChange): Promise<void> {
+    // A create's "creating" step is not news to the cluster: the create publishes its outcome (or leaves nothing).
+    if (c.now?.status === "creating") return;
     try {
       if (c.now) await this.publish(c.now);
       // A name a forced delete freed may already be another node's VM: only our own entry goes.
@@ -57,10 +59,19 @@ export class Publisher {
     }
   }
 
+  /** Writes in flight, by VM: the same entry asked for twice (the change hook and the Commit) is written once. */
+  private readonly writing = new Map<string, { text: string; done: Promise<unknown> }>();
+
   /** Puts the record's entry in the table (resolves once a majority holds it). */
   async publish(r: VmRecord): Promise<VmEntry> {
     const e = entryOf(r, this.o.nodeId);
-    await this.o.tables.vms.put(r.name, JSON.stringify(e));
+    const text = JSON.stringify(e);
+    const w = this.writing.get(r.name);
+    if (w?.text === text) { await w.done; return e; }
+    const done = this.o.tables.vms.put(r.name, text);
+    const mine = { text, done };
+    this.writing.set(r.name, mine);
+    try { await done; } finally { if (this.writing.get(r.name) === mine) this.writing.delete(r.name); }
     return e;
   }
 
