@@ -63,13 +63,21 @@ function callerFields(c: Caller): Record<string, unknown> {
   return { ...c };
 }
 
+/** For a VM call another node routed here: whom that node served (only a node certificate may say so). */
+function onBehalfOf(call: FinishedCall): string | undefined {
+  if (call.ctx.caller.kind !== "node") return undefined;
+  const v = call.ctx.metadata.get("x-thoc-on-behalf-of")[0];
+  return typeof v === "string" && v ? v.replace(/[\u0000-\u001f\u007f]/g, "?").slice(0, 200) : undefined;
+}
+
 export function auditRecord(call: FinishedCall, node: string, now = Date.now()): AuditRecord {
   const ok = call.code === GrpcStatus.OK;
+  const forWhom = onBehalfOf(call);
   return {
     time: new Date(now).toISOString(),
     timeMs: now,
     node,
-    who: describeCaller(call.ctx.caller),
+    who: describeCaller(call.ctx.caller) + (forWhom ? ` for ${forWhom}` : ""),
     caller: callerFields(call.ctx.caller),
     method: call.method,
     role: ROLE_TABLE.get(call.method) ?? "none",

@@ -13,11 +13,13 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { PeerPool, ClusterView } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import type { VmService, VmSchema, CreateVmRequest, VmResponseSchema } from "../proto/index.js";
-import type { CallContext, Client, ImplOf } from "../rpc/index.js";
+import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
 import type { VmManager } from "../vm/index.js";
 import type { VmEntry, VmTables } from "./vm-table.js";
 
 export const ROUTED_HEADER = "x-thoc-routed";
+/** Who the routing node served (its audit names them); the VM's node records it beside the routing node. */
+export const ON_BEHALF_HEADER = "x-thoc-on-behalf-of";
 
 type VmImpl = ImplOf<typeof VmService>;
 export type VmClient = Client<typeof VmService.method>;
@@ -58,7 +60,8 @@ export function entryToPb(e: VmEntry, nodeUp: boolean, nodeName: string): VmInit
 
 export function routedVmService(o: RoutingOptions): VmImpl {
   const { local } = o;
-  const meta = () => ({ metadata: { [ROUTED_HEADER]: o.self.id } });
+  // The same request id on both nodes ties their audit lines together.
+  const meta = (ctx: CallContext) => ({ metadata: { [ROUTED_HEADER]: o.self.id, [ON_BEHALF_HEADER]: describeCaller(ctx.caller).slice(0, 200), "x-request-id": ctx.requestId } });
 
   /** Where a named VM lives: "local", or the node id to route to; throws not_found / unavailable. */
   const locate = async (name: string, ctx: CallContext): Promise<"local" | string> => {
@@ -74,7 +77,7 @@ export function routedVmService(o: RoutingOptions): VmImpl {
     return e.nodeId;
   };
   const peer = (id: string) => o.peers.get(id);
-  const opts = (ctx: CallContext) => ({ ...meta(), signal: ctx.signal, ...(Number.isFinite(ctx.timeRemaining()) ? { timeoutMs: Math.max(1, ctx.timeRemaining()) } : {}) });
+  const opts = (ctx: CallContext) => ({ ...meta(ctx), signal: ctx.signal, ...(Number.isFinite(ctx.timeRemaining()) ? { timeoutMs: Math.max(1, ctx.timeRemaining()) } : {}) });
 
   return {
     async createVm(req, ctx) {
@@ -137,12 +140,12 @@ export function routedVmService(o: RoutingOptions): VmImpl {
       })();
       const at = await locate(first.value.name, ctx);
       if (at === "local") { yield* local.console(again, ctx); return; }
-      yield* peer(at).console(again, { ...meta(), signal: ctx.signal });
+      yield* peer(at).console(again, { ...meta(ctx), signal: ctx.signal });
     },
     async *logs(req, ctx) {
       const at = await locate(req.name, ctx);
       if (at === "local") { yield* local.logs(req, ctx); return; }
-      yield* peer(at).logs(req, { ...meta(), signal: ctx.signal });
+      yield* peer(at).logs(req, { ...meta(ctx), signal: ctx.signal });
     },
     async getMetrics(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.getMetrics(req, ctx) : peer(at).getMetrics(req, opts(ctx)); },
     async listGpus(req, ctx) { return local.listGpus(req, ctx); },

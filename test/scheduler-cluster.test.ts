@@ -13,7 +13,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
-import { appendFile, writeFile } from "node:fs/promises";
+import { appendFile, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startCluster, waitFor, type AgentProcess, type Cluster } from "./harness.js";
 import { S3_ENV, waitRing } from "./objectstore-util.js";
@@ -83,8 +83,15 @@ test("vm create through any node: placed by the leader, seen and driven from eve
   assert.equal((await json<VmDoc>(other, ["vm", "stop", "web-1", "--force"])).status, "stopped");
   assert.equal((await json<VmDoc>(other, ["vm", "show", "web-1"])).status, "stopped");
   assert.equal((await json<VmDoc>(other, ["vm", "start", "web-1"])).status, "running");
-  // Streams are routed too: the serial log the VM's node holds, read through another node.
   const owner = cluster.agents.find((a) => a.name === made.node)!;
+  // The VM's node audits the routed stop as the routing node's, for the operator that node served, under one request id.
+  const audit = (a: AgentProcess) => readFile(path.join(a.dataDir, "audit.log"), "utf8").then((t) => t.trim().split("\n").map((l) => JSON.parse(l) as { method: string; who: string; target: Record<string, string>; requestId: string; caller: { kind: string } }));
+  const there = (await audit(owner)).find((r) => r.method.endsWith("/StopVm") && r.target.name === "web-1");
+  assert.ok(there, "the VM's node audited the routed stop");
+  assert.equal(there.caller.kind, "node");
+  assert.match(there.who, / for local uid 0\b/);
+  assert.ok((await audit(other)).some((r) => r.method.endsWith("/StopVm") && r.requestId === there.requestId), "the same request id on the node the operator called");
+  // Streams are routed too: the serial log the VM's node holds, read through another node.
   await appendFile(path.join(owner.dataDir, "vms", "web-1", "serial.log"), `console of web-1 on ${made.node}\n`);
   const logs = await other.cli(["vm", "logs", "web-1"], 30_000);
   assert.equal(logs.code, 0, logs.stderr);
