@@ -14,7 +14,7 @@ import type { PeerPool, ClusterView } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import type { VmService, VmSchema, CreateVmRequest, VmResponseSchema } from "../proto/index.js";
 import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
-import type { VmManager } from "../vm/index.js";
+import { domainName, type VmManager } from "../vm/index.js";
 import type { VmEntry, VmTables } from "./vm-table.js";
 
 export const ROUTED_HEADER = "x-thoc-routed";
@@ -50,7 +50,7 @@ export function isRouted(ctx: CallContext, dev: boolean): boolean {
 /** A VM table entry as a Vm message, for VMs answered from the table. */
 export function entryToPb(e: VmEntry, nodeUp: boolean, nodeName: string): VmInit {
   return {
-    name: e.name, uuid: e.uuid, status: nodeUp ? e.status : "unknown", node: nodeName || e.nodeName, nodeId: e.nodeId, domain: `thoc-${e.name}`,
+    name: e.name, uuid: e.uuid, status: nodeUp ? e.status : "unknown", node: nodeName || e.nodeName, nodeId: e.nodeId, domain: domainName(e.name),
     createdAtMs: BigInt(e.createdAt), macAddress: e.mac, imageKind: e.imageKind, group: e.group,
     detail: nodeUp ? e.detail : `node ${nodeName || e.nodeName} is down: last known status ${e.status}`,
     spec: { name: e.name, image: e.image, vcpus: e.vcpus, ramMb: e.ramMB, diskGb: e.diskGB },
