@@ -15,7 +15,7 @@ import type { HealthImplementation, ServingStatus } from "grpc-health-check";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { listenError, type ThocError } from "../errors/index.js";
-import type { Server as NetServer } from "node:net";
+import net, { type Server as NetServer, type Socket } from "node:net";
 import { serviceDefinition, serviceHandlers, type CallContext, type CallHooks, type CallObserver, type FinishedCall, type ServiceImpl } from "./adapter.js";
 import { listenLocal } from "./local.js";
 
@@ -63,7 +63,10 @@ export class RpcServer {
   private reflectionAdded = false;
   private boundPort = 0;
   private secure = false;
-  private local?: { server: NetServer; drain(graceMs: number): void; destroy(): void };
+  private local?: { server: NetServer; destroy(): void };
+  private tcp?: { server: NetServer; destroy(): void };
+  private readonly prefaces: { preface: Buffer; handle: (socket: Socket) => void }[] = [];
+  private readonly rawSockets = new Set<Socket>();
   private readonly paths: string[] = [];
 
   constructor(private readonly opts: RpcServerOptions = {}) {
@@ -133,16 +136,74 @@ export class RpcServer {
     new ReflectionService(pkg as never).addToServer(this.grpc);
   }
 
-  /** Binds host:port (0 picks a free port) and returns the bound port. */
+  /**
+   * Another protocol on the gRPC port (the object store's bulk data path): a
+   * connection whose first bytes are `preface` goes to `handle` (preface
+   * consumed, the bytes after it still to read), every other one to gRPC.
+   * Whether the port speaks TLS is `secure` after listen(); the handler
+   * secures its own connections the same way.
+   */
+  addPreface(preface: Buffer, handle: (socket: Socket) => void): void {
+    this.prefaces.push({ preface, handle });
+  }
+
+  /** Whether the TCP listener speaks TLS (known after listen()). */
+  get isSecure(): boolean {
+    return this.secure;
+  }
+
+  /**
+   * Binds host:port (0 picks a free port) and returns the bound port. The
+   * socket is ours, not grpc-js's: each connection is told apart by its first
+   * bytes (a registered preface, else gRPC, which a connection injector serves
+   * with the same credentials as a bound port would).
+   */
   async listen(host: string, port: number, creds: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     await this.addHealthAndReflection();
     const { hostPort } = await import("../config/index.js");
     const addr = hostPort(host, port);
+    const injector = this.grpc.createConnectionInjector(creds);
+    const server = net.createServer({ noDelay: true }, (sock) => this.route(sock, (s) => injector.injectConnection(s)));
     this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.grpc.bindAsync(addr, creds, (err, p) => (err ? reject(listenError(err, "gRPC", addr, "--grpc-port")) : resolve(p)));
+      server.once("error", (err) => reject(listenError(err, "gRPC", addr, "--grpc-port")));
+      server.listen({ host: host.replace(/^\[|\]$/g, ""), port }, () => resolve((server.address() as net.AddressInfo).port));
     });
+    server.on("error", () => { /* accept errors (EMFILE) must not crash the agent; the listener keeps going */ });
+    this.tcp = { server, destroy: () => injector.destroy() };
     this.secure = creds._isSecure();
     return this.boundPort;
+  }
+
+  /** Reads a connection's first bytes and hands it to the protocol they name. */
+  private route(sock: Socket, grpcConn: (s: Socket) => void): void {
+    if (this.prefaces.length === 0) return grpcConn(sock);
+    let got: Buffer = Buffer.alloc(0);
+    // A client that connects and says nothing is dropped, as grpc-js's handshake timeout would.
+    sock.setTimeout(20_000, () => sock.destroy());
+    const onError = () => sock.destroy();
+    sock.on("error", onError);
+    const hand = (to: (s: Socket) => void, rest: Buffer) => {
+      sock.off("data", onData);
+      sock.off("error", onError);
+      sock.setTimeout(0);
+      sock.pause();
+      if (rest.length) sock.unshift(rest);
+      to(sock);
+    };
+    const onData = (c: Buffer) => {
+      got = got.length ? Buffer.concat([got, c]) : c;
+      let maybe = false;
+      for (const p of this.prefaces) {
+        const n = Math.min(p.preface.length, got.length);
+        if (!got.subarray(0, n).equals(p.preface.subarray(0, n))) continue;
+        if (got.length < p.preface.length) { maybe = true; continue; }
+        this.rawSockets.add(sock);
+        sock.once("close", () => this.rawSockets.delete(sock));
+        return hand(p.handle, got.subarray(p.preface.length));
+      }
+      if (!maybe) hand(grpcConn, got);
+    };
+    sock.on("data", onData);
   }
 
   /**
@@ -153,22 +214,26 @@ export class RpcServer {
   async listenLocal(socketPath: string, gid?: number): Promise<void> {
     const injector = this.grpc.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const server = await listenLocal(socketPath, { gid, inject: (sock) => injector.injectConnection(sock) });
-    this.local = { server, drain: (ms) => injector.drain(ms), destroy: () => injector.destroy() };
+    this.local = { server, destroy: () => injector.destroy() };
   }
 
   /** Stops accepting calls, lets in-flight calls finish for up to timeoutMs, then cancels the rest. */
   async shutdown(timeoutMs: number): Promise<void> {
     this.setAllServing("NOT_SERVING");
-    if (this.local) {
-      const { server, drain, destroy } = this.local;
-      this.local = undefined;
-      server.close();
-      drain(timeoutMs);
-      setTimeout(destroy, timeoutMs).unref();
-    }
+    const local = this.local;
+    this.local = undefined;
+    local?.server.close();
+    // New connections are refused now; gRPC sessions close gracefully through tryShutdown below
+    // (an injector's drain() would mark them closed first, and tryShutdown would then not wait for them).
+    const tcp = this.tcp;
+    this.tcp = undefined;
+    tcp?.server.close();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => { this.grpc.forceShutdown(); resolve(); }, timeoutMs);
       this.grpc.tryShutdown(() => { clearTimeout(timer); resolve(); });
     });
+    tcp?.destroy();
+    local?.destroy();
+    for (const sock of this.rawSockets) sock.destroy();
   }
 }
