@@ -22,7 +22,7 @@ import { ThocError } from "../errors/index.js";
 import { PkiService } from "../proto/index.js";
 import { createClient, describeCaller, tlsRequestingClientCert, ServerCredentials as SC, type Caller, type ChannelCredentials, type RpcServer } from "../rpc/index.js";
 import type { LocalStore } from "../store/index.js";
-import type { ClusterHooks } from "../core/index.js";
+import type { ClusterHooks, TlsMaterial } from "../core/index.js";
 import { PeerAuth } from "./auth.js";
 import { joinCluster } from "./join.js";
 import { JoinTokens } from "./join-token.js";
@@ -32,7 +32,7 @@ import {
   type CaMaterial, type PkiPaths,
 } from "./pki.js";
 import { pkiService, type NodeCertRequest } from "./pki-service.js";
-import { peerCredentials } from "./tls.js";
+import { filesMaterial, peerCredentials } from "./tls.js";
 
 type Listener<T> = (u: T | null) => void;
 
@@ -78,6 +78,7 @@ export class NodeTransport {
   private readonly provider = new MemoryProvider();
   private ca?: CaMaterial;
   private nodeCertPem = "";
+  private material?: TlsMaterial;
   private cluster?: ClusterHooks;
   private renewTimer?: NodeJS.Timeout;
   private renewing?: Promise<void>;
@@ -169,6 +170,7 @@ export class NodeTransport {
     this.provider.setCa(this.ca!.certPem);
     // The chain (node + CA), so a joining node can read the CA off the handshake and check it against its token.
     this.provider.setIdentity(`${certPem.trim()}\n${this.ca!.certPem.trim()}\n`, keyPem);
+    this.material = { ca: this.ca!.certPem, cert: `${certPem.trim()}\n${this.ca!.certPem.trim()}\n`, key: keyPem };
   }
 
   private async issueLocally(): Promise<void> {
@@ -194,6 +196,12 @@ export class NodeTransport {
     // Clients are asked for a certificate (operators and peers are known by theirs) but may come without one: authorization decides per call.
     if (t.caFile) return tlsRequestingClientCert(readConfigFile(t.caFile, "tls.caFile"), cert, key);
     return SC.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
+  }
+
+  /** The PEMs behind the credentials (core/ PeerTransport.tlsMaterial). */
+  tlsMaterial(): TlsMaterial | undefined {
+    if (this.mode === "pki") return this.material;
+    return filesMaterial(this.o.config.tls);
   }
 
   /**

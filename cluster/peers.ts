@@ -82,7 +82,9 @@ export interface PeerPoolOptions<T extends GenServiceMethods, P> {
   service: GenService<T>;
   directory: PeerDirectory;
   /** Wraps a node's client in the caller's own peer type (which adds signing and deadlines per call). */
-  make(nodeId: string, client: Client<T>): P;
+  make(nodeId: string, client: Client<T>, address: string): P;
+  /** Releases what make() opened beside the client (called when the peer is replaced or the pool closed). */
+  drop?(peer: P): void;
   /** How to dial peers: TLS wherever the gRPC API serves TLS (peerCredentials(config.tls)); plaintext otherwise. */
   credentials?: ChannelCredentials;
   /** Signs every call with the cluster key, bound to the node it goes to (see signer). */
@@ -101,19 +103,23 @@ export class PeerPool<T extends GenServiceMethods, P> {
     const hit = this.cache.get(nodeId);
     if (hit?.address === address) return hit.peer;
     hit?.client.close();
+    if (hit) this.opts.drop?.(hit.peer);
     const client = createClient(this.opts.service, address, {
       ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
       ...(this.opts.auth ? { metadata: signer(this.opts.auth, nodeId) } : {}),
       // Reconnect fast after a peer restarts: the default backoff reaches two minutes.
       channelOptions: { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1000 },
     });
-    const peer = this.opts.make(nodeId, client);
+    const peer = this.opts.make(nodeId, client, address);
     this.cache.set(nodeId, { address, peer, client });
     return peer;
   }
 
   close(): void {
-    for (const { client } of this.cache.values()) client.close();
+    for (const { client, peer } of this.cache.values()) {
+      client.close();
+      this.opts.drop?.(peer);
+    }
     this.cache.clear();
   }
 }

@@ -9,7 +9,7 @@
  * LevelDB): the CLI loads it for VERSION. It names the foundation's types
  * (Config, RpcServer, LocalStore) in AgentContext with type-only imports.
  */
-export type { Subsystem, SubsystemHealth, HealthStatus, AgentContext, PeerTransport, ClusterHooks } from "./subsystem.js";
+export type { Subsystem, SubsystemHealth, HealthStatus, AgentContext, PeerTransport, ClusterHooks, TlsMaterial } from "./subsystem.js";
 export { createLogger, REDACT_PATHS, type Logger } from "./logger.js";
 export type { CapacityInfo, GpuInfo } from "./capacity.js";
 export { realClock, FakeClock, seededRandom, shuffle, type Clock, type Timer, type WallClock } from "./clock.js";

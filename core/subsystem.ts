@@ -33,6 +33,21 @@ export interface PeerTransport {
   checkCaller(caller: Caller, claimedNodeId: string, method: string): void;
   /** The object store's cluster-wide view: removed nodes, revoked certificates, and live members to forward CA work to. */
   attachCluster(c: ClusterHooks): void;
+  /**
+   * The PEMs behind `credentials`, for connections that are not gRPC (the
+   * object store's bulk data path on the gRPC port); undefined when peers
+   * talk plaintext. Asked per new connection, so renewals apply.
+   */
+  tlsMaterial(): TlsMaterial | undefined;
+}
+
+/** A node's TLS identity and the CA its peers are checked against. */
+export interface TlsMaterial {
+  /** CA certificate(s) that sign peers' (and servers') certificates; absent: the system roots, and peers are not asked for one. */
+  ca?: string;
+  /** Certificate chain (PEM). */
+  cert: string;
+  key: string;
 }
 
 /** What the peer transport needs from the replicated cluster tables (the object store holds them). */

@@ -7,7 +7,7 @@
  * metrics.ts).
  */
 import path from "node:path";
-import { clusterView, LevelTableBackend, peerCredentials, ReplicatedTable, type ClusterTable } from "../cluster/index.js";
+import { clusterView, filesMaterial, LevelTableBackend, peerCredentials, ReplicatedTable, type ClusterTable } from "../cluster/index.js";
 import type { AgentContext, Logger, Membership } from "../core/index.js";
 import type { ThocError } from "../errors/index.js";
 import { JoinGate } from "./join-gate.js";
@@ -71,6 +71,9 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     directory: view,
     credentials: transport?.credentials ?? peerCredentials(config.tls),
     ...(transport ? { checkCaller: transport.checkCaller.bind(transport) } : {}),
+    // Bodies on the bulk data path, secured exactly as the gRPC port is; a receiver waits through
+    // the sender's own source pausing as long as the S3 layer waits for its client's body.
+    bulk: { tls: () => transport ? transport.tlsMaterial() : filesMaterial(config.tls), sourceIdleMs: config.s3.idleTimeout + config.objectstore.peerTimeout },
     liveness: view,
     log,
     tables: [buckets, s3keys, removed, revoked, ...extra],

@@ -217,6 +217,18 @@ export class RpcServer {
     this.local = { server, destroy: () => injector.destroy() };
   }
 
+  /** Like a crash: the listeners close and every connection drops at once, calls in flight included. */
+  forceShutdown(): void {
+    this.setAllServing("NOT_SERVING");
+    for (const l of [this.tcp, this.local]) {
+      l?.server.close();
+      l?.destroy();
+    }
+    this.tcp = this.local = undefined;
+    this.grpc.forceShutdown();
+    for (const s of this.rawSockets) s.destroy();
+  }
+
   /** Stops accepting calls, lets in-flight calls finish for up to timeoutMs, then cancels the rest. */
   async shutdown(timeoutMs: number): Promise<void> {
     this.setAllServing("NOT_SERVING");

@@ -12,6 +12,8 @@ import { Coordinator, LocalReplica, type CoordinatorOptions, type ReplicaTarget 
 import { HlcClock } from "../../cluster/index.js";
 import { MemoryHintStore } from "./hints.js";
 import { Peers } from "./peer.js";
+import { BulkServer } from "./bulk-server.js";
+import { BULK_PREFACE } from "./bulk-wire.js";
 import { MemoryReplicaStore } from "./replica-store.js";
 import { RingState } from "./ring-state.js";
 import { MemoryRingHolder, replicaService } from "./service.js";
@@ -42,13 +44,16 @@ export class TestNode {
   async start(): Promise<void> {
     const impl = replicaService({ store: this.store, hints: this.hints, hlc: this.hlc, ring: this.ring, chunkSize: 1024, idleTimeoutMs: this.idleTimeoutMs });
     this.server = new RpcServer().add(ObjectStoreService, authenticated(ObjectStoreService, impl, this.auth));
+    // Bodies travel the bulk data path on the same port, as in the agent.
+    const bulk = new BulkServer({ store: this.store, hints: this.hints, hlc: this.hlc, auth: this.auth, tls: () => undefined, idleTimeoutMs: this.idleTimeoutMs });
+    this.server.addPreface(BULK_PREFACE, (sock) => bulk.handle(sock));
     this.port = await this.server.listen("127.0.0.1", this.port);
     this.server.setAllServing("SERVING");
   }
 
   /** Like a crash: connections drop, in-flight calls fail. The stores survive (they stand for the disk). */
   kill(): void {
-    this.server?.grpc.forceShutdown();
+    this.server?.forceShutdown();
     this.server = undefined;
   }
 }
@@ -61,7 +66,8 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
-export async function startTestCluster(n: number, opts: { vnodes?: number } = {}): Promise<TestCluster> {
+/** grpcBodies: bodies over the replica protocol's gRPC streams instead of the bulk data path. */
+export async function startTestCluster(n: number, opts: { vnodes?: number; grpcBodies?: boolean } = {}): Promise<TestCluster> {
   const keys = [testKey()];
   const state = new RingState();
   const ids = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
@@ -77,7 +83,7 @@ export async function startTestCluster(n: number, opts: { vnodes?: number } = {}
     byId,
     coordinator(i, extra = {}) {
       const self = nodes[i]!;
-      const peers = new Peers({ auth: self.auth, directory, hlc: self.hlc, timeoutMs: 2000 });
+      const peers = new Peers({ auth: self.auth, directory, hlc: self.hlc, timeoutMs: 2000, ...(opts.grpcBodies ? {} : { bulk: { tls: () => undefined } }) });
       allPeers.push(peers);
       const local = new LocalReplica(self.id, self.store, self.hints);
       const target = (id: string): ReplicaTarget => (id === self.id ? local : peers.get(id));

@@ -12,13 +12,21 @@ import type { ChannelCredentials, Client } from "../../rpc/index.js";
 import { ObjectStoreService } from "../../proto/index.js";
 import type { BodyRange, BucketListOptions, PosRange, PutOutcome, RangeDigest, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
 import type { RingStateData } from "./ring-state.js";
+import type { TlsMaterial } from "../../core/index.js";
+import { BulkClient } from "./bulk-client.js";
 import { fromWire, rangeToWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
 
 type Svc = typeof ObjectStoreService extends GenService<infer T> ? T : never;
 
-/** One peer node's replica protocol; its client signs every call for that node (PeerPool's auth). */
+/**
+ * One peer node's replica protocol; its client signs every call for that node
+ * (PeerPool's auth). Bodies (put, get) go over the bulk data path when there
+ * is one (bulk-client.ts); the gRPC body streams below remain for a peer
+ * pool built without it (unit tests of the protocol) and as the reference
+ * the bulk path must match.
+ */
 export class Peer {
-  constructor(readonly nodeId: string, private readonly client: Client<Svc>, private readonly hlc: HlcClock, private readonly timeoutMs: number) {}
+  constructor(readonly nodeId: string, private readonly client: Client<Svc>, private readonly hlc: HlcClock, private readonly timeoutMs: number, readonly bulk?: BulkClient) {}
 
   private unary() {
     return { timeoutMs: this.timeoutMs };
@@ -30,6 +38,7 @@ export class Peer {
 
   /** Streams a replica (header, chunks, trailer); `hintFor` stores it as a hint for that node. */
   async put(w: ReplicaWrite, opts: { hintFor?: string; signal?: AbortSignal } = {}): Promise<PutOutcome> {
+    if (this.bulk) return this.bulk.put(w, opts);
     const g = this.idle("PutReplica", opts.signal);
     const timeoutMs = this.timeoutMs;
     let settled = false;
@@ -84,6 +93,7 @@ export class Peer {
 
   /** The record and a body that is verified against its size and sha256 as it is read. */
   async get(bucket: string, key: string, opts: { range?: BodyRange } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
+    if (this.bulk) return this.bulk.get(bucket, key, opts);
     const g = this.idle("GetReplica");
     const range = opts.range;
     const req = range ? { bucket, key, ranged: true, start: BigInt(range.start), end: BigInt(range.end) } : { bucket, key };
@@ -184,6 +194,11 @@ export interface PeersOptions {
   timeoutMs: number;
   /** TLS wherever the gRPC API serves it (cluster/ peerCredentials). */
   credentials?: ChannelCredentials;
+  /**
+   * Bodies over the bulk data path, secured with this material (undefined:
+   * plaintext); absent: bodies stream over gRPC.
+   */
+  bulk?: { tls: () => TlsMaterial | undefined; sourceIdleMs?: number };
 }
 
 /** The replica protocol's clients, one per peer node. */
@@ -191,7 +206,11 @@ export class Peers extends PeerPool<Svc, Peer> {
   constructor(opts: PeersOptions) {
     super({
       service: ObjectStoreService, directory: opts.directory, credentials: opts.credentials, auth: opts.auth,
-      make: (nodeId, client) => new Peer(nodeId, client, opts.hlc, opts.timeoutMs),
+      make: (nodeId, client, address) => new Peer(nodeId, client, opts.hlc, opts.timeoutMs, opts.bulk && new BulkClient({
+        nodeId, address, auth: opts.auth, hlc: opts.hlc, tls: opts.bulk.tls, timeoutMs: opts.timeoutMs,
+        ...(opts.bulk.sourceIdleMs !== undefined ? { sourceIdleMs: opts.bulk.sourceIdleMs } : {}),
+      })),
+      drop: (peer) => peer.bulk?.close(),
     });
   }
 }

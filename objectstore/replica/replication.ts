@@ -22,6 +22,9 @@ import { placementKey, type Ring } from "./ring.js";
 import { mergeSources, unreachableError, type ListSource, type MergedList } from "./listing.js";
 import { syncRing } from "./ring-store.js";
 import { replicaService, type RingHolder } from "./service.js";
+import { BulkServer } from "./bulk-server.js";
+import { BULK_PREFACE } from "./bulk-wire.js";
+import type { TlsMaterial } from "../../core/index.js";
 
 export type ReplicationConfig = Pick<Config["objectstore"],
   "replicas" | "writeQuorum" | "readQuorum" | "vnodes" | "antiEntropyInterval" | "tombstoneGrace" | "repairBytesPerSecond" | "peerTimeout">;
@@ -52,6 +55,13 @@ export interface ReplicationNodeOptions {
   syncInterval?: number;
   /** Checks a peer call's transport identity against the node id it claims (cluster PKI; cluster/ PeerAuthOptions.checkCaller). */
   checkCaller?: PeerAuthOptions["checkCaller"];
+  /**
+   * The bulk data path for replica bodies (bulk-wire.ts), on the gRPC port:
+   * its TLS material (the gRPC port's; undefined for plaintext) and how long
+   * a receiver waits through a pause of the sender's own source. Default: on,
+   * plaintext (a secure gRPC port then refuses bulk connections: pass the material). false: bodies over gRPC.
+   */
+  bulk?: false | { tls: () => TlsMaterial | undefined; sourceIdleMs?: number };
 }
 
 export class ReplicationNode {
@@ -73,7 +83,11 @@ export class ReplicationNode {
   constructor(private readonly o: ReplicationNodeOptions) {
     this.hlc = o.hlc ?? new HlcClock(o.nodeId);
     const auth = new PeerAuth({ clusterName: o.clusterName, keys: o.keys, nodeId: o.nodeId, ...(o.checkCaller ? { checkCaller: o.checkCaller } : {}) });
-    this.peers = new Peers({ auth, directory: o.directory, hlc: this.hlc, timeoutMs: o.config.peerTimeout, ...(o.credentials ? { credentials: o.credentials } : {}) });
+    const bulk = o.bulk === false ? undefined : o.bulk ?? { tls: () => undefined };
+    this.peers = new Peers({
+      auth, directory: o.directory, hlc: this.hlc, timeoutMs: o.config.peerTimeout,
+      ...(o.credentials ? { credentials: o.credentials } : {}), ...(bulk ? { bulk } : {}),
+    });
     this.limiter = new RateLimiter(o.config.repairBytesPerSecond);
     this.local = new LocalReplica(o.nodeId, o.store, o.hints);
     this.coordinator = new Coordinator({
@@ -88,6 +102,14 @@ export class ReplicationNode {
     }
     const svc = replicaService({ store: o.store, hints: o.hints, hlc: this.hlc, ring: o.ring, idleTimeoutMs: o.config.peerTimeout, tables: (name) => this.tables.get(name)?.table });
     o.rpc.add(ObjectStoreService, authenticated(ObjectStoreService, svc, auth));
+    if (bulk) {
+      const server = new BulkServer({ store: o.store, hints: o.hints, hlc: this.hlc, auth, tls: bulk.tls, idleTimeoutMs: o.config.peerTimeout, ...(o.log ? { log: o.log } : {}) });
+      o.rpc.addPreface(BULK_PREFACE, (sock) => {
+        // Never serve bodies in plaintext on a port whose gRPC speaks TLS: that would be a data leak.
+        if (o.rpc.isSecure && !bulk.tls()) sock.destroy();
+        else server.handle(sock);
+      });
+    }
   }
 
   ring(): Ring {
