@@ -80,6 +80,7 @@ export class ReplicatedBlobStore implements BlobStore {
     if (input.headers && (input.headers as { storageClass?: string }).storageClass) base.storageClass = (input.headers as { storageClass?: string }).storageClass;
     const rec = await this.b.coordinator.put({ bucket: input.bucket, key: input.key, meta: storedMeta(base) }, v.body, {
       ...(v.sha256 ? { sha256: v.sha256 } : {}),
+      ...(input.expect.size !== undefined ? { size: input.expect.size } : {}),
       finalMeta: () => {
         const d = v.digests();
         return storedMeta({ ...base, etag: d.md5, checksums: d.checksums });

@@ -13,6 +13,7 @@
  *    acknowledged, but the copies that did commit remain and may surface
  *    later through read repair, as in Dynamo and Cassandra.
  */
+import { createHash } from "node:crypto";
 import { ThocError, quorumError } from "../../errors/index.js";
 import type { HlcClock, Liveness } from "../../cluster/index.js";
 import { blobError } from "../blob/index.js";
@@ -204,11 +205,12 @@ export class Coordinator {
    * opts.finalMeta: the record's meta, asked once the body has passed (ETag and checksums go in the trailer);
    * opts.sha256: the body's hex SHA-256 once it has passed, when the caller hashes it anyway (else the tee does).
    */
-  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string; sha256?: () => string } = {}): Promise<ReplicaRecord> {
+  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string; sha256?: () => string; size?: number } = {}): Promise<ReplicaRecord> {
     const plan = this.plan(header.bucket, header.key);
     if (plan.up.length < plan.q.w) {
       throw this.qerr(`PUT ${header.bucket}/${header.key}`, plan.up.length, plan.q.w, plan.q.n, `preferred replicas down: ${plan.prefs.filter((p) => !plan.up.includes(p)).join(", ")}`);
     }
+    if (opts.size !== undefined && opts.size <= SMALL_BODY_MAX) return this.putSmall(plan, header, body, opts);
     const version = this.opts.hlc.now();
     const tee = new Tee(body, undefined, opts.sha256);
     const abort = new AbortController();
@@ -246,6 +248,33 @@ export class Coordinator {
       if (tee.sourceError !== undefined) throw tee.sourceError;
       throw err;
     }
+  }
+
+  /**
+   * A body announced small is read whole first, then sent to every replica
+   * (this node's included, at the same time) as one request with its size,
+   * sha256 and final meta up front: one round trip on a warm connection, no
+   * stream set-up, no trailer.
+   */
+  private async putSmall(plan: Plan, header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string }): Promise<ReplicaRecord> {
+    const chunks: Uint8Array[] = [];
+    let n = 0;
+    for await (const c of body) {
+      n += c.byteLength;
+      // Longer than announced: the S3 layer's own check refuses it; this only bounds memory.
+      if (n > SMALL_BODY_MAX) throw new ThocError("invalid_argument", `PUT ${header.bucket}/${header.key}: the body is longer than announced`);
+      chunks.push(c);
+    }
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    const rec: ReplicaRecord = {
+      ...header, version: this.opts.hlc.now(), tombstone: false, size: n,
+      sha256: createHash("sha256").update(data).digest("hex"), meta: opts.finalMeta ? opts.finalMeta() : header.meta,
+    };
+    const sends = [
+      ...plan.up.map((id) => ({ id, hintFor: undefined as string | undefined })),
+      ...[...plan.hints].map(([down, holder]) => ({ id: holder, hintFor: down })),
+    ].map(({ id, hintFor }) => ({ id, hintFor, p: attempt(() => this.opts.target(id).put({ ...knownWrite(rec, once(data)), ...(id === this.opts.self ? { local: true } : {}) }, { hintFor })) }));
+    return this.awaitQuorum(`PUT ${header.bucket}/${header.key}`, plan, sends, () => undefined, () => false, () => rec);
   }
 
   /** Deletes by writing a tombstone with a new version (W acks, hints for down replicas). */
@@ -403,6 +432,9 @@ export class Coordinator {
     }
   }
 }
+
+/** Bodies announced at most this large go to replicas whole, in one request each (putSmall). */
+export const SMALL_BODY_MAX = 64 << 10;
 
 /** Bodies up to this size are repaired as soon as a read finds a stale replica; larger ones after readRepairDelayMs. */
 const REPAIR_AT_ONCE_MAX = 1 << 20;

@@ -63,6 +63,8 @@ export interface TestCluster {
   byId(id: string): TestNode;
   /** A coordinator on node i, talking to the others over gRPC. */
   coordinator(i: number, extra?: Partial<CoordinatorOptions>): { coord: Coordinator; peers: Peers; target: (id: string) => ReplicaTarget };
+  /** Peers created afterwards dial `address` for node `id` (a proxy in between); undefined undoes it. */
+  redirect(id: string, address: string | undefined): void;
   close(): Promise<void>;
 }
 
@@ -76,11 +78,16 @@ export async function startTestCluster(n: number, opts: { vnodes?: number; grpcB
   const nodes = ids.map((id) => new TestNode(id, keys, state));
   for (const node of nodes) await node.start();
   const byId = (id: string) => nodes.find((x) => x.id === id)!;
-  const directory = { address: (id: string) => { const x = nodes.find((y) => y.id === id); return x ? x.address : undefined; } };
+  const redirects = new Map<string, string>();
+  const directory = { address: (id: string) => { const x = nodes.find((y) => y.id === id); return redirects.get(id) ?? (x ? x.address : undefined); } };
   const allPeers: Peers[] = [];
   return {
     nodes,
     byId,
+    redirect(id, address) {
+      if (address === undefined) redirects.delete(id);
+      else redirects.set(id, address);
+    },
     coordinator(i, extra = {}) {
       const self = nodes[i]!;
       const peers = new Peers({ auth: self.auth, directory, hlc: self.hlc, timeoutMs: 2000, ...(opts.grpcBodies ? {} : { bulk: { tls: () => undefined } }) });

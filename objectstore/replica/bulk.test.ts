@@ -1,0 +1,184 @@
+/**
+ * The bulk data path on real sockets (fixture.ts: in-process nodes, each an
+ * RpcServer whose port carries gRPC and the bulk path): what reaches a
+ * replica's store through it, and what must not. A TCP proxy in between
+ * tampers with bytes on the wire.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import net from "node:net";
+import { HlcClock, PeerAuth } from "../../cluster/index.js";
+import { ThocError } from "../../errors/index.js";
+import { BulkClient } from "./bulk-client.js";
+import { bytes, readAll, startTestCluster, testKey, TEST_CLUSTER, type TestCluster } from "./fixture.js";
+import { knownWrite, once, type ReplicaRecord } from "./replica-store.js";
+
+const meta = (bucket: string, key: string) => ({ bucket, key, meta: "{}" });
+const quiet = { info() {}, warn() {} };
+
+async function withCluster(fn: (c: TestCluster) => Promise<void>): Promise<void> {
+  const c = await startTestCluster(3);
+  try { await fn(c); } finally { await c.close(); }
+}
+
+/**
+ * A TCP proxy to `target` that flips one byte of the first HTTP message body
+ * going `dir` ("up": to the server, "down": to the client), `at` bytes after
+ * that message's header ends. Returns its address.
+ */
+async function tamperingProxy(target: string, dir: "up" | "down", at: number): Promise<{ address: string; flipped: () => boolean; close(): void }> {
+  const [host, port] = target.split(":") as [string, string];
+  let flipped = false;
+  const conns = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(port), host);
+    conns.add(client).add(upstream);
+    const pipe = (from: net.Socket, to: net.Socket, tamper: boolean) => {
+      let seen = Buffer.alloc(0);
+      let bodyAt = -1;
+      from.on("data", (c: Buffer) => {
+        if (tamper && !flipped) {
+          const start = seen.length;
+          seen = Buffer.concat([seen, c]);
+          if (bodyAt < 0) {
+            const end = seen.indexOf("\r\n\r\n");
+            if (end >= 0) bodyAt = end + 4;
+          }
+          // Chunked bodies put a size line first: stay clear of it.
+          const pos = bodyAt >= 0 ? bodyAt + at : -1;
+          if (pos >= start && pos < seen.length) {
+            c = Buffer.from(c);
+            c[pos - start] ^= 0x5a;
+            flipped = true;
+          }
+        }
+        to.write(c);
+      });
+      from.on("end", () => to.end());
+      from.on("error", () => to.destroy());
+    };
+    pipe(client, upstream, dir === "up");
+    pipe(upstream, client, dir === "down");
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    flipped: () => flipped,
+    close: () => { server.close(); for (const s of conns) s.destroy(); },
+  };
+}
+
+test("a body tampered in flight is refused by the replica (nothing stored) and the PUT still reaches W", async () => {
+  await withCluster(async (c) => {
+    const p = await tamperingProxy(c.byId("node-2").address, "up", 70_000);
+    c.redirect("node-2", p.address);
+    try {
+      const { coord, peers } = c.coordinator(0, { log: quiet });
+      const body = randomBytes(200_000);
+      // Streamed (size unknown up front): the receiver learns size and sha256 from the trailer.
+      const rec = await coord.put(meta("b", "tampered"), bytes(body.subarray(0, 100_000), body.subarray(100_000)));
+      await coord.settled();
+      assert.ok(p.flipped(), "the proxy changed a byte on the wire");
+      assert.equal(await c.byId("node-2").store.head("b", "tampered"), undefined, "the tampered replica was not committed");
+      assert.equal((await c.byId("node-1").store.head("b", "tampered"))?.version, rec.version);
+      assert.equal((await c.byId("node-3").store.head("b", "tampered"))?.version, rec.version);
+      // Asked directly, the replica answers data_loss (its own sha256 check), not success.
+      const p2 = await tamperingProxy(c.byId("node-2").address, "up", 1000);
+      c.redirect("node-2", p2.address);
+      try {
+        const direct = c.coordinator(0, { log: quiet }).peers.get("node-2");
+        const r: ReplicaRecord = { ...rec, key: "direct", sha256: createHash("sha256").update(body).digest("hex"), size: body.length };
+        await assert.rejects(direct.put(knownWrite(r, once(body))), (e: ThocError) => e.code === "data_loss" && /does not match/.test(e.message));
+        assert.equal(await c.byId("node-2").store.head("b", "direct"), undefined);
+      } finally {
+        p2.close();
+      }
+      void peers;
+    } finally {
+      p.close();
+    }
+  });
+});
+
+test("a body tampered on its way back is refused by the reader (data_loss), never returned whole", async () => {
+  await withCluster(async (c) => {
+    const body = randomBytes(300_000);
+    const rec: ReplicaRecord = { bucket: "b", key: "k", version: new HlcClock("t").now(), tombstone: false, size: body.length, sha256: createHash("sha256").update(body).digest("hex"), meta: "{}" };
+    await c.byId("node-2").store.put(knownWrite(rec, once(body)));
+    const p = await tamperingProxy(c.byId("node-2").address, "down", 150_000);
+    c.redirect("node-2", p.address);
+    try {
+      const peer = c.coordinator(0, { log: quiet }).peers.get("node-2");
+      const got = await peer.get("b", "k");
+      await assert.rejects(readAll(got.body), (e: ThocError) => e.code === "data_loss");
+      assert.ok(p.flipped());
+    } finally {
+      p.close();
+    }
+  });
+});
+
+test("a replica killed mid-stream keeps no partial copy, and the PUT succeeds with the other two (W=2)", async () => {
+  await withCluster(async (c) => {
+    const { coord } = c.coordinator(0, { log: quiet });
+    const chunk = randomBytes(64 << 10);
+    let sent = 0;
+    const slow = (async function* () {
+      for (let i = 0; i < 24; i++) {
+        if (i === 6) c.byId("node-2").kill();
+        sent++;
+        yield chunk;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const rec = await coord.put(meta("b", "big"), slow);
+    await coord.settled();
+    assert.equal(sent, 24);
+    assert.equal(rec.size, 24 * chunk.length);
+    assert.equal(await c.byId("node-2").store.head("b", "big"), undefined, "no partial replica on the killed node");
+    for (const id of ["node-1", "node-3"]) {
+      const got = await c.byId(id).store.get("b", "big");
+      assert.equal(got?.record.version, rec.version);
+      assert.equal((await readAll(got!.body)).length, 24 * chunk.length);
+    }
+  });
+});
+
+test("bulk requests carry the replica MAC: another cluster's key, or a request signed for another node, is refused and stores nothing", async () => {
+  await withCluster(async (c) => {
+    const n2 = c.byId("node-2");
+    const body = Buffer.from("payload");
+    const rec: ReplicaRecord = { bucket: "b", key: "forged", version: new HlcClock("x").now(), tombstone: false, size: body.length, sha256: createHash("sha256").update(body).digest("hex"), meta: "{}" };
+    const client = (auth: PeerAuth, target: string) => new BulkClient({ nodeId: target, address: n2.address, auth, hlc: new HlcClock("node-1"), tls: () => undefined, timeoutMs: 2000 });
+    const foreign = client(new PeerAuth({ clusterName: TEST_CLUSTER, keys: [testKey()], nodeId: "node-1" }), "node-2");
+    await assert.rejects(foreign.put(knownWrite(rec, once(body))), (e: ThocError) => e.code === "unauthenticated" && /bad signature/.test(e.message));
+    await assert.rejects(foreign.get("b", "forged"), (e: ThocError) => e.code === "unauthenticated");
+    // The right key, but signed for node-3: a header replayed to another node is refused.
+    const misdirected = client(new PeerAuth({ clusterName: TEST_CLUSTER, keys: n2.keys, nodeId: "node-1" }), "node-3");
+    await assert.rejects(misdirected.put(knownWrite(rec, once(body))), (e: ThocError) => e.code === "unauthenticated" && /signed for node/.test(e.message));
+    assert.equal(await n2.store.head("b", "forged"), undefined);
+    // The same client, correctly addressed, is served.
+    const ok = client(new PeerAuth({ clusterName: TEST_CLUSTER, keys: n2.keys, nodeId: "node-1" }), "node-2");
+    assert.equal((await ok.put(knownWrite(rec, once(body)))).applied, true);
+    assert.deepEqual(await readAll((await ok.get("b", "forged")).body), body);
+    for (const x of [foreign, misdirected, ok]) x.close();
+  });
+});
+
+test("a body announced small goes whole in one request with its final meta; one longer than announced is refused before anything is sent", async () => {
+  await withCluster(async (c) => {
+    const { coord } = c.coordinator(0, { log: quiet });
+    const small = randomBytes(4096);
+    const rec = await coord.put(meta("b", "small"), bytes(small), { size: small.length, finalMeta: () => JSON.stringify({ etag: "x" }) });
+    await coord.settled();
+    for (const n of c.nodes) {
+      const h = await n.store.head("b", "small");
+      assert.equal(h?.version, rec.version);
+      assert.equal(h?.meta, JSON.stringify({ etag: "x" }), "the final meta went with the single request");
+    }
+    // Announced small but longer: refused before anything is sent.
+    await assert.rejects(coord.put(meta("b", "liar"), bytes(randomBytes(70_000)), { size: 10 }), (e: ThocError) => e.code === "invalid_argument");
+    for (const n of c.nodes) assert.equal(await n.store.head("b", "liar"), undefined);
+  });
+});
