@@ -44,4 +44,23 @@ export function registerReplicaMetrics(registry: Registry, node: ReplicationNode
     name: "thoc_objectstore_hints_delivered_total", help: "Hinted writes delivered to their node.", registers: reg,
     collect() { this.reset(); this.inc(node.stats.hintsDelivered); },
   });
+  const bulk = new client.Counter({
+    name: "thoc_objectstore_bulk_requests_total", help: "Replica bodies served by this node's bulk data path, by op (put: received, get: sent) and outcome (ok, refused: authentication, failed: anything else).",
+    labelNames: ["op", "outcome"], registers: reg,
+    collect() {
+      bulk.reset();
+      const s = node.bulkStats();
+      for (const op of ["put", "get"] as const) for (const outcome of ["ok", "refused", "failed"] as const) bulk.inc({ op, outcome }, s[op][outcome]);
+    },
+  });
+  const bulkBytes = new client.Counter({
+    name: "thoc_objectstore_bulk_bytes_total", help: "Body bytes this node's bulk data path received (put) and sent (get) for stored replicas.",
+    labelNames: ["op"], registers: reg,
+    collect() {
+      bulkBytes.reset();
+      const s = node.bulkStats();
+      bulkBytes.inc({ op: "put" }, s.put.bytes);
+      bulkBytes.inc({ op: "get" }, s.get.bytes);
+    },
+  });
 }

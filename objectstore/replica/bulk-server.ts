@@ -38,7 +38,11 @@ export interface BulkServerDeps {
 /** Keep-alive of idle connections: longer than the clients' pool keeps them (bulk-client.ts). */
 const KEEP_ALIVE_MS = 65_000;
 
+type OpStats = { ok: number; refused: number; failed: number; bytes: number };
+
 export class BulkServer {
+  /** Requests by outcome and body bytes moved (put: received and stored; get: sent), for metrics. */
+  readonly stats: { put: OpStats; get: OpStats } = { put: { ok: 0, refused: 0, failed: 0, bytes: 0 }, get: { ok: 0, refused: 0, failed: 0, bytes: 0 } };
   private readonly plain: http.Server;
   private secure?: { server: https.Server; material: TlsMaterial };
 
@@ -93,7 +97,13 @@ export class BulkServer {
     const run = req.method === "PUT" && req.url === "/replica" ? this.put(req, res)
       : req.method === "GET" && req.url === "/replica" ? this.get(req, res)
       : Promise.reject(new ThocError("not_found", `bulk data path: no ${req.method} ${req.url?.slice(0, 64)}`));
-    run.catch((err: unknown) => this.fail(req, res, err));
+    const st = req.method === "PUT" ? this.stats.put : this.stats.get;
+    run.then(() => { st.ok++; }, (err: unknown) => {
+      const code = ThocError.from(err).code;
+      if (code === "unauthenticated" || code === "permission_denied") st.refused++;
+      else st.failed++;
+      this.fail(req, res, err);
+    });
   }
 
   private fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
@@ -144,6 +154,7 @@ export class BulkServer {
           return decodeHeader<Trailer>(t, T_TRAILER);
         },
       });
+      if (out.applied) this.stats.put.bytes += Number(req.headers["content-length"] ?? 0) || (req.trailers[T_TRAILER] ? decodeHeader<Trailer>(req.trailers[T_TRAILER], T_TRAILER).size : 0);
       const body = JSON.stringify(out);
       const close = !req.complete;
       res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...(close ? { connection: "close" } : {}) });
@@ -170,6 +181,7 @@ export class BulkServer {
     try {
       for await (const c of got.body) {
         if (res.destroyed) return;
+        this.stats.get.bytes += c.byteLength;
         if (!res.write(c)) await drained(res);
       }
     } catch (err) {

@@ -77,6 +77,7 @@ export class ReplicationNode {
   /** Counters for metrics. */
   readonly stats = { antiEntropyRounds: 0, antiEntropyRepairs: 0, hintsDelivered: 0 };
   private readonly tables = new Map<string, ClusterTable>();
+  private bulk?: BulkServer;
   /** What the last rebalance pass found still misplaced here (for `thoc-node ring`). */
   lastRebalance?: RebalanceStats & { bytes: number; at: number };
 
@@ -103,7 +104,7 @@ export class ReplicationNode {
     const svc = replicaService({ store: o.store, hints: o.hints, hlc: this.hlc, ring: o.ring, idleTimeoutMs: o.config.peerTimeout, tables: (name) => this.tables.get(name)?.table });
     o.rpc.add(ObjectStoreService, authenticated(ObjectStoreService, svc, auth));
     if (bulk) {
-      const server = new BulkServer({ store: o.store, hints: o.hints, hlc: this.hlc, auth, tls: bulk.tls, idleTimeoutMs: o.config.peerTimeout, ...(o.log ? { log: o.log } : {}) });
+      const server = this.bulk = new BulkServer({ store: o.store, hints: o.hints, hlc: this.hlc, auth, tls: bulk.tls, idleTimeoutMs: o.config.peerTimeout, ...(o.log ? { log: o.log } : {}) });
       o.rpc.addPreface(BULK_PREFACE, (sock) => {
         // Never serve bodies in plaintext on a port whose gRPC speaks TLS: that would be a data leak.
         if (o.rpc.isSecure && !bulk.tls()) sock.destroy();
@@ -114,6 +115,12 @@ export class ReplicationNode {
 
   ring(): Ring {
     return this.o.ring.state().ring(this.o.config.vnodes);
+  }
+
+  /** The bulk data path's counters (zero when bodies go over gRPC). */
+  bulkStats(): BulkServer["stats"] {
+    const z = { ok: 0, refused: 0, failed: 0, bytes: 0 };
+    return this.bulk?.stats ?? { put: { ...z }, get: { ...z } };
   }
 
   /** A table replicated to every node, with cluster read/write semantics. */
