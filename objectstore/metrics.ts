@@ -1,8 +1,8 @@
 /** The replicated store's Prometheus metrics (thoc_objectstore_*), read from the node at scrape time. */
 import client, { type Registry } from "prom-client";
-import type { DurableHintStore, DurableReplicaStore, ReplicationNode } from "./replica/index.js";
+import type { DurableHintStore, DurableReplicaStore, PartSweeper, ReplicationNode } from "./replica/index.js";
 
-export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore): void {
+export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper): void {
   const reg = [registry];
   new client.Gauge({
     name: "thoc_objectstore_replicas", help: "Replica records held by this node (tombstones included).", registers: reg,
@@ -43,5 +43,9 @@ export function registerReplicaMetrics(registry: Registry, node: ReplicationNode
   new client.Counter({
     name: "thoc_objectstore_hints_delivered_total", help: "Hinted writes delivered to their node.", registers: reg,
     collect() { this.reset(); this.inc(node.stats.hintsDelivered); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_parts_swept_total", help: "Multipart parts this node deleted because no object version uses them any more (part-sweeper.ts).", registers: reg,
+    collect() { this.reset(); this.inc(sweeper.stats.deleted); },
   });
 }

@@ -95,7 +95,6 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     coordinator: node.coordinator, buckets: node.table("buckets"), listBucket: (b, o) => node.listBucket(b, o),
     ready: () => gate.check(),
   });
-  registerReplicaMetrics(ctx.metrics, node, store, hints);
   const bucketTable = node.table("buckets");
   const sweeper = new PartSweeper({
     self: ctx.nodeId, store, coordinator: node.coordinator, ring: () => node.ring(), isUp: (id) => view.isUp(id),
@@ -105,6 +104,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     if (gate.synced()) void sweeper.sweep().catch((err: Error) => log.warn({ err: err.message }, "object store: part sweep failed; will try again"));
   }, config.objectstore.partSweepInterval);
   sweepTimer.unref();
+  registerReplicaMetrics(ctx.metrics, node, store, hints, sweeper);
 
   const quorumText = () => {
     const r = node.ring();

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import * as s3 from "@aws-sdk/client-s3";
 import { sleep, startCluster, waitFor, type AgentProcess, type Cluster } from "./harness.js";
-import { S3_ENV, s3client, waitRing } from "./objectstore-util.js";
+import { S3_ENV, metric, s3client, waitRing } from "./objectstore-util.js";
 
 let cluster: Cluster;
 const names = ["n1", "n2", "n3"];
@@ -85,6 +85,9 @@ test("complete through one node, read whole and across part boundaries through e
   await waitFor("the overwritten object's parts are collected", async () => swept(UploadId!) >= 3, 20_000, 250);
   await sleep(1500);
   assert.equal(swept(UploadId!), 3, "each part deleted once, by one node");
+  let total = 0;
+  for (const a of agents) total += await metric(a, "thoc_objectstore_parts_swept_total");
+  assert.equal(total, 3, "thoc_objectstore_parts_swept_total, summed over the nodes");
   for (const a of agents) {
     const r = await s3client(a).send(new s3.GetObjectCommand({ Bucket: B, Key: "big" }));
     assert.equal(await r.Body!.transformToString(), "small now");
