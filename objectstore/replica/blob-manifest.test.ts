@@ -145,6 +145,18 @@ describe("multipart objects reference their parts (3 nodes)", () => {
     for (const p of [1, 2, 3]) assert.equal(await live(partKey(uploadId, p)), false);
     assert.equal(await live(partKey(pending.id, 1)), true);
 
+    // Replaced by another Complete of the same key: the first upload's parts go, the second's stay.
+    const first = await upload("twice", [randomBytes(MIN_PART_SIZE), randomBytes(7)]);
+    await n1.blobs.completeMultipartUpload(B, "twice", first.id, first.list);
+    const second = await upload("twice", [randomBytes(9)]);
+    await c.nodes[1]!.blobs.completeMultipartUpload(B, "twice", second.id, second.list);
+    await sweep();
+    assert.equal(await sweep(), 2);
+    assert.equal(await live(partKey(first.id, 1)), false);
+    assert.equal(await live(partKey(second.id, 1)), true);
+    assert.equal((await readAll((await n1.blobs.getObject(B, "twice")).body)).length, 9);
+    await n1.blobs.deleteObject(B, "twice");
+
     // A completed object deleted, then its bucket: the parts go with the bucket, not with a sweeper that no longer visits it.
     await n1.blobs.completeMultipartUpload(B, "pending", pending.id, pending.list);
     await n1.blobs.deleteObject(B, "pending");
