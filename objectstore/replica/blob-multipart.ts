@@ -113,6 +113,9 @@ async function storedParts(s: MultipartHost, bucket: string, uploadId: string, a
 
 export async function complete(s: MultipartHost, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[]): Promise<ObjectMeta> {
   const sig = list.map((p) => `${p.partNumber}:${stripQuotes(p.etag)}`).join(",");
+  // The part listing is most of Complete's cost on a big upload: start it beside the upload's lookup.
+  const listing = storedParts(s, bucket, uploadId);
+  listing.catch(() => undefined);
   let up: MultipartUpload;
   try {
     up = await getUpload(s, bucket, key, uploadId);
@@ -127,7 +130,7 @@ export async function complete(s: MultipartHost, bucket: string, key: string, up
     throw err;
   }
   if (list.length === 0) throw blobError("EmptyPartList", "CompleteMultipartUpload needs at least one part", { uploadId });
-  const stored = await storedParts(s, bucket, uploadId);
+  const stored = await listing;
   const chosen = chooseParts(list, stored, uploadId);
   const checksums: Checksums = {};
   const alg = up.checksumAlgorithm;
