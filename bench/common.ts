@@ -9,13 +9,13 @@ import { readFile } from "node:fs/promises";
 
 const hmac = (k: string | Buffer, s: string) => createHmac("sha256", k).update(s).digest();
 
-/** Returns a signer: SigV4 headers (UNSIGNED-PAYLOAD) for method + host + path with these credentials. */
-export function sigv4(access: string, secret: string, region: string): (method: string, host: string, p: string) => Record<string, string> {
-  return (method, host, p) => {
+/** Returns a signer: SigV4 headers (UNSIGNED-PAYLOAD) for method + host + path (+ canonical query string: sorted, encoded) with these credentials. */
+export function sigv4(access: string, secret: string, region: string): (method: string, host: string, p: string, query?: string) => Record<string, string> {
+  return (method, host, p, query = "") => {
     const amzDate = new Date().toISOString().replace(/[:-]|\.\d{3}/g, "");
     const day = amzDate.slice(0, 8);
     const signed = "host;x-amz-content-sha256;x-amz-date";
-    const canon = [method, p, "", `host:${host}`, "x-amz-content-sha256:UNSIGNED-PAYLOAD", `x-amz-date:${amzDate}`, "", signed, "UNSIGNED-PAYLOAD"].join("\n");
+    const canon = [method, p, query, `host:${host}`, "x-amz-content-sha256:UNSIGNED-PAYLOAD", `x-amz-date:${amzDate}`, "", signed, "UNSIGNED-PAYLOAD"].join("\n");
     const scope = `${day}/${region}/s3/aws4_request`;
     const sts = ["AWS4-HMAC-SHA256", amzDate, scope, createHash("sha256").update(canon).digest("hex")].join("\n");
     const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), "s3"), "aws4_request");

@@ -126,6 +126,8 @@ export const schema = {
     tombstoneGrace: duration(86_400_000, "Tombstones are kept this long so a returning replica cannot resurrect a delete.", { local: 60_000 }),
     repairBytesPerSecond: int(50 << 20, "Rate limit for anti-entropy, handoff and rebalancing traffic so client traffic is never starved.", { min: 1 << 16 }),
     peerTimeout: duration(10_000, "Deadline for one replica call to another agent.", { local: 5000 }),
+    partSweepInterval: duration(300_000, "Each node looks for multipart parts no object uses any more (their object was overwritten or deleted) among the part records it holds this often.", { local: 2000, min: 100 }),
+    partGrace: duration(3_600_000, "A multipart part no object uses is deleted only after it has been seen unused for this long, so a GET still streaming the replaced object can finish.", { local: 3000 }),
   },
 
   vm: {

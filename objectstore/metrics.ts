@@ -1,8 +1,8 @@
 /** The replicated store's Prometheus metrics (thoc_objectstore_*), read from the node at scrape time. */
 import client, { type Registry } from "prom-client";
-import type { DurableHintStore, DurableReplicaStore, ReplicationNode } from "./replica/index.js";
+import type { DurableHintStore, DurableReplicaStore, PartSweeper, ReplicationNode } from "./replica/index.js";
 
-export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore): void {
+export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper): void {
   const reg = [registry];
   new client.Gauge({
     name: "thoc_objectstore_replicas", help: "Replica records held by this node (tombstones included).", registers: reg,
@@ -62,5 +62,9 @@ export function registerReplicaMetrics(registry: Registry, node: ReplicationNode
       bulkBytes.inc({ op: "put" }, s.put.bytes);
       bulkBytes.inc({ op: "get" }, s.get.bytes);
     },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_parts_swept_total", help: "Multipart parts this node deleted because no object version uses them any more (part-sweeper.ts).", registers: reg,
+    collect() { this.reset(); this.inc(sweeper.stats.deleted); },
   });
 }

@@ -2,7 +2,8 @@
  * Wires the replicated store into an agent: the durable replica and hint
  * stores, the ring (persisted, joined at first start), the buckets and S3 key
  * tables, the replica protocol on the agent's gRPC server, and the gossip view
- * as liveness and address book. Ring administration (GetRing, RemoveNode),
+ * as liveness and address book, and the sweeper that collects multipart parts
+ * no object uses any more (replica/part-sweeper.ts). Ring administration (GetRing, RemoveNode),
  * the join gate and the metrics are beside it (ring-admin.ts, join-gate.ts,
  * metrics.ts).
  */
@@ -13,7 +14,7 @@ import type { ThocError } from "../errors/index.js";
 import { JoinGate } from "./join-gate.js";
 import type { KeyTable, StoredKey } from "./keys/index.js";
 import { registerReplicaMetrics } from "./metrics.js";
-import { DurableHintStore, DurableReplicaStore, DurableRingHolder, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
+import { DurableHintStore, DurableReplicaStore, DurableRingHolder, PartSweeper, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
 import { ringAdmin, type RingAdmin } from "./ring-admin.js";
 
 const REMOVED_TABLE = "removed-nodes";
@@ -97,7 +98,16 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     coordinator: node.coordinator, buckets: node.table("buckets"), listBucket: (b, o) => node.listBucket(b, o),
     ready: () => gate.check(),
   });
-  registerReplicaMetrics(ctx.metrics, node, store, hints);
+  const bucketTable = node.table("buckets");
+  const sweeper = new PartSweeper({
+    self: ctx.nodeId, store, coordinator: node.coordinator, ring: () => node.ring(), isUp: (id) => view.isUp(id),
+    buckets: async () => (await bucketTable.list()).map((e) => e.key), graceMs: config.objectstore.partGrace, log,
+  });
+  const sweepTimer = setInterval(() => {
+    if (gate.synced()) void sweeper.sweep().catch((err: Error) => log.warn({ err: err.message }, "object store: part sweep failed; will try again"));
+  }, config.objectstore.partSweepInterval);
+  sweepTimer.unref();
+  registerReplicaMetrics(ctx.metrics, node, store, hints, sweeper);
 
   const quorumText = () => {
     const r = node.ring();
@@ -118,6 +128,8 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     summary: quorumText,
     serving: () => gate.synced(),
     async stop() {
+      clearInterval(sweepTimer);
+      await sweeper.idle();
       gate.stop();
       await node.stop();
       await hints.close().catch(() => {});

@@ -24,20 +24,31 @@ export interface ReplicatedBackend {
 
 /** What a record's meta holds: ObjectMeta without what the record itself says, plus internal fields. */
 export type StoredMeta = Omit<ObjectMeta, "bucket" | "key" | "version" | "size"> & {
+  /** The object's size when the record's body is not the object (a multipart manifest): listings and HEAD read it here. */
   size?: number;
-  /** Set on objects made by CompleteMultipartUpload: makes a retried Complete idempotent. */
-  mpu?: { id: string; sig: string };
+  /**
+   * Set on objects made by CompleteMultipartUpload: id and sig (the client's
+   * "n:etag" list) make a retried Complete idempotent and tell the part
+   * sweeper which parts the object still uses; `parts` (their count) says
+   * the body is a manifest of part references (blob-manifest.ts), not the bytes.
+   */
+  mpu?: { id: string; sig: string; parts?: number };
 };
 
-export function metaOf(rec: ReplicaRecord): ObjectMeta {
-  let m: StoredMeta;
+export function storedOf(rec: ReplicaRecord): StoredMeta {
   try {
-    m = JSON.parse(rec.meta) as StoredMeta;
+    return JSON.parse(rec.meta) as StoredMeta;
   } catch {
     throw blobError("Corrupt", `object ${rec.bucket}/${rec.key}: stored metadata is not JSON`);
   }
-  const { mpu: _m, ...rest } = m;
-  return { ...rest, bucket: rec.bucket, key: rec.key, version: rec.version, size: rec.size };
+}
+
+/** True when the record's body is a multipart manifest rather than the object's bytes. */
+export const isManifest = (m: StoredMeta): boolean => m.mpu?.parts !== undefined;
+
+export function metaOf(rec: ReplicaRecord): ObjectMeta {
+  const { mpu: _m, size, ...rest } = storedOf(rec);
+  return { ...rest, bucket: rec.bucket, key: rec.key, version: rec.version, size: size ?? rec.size };
 }
 
 export function storedMeta(m: ObjectMeta | StoredMeta): string {

@@ -3,10 +3,14 @@
  * U+0001 "u/" <key> U+0000 <uploadId> of its bucket (so uploads list in key,
  * then start-time order), each part a record at U+0001 "p/" <uploadId> "/"
  * <part number>, placed and replicated like any object — parts sent through
- * different nodes all land in the same place. Complete streams the chosen
- * parts, in order, into one new object version (the parts are copied once:
- * the object is then an ordinary record every read path, repair and
- * rebalance already knows), then tombstones the upload and its parts.
+ * different nodes all land in the same place. A part's meta names the object
+ * key it was uploaded for, so the part sweeper can find who uses it.
+ *
+ * Complete copies nothing: it writes the object as a record whose body is a
+ * manifest of the chosen parts and their versions (blob-manifest.ts), then
+ * tombstones the upload and the parts it did not choose. The chosen parts
+ * stay while an object version references them; the sweeper
+ * (part-sweeper.ts) collects them once the object is overwritten or deleted.
  * A retried Complete with the same part list returns the same object.
  */
 import { randomBytes } from "node:crypto";
@@ -16,7 +20,8 @@ import {
   type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo,
   type BucketInfo,
 } from "../blob/index.js";
-import { metaOf, storedMeta, verifying, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
+import { metaOf, storedOf, verifying, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
+import { PART_PREFIX, manifestBody, partKey, partsPrefix, type Manifest } from "./blob-manifest.js";
 import { afterPrefix } from "./listing.js";
 import type { ReplicaRecord } from "./replica-store.js";
 
@@ -27,10 +32,16 @@ export interface MultipartHost {
 }
 
 export const UPLOAD_PREFIX = "\u0001u/";
-const PART_PREFIX = "\u0001p/";
-const uploadKey = (key: string, uploadId: string) => `${UPLOAD_PREFIX}${key}\u0000${uploadId}`;
-const partsPrefix = (uploadId: string) => `${PART_PREFIX}${uploadId}/`;
-const partKey = (uploadId: string, n: number) => `${partsPrefix(uploadId)}${String(n).padStart(5, "0")}`;
+export const uploadKey = (key: string, uploadId: string) => `${UPLOAD_PREFIX}${key}\u0000${uploadId}`;
+
+/** What a part record's meta holds: its PartInfo and the key of the object it was uploaded for. */
+export type StoredPart = PartInfo & { objectKey?: string };
+
+/** A part record's PartInfo (its size from the record), without the internal fields. */
+function partInfo(rec: ReplicaRecord): PartInfo {
+  const { objectKey: _k, ...info } = parse<StoredPart>(rec);
+  return { ...info, size: rec.size };
+}
 
 const noSuchUpload = (uploadId: string) =>
   blobError("NoSuchUpload", `upload ${uploadId} does not exist: it was completed or aborted, or the id is wrong`, { uploadId });
@@ -74,14 +85,15 @@ export async function uploadPart(s: MultipartHost, bucket: string, key: string, 
     if (Object.keys(d.checksums).length) p.checksums = d.checksums;
     return p;
   };
-  const rec = await s.b.coordinator.put({ bucket, key: partKey(uploadId, partNumber), meta: "{}" }, v.body, { finalMeta: () => JSON.stringify(info()), ...(v.sha256 ? { sha256: v.sha256 } : {}) });
+  const finalMeta = () => JSON.stringify({ ...info(), objectKey: key } satisfies StoredPart);
+  const rec = await s.b.coordinator.put({ bucket, key: partKey(uploadId, partNumber), meta: JSON.stringify({ objectKey: key }) }, v.body, { finalMeta, ...(v.sha256 ? { sha256: v.sha256 } : {}) });
   // An abort or complete that ran meanwhile would never see this part: take it back.
   const still = await s.b.coordinator.head(bucket, uploadKey(key, uploadId));
   if (!still.record || still.record.tombstone) {
     await s.b.coordinator.delete(bucket, partKey(uploadId, partNumber)).catch(() => undefined);
     throw noSuchUpload(uploadId);
   }
-  return { ...parse<PartInfo>(rec), size: rec.size };
+  return partInfo(rec);
 }
 
 async function storedParts(s: MultipartHost, bucket: string, uploadId: string, afterPart = 0): Promise<Map<number, { rec: ReplicaRecord; info: PartInfo }>> {
@@ -90,7 +102,7 @@ async function storedParts(s: MultipartHost, bucket: string, uploadId: string, a
   try {
     for (let r = await list.next(); r; r = await list.next()) {
       if (r.tombstone) continue;
-      const info = { ...parse<PartInfo>(r), size: r.size };
+      const info = partInfo(r);
       out.set(info.partNumber, { rec: r, info });
     }
   } finally {
@@ -101,6 +113,9 @@ async function storedParts(s: MultipartHost, bucket: string, uploadId: string, a
 
 export async function complete(s: MultipartHost, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[]): Promise<ObjectMeta> {
   const sig = list.map((p) => `${p.partNumber}:${stripQuotes(p.etag)}`).join(",");
+  // The part listing is most of Complete's cost on a big upload: start it beside the upload's lookup.
+  const listing = storedParts(s, bucket, uploadId);
+  listing.catch(() => undefined);
   let up: MultipartUpload;
   try {
     up = await getUpload(s, bucket, key, uploadId);
@@ -109,32 +124,28 @@ export async function complete(s: MultipartHost, bucket: string, key: string, up
     // A retry after success: the object says which upload made it.
     const { record } = await s.b.coordinator.head(bucket, key);
     if (record && !record.tombstone) {
-      const m = parse<StoredMeta>(record);
+      const m = storedOf(record);
       if (m.mpu?.id === uploadId && m.mpu.sig === sig) return metaOf(record);
     }
     throw err;
   }
   if (list.length === 0) throw blobError("EmptyPartList", "CompleteMultipartUpload needs at least one part", { uploadId });
-  const stored = await storedParts(s, bucket, uploadId);
+  const stored = await listing;
   const chosen = chooseParts(list, stored, uploadId);
   const checksums: Checksums = {};
   const alg = up.checksumAlgorithm;
   if (alg && chosen.every((p) => p.info.checksums?.[alg])) checksums[alg] = compositeChecksum(alg, chosen.map((p) => p.info.checksums![alg]!));
+  // The object references the parts at the versions listed: nothing is copied (blob-manifest.ts).
+  const manifest: Manifest = { uploadId, parts: chosen.map((p) => ({ ...p.info, version: p.rec.version })) };
   const meta: StoredMeta = {
     ...up.headers, etag: multipartEtag(chosen.map((p) => p.info.etag)), lastModified: Date.now(), userMeta: up.userMeta, checksums,
-    parts: chosen.map((p) => p.info), mpu: { id: uploadId, sig },
+    size: chosen.reduce((n, p) => n + p.info.size, 0), mpu: { id: uploadId, sig, parts: chosen.length },
   };
   const coord = s.b.coordinator;
-  async function* body(): AsyncIterable<Uint8Array> {
-    for (const p of chosen) {
-      const got = await coord.get(bucket, p.rec.key);
-      if (got.record.version !== p.rec.version) throw blobError("InvalidPart", `part ${p.info.partNumber} was replaced while completing: complete again`, { uploadId });
-      yield* got.body;
-    }
-  }
-  const rec = await coord.put({ bucket, key, meta: storedMeta(meta) }, body());
+  const rec = await coord.put({ bucket, key, meta: JSON.stringify(meta) }, manifestBody(manifest));
   await coord.delete(bucket, uploadKey(key, uploadId)).catch(() => undefined);
-  await dropAll(s, bucket, [...stored.values()].map((p) => p.rec.key));
+  const used = new Set(chosen.map((p) => p.rec.key));
+  await dropAll(s, bucket, [...stored.values()].map((p) => p.rec.key).filter((k) => !used.has(k)));
   return metaOf(rec);
 }
 
@@ -184,4 +195,20 @@ export async function listUploads(s: MultipartHost, input: ListUploadsInput): Pr
     uploads, commonPrefixes, isTruncated,
     ...(isTruncated && last ? { nextKeyMarker: last.key, nextUploadIdMarker: last.uploadId } : {}),
   };
+}
+
+/**
+ * Tombstones every part record left in a bucket that holds no object and no
+ * upload any more (parts of deleted multipart objects the sweeper has not
+ * collected yet): once the bucket is gone the sweeper no longer visits it.
+ */
+export async function dropLeftoverParts(s: MultipartHost, bucket: string): Promise<void> {
+  const list = await s.b.listBucket(bucket, { prefix: PART_PREFIX });
+  const keys: string[] = [];
+  try {
+    for (let r = await list.next(); r; r = await list.next()) if (!r.tombstone) keys.push(r.key);
+  } finally {
+    await list.close();
+  }
+  await dropAll(s, bucket, keys);
 }

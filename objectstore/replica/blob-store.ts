@@ -4,7 +4,8 @@
  * by bucket + key and written/read through the quorum coordinator; buckets are
  * a table replicated to every node; listings merge every node's key-ordered
  * records (listing.ts); multipart uploads keep their upload and part records
- * as internal keys of the bucket (blob-multipart.ts).
+ * as internal keys of the bucket (blob-multipart.ts), and a completed
+ * upload's object is a manifest that references them (blob-manifest.ts).
  *
  * The object's S3 metadata (ETag, checksums, headers) travels as the record's
  * opaque meta; the ETag and checksums are known only once the body has passed,
@@ -19,7 +20,8 @@ import {
   type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
   type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
 } from "../blob/index.js";
-import { metaOf, storedMeta, verifying, checkKey, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
+import { isManifest, metaOf, storedMeta, storedOf, verifying, checkKey, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
+import { manifestMeta, openManifestBody, readManifest } from "./blob-manifest.js";
 import * as mpu from "./blob-multipart.js";
 import { afterPrefix } from "./listing.js";
 import { INTERNAL_KEY_PREFIX } from "./replica-store.js";
@@ -59,6 +61,7 @@ export class ReplicatedBlobStore implements BlobStore {
     if (await this.anyLive(name, "") || await this.anyLive(name, mpu.UPLOAD_PREFIX)) {
       throw blobError("BucketNotEmpty", `bucket ${name} is not empty: delete its objects and abort its multipart uploads first`, { bucket: name });
     }
+    await mpu.dropLeftoverParts(this, name);
     await this.b.buckets.put(name, null);
   }
 
@@ -92,9 +95,13 @@ export class ReplicatedBlobStore implements BlobStore {
   async headObject(bucket: string, key: string): Promise<ObjectMeta> {
     await this.headBucket(bucket);
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
-    const { record } = await this.b.coordinator.head(bucket, key);
+    const known = await this.b.coordinator.head(bucket, key);
+    const record = known.record;
     if (!record || record.tombstone) throw noSuchKey(bucket, key);
-    return metaOf(record);
+    if (!isManifest(storedOf(record))) return metaOf(record);
+    // The part list (for ?partNumber=) is in the manifest, not in the record's meta.
+    const m = await readManifest(this.b.coordinator, bucket, key, known);
+    return manifestMeta(m.record, m.manifest);
   }
 
   async getObject(bucket: string, key: string, opts: { range?: ByteRange; partNumber?: number } = {}): Promise<GetObjectResult> {
@@ -112,6 +119,14 @@ export class ReplicatedBlobStore implements BlobStore {
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
     const known = await this.b.coordinator.head(bucket, key);
     if (!known.record || known.record.tombstone) throw noSuchKey(bucket, key);
+    if (isManifest(storedOf(known.record))) {
+      const { record, manifest } = await readManifest(this.b.coordinator, bucket, key, known);
+      const meta = manifestMeta(record, manifest);
+      let range = opts.range;
+      if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
+      if (range && meta.size === 0) range = undefined;
+      return { meta, body: await openManifestBody(this.b.coordinator, bucket, key, manifest, range), ...(range ? { range } : {}) };
+    }
     const meta = metaOf(known.record);
     let range = opts.range;
     if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);

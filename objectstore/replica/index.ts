@@ -26,4 +26,5 @@ export { rebalance, expireTombstones, type RebalanceOptions, type RebalanceStats
 export { ReplicationNode, type ReplicationNodeOptions, type ReplicationConfig } from "./replication.js";
 export { mergeSources, type MergedList, type ListSource } from "./listing.js";
 export { ReplicatedBlobStore } from "./blob-store.js";
+export { PartSweeper, type PartSweeperOptions, type SweepStats } from "./part-sweeper.js";
 export type { ReplicatedBackend } from "./blob-meta.js";

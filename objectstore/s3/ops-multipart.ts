@@ -10,8 +10,8 @@ import { copySource } from "./ops-object.js";
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
-/** While a completion assembles a big object, a space is sent this often so proxies and clients do not time out (tests shorten it). */
-export const completeTiming = { keepaliveMs: 5000 };
+/** While a completion runs (a retry, quorum waits, many parts), a space is sent this often, after a 200 and the XML declaration, so proxies and clients do not time out (tests shorten it). */
+export const completeTiming = { keepaliveMs: 2000 };
 
 function uploadId(ctx: Ctx): string {
   const id = ctx.query.get("uploadId");
@@ -85,7 +85,7 @@ export async function completeMultipartUpload(ctx: Ctx) {
   if (parts.length === 0) throw s3err("MalformedXML", "You must specify at least one part.");
   if (parts.length > MAX_PARTS) throw s3err("MalformedXML", `At most ${MAX_PARTS} parts.`);
 
-  // Assembling can take a while on a big object: answer 200 early and keep the connection alive with
+  // Completing can take a while (quorum waits, many parts, a slow disk): answer 200 early and keep the connection alive with
   // whitespace; an error after that point goes in the 200 body, which SDKs check for this operation.
   const res = ctx.res;
   let started = false;

@@ -29,7 +29,7 @@ describe("a slow CompleteMultipartUpload answers 200 early and keeps the connect
     c = f.client();
     await c.send(new s3.CreateBucketCommand({ Bucket: "slow" }));
   });
-  after(async () => { completeTiming.keepaliveMs = 5000; await f.close(); });
+  after(async () => { completeTiming.keepaliveMs = 2000; await f.close(); });
 
   test("success: whitespace first, then the result; an error after the 200 is in the body and the SDK raises it", async () => {
     const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "slow", Key: "k" }));

@@ -58,8 +58,20 @@ export function multipartSuite(makeStore: MakeStore): void {
       assert.equal(g2.ContentRange, `bytes ${p1.length}-${p1.length + p2.length - 1}/${h.ContentLength}`);
       assert.ok(Buffer.from(await g2.Body!.transformToByteArray()).equals(p2));
       const all = await c.send(new s3.GetObjectCommand({ Bucket: B, Key: "big.bin" }));
-      assert.ok(Buffer.from(await all.Body!.transformToByteArray()).equals(Buffer.concat([p1, p2, p3])));
+      const whole = Buffer.concat([p1, p2, p3]);
+      assert.ok(Buffer.from(await all.Body!.transformToByteArray()).equals(whole));
       assert.equal((await c.send(new s3.ListMultipartUploadsCommand({ Bucket: B }))).Uploads, undefined);
+      // Ranges that cross part boundaries (one, then both), HEAD of a part, and the listing's size.
+      for (const [s, e] of [[p1.length - 5, p1.length + 4], [100, whole.length - 2]] as const) {
+        const r = await c.send(new s3.GetObjectCommand({ Bucket: B, Key: "big.bin", Range: `bytes=${s}-${e}` }));
+        assert.equal(r.ContentRange, `bytes ${s}-${e}/${whole.length}`);
+        assert.ok(Buffer.from(await r.Body!.transformToByteArray()).equals(whole.subarray(s, e + 1)), `bytes ${s}-${e}`);
+      }
+      const hp = await c.send(new s3.HeadObjectCommand({ Bucket: B, Key: "big.bin", PartNumber: 3 }));
+      assert.equal(hp.PartsCount, 3);
+      assert.equal(hp.ContentLength, p3.length);
+      const listed = await c.send(new s3.ListObjectsV2Command({ Bucket: B, Prefix: "big.bin" }));
+      assert.deepEqual(listed.Contents?.map((o) => o.Size), [whole.length]);
     });
 
     test("EntityTooSmall, InvalidPartOrder, InvalidPart, NoSuchUpload, bad part numbers, MalformedXML", async () => {
