@@ -11,13 +11,16 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import tls from "node:tls";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import * as s3 from "@aws-sdk/client-s3";
 import { Cluster, loopbackBlock, runCli } from "./harness.js";
-import { S3_ENV, getText, s3client, waitRing } from "./objectstore-util.js";
+import { S3_ENV, getText, metric, s3client, waitRing } from "./objectstore-util.js";
 
 let cluster: Cluster;
 
@@ -77,4 +80,38 @@ test("three TLS agents replicate over TLS: ring, quorum writes and reads, S3 key
   assert.equal(made.code, 0, made.stderr);
   const { accessKeyId, secretKey } = JSON.parse(made.stdout) as { accessKeyId: string; secretKey: string };
   assert.equal(await getText(s3client(c, accessKeyId, secretKey), "tls", "two"), "written with one node down");
+});
+
+test("replica bodies cross on the bulk data path, inside TLS: the replicas count the bytes; a plaintext or certificate-less bulk connection gets nothing", async () => {
+  const [, b, c] = cluster.agents as [typeof cluster.agents[0], typeof cluster.agents[0], typeof cluster.agents[0]];
+  const body = randomBytes(2 << 20);
+  const before = await metric(c, 'thoc_objectstore_bulk_bytes_total{op="put"}');
+  await s3client(b).send(new s3.PutObjectCommand({ Bucket: "tls", Key: "bulk", Body: body }));
+  assert.ok(await metric(c, 'thoc_objectstore_bulk_bytes_total{op="put"}') - before >= body.length, "n3 received the body over the bulk path");
+  const got = await s3client(c).send(new s3.GetObjectCommand({ Bucket: "tls", Key: "bulk" }));
+  assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body));
+  const [host, port] = [b.bind, 7400];
+  const preface = Buffer.from("THOC-BULK/1\n");
+  // Plaintext HTTP after the preface, on a port that speaks TLS: no answer, the connection is dropped.
+  const plain = await new Promise<string>((resolve) => {
+    const s = net.connect(port, host, () => s.write(Buffer.concat([preface, Buffer.from(`GET /replica HTTP/1.1\r\nHost: ${host}\r\n\r\n`)])));
+    let text = "";
+    s.on("data", (d: Buffer) => { text += d.toString("latin1"); });
+    s.on("close", () => resolve(text));
+    s.on("error", () => {});
+    s.setTimeout(5000, () => s.destroy());
+  });
+  assert.doesNotMatch(plain, /HTTP\/1\.1/, "no HTTP answer in plaintext");
+  // TLS that trusts the CA but presents no client certificate: refused at the handshake, no HTTP answer.
+  const anon = await new Promise<string>((resolve) => {
+    const raw = net.connect(port, host, () => raw.write(preface));
+    const t = tls.connect({ socket: raw, host, ca: readFileSync(process.env.THOC_TLS_CA!) }, () => t.write(`GET /replica HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
+    let text = "";
+    t.on("data", (d: Buffer) => { text += d.toString("latin1"); });
+    t.on("close", () => resolve(text));
+    t.on("error", () => resolve(text));
+    t.setTimeout(5000, () => t.destroy());
+  });
+  assert.doesNotMatch(anon, /HTTP\/1\.1 200/, "no body for a caller without a node certificate");
+  assert.ok(await metric(c, 'thoc_objectstore_bulk_requests_total{op="put",outcome="ok"}') >= 1);
 });
