@@ -16,6 +16,7 @@ import { Coordinator, LocalReplica, type CoordinatorLog, type ReplicaTarget } fr
 import { deliverHints, type HintStore } from "./hints.js";
 import { Peers } from "./peer.js";
 import { expireTombstones, rebalance, type RebalanceStats } from "./rebalance.js";
+import { RepairPool } from "./repair.js";
 import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
 import { isActive } from "./ring-state.js";
 import { placementKey, type Ring } from "./ring.js";
@@ -52,6 +53,8 @@ export interface ReplicationNodeOptions {
   syncInterval?: number;
   /** Checks a peer call's transport identity against the node id it claims (cluster PKI; cluster/ PeerAuthOptions.checkCaller). */
   checkCaller?: PeerAuthOptions["checkCaller"];
+  /** Repair copies run at once (anti-entropy pulls); default 4. */
+  repairConcurrency?: number;
 }
 
 export class ReplicationNode {
@@ -59,6 +62,8 @@ export class ReplicationNode {
   readonly peers: Peers;
   readonly coordinator: Coordinator;
   readonly limiter: RateLimiter;
+  /** This node's repair copies: bounded, deduplicated, counted (stats.copies is what repair changed here). */
+  readonly repair: RepairPool;
   private readonly local: LocalReplica;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly busy = new Map<string, Promise<unknown>>();
@@ -75,6 +80,7 @@ export class ReplicationNode {
     const auth = new PeerAuth({ clusterName: o.clusterName, keys: o.keys, nodeId: o.nodeId, ...(o.checkCaller ? { checkCaller: o.checkCaller } : {}) });
     this.peers = new Peers({ auth, directory: o.directory, hlc: this.hlc, timeoutMs: o.config.peerTimeout, ...(o.credentials ? { credentials: o.credentials } : {}) });
     this.limiter = new RateLimiter(o.config.repairBytesPerSecond);
+    this.repair = new RepairPool(o.repairConcurrency ?? 4);
     this.local = new LocalReplica(o.nodeId, o.store, o.hints);
     this.coordinator = new Coordinator({
       self: o.nodeId, ring: () => this.ring(), target: (id) => this.target(id), hlc: this.hlc,
@@ -141,9 +147,11 @@ export class ReplicationNode {
     // (rebalance), and what it newly owns — or what a removed node's arcs now
     // need — comes in through anti-entropy, run now rather than at the next tick
     // (antiEntropyInterval is 10 min by default).
+    // A round already under way compares against the old ring: it runs once more
+    // right after it (forced), not at the next tick.
     this.o.ring.onChange(() => {
       void this.once("rebalance", () => this.rebalance());
-      void this.once("anti-entropy", () => this.antiEntropy());
+      void this.once("anti-entropy", () => this.antiEntropy(), true);
     });
     const every = (ms: number, name: string, fn: () => Promise<unknown>) => {
       const t = setInterval(() => { void this.once(name, fn); }, ms);
@@ -159,13 +167,13 @@ export class ReplicationNode {
   }
 
   /** Runs a background task unless the same one is still running; failures are logged, never thrown. */
-  private once<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
+  private once<T>(name: string, fn: () => Promise<T>, again = false): Promise<T | undefined> {
     if (this.stopped) return Promise.resolve(undefined);
     const running = this.busy.get(name);
     if (running) {
       // Rebalancing and handoff asked for while running run once more afterwards:
       // the ring or the set of live nodes changed since that pass began.
-      if (name === "rebalance" || name === "handoff") this.rerun.add(name);
+      if (again || name === "rebalance" || name === "handoff") this.rerun.add(name);
       return running as Promise<T | undefined>;
     }
     const p = fn().catch((err: unknown) => {
@@ -251,9 +259,9 @@ export class ReplicationNode {
     for (const peer of ring.nodes) {
       if (peer === this.o.nodeId || !this.isUp(peer) || this.stopped) continue;
       try {
-        const st = await syncWithPeer({ self: this.o.nodeId, local: this.o.store, ring, n, limiter: this.limiter, log: this.o.log }, this.peers.get(peer));
+        const st = await syncWithPeer({ self: this.o.nodeId, local: this.o.store, ring, n, limiter: this.limiter, repair: this.repair, log: this.o.log }, this.peers.get(peer));
         this.stats.antiEntropyRounds++;
-        this.stats.antiEntropyRepairs += st.pushed + st.pulled;
+        this.stats.antiEntropyRepairs += st.pulled;
         out.set(peer, st);
       } catch (err) {
         this.o.log?.warn({ peer, err: ThocError.from(err).message }, "object store: anti-entropy with peer failed");
