@@ -40,6 +40,10 @@ export function registerReplicaMetrics(registry: Registry, node: ReplicationNode
     name: "thoc_objectstore_anti_entropy_repairs_total", help: "Records this node copied to itself by anti-entropy (repair pulls what it lacks).", registers: reg,
     collect() { this.reset(); this.inc(node.stats.antiEntropyRepairs); },
   });
+  new client.Gauge({
+    name: "thoc_objectstore_repairs_in_flight", help: "Repair copies to this node under way or waiting for a slot (at most objectstore repair concurrency run at once).", registers: reg,
+    collect() { this.set(node.repair.busy); },
+  });
   new client.Counter({
     name: "thoc_objectstore_repair_bytes_total", help: "Body bytes of the records anti-entropy copied to this node.", registers: reg,
     collect() { this.reset(); this.inc(node.repair.stats.bytes); },
