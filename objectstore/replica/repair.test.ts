@@ -89,3 +89,21 @@ test("repair pool: at most `concurrency` copies at once, a key under way is not 
   assert.equal(pool.stats.failed, 1);
   assert.equal(pool.busy, 0);
 });
+
+test("idle anti-entropy ticks do not rescan every record for rebalancing once a pass on the current ring left nothing to move", async () => {
+  const c = await startReplicatedCluster(3, { antiEntropyInterval: 100 });
+  try {
+    for (let i = 0; i < 20; i++) await c.nodes[0]!.node.coordinator.put({ bucket: "b", key: `k${i}`, meta: "{}" }, bytes(`v${i}`));
+    const n1 = c.nodes[0]!.node;
+    const last = await waitFor("a rebalance pass on the 3-node ring", async () => n1.lastRebalance && n1.ring().size === 3 && n1.lastRebalance);
+    await new Promise((r) => setTimeout(r, 300)); // a pass still running from start-up settles
+    const at = n1.lastRebalance!.at;
+    const rounds = n1.stats.antiEntropyRounds;
+    await new Promise((r) => setTimeout(r, 800));
+    assert.ok(n1.stats.antiEntropyRounds - rounds >= 6, `anti-entropy ticked (${n1.stats.antiEntropyRounds - rounds} rounds)`);
+    assert.equal(last.kept, 0);
+    assert.equal(n1.lastRebalance!.at, at, "no rebalancing pass on idle ticks");
+  } finally {
+    await c.close();
+  }
+});

@@ -74,6 +74,7 @@ export class ReplicationNode {
   private readonly tables = new Map<string, ClusterTable>();
   /** What the last rebalance pass found still misplaced here (for `thoc-node ring`). */
   lastRebalance?: RebalanceStats & { bytes: number; at: number };
+  private rebalancedRing?: Ring;
 
   constructor(private readonly o: ReplicationNodeOptions) {
     this.hlc = o.hlc ?? new HlcClock(o.nodeId);
@@ -161,7 +162,10 @@ export class ReplicationNode {
     const ae = this.o.config.antiEntropyInterval;
     every(this.o.syncInterval ?? 1000, "sync", () => this.syncRandom());
     // Rebalancing also retries here: right after a ring change the new owner may not be reachable yet.
-    every(ae, "anti-entropy", async () => { await this.antiEntropy(); await this.once("rebalance", () => this.rebalance()); });
+    every(ae, "anti-entropy", async () => {
+      await this.antiEntropy();
+      if (this.rebalanceDue()) await this.once("rebalance", () => this.rebalance());
+    });
     every(Math.max(50, Math.floor(ae / 4)), "handoff", () => this.deliverHints());
     every(Math.max(100, Math.min(this.o.config.tombstoneGrace / 4, 3_600_000)), "tombstones", () => expireTombstones(this.o.store, this.o.config.tombstoneGrace));
   }
@@ -274,7 +278,20 @@ export class ReplicationNode {
     const ring = this.ring();
     const stats = await rebalance({ self: this.o.nodeId, local: this.o.store, ring, n: this.coordinator.quorum(ring).n, target: (id) => this.target(id), limiter: this.limiter, log: this.o.log });
     this.lastRebalance = { ...stats, bytes: 0, at: Date.now() };
+    this.rebalancedRing = ring;
     return stats;
+  }
+
+  /**
+   * Whether the anti-entropy tick should rebalance: a pass scans every record
+   * (most of an idle node's anti-entropy CPU at a 5 s interval), so one that
+   * left nothing to move on the current ring is repeated only as a slow
+   * safety net (a write from a coordinator with an older ring can land here).
+   */
+  private rebalanceDue(): boolean {
+    const last = this.lastRebalance;
+    if (!last || last.kept > 0 || this.rebalancedRing !== this.ring()) return true;
+    return Date.now() - last.at >= Math.max(10 * this.o.config.antiEntropyInterval, 60_000);
   }
 
   /** Replicas held here that the current ring places elsewhere, and their bytes (a full scan). */
