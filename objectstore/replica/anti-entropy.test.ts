@@ -164,3 +164,22 @@ test("DigestArcs answers each arc's root digest, as DigestRange with one part do
     await c.close();
   }
 });
+
+test("a pulled body that does not match its record is refused: nothing stored, the round fails (retried next round)", async () => {
+  const c = await startTestCluster(2);
+  try {
+    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const body = Buffer.from("the real body");
+    const rec: ReplicaRecord = { bucket: "b", key: "rotten", version: new HlcClock("w").now(), tombstone: false, size: body.length, sha256: sha(body), meta: "" };
+    await n2.store.put(knownWrite(rec, once(body)));
+    // Bit rot on node-2 that keeps the length: only the sha256 can tell.
+    const entries = (n2.store as unknown as { entries: Map<string, { body: Buffer[] }> }).entries;
+    entries.get(placementKey("b", "rotten"))!.body = [Buffer.from("the evil body")];
+    await assert.rejects(
+      syncWithPeer({ self: "node-1", local: n1.store, ring: n1.ring.state().ring(8), n: 2, limiter: new RateLimiter(50 << 20), log: quiet }, c.coordinator(0).peers.get("node-2")),
+      /1 copy failed.*corrupt/);
+    assert.equal(await n1.store.head("b", "rotten"), undefined);
+  } finally {
+    await c.close();
+  }
+});

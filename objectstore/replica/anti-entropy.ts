@@ -28,6 +28,7 @@ export interface RemoteReplica {
   digestArcs(arcs: readonly PosRange[]): Promise<RangeDigest[]>;
   digest(range: PosRange, parts: number): Promise<RangeDigest[]>;
   list(range: PosRange, opts?: { after?: { pos: number; pkey: string }; limit?: number }): AsyncIterable<ReplicaRecord>;
+  /** The record and its body, checked against the record's size and sha256 as it is read (the body throws at its end on a mismatch). */
   get(bucket: string, key: string): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }>;
 }
 
@@ -110,7 +111,10 @@ export async function syncWithPeer(o: AntiEntropyOptions, peer: RemoteReplica): 
       out = { applied: (await o.local.put(knownWrite(tombstoneRecord(t.bucket, t.key, t.version), once()))).applied, bytes: 0 };
     } else {
       const got = await peer.get(t.bucket, t.key);
-      out = { applied: (await o.local.put(knownWrite(got.record, o.limiter.pace(got.body)))).applied, bytes: got.record.size };
+      // The peer's body is hashed and checked as it arrives (RemoteReplica.get): the store,
+      // which commits only once the body ended without error, need not hash it a second time.
+      const w = { ...knownWrite(got.record, o.limiter.pace(got.body)), local: true };
+      out = { applied: (await o.local.put(w)).applied, bytes: got.record.size };
     }
     if (out.applied) {
       stats.pulled++;
