@@ -107,3 +107,28 @@ test("idle anti-entropy ticks do not rescan every record for rebalancing once a 
     await c.close();
   }
 });
+
+test("a ring change during a repair round runs another round right after it, on the new ring", async () => {
+  // Slow repair (64 KiB/s) and a tick a minute away: only the re-run can finish within the wait.
+  const c = await startReplicatedCluster(5, { antiEntropyInterval: 60_000, repairBytesPerSecond: 64 << 10 });
+  try {
+    const [n1, , , n4, n5] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0]];
+    const keys = Array.from({ length: 60 }, (_, i) => `k${i}`);
+    for (const k of keys) await n1.node.coordinator.put({ bucket: "b", key: k, meta: "{}" }, bytes(Buffer.alloc(20_000, 1)));
+    await n1.node.coordinator.settled();
+    for (const x of [n5, n4]) { c.down.add(x.id); await x.node.stop(); await x.rpc.shutdown(0); }
+    const owned = () => keys.filter((k) => n1.node.ring().preferenceList(placementKey("b", k), 3).includes(n1.id));
+    // Removing node-5 starts node-1's round on the 4-node ring, slowed by the rate limit...
+    assert.equal(await n1.node.removeNode(n5.id), true);
+    await waitFor("node-1's repair under way", async () => n1.node.repair.busy > 0, 5000);
+    // ...and node-4's removal lands while it runs.
+    assert.equal(await n1.node.removeNode(n4.id), true);
+    assert.equal(n1.node.ring().size, 3);
+    await waitFor("node-1 holds every key of the 3-node ring", async () => {
+      for (const k of owned()) if (!(await n1.store.head("b", k))) return false;
+      return true;
+    }, 20_000);
+  } finally {
+    await c.close();
+  }
+});
