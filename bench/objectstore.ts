@@ -1,6 +1,7 @@
 /**
  * The replicated object store (issue 5): what N=3 / W=2 costs against one
- * node, and how long re-replication takes after a node is lost for good.
+ * node. Repair (idle anti-entropy, re-replication after a node is lost for
+ * good) is measured by bench/objectstore-repair.ts.
  *
  *  1. Throughput, in one run: a 1-node and a 3-node cluster, each driven by a
  *     raw-HTTP SigV4 client (UNSIGNED-PAYLOAD, copied from bench/s3.ts) that
@@ -12,19 +13,10 @@
  *     between two processes. All nodes of a cluster share this machine's
  *     disk and cores, so a 3-node PUT pays 3 disk writes and 3 loopback
  *     transfers per byte on the same hardware.
- *  2. Re-replication: a 4-node cluster, 1 GiB written (16 x 64 MiB), wait for
- *     3 replicas of everything (sum of thoc_objectstore_replica_bytes = 3 GiB),
- *     SIGKILL one node, `node remove` it through another, and time until the
- *     3 left hold 3 GiB again (each holds everything: N=3 on 3 nodes), then
- *     read objects back byte-exact. objectstore.repairBytesPerSecond applies
- *     (THOC_OBJECTSTORE_REPAIR_BYTES_PER_SECOND in this process's env reaches
- *     the agents).
  *
  * Run: npm run build && node dist/bench/objectstore.js
  * Knobs: BENCH_BIG_COUNTS (64 MiB objects at concurrency 1,8,32; default
- * 4,8,32), BENCH_SMALL_COUNTS (default 300,1500,3000), BENCH_REREPL_OBJECTS
- * (64 MiB objects, default 16), BENCH_REREPL_TIMEOUT_S (default 900),
- * BENCH_ONLY=throughput|rereplication, BENCH_AE_INTERVAL (anti-entropy interval of the
+ * 4,8,32), BENCH_SMALL_COUNTS (default 300,1500,3000), BENCH_AE_INTERVAL (anti-entropy interval of the
  * throughput clusters, default 600s: the local preset's 5 s costs most of a core there).
  */
 import { execFile } from "node:child_process";
@@ -46,11 +38,8 @@ const CONCS = [1, 8, 32] as const;
 const counts = (v: string | undefined, d: number[]) => (v ? v.split(",").map(Number) : d);
 const BIG_COUNTS = counts(process.env.BENCH_BIG_COUNTS, [4, 8, 32]);
 const SMALL_COUNTS = counts(process.env.BENCH_SMALL_COUNTS, [300, 1500, 3000]);
-const REREPL_OBJECTS = Number(process.env.BENCH_REREPL_OBJECTS ?? 16);
-const REREPL_TIMEOUT_MS = Number(process.env.BENCH_REREPL_TIMEOUT_S ?? 900) * 1000;
 /** Anti-entropy interval for the throughput clusters: the production default, not the local preset's 5 s (see idleCpu). */
 const AE_THROUGHPUT = process.env.BENCH_AE_INTERVAL ?? "600s";
-const REPAIR_BPS = Number(process.env.THOC_OBJECTSTORE_REPAIR_BYTES_PER_SECOND ?? 50 * MiB);
 const run = promisify(execFile);
 const say = (s: string) => console.log(s);
 const fmt = (n: number, d = 0) => n.toFixed(d);
@@ -156,13 +145,6 @@ async function waitRing(as: AgentProcess[], up: string[], removed: string[] = []
   }
 }
 
-async function metric(a: AgentProcess, name: string): Promise<number> {
-  const text = await (await fetch(`${a.httpUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  if (!line) throw new Error(`no metric ${name} on ${a.name}`);
-  return Number(line.slice(line.lastIndexOf(" ") + 1));
-}
-
 async function cluster(n: number, logLevel: string, env: Record<string, string> = {}): Promise<Cluster> {
   const c = await startCluster(n, { env: { THOC_S3_ACCESS_KEY: ACCESS, THOC_S3_SECRET_KEY: SECRET, ...env }, args: ["--log-level", logLevel] });
   await waitRing(c.agents, c.agents.map((a) => a.name));
@@ -249,121 +231,32 @@ async function throughput(n: number, body: Buffer, load: LoadSampler): Promise<R
   return rows;
 }
 
-// ---- 2. re-replication after a node loss ----
-
-async function rereplication(body: Buffer, load: LoadSampler): Promise<void> {
-  const c = await cluster(4, "info");
-  say(`\n4-node cluster (THOC_PRESET=local: antiEntropyInterval 5 s), empty and idle: agents use ${fmt(await idleCpu(c.agents), 2)} cores together`);
-  load.reset();
-  const [n1, , , victim] = c.agents as [AgentProcess, AgentProcess, AgentProcess, AgentProcess];
-  const rest = c.agents.filter((a) => a !== victim);
-  const total = REREPL_OBJECTS * BIG;
-  const bytesOf = (as: AgentProcess[]) => Promise.all(as.map((a) => metric(a, "thoc_objectstore_replica_bytes")));
-  const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
-  const gib = (b: number) => fmt(b / 2 ** 30, 3);
-  try {
-    const bases = c.agents.map((a) => new URL(a.s3Url));
-    await request(bases[0]!, "PUT", "/rerepl");
-    const sums: string[] = [];
-    const tw = performance.now();
-    await pool(REREPL_OBJECTS, 4, async (i) => {
-      const b = Buffer.from(body);
-      b.writeUInt32BE(i, 0);
-      sums[i] = createHash("sha256").update(b).digest("hex");
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await request(bases[(i + attempt - 1) % 4]!, "PUT", `/rerepl/o${i}`, b);
-          break;
-        } catch (err) {
-          failures.push(`re-replication PUT o${i} (attempt ${attempt}): ${(err as Error).message}`);
-          if (attempt === 3) throw err;
-        }
-      }
-    });
-    const writeS = (performance.now() - tw) / 1000;
-    const t3 = performance.now();
-    await waitFor("3 replicas of everything", async () => sum(await bytesOf(c.agents)) >= 3 * total, 300_000, 500);
-    const per = await bytesOf(c.agents);
-    say(`\nre-replication: wrote ${REREPL_OBJECTS} x 64 MiB (${gib(total)} GiB) in ${fmt(writeS, 1)} s (${fmt(mb(total, writeS))} MB/s, c=4, spread over 4 nodes); ` +
-      `3 copies of everything ${fmt((performance.now() - t3) / 1000, 1)} s after the last ack; replica GiB per node ${per.map(gib).join(" / ")} (sum ${gib(sum(per))})`);
-    const lost = per[3]!;
-    const repairs0 = sum(await Promise.all(rest.map((a) => metric(a, "thoc_objectstore_anti_entropy_repairs_total"))));
-    const logStart = rest.map((a) => a.output.length);
-
-    const tKill = performance.now();
-    await victim.kill("SIGKILL");
-    const tRm = performance.now();
-    const r = await n1.cli(["node", "remove", victim.name, "--json"]);
-    if (r.code !== 0) throw new Error(`node remove ${victim.name}: ${r.stderr}`);
-    say(`SIGKILL ${victim.name} (held ${gib(lost)} GiB); \`node remove ${victim.name}\` through ${n1.name}: ${r.stdout.trim()} (${fmt(performance.now() - tRm)} ms); repairBytesPerSecond ${fmt(REPAIR_BPS / MiB)} MiB/s per node`);
-    const series: string[] = [];
-    let done = 0, doneAt = 0;
-    let last: number[] = [];
-    while (performance.now() - tRm < REREPL_TIMEOUT_MS) {
-      last = await bytesOf(rest);
-      const t = (performance.now() - tRm) / 1000;
-      series.push(`${fmt(t, 1)}s ${last.map(gib).join("/")}`);
-      if (last.every((b) => b >= total) && sum(last) >= 3 * total) { done = t; doneAt = performance.now(); break; }
-      await sleep(1000);
-    }
-    const repairs = sum(await Promise.all(rest.map((a) => metric(a, "thoc_objectstore_anti_entropy_repairs_total")))) - repairs0;
-    say(`remaining nodes' replica GiB (${rest.map((a) => a.name).join("/")}) after the remove: ${series.filter((_, i) => i % 5 === 0 || i === series.length - 1).join(", ")}`);
-    if (done) {
-      const moved = 3 * total - (sum(per) - lost);
-      say(`RE-REPLICATED: back to 3 copies of every object ${fmt(done, 1)} s after \`node remove\` (${fmt((doneAt - tKill) / 1000, 1)} s after the SIGKILL); ` +
-        `${gib(moved)} GiB copied → ${fmt(mb(moved, done))} MB/s effective (${fmt(moved / done / MiB)} MiB/s; limit ${fmt(REPAIR_BPS / MiB)} MiB/s per node x 3 nodes); anti-entropy repairs ${repairs} (ideal ${Math.round(moved / BIG)})`);
-    } else {
-      say(`NOT CONVERGED after ${REREPL_TIMEOUT_MS / 1000} s: replica bytes ${last.join(" / ")} (want ${total} each); anti-entropy repairs ${repairs}; full series: ${series.join(", ")}`);
-    }
-    const ring1 = await ring(n1);
-    say(`ring on ${n1.name}: ${ring1.nodes.map((x) => `${x.name}=${x.state}`).join(" ")}`);
-    const lines = rest.flatMap((a, k) => a.output.slice(logStart[k]).split("\n").filter((l) => /anti-entropy|rebalanc|removed/i.test(l)).map((l) => `${a.name}: ${l}`));
-    say(`log lines with anti-entropy / rebalance / removed after the kill: ${lines.length}`);
-    for (const l of lines.slice(0, Number(process.env.BENCH_LOG_LINES ?? 12))) say(`  ${l.slice(0, 400)}`);
-    // Byte-exact read-back, each object through a different node.
-    let ok = 0;
-    const check = Math.min(REREPL_OBJECTS, 6);
-    for (let i = 0; i < check; i++) {
-      const got = await request(new URL(rest[i % 3]!.s3Url), "GET", `/rerepl/o${i}`, undefined, true);
-      if (got.sha256 === sums[i] && got.bytes === BIG) ok++;
-      else say(`  MISMATCH o${i} through ${rest[i % 3]!.name}: ${got.bytes} bytes, sha256 ${got.sha256}`);
-    }
-    say(`read back byte-exact: ${ok}/${check}; load average during re-replication ${load.text()}`);
-  } finally {
-    await c.stop();
-  }
-}
-
 async function main(): Promise<void> {
   const load = new LoadSampler();
-  const only = process.env.BENCH_ONLY;
   const body = randomBytes(BIG);
   say(`machine: ${availableParallelism()} cores, Node ${process.version}; load average at start ${loadavg().map((x) => fmt(x, 2)).join(" ")}`);
   say("every node of a cluster runs on this one machine: one disk, the same cores, loopback between nodes");
   try {
-    if (only !== "rereplication") {
-      const dir = await mkdtemp(path.join(tmpdir(), "thoc-bench-")); // the filesystem the agents' data dirs live on
-      const raw = await rawServer("127.0.0.1");
-      try {
-        const b0 = await baselines(dir, raw.base, body);
-        const one = await throughput(1, body, load);
-        const three = await throughput(3, body, load);
-        const b1 = await baselines(dir, raw.base, body);
-        const bl = (f: (b: Baseline) => number) => `${fmt(f(b0))} / ${fmt(f(b1))}`;
-        say("\nphysical baselines (before / after the clusters):");
-        say(`  dd bs=1M count=256 conv=fdatasync: ${bl((b) => b.dd1)} MB/s; three at once (3 replicas on one disk): ${bl((b) => b.dd3)} MB/s together`);
-        say(`  raw Node HTTP loopback, 2 processes, 64 MiB: upload ${bl((b) => b.up)} MB/s, download ${bl((b) => b.down)} MB/s; load ${fmt(b0.load, 1)} / ${fmt(b1.load, 1)}`);
-        say("\n| | 1 node | 3 nodes (N=3, W=2, R=2) | 3-node / 1-node |\n|---|---|---|---|");
-        for (const [i, a] of one.entries()) {
-          const b = three[i]!;
-          say(`| ${a.label} | ${fmt(a.value)} ${a.unit} (${a.extra}) | ${fmt(b.value)} ${b.unit} (${b.extra}) | ${fmt(b.value / a.value, 2)} |`);
-        }
-      } finally {
-        raw.stop();
-        await rm(dir, { recursive: true, force: true });
+    const dir = await mkdtemp(path.join(tmpdir(), "thoc-bench-")); // the filesystem the agents' data dirs live on
+    const raw = await rawServer("127.0.0.1");
+    try {
+      const b0 = await baselines(dir, raw.base, body);
+      const one = await throughput(1, body, load);
+      const three = await throughput(3, body, load);
+      const b1 = await baselines(dir, raw.base, body);
+      const bl = (f: (b: Baseline) => number) => `${fmt(f(b0))} / ${fmt(f(b1))}`;
+      say("\nphysical baselines (before / after the clusters):");
+      say(`  dd bs=1M count=256 conv=fdatasync: ${bl((b) => b.dd1)} MB/s; three at once (3 replicas on one disk): ${bl((b) => b.dd3)} MB/s together`);
+      say(`  raw Node HTTP loopback, 2 processes, 64 MiB: upload ${bl((b) => b.up)} MB/s, download ${bl((b) => b.down)} MB/s; load ${fmt(b0.load, 1)} / ${fmt(b1.load, 1)}`);
+      say("\n| | 1 node | 3 nodes (N=3, W=2, R=2) | 3-node / 1-node |\n|---|---|---|---|");
+      for (const [i, a] of one.entries()) {
+        const b = three[i]!;
+        say(`| ${a.label} | ${fmt(a.value)} ${a.unit} (${a.extra}) | ${fmt(b.value)} ${b.unit} (${b.extra}) | ${fmt(b.value / a.value, 2)} |`);
       }
+    } finally {
+      raw.stop();
+      await rm(dir, { recursive: true, force: true });
     }
-    if (only !== "throughput") await rereplication(body, load);
     if (failures.length) {
       say(`\nfailed requests: ${failures.length}; distinct errors:`);
       const seen = new Map<string, number>();

@@ -37,8 +37,20 @@ export function registerReplicaMetrics(registry: Registry, node: ReplicationNode
     collect() { this.reset(); this.inc(node.stats.antiEntropyRounds); },
   });
   new client.Counter({
-    name: "thoc_objectstore_anti_entropy_repairs_total", help: "Records copied by anti-entropy (pushed and pulled).", registers: reg,
+    name: "thoc_objectstore_anti_entropy_repairs_total", help: "Records this node copied to itself by anti-entropy (repair pulls what it lacks).", registers: reg,
     collect() { this.reset(); this.inc(node.stats.antiEntropyRepairs); },
+  });
+  new client.Gauge({
+    name: "thoc_objectstore_repairs_in_flight", help: "Repair copies to this node under way or waiting for a slot (at most objectstore repair concurrency run at once).", registers: reg,
+    collect() { this.set(node.repair.busy); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_repair_bytes_total", help: "Body bytes of the records anti-entropy copied to this node.", registers: reg,
+    collect() { this.reset(); this.inc(node.repair.stats.bytes); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_repair_duplicates_total", help: "Repair copies transferred for nothing (a newer version arrived here meanwhile).", registers: reg,
+    collect() { this.reset(); this.inc(node.repair.stats.stale); },
   });
   new client.Counter({
     name: "thoc_objectstore_hints_delivered_total", help: "Hinted writes delivered to their node.", registers: reg,

@@ -246,3 +246,36 @@ test("durable: a 40 MiB body streams through a file and reads back byte-exact", 
     await f.done();
   }
 });
+
+test("durable: digestArcs equals digest(arc, 1) for every arc of a ring, and a cached answer never outlives a change", async () => {
+  const f = await fixture({ inlineMax: 8 });
+  try {
+    for (let i = 0; i < 200; i++) {
+      const body = Buffer.from(`v${i}`);
+      await f.s.put(knownWrite(record("b", `k${i}`, body), once(body)));
+    }
+    // Ring-like disjoint arcs, one of them wrapping past 0, and an empty one.
+    const cuts = Array.from({ length: 24 }, (_, i) => Math.floor(((i + 0.5) * RING_SIZE) / 24)).sort((a, b) => a - b);
+    const arcs: PosRange[] = cuts.map((end, i) => ({ start: cuts[(i + cuts.length - 1) % cuts.length]!, end }));
+    arcs.push({ start: 7, end: 7 });
+    const want = async () => Promise.all(arcs.map(async (a) => (await f.s.digest(a, 1))[0]!));
+    assert.deepEqual(await f.s.digestArcs(arcs), await want());
+    assert.equal((await f.s.digestArcs(arcs)).reduce((n, d) => n + d.count, 0), 200);
+    // Every kind of change shows in the next answer: a put, an overwrite, a delete, a drop.
+    const changes: (() => Promise<unknown>)[] = [
+      () => f.s.put(knownWrite(record("b", "new", Buffer.from("n")), once(Buffer.from("n")))),
+      () => f.s.put(knownWrite(record("b", "k3", Buffer.from("x")), once(Buffer.from("x")))),
+      () => f.s.put(knownWrite(tombstoneRecord("b", "k4", hlc.now()), once())),
+      async () => { const r = (await f.s.head("b", "k5"))!; return f.s.drop("b", "k5", r.version); },
+    ];
+    for (const change of changes) {
+      const before = await f.s.digestArcs(arcs);
+      await change();
+      const after = await f.s.digestArcs(arcs);
+      assert.notDeepEqual(after, before);
+      assert.deepEqual(after, await want());
+    }
+  } finally {
+    await f.done();
+  }
+});

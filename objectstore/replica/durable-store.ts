@@ -20,6 +20,7 @@
 import { createHash } from "node:crypto";
 import { ThocError } from "../../errors/index.js";
 import type { LocalStore } from "../../store/index.js";
+import { ArcDigestCache } from "./arc-digests.js";
 import { ReplicaFiles, type StagedBody } from "./durable-files.js";
 import { compareHlc } from "../../cluster/index.js";
 import {
@@ -91,6 +92,8 @@ export class DurableReplicaStore implements ReplicaStore {
   private readonly removing = new Set<Promise<void>>();
   private readonly ready: Promise<void>;
   private closed = false;
+  /** Root digests of arcs until the next commit (anti-entropy of an idle node scans nothing). */
+  private readonly arcs = new ArcDigestCache();
 
   private constructor(private readonly o: DurableReplicaStoreOptions, private readonly alsoCommit?: () => BatchOp[]) {
     this.db = o.store.db;
@@ -157,7 +160,8 @@ export class DurableReplicaStore implements ReplicaStore {
 
   private commit(ops: BatchOp[]): Promise<void> {
     // Through the root db: `sync` (fsync of the log) is an option of the root's batch.
-    return this.db.batch(ops as never, { sync: true });
+    this.arcs.changed();
+    return this.db.batch(ops as never, { sync: true }).finally(() => this.arcs.changed());
   }
 
   /** The stored row wins over an incoming version unless that is newer, or the same one repairing a damaged body. */
@@ -352,6 +356,13 @@ export class DurableReplicaStore implements ReplicaStore {
       hashes[i]!.count++;
     }
     return hashes.map(({ h, count }) => ({ hash: count ? h.digest("hex") : "", count }));
+  }
+
+  async digestArcs(arcs: readonly PosRange[]): Promise<RangeDigest[]> {
+    await this.usable();
+    return this.arcs.digests(arcs, async (add) => {
+      for await (const e of this.ordered({ start: 0, end: 0, whole: true })) add(e.pos, e.rec);
+    });
   }
 
   async drop(bucket: string, key: string, version: string): Promise<boolean> {

@@ -11,7 +11,7 @@ export { Ring, ringHash, placementKey, weightForDisk, inSegment, arcLength, RING
 export { RingState, isActive, mergeMember, type RingMember, type RingStateData } from "./ring-state.js";
 export { DurableRingHolder, syncRing } from "./ring-store.js";
 export {
-  MemoryReplicaStore, knownWrite, tombstoneRecord, readVerified, validateRecord, validateHeader, subArc, subRange, once, EMPTY_SHA256,
+  MemoryReplicaStore, ArcIndex, knownWrite, tombstoneRecord, readVerified, validateRecord, validateHeader, subArc, subRange, once, EMPTY_SHA256,
   type ReplicaRecord, type ReplicaStore, type ReplicaWrite, type PutOutcome, type PosRange, type RangeDigest,
 } from "./replica-store.js";
 export { MemoryHintStore, deliverHints, type HintStore, type HandoffOptions } from "./hints.js";
@@ -21,6 +21,8 @@ export { replicaService, MemoryRingHolder, rechunk, type RingHolder, type Replic
 export { Peer, Peers, type PeersOptions } from "./peer.js";
 export { Coordinator, LocalReplica, newestOf, type CoordinatorOptions, type CoordinatorLog, type Quorum, type ReplicaTarget } from "./coordinator.js";
 export { syncWithPeer, sharedBy, type AntiEntropyOptions, type AntiEntropyStats, type RemoteReplica } from "./anti-entropy.js";
+export { RepairPool, type RepairStats, type RepairJob } from "./repair.js";
+export { ArcDigestCache } from "./arc-digests.js";
 export { Tee, type Branch } from "./tee.js";
 export { rebalance, expireTombstones, type RebalanceOptions, type RebalanceStats, type RebalanceTarget } from "./rebalance.js";
 export { ReplicationNode, type ReplicationNodeOptions, type ReplicationConfig } from "./replication.js";

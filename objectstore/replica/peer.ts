@@ -184,6 +184,13 @@ export class Peer {
   async mergeRing(s: RingStateData, digest: string): Promise<RingStateData> {
     return ringFromWire(await this.client.mergeRing(ringToWire(s, digest), { ...this.unary() }));
   }
+
+  /** Root digests of disjoint arcs, one per arc, in one call (see ReplicaStore.digestArcs). */
+  async digestArcs(arcs: readonly PosRange[]): Promise<RangeDigest[]> {
+    const res = await this.client.digestArcs({ arcs: arcs.map(rangeToWire) }, { ...this.unary() });
+    if (res.digests.length !== arcs.length) throw new ThocError("data_loss", `DigestArcs on ${this.nodeId}: ${res.digests.length} digests for ${arcs.length} arcs`);
+    return res.digests.map((d) => ({ hash: d.hash, count: safeNumber(d.count, "count") }));
+  }
 }
 
 export interface PeersOptions {

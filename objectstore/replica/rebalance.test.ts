@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { syncWithPeer } from "./anti-entropy.js";
 import { expireTombstones, rebalance } from "./rebalance.js";
+import { RepairPool } from "./repair.js";
 import { HlcClock, encodeHlc } from "../../cluster/index.js";
 import { RateLimiter } from "../../cluster/index.js";
 import { MemoryReplicaStore, knownWrite, once, tombstoneRecord } from "./replica-store.js";
@@ -9,7 +11,7 @@ import { bytes, startTestCluster } from "./fixture.js";
 
 const quiet = { info() {}, warn() {} };
 
-test("adding a 4th node: old owners move its keys to it and drop theirs only when every owner has a copy", async () => {
+test("adding a 4th node: it pulls its keys from the owners that hold them (each once), old owners drop theirs only when every owner has a copy", async () => {
   const c = await startTestCluster(4);
   try {
     const ring3 = new Ring(["node-1", "node-2", "node-3"].map((nodeId) => ({ nodeId, weight: 1 })), 64);
@@ -34,14 +36,34 @@ test("adding a 4th node: old owners move its keys to it and drop theirs only whe
     assert.equal(blocked.dropped, 0);
     await c.byId("node-4").start();
 
+    // The old owners first: every key they no longer own is held by an owner that
+    // stayed, so they copy nothing and keep their copies for now...
+    const reads0 = c.nodes.reduce((n, x) => n + x.store.bodyReads, 0);
+    let pushed = 0;
+    for (let i = 0; i < 3; i++) {
+      const s = await run(i);
+      assert.equal(s.copied, 0, `node-${i + 1} left the copies to node-4's own repair`);
+      pushed += s.copied;
+    }
+    assert.equal(c.nodes.reduce((n, x) => n + x.store.bodyReads, 0), reads0);
+    // ...node-4's anti-entropy with them (what ReplicationNode runs on the ring change) pulls each once...
+    const pool = new RepairPool();
+    for (const peer of ["node-1", "node-2", "node-3"]) {
+      await syncWithPeer({ self: "node-4", local: c.byId("node-4").store, ring: ring4, n: 3, limiter: new RateLimiter(50 << 20), repair: pool, log: quiet }, c.coordinator(3).peers.get(peer));
+    }
+    // ...and then they drop theirs.
     for (let i = 0; i < 3; i++) {
       for (let attempt = 0; ; attempt++) {
         const s = await run(i);
+        pushed += s.copied;
         if (s.kept === 0) break;
         assert.ok(attempt < 40, "node-4 became reachable again");
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+    const bodies = c.byId("node-4").store.records().filter((r) => !r.tombstone).length;
+    assert.equal(pool.stats.copies + pushed, c.byId("node-4").store.records().length, "one copy per record node-4 took over");
+    assert.equal(c.nodes.reduce((n, x) => n + x.store.bodyReads, 0) - reads0, bodies, "each body sent once");
     let onNew = 0;
     for (const k of keys) {
       const owners = ring4.preferenceList(placementKey("b", k), 3).sort();

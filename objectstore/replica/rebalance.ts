@@ -1,10 +1,11 @@
 /**
  * Background upkeep of a node's replicas after the ring changed:
  *  - rebalance: records this node holds but no longer owns (a node joined and
- *    took over part of the arc, or N shrank) are copied to every current owner
- *    that lacks them and dropped here only once all owners have them;
- *    records this node newly owns arrive through the old owners' rebalance or
- *    through anti-entropy with the other owners;
+ *    took over part of the arc, or N shrank) are dropped here only once all
+ *    current owners have them. When an owner already holds the version, the
+ *    owners lacking it pull it from there by anti-entropy (each copies it
+ *    once); this node copies only records no owner holds, so it and the
+ *    owners' own repair do not both send the same replica;
  *  - tombstone expiry: tombstones older than objectstore.tombstoneGrace are
  *    dropped, once every replica has had the chance to see them.
  */
@@ -49,11 +50,22 @@ export async function rebalance(o: RebalanceOptions): Promise<RebalanceStats> {
   const move = async (r: ReplicaRecord): Promise<void> => {
     const owners = o.ring.preferenceList(placementKey(r.bucket, r.key), o.n);
     let confirmed = 0;
+    const held = new Map<string, ReplicaRecord | undefined>();
+    try {
+      for (const id of owners) held.set(id, await o.target(id).head(r.bucket, r.key));
+    } catch (err) {
+      o.log?.warn({ bucket: r.bucket, key: r.key, err: ThocError.from(err).message }, "object store: rebalance: owner unreachable, keeping our copy");
+      stats.kept++;
+      return;
+    }
+    // An owner with this version (or newer) is where the others repair from.
+    const sourced = [...held.values()].some((t) => t !== undefined && t.version >= r.version);
     for (const id of owners) {
       try {
         const t = o.target(id);
-        const theirs = await t.head(r.bucket, r.key);
+        const theirs = held.get(id);
         if (!theirs || theirs.version < r.version) {
+          if (sourced) break;
           if (r.tombstone) {
             await o.limiter.take(256);
             await t.delete(r.bucket, r.key, r.version);

@@ -16,6 +16,7 @@ import { Coordinator, LocalReplica, type CoordinatorLog, type ReplicaTarget } fr
 import { deliverHints, type HintStore } from "./hints.js";
 import { Peers } from "./peer.js";
 import { expireTombstones, rebalance, type RebalanceStats } from "./rebalance.js";
+import { RepairPool } from "./repair.js";
 import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
 import { isActive } from "./ring-state.js";
 import { placementKey, type Ring } from "./ring.js";
@@ -62,6 +63,8 @@ export interface ReplicationNodeOptions {
    * plaintext (a secure gRPC port then refuses bulk connections: pass the material). false: bodies over gRPC.
    */
   bulk?: false | { tls: () => TlsMaterial | undefined; sourceIdleMs?: number };
+  /** Repair copies run at once (anti-entropy pulls); default 4. */
+  repairConcurrency?: number;
 }
 
 export class ReplicationNode {
@@ -69,6 +72,8 @@ export class ReplicationNode {
   readonly peers: Peers;
   readonly coordinator: Coordinator;
   readonly limiter: RateLimiter;
+  /** This node's repair copies: bounded, deduplicated, counted (stats.copies is what repair changed here). */
+  readonly repair: RepairPool;
   private readonly local: LocalReplica;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly busy = new Map<string, Promise<unknown>>();
@@ -80,6 +85,7 @@ export class ReplicationNode {
   private bulk?: BulkServer;
   /** What the last rebalance pass found still misplaced here (for `thoc-node ring`). */
   lastRebalance?: RebalanceStats & { bytes: number; at: number };
+  private rebalancedRing?: Ring;
 
   constructor(private readonly o: ReplicationNodeOptions) {
     this.hlc = o.hlc ?? new HlcClock(o.nodeId);
@@ -90,6 +96,7 @@ export class ReplicationNode {
       ...(o.credentials ? { credentials: o.credentials } : {}), ...(bulk ? { bulk } : {}),
     });
     this.limiter = new RateLimiter(o.config.repairBytesPerSecond);
+    this.repair = new RepairPool(o.repairConcurrency ?? 4);
     this.local = new LocalReplica(o.nodeId, o.store, o.hints);
     this.coordinator = new Coordinator({
       self: o.nodeId, ring: () => this.ring(), target: (id) => this.target(id), hlc: this.hlc,
@@ -170,9 +177,11 @@ export class ReplicationNode {
     // (rebalance), and what it newly owns — or what a removed node's arcs now
     // need — comes in through anti-entropy, run now rather than at the next tick
     // (antiEntropyInterval is 10 min by default).
+    // A round already under way compares against the old ring: it runs once more
+    // right after it (forced), not at the next tick.
     this.o.ring.onChange(() => {
       void this.once("rebalance", () => this.rebalance());
-      void this.once("anti-entropy", () => this.antiEntropy());
+      void this.once("anti-entropy", () => this.antiEntropy(), true);
     });
     const every = (ms: number, name: string, fn: () => Promise<unknown>) => {
       const t = setInterval(() => { void this.once(name, fn); }, ms);
@@ -182,19 +191,22 @@ export class ReplicationNode {
     const ae = this.o.config.antiEntropyInterval;
     every(this.o.syncInterval ?? 1000, "sync", () => this.syncRandom());
     // Rebalancing also retries here: right after a ring change the new owner may not be reachable yet.
-    every(ae, "anti-entropy", async () => { await this.antiEntropy(); await this.once("rebalance", () => this.rebalance()); });
+    every(ae, "anti-entropy", async () => {
+      await this.antiEntropy();
+      if (this.rebalanceDue()) await this.once("rebalance", () => this.rebalance());
+    });
     every(Math.max(50, Math.floor(ae / 4)), "handoff", () => this.deliverHints());
     every(Math.max(100, Math.min(this.o.config.tombstoneGrace / 4, 3_600_000)), "tombstones", () => expireTombstones(this.o.store, this.o.config.tombstoneGrace));
   }
 
   /** Runs a background task unless the same one is still running; failures are logged, never thrown. */
-  private once<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
+  private once<T>(name: string, fn: () => Promise<T>, again = false): Promise<T | undefined> {
     if (this.stopped) return Promise.resolve(undefined);
     const running = this.busy.get(name);
     if (running) {
       // Rebalancing and handoff asked for while running run once more afterwards:
       // the ring or the set of live nodes changed since that pass began.
-      if (name === "rebalance" || name === "handoff") this.rerun.add(name);
+      if (again || name === "rebalance" || name === "handoff") this.rerun.add(name);
       return running as Promise<T | undefined>;
     }
     const p = fn().catch((err: unknown) => {
@@ -280,9 +292,9 @@ export class ReplicationNode {
     for (const peer of ring.nodes) {
       if (peer === this.o.nodeId || !this.isUp(peer) || this.stopped) continue;
       try {
-        const st = await syncWithPeer({ self: this.o.nodeId, local: this.o.store, ring, n, limiter: this.limiter, log: this.o.log }, this.peers.get(peer));
+        const st = await syncWithPeer({ self: this.o.nodeId, local: this.o.store, ring, n, limiter: this.limiter, repair: this.repair, log: this.o.log }, this.peers.get(peer));
         this.stats.antiEntropyRounds++;
-        this.stats.antiEntropyRepairs += st.pushed + st.pulled;
+        this.stats.antiEntropyRepairs += st.pulled;
         out.set(peer, st);
       } catch (err) {
         this.o.log?.warn({ peer, err: ThocError.from(err).message }, "object store: anti-entropy with peer failed");
@@ -295,7 +307,20 @@ export class ReplicationNode {
     const ring = this.ring();
     const stats = await rebalance({ self: this.o.nodeId, local: this.o.store, ring, n: this.coordinator.quorum(ring).n, target: (id) => this.target(id), limiter: this.limiter, log: this.o.log });
     this.lastRebalance = { ...stats, bytes: 0, at: Date.now() };
+    this.rebalancedRing = ring;
     return stats;
+  }
+
+  /**
+   * Whether the anti-entropy tick should rebalance: a pass scans every record
+   * (most of an idle node's anti-entropy CPU at a 5 s interval), so one that
+   * left nothing to move on the current ring is repeated only as a slow
+   * safety net (a write from a coordinator with an older ring can land here).
+   */
+  private rebalanceDue(): boolean {
+    const last = this.lastRebalance;
+    if (!last || last.kept > 0 || this.rebalancedRing !== this.ring()) return true;
+    return Date.now() - last.at >= Math.max(10 * this.o.config.antiEntropyInterval, 60_000);
   }
 
   /** Replicas held here that the current ring places elsewhere, and their bytes (a full scan). */

@@ -69,6 +69,7 @@ async function nextWithin<T>(it: AsyncIterator<T>, ms: number, what: string): Pr
 
 const MAX_DIGEST_PARTS = 1024;
 const MAX_LIST = 10_000;
+const MAX_DIGEST_ARCS = 1 << 16;
 
 /** Splits a body into messages of at most `size` bytes. */
 export async function* rechunk(body: AsyncIterable<Uint8Array>, size: number): AsyncIterable<Uint8Array> {
@@ -181,6 +182,13 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
       await deps.ring.merge(RingState.fromJSON(ringFromWire(req)).toJSON());
       const s = deps.ring.state();
       return ringToWire(s.toJSON(), s.digest());
+    },
+
+    async digestArcs(req) {
+      // A ring has vnodes points per node; this bounds the answer, not real rings.
+      if (req.arcs.length > MAX_DIGEST_ARCS) throw new ThocError("invalid_argument", `DigestArcs: at most ${MAX_DIGEST_ARCS} arcs per call`);
+      const digests = await deps.store.digestArcs(req.arcs.map((a) => rangeFromWire(a)));
+      return { digests: digests.map((d) => ({ hash: d.hash, count: BigInt(d.count) })) };
     },
   };
 }
