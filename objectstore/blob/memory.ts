@@ -10,7 +10,7 @@ import { hasher, type Hasher } from "./hash.js";
 import { commonPrefixOf, RollUp } from "./listing.js";
 import {
   MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
-  type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
+  type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
 } from "./types.js";
 
@@ -115,9 +115,9 @@ export class MemoryBlobStore implements BlobStore {
 
   async headObject(bucket: string, key: string) { return this.object(bucket, key).meta; }
 
-  async getObject(bucket: string, key: string, opts: { range?: ByteRange; partNumber?: number } = {}): Promise<GetObjectResult> {
+  async getObject(bucket: string, key: string, opts: GetObjectOptions = {}): Promise<GetObjectResult> {
     const { meta, data } = this.object(bucket, key);
-    let range = opts.range;
+    let range = opts.prepare ? opts.prepare(meta) : opts.range;
     if (opts.partNumber !== undefined) {
       const parts = meta.parts ?? [{ partNumber: 1, size: meta.size, etag: meta.etag }];
       if (opts.partNumber < 1 || opts.partNumber > parts.length) throw blobError("InvalidPartNumber");

@@ -74,6 +74,12 @@ export interface BodyExpectations {
   computeChecksums?: ChecksumAlgorithm[];
 }
 
+export interface GetObjectOptions {
+  range?: ByteRange;
+  partNumber?: number;
+  prepare?: (meta: ObjectMeta) => ByteRange | undefined;
+}
+
 export interface PutObjectInput {
   bucket: string;
   key: string;
@@ -151,8 +157,15 @@ export interface BlobStore {
   /** Writes durably (fsync) before resolving; atomically replaces any previous version. */
   putObject(input: PutObjectInput): Promise<ObjectMeta>;
   headObject(bucket: string, key: string): Promise<ObjectMeta>;
-  /** range is resolved by the caller against headObject's size; partNumber selects one part of a multipart object. */
-  getObject(bucket: string, key: string, opts?: { range?: ByteRange; partNumber?: number }): Promise<GetObjectResult>;
+  /**
+   * range is resolved by the caller against headObject's size; partNumber
+   * selects one part of a multipart object. `prepare`, instead of range, is
+   * called with the object's metadata before any byte is read and returns the
+   * range (or throws: a failed precondition): one metadata lookup per GET
+   * instead of a HEAD and then a GET, which on the replicated store are two
+   * quorum rounds.
+   */
+  getObject(bucket: string, key: string, opts?: GetObjectOptions): Promise<GetObjectResult>;
   /** Deleting a missing key succeeds (S3 semantics). */
   deleteObject(bucket: string, key: string): Promise<void>;
   listObjects(input: ListObjectsInput): Promise<ListObjectsResult>;

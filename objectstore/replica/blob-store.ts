@@ -17,7 +17,7 @@ import { ThocError } from "../../errors/index.js";
 import {
   RollUp, algorithmsFor, blobError, checkBucketName, partRange, pickHeaders,
   type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm,
-  type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
+  type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
   type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
 } from "../blob/index.js";
 import { isManifest, metaOf, storedMeta, storedOf, verifying, checkKey, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
@@ -104,7 +104,7 @@ export class ReplicatedBlobStore implements BlobStore {
     return manifestMeta(m.record, m.manifest);
   }
 
-  async getObject(bucket: string, key: string, opts: { range?: ByteRange; partNumber?: number } = {}): Promise<GetObjectResult> {
+  async getObject(bucket: string, key: string, opts: GetObjectOptions = {}): Promise<GetObjectResult> {
     try {
       return await this.getOnce(bucket, key, opts);
     } catch (err) {
@@ -114,7 +114,7 @@ export class ReplicatedBlobStore implements BlobStore {
     }
   }
 
-  private async getOnce(bucket: string, key: string, opts: { range?: ByteRange; partNumber?: number }): Promise<GetObjectResult> {
+  private async getOnce(bucket: string, key: string, opts: GetObjectOptions): Promise<GetObjectResult> {
     await this.headBucket(bucket);
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
     const known = await this.b.coordinator.head(bucket, key);
@@ -122,13 +122,13 @@ export class ReplicatedBlobStore implements BlobStore {
     if (isManifest(storedOf(known.record))) {
       const { record, manifest } = await readManifest(this.b.coordinator, bucket, key, known);
       const meta = manifestMeta(record, manifest);
-      let range = opts.range;
+      let range = opts.prepare ? opts.prepare(meta) : opts.range;
       if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
       if (range && meta.size === 0) range = undefined;
       return { meta, body: await openManifestBody(this.b.coordinator, bucket, key, manifest, range), ...(range ? { range } : {}) };
     }
     const meta = metaOf(known.record);
-    let range = opts.range;
+    let range = opts.prepare ? opts.prepare(meta) : opts.range;
     if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
     if (range && meta.size === 0) range = undefined;
     const whole = !range || (range.start === 0 && range.end >= meta.size - 1);

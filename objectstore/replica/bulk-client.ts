@@ -19,7 +19,7 @@ import { PEER_AUTH_HEADER, type HlcClock, type PeerAuth } from "../../cluster/in
 import type { TlsMaterial } from "../../core/index.js";
 import type { BodyRange, PutOutcome, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
 import {
-  BULK_PREFACE, GET_METHOD, H_GET, H_IDLE, H_RECORD, PUT_METHOD, T_STATUS, T_TRAILER,
+  BULK_PREFACE, GET_METHOD, H_GET, H_IDLE, H_INLINE, H_RECORD, PUT_METHOD, T_STATUS, T_TRAILER,
   decodeHeader, encodeHeader, errorFrom, type GetHeader, type PutHeader,
 } from "./bulk-wire.js";
 
@@ -143,6 +143,33 @@ export class BulkClient {
     } finally {
       watch.disarm();
       opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** The record (undefined: none here) and, when it is live and at most inlineMax bytes, its body, verified. */
+  async head(bucket: string, key: string, inlineMax = 0): Promise<{ record?: ReplicaRecord; body?: Buffer }> {
+    const raw = encodeHeader({ bucket, key, head: { inlineMax } } satisfies GetHeader);
+    const { req, response } = this.request("GET", { [H_GET]: raw, [PEER_AUTH_HEADER]: this.o.auth.sign(GET_METHOD, this.o.nodeId, Buffer.from(raw)) });
+    req.end();
+    const watch = new Watchdog(`bulk HEAD ${bucket}/${key}`, this.o.nodeId, this.o.timeoutMs, (e) => req.destroy(e));
+    watch.arm();
+    try {
+      const res = await response;
+      const parts: Buffer[] = [];
+      for await (const c of res as AsyncIterable<Buffer>) parts.push(c);
+      const text = Buffer.concat(parts);
+      if (res.statusCode !== 200) throw errorFrom(text.toString(), res.statusCode ?? 0, this.o.nodeId);
+      if (res.headers[H_RECORD] === undefined) return {};
+      const record = decodeHeader<ReplicaRecord>(res.headers[H_RECORD], H_RECORD);
+      if (res.headers[H_INLINE] !== "1") return { record };
+      if (text.length !== record.size || createHash("sha256").update(text).digest("hex") !== record.sha256) {
+        throw new ThocError("data_loss", `replica of ${bucket}/${key} from ${this.o.nodeId} is corrupt (size or sha256 mismatch)`, { node: this.o.nodeId });
+      }
+      return { record, body: text };
+    } catch (err) {
+      throw watch.error(err, this.o.nodeId);
+    } finally {
+      watch.disarm();
     }
   }
 

@@ -19,7 +19,7 @@ import type { TlsMaterial } from "../../core/index.js";
 import type { HintStore } from "./hints.js";
 import { validateHeader, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import {
-  GET_METHOD, H_GET, H_IDLE, H_RECORD, MAX_IDLE_MS, PUT_METHOD, T_STATUS, T_TRAILER,
+  GET_METHOD, H_GET, H_IDLE, H_INLINE, H_RECORD, MAX_IDLE_MS, PUT_METHOD, T_STATUS, T_TRAILER,
   decodeHeader, encodeHeader, errorBody, type GetHeader, type PutHeader, type Trailer,
 } from "./bulk-wire.js";
 
@@ -140,8 +140,10 @@ export class BulkServer {
     if (known) Object.assign(header, { size: r.size, sha256: r.sha256 });
     validateHeader(header);
     const idleMs = this.idle(req);
-    req.socket.setTimeout(idleMs, () => req.destroy(new ThocError("deadline_exceeded",
-      `bulk PUT ${header.bucket}/${header.key}: the sender went silent for ${idleMs} ms; nothing stored`)));
+    // One listener per request, removed after it: a keep-alive socket carries many requests.
+    const silent = () => req.destroy(new ThocError("deadline_exceeded", `bulk PUT ${header.bucket}/${header.key}: the sender went silent for ${idleMs} ms; nothing stored`));
+    req.socket.setTimeout(idleMs);
+    req.socket.on("timeout", silent);
     try {
       const target = h.hintFor ? this.d.hints.for(h.hintFor) : this.d.store;
       const out = await target.put({
@@ -162,6 +164,7 @@ export class BulkServer {
       if (close) res.once("finish", () => req.socket.destroySoon());
     } finally {
       req.socket.setTimeout(0);
+      req.socket.off("timeout", silent);
     }
   }
 
@@ -172,10 +175,12 @@ export class BulkServer {
     if (g.range && !(Number.isSafeInteger(g.range.start) && Number.isSafeInteger(g.range.end) && g.range.start >= 0 && g.range.end >= g.range.start)) {
       throw new ThocError("invalid_argument", `bulk GET: bad range ${JSON.stringify(g.range)}`);
     }
+    if (g.head) return this.head(g, res);
     const got = await this.d.store.get(g.bucket, g.key, g.range ? { range: g.range } : {});
     if (!got) throw new ThocError("not_found", `no replica of ${g.bucket}/${g.key} on this node`, { bucket: g.bucket, key: g.key });
-    const idleMs = this.d.idleTimeoutMs;
-    req.socket.setTimeout(idleMs, () => res.destroy());
+    const stalled = () => res.destroy();
+    req.socket.setTimeout(this.d.idleTimeoutMs);
+    req.socket.on("timeout", stalled);
     res.writeHead(200, { [H_RECORD]: encodeHeader(got.record), trailer: T_STATUS });
     let status = "ok";
     try {
@@ -189,9 +194,29 @@ export class BulkServer {
       status = encodeHeader(JSON.parse(errorBody(err)));
     } finally {
       req.socket.setTimeout(0);
+      req.socket.off("timeout", stalled);
     }
     res.addTrailers({ [T_STATUS]: status });
     res.end();
+  }
+
+  private async head(g: GetHeader, res: ServerResponse): Promise<void> {
+    const rec = await this.d.store.head(g.bucket, g.key);
+    let body: Buffer | undefined;
+    if (rec && !rec.tombstone && rec.size > 0 && rec.size <= (g.head?.inlineMax ?? 0)) {
+      const got = await this.d.store.get(g.bucket, g.key).catch(() => undefined);
+      if (got?.record.version === rec.version) {
+        const parts: Buffer[] = [];
+        try {
+          for await (const c of got.body) parts.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+          body = Buffer.concat(parts);
+        } catch {
+          body = undefined; // damaged: the record alone; the reader asks another holder for the body
+        }
+      }
+    }
+    res.writeHead(200, { ...(rec ? { [H_RECORD]: encodeHeader(rec) } : {}), ...(body ? { [H_INLINE]: "1" } : {}), "content-length": body?.length ?? 0 });
+    res.end(body);
   }
 }
 

@@ -16,6 +16,9 @@
  *   GET /replica   x-thoc-get: bucket, key, optional byte range. Answer: 200
  *                  with x-thoc-record, the body chunked, and the trailer
  *                  x-thoc-status "ok" or the error that cut it short.
+ *                  With `head`: the record only (absent: no such replica),
+ *                  plus the body inline (x-thoc-inline) when it is small: a
+ *                  read's quorum round that needs no second request.
  *
  * Every request carries x-thoc-peer-auth, the replica protocol's HMAC
  * (cluster/auth.ts) over the method, the target node and the request's
@@ -50,7 +53,12 @@ export interface GetHeader {
   bucket: string;
   key: string;
   range?: { start: number; end: number };
+  /** Only the record (none: no x-thoc-record in the answer), and its body inline when it is live and at most this many bytes. */
+  head?: { inlineMax: number };
 }
+
+/** Set on a head answer that carries the body (Content-Length, verified by the reader). */
+export const H_INLINE = "x-thoc-inline";
 
 export interface Trailer {
   size: number;

@@ -13,6 +13,7 @@ import { ThocError } from "../../errors/index.js";
 import { BulkClient } from "./bulk-client.js";
 import { bytes, readAll, startTestCluster, testKey, TEST_CLUSTER, type TestCluster } from "./fixture.js";
 import { knownWrite, once, type ReplicaRecord } from "./replica-store.js";
+import { placementKey } from "./ring.js";
 
 const meta = (bucket: string, key: string) => ({ bucket, key, meta: "{}" });
 const quiet = { info() {}, warn() {} };
@@ -181,4 +182,26 @@ test("a body announced small goes whole in one request with its final meta; one 
     await assert.rejects(coord.put(meta("b", "liar"), bytes(randomBytes(70_000)), { size: 10 }), (e: ThocError) => e.code === "invalid_argument");
     for (const n of c.nodes) assert.equal(await n.store.head("b", "liar"), undefined);
   });
+});
+
+test("a coordinator holding no replica reads a small object in one round trip: the body comes with the records, verified", async () => {
+  const c = await startTestCluster(4);
+  try {
+    const { coord } = c.coordinator(0, { log: quiet });
+    const ring = c.byId("node-1").ring.state().ring(64);
+    let key = "";
+    for (let i = 0; !key; i++) if (!ring.preferenceList(placementKey("b", `k${i}`), 3).includes("node-1")) key = `k${i}`;
+    const body = randomBytes(5000);
+    await coord.put(meta("b", key), bytes(body), { size: body.length });
+    await coord.settled();
+    const known = await coord.head("b", key);
+    assert.ok(known.body, "the body came with the quorum round");
+    assert.deepEqual(Buffer.from(known.body!), body);
+    // No second request: with every replica gone, the read still completes from what the round brought.
+    for (const id of ["node-2", "node-3", "node-4"]) c.byId(id).kill();
+    assert.deepEqual(await readAll((await coord.get("b", key, { known })).body), body);
+    assert.deepEqual(await readAll((await coord.get("b", key, { known, range: { start: 10, end: 19 } })).body), body.subarray(10, 20));
+  } finally {
+    await c.close();
+  }
 });

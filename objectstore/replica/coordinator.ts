@@ -28,6 +28,8 @@ export interface ReplicaTarget {
   put(w: ReplicaWrite, opts?: { hintFor?: string; signal?: AbortSignal }): Promise<PutOutcome>;
   get(bucket: string, key: string, opts?: { range?: BodyRange }): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }>;
   head(bucket: string, key: string): Promise<ReplicaRecord | undefined>;
+  /** The record and, when live and at most inlineMax bytes, its verified body in the same round trip (remote replicas). */
+  headWithBody?(bucket: string, key: string, inlineMax: number): Promise<{ record?: ReplicaRecord; body?: Uint8Array }>;
   delete(bucket: string, key: string, version: string, opts?: { hintFor?: string }): Promise<PutOutcome>;
 }
 
@@ -84,6 +86,13 @@ export interface CoordinatorOptions {
 }
 
 export interface Quorum { n: number; w: number; r: number }
+
+/** A read's quorum round: the newest record, the nodes holding that version, and its body when a small one came with the records. */
+export interface HeadResult {
+  record?: ReplicaRecord;
+  holders: string[];
+  body?: Uint8Array;
+}
 
 interface Plan {
   pkey: string;
@@ -327,12 +336,22 @@ export class Coordinator {
   }
 
   /** The newest record among R replies (tombstones included), with read repair of stale replicas. */
-  async head(bucket: string, key: string): Promise<{ record?: ReplicaRecord; holders: string[] }> {
+  async head(bucket: string, key: string): Promise<HeadResult> {
     const plan = this.plan(bucket, key);
     const { r, n } = plan.q;
     if (plan.up.length < r) throw this.qerr(`GET ${bucket}/${key}`, plan.up.length, r, n, "preferred replicas down");
     const replies = new Map<string, ReplicaRecord | undefined>();
-    const asks = plan.up.map((id) => attempt(() => this.opts.target(id).head(bucket, key)).then(
+    // A coordinator that holds no replica asks for small bodies with the records: the read is then one round trip.
+    const inline = plan.up.includes(this.opts.self) ? 0 : SMALL_BODY_MAX;
+    const bodies = new Map<string, Uint8Array>();
+    const ask = async (id: string): Promise<ReplicaRecord | undefined> => {
+      const t = this.opts.target(id);
+      if (!inline || !t.headWithBody) return t.head(bucket, key);
+      const got = await t.headWithBody(bucket, key, inline);
+      if (got.body) bodies.set(id, got.body);
+      return got.record;
+    };
+    const asks = plan.up.map((id) => attempt(() => ask(id)).then(
       (rec) => { this.noteSuccess(id); replies.set(id, rec); },
       (err: unknown) => { this.noteFailure(id, err); throw err; },
     ));
@@ -351,13 +370,17 @@ export class Coordinator {
     const newest = newestOf([...replies.values()]);
     // Repair once every reply is in (late ones included), off the request path.
     this.track(Promise.allSettled(asks).then(() => this.repair(bucket, key, replies)));
-    return { record: newest, holders: newest ? [...replies].filter(([, rec]) => rec?.version === newest.version).map(([id]) => id) : [] };
+    const holders = newest ? [...replies].filter(([, rec]) => rec?.version === newest.version).map(([id]) => id) : [];
+    const body = holders.map((id) => bodies.get(id)).find((b) => b !== undefined);
+    return { record: newest, holders, ...(body ? { body } : {}) };
   }
 
   /** The newest live version with its body; not_found (NoSuchKey) when absent or deleted. */
-  async get(bucket: string, key: string, opts: { range?: BodyRange; known?: { record?: ReplicaRecord; holders: string[] } } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
-    const { record, holders } = opts.known ?? await this.head(bucket, key);
+  async get(bucket: string, key: string, opts: { range?: BodyRange; known?: HeadResult } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
+    const { record, holders, body } = opts.known ?? await this.head(bucket, key);
     if (!record || record.tombstone) throw blobError("NoSuchKey", `no object ${bucket}/${key}`, { bucket, key });
+    // The quorum round brought the (small, verified) body along.
+    if (body) return { record, body: once(opts.range ? body.subarray(opts.range.start, Math.min(body.length, opts.range.end + 1)) : body) };
     const order = [...holders].sort((a, b) => (a === this.opts.self ? -1 : b === this.opts.self ? 1 : 0));
     let last: unknown;
     const damaged: string[] = [];

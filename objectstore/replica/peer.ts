@@ -91,6 +91,12 @@ export class Peer {
     }
   }
 
+  /** The record and, when it is live and at most inlineMax bytes, its body (one request on the bulk path). */
+  async headWithBody(bucket: string, key: string, inlineMax: number): Promise<{ record?: ReplicaRecord; body?: Buffer }> {
+    if (this.bulk) return this.bulk.head(bucket, key, inlineMax);
+    return { record: await this.head(bucket, key) };
+  }
+
   /** The record and a body that is verified against its size and sha256 as it is read. */
   async get(bucket: string, key: string, opts: { range?: BodyRange } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> }> {
     if (this.bulk) return this.bulk.get(bucket, key, opts);
@@ -141,6 +147,7 @@ export class Peer {
   }
 
   async head(bucket: string, key: string): Promise<ReplicaRecord | undefined> {
+    if (this.bulk) return (await this.bulk.head(bucket, key)).record;
     const res = await this.client.headReplica({ bucket, key }, { ...this.unary() });
     return res.record ? fromWire(res.record) : undefined;
   }

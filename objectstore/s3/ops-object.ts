@@ -1,5 +1,5 @@
 /** Object operations: PUT, GET, HEAD, DELETE, CopyObject, and the ACL/tagging answers for unversioned, untagged objects. */
-import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
+import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type GetObjectResult, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { readSmall } from "./body.js";
 import { s3err } from "./errors.js";
 import { aclXml } from "./ops-bucket.js";
@@ -47,21 +47,32 @@ async function getOrHead(ctx: Ctx, head: boolean) {
     if (h.range) throw s3err("InvalidRequest", "Cannot specify both Range header and partNumber query parameter");
     partNumber = Number(pn);
   }
-  const meta = await ctx.store.headObject(ctx.bucket!, ctx.key!);
-  try {
+  // Conditions and the range are decided on the metadata: a HEAD looks it up; a GET has the store
+  // call back with it before any byte is read (one quorum round, not a HEAD and then a GET).
+  let seen: ObjectMeta | undefined;
+  let range: ReturnType<typeof parseRange>;
+  const prepare = (meta: ObjectMeta) => {
+    seen = meta;
     checkConditions(h, meta);
+    range = parseRange(typeof h.range === "string" ? h.range : undefined, meta.size);
+    return range;
+  };
+  let got: GetObjectResult | undefined;
+  try {
+    if (head) prepare(await ctx.store.headObject(ctx.bucket!, ctx.key!));
+    else got = await ctx.store.getObject(ctx.bucket!, ctx.key!, partNumber !== undefined ? { partNumber, prepare: (m) => { prepare(m); return undefined; } } : { prepare });
   } catch (err) {
-    if ((err as { code?: string }).code === "NotModified") {
-      ctx.res.setHeader("ETag", quote(meta.etag));
-      ctx.res.setHeader("Last-Modified", new Date(meta.lastModified).toUTCString());
+    if ((err as { code?: string }).code === "NotModified" && seen) {
+      ctx.res.setHeader("ETag", quote(seen.etag));
+      ctx.res.setHeader("Last-Modified", new Date(seen.lastModified).toUTCString());
       sendEmpty(ctx, 304);
       return;
     }
     throw err;
   }
-  const range = parseRange(typeof h.range === "string" ? h.range : undefined, meta.size);
+  const meta = seen!;
   const wantChecksums = h["x-amz-checksum-mode"] === "ENABLED" && !range && partNumber === undefined;
-  if (head) {
+  if (head || !got) {
     let r = range;
     if (partNumber !== undefined) {
       const parts = meta.parts ?? [{ partNumber: 1, size: meta.size }];
@@ -75,7 +86,6 @@ async function getOrHead(ctx: Ctx, head: boolean) {
     sendEmpty(ctx, r ? 206 : 200, { "Content-Length": r ? r.end - r.start + 1 : meta.size });
     return;
   }
-  const got = await ctx.store.getObject(ctx.bucket!, ctx.key!, { range, partNumber });
   const m = got.meta;
   writeObjectHeaders(ctx, m, { checksums: wantChecksums });
   const r = got.range;
