@@ -19,7 +19,7 @@ import { PEER_AUTH_HEADER, type HlcClock, type PeerAuth } from "../../cluster/in
 import type { TlsMaterial } from "../../core/index.js";
 import type { BodyRange, PutOutcome, ReplicaRecord, ReplicaWrite } from "./replica-store.js";
 import {
-  BULK_PREFACE, GET_METHOD, H_GET, H_IDLE, H_INLINE, H_RECORD, PUT_METHOD, T_STATUS, T_TRAILER,
+  BULK_PREFACE, GET_METHOD, H_GET, H_IDLE, H_INLINE, H_RECORD, MAX_HEADER_BYTES, PUT_METHOD, T_STATUS, T_TRAILER,
   decodeHeader, encodeHeader, errorFrom, type GetHeader, type PutHeader,
 } from "./bulk-wire.js";
 
@@ -78,7 +78,7 @@ export class BulkClient {
   }
 
   private request(method: "PUT" | "GET", headers: Record<string, string | number>): { req: ClientRequest; response: Promise<IncomingMessage> } {
-    const req = http.request({ agent: this.agent, host: this.host, port: this.port, method, path: "/replica", headers });
+    const req = http.request({ agent: this.agent, host: this.host, port: this.port, method, path: "/replica", headers, maxHeaderSize: MAX_HEADER_BYTES });
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       req.once("response", resolve);
       req.once("error", reject);

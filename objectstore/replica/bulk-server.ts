@@ -19,7 +19,7 @@ import type { TlsMaterial } from "../../core/index.js";
 import type { HintStore } from "./hints.js";
 import { validateHeader, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import {
-  GET_METHOD, H_GET, H_IDLE, H_INLINE, H_RECORD, MAX_IDLE_MS, PUT_METHOD, T_STATUS, T_TRAILER,
+  GET_METHOD, H_GET, H_IDLE, H_INLINE, H_RECORD, MAX_HEADER_BYTES, MAX_IDLE_MS, PUT_METHOD, T_STATUS, T_TRAILER,
   decodeHeader, encodeHeader, errorBody, type GetHeader, type PutHeader, type Trailer,
 } from "./bulk-wire.js";
 
@@ -47,7 +47,7 @@ export class BulkServer {
   private secure?: { server: https.Server; material: TlsMaterial };
 
   constructor(private readonly d: BulkServerDeps) {
-    this.plain = this.configure(http.createServer((req, res) => this.serve(req, res)));
+    this.plain = this.configure(http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => this.serve(req, res)));
   }
 
   private configure<T extends http.Server>(s: T): T {
@@ -71,7 +71,7 @@ export class BulkServer {
     }
     if (this.secure?.material !== m) {
       // Peers must present a certificate of the cluster CA (the MAC's node id is checked against it per request).
-      const opts = { cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca, requestCert: true, rejectUnauthorized: true } : {}) };
+      const opts = { cert: m.cert, key: m.key, maxHeaderSize: MAX_HEADER_BYTES, ...(m.ca ? { ca: m.ca, requestCert: true, rejectUnauthorized: true } : {}) };
       if (this.secure) this.secure.server.setSecureContext(opts);
       else this.secure = { server: this.configure(https.createServer(opts, (req, res) => this.serve(req, res))), material: m };
       this.secure.material = m;

@@ -40,6 +40,13 @@ export const H_IDLE = "x-thoc-idle-ms";
 export const T_TRAILER = "x-thoc-trailer";
 export const T_STATUS = "x-thoc-status";
 
+/**
+ * Headers and trailers of one request: the record's meta rides in them, and a
+ * multipart object's meta (its part list's signature) reaches ~0.5 MiB at
+ * 10,000 parts, far over HTTP's usual 16 KiB.
+ */
+export const MAX_HEADER_BYTES = 2 << 20;
+
 /** The longest silence a sender may ask the receiver to wait through (x-thoc-idle-ms). */
 export const MAX_IDLE_MS = 300_000;
 

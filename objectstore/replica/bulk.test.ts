@@ -205,3 +205,18 @@ test("a coordinator holding no replica reads a small object in one round trip: t
     await c.close();
   }
 });
+
+test("a record whose meta is large (a 10,000-part object's, ~0.5 MiB) crosses in headers and trailer both ways", async () => {
+  await withCluster(async (c) => {
+    const { coord } = c.coordinator(0, { log: quiet });
+    const big = JSON.stringify({ sig: "x".repeat(600_000) });
+    const body = randomBytes(100_000);
+    const rec = await coord.put({ bucket: "b", key: "bigmeta", meta: "{}" }, bytes(body), { finalMeta: () => big });
+    await coord.settled();
+    for (const n of c.nodes) assert.equal((await n.store.head("b", "bigmeta"))?.meta, big, `${n.id} stored the meta from the trailer`);
+    const got = await c.coordinator(1, { log: quiet }).peers.get("node-3").get("b", "bigmeta");
+    assert.equal(got.record.version, rec.version);
+    assert.equal(got.record.meta, big);
+    assert.deepEqual(await readAll(got.body), body);
+  });
+});
