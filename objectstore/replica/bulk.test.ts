@@ -220,3 +220,22 @@ test("a record whose meta is large (a 10,000-part object's, ~0.5 MiB) crosses in
     assert.deepEqual(await readAll(got.body), body);
   });
 });
+
+test("a bucket listing from a peer, batched 256 records per stream message, is complete and in key order, with after and limit", async () => {
+  await withCluster(async (c) => {
+    const n2 = c.byId("node-2");
+    const clock = new HlcClock("lister");
+    const keys = Array.from({ length: 600 }, (_, i) => `k${String(i).padStart(4, "0")}`);
+    for (const k of keys) {
+      const r: ReplicaRecord = { bucket: "b", key: k, version: clock.now(), tombstone: false, size: 1, sha256: createHash("sha256").update("x").digest("hex"), meta: "{}" };
+      await n2.store.put(knownWrite(r, once(Buffer.from("x"))));
+    }
+    const peer = c.coordinator(0, { log: quiet }).peers.get("node-2");
+    const got: string[] = [];
+    for await (const r of peer.listBucket("b")) got.push(r.key);
+    assert.deepEqual(got, keys);
+    const after: string[] = [];
+    for await (const r of peer.listBucket("b", { after: "k0299", limit: 10 })) after.push(r.key);
+    assert.deepEqual(after, keys.slice(300, 310));
+  });
+});

@@ -174,8 +174,12 @@ export class Peer {
   async *listBucket(bucket: string, opts: BucketListOptions = {}): AsyncIterable<ReplicaRecord> {
     const g = this.idle("ListBucket");
     for await (const r of g.stream(this.client.listBucket({
-      bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0,
-    }, { signal: g.signal }))) yield fromWire(r.record);
+      bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0, batch: true,
+    }, { signal: g.signal }))) {
+      // Batched (records), or one per message from a server that predates batching (record).
+      if (r.records.length) for (const x of r.records) yield fromWire(x);
+      else if (r.record) yield fromWire(r.record);
+    }
   }
 
   /** Full-state table exchange: sends ours (or only our digest), returns theirs (entries empty when the digests match). */

@@ -69,6 +69,8 @@ async function nextWithin<T>(it: AsyncIterator<T>, ms: number, what: string): Pr
 
 const MAX_DIGEST_PARTS = 1024;
 const MAX_LIST = 10_000;
+/** Records per ListBucket message when the caller asks for batches. */
+const LIST_BATCH = 256;
 const MAX_DIGEST_ARCS = 1 << 16;
 
 /** Splits a body into messages of at most `size` bytes. */
@@ -161,7 +163,20 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
     async *listBucket(req) {
       if (!req.bucket) throw new ThocError("invalid_argument", "ListBucket: bucket missing");
       const limit = Math.min(req.limit || MAX_LIST, MAX_LIST);
-      for await (const r of deps.store.listBucket(req.bucket, { prefix: req.prefix, ...(req.hasAfter ? { after: req.after } : {}), limit })) yield { record: toWire(r) };
+      const recs = deps.store.listBucket(req.bucket, { prefix: req.prefix, ...(req.hasAfter ? { after: req.after } : {}), limit });
+      if (!req.batch) {
+        for await (const r of recs) yield { record: toWire(r) };
+        return;
+      }
+      let batch: ReturnType<typeof toWire>[] = [];
+      for await (const r of recs) {
+        batch.push(toWire(r));
+        if (batch.length >= LIST_BATCH) {
+          yield { records: batch };
+          batch = [];
+        }
+      }
+      if (batch.length) yield { records: batch };
     },
 
     async syncTable(req) {
