@@ -140,7 +140,8 @@ export class Coordinator {
     return quorumError(...a);
   }
 
-  private isUp(id: string): boolean {
+  /** Up as membership sees it, and not seen failing a call in the last failureBackoffMs (a node just killed, before gossip notices). */
+  isUp(id: string): boolean {
     if (id === this.opts.self) return true;
     const failed = this.failedAt.get(id);
     if (failed !== undefined && this.now() - failed < (this.opts.failureBackoffMs ?? 2000)) return false;

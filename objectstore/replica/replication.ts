@@ -147,7 +147,9 @@ export class ReplicationNode {
     const ring = this.ring();
     const { w } = this.coordinator.quorum(ring);
     const nodes = ring.nodes.length ? [...ring.nodes] : [this.o.nodeId];
-    const up = nodes.filter((id) => id === this.o.nodeId || this.isUp(id));
+    // The coordinator's view: a node whose calls just failed counts as down before membership notices,
+    // so a listing right after a node died is made from the others (still complete with fewer than W missing).
+    const up = nodes.filter((id) => id === this.o.nodeId || this.coordinator.isUp(id));
     const missing = nodes.filter((id) => !up.includes(id));
     if (missing.length >= w) throw unreachableError(`list ${bucket}`, missing, w);
     const sources: ListSource[] = up.map((id) => id === this.o.nodeId
