@@ -46,3 +46,24 @@ export async function cpuSeconds(pid: number): Promise<number> {
   const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) / 100;
 }
+
+/** Sends a request body in 1 MiB slices, waiting for drain (a benchmark client must not buffer a 64 MiB body in the socket), then ends it; no body: just ends. */
+export function writeBody(req: import("node:http").ClientRequest, body: Buffer | undefined): void {
+  if (!body) {
+    req.end();
+    return;
+  }
+  let off = 0;
+  const pump = (): void => {
+    while (off < body.length) {
+      const c = body.subarray(off, off + (1 << 20));
+      off += c.length;
+      if (!req.write(c)) {
+        req.once("drain", pump);
+        return;
+      }
+    }
+    req.end();
+  };
+  pump();
+}

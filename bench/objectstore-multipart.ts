@@ -22,7 +22,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import { availableParallelism, loadavg } from "node:os";
-import { sigv4 } from "./common.js";
+import { sigv4, writeBody } from "./common.js";
 import { startCluster, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCHMULTIPART01";
@@ -64,17 +64,7 @@ function request(a: AgentProcess, method: string, p: string, query: [string, str
       res.on("error", reject);
     });
     req.on("error", reject);
-    if (!body) return void req.end();
-    let off = 0;
-    const pump = () => {
-      while (off < body.length) {
-        const c = body.subarray(off, off + MiB);
-        off += c.length;
-        if (!req.write(c)) return void req.once("drain", pump);
-      }
-      req.end();
-    };
-    pump();
+    writeBody(req, body);
   });
 }
 

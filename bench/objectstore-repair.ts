@@ -28,7 +28,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import { availableParallelism, loadavg } from "node:os";
-import { cpuSeconds, sigv4 } from "./common.js";
+import { cpuSeconds, sigv4, writeBody } from "./common.js";
 import { startCluster, sleep, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCHREPAIR00001";
@@ -64,17 +64,7 @@ function request(base: URL, method: string, p: string, body?: Buffer, hash = fal
       res.on("error", reject);
     });
     req.on("error", reject);
-    if (!body) return void req.end();
-    let off = 0;
-    const pump = () => {
-      while (off < body.length) {
-        const c = body.subarray(off, off + MiB);
-        off += c.length;
-        if (!req.write(c)) return void req.once("drain", pump);
-      }
-      req.end();
-    };
-    pump();
+    writeBody(req, body);
   });
 }
 

@@ -26,7 +26,7 @@ import http from "node:http";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { cpuSeconds, rawServer, sigv4 } from "./common.js";
+import { cpuSeconds, rawServer, sigv4, writeBody } from "./common.js";
 import { startCluster, sleep, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCHOBJSTORE001";
@@ -67,17 +67,7 @@ function request(base: URL, method: string, p: string, body?: Buffer, hash = fal
       res.on("error", reject);
     });
     req.on("error", reject);
-    if (!body) return void req.end();
-    let off = 0;
-    const pump = () => {
-      while (off < body.length) {
-        const c = body.subarray(off, off + MiB);
-        off += c.length;
-        if (!req.write(c)) return void req.once("drain", pump);
-      }
-      req.end();
-    };
-    pump();
+    writeBody(req, body);
   });
 }
 
