@@ -101,7 +101,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
   const bucketTable = node.table("buckets");
   const sweeper = new PartSweeper({
     self: ctx.nodeId, store, coordinator: node.coordinator, ring: () => node.ring(), isUp: (id) => view.isUp(id),
-    buckets: async () => (await bucketTable.list()).map((e) => e.key), graceMs: config.objectstore.partGrace, log,
+    buckets: async () => (await bucketTable.list()).map((e) => e.key).filter((k) => !k.includes("\u0000")), graceMs: config.objectstore.partGrace, log,
   });
   const sweepTimer = setInterval(() => {
     if (gate.synced()) void sweeper.sweep().catch((err: Error) => log.warn({ err: err.message }, "object store: part sweep failed; will try again"));

@@ -7,6 +7,8 @@
  * the layers above.
  */
 export type * from "./types.js";
+export type * from "./bucket-config.js";
+export { BUCKET_CONFIG_SECTIONS } from "./bucket-config.js";
 export { MIN_PART_SIZE, MAX_PARTS } from "./types.js";
 export { blobError, blobCodeOf, isBlobError, type BlobErrorCode } from "./errors.js";
 export {

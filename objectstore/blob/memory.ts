@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { blobError } from "./errors.js";
 import { hasher, type Hasher } from "./hash.js";
+import type { BucketConfigSection, BucketConfigSections } from "./bucket-config.js";
 import { commonPrefixOf, RollUp } from "./listing.js";
 import {
   MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
@@ -16,7 +17,7 @@ import {
 
 interface Stored { meta: ObjectMeta; data: Buffer }
 interface Upload { upload: MultipartUpload; parts: Map<number, { info: PartInfo; data: Buffer }> }
-interface Bucket { info: BucketInfo; objects: Map<string, Stored>; uploads: Map<string, Upload> }
+interface Bucket { info: BucketInfo; objects: Map<string, Stored>; uploads: Map<string, Upload>; config: Map<string, string> }
 
 /** Reads a body, verifying size, MD5 and checksums; returns the bytes, the hex MD5 and every checksum asked for. */
 async function readVerified(body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<{ data: Buffer; md5: string; checksums: Checksums }> {
@@ -83,15 +84,26 @@ export class MemoryBlobStore implements BlobStore {
       return { created: false, bucket: b.info };
     }
     const info: BucketInfo = { name, owner, createdAt: Date.now() };
-    this.buckets.set(name, { info, objects: new Map(), uploads: new Map() });
+    this.buckets.set(name, { info, objects: new Map(), uploads: new Map(), config: new Map() });
     return { created: true, bucket: info };
   }
 
   async headBucket(name: string) { return this.bucket(name).info; }
 
+  async getBucketConfig<S extends BucketConfigSection>(bucket: string, section: S): Promise<BucketConfigSections[S] | undefined> {
+    const raw = this.bucket(bucket).config.get(section);
+    return raw === undefined ? undefined : JSON.parse(raw) as BucketConfigSections[S];
+  }
+
+  async putBucketConfig<S extends BucketConfigSection>(bucket: string, section: S, value: BucketConfigSections[S] | undefined): Promise<void> {
+    const c = this.bucket(bucket).config;
+    if (value === undefined) c.delete(section);
+    else c.set(section, JSON.stringify(value));
+  }
+
   async deleteBucket(name: string) {
     const b = this.bucket(name);
-    if (b.objects.size || b.uploads.size) throw blobError("BucketNotEmpty", undefined, { bucket: name });
+    if (b.objects.size) throw blobError("BucketNotEmpty", undefined, { bucket: name });
     this.buckets.delete(name);
   }
 

@@ -12,6 +12,8 @@
  * S3 layer maps to S3 errors.
  */
 
+import type { BucketConfigSection, BucketConfigSections } from "./bucket-config.js";
+
 export type ChecksumAlgorithm = "crc32" | "crc32c" | "sha1" | "sha256";
 
 /** Base64 digests, as S3 sends and returns them in x-amz-checksum-*. */
@@ -148,10 +150,14 @@ export interface ListUploadsResult {
 
 export interface BlobStore {
   listBuckets(): Promise<BucketInfo[]>;
+  /** One configuration section of a bucket (bucket-config.ts), undefined when never set. NoSuchBucket when the bucket is missing. */
+  getBucketConfig<S extends BucketConfigSection>(bucket: string, section: S): Promise<BucketConfigSections[S] | undefined>;
+  /** Sets (or with undefined, removes) one section, replicated like the bucket itself; the others are untouched. */
+  putBucketConfig<S extends BucketConfigSection>(bucket: string, section: S, value: BucketConfigSections[S] | undefined): Promise<void>;
   /** Idempotent for the same owner ({created:false}); another owner's bucket → BucketAlreadyExists. */
   createBucket(name: string, owner: string): Promise<{ created: boolean; bucket: BucketInfo }>;
   headBucket(name: string): Promise<BucketInfo>;
-  /** BucketNotEmpty when it holds objects or in-progress uploads. */
+  /** BucketNotEmpty when it holds objects (or versions); uploads in progress are aborted with it, as S3 does. */
   deleteBucket(name: string): Promise<void>;
 
   /** Writes durably (fsync) before resolving; atomically replaces any previous version. */

@@ -15,8 +15,8 @@
  */
 import { ThocError } from "../../errors/index.js";
 import {
-  RollUp, algorithmsFor, blobError, checkBucketName, partRange, pickHeaders,
-  type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm,
+  BUCKET_CONFIG_SECTIONS, RollUp, algorithmsFor, blobError, checkBucketName, partRange, pickHeaders,
+  type BlobStore, type BodyExpectations, type BucketConfigSection, type BucketConfigSections, type BucketInfo, type ByteRange, type ChecksumAlgorithm,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
   type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
 } from "../blob/index.js";
@@ -32,7 +32,23 @@ export class ReplicatedBlobStore implements BlobStore {
   async listBuckets(): Promise<BucketInfo[]> {
     this.b.ready?.();
     const all = await this.b.buckets.list();
-    return all.map((e) => JSON.parse(e.value) as BucketInfo);
+    return all.filter((e) => !e.key.includes(SECTION_SEP)).map((e) => JSON.parse(e.value) as BucketInfo);
+  }
+
+  async getBucketConfig<S extends BucketConfigSection>(bucket: string, section: S): Promise<BucketConfigSections[S] | undefined> {
+    await this.headBucket(bucket);
+    const raw = await this.b.buckets.lookup(sectionKey(bucket, section));
+    if (raw === undefined) return undefined;
+    try {
+      return JSON.parse(raw) as BucketConfigSections[S];
+    } catch {
+      throw blobError("Corrupt", `bucket ${bucket}: stored ${section} configuration is not JSON`);
+    }
+  }
+
+  async putBucketConfig<S extends BucketConfigSection>(bucket: string, section: S, value: BucketConfigSections[S] | undefined): Promise<void> {
+    await this.headBucket(bucket);
+    await this.b.buckets.put(sectionKey(bucket, section), value === undefined ? null : JSON.stringify(value));
   }
 
   async createBucket(name: string, owner: string): Promise<{ created: boolean; bucket: BucketInfo }> {
@@ -56,12 +72,31 @@ export class ReplicatedBlobStore implements BlobStore {
     return JSON.parse(cur) as BucketInfo;
   }
 
+  /**
+   * Refuses a bucket that still holds an object (or, in a versioned bucket,
+   * any version or delete marker); uploads in progress go with the bucket,
+   * as in S3, so a tool that emptied the bucket after an interrupted upload
+   * can delete it.
+   */
   async deleteBucket(name: string): Promise<void> {
     await this.headBucket(name);
-    if (await this.anyLive(name, "") || await this.anyLive(name, mpu.UPLOAD_PREFIX)) {
-      throw blobError("BucketNotEmpty", `bucket ${name} is not empty: delete its objects and abort its multipart uploads first`, { bucket: name });
+    // A listing of prefix "" leaves the store's internal keys (uploads, parts, versions) out: ask for each kind.
+    if (await this.anyLive(name, "") || await this.anyLive(name, VERSION_PREFIX)) {
+      throw blobError("BucketNotEmpty", `bucket ${name} is not empty: delete its objects (and, if it was ever versioned, their versions and delete markers) first`, { bucket: name });
     }
+    const uploads: string[] = [];
+    const list = await this.b.listBucket(name, { prefix: mpu.UPLOAD_PREFIX });
+    try {
+      for (let r = await list.next(); r; r = await list.next()) if (!r.tombstone) uploads.push(r.key);
+    } finally {
+      await list.close();
+    }
+    for (const k of uploads) await this.b.coordinator.delete(name, k);
     await mpu.dropLeftoverParts(this, name);
+    // The sections go first: a bucket re-created under this name starts with none of them.
+    for (const section of BUCKET_CONFIG_SECTIONS) {
+      if (this.b.buckets.table.get(sectionKey(name, section)) !== undefined) await this.b.buckets.put(sectionKey(name, section), null);
+    }
     await this.b.buckets.put(name, null);
   }
 
@@ -195,6 +230,13 @@ export class ReplicatedBlobStore implements BlobStore {
     await this.b.coordinator.settled();
   }
 }
+
+/** Where a versioned bucket's versions will live (reserved now so that DeleteBucket already counts them). */
+export const VERSION_PREFIX = "\u0001v/";
+
+/** Bucket names never hold U+0000, so a section's key cannot collide with a bucket's. */
+const SECTION_SEP = "\u0000";
+const sectionKey = (bucket: string, section: BucketConfigSection) => `${bucket}${SECTION_SEP}${section}`;
 
 export function noSuchKey(bucket: string, key: string): ThocError {
   return blobError("NoSuchKey", `no object ${key} in bucket ${bucket}`, { bucket, key });

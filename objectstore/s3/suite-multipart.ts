@@ -23,6 +23,24 @@ export function multipartSuite(makeStore: MakeStore): void {
     });
     after(() => f.close());
 
+    test("DeleteBucket with an upload in progress deletes the upload with it; a bucket with an object is still refused", async () => {
+      await c.send(new s3.CreateBucketCommand({ Bucket: "rb-force" }));
+      const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "rb-force", Key: "half.bin" }));
+      await c.send(new s3.UploadPartCommand({ Bucket: "rb-force", Key: "half.bin", UploadId, PartNumber: 1, Body: randomBytes(1000) }));
+      await c.send(new s3.PutObjectCommand({ Bucket: "rb-force", Key: "kept", Body: "x" }));
+      await rejectsWith(c.send(new s3.DeleteBucketCommand({ Bucket: "rb-force" })), "BucketNotEmpty", 409);
+      const still = await c.send(new s3.ListMultipartUploadsCommand({ Bucket: "rb-force" }));
+      assert.equal(still.Uploads?.length, 1, "a refused DeleteBucket changes nothing");
+      await c.send(new s3.DeleteObjectCommand({ Bucket: "rb-force", Key: "kept" }));
+      await c.send(new s3.DeleteBucketCommand({ Bucket: "rb-force" }));
+      await rejectsWith(c.send(new s3.HeadBucketCommand({ Bucket: "rb-force" })), "NotFound", 404);
+      await c.send(new s3.CreateBucketCommand({ Bucket: "rb-force" }));
+      const lu = await c.send(new s3.ListMultipartUploadsCommand({ Bucket: "rb-force" }));
+      assert.equal(lu.Uploads?.length ?? 0, 0, "the re-created bucket has no upload left over");
+      await rejectsWith(c.send(new s3.UploadPartCommand({ Bucket: "rb-force", Key: "half.bin", UploadId, PartNumber: 2, Body: "y" })), "NoSuchUpload", 404);
+      await c.send(new s3.DeleteBucketCommand({ Bucket: "rb-force" }));
+    });
+
     test("create, upload parts, list, complete → '<md5 of md5s>-N'; completing again returns the same; GET by partNumber", async () => {
       const p1 = randomBytes(5 * MiB), p2 = randomBytes(5 * MiB + 17), p3 = randomBytes(1000);
       const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: B, Key: "big.bin", ContentType: "application/x-big", Metadata: { who: "me" } }));
