@@ -16,7 +16,7 @@ export {
   type BodyDigests, type Hasher,
 } from "./hash.js";
 export { ChunkHasher, type ChunkDigests } from "./hash-chunks.js";
-export { algorithmsFor, checkBucketName, chooseParts, partRange, pickHeaders, stripQuotes, verifyDigests } from "./rules.js";
+export { algorithmsFor, checkBucketName, extrasOf, chooseParts, partRange, pickHeaders, stripQuotes, verifyDigests } from "./rules.js";
 export { commonPrefixOf, RollUp } from "./listing.js";
 export { READ_BUFFER, readBuffer, recycleReadBuffer } from "./read-buffers.js";
 export { MemoryBlobStore } from "./memory.js";

@@ -8,11 +8,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { blobError } from "./errors.js";
 import { hasher, type Hasher } from "./hash.js";
 import type { BucketConfigSection, BucketConfigSections } from "./bucket-config.js";
+import { extrasOf } from "./rules.js";
 import { commonPrefixOf, RollUp } from "./listing.js";
 import {
   MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
-  type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
+  type MultipartUpload, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
 } from "./types.js";
 
 interface Stored { meta: ObjectMeta; data: Buffer }
@@ -113,7 +114,7 @@ export class MemoryBlobStore implements BlobStore {
     const b = this.bucket(input.bucket); // it may have gone while the body streamed
     const meta: ObjectMeta = {
       ...input.headers, bucket: input.bucket, key: input.key, size: data.length, etag: md5, lastModified: Date.now(),
-      userMeta: { ...input.userMeta }, checksums, version: this.version(),
+      userMeta: { ...input.userMeta }, checksums, version: this.version(), ...extrasOf(input.extras),
     };
     b.objects.set(input.key, { meta, data });
     return meta;
@@ -156,9 +157,19 @@ export class MemoryBlobStore implements BlobStore {
     };
   }
 
-  async createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm) {
+  async updateObjectMeta(bucket: string, key: string, patch: Pick<ObjectExtras, "tags" | "acl">, opts: { versionId?: string } = {}): Promise<ObjectMeta> {
+    const o = this.object(bucket, key);
+    if (opts.versionId !== undefined && opts.versionId !== (o.meta.versionId ?? "null")) throw blobError("NoSuchKey", undefined, { key });
+    const next: ObjectMeta = { ...o.meta };
+    if (patch.tags !== undefined) { if (Object.keys(patch.tags).length) next.tags = patch.tags; else delete next.tags; }
+    if (patch.acl !== undefined) { if (patch.acl !== "private") next.acl = patch.acl; else delete next.acl; }
+    o.meta = next;
+    return next;
+  }
+
+  async createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm, extras?: ObjectExtras) {
     const b = this.bucket(bucket);
-    const upload: MultipartUpload = { uploadId: randomBytes(16).toString("base64url"), bucket, key, initiated: Date.now(), headers, userMeta, checksumAlgorithm };
+    const upload: MultipartUpload = { uploadId: randomBytes(16).toString("base64url"), bucket, key, initiated: Date.now(), headers, userMeta, checksumAlgorithm, ...(extras ? { extras } : {}) };
     b.uploads.set(upload.uploadId, { upload, parts: new Map() });
     return upload;
   }
@@ -214,7 +225,7 @@ export class MemoryBlobStore implements BlobStore {
     const data = Buffer.concat(chosen.map((c) => c.data));
     const meta: ObjectMeta = {
       ...u.upload.headers, bucket, key, size: data.length, etag: `${md5.digest("hex")}-${chosen.length}`, lastModified: Date.now(),
-      userMeta: { ...u.upload.userMeta }, checksums, version: this.version(), parts: chosen.map((c) => c.info),
+      userMeta: { ...u.upload.userMeta }, checksums, version: this.version(), parts: chosen.map((c) => c.info), ...extrasOf(u.upload.extras),
     };
     const b = this.bucket(bucket);
     b.objects.set(key, { meta, data });

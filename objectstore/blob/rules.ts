@@ -1,7 +1,7 @@
 /** Rules every blob store keeps: header picking, bucket names, body verification, part ranges, part lists. */
 import { blobError } from "./errors.js";
 import { ALGORITHMS, type BodyDigests } from "./hash.js";
-import { MIN_PART_SIZE, type BodyExpectations, type ByteRange, type ChecksumAlgorithm, type ObjectHeaders, type ObjectMeta, type PartInfo } from "./types.js";
+import { MIN_PART_SIZE, type BodyExpectations, type ByteRange, type ChecksumAlgorithm, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo } from "./types.js";
 
 const HEADER_FIELDS = ["contentType", "cacheControl", "contentDisposition", "contentEncoding", "contentLanguage", "expires", "storageClass"] as const;
 
@@ -86,4 +86,13 @@ export function chooseParts<P extends { info: PartInfo }>(list: readonly { partN
     }
   }
   return chosen;
+}
+
+/** The extras a client set, without empty fields (the stored meta stays as small as before for plain objects). */
+export function extrasOf(x: ObjectExtras | undefined): ObjectExtras {
+  const out: ObjectExtras = {};
+  if (x?.tags && Object.keys(x.tags).length) out.tags = x.tags;
+  if (x?.acl && x.acl !== "private") out.acl = x.acl;
+  if (x?.sse) out.sse = x.sse;
+  return out;
 }

@@ -12,7 +12,7 @@
  * S3 layer maps to S3 errors.
  */
 
-import type { BucketConfigSection, BucketConfigSections } from "./bucket-config.js";
+import type { BucketConfigSection, BucketConfigSections, CannedAcl } from "./bucket-config.js";
 
 export type ChecksumAlgorithm = "crc32" | "crc32c" | "sha1" | "sha256";
 
@@ -38,7 +38,29 @@ export interface PartInfo {
   lastModified?: number;
 }
 
-export interface ObjectMeta extends ObjectHeaders {
+/**
+ * How an object's body is encrypted at rest (SSE). The fields past `mode` are
+ * the encryption module's own (objectstore/s3 sse): the store keeps them
+ * verbatim and never needs to read them.
+ */
+export interface ObjectEncryption {
+  mode: "SSE-S3" | "SSE-C";
+  [field: string]: string | number | boolean | undefined;
+}
+
+/**
+ * What an object carries besides its body and headers and what a client can
+ * change later without rewriting the body (tags, ACL: updateObjectMeta).
+ */
+export interface ObjectExtras {
+  /** Object tags (x-amz-tagging, PutObjectTagging). */
+  tags?: Record<string, string>;
+  /** Canned ACL (x-amz-acl, PutObjectAcl); none means private. */
+  acl?: CannedAcl;
+  sse?: ObjectEncryption;
+}
+
+export interface ObjectMeta extends ObjectHeaders, ObjectExtras {
   bucket: string;
   key: string;
   size: number;
@@ -55,6 +77,10 @@ export interface ObjectMeta extends ObjectHeaders {
   /** Opaque, totally ordered version (an HLC timestamp in the replicated store). */
   version: string;
   storageClass?: string;
+  /** S3 version id in a bucket that has (had) versioning: "null" for the null version; absent in a never-versioned bucket. */
+  versionId?: string;
+  /** The version is a delete marker (versioned buckets only). */
+  deleteMarker?: boolean;
 }
 
 export interface BucketInfo {
@@ -89,6 +115,7 @@ export interface PutObjectInput {
   headers: ObjectHeaders;
   userMeta: Record<string, string>;
   expect: BodyExpectations;
+  extras?: ObjectExtras;
 }
 
 /** Inclusive byte range, already resolved against the object size. */
@@ -129,6 +156,8 @@ export interface MultipartUpload {
   headers: ObjectHeaders;
   userMeta: Record<string, string>;
   checksumAlgorithm?: ChecksumAlgorithm;
+  /** Carried to the completed object. */
+  extras?: ObjectExtras;
 }
 
 export interface ListUploadsInput {
@@ -176,7 +205,15 @@ export interface BlobStore {
   deleteObject(bucket: string, key: string): Promise<void>;
   listObjects(input: ListObjectsInput): Promise<ListObjectsResult>;
 
-  createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload>;
+  /**
+   * Changes an object's tags and/or ACL (a field left out stays as it is;
+   * tags: {} removes them) without rewriting its body or changing its ETag,
+   * Last-Modified or version. NoSuchKey when there is no such object
+   * (version, when versionId is given).
+   */
+  updateObjectMeta(bucket: string, key: string, patch: Pick<ObjectExtras, "tags" | "acl">, opts?: { versionId?: string }): Promise<ObjectMeta>;
+
+  createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm, extras?: ObjectExtras): Promise<MultipartUpload>;
   /** Replaces an earlier upload of the same part number. NoSuchUpload when unknown. */
   uploadPart(bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo>;
   /**

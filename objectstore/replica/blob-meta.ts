@@ -56,6 +56,8 @@ export function storedMeta(m: ObjectMeta | StoredMeta): string {
   return JSON.stringify(rest);
 }
 
+export { extrasOf } from "../blob/index.js";
+
 export function checkKey(key: string): void {
   if (!key) throw blobError("InvalidArgument", "object key must not be empty");
   if (key.startsWith(INTERNAL_KEY_PREFIX) || key.startsWith("\u0000")) {

@@ -17,10 +17,10 @@ import { randomBytes } from "node:crypto";
 import {
   MAX_PARTS, RollUp, algorithmsFor, blobError, chooseParts, compositeChecksum, isBlobError, multipartEtag, pickHeaders, stripQuotes,
   type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
-  type MultipartUpload, type ObjectHeaders, type ObjectMeta, type PartInfo,
+  type MultipartUpload, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo,
   type BucketInfo,
 } from "../blob/index.js";
-import { metaOf, storedOf, verifying, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
+import { extrasOf, metaOf, storedOf, verifying, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
 import { PART_PREFIX, manifestBody, partKey, partsPrefix, type Manifest } from "./blob-manifest.js";
 import { afterPrefix } from "./listing.js";
 import type { ReplicaRecord } from "./replica-store.js";
@@ -62,12 +62,13 @@ async function getUpload(s: MultipartHost, bucket: string, key: string, uploadId
   return parse<MultipartUpload>(record);
 }
 
-export async function create(s: MultipartHost, bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload> {
+export async function create(s: MultipartHost, bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm, extras?: ObjectExtras): Promise<MultipartUpload> {
   await s.headBucket(bucket);
   // Time first: one key's uploads list in the order they were started.
   const uploadId = Date.now().toString(16).padStart(12, "0") + randomBytes(10).toString("hex");
   const up: MultipartUpload = { uploadId, bucket, key, initiated: Date.now(), headers: pickHeaders(headers), userMeta };
   if (checksumAlgorithm) up.checksumAlgorithm = checksumAlgorithm;
+  if (extras && Object.keys(extras).length) up.extras = extras;
   await s.b.coordinator.put({ bucket, key: uploadKey(key, uploadId), meta: JSON.stringify(up) }, (async function* () {})());
   return up;
 }
@@ -139,7 +140,7 @@ export async function complete(s: MultipartHost, bucket: string, key: string, up
   const manifest: Manifest = { uploadId, parts: chosen.map((p) => ({ ...p.info, version: p.rec.version })) };
   const meta: StoredMeta = {
     ...up.headers, etag: multipartEtag(chosen.map((p) => p.info.etag)), lastModified: Date.now(), userMeta: up.userMeta, checksums,
-    size: chosen.reduce((n, p) => n + p.info.size, 0), mpu: { id: uploadId, sig, parts: chosen.length },
+    size: chosen.reduce((n, p) => n + p.info.size, 0), mpu: { id: uploadId, sig, parts: chosen.length }, ...extrasOf(up.extras),
   };
   const coord = s.b.coordinator;
   const rec = await coord.put({ bucket, key, meta: JSON.stringify(meta) }, manifestBody(manifest));

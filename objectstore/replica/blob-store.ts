@@ -18,9 +18,9 @@ import {
   BUCKET_CONFIG_SECTIONS, RollUp, algorithmsFor, blobError, checkBucketName, partRange, pickHeaders,
   type BlobStore, type BodyExpectations, type BucketConfigSection, type BucketConfigSections, type BucketInfo, type ByteRange, type ChecksumAlgorithm,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
-  type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
+  type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
 } from "../blob/index.js";
-import { isManifest, metaOf, storedMeta, storedOf, verifying, checkKey, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
+import { extrasOf, isManifest, metaOf, storedMeta, storedOf, verifying, checkKey, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
 import { manifestMeta, openManifestBody, readManifest } from "./blob-manifest.js";
 import * as mpu from "./blob-multipart.js";
 import { afterPrefix } from "./listing.js";
@@ -114,7 +114,7 @@ export class ReplicatedBlobStore implements BlobStore {
     checkKey(input.key);
     await this.headBucket(input.bucket);
     const v = verifying(input.body, input.expect, algorithmsFor(input.expect));
-    const base: StoredMeta = { ...pickHeaders(input.headers), etag: "", lastModified: this.now(), userMeta: input.userMeta, checksums: {} };
+    const base: StoredMeta = { ...pickHeaders(input.headers), etag: "", lastModified: this.now(), userMeta: input.userMeta, checksums: {}, ...extrasOf(input.extras) };
     if (input.headers && (input.headers as { storageClass?: string }).storageClass) base.storageClass = (input.headers as { storageClass?: string }).storageClass;
     const rec = await this.b.coordinator.put({ bucket: input.bucket, key: input.key, meta: storedMeta(base) }, v.body, {
       ...(v.sha256 ? { sha256: v.sha256 } : {}),
@@ -201,9 +201,15 @@ export class ReplicatedBlobStore implements BlobStore {
     return { objects, commonPrefixes, isTruncated, ...(isTruncated && last !== undefined ? { nextAfter: last } : {}) };
   }
 
-  createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm): Promise<MultipartUpload> {
+  async updateObjectMeta(bucket: string, key: string, _patch: Pick<ObjectExtras, "tags" | "acl">, _opts: { versionId?: string } = {}): Promise<ObjectMeta> {
+    await this.headBucket(bucket);
     checkKey(key);
-    return mpu.create(this, bucket, key, headers, userMeta, checksumAlgorithm);
+    throw new ThocError("unimplemented", "changing an object's tags or ACL after it was written is not implemented yet");
+  }
+
+  createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm, extras?: ObjectExtras): Promise<MultipartUpload> {
+    checkKey(key);
+    return mpu.create(this, bucket, key, headers, userMeta, checksumAlgorithm, extras);
   }
 
   uploadPart(bucket: string, key: string, uploadId: string, partNumber: number, body: AsyncIterable<Uint8Array>, expect: BodyExpectations): Promise<PartInfo> {
