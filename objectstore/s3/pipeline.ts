@@ -13,6 +13,7 @@ import type { BlobStore } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import type { Ctx } from "./http.js";
 import * as bucketOps from "./ops-bucket.js";
+import * as lifecycleOps from "./ops-lifecycle.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
@@ -32,6 +33,7 @@ const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, UploadPartCopy: mpOps.uploadPartCopy,
   CompleteMultipartUpload: mpOps.completeMultipartUpload, AbortMultipartUpload: mpOps.abortMultipartUpload,
   ListParts: mpOps.listParts, ListMultipartUploads: mpOps.listMultipartUploads,
+  PutBucketLifecycleConfiguration: lifecycleOps.putBucketLifecycle, GetBucketLifecycleConfiguration: lifecycleOps.getBucketLifecycle, DeleteBucketLifecycle: lifecycleOps.deleteBucketLifecycle,
 };
 
 export interface PipelineDeps {

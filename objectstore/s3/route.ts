@@ -60,14 +60,17 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "versions") return "ListObjectVersions";
         if (sub === "versioning") return "GetBucketVersioning";
         if (sub === "acl") return "GetBucketAcl";
+        if (sub === "lifecycle") return "GetBucketLifecycleConfiguration";
         if (sub && BUCKET_EMPTY_CONFIG[sub]) return "GetBucketEmptyConfig";
         if (sub) return "NotImplemented";
         return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
       case "HEAD": return "HeadBucket";
       case "PUT":
         if (sub === "acl") return "PutBucketAcl";
+        if (sub === "lifecycle") return "PutBucketLifecycleConfiguration";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
+        if (sub === "lifecycle") return "DeleteBucketLifecycle";
         return sub ? "NotImplemented" : "DeleteBucket";
       case "POST":
         if (sub === "delete") return "DeleteObjects";

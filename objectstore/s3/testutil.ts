@@ -7,6 +7,7 @@
  */
 import { describe } from "node:test";
 import { badInputSuite } from "./suite-badinput.js";
+import { lifecycleSuite } from "./suite-lifecycle.js";
 import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
 import { objectsSuite } from "./suite-objects.js";
@@ -21,5 +22,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     listSuite(makeStore);
     multipartSuite(makeStore);
     badInputSuite(makeStore);
+    lifecycleSuite(makeStore);
   });
 }
