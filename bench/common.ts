@@ -33,7 +33,7 @@ export function sigv4(access: string, secret: string, region: string): (method: 
 export async function rawServer(host: string): Promise<{ base: URL; stop: () => void }> {
   const code = `const http=require("http");const b=Buffer.alloc(${1 << 20},7);
     http.createServer((q,s)=>{if(q.method==="PUT"){q.on("data",()=>{});q.on("end",()=>s.end());return}
-      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
+      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){const c=n<b.length?b.subarray(0,n):b;n-=c.length;if(!s.write(c))return s.once("drain",w)}s.end()};w()})
       .listen(0,"${host}",function(){console.log(this.address().port)})`;
   const child: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((r) => child.stdout!.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
