@@ -190,6 +190,8 @@ export class ReplicatedBlobStore implements BlobStore {
   async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
     await this.headBucket(input.bucket);
     const prefix = input.prefix ?? "";
+    // No object key starts with U+0001 (checkKey): such a prefix would list the store's own records (uploads, parts, side records).
+    if (prefix.startsWith(INTERNAL_KEY_PREFIX)) return { objects: [], commonPrefixes: [], isTruncated: false };
     let after = input.after;
     // Resuming after a common prefix skips everything under it (it was returned whole).
     const rolled = after !== undefined && input.delimiter && after.startsWith(prefix) ? after.indexOf(input.delimiter, prefix.length) : -1;
