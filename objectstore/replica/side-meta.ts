@@ -24,7 +24,10 @@
  * next DeleteObject; DeleteBucket tombstones every side record. Two
  * updateObjectMeta calls on one object at the same instant (say a
  * PutObjectTagging and a PutObjectAcl) are last-writer-wins on the whole side
- * record: one of the two changes may be lost.
+ * record: one of the two changes may be lost. Likewise a DeleteObject racing
+ * a re-creation of the key and its tagging (PUT, then PutObjectTagging, both
+ * between the delete's object tombstone and its side tombstone) loses the new
+ * object's changed tags (the object keeps its PUT's own).
  */
 import { blobError, type CannedAcl, type ObjectExtras, type ObjectMeta } from "../blob/index.js";
 import { metaOf, type ReplicatedBackend } from "./blob-meta.js";
