@@ -29,7 +29,23 @@ test("updateObjectMeta: set through one node, read through the others; object un
     await a.createBucket("tags", "alice");
     const first = await put(a, "tags", "k", "hello", { from: "put" });
     await put(a, "tags", "untagged", "x");
+    // Tags given at PUT time live in the object's own record: the bucket does not start reading side records,
+    // and a HEAD costs the one quorum read it always did.
+    const flag = (n: typeof c.nodes[0]) => n.node.table("buckets").table.get("tags\u0000sideMeta");
+    assert.equal(flag(c.nodes[0]!), undefined);
+    const coord = c.nodes[0]!.node.coordinator;
+    const head = coord.head.bind(coord);
+    let heads = 0;
+    coord.head = (...args) => { heads++; return head(...args); };
+    assert.deepEqual((await a.headObject("tags", "k")).tags, { from: "put" });
+    assert.equal(heads, 1, "no side-record read in a bucket that never had one");
     const done = await a.updateObjectMeta("tags", "k", { tags: { team: "infra", env: "prod" } });
+    // A majority has the flag when updateObjectMeta returns; the push to the last node may still be on its way.
+    await waitFor("every node has the bucket's flag", async () => c.nodes.every((n) => flag(n) === "true"));
+    heads = 0;
+    await a.headObject("tags", "k");
+    assert.equal(heads, 2, "once flagged, HEAD reads the side record too");
+    coord.head = head;
     assert.deepEqual(done.tags, { team: "infra", env: "prod" });
     for (const s of [a, b, d]) {
       const h = await s.headObject("tags", "k");
