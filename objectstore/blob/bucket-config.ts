@@ -59,8 +59,15 @@ export interface BucketConfigSections {
   publicAccessBlock: PublicAccessBlock;
   /** Default encryption applied to PUTs without their own SSE headers. */
   encryption: { algorithm: "AES256" };
+  /**
+   * Set (by the replicated store) the first time an object of the bucket had
+   * its tags or ACL changed after it was written: from then on GET/HEAD read
+   * the objects' side records too (objectstore/replica/side-meta.ts). Not an
+   * S3 setting; buckets without it pay nothing.
+   */
+  sideMeta: true;
 }
 
 export type BucketConfigSection = keyof BucketConfigSections;
 
-export const BUCKET_CONFIG_SECTIONS: readonly BucketConfigSection[] = ["versioning", "tagging", "acl", "cors", "lifecycle", "policy", "publicAccessBlock", "encryption"];
+export const BUCKET_CONFIG_SECTIONS: readonly BucketConfigSection[] = ["versioning", "tagging", "acl", "cors", "lifecycle", "policy", "publicAccessBlock", "encryption", "sideMeta"];

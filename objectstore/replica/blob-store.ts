@@ -25,9 +25,15 @@ import { manifestMeta, openManifestBody, readManifest } from "./blob-manifest.js
 import * as mpu from "./blob-multipart.js";
 import { afterPrefix } from "./listing.js";
 import { INTERNAL_KEY_PREFIX } from "./replica-store.js";
+import { SideMeta } from "./side-meta.js";
 
 export class ReplicatedBlobStore implements BlobStore {
-  constructor(readonly b: ReplicatedBackend, private readonly now: () => number = Date.now) {}
+  /** Tags/ACL changed after the write (updateObjectMeta), kept beside the object (side-meta.ts). */
+  private readonly side: SideMeta;
+
+  constructor(readonly b: ReplicatedBackend, private readonly now: () => number = Date.now) {
+    this.side = new SideMeta(b, (bucket) => sectionKey(bucket, "sideMeta"));
+  }
 
   async listBuckets(): Promise<BucketInfo[]> {
     this.b.ready?.();
@@ -93,6 +99,7 @@ export class ReplicatedBlobStore implements BlobStore {
     }
     for (const k of uploads) await this.b.coordinator.delete(name, k);
     await mpu.dropLeftoverParts(this, name);
+    await this.side.dropAll(name);
     // The sections go first: a bucket re-created under this name starts with none of them.
     for (const section of BUCKET_CONFIG_SECTIONS) {
       if (this.b.buckets.table.get(sectionKey(name, section)) !== undefined) await this.b.buckets.put(sectionKey(name, section), null);
@@ -130,13 +137,14 @@ export class ReplicatedBlobStore implements BlobStore {
   async headObject(bucket: string, key: string): Promise<ObjectMeta> {
     await this.headBucket(bucket);
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
+    const side = this.side.read(bucket, key);
     const known = await this.b.coordinator.head(bucket, key);
     const record = known.record;
     if (!record || record.tombstone) throw noSuchKey(bucket, key);
-    if (!isManifest(storedOf(record))) return metaOf(record);
+    if (!isManifest(storedOf(record))) return this.side.apply(metaOf(record), side);
     // The part list (for ?partNumber=) is in the manifest, not in the record's meta.
     const m = await readManifest(this.b.coordinator, bucket, key, known);
-    return manifestMeta(m.record, m.manifest);
+    return this.side.apply(manifestMeta(m.record, m.manifest), side);
   }
 
   async getObject(bucket: string, key: string, opts: GetObjectOptions = {}): Promise<GetObjectResult> {
@@ -152,34 +160,38 @@ export class ReplicatedBlobStore implements BlobStore {
   private async getOnce(bucket: string, key: string, opts: GetObjectOptions): Promise<GetObjectResult> {
     await this.headBucket(bucket);
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
+    const side = this.side.read(bucket, key);
     const known = await this.b.coordinator.head(bucket, key);
     if (!known.record || known.record.tombstone) throw noSuchKey(bucket, key);
     if (isManifest(storedOf(known.record))) {
       const { record, manifest } = await readManifest(this.b.coordinator, bucket, key, known);
-      const meta = manifestMeta(record, manifest);
+      const meta = await this.side.apply(manifestMeta(record, manifest), side);
       let range = opts.prepare ? opts.prepare(meta) : opts.range;
       if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
       if (range && meta.size === 0) range = undefined;
       return { meta, body: await openManifestBody(this.b.coordinator, bucket, key, manifest, range), ...(range ? { range } : {}) };
     }
-    const meta = metaOf(known.record);
+    const meta = await this.side.apply(metaOf(known.record), side);
     let range = opts.prepare ? opts.prepare(meta) : opts.range;
     if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
     if (range && meta.size === 0) range = undefined;
     const whole = !range || (range.start === 0 && range.end >= meta.size - 1);
     const got = await this.b.coordinator.get(bucket, key, { known, ...(whole ? {} : { range }) });
-    return { meta: metaOf(got.record), body: got.body, ...(range ? { range } : {}) };
+    return { meta: await this.side.apply(metaOf(got.record), side), body: got.body, ...(range ? { range } : {}) };
   }
 
   async deleteObject(bucket: string, key: string): Promise<void> {
     await this.headBucket(bucket);
     checkKey(key);
     await this.b.coordinator.delete(bucket, key);
+    await this.side.dropFor(bucket, key);
   }
 
   async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
     await this.headBucket(input.bucket);
     const prefix = input.prefix ?? "";
+    // No object key starts with U+0001 (checkKey): such a prefix would list the store's own records (uploads, parts, side records).
+    if (prefix.startsWith(INTERNAL_KEY_PREFIX)) return { objects: [], commonPrefixes: [], isTruncated: false };
     let after = input.after;
     // Resuming after a common prefix skips everything under it (it was returned whole).
     const rolled = after !== undefined && input.delimiter && after.startsWith(prefix) ? after.indexOf(input.delimiter, prefix.length) : -1;
@@ -201,10 +213,10 @@ export class ReplicatedBlobStore implements BlobStore {
     return { objects, commonPrefixes, isTruncated, ...(isTruncated && last !== undefined ? { nextAfter: last } : {}) };
   }
 
-  async updateObjectMeta(bucket: string, key: string, _patch: Pick<ObjectExtras, "tags" | "acl">, _opts: { versionId?: string } = {}): Promise<ObjectMeta> {
+  async updateObjectMeta(bucket: string, key: string, patch: Pick<ObjectExtras, "tags" | "acl">, opts: { versionId?: string } = {}): Promise<ObjectMeta> {
     await this.headBucket(bucket);
     checkKey(key);
-    throw new ThocError("unimplemented", "changing an object's tags or ACL after it was written is not implemented yet");
+    return this.side.update(bucket, key, patch, opts);
   }
 
   createMultipartUpload(bucket: string, key: string, headers: ObjectHeaders, userMeta: Record<string, string>, checksumAlgorithm?: ChecksumAlgorithm, extras?: ObjectExtras): Promise<MultipartUpload> {

@@ -59,7 +59,7 @@ export function checkWriteHeaders(h: IncomingMessage["headers"]): void {
   if (typeof acl === "string" && !CANNED_ACLS.includes(acl)) throw s3err("InvalidArgument", `x-amz-acl: unknown canned ACL '${acl}'.`, { ArgumentName: "x-amz-acl", ArgumentValue: acl });
   const sc = h["x-amz-storage-class"];
   if (typeof sc === "string" && !STORAGE_CLASSES.includes(sc)) throw s3err("InvalidStorageClass", undefined, { StorageClassRequested: sc });
-  for (const name of ["x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm", "x-amz-tagging",
+  for (const name of ["x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold", "x-amz-website-redirect-location"]) {
     if (h[name] !== undefined) throw s3err("NotImplemented", `The ${name} header is not supported by this store.`);
   }
@@ -122,6 +122,8 @@ export function writeObjectHeaders(ctx: Ctx, meta: ObjectMeta, opts: { checksums
   pick("response-expires", meta.expires, "Expires");
   for (const [k, v] of Object.entries(meta.userMeta)) setSafe(res, `x-amz-meta-${k}`, v);
   if (meta.storageClass && meta.storageClass !== "STANDARD") res.setHeader("x-amz-storage-class", meta.storageClass);
+  const tagCount = Object.keys(meta.tags ?? {}).length;
+  if (tagCount) res.setHeader("x-amz-tagging-count", String(tagCount));
   if (opts.checksums) writeChecksums(res, meta.checksums);
 }
 

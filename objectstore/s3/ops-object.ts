@@ -1,4 +1,4 @@
-/** Object operations: PUT, GET, HEAD, DELETE, CopyObject, and the ACL/tagging answers for unversioned, untagged objects. */
+/** Object operations: PUT, GET, HEAD, DELETE, CopyObject, and the ACL answers (tagging: ops-tagging.ts). */
 import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type GetObjectResult, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { readSmall } from "./body.js";
 import { s3err } from "./errors.js";
@@ -7,6 +7,7 @@ import {
   body, checkConditions, checkWriteHeaders, isoDate, objectHeadersOf, ownBucket, parseRange, quote, sendBody, sendEmpty, sendXml,
   storageClassOf, userMetaOf, writeChecksums, writeObjectHeaders, type Ctx,
 } from "./http.js";
+import { copyTags, taggingHeader } from "./ops-tagging.js";
 import { safeDecode } from "./sigv4.js";
 
 function checkVersionId(ctx: Ctx): void {
@@ -18,6 +19,7 @@ export async function putObject(ctx: Ctx) {
   await ownBucket(ctx);
   const h = ctx.req.headers;
   checkWriteHeaders(h);
+  const tags = taggingHeader(h);
   if (typeof h["if-none-match"] === "string" || typeof h["if-match"] === "string") {
     let cur: ObjectMeta | undefined;
     try { cur = await ctx.store.headObject(ctx.bucket!, ctx.key!); } catch (err) { if (!isBlobError(err, "NoSuchKey")) throw err; }
@@ -31,6 +33,7 @@ export async function putObject(ctx: Ctx) {
   const meta = await ctx.store.putObject({
     bucket: ctx.bucket!, key: ctx.key!, body: b.body, expect: b.expect,
     headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
+    ...(tags ? { extras: { tags } } : {}),
   }).catch((err: unknown) => { throw b.mapError(err); });
   writeChecksums(ctx.res, meta.checksums, b.echo);
   sendEmpty(ctx, 200, { ETag: quote(meta.etag) });
@@ -145,6 +148,7 @@ export async function copyObject(ctx: Ctx) {
   }
   await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "CopyObject takes no request body."); });
   const m = src.meta;
+  const tags = copyTags(h, m);
   const asked = parseAlgorithm(typeof h["x-amz-checksum-algorithm"] === "string" ? h["x-amz-checksum-algorithm"] : undefined);
   const compute = [...new Set<ChecksumAlgorithm>([...(Object.keys(m.checksums).filter((a) => !m.checksums[a as ChecksumAlgorithm]!.includes("-")) as ChecksumAlgorithm[]), ...(asked ? [asked] : [])])];
   const got = await ctx.store.getObject(src.bucket, src.key);
@@ -157,6 +161,7 @@ export async function copyObject(ctx: Ctx) {
       contentEncoding: m.contentEncoding, contentLanguage: m.contentLanguage, expires: m.expires, storageClass: storageClassOf(h),
     } as ObjectHeaders,
     userMeta: directive === "REPLACE" ? userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject) : { ...m.userMeta },
+    ...(tags ? { extras: { tags } } : {}),
   });
   const ck: Record<string, string> = {};
   for (const [a, v] of Object.entries(meta.checksums)) if (v) ck[`Checksum${a.toUpperCase()}`] = v;
@@ -175,10 +180,4 @@ export async function putObjectAcl(ctx: Ctx) {
   await ctx.store.headObject(ctx.bucket!, ctx.key!);
   await readSmall(body(ctx), 1 << 20);
   sendEmpty(ctx, 200);
-}
-
-export async function getObjectTagging(ctx: Ctx) {
-  await ownBucket(ctx);
-  await ctx.store.headObject(ctx.bucket!, ctx.key!);
-  sendXml(ctx, 200, "Tagging", { TagSet: {} });
 }

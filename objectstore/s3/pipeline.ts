@@ -17,6 +17,7 @@ import * as lifecycleOps from "./ops-lifecycle.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
+import * as tagOps from "./ops-tagging.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
@@ -29,11 +30,13 @@ const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   DeleteObjects: bucketOps.deleteObjects,
   ListObjects: listOps.listObjects, ListObjectsV2: listOps.listObjectsV2, ListObjectVersions: listOps.listObjectVersions,
   PutObject: objectOps.putObject, GetObject: objectOps.getObject, HeadObject: objectOps.headObject, DeleteObject: objectOps.deleteObject,
-  CopyObject: objectOps.copyObject, GetObjectAcl: objectOps.getObjectAcl, PutObjectAcl: objectOps.putObjectAcl, GetObjectTagging: objectOps.getObjectTagging,
+  CopyObject: objectOps.copyObject, GetObjectAcl: objectOps.getObjectAcl, PutObjectAcl: objectOps.putObjectAcl,
   CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, UploadPartCopy: mpOps.uploadPartCopy,
   CompleteMultipartUpload: mpOps.completeMultipartUpload, AbortMultipartUpload: mpOps.abortMultipartUpload,
   ListParts: mpOps.listParts, ListMultipartUploads: mpOps.listMultipartUploads,
   PutBucketLifecycleConfiguration: lifecycleOps.putBucketLifecycle, GetBucketLifecycleConfiguration: lifecycleOps.getBucketLifecycle, DeleteBucketLifecycle: lifecycleOps.deleteBucketLifecycle,
+  GetObjectTagging: tagOps.getObjectTagging, PutObjectTagging: tagOps.putObjectTagging, DeleteObjectTagging: tagOps.deleteObjectTagging,
+  GetBucketTagging: tagOps.getBucketTagging, PutBucketTagging: tagOps.putBucketTagging, DeleteBucketTagging: tagOps.deleteBucketTagging,
 };
 
 export interface PipelineDeps {

@@ -35,8 +35,8 @@ export function checkBucketName(name: string): void {
 
 /** Sub-resources answered with a fixed "none configured" reply or NotImplemented. */
 const BUCKET_EMPTY_CONFIG: Record<string, string> = {
-  policy: "NoSuchBucketPolicy", cors: "NoSuchCORSConfiguration", lifecycle: "NoSuchLifecycleConfiguration",
-  tagging: "NoSuchTagSet", encryption: "ServerSideEncryptionConfigurationNotFoundError", "object-lock": "ObjectLockConfigurationNotFoundError",
+  policy: "NoSuchBucketPolicy", cors: "NoSuchCORSConfiguration",
+  encryption: "ServerSideEncryptionConfigurationNotFoundError", "object-lock": "ObjectLockConfigurationNotFoundError",
 };
 export const emptyConfigError = (sub: string) => BUCKET_EMPTY_CONFIG[sub];
 
@@ -61,6 +61,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "versioning") return "GetBucketVersioning";
         if (sub === "acl") return "GetBucketAcl";
         if (sub === "lifecycle") return "GetBucketLifecycleConfiguration";
+        if (sub === "tagging") return "GetBucketTagging";
         if (sub && BUCKET_EMPTY_CONFIG[sub]) return "GetBucketEmptyConfig";
         if (sub) return "NotImplemented";
         return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
@@ -68,9 +69,11 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
       case "PUT":
         if (sub === "acl") return "PutBucketAcl";
         if (sub === "lifecycle") return "PutBucketLifecycleConfiguration";
+        if (sub === "tagging") return "PutBucketTagging";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
         if (sub === "lifecycle") return "DeleteBucketLifecycle";
+        if (sub === "tagging") return "DeleteBucketTagging";
         return sub ? "NotImplemented" : "DeleteBucket";
       case "POST":
         if (sub === "delete") return "DeleteObjects";
@@ -89,10 +92,12 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
     case "PUT":
       if (sub === "uploadId" || q.has("partNumber")) return hasCopySource ? "UploadPartCopy" : "UploadPart";
       if (sub === "acl") return "PutObjectAcl";
+      if (sub === "tagging") return "PutObjectTagging";
       if (sub) return "NotImplemented";
       return hasCopySource ? "CopyObject" : "PutObject";
     case "DELETE":
       if (sub === "uploadId") return "AbortMultipartUpload";
+      if (sub === "tagging") return "DeleteObjectTagging";
       return sub ? "NotImplemented" : "DeleteObject";
     case "POST":
       if (sub === "uploads") return "CreateMultipartUpload";

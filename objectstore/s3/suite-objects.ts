@@ -203,7 +203,7 @@ export function objectsSuite(makeStore: MakeStore): void {
       assert.deepEqual(tags.TagSet ?? [], []);
       await rejectsWith(c.send(new s3.PutBucketVersioningCommand({ Bucket: "photos", VersioningConfiguration: { Status: "Enabled" } })), "NotImplemented", 501);
       await rejectsWith(c.send(new s3.GetBucketPolicyCommand({ Bucket: "photos" })), "NoSuchBucketPolicy", 404);
-      await rejectsWith(c.send(new s3.PutObjectTaggingCommand({ Bucket: "photos", Key: "a.txt", Tagging: { TagSet: [{ Key: "a", Value: "b" }] } })), "NotImplemented", 501);
+      await rejectsWith(c.send(new s3.GetObjectRetentionCommand({ Bucket: "photos", Key: "a.txt" })), "NotImplemented", 501);
     });
 
     test("ListBuckets pages: max-buckets, continuation-token, prefix, bucket-region; bad paging parameters refused", async () => {

@@ -11,6 +11,7 @@ import { lifecycleSuite } from "./suite-lifecycle.js";
 import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
 import { objectsSuite } from "./suite-objects.js";
+import { taggingSuite } from "./suite-tagging.js";
 import type { MakeStore } from "./test-fixture.js";
 
 export * from "./test-fixture.js";
@@ -23,5 +24,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     multipartSuite(makeStore);
     badInputSuite(makeStore);
     lifecycleSuite(makeStore);
+    taggingSuite(makeStore);
   });
 }
