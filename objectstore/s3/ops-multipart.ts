@@ -7,6 +7,7 @@ import {
   unquote, urlEncodeKey, userMetaOf, writeChecksums, type Ctx,
 } from "./http.js";
 import { copySource } from "./ops-object.js";
+import { requestedAcl } from "./ops-access.js";
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
@@ -46,7 +47,8 @@ export async function createMultipartUpload(ctx: Ctx) {
   if (typeof h["x-amz-checksum-type"] === "string" && h["x-amz-checksum-type"] !== "COMPOSITE") {
     throw s3err("NotImplemented", "Only COMPOSITE multipart checksums are supported.");
   }
-  const u = await ctx.store.createMultipartUpload(ctx.bucket!, ctx.key!, objectHeadersOf(h), userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), alg);
+  const acl = await requestedAcl(ctx);
+  const u = await ctx.store.createMultipartUpload(ctx.bucket!, ctx.key!, objectHeadersOf(h), userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), alg, { acl });
   sendXml(ctx, 200, "InitiateMultipartUploadResult", { Bucket: ctx.bucket!, Key: ctx.key!, UploadId: u.uploadId },
     alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {});
 }
