@@ -139,7 +139,8 @@ export async function getObjectAcl(ctx: Ctx) {
 
 export async function putObjectAcl(ctx: Ctx) {
   const acl = await aclOfRequest(ctx, ctx.access!.bucket.owner, false);
-  await ctx.store.updateObjectMeta(ctx.bucket!, ctx.key!, { acl: acl === "private" ? undefined : acl }, versionOpt(ctx));
+  // "private" is stored as such: updateObjectMeta keeps a field left undefined as it was.
+  await ctx.store.updateObjectMeta(ctx.bucket!, ctx.key!, { acl }, versionOpt(ctx));
   sendEmpty(ctx, 200);
 }
 

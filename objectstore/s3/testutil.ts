@@ -6,6 +6,7 @@
  * replica/blob-store-s3.test.ts against a 3-node cluster over gRPC.
  */
 import { describe } from "node:test";
+import { accessSuite } from "./suite-access.js";
 import { badInputSuite } from "./suite-badinput.js";
 import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
@@ -21,5 +22,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     listSuite(makeStore);
     multipartSuite(makeStore);
     badInputSuite(makeStore);
+    accessSuite(makeStore);
   });
 }
