@@ -8,7 +8,9 @@
  *    key is deleted and a bucket removed; n3 comes back after longer than
  *    objectstore.tombstoneGrace, and the key stays revoked (403
  *    InvalidAccessKeyId) and the bucket gone (404 NoSuchBucket) through every
- *    node, n3 included — from its first request on.
+ *    node, n3 included — from its first request on;
+ *  - access control: a public-read object read anonymously, and a bucket
+ *    policy granting another owner's key one prefix, through every node.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -42,6 +44,31 @@ test("production mode: config file, root key from config, 0750 data dir; write t
   for (const [i, x] of [a, b, c].entries()) await s3client(x).send(new s3.PutObjectCommand({ Bucket: "prod", Key: `k${i}`, Body: `via ${x.name}` }));
   for (const x of cluster.agents) {
     for (const [i, w] of [a, b, c].entries()) assert.equal(await getText(s3client(x), "prod", `k${i}`), `via ${w.name}`, `k${i} through ${x.name}`);
+  }
+});
+
+test("access control in production: a public-read object, a bucket policy and another owner's key, through every node", async () => {
+  const [a, b] = cluster.agents as [AgentProcess, AgentProcess, AgentProcess];
+  const made = await b.cli(["s3", "key", "create", "--owner", "alice", "--json"]);
+  assert.equal(made.code, 0, made.stderr);
+  const alice = JSON.parse(made.stdout) as { accessKeyId: string; secretKey: string };
+  const root = s3client(a);
+  await root.send(new s3.CreateBucketCommand({ Bucket: "prod-acl" }));
+  await root.send(new s3.PutObjectCommand({ Bucket: "prod-acl", Key: "open.txt", Body: "open", ACL: "public-read" }));
+  await root.send(new s3.PutObjectCommand({ Bucket: "prod-acl", Key: "team/plan.txt", Body: "plan" }));
+  await root.send(new s3.PutObjectCommand({ Bucket: "prod-acl", Key: "closed.txt", Body: "closed" }));
+  await root.send(new s3.PutBucketPolicyCommand({ Bucket: "prod-acl", Policy: JSON.stringify({ Version: "2012-10-17", Statement: [
+    { Effect: "Allow", Principal: { AWS: "arn:aws:iam::alice:root" }, Action: "s3:GetObject", Resource: "arn:aws:s3:::prod-acl/team/*" }] }) }));
+  for (const x of cluster.agents) {
+    // The policy is bucket configuration, replicated to every node: retried until this node has it.
+    await waitFor(`${x.name} serves the policy`, async () => (await getText(s3client(x, alice.accessKeyId, alice.secretKey), "prod-acl", "team/plan.txt").catch(() => undefined)) === "plan", 20_000, 200);
+    await assert.rejects(s3client(x, alice.accessKeyId, alice.secretKey).send(new s3.GetObjectCommand({ Bucket: "prod-acl", Key: "closed.txt" })),
+      (e: { name?: string }) => e.name === "AccessDenied", `alice reads nothing else through ${x.name}`);
+    const anon = await fetch(`${x.s3Url}/prod-acl/open.txt`);
+    assert.equal(anon.status, 200, `anonymous read of the public-read object through ${x.name}`);
+    assert.equal(await anon.text(), "open");
+    assert.equal((await fetch(`${x.s3Url}/prod-acl/closed.txt`)).status, 403, `anonymous read of a private object through ${x.name}`);
+    assert.equal((await fetch(`${x.s3Url}/`)).status, 403, `anonymous ListBuckets through ${x.name}`);
   }
 });
 

@@ -32,6 +32,8 @@ const TABLE: Record<string, [number, string]> = {
   InvalidRequest: [400, "Invalid Request"],
   InvalidStorageClass: [400, "The storage class you specified is not valid."],
   KeyTooLongError: [400, "Your key is too long."],
+  MalformedACLError: [400, "The XML you provided was not well-formed or did not validate against our published schema."],
+  MalformedPolicy: [400, "Policies must be valid JSON and the first byte must be '{'"],
   MalformedXML: [400, "The XML you provided was not well-formed or did not validate against our published schema."],
   MetadataTooLarge: [400, "Your metadata headers exceed the maximum allowed metadata size."],
   MethodNotAllowed: [405, "The specified method is not allowed against this resource."],
@@ -43,6 +45,7 @@ const TABLE: Record<string, [number, string]> = {
   NoSuchKey: [404, "The specified key does not exist."],
   NoSuchLifecycleConfiguration: [404, "The lifecycle configuration does not exist."],
   NoSuchTagSet: [404, "The TagSet does not exist."],
+  NoSuchPublicAccessBlockConfiguration: [404, "The public access block configuration was not found."],
   NoSuchUpload: [404, "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed."],
   NoSuchVersion: [404, "The specified version does not exist."],
   NotImplemented: [501, "A header or operation you provided implies functionality that is not implemented."],
@@ -55,6 +58,7 @@ const TABLE: Record<string, [number, string]> = {
   ServerSideEncryptionConfigurationNotFoundError: [404, "The server side encryption configuration was not found."],
   ServiceUnavailable: [503, "Please reduce your request rate."],
   SignatureDoesNotMatch: [403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."],
+  UnexpectedContent: [400, "This request does not support content."],
   XAmzContentSHA256Mismatch: [400, "The provided 'x-amz-content-sha256' header does not match what was computed."],
 };
 

@@ -10,6 +10,7 @@ import { recycleReadBuffer, type BlobStore, type ByteRange, type ChecksumAlgorit
 import { prepareBody, type PreparedBody } from "./body.js";
 import { s3err } from "./errors.js";
 import type { AuthResult } from "./sigv4.js";
+import type { Access } from "./access.js";
 import { xmlDoc, type XmlNode } from "./xml.js";
 
 export interface Ctx {
@@ -22,6 +23,8 @@ export interface Ctx {
   /** Decoded query parameters (first value wins). */
   query: Map<string, string>;
   auth: AuthResult;
+  /** What the authorize step decided (access.ts); set for every request that names a bucket, except CreateBucket. */
+  access?: Access;
   store: BlobStore;
   config: Config;
   log: Logger;
@@ -235,8 +238,13 @@ export async function sendBody(ctx: Ctx, body: AsyncIterable<Uint8Array>): Promi
   }
 }
 
-/** The bucket the request names, refused unless the caller's key owns it. */
+/**
+ * The bucket the request names. The pipeline's authorize step already
+ * decided who may go on (owner-only unless an ACL or policy lets others in);
+ * without it, refused unless the caller's key owns the bucket.
+ */
 export async function ownBucket(ctx: Ctx) {
+  if (ctx.access) return ctx.access.bucket;
   const b = await ctx.store.headBucket(ctx.bucket!);
   if (b.owner !== ctx.auth.owner) throw s3err("AccessDenied", "The bucket belongs to another owner.");
   return b;

@@ -1,7 +1,8 @@
 /** Bucket operations, bucket sub-resources answered with fixed replies, and DeleteObjects. */
 import { s3err, toS3Error } from "./errors.js";
-import { body, isoDate, ownBucket, ownerXml, sendEmpty, sendXml, CANNED_ACLS, type Ctx } from "./http.js";
+import { body, isoDate, ownBucket, ownerXml, sendEmpty, sendXml, type Ctx } from "./http.js";
 import { readSmall } from "./body.js";
+import { requestedAcl } from "./ops-access.js";
 import { checkBucketName, emptyConfigError } from "./route.js";
 import { list, parseXml, text, xmlDoc } from "./xml.js";
 
@@ -48,8 +49,7 @@ export async function listBuckets(ctx: Ctx) {
 export async function createBucket(ctx: Ctx) {
   const name = ctx.bucket!;
   checkBucketName(name);
-  const acl = ctx.req.headers["x-amz-acl"];
-  if (typeof acl === "string" && !CANNED_ACLS.includes(acl)) throw s3err("InvalidArgument", `x-amz-acl: unknown canned ACL '${acl}'.`, { ArgumentName: "x-amz-acl" });
+  const acl = await requestedAcl(ctx);
   if (ctx.req.headers["x-amz-bucket-object-lock-enabled"] === "true") throw s3err("NotImplemented", "Object Lock is not supported by this store.");
   const raw = (await readSmall(body(ctx), MAX_XML)).toString("utf8");
   if (raw.trim() !== "") {
@@ -60,6 +60,7 @@ export async function createBucket(ctx: Ctx) {
     }
   }
   const r = await ctx.store.createBucket(name, ctx.auth.owner);
+  if (r.created && acl) await ctx.store.putBucketConfig(name, "acl", acl);
   // us-east-1 answers 200 to an owner re-creating its bucket (AWS's legacy behaviour); other regions 409.
   if (!r.created && ctx.config.s3.region !== "us-east-1") throw s3err("BucketAlreadyOwnedByYou", undefined, { BucketName: name });
   sendEmpty(ctx, 200, { Location: `/${name}` });
@@ -90,29 +91,6 @@ export async function getBucketVersioning(ctx: Ctx) {
   sendXml(ctx, 200, "VersioningConfiguration", {});
 }
 
-export function aclXml(owner: string) {
-  return {
-    Owner: ownerXml(owner),
-    AccessControlList: { Grant: { Grantee: { ID: owner, DisplayName: owner }, Permission: "FULL_CONTROL" } },
-  };
-}
-
-export async function getBucketAcl(ctx: Ctx) {
-  const b = await ownBucket(ctx);
-  const data = Buffer.from(xmlDoc("AccessControlPolicy", aclXml(b.owner)).replace("<Grantee>", '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'));
-  ctx.res.writeHead(200, { "Content-Type": "application/xml", "Content-Length": data.length });
-  ctx.res.end(data);
-}
-
-/** Only the owner ever has access; a canned ACL is accepted (and changes nothing) so tools that set one keep working. */
-export async function putBucketAcl(ctx: Ctx) {
-  await ownBucket(ctx);
-  const acl = ctx.req.headers["x-amz-acl"];
-  if (typeof acl === "string" && !CANNED_ACLS.includes(acl)) throw s3err("InvalidArgument", `x-amz-acl: unknown canned ACL '${acl}'.`, { ArgumentName: "x-amz-acl" });
-  await readSmall(body(ctx), MAX_XML);
-  sendEmpty(ctx, 200);
-}
-
 export async function getBucketEmptyConfig(ctx: Ctx) {
   await ownBucket(ctx);
   const sub = [...ctx.query.keys()].find((k) => emptyConfigError(k));
@@ -130,12 +108,17 @@ export async function deleteObjects(ctx: Ctx) {
   for (const o of objects) {
     const key = text(o, "Key");
     if (key === undefined || key === "") throw s3err("MalformedXML", "Every <Object> needs a <Key>.");
+  }
+  for (const o of objects) {
+    const key = text(o, "Key")!;
     const vid = text(o, "VersionId");
     if (vid !== undefined && vid !== "null") {
       errors.push({ Key: key, Code: "NoSuchVersion", Message: "The specified version does not exist." });
       continue;
     }
     try {
+      // Each key on its own: a policy may let the caller delete some keys and not others.
+      ctx.access?.checkKey("s3:DeleteObject", key);
       await ctx.store.deleteObject(ctx.bucket!, key);
       if (!quiet) deleted.push({ Key: key, VersionId: vid });
     } catch (err) {

@@ -8,6 +8,7 @@ import {
 } from "./http.js";
 import { copySource } from "./ops-object.js";
 import { taggingHeader } from "./ops-tagging.js";
+import { requestedAcl } from "./ops-access.js";
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
@@ -48,7 +49,8 @@ export async function createMultipartUpload(ctx: Ctx) {
     throw s3err("NotImplemented", "Only COMPOSITE multipart checksums are supported.");
   }
   const tags = taggingHeader(h);
-  const u = await ctx.store.createMultipartUpload(ctx.bucket!, ctx.key!, objectHeadersOf(h), userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), alg, tags ? { tags } : undefined);
+  const acl = await requestedAcl(ctx);
+  const u = await ctx.store.createMultipartUpload(ctx.bucket!, ctx.key!, objectHeadersOf(h), userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), alg, { acl, ...(tags ? { tags } : {}) });
   sendXml(ctx, 200, "InitiateMultipartUploadResult", { Bucket: ctx.bucket!, Key: ctx.key!, UploadId: u.uploadId },
     alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {});
 }

@@ -2,7 +2,8 @@
 import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type GetObjectResult, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { readSmall } from "./body.js";
 import { s3err } from "./errors.js";
-import { aclXml } from "./ops-bucket.js";
+import { authorize } from "./access.js";
+import { requestedAcl } from "./ops-access.js";
 import {
   body, checkConditions, checkWriteHeaders, isoDate, objectHeadersOf, ownBucket, parseRange, quote, sendBody, sendEmpty, sendXml,
   storageClassOf, userMetaOf, writeChecksums, writeObjectHeaders, type Ctx,
@@ -29,11 +30,12 @@ export async function putObject(ctx: Ctx) {
       checkConditions({ "if-match": h["if-match"] }, cur);
     }
   }
+  const acl = await requestedAcl(ctx);
   const b = body(ctx);
   const meta = await ctx.store.putObject({
     bucket: ctx.bucket!, key: ctx.key!, body: b.body, expect: b.expect,
     headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
-    ...(tags ? { extras: { tags } } : {}),
+    extras: { acl, ...(tags ? { tags } : {}) },
   }).catch((err: unknown) => { throw b.mapError(err); });
   writeChecksums(ctx.res, meta.checksums, b.echo);
   sendEmpty(ctx, 200, { ETag: quote(meta.etag) });
@@ -55,6 +57,8 @@ async function getOrHead(ctx: Ctx, head: boolean) {
   let seen: ObjectMeta | undefined;
   let range: ReturnType<typeof parseRange>;
   const prepare = (meta: ObjectMeta) => {
+    // A non-owner's read the bucket did not allow outright: the object's ACL decides, before conditions and any byte.
+    ctx.access?.checkObject?.(meta);
     seen = meta;
     checkConditions(h, meta);
     range = parseRange(typeof h.range === "string" ? h.range : undefined, meta.size);
@@ -65,6 +69,7 @@ async function getOrHead(ctx: Ctx, head: boolean) {
     if (head) prepare(await ctx.store.headObject(ctx.bucket!, ctx.key!));
     else got = await ctx.store.getObject(ctx.bucket!, ctx.key!, partNumber !== undefined ? { partNumber, prepare: (m) => { prepare(m); return undefined; } } : { prepare });
   } catch (err) {
+    if (isBlobError(err, "NoSuchKey") && ctx.access && !ctx.access.mayList()) throw s3err("AccessDenied");
     if ((err as { code?: string }).code === "NotModified" && seen) {
       ctx.res.setHeader("ETag", quote(seen.etag));
       ctx.res.setHeader("Last-Modified", new Date(seen.lastModified).toUTCString());
@@ -126,12 +131,14 @@ export function parseCopySource(raw: string): { bucket: string; key: string } {
   return { bucket: s.slice(0, i), key: s.slice(i + 1) };
 }
 
-/** The source object of a copy, after the caller's ownership and the x-amz-copy-source-if-* conditions. */
+/** The source object of a copy, after the caller's read access to it (as a GetObject) and the x-amz-copy-source-if-* conditions. */
 export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; meta: ObjectMeta }> {
   const src = parseCopySource(String(ctx.req.headers["x-amz-copy-source"]));
-  const sb = await ctx.store.headBucket(src.bucket);
-  if (sb.owner !== ctx.auth.owner) throw s3err("AccessDenied", "The source bucket belongs to another owner.");
-  const meta = await ctx.store.headObject(src.bucket, src.key);
+  const access = await authorize({ op: "GetObject", bucket: src.bucket, key: src.key, auth: ctx.auth, store: ctx.store, req: ctx.req, query: new Map() });
+  const meta = await ctx.store.headObject(src.bucket, src.key).catch((err: unknown) => {
+    throw isBlobError(err, "NoSuchKey") && !access.mayList() ? s3err("AccessDenied") : err;
+  });
+  access.checkObject?.(meta);
   checkConditions(ctx.req.headers, meta, "x-amz-copy-source-if-", true);
   return { ...src, meta };
 }
@@ -141,6 +148,8 @@ export async function copyObject(ctx: Ctx) {
   const h = ctx.req.headers;
   checkWriteHeaders(h);
   const src = await copySource(ctx);
+  // As in S3, a copy's ACL is the request's (private without x-amz-acl), never the source's.
+  const acl = await requestedAcl(ctx);
   const directive = String(h["x-amz-metadata-directive"] ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") throw s3err("InvalidArgument", "Unknown metadata directive.", { ArgumentName: "x-amz-metadata-directive" });
   if (src.bucket === ctx.bucket && src.key === ctx.key && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"]) {
@@ -161,23 +170,9 @@ export async function copyObject(ctx: Ctx) {
       contentEncoding: m.contentEncoding, contentLanguage: m.contentLanguage, expires: m.expires, storageClass: storageClassOf(h),
     } as ObjectHeaders,
     userMeta: directive === "REPLACE" ? userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject) : { ...m.userMeta },
-    ...(tags ? { extras: { tags } } : {}),
+    extras: { acl, ...(tags ? { tags } : {}) },
   });
   const ck: Record<string, string> = {};
   for (const [a, v] of Object.entries(meta.checksums)) if (v) ck[`Checksum${a.toUpperCase()}`] = v;
   sendXml(ctx, 200, "CopyObjectResult", { LastModified: isoDate(meta.lastModified), ETag: quote(meta.etag), ...ck });
-}
-
-export async function getObjectAcl(ctx: Ctx) {
-  const b = await ownBucket(ctx);
-  await ctx.store.headObject(ctx.bucket!, ctx.key!);
-  sendXml(ctx, 200, "AccessControlPolicy", aclXml(b.owner));
-}
-
-export async function putObjectAcl(ctx: Ctx) {
-  await ownBucket(ctx);
-  checkWriteHeaders(ctx.req.headers);
-  await ctx.store.headObject(ctx.bucket!, ctx.key!);
-  await readSmall(body(ctx), 1 << 20);
-  sendEmpty(ctx, 200);
 }

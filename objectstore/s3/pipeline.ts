@@ -18,6 +18,8 @@ import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
 import * as tagOps from "./ops-tagging.js";
+import * as accessOps from "./ops-access.js";
+import { ANONYMOUS, authorize, hasNoCredentials, isAnonymous } from "./access.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
@@ -26,17 +28,20 @@ import type { CredentialLookup } from "./types.js";
 const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   ListBuckets: bucketOps.listBuckets, CreateBucket: bucketOps.createBucket, HeadBucket: bucketOps.headBucket,
   DeleteBucket: bucketOps.deleteBucket, GetBucketLocation: bucketOps.getBucketLocation, GetBucketVersioning: bucketOps.getBucketVersioning,
-  GetBucketAcl: bucketOps.getBucketAcl, PutBucketAcl: bucketOps.putBucketAcl, GetBucketEmptyConfig: bucketOps.getBucketEmptyConfig,
+  GetBucketAcl: accessOps.getBucketAcl, PutBucketAcl: accessOps.putBucketAcl, GetBucketEmptyConfig: bucketOps.getBucketEmptyConfig,
   DeleteObjects: bucketOps.deleteObjects,
   ListObjects: listOps.listObjects, ListObjectsV2: listOps.listObjectsV2, ListObjectVersions: listOps.listObjectVersions,
   PutObject: objectOps.putObject, GetObject: objectOps.getObject, HeadObject: objectOps.headObject, DeleteObject: objectOps.deleteObject,
-  CopyObject: objectOps.copyObject, GetObjectAcl: objectOps.getObjectAcl, PutObjectAcl: objectOps.putObjectAcl,
+  CopyObject: objectOps.copyObject, GetObjectAcl: accessOps.getObjectAcl, PutObjectAcl: accessOps.putObjectAcl,
   CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, UploadPartCopy: mpOps.uploadPartCopy,
   CompleteMultipartUpload: mpOps.completeMultipartUpload, AbortMultipartUpload: mpOps.abortMultipartUpload,
   ListParts: mpOps.listParts, ListMultipartUploads: mpOps.listMultipartUploads,
   PutBucketLifecycleConfiguration: lifecycleOps.putBucketLifecycle, GetBucketLifecycleConfiguration: lifecycleOps.getBucketLifecycle, DeleteBucketLifecycle: lifecycleOps.deleteBucketLifecycle,
   GetObjectTagging: tagOps.getObjectTagging, PutObjectTagging: tagOps.putObjectTagging, DeleteObjectTagging: tagOps.deleteObjectTagging,
   GetBucketTagging: tagOps.getBucketTagging, PutBucketTagging: tagOps.putBucketTagging, DeleteBucketTagging: tagOps.deleteBucketTagging,
+  PutBucketPolicy: accessOps.putBucketPolicy, GetBucketPolicy: accessOps.getBucketPolicy, DeleteBucketPolicy: accessOps.deleteBucketPolicy,
+  GetBucketPolicyStatus: accessOps.getBucketPolicyStatus, PutPublicAccessBlock: accessOps.putPublicAccessBlock,
+  GetPublicAccessBlock: accessOps.getPublicAccessBlock, DeletePublicAccessBlock: accessOps.deletePublicAccessBlock,
 };
 
 export interface PipelineDeps {
@@ -75,13 +80,20 @@ export async function runPipeline(deps: PipelineDeps, req: IncomingMessage, res:
   st.resource = `/${target.bucket ?? ""}${target.key !== undefined ? "/" + target.key : ""}`;
   const method = req.method ?? "GET";
   st.op = operationOf(method, target, query, req.headers["x-amz-copy-source"] !== undefined);
-  const auth = await authenticate({ method, rawPath, rawQuery, headers: req.headersDistinct, plainHeaders: req.headers }, deps.credentials, deps.policy);
+  // No credentials at all is an anonymous request (ACLs and policies may let it in); anything signed must verify.
+  const auth = hasNoCredentials(req.headers, query) ? ANONYMOUS
+    : await authenticate({ method, rawPath, rawQuery, headers: req.headersDistinct, plainHeaders: req.headers }, deps.credentials, deps.policy);
   refuseUnservable(st, method, target, query);
+  // Authorize before 100 Continue: a refused upload never sends its body.
+  const access = target.bucket !== undefined && st.op !== "CreateBucket"
+    ? await authorize({ op: st.op, bucket: target.bucket, key: target.key, auth, store: deps.store, req, query })
+    : undefined;
+  if (!access && isAnonymous(auth)) throw s3err("AccessDenied", "Anonymous requests may only read or write objects a bucket's ACL or policy opens to everyone; sign the request with AWS Signature Version 4.");
   if (st.expectContinue) {
     res.writeContinue();
     st.expectContinue = false;
   }
-  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, store: deps.store, config: deps.config, log: deps.log, bytesIn: 0, bytesOut: 0 };
+  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, access, store: deps.store, config: deps.config, log: deps.log, bytesIn: 0, bytesOut: 0 };
   await HANDLERS[st.op]!(st.ctx);
 }
 

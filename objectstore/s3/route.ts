@@ -35,7 +35,7 @@ export function checkBucketName(name: string): void {
 
 /** Sub-resources answered with a fixed "none configured" reply or NotImplemented. */
 const BUCKET_EMPTY_CONFIG: Record<string, string> = {
-  policy: "NoSuchBucketPolicy", cors: "NoSuchCORSConfiguration",
+  cors: "NoSuchCORSConfiguration",
   encryption: "ServerSideEncryptionConfigurationNotFoundError", "object-lock": "ObjectLockConfigurationNotFoundError",
 };
 export const emptyConfigError = (sub: string) => BUCKET_EMPTY_CONFIG[sub];
@@ -62,6 +62,9 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "acl") return "GetBucketAcl";
         if (sub === "lifecycle") return "GetBucketLifecycleConfiguration";
         if (sub === "tagging") return "GetBucketTagging";
+        if (sub === "policy") return "GetBucketPolicy";
+        if (sub === "policyStatus") return "GetBucketPolicyStatus";
+        if (sub === "publicAccessBlock") return "GetPublicAccessBlock";
         if (sub && BUCKET_EMPTY_CONFIG[sub]) return "GetBucketEmptyConfig";
         if (sub) return "NotImplemented";
         return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
@@ -70,10 +73,14 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "acl") return "PutBucketAcl";
         if (sub === "lifecycle") return "PutBucketLifecycleConfiguration";
         if (sub === "tagging") return "PutBucketTagging";
+        if (sub === "policy") return "PutBucketPolicy";
+        if (sub === "publicAccessBlock") return "PutPublicAccessBlock";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
         if (sub === "lifecycle") return "DeleteBucketLifecycle";
         if (sub === "tagging") return "DeleteBucketTagging";
+        if (sub === "policy") return "DeleteBucketPolicy";
+        if (sub === "publicAccessBlock") return "DeletePublicAccessBlock";
         return sub ? "NotImplemented" : "DeleteBucket";
       case "POST":
         if (sub === "delete") return "DeleteObjects";

@@ -6,6 +6,7 @@
  * replica/blob-store-s3.test.ts against a 3-node cluster over gRPC.
  */
 import { describe } from "node:test";
+import { accessSuite } from "./suite-access.js";
 import { badInputSuite } from "./suite-badinput.js";
 import { lifecycleSuite } from "./suite-lifecycle.js";
 import { listSuite } from "./suite-list.js";
@@ -25,5 +26,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     badInputSuite(makeStore);
     lifecycleSuite(makeStore);
     taggingSuite(makeStore);
+    accessSuite(makeStore);
   });
 }
