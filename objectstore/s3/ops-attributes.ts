@@ -49,7 +49,7 @@ export async function getObjectAttributes(ctx: Ctx) {
     const page = meta.parts.filter((p) => p.partNumber > marker).slice(0, maxParts);
     const truncated = page.length > 0 && page[page.length - 1]!.partNumber < meta.parts[meta.parts.length - 1]!.partNumber;
     doc.ObjectParts = {
-      TotalPartsCount: meta.parts.length, PartNumberMarker: marker, NextPartNumberMarker: page.length ? page[page.length - 1]!.partNumber : marker,
+      PartsCount: meta.parts.length, PartNumberMarker: marker, NextPartNumberMarker: page.length ? page[page.length - 1]!.partNumber : marker,
       MaxParts: maxParts, IsTruncated: truncated,
       Part: page.map((p) => ({ PartNumber: p.partNumber, Size: p.size, ...checksumsXml(p.checksums) })),
     };

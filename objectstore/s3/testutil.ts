@@ -7,6 +7,8 @@
  */
 import { describe } from "node:test";
 import { badInputSuite } from "./suite-badinput.js";
+import { conditionalSuite } from "./suite-conditional.js";
+import { corsSuite } from "./suite-cors.js";
 import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
 import { objectsSuite } from "./suite-objects.js";
@@ -21,5 +23,7 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     listSuite(makeStore);
     multipartSuite(makeStore);
     badInputSuite(makeStore);
+    corsSuite(makeStore);
+    conditionalSuite(makeStore);
   });
 }
