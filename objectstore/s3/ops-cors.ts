@@ -40,7 +40,7 @@ async function rulesOf(store: BlobStore, bucket: string): Promise<{ rules?: Cors
     const rules = await store.getBucketConfig(bucket, "cors");
     return { rules: rules?.length ? rules : undefined, missing: false };
   } catch (err) {
-    if (isBlobError(err, "NoSuchBucket")) return { missing: true };
+    if (isBlobError(err, "NoSuchBucket", "InvalidBucketName")) return { missing: true };
     throw err;
   }
 }

@@ -90,6 +90,26 @@ export function conditionalSuite(makeStore: MakeStore): void {
       assert.equal(await g.Body!.transformToString(), "winner", "the refused upload wrote nothing");
     });
 
+    test("a large conditional PUT is refused before its body is sent", async () => {
+      await c.send(new s3.PutObjectCommand({ Bucket: "cond", Key: "big-exists", Body: "x" }));
+      const path = "/cond/big-exists";
+      const signed = await signer().sign({
+        method: "PUT", protocol: "http:", hostname: "127.0.0.1", port: f.port, path, query: {},
+        headers: { host: `127.0.0.1:${f.port}`, "content-length": String(8 << 20), "if-none-match": "*", "x-amz-content-sha256": "UNSIGNED-PAYLOAD" },
+      });
+      let req: http.ClientRequest | undefined;
+      const status = await Promise.race([
+        new Promise<number>((resolve, reject) => {
+          req = http.request({ host: "127.0.0.1", port: f.port, method: "PUT", path, headers: signed.headers, agent: false }, (res) => { res.resume(); resolve(res.statusCode!); });
+          req.on("error", reject);
+          req.flushHeaders(); // headers only: not one byte of the 8 MiB
+        }),
+        new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000).unref()),
+      ]);
+      req?.destroy();
+      assert.equal(status, 412);
+    });
+
     test("CompleteMultipartUpload and CopyObject honour If-None-Match / If-Match; copy-source conditions are 412s", async () => {
       const mpu = async (key: string, cond: { IfNoneMatch?: string; IfMatch?: string }) => {
         const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "cond", Key: key }));

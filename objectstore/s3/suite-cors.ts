@@ -108,6 +108,7 @@ export function corsSuite(makeStore: MakeStore): void {
       await expect("/web/k", { Origin: APP, "Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "authorization" }, 403, "AccessForbidden");
       await expect("/plain/k", { Origin: APP, "Access-Control-Request-Method": "GET" }, 403, "AccessForbidden", /CORS is not enabled for this bucket/);
       await expect("/no-such-bucket-x/k", { Origin: APP, "Access-Control-Request-Method": "GET" }, 403, "AccessForbidden", /Bucket not found/);
+      await expect("/No_Such..Bucket/k", { Origin: APP, "Access-Control-Request-Method": "GET" }, 403, "AccessForbidden", /Bucket not found/);
     });
 
     test("actual cross-origin requests carry the rule's headers, on success and on errors; without Origin, none", async () => {
@@ -128,6 +129,9 @@ export function corsSuite(makeStore: MakeStore): void {
       const plain = await raw(f, { method: "GET", path: "/web/index.html" });
       assert.equal(plain.headers["access-control-allow-origin"], undefined);
       assert.equal(plain.headers.vary, undefined);
+      const badName = await raw(f, { method: "GET", path: "/No_Such..Bucket/k", headers: { origin: APP } });
+      assert.ok(badName.status >= 400 && badName.status < 500, badName.body);
+      assert.equal(badName.headers["access-control-allow-origin"], undefined);
       const notAllowed = await raw(f, { method: "DELETE", path: "/web/gone", headers: { origin: "http://elsewhere.test" } });
       assert.equal(notAllowed.status, 204, "S3 refuses only preflights");
       assert.equal(notAllowed.headers["access-control-allow-origin"], undefined);
