@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import http from "node:http";
 
 const hmac = (k: string | Buffer, s: string) => createHmac("sha256", k).update(s).digest();
 
@@ -33,7 +34,7 @@ export function sigv4(access: string, secret: string, region: string): (method: 
 export async function rawServer(host: string): Promise<{ base: URL; stop: () => void }> {
   const code = `const http=require("http");const b=Buffer.alloc(${1 << 20},7);
     http.createServer((q,s)=>{if(q.method==="PUT"){q.on("data",()=>{});q.on("end",()=>s.end());return}
-      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){n-=b.length;if(!s.write(b))return s.once("drain",w)}s.end()};w()})
+      let n=Number(q.url.slice(1));s.writeHead(200,{"content-length":n});const w=()=>{while(n>0){const c=n<b.length?b.subarray(0,n):b;n-=c.length;if(!s.write(c))return s.once("drain",w)}s.end()};w()})
       .listen(0,"${host}",function(){console.log(this.address().port)})`;
   const child: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((r) => child.stdout!.once("data", (b: Buffer) => r(Number(b.toString().trim()))));
@@ -66,4 +67,29 @@ export function writeBody(req: import("node:http").ClientRequest, body: Buffer |
     req.end();
   };
   pump();
+}
+
+/**
+ * A raw S3 client over `agent`: one SigV4 (UNSIGNED-PAYLOAD) request, a body
+ * written in 1 MiB slices (writeBody), the answer counted and dropped (and
+ * hashed with `hash`); an error answer rejects with its S3 code and message.
+ */
+export function s3Requester(access: string, secret: string, region: string, agent: http.Agent) {
+  const authHeaders = sigv4(access, secret, region);
+  return (base: URL, method: string, p: string, body?: Buffer, hash = false): Promise<{ bytes: number; sha256?: string }> => new Promise((resolve, reject) => {
+    const req = http.request({
+      host: base.hostname, port: base.port, method, path: p, agent,
+      headers: { ...authHeaders(method, base.host, p), ...(method === "PUT" ? { "content-length": String(body?.length ?? 0) } : {}) },
+    }, (res) => {
+      let bytes = 0;
+      let text = "";
+      const h = hash ? createHash("sha256") : undefined;
+      res.on("data", (c: Buffer) => { bytes += c.length; h?.update(c); if (res.statusCode! >= 300 && text.length < 400) text += c.toString(); });
+      res.on("end", () => (res.statusCode! < 300 ? resolve({ bytes, sha256: h?.digest("hex") })
+        : reject(new Error(`${method} ${base.host}${p}: HTTP ${res.statusCode} ${(/<Code>(.*?)<\/Code>.*?<Message>(.*?)<\/Message>/s.exec(text) ?? [text]).slice(1).join(": ")}`))));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    writeBody(req, body);
+  });
 }

@@ -28,7 +28,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import { availableParallelism, loadavg } from "node:os";
-import { cpuSeconds, sigv4, writeBody } from "./common.js";
+import { cpuSeconds, s3Requester } from "./common.js";
 import { startCluster, sleep, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCHREPAIR00001";
@@ -46,27 +46,8 @@ const mb = (bytes: number, s: number) => bytes / s / 1e6;
 const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
 const gib = (b: number) => fmt(b / 2 ** 30, 3);
 
-const authHeaders = sigv4(ACCESS, SECRET, "us-east-1");
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-/** One S3 request; the response is counted (and hashed with `hash`). */
-function request(base: URL, method: string, p: string, body?: Buffer, hash = false): Promise<{ bytes: number; sha256?: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: base.hostname, port: base.port, method, path: p, agent,
-      headers: { ...authHeaders(method, base.host, p), ...(method === "PUT" ? { "content-length": String(body?.length ?? 0) } : {}) },
-    }, (res) => {
-      let bytes = 0;
-      let text = "";
-      const h = hash ? createHash("sha256") : undefined;
-      res.on("data", (c: Buffer) => { bytes += c.length; h?.update(c); if (res.statusCode! >= 300 && text.length < 400) text += c.toString(); });
-      res.on("end", () => (res.statusCode! < 300 ? resolve({ bytes, sha256: h?.digest("hex") }) : reject(new Error(`${method} ${base.host}${p}: HTTP ${res.statusCode} ${text.slice(0, 300)}`))));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    writeBody(req, body);
-  });
-}
+const request = s3Requester(ACCESS, SECRET, "us-east-1", agent);
 
 /** Runs `total` jobs with `conc` in flight; each is retried twice (a request racing a peer's start-up). */
 async function pool(total: number, conc: number, job: (i: number, attempt: number) => Promise<unknown>): Promise<number> {

@@ -20,13 +20,13 @@
  * throughput clusters, default 600s: the local preset's 5 s costs most of a core there).
  */
 import { execFile } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, unlink } from "node:fs/promises";
 import http from "node:http";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { cpuSeconds, rawServer, sigv4, writeBody } from "./common.js";
+import { cpuSeconds, rawServer, s3Requester } from "./common.js";
 import { startCluster, sleep, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
 
 const ACCESS = "THOCBENCHOBJSTORE001";
@@ -47,29 +47,9 @@ const mb = (bytes: number, s: number) => bytes / s / 1e6;
 
 // ---- SigV4 raw-HTTP client (as bench/s3.ts) ----
 
-const authHeaders = sigv4(ACCESS, SECRET, REGION);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-/** One request; a body is written in 1 MiB slices; the response is counted (and hashed with `hash`). */
-function request(base: URL, method: string, p: string, body?: Buffer, hash = false): Promise<{ bytes: number; sha256?: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: base.hostname, port: base.port, method, path: p, agent,
-      headers: { ...authHeaders(method, base.host, p), ...(method === "PUT" ? { "content-length": String(body?.length ?? 0) } : {}) },
-    }, (res) => {
-      let bytes = 0;
-      let text = "";
-      const h = hash ? createHash("sha256") : undefined;
-      res.on("data", (c: Buffer) => { bytes += c.length; h?.update(c); if (res.statusCode! >= 300 && text.length < 400) text += c.toString(); });
-      res.on("end", () => (res.statusCode! < 300 ? resolve({ bytes, sha256: h?.digest("hex") })
-        : reject(new Error(`${method} ${base.host}${p}: HTTP ${res.statusCode} ${(/<Code>(.*?)<\/Code>.*?<Message>(.*?)<\/Message>/s.exec(text) ?? [text]).slice(1).join(": ")}`))));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    writeBody(req, body);
-  });
-}
+const request = s3Requester(ACCESS, SECRET, REGION, agent);
 
 /** Runs `total` jobs with `conc` in flight; returns seconds and each job's latency (ms). */
 async function pool(total: number, conc: number, job: (i: number) => Promise<unknown>): Promise<{ s: number; lat: number[] }> {

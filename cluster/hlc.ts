@@ -54,6 +54,16 @@ export function compareHlc(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * The smallest timestamp after `v` minted for `node` (same physical time,
+ * next logical tick). For writes that must order just after a known version
+ * and before anything written since (an HLC past v's time is always larger).
+ */
+export function successorHlc(v: string, node: string): string {
+  const t = decodeHlc(v);
+  return t.logical < MAX_LOGICAL ? encodeHlc({ physical: t.physical, logical: t.logical + 1, node }) : encodeHlc({ physical: t.physical + 1, logical: 0, node });
+}
+
 export function maxHlc(a: string | undefined, b: string | undefined): string | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;

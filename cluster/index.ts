@@ -11,7 +11,7 @@ export { PeerAuth, authenticated, callerOf, methodPath, PEER_AUTH_HEADER, type P
 export { PeerPool, idleGuard, signer, type IdleGuard, type PeerDirectory, type Liveness, type PeerPoolOptions } from "./peers.js";
 export { clusterView, type ClusterView } from "./view.js";
 export { peerCredentials, filesMaterial, type PeerTlsConfig } from "./tls.js";
-export { HlcClock, encodeHlc, decodeHlc, compareHlc, maxHlc, isHlc, ZERO_HLC, type Hlc, type HlcClockOptions } from "./hlc.js";
+export { HlcClock, encodeHlc, decodeHlc, compareHlc, maxHlc, successorHlc, isHlc, ZERO_HLC, type Hlc, type HlcClockOptions } from "./hlc.js";
 export { RateLimiter } from "./rate.js";
 export { ReplicatedTable, LevelTableBackend, MemoryTableBackend, type TableEntry, type TableBackend } from "./table.js";
 export { ClusterTable, type TablePeer, type ClusterTableOptions } from "./table-sync.js";

@@ -1,9 +1,22 @@
 /** The replicated store's Prometheus metrics (thoc_objectstore_*), read from the node at scrape time. */
 import client, { type Registry } from "prom-client";
-import type { DurableHintStore, DurableReplicaStore, PartSweeper, ReplicationNode } from "./replica/index.js";
+import type { DurableHintStore, DurableReplicaStore, LifecycleWorker, PartSweeper, ReplicationNode } from "./replica/index.js";
 
-export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper): void {
+export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper, lifecycle: LifecycleWorker): void {
   const reg = [registry];
+  new client.Counter({
+    name: "thoc_objectstore_lifecycle_actions_total", help: "Lifecycle actions this node took: expired objects, aborted uploads, and failures (retried next pass).", labelNames: ["action"], registers: reg,
+    collect() {
+      this.reset();
+      this.inc({ action: "expire" }, lifecycle.totals.expired);
+      this.inc({ action: "abort_upload" }, lifecycle.totals.aborted);
+      this.inc({ action: "failed" }, lifecycle.totals.failed);
+    },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_lifecycle_passes_total", help: "Lifecycle passes over this node's records.", registers: reg,
+    collect() { this.reset(); this.inc(lifecycle.totals.passes); },
+  });
   new client.Gauge({
     name: "thoc_objectstore_replicas", help: "Replica records held by this node (tombstones included).", registers: reg,
     async collect() { this.set((await store.stats()).records); },

@@ -14,7 +14,7 @@ import type { ThocError } from "../errors/index.js";
 import { JoinGate } from "./join-gate.js";
 import type { KeyTable, StoredKey } from "./keys/index.js";
 import { registerReplicaMetrics } from "./metrics.js";
-import { DurableHintStore, DurableReplicaStore, DurableRingHolder, PartSweeper, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
+import { DurableHintStore, DurableReplicaStore, DurableRingHolder, LifecycleWorker, PartSweeper, lifecycleRules, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
 import { ringAdmin, type RingAdmin } from "./ring-admin.js";
 
 const REMOVED_TABLE = "removed-nodes";
@@ -107,7 +107,18 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     if (gate.synced()) void sweeper.sweep().catch((err: Error) => log.warn({ err: err.message }, "object store: part sweep failed; will try again"));
   }, config.objectstore.partSweepInterval);
   sweepTimer.unref();
-  registerReplicaMetrics(ctx.metrics, node, store, hints, sweeper);
+  const lifecycle = new LifecycleWorker({
+    self: ctx.nodeId, store, coordinator: node.coordinator, ring: () => node.ring(), isUp: (id) => view.isUp(id), log,
+    rules: () => lifecycleRules(bucketTable),
+    abortUpload: (b, k, id) => blobs.abortMultipartUpload(b, k, id),
+    tagsOf: async (b, k) => (await blobs.headObject(b, k)).tags,
+    deletesPerSecond: config.objectstore.lifecycleDeletesPerSecond,
+  });
+  const lifecycleTimer = setInterval(() => {
+    if (gate.synced()) void lifecycle.run().catch((err: Error) => log.warn({ err: err.message }, "object store: lifecycle pass failed; will try again"));
+  }, config.objectstore.lifecycleInterval);
+  lifecycleTimer.unref();
+  registerReplicaMetrics(ctx.metrics, node, store, hints, sweeper, lifecycle);
 
   const quorumText = () => {
     const r = node.ring();
@@ -129,7 +140,9 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     serving: () => gate.synced(),
     async stop() {
       clearInterval(sweepTimer);
+      clearInterval(lifecycleTimer);
       await sweeper.idle();
+      await lifecycle.idle();
       gate.stop();
       await node.stop();
       await hints.close().catch(() => {});

@@ -179,13 +179,17 @@ export class RpcServer {
     if (this.prefaces.length === 0) return grpcConn(sock);
     let got: Buffer = Buffer.alloc(0);
     // A client that connects and says nothing is dropped, as grpc-js's handshake timeout would.
-    sock.setTimeout(20_000, () => sock.destroy());
+    const onSilent = () => sock.destroy();
+    sock.setTimeout(20_000);
+    sock.on("timeout", onSilent);
     const onError = () => sock.destroy();
     sock.on("error", onError);
     const hand = (to: (s: Socket) => void, rest: Buffer) => {
       sock.off("data", onData);
       sock.off("error", onError);
+      // Off, not just disarmed: the protocol that takes the socket may arm its own idle timeout, which must not destroy it through ours.
       sock.setTimeout(0);
+      sock.off("timeout", onSilent);
       sock.pause();
       if (rest.length) sock.unshift(rest);
       to(sock);

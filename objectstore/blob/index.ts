@@ -20,3 +20,4 @@ export { algorithmsFor, checkBucketName, extrasOf, chooseParts, partRange, pickH
 export { commonPrefixOf, RollUp } from "./listing.js";
 export { READ_BUFFER, readBuffer, recycleReadBuffer } from "./read-buffers.js";
 export { MemoryBlobStore } from "./memory.js";
+export { afterDays, currentExpiry, filterMatches, needsTags, noncurrentDue, removesLoneMarker, uploadAbortAt, type LifecycleSubject, type NoncurrentVersion } from "./lifecycle.js";

@@ -15,7 +15,7 @@
  */
 import { createHash } from "node:crypto";
 import { ThocError, quorumError } from "../../errors/index.js";
-import type { HlcClock, Liveness } from "../../cluster/index.js";
+import { successorHlc, type HlcClock, type Liveness } from "../../cluster/index.js";
 import { blobError } from "../blob/index.js";
 import type { HintStore } from "./hints.js";
 import { knownWrite, once, tombstoneRecord, type BodyRange, type PutOutcome, type ReplicaRecord, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
@@ -287,11 +287,18 @@ export class Coordinator {
     return this.awaitQuorum(`PUT ${header.bucket}/${header.key}`, plan, sends, () => undefined, () => false, () => rec);
   }
 
-  /** Deletes by writing a tombstone with a new version (W acks, hints for down replicas). */
-  async delete(bucket: string, key: string): Promise<ReplicaRecord> {
+  /**
+   * Deletes by writing a tombstone with a new version (W acks, hints for down
+   * replicas). With `after`, the tombstone's version is the one just after
+   * that version instead of now: it deletes that version and anything older,
+   * but a write made since (a newer version) still wins over it. This is how
+   * background deleters (lifecycle) delete what they looked at, never an
+   * object a client wrote a moment later.
+   */
+  async delete(bucket: string, key: string, opts: { after?: string } = {}): Promise<ReplicaRecord> {
     const plan = this.plan(bucket, key);
     if (plan.up.length < plan.q.w) throw this.qerr(`DELETE ${bucket}/${key}`, plan.up.length, plan.q.w, plan.q.n, "preferred replicas down");
-    const rec = tombstoneRecord(bucket, key, this.opts.hlc.now());
+    const rec = tombstoneRecord(bucket, key, opts.after !== undefined ? successorHlc(opts.after, this.opts.self) : this.opts.hlc.now());
     const sends = [
       ...plan.up.map((id) => ({ id, hintFor: undefined as string | undefined })),
       ...[...plan.hints].map(([down, holder]) => ({ id: holder, hintFor: down })),

@@ -126,7 +126,7 @@ export class PartSweeper {
       const first = this.seen.get(k) ?? now;
       if (now - first < this.o.graceMs || !this.seen.has(k)) { next.set(k, first); continue; }
       try {
-        await this.o.coordinator.delete(bucket, r.key);
+        await this.o.coordinator.delete(bucket, r.key, { after: r.version });
         deleted++;
       } catch (err) {
         next.set(k, first);

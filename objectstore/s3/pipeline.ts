@@ -15,6 +15,7 @@ import type { Ctx } from "./http.js";
 import * as attrOps from "./ops-attributes.js";
 import * as bucketOps from "./ops-bucket.js";
 import * as corsOps from "./ops-cors.js";
+import * as lifecycleOps from "./ops-lifecycle.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
@@ -36,6 +37,7 @@ const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   ListParts: mpOps.listParts, ListMultipartUploads: mpOps.listMultipartUploads,
   GetObjectAttributes: attrOps.getObjectAttributes,
   PutBucketCors: corsOps.putBucketCors, GetBucketCors: corsOps.getBucketCors, DeleteBucketCors: corsOps.deleteBucketCors,
+  PutBucketLifecycleConfiguration: lifecycleOps.putBucketLifecycle, GetBucketLifecycleConfiguration: lifecycleOps.getBucketLifecycle, DeleteBucketLifecycle: lifecycleOps.deleteBucketLifecycle,
 };
 
 export interface PipelineDeps {

@@ -74,6 +74,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "versioning") return "GetBucketVersioning";
         if (sub === "acl") return "GetBucketAcl";
         if (sub === "cors") return "GetBucketCors";
+        if (sub === "lifecycle") return "GetBucketLifecycleConfiguration";
         if (sub && BUCKET_EMPTY_CONFIG[sub]) return "GetBucketEmptyConfig";
         if (sub) return "NotImplemented";
         return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
@@ -81,9 +82,11 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
       case "PUT":
         if (sub === "acl") return "PutBucketAcl";
         if (sub === "cors") return "PutBucketCors";
+        if (sub === "lifecycle") return "PutBucketLifecycleConfiguration";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
         if (sub === "cors") return "DeleteBucketCors";
+        if (sub === "lifecycle") return "DeleteBucketLifecycle";
         return sub ? "NotImplemented" : "DeleteBucket";
       case "POST":
         if (sub === "delete") return "DeleteObjects";

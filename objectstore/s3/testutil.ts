@@ -9,6 +9,7 @@ import { describe } from "node:test";
 import { badInputSuite } from "./suite-badinput.js";
 import { conditionalSuite } from "./suite-conditional.js";
 import { corsSuite } from "./suite-cors.js";
+import { lifecycleSuite } from "./suite-lifecycle.js";
 import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
 import { objectsSuite } from "./suite-objects.js";
@@ -25,5 +26,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     badInputSuite(makeStore);
     corsSuite(makeStore);
     conditionalSuite(makeStore);
+    lifecycleSuite(makeStore);
   });
 }
