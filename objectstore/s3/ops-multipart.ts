@@ -1,12 +1,12 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
 import { MAX_PARTS, parseAlgorithm, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
 import { readSmall } from "./body.js";
+import { checkWriteCondition, writeConditionOf } from "./conditional.js";
 import { s3err, toS3Error } from "./errors.js";
 import {
   body, checkWriteHeaders, intParam, isoDate, objectHeadersOf, ownBucket, ownerXml, parseRange, quote, sendEmpty, sendXml,
   unquote, urlEncodeKey, userMetaOf, writeChecksums, type Ctx,
 } from "./http.js";
-import { checkWriteCondition, writeConditionOf } from "./conditional.js";
 import { copySource } from "./ops-object.js";
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
 
