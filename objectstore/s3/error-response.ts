@@ -12,7 +12,9 @@ import { esc, XML_DECL } from "./xml.js";
 /** Bodies left unread after an error are drained up to this size so the connection can be reused; beyond, it is closed. */
 const DRAIN_LIMIT = 1 << 20;
 
-const KEEP_ON_ERROR = new Set(["x-amz-request-id", "x-amz-id-2", "server"]);
+/** The request id, and the CORS headers of a cross-origin request (ops-cors.ts): a browser script must be able to read the error. */
+const KEEP_ON_ERROR = new Set(["x-amz-request-id", "x-amz-id-2", "server", "access-control-allow-origin", "access-control-allow-credentials",
+  "access-control-allow-methods", "access-control-allow-headers", "access-control-expose-headers", "access-control-max-age", "vary"]);
 
 export function errorXml(e: S3Error, resource: string, requestId: string): string {
   const extra = Object.entries(e.extra).map(([k, v]) => `<${k}>${esc(v)}</${k}>`).join("");

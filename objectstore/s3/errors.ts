@@ -10,8 +10,10 @@ import { blobCodeOf, type BlobErrorCode } from "../blob/index.js";
 
 const TABLE: Record<string, [number, string]> = {
   AccessDenied: [403, "Access Denied"],
+  AccessForbidden: [403, "CORSResponse: This CORS request is not allowed."],
   AuthorizationHeaderMalformed: [400, "The authorization header is malformed."],
   AuthorizationQueryParametersError: [400, "Error parsing the X-Amz-Credential parameter."],
+  BadRequest: [400, "Bad Request"],
   BadDigest: [400, "The Content-MD5 or checksum you specified did not match what we received."],
   BucketAlreadyExists: [409, "The requested bucket name is not available. Please select a different name and try again."],
   BucketAlreadyOwnedByYou: [409, "Your previous request to create the named bucket succeeded and you already own it."],
@@ -30,6 +32,7 @@ const TABLE: Record<string, [number, string]> = {
   InvalidPartNumber: [416, "The requested partnumber is not satisfiable"],
   InvalidRange: [416, "The requested range is not satisfiable"],
   InvalidRequest: [400, "Invalid Request"],
+  InvalidURI: [400, "Couldn't parse the specified URI."],
   InvalidStorageClass: [400, "The storage class you specified is not valid."],
   KeyTooLongError: [400, "Your key is too long."],
   MalformedACLError: [400, "The XML you provided was not well-formed or did not validate against our published schema."],

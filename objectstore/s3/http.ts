@@ -136,32 +136,36 @@ export function writeChecksums(res: ServerResponse, c: Checksums, only?: Checksu
   }
 }
 
-function etagMatches(list: string, etag: string): boolean {
+export function etagMatches(list: string, etag: string): boolean {
   return list.split(",").some((t) => t.trim() === "*" || unquote(t) === etag);
 }
 
 /**
  * RFC 7232 as S3 applies it: If-Match / If-Unmodified-Since → 412, If-None-Match /
  * If-Modified-Since → 304 (GET, HEAD). A true If-Match overrides a false
- * If-Unmodified-Since, a false If-None-Match overrides a true If-Modified-Since.
+ * If-Unmodified-Since, a false If-None-Match (the ETag matches) answers 304
+ * whatever If-Modified-Since says, and If-Modified-Since counts only without
+ * If-None-Match. Dates that do not parse are ignored, as RFC 7232 says.
+ * The 412's Condition names the header that failed (x-amz-copy-source-If-...
+ * for a copy source, whose would-be 304s are 412s).
  */
 export function checkConditions(h: Record<string, string | string[] | undefined>, meta: ObjectMeta, prefix = "if-", notModifiedAs412 = false): void {
   const get = (n: string) => (typeof h[prefix + n] === "string" ? (h[prefix + n] as string) : undefined);
   const im = get("match"), inm = get("none-match"), ims = get("modified-since"), ius = get("unmodified-since");
   const modSec = Math.floor(meta.lastModified / 1000) * 1000;
-  const fail = () => s3err("PreconditionFailed", undefined, { Condition: prefix === "if-" ? "If-Match" : "x-amz-copy-source-If-Match" });
-  const notModified = () => (notModifiedAs412 ? fail() : s3err("NotModified"));
+  const fail = (name: string) => s3err("PreconditionFailed", undefined, { Condition: prefix === "if-" ? name : `x-amz-copy-source-${name}` });
+  const notModified = (name: string) => (notModifiedAs412 ? fail(name) : s3err("NotModified"));
   if (im !== undefined) {
-    if (!etagMatches(im, meta.etag)) throw fail();
+    if (!etagMatches(im, meta.etag)) throw fail("If-Match");
   } else if (ius !== undefined) {
     const t = Date.parse(ius);
-    if (!Number.isNaN(t) && modSec > t) throw fail();
+    if (!Number.isNaN(t) && modSec > t) throw fail("If-Unmodified-Since");
   }
   if (inm !== undefined) {
-    if (etagMatches(inm, meta.etag)) throw notModified();
+    if (etagMatches(inm, meta.etag)) throw notModified("If-None-Match");
   } else if (ims !== undefined) {
     const t = Date.parse(ims);
-    if (!Number.isNaN(t) && modSec <= t) throw notModified();
+    if (!Number.isNaN(t) && modSec <= t) throw notModified("If-Modified-Since");
   }
 }
 

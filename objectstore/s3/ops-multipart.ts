@@ -1,6 +1,7 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
 import { MAX_PARTS, parseAlgorithm, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
 import { readSmall } from "./body.js";
+import { checkWriteCondition, writeConditionOf } from "./conditional.js";
 import { s3err, toS3Error } from "./errors.js";
 import {
   body, checkWriteHeaders, intParam, isoDate, objectHeadersOf, ownBucket, ownerXml, parseRange, quote, sendEmpty, sendXml,
@@ -80,6 +81,7 @@ export async function uploadPartCopy(ctx: Ctx) {
 export async function completeMultipartUpload(ctx: Ctx) {
   await ownBucket(ctx);
   const id = uploadId(ctx);
+  const cond = writeConditionOf(ctx.req.headers);
   const doc = parseXml((await readSmall(body(ctx), MAX_COMPLETE_XML)).toString("utf8"), "CompleteMultipartUpload");
   const parts = list(doc, "Part").map((p) => {
     const num = text(p, "PartNumber")?.trim() ?? "", etag = text(p, "ETag");
@@ -88,6 +90,8 @@ export async function completeMultipartUpload(ctx: Ctx) {
   });
   if (parts.length === 0) throw s3err("MalformedXML", "You must specify at least one part.");
   if (parts.length > MAX_PARTS) throw s3err("MalformedXML", `At most ${MAX_PARTS} parts.`);
+  // Last thing before the parts are assembled (conditional.ts: not atomic with the completion).
+  if (cond) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
 
   // Completing can take a while (quorum waits, many parts, a slow disk): answer 200 early and keep the connection alive with
   // whitespace; an error after that point goes in the 200 body, which SDKs check for this operation.

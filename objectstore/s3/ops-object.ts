@@ -1,6 +1,7 @@
-/** Object operations: PUT, GET, HEAD, DELETE, CopyObject, and the ACL answers (tagging: ops-tagging.ts). */
+/** Object operations: PUT, GET, HEAD, DELETE, CopyObject (ACLs: ops-access.ts; tagging: ops-tagging.ts). */
 import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type GetObjectResult, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { readSmall } from "./body.js";
+import { checkWriteCondition, EARLY_CHECK_BYTES, guardBody, writeConditionOf } from "./conditional.js";
 import { s3err } from "./errors.js";
 import { authorize } from "./access.js";
 import { requestedAcl } from "./ops-access.js";
@@ -21,19 +22,12 @@ export async function putObject(ctx: Ctx) {
   const h = ctx.req.headers;
   checkWriteHeaders(h);
   const tags = taggingHeader(h);
-  if (typeof h["if-none-match"] === "string" || typeof h["if-match"] === "string") {
-    let cur: ObjectMeta | undefined;
-    try { cur = await ctx.store.headObject(ctx.bucket!, ctx.key!); } catch (err) { if (!isBlobError(err, "NoSuchKey")) throw err; }
-    if (h["if-none-match"] === "*" && cur) throw s3err("PreconditionFailed", undefined, { Condition: "If-None-Match" });
-    if (typeof h["if-match"] === "string") {
-      if (!cur) throw s3err("NoSuchKey");
-      checkConditions({ "if-match": h["if-match"] }, cur);
-    }
-  }
+  const cond = writeConditionOf(h);
   const acl = await requestedAcl(ctx);
   const b = body(ctx);
+  if (cond && !((b.expect.size ?? Infinity) < EARLY_CHECK_BYTES)) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: b.body, expect: b.expect,
+    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(b.body, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : b.body, expect: b.expect,
     headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
     extras: { acl, ...(tags ? { tags } : {}) },
   }).catch((err: unknown) => { throw b.mapError(err); });
@@ -147,6 +141,7 @@ export async function copyObject(ctx: Ctx) {
   await ownBucket(ctx);
   const h = ctx.req.headers;
   checkWriteHeaders(h);
+  const cond = writeConditionOf(h);
   const src = await copySource(ctx);
   // As in S3, a copy's ACL is the request's (private without x-amz-acl), never the source's.
   const acl = await requestedAcl(ctx);
@@ -160,9 +155,10 @@ export async function copyObject(ctx: Ctx) {
   const tags = copyTags(h, m);
   const asked = parseAlgorithm(typeof h["x-amz-checksum-algorithm"] === "string" ? h["x-amz-checksum-algorithm"] : undefined);
   const compute = [...new Set<ChecksumAlgorithm>([...(Object.keys(m.checksums).filter((a) => !m.checksums[a as ChecksumAlgorithm]!.includes("-")) as ChecksumAlgorithm[]), ...(asked ? [asked] : [])])];
+  if (cond) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
   const got = await ctx.store.getObject(src.bucket, src.key);
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: got.body,
+    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(got.body, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : got.body,
     expect: { size: got.meta.size, computeChecksums: compute },
     // As in S3, the copy's storage class is the request's (STANDARD when absent), whatever the directive.
     headers: directive === "REPLACE" ? objectHeadersOf(h) : {

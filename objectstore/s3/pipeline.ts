@@ -12,7 +12,9 @@ import type { Logger } from "../../core/index.js";
 import type { BlobStore } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import type { Ctx } from "./http.js";
+import * as attrOps from "./ops-attributes.js";
 import * as bucketOps from "./ops-bucket.js";
+import * as corsOps from "./ops-cors.js";
 import * as lifecycleOps from "./ops-lifecycle.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
@@ -36,6 +38,8 @@ const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, UploadPartCopy: mpOps.uploadPartCopy,
   CompleteMultipartUpload: mpOps.completeMultipartUpload, AbortMultipartUpload: mpOps.abortMultipartUpload,
   ListParts: mpOps.listParts, ListMultipartUploads: mpOps.listMultipartUploads,
+  GetObjectAttributes: attrOps.getObjectAttributes,
+  PutBucketCors: corsOps.putBucketCors, GetBucketCors: corsOps.getBucketCors, DeleteBucketCors: corsOps.deleteBucketCors,
   PutBucketLifecycleConfiguration: lifecycleOps.putBucketLifecycle, GetBucketLifecycleConfiguration: lifecycleOps.getBucketLifecycle, DeleteBucketLifecycle: lifecycleOps.deleteBucketLifecycle,
   GetObjectTagging: tagOps.getObjectTagging, PutObjectTagging: tagOps.putObjectTagging, DeleteObjectTagging: tagOps.deleteObjectTagging,
   GetBucketTagging: tagOps.getBucketTagging, PutBucketTagging: tagOps.putBucketTagging, DeleteBucketTagging: tagOps.deleteBucketTagging,
@@ -80,6 +84,11 @@ export async function runPipeline(deps: PipelineDeps, req: IncomingMessage, res:
   st.resource = `/${target.bucket ?? ""}${target.key !== undefined ? "/" + target.key : ""}`;
   const method = req.method ?? "GET";
   st.op = operationOf(method, target, query, req.headers["x-amz-copy-source"] !== undefined);
+  // CORS: a preflight is answered from the bucket's rules, unauthenticated; an actual request with an
+  // Origin gets its Access-Control-* headers before anything can fail (they stay on error answers).
+  if (st.op === "CorsPreflight") return corsOps.preflight(deps.store, req, res, target.bucket!, target.key !== undefined);
+  const origin = req.headers.origin;
+  if (origin !== undefined && target.bucket) await corsOps.applyCors(deps.store, req, res, target.bucket, origin);
   // No credentials at all is an anonymous request (ACLs and policies may let it in); anything signed must verify.
   const auth = hasNoCredentials(req.headers, query) ? ANONYMOUS
     : await authenticate({ method, rawPath, rawQuery, headers: req.headersDistinct, plainHeaders: req.headers }, deps.credentials, deps.policy);

@@ -4,14 +4,13 @@
  * operation its method, sub-resources and headers name.
  */
 import { s3err } from "./errors.js";
-import { safeDecode } from "./sigv4.js";
 
 export interface Target { bucket?: string; key?: string; virtualHost: boolean }
 
 export function resolveTarget(host: string | undefined, rawPath: string, domain: string): Target {
   const h = (host ?? "").replace(/:\d+$/, "").replace(/\.$/, "").toLowerCase();
   const d = domain.toLowerCase().replace(/^\./, "");
-  const path = safeDecode(rawPath.startsWith("/") ? rawPath.slice(1) : rawPath);
+  const path = decodePath(rawPath.startsWith("/") ? rawPath.slice(1) : rawPath);
   if (d && h.endsWith("." + d)) {
     const bucket = h.slice(0, -(d.length + 1));
     return { bucket, key: path === "" ? undefined : path, virtualHost: true };
@@ -21,6 +20,19 @@ export function resolveTarget(host: string | undefined, rawPath: string, domain:
   if (i < 0) return { bucket: path, virtualHost: false };
   const key = path.slice(i + 1);
   return { bucket: path.slice(0, i), key: key === "" ? undefined : key, virtualHost: false };
+}
+
+/**
+ * The path's percent-escapes decoded, strictly: a bad escape or bytes that are
+ * not UTF-8 are refused as S3 refuses them, not left undecoded (which made
+ * /b/bad%ff and /b/bad%25ff name the same object).
+ */
+function decodePath(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw s3err("InvalidURI");
+  }
 }
 
 /** S3's naming rules for new buckets (existing names are only looked up). */
@@ -35,7 +47,6 @@ export function checkBucketName(name: string): void {
 
 /** Sub-resources answered with a fixed "none configured" reply or NotImplemented. */
 const BUCKET_EMPTY_CONFIG: Record<string, string> = {
-  cors: "NoSuchCORSConfiguration",
   encryption: "ServerSideEncryptionConfigurationNotFoundError", "object-lock": "ObjectLockConfigurationNotFoundError",
 };
 export const emptyConfigError = (sub: string) => BUCKET_EMPTY_CONFIG[sub];
@@ -47,6 +58,7 @@ const OBJECT_SUBS = ["acl", "tagging", "retention", "legal-hold", "torrent", "re
 
 /** The S3 operation name (metrics label and dispatch key). "NotImplemented" and "MethodNotAllowed" are refused after auth. */
 export function operationOf(method: string, t: Target, q: Map<string, string>, hasCopySource: boolean): string {
+  if (method === "OPTIONS" && t.bucket) return "CorsPreflight";
   if (!t.bucket) {
     if (method === "GET" || method === "HEAD") return "ListBuckets";
     return "MethodNotAllowed";
@@ -60,6 +72,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "versions") return "ListObjectVersions";
         if (sub === "versioning") return "GetBucketVersioning";
         if (sub === "acl") return "GetBucketAcl";
+        if (sub === "cors") return "GetBucketCors";
         if (sub === "lifecycle") return "GetBucketLifecycleConfiguration";
         if (sub === "tagging") return "GetBucketTagging";
         if (sub === "policy") return "GetBucketPolicy";
@@ -71,12 +84,14 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
       case "HEAD": return "HeadBucket";
       case "PUT":
         if (sub === "acl") return "PutBucketAcl";
+        if (sub === "cors") return "PutBucketCors";
         if (sub === "lifecycle") return "PutBucketLifecycleConfiguration";
         if (sub === "tagging") return "PutBucketTagging";
         if (sub === "policy") return "PutBucketPolicy";
         if (sub === "publicAccessBlock") return "PutPublicAccessBlock";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
+        if (sub === "cors") return "DeleteBucketCors";
         if (sub === "lifecycle") return "DeleteBucketLifecycle";
         if (sub === "tagging") return "DeleteBucketTagging";
         if (sub === "policy") return "DeleteBucketPolicy";
@@ -94,6 +109,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
       if (sub === "uploadId") return "ListParts";
       if (sub === "acl") return "GetObjectAcl";
       if (sub === "tagging") return "GetObjectTagging";
+      if (sub === "attributes") return "GetObjectAttributes";
       return sub ? "NotImplemented" : "GetObject";
     case "HEAD": return sub ? "NotImplemented" : "HeadObject";
     case "PUT":

@@ -8,6 +8,8 @@
 import { describe } from "node:test";
 import { accessSuite } from "./suite-access.js";
 import { badInputSuite } from "./suite-badinput.js";
+import { conditionalSuite } from "./suite-conditional.js";
+import { corsSuite } from "./suite-cors.js";
 import { lifecycleSuite } from "./suite-lifecycle.js";
 import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
@@ -24,6 +26,8 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     listSuite(makeStore);
     multipartSuite(makeStore);
     badInputSuite(makeStore);
+    corsSuite(makeStore);
+    conditionalSuite(makeStore);
     lifecycleSuite(makeStore);
     taggingSuite(makeStore);
     accessSuite(makeStore);
