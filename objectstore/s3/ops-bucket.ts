@@ -85,11 +85,6 @@ export async function getBucketLocation(ctx: Ctx) {
   ctx.res.end(data);
 }
 
-export async function getBucketVersioning(ctx: Ctx) {
-  await ownBucket(ctx);
-  sendXml(ctx, 200, "VersioningConfiguration", {});
-}
-
 export function aclXml(owner: string) {
   return {
     Owner: ownerXml(owner),
@@ -125,19 +120,16 @@ export async function deleteObjects(ctx: Ctx) {
   const quiet = text(doc, "Quiet")?.trim().toLowerCase() === "true";
   const objects = list(doc, "Object");
   if (objects.length === 0 || objects.length > 1000) throw s3err("MalformedXML", "A Delete request names 1 to 1000 objects.");
-  const deleted: { Key: string; VersionId?: string }[] = [];
+  const deleted: { Key: string; VersionId?: string; DeleteMarker?: boolean; DeleteMarkerVersionId?: string }[] = [];
   const errors: { Key: string; Code: string; Message: string }[] = [];
   for (const o of objects) {
     const key = text(o, "Key");
     if (key === undefined || key === "") throw s3err("MalformedXML", "Every <Object> needs a <Key>.");
     const vid = text(o, "VersionId");
-    if (vid !== undefined && vid !== "null") {
-      errors.push({ Key: key, Code: "NoSuchVersion", Message: "The specified version does not exist." });
-      continue;
-    }
     try {
-      await ctx.store.deleteObject(ctx.bucket!, key);
-      if (!quiet) deleted.push({ Key: key, VersionId: vid });
+      // With a VersionId: that version goes for good; without, a versioned bucket gets a delete marker.
+      const r = await ctx.store.deleteObject(ctx.bucket!, key, vid !== undefined ? { versionId: vid } : {});
+      if (!quiet) deleted.push({ Key: key, VersionId: vid, DeleteMarker: r.deleteMarker, DeleteMarkerVersionId: r.deleteMarker ? r.versionId : undefined });
     } catch (err) {
       const { error, internal } = toS3Error(err);
       if (internal) ctx.log.error({ err, key, requestId: ctx.requestId }, "DeleteObjects: one key failed");

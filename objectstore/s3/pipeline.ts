@@ -16,6 +16,7 @@ import * as bucketOps from "./ops-bucket.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
+import * as versionOps from "./ops-versions.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
@@ -23,10 +24,11 @@ import type { CredentialLookup } from "./types.js";
 
 const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   ListBuckets: bucketOps.listBuckets, CreateBucket: bucketOps.createBucket, HeadBucket: bucketOps.headBucket,
-  DeleteBucket: bucketOps.deleteBucket, GetBucketLocation: bucketOps.getBucketLocation, GetBucketVersioning: bucketOps.getBucketVersioning,
+  DeleteBucket: bucketOps.deleteBucket, GetBucketLocation: bucketOps.getBucketLocation, GetBucketVersioning: versionOps.getBucketVersioning,
   GetBucketAcl: bucketOps.getBucketAcl, PutBucketAcl: bucketOps.putBucketAcl, GetBucketEmptyConfig: bucketOps.getBucketEmptyConfig,
   DeleteObjects: bucketOps.deleteObjects,
-  ListObjects: listOps.listObjects, ListObjectsV2: listOps.listObjectsV2, ListObjectVersions: listOps.listObjectVersions,
+  PutBucketVersioning: versionOps.putBucketVersioning,
+  ListObjects: listOps.listObjects, ListObjectsV2: listOps.listObjectsV2, ListObjectVersions: versionOps.listObjectVersions,
   PutObject: objectOps.putObject, GetObject: objectOps.getObject, HeadObject: objectOps.headObject, DeleteObject: objectOps.deleteObject,
   CopyObject: objectOps.copyObject, GetObjectAcl: objectOps.getObjectAcl, PutObjectAcl: objectOps.putObjectAcl, GetObjectTagging: objectOps.getObjectTagging,
   CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, UploadPartCopy: mpOps.uploadPartCopy,

@@ -66,6 +66,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
       case "HEAD": return "HeadBucket";
       case "PUT":
         if (sub === "acl") return "PutBucketAcl";
+        if (sub === "versioning") return "PutBucketVersioning";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
         return sub ? "NotImplemented" : "DeleteBucket";
