@@ -156,7 +156,7 @@ export class ReplicatedBlobStore implements BlobStore {
    * quorum round). NoSuchKey, with the marker's id, when the latest version
    * is a delete marker.
    */
-  private async current(bucket: string, key: string, versionId: string | undefined): Promise<{ storageKey: string; known: HeadResult }> {
+  private async current(bucket: string, key: string, versionId: string | undefined, healed = false): Promise<{ storageKey: string; known: HeadResult }> {
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
     if (versionId !== undefined) return ver.findVersion(this.b, bucket, key, versionId);
     const known = await this.b.coordinator.head(bucket, key);
@@ -168,9 +168,10 @@ export class ReplicatedBlobStore implements BlobStore {
     const storageKey = ver.versionKey(key, m.vref);
     const v = await this.b.coordinator.head(bucket, storageKey);
     if (!v.record || v.record.tombstone) {
-      // The version was deleted by id and the pointer not moved (its deleter died): move it now.
+      // The version was deleted by id and the pointer not moved (its deleter died): move it now, and read again.
+      if (healed) throw noSuchKey(bucket, key);
       await ver.repoint(this.b, bucket, key, record.version);
-      throw noSuchKey(bucket, key);
+      return this.current(bucket, key, undefined, true);
     }
     return { storageKey, known: v };
   }
