@@ -162,6 +162,8 @@ export class ReplicatedBlobStore implements BlobStore {
     const known = await this.b.coordinator.head(bucket, key);
     const record = known.record;
     if (!record || record.tombstone) throw noSuchKey(bucket, key);
+    // Most records are not pointers: a string test spares a never-versioned GET one more parse of the meta.
+    if (!record.meta.includes('"vref":')) return { storageKey: key, known };
     const m = storedOf(record);
     if (!ver.isPointer(m)) return { storageKey: key, known };
     if (m.deleteMarker) throw blobError("NoSuchKey", `no object ${key} in bucket ${bucket} (its latest version is a delete marker)`, { bucket, key, deleteMarker: true, ...(m.versionId ? { versionId: m.versionId } : {}) });

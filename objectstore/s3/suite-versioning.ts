@@ -229,6 +229,13 @@ export function versioningSuite(makeStore: MakeStore): void {
       }
       assert.equal(pages, 2);
       assert.equal(got.length, 1010);
+      // encoding-type=url encodes keys (and markers) as in the other listings.
+      await put("vmany", "sp ace/é", "x");
+      const enc = await raw(f, { method: "GET", path: "/vmany", query: { versions: "", "encoding-type": "url", prefix: "sp ", "max-keys": "1" } });
+      assert.equal(enc.status, 200, enc.body);
+      assert.match(enc.body, /<EncodingType>url<\/EncodingType>/);
+      assert.match(enc.body, /<Key>sp\+ace\/%C3%A9<\/Key>/);
+      assert.match(enc.body, /<Prefix>sp\+<\/Prefix>/);
       assert.deepEqual([...got].sort(), [...many].sort());
     });
 
