@@ -282,6 +282,25 @@ export function versioningSuite(makeStore: MakeStore): void {
       assert.deepEqual(l.Contents!.map((o) => [o.Key, o.Size]), [["a", 5], ["mp", 15], ["restored", 5]]);
     });
 
+    test("a version keeps its headers, user metadata and checksums when newer versions come", async () => {
+      await c.send(new s3.CreateBucketCommand({ Bucket: "vmeta" }));
+      await enable("vmeta");
+      const v1 = await c.send(new s3.PutObjectCommand({
+        Bucket: "vmeta", Key: "k", Body: "first body", ContentType: "text/x-first", Metadata: { who: "one" }, ChecksumAlgorithm: "SHA256", CacheControl: "max-age=5",
+      }));
+      await c.send(new s3.PutObjectCommand({ Bucket: "vmeta", Key: "k", Body: "second", ContentType: "text/x-second", Metadata: { who: "two" } }));
+      const old = await c.send(new s3.GetObjectCommand({ Bucket: "vmeta", Key: "k", VersionId: v1.VersionId, ChecksumMode: "ENABLED" }));
+      assert.equal(await old.Body!.transformToString(), "first body");
+      assert.equal(old.ContentType, "text/x-first");
+      assert.equal(old.CacheControl, "max-age=5");
+      assert.deepEqual(old.Metadata, { who: "one" });
+      assert.equal(old.ChecksumSHA256, v1.ChecksumSHA256);
+      assert.equal(old.ETag, v1.ETag);
+      const cur = await c.send(new s3.HeadObjectCommand({ Bucket: "vmeta", Key: "k" }));
+      assert.equal(cur.ContentType, "text/x-second");
+      assert.deepEqual(cur.Metadata, { who: "two" });
+    });
+
     test("DeleteBucket is refused while versions or delete markers remain", async () => {
       await c.send(new s3.CreateBucketCommand({ Bucket: "vgone" }));
       await enable("vgone");
