@@ -120,6 +120,23 @@ describe("versioned objects on a 3-node cluster", () => {
     assert.equal(deleted, 1);
   });
 
+  test("Suspended: writers racing on one key leave exactly one null version, the one the key reads", async () => {
+    await node(0).createBucket("susp", "me");
+    await node(0).putBucketConfig("susp", "versioning", "Suspended");
+    const putS = (i: number, key: string, body: string) =>
+      node(i).putObject({ bucket: "susp", key, body: once(Buffer.from(body)), headers: {}, userMeta: {}, expect: { size: body.length } });
+    const keys = Array.from({ length: 6 }, (_, i) => `race-${i}`);
+    await Promise.all(keys.flatMap((k) => [putS(0, k, `${k}:a`), putS(1, k, `${k}:b`), putS(2, k, `${k}:c`)]));
+    for (const k of keys) {
+      const l = await node(2).listObjectVersions({ bucket: "susp", prefix: k, maxKeys: 10 });
+      assert.deepEqual(l.versions.map((v) => [v.versionId, v.isLatest]), [["null", true]], k);
+      const got = await node(1).getObject("susp", k);
+      const chunks: Buffer[] = [];
+      for await (const ch of got.body) chunks.push(Buffer.from(ch));
+      assert.match(Buffer.concat(chunks).toString(), new RegExp(`^${k}:[abc]$`));
+    }
+  });
+
   test("a writer that died between its version and the pointer: reads keep the previous version; the next write re-points", async () => {
     const v1 = await put(node(0), "torn", "before");
     // What a dying writer leaves: a version record that no pointer names.

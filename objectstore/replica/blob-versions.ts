@@ -111,9 +111,11 @@ export async function writeVersion(b: ReplicatedBackend, bucket: string, key: st
   const rec = await write(versionKey(key, sid), state === "Enabled" ? sid : "null");
   await setPointer(b, bucket, key, rec, sid, t);
   if (state === "Suspended") {
-    for (const v of await keyVersions(b, bucket, key)) {
-      if (v.sid !== sid && storedOf(v.rec).versionId === "null") await coord.delete(bucket, v.rec.key);
-    }
+    // Older null versions (larger sort ids) go; ours too when a newer one came meanwhile (the pointer names that
+    // one). So racing writers never delete the newest, and whichever lists last removes what the other did not see.
+    const nulls = (await keyVersions(b, bucket, key)).filter((v) => storedOf(v.rec).versionId === "null");
+    const superseded = nulls.some((v) => v.sid < sid);
+    for (const v of nulls) if (v.sid > sid || (superseded && v.sid === sid)) await coord.delete(bucket, v.rec.key);
   }
   return versionMeta(rec, key);
 }
