@@ -102,6 +102,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
   const sweeper = new PartSweeper({
     self: ctx.nodeId, store, coordinator: node.coordinator, ring: () => node.ring(), isUp: (id) => view.isUp(id),
     buckets: async () => (await bucketTable.list()).map((e) => e.key).filter((k) => !k.includes("\u0000")), graceMs: config.objectstore.partGrace, log,
+    listBucket: (b, o) => node.listBucket(b, o),
   });
   const sweepTimer = setInterval(() => {
     if (gate.synced()) void sweeper.sweep().catch((err: Error) => log.warn({ err: err.message }, "object store: part sweep failed; will try again"));

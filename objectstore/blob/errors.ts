@@ -11,6 +11,10 @@ const CODES = {
   NoSuchBucket: "not_found",
   NoSuchKey: "not_found",
   NoSuchUpload: "not_found",
+  /** A version id that names no version of the key. */
+  NoSuchVersion: "not_found",
+  /** GET/HEAD of a version that is a delete marker (S3: 405 MethodNotAllowed). */
+  VersionIsDeleteMarker: "failed_precondition",
   BucketAlreadyExists: "already_exists",
   BucketNotEmpty: "failed_precondition",
   InvalidBucketName: "invalid_argument",

@@ -5,6 +5,7 @@
  * Content-MD5, checksums, multipart rules, S3's ETags and listing order.
  */
 import { createHash, randomBytes } from "node:crypto";
+import { ThocError } from "../../errors/index.js";
 import { blobError } from "./errors.js";
 import { hasher, type Hasher } from "./hash.js";
 import type { BucketConfigSection, BucketConfigSections } from "./bucket-config.js";
@@ -14,7 +15,17 @@ import {
   MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
+  type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult,
 } from "./types.js";
+
+/**
+ * This store does not keep versions: every object is its own "null" version
+ * (as in a never-versioned S3 bucket) and enabling versioning is refused as
+ * not implemented (the replicated store, objectstore/replica, has it).
+ */
+function onlyNull(versionId: string | undefined, key: string): void {
+  if (versionId !== undefined && versionId !== "null") throw blobError("NoSuchVersion", undefined, { key, versionId });
+}
 
 interface Stored { meta: ObjectMeta; data: Buffer }
 interface Upload { upload: MultipartUpload; parts: Map<number, { info: PartInfo; data: Buffer }> }
@@ -98,6 +109,7 @@ export class MemoryBlobStore implements BlobStore {
 
   async putBucketConfig<S extends BucketConfigSection>(bucket: string, section: S, value: BucketConfigSections[S] | undefined): Promise<void> {
     const c = this.bucket(bucket).config;
+    if (section === "versioning" && value !== undefined) throw new ThocError("unimplemented", "the in-memory store does not keep object versions");
     if (value === undefined) c.delete(section);
     else c.set(section, JSON.stringify(value));
   }
@@ -126,9 +138,14 @@ export class MemoryBlobStore implements BlobStore {
     return o;
   }
 
-  async headObject(bucket: string, key: string) { return this.object(bucket, key).meta; }
+  async headObject(bucket: string, key: string, opts: { versionId?: string } = {}) {
+    const o = this.object(bucket, key);
+    onlyNull(opts.versionId, key);
+    return o.meta;
+  }
 
   async getObject(bucket: string, key: string, opts: GetObjectOptions = {}): Promise<GetObjectResult> {
+    onlyNull(opts.versionId, key);
     const { meta, data } = this.object(bucket, key);
     let range = opts.prepare ? opts.prepare(meta) : opts.range;
     if (opts.partNumber !== undefined) {
@@ -143,7 +160,23 @@ export class MemoryBlobStore implements BlobStore {
     return { meta, body: slices(body), range };
   }
 
-  async deleteObject(bucket: string, key: string) { this.bucket(bucket).objects.delete(key); }
+  async deleteObject(bucket: string, key: string, opts: { versionId?: string } = {}): Promise<DeleteObjectResult> {
+    const b = this.bucket(bucket);
+    if (opts.versionId !== undefined && opts.versionId !== "null") return {};
+    b.objects.delete(key);
+    return opts.versionId ? { versionId: "null" } : {};
+  }
+
+  async listObjectVersions(input: ListVersionsInput): Promise<ListVersionsResult> {
+    // Every object is its single null version: a version-id marker means "after that key".
+    const r = await this.listObjects({ bucket: input.bucket, prefix: input.prefix, delimiter: input.delimiter, after: input.keyMarker || undefined, maxKeys: input.maxKeys });
+    const last = r.objects[r.objects.length - 1];
+    return {
+      versions: r.objects.map((o) => ({ ...o, versionId: "null", isLatest: true })),
+      commonPrefixes: r.commonPrefixes, isTruncated: r.isTruncated,
+      ...(r.isTruncated ? { nextKeyMarker: r.nextAfter, ...(last && last.key === r.nextAfter ? { nextVersionIdMarker: "null" } : {}) } : {}),
+    };
+  }
 
   async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
     const b = this.bucket(input.bucket);

@@ -103,6 +103,8 @@ export interface BodyExpectations {
 }
 
 export interface GetObjectOptions {
+  /** A version of a versioned bucket's object ("null": the null version); without it, the latest. */
+  versionId?: string;
   range?: ByteRange;
   partNumber?: number;
   prepare?: (meta: ObjectMeta) => ByteRange | undefined;
@@ -148,6 +150,39 @@ export interface ListObjectsResult {
   nextAfter?: string;
 }
 
+/** What DeleteObject did in a bucket that has (had) versioning; empty in a never-versioned bucket. */
+export interface DeleteObjectResult {
+  /** The version deleted (with opts.versionId), or the delete marker's (without). */
+  versionId?: string;
+  /** A delete marker was written (without opts.versionId), or the version deleted was one. */
+  deleteMarker?: boolean;
+}
+
+export interface ListVersionsInput {
+  bucket: string;
+  prefix?: string;
+  delimiter?: string;
+  /** Exclusive, with versionIdMarker: resume after that version of that key; alone: after every version of it. */
+  keyMarker?: string;
+  versionIdMarker?: string;
+  maxKeys: number;
+}
+
+/** One version (or delete marker: meta.deleteMarker) of a key, as ListObjectVersions lists it. */
+export interface VersionEntry extends ObjectMeta {
+  versionId: string;
+  isLatest: boolean;
+}
+
+export interface ListVersionsResult {
+  /** Key order, newest first within a key. */
+  versions: VersionEntry[];
+  commonPrefixes: string[];
+  isTruncated: boolean;
+  nextKeyMarker?: string;
+  nextVersionIdMarker?: string;
+}
+
 export interface MultipartUpload {
   uploadId: string;
   bucket: string;
@@ -191,7 +226,12 @@ export interface BlobStore {
 
   /** Writes durably (fsync) before resolving; atomically replaces any previous version. */
   putObject(input: PutObjectInput): Promise<ObjectMeta>;
-  headObject(bucket: string, key: string): Promise<ObjectMeta>;
+  /**
+   * opts.versionId: that version (NoSuchVersion when unknown; a delete
+   * marker's id → VersionIsDeleteMarker). Without it, a key whose latest
+   * version is a delete marker is NoSuchKey with details {deleteMarker: true, versionId}.
+   */
+  headObject(bucket: string, key: string, opts?: { versionId?: string }): Promise<ObjectMeta>;
   /**
    * range is resolved by the caller against headObject's size; partNumber
    * selects one part of a multipart object. `prepare`, instead of range, is
@@ -201,9 +241,16 @@ export interface BlobStore {
    * quorum rounds.
    */
   getObject(bucket: string, key: string, opts?: GetObjectOptions): Promise<GetObjectResult>;
-  /** Deleting a missing key succeeds (S3 semantics). */
-  deleteObject(bucket: string, key: string): Promise<void>;
+  /**
+   * Deleting a missing key succeeds (S3 semantics). In a versioned bucket,
+   * without opts.versionId it writes a delete marker; with it, it removes that
+   * version for good (an unknown one: nothing to do).
+   */
+  deleteObject(bucket: string, key: string, opts?: { versionId?: string }): Promise<DeleteObjectResult>;
+  /** Latest live version of each key: delete markers hide their key. */
   listObjects(input: ListObjectsInput): Promise<ListObjectsResult>;
+  /** Every version and delete marker (an object of a never-versioned bucket is its own "null" version). */
+  listObjectVersions(input: ListVersionsInput): Promise<ListVersionsResult>;
 
   /**
    * Changes an object's tags and/or ACL (a field left out stays as it is;

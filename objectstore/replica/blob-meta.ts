@@ -33,6 +33,8 @@ export type StoredMeta = Omit<ObjectMeta, "bucket" | "key" | "version" | "size">
    * the body is a manifest of part references (blob-manifest.ts), not the bytes.
    */
   mpu?: { id: string; sig: string; parts?: number };
+  /** Set on the plain record of a versioned bucket's key: the sort id of the latest version's record (blob-versions.ts). */
+  vref?: string;
 };
 
 export function storedOf(rec: ReplicaRecord): StoredMeta {
@@ -47,7 +49,7 @@ export function storedOf(rec: ReplicaRecord): StoredMeta {
 export const isManifest = (m: StoredMeta): boolean => m.mpu?.parts !== undefined;
 
 export function metaOf(rec: ReplicaRecord): ObjectMeta {
-  const { mpu: _m, size, ...rest } = storedOf(rec);
+  const { mpu: _m, vref: _r, size, ...rest } = storedOf(rec);
   return { ...rest, bucket: rec.bucket, key: rec.key, version: rec.version, size: size ?? rec.size };
 }
 

@@ -29,6 +29,8 @@ import type { ReplicaRecord } from "./replica-store.js";
 export interface MultipartHost {
   readonly b: ReplicatedBackend;
   headBucket(bucket: string): Promise<BucketInfo>;
+  /** Writes the object's record through `write` (at the key, or as a new version in a versioned bucket). */
+  commit(bucket: string, key: string, write: (storageKey: string, versionId: string | undefined) => Promise<ReplicaRecord>): Promise<ObjectMeta>;
 }
 
 export const UPLOAD_PREFIX = "\u0001u/";
@@ -126,7 +128,7 @@ export async function complete(s: MultipartHost, bucket: string, key: string, up
     const { record } = await s.b.coordinator.head(bucket, key);
     if (record && !record.tombstone) {
       const m = storedOf(record);
-      if (m.mpu?.id === uploadId && m.mpu.sig === sig) return metaOf(record);
+      if (m.mpu?.id === uploadId && m.mpu.sig === sig && !m.deleteMarker) return metaOf(record);
     }
     throw err;
   }
@@ -143,11 +145,12 @@ export async function complete(s: MultipartHost, bucket: string, key: string, up
     size: chosen.reduce((n, p) => n + p.info.size, 0), mpu: { id: uploadId, sig, parts: chosen.length }, ...extrasOf(up.extras),
   };
   const coord = s.b.coordinator;
-  const rec = await coord.put({ bucket, key, meta: JSON.stringify(meta) }, manifestBody(manifest));
+  // In a versioned bucket the manifest is the new version's record (blob-versions.ts).
+  const done = await s.commit(bucket, key, (k, versionId) => coord.put({ bucket, key: k, meta: JSON.stringify(versionId ? { ...meta, versionId } : meta) }, manifestBody(manifest)));
   await coord.delete(bucket, uploadKey(key, uploadId)).catch(() => undefined);
   const used = new Set(chosen.map((p) => p.rec.key));
   await dropAll(s, bucket, [...stored.values()].map((p) => p.rec.key).filter((k) => !used.has(k)));
-  return metaOf(rec);
+  return done;
 }
 
 async function dropAll(s: MultipartHost, bucket: string, keys: string[]): Promise<void> {

@@ -19,12 +19,15 @@ import {
   type BlobStore, type BodyExpectations, type BucketConfigSection, type BucketConfigSections, type BucketInfo, type ByteRange, type ChecksumAlgorithm,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
   type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
+  type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult, type VersioningState,
 } from "../blob/index.js";
+import type { HeadResult } from "./coordinator.js";
+import * as ver from "./blob-versions.js";
 import { extrasOf, isManifest, metaOf, storedMeta, storedOf, verifying, checkKey, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
 import { manifestMeta, openManifestBody, readManifest } from "./blob-manifest.js";
 import * as mpu from "./blob-multipart.js";
 import { afterPrefix } from "./listing.js";
-import { INTERNAL_KEY_PREFIX } from "./replica-store.js";
+import { INTERNAL_KEY_PREFIX, once, type ReplicaRecord } from "./replica-store.js";
 import { SideMeta } from "./side-meta.js";
 
 export class ReplicatedBlobStore implements BlobStore {
@@ -123,28 +126,83 @@ export class ReplicatedBlobStore implements BlobStore {
     const v = verifying(input.body, input.expect, algorithmsFor(input.expect));
     const base: StoredMeta = { ...pickHeaders(input.headers), etag: "", lastModified: this.now(), userMeta: input.userMeta, checksums: {}, ...extrasOf(input.extras) };
     if (input.headers && (input.headers as { storageClass?: string }).storageClass) base.storageClass = (input.headers as { storageClass?: string }).storageClass;
-    const rec = await this.b.coordinator.put({ bucket: input.bucket, key: input.key, meta: storedMeta(base) }, v.body, {
-      ...(v.sha256 ? { sha256: v.sha256 } : {}),
-      ...(input.expect.size !== undefined ? { size: input.expect.size } : {}),
-      finalMeta: () => {
-        const d = v.digests();
-        return storedMeta({ ...base, etag: d.md5, checksums: d.checksums });
-      },
+    return this.commit(input.bucket, input.key, (key, versionId) => {
+      const vbase: StoredMeta = versionId === undefined ? base : { ...base, versionId };
+      return this.b.coordinator.put({ bucket: input.bucket, key, meta: storedMeta(vbase) }, v.body, {
+        ...(v.sha256 ? { sha256: v.sha256 } : {}),
+        ...(input.expect.size !== undefined ? { size: input.expect.size } : {}),
+        finalMeta: () => {
+          const d = v.digests();
+          return storedMeta({ ...vbase, etag: d.md5, checksums: d.checksums });
+        },
+      });
     });
-    return metaOf(rec);
   }
 
-  async headObject(bucket: string, key: string): Promise<ObjectMeta> {
-    await this.headBucket(bucket);
+  /** The bucket's versioning state; undefined (never versioned) costs nothing more than this local lookup. */
+  private async versioning(bucket: string): Promise<VersioningState | undefined> {
+    const raw = await this.b.buckets.lookup(sectionKey(bucket, "versioning"));
+    return raw === undefined ? undefined : (JSON.parse(raw) as VersioningState);
+  }
+
+  /**
+   * Writes an object's new record through `write`: at the key itself in a
+   * never-versioned bucket, else as a new version plus the key's pointer
+   * (blob-versions.ts). PUT, CompleteMultipartUpload (and so CopyObject) and
+   * delete markers all come through here.
+   */
+  async commit(bucket: string, key: string, write: ver.VersionWrite): Promise<ObjectMeta> {
+    const state = await this.versioning(bucket);
+    if (!state) return metaOf(await write(key, undefined));
+    return ver.writeVersion(this.b, bucket, key, state, write);
+  }
+
+  /**
+   * The record holding the object's current body: the key's own record, or
+   * in a versioned bucket the version record its pointer names (a second
+   * quorum round). NoSuchKey, with the marker's id, when the latest version
+   * is a delete marker.
+   */
+  private async current(bucket: string, key: string, versionId: string | undefined, healed = false): Promise<{ storageKey: string; known: HeadResult }> {
     if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
-    const side = this.side.read(bucket, key);
+    if (versionId !== undefined) return ver.findVersion(this.b, bucket, key, versionId);
     const known = await this.b.coordinator.head(bucket, key);
     const record = known.record;
     if (!record || record.tombstone) throw noSuchKey(bucket, key);
-    if (!isManifest(storedOf(record))) return this.side.apply(metaOf(record), side);
+    // Most records are not pointers: a string test spares a never-versioned GET one more parse of the meta.
+    if (!record.meta.includes('"vref":')) return { storageKey: key, known };
+    const m = storedOf(record);
+    if (!ver.isPointer(m)) return { storageKey: key, known };
+    if (m.deleteMarker) throw blobError("NoSuchKey", `no object ${key} in bucket ${bucket} (its latest version is a delete marker)`, { bucket, key, deleteMarker: true, ...(m.versionId ? { versionId: m.versionId } : {}) });
+    const storageKey = ver.versionKey(key, m.vref);
+    const v = await this.b.coordinator.head(bucket, storageKey);
+    if (!v.record || v.record.tombstone) {
+      // The version was deleted by id and the pointer not moved (its deleter died): move it now, and read again.
+      if (healed) throw noSuchKey(bucket, key);
+      await ver.repoint(this.b, bucket, key, record.version);
+      return this.current(bucket, key, undefined, true);
+    }
+    return { storageKey, known: v };
+  }
+
+  async headObject(bucket: string, key: string, opts: { versionId?: string } = {}): Promise<ObjectMeta> {
+    await this.headBucket(bucket);
+    const side = this.side.read(bucket, key);
+    if (opts.versionId === undefined && !key.startsWith(INTERNAL_KEY_PREFIX)) {
+      // A pointer carries the latest version's meta: one round, unless the part list is needed.
+      const known = await this.b.coordinator.head(bucket, key);
+      const rec = known.record;
+      if (rec && !rec.tombstone) {
+        const m = storedOf(rec);
+        if (!isManifest(m) && !m.deleteMarker) return this.side.apply(metaOf(rec), side);
+      }
+    }
+    const { storageKey, known } = await this.current(bucket, key, opts.versionId);
+    const record = known.record!;
+    if (!isManifest(storedOf(record))) return this.side.apply({ ...metaOf(record), key }, side);
     // The part list (for ?partNumber=) is in the manifest, not in the record's meta.
-    const m = await readManifest(this.b.coordinator, bucket, key, known);
-    return this.side.apply(manifestMeta(m.record, m.manifest), side);
+    const m = await readManifest(this.b.coordinator, bucket, storageKey, known);
+    return this.side.apply({ ...manifestMeta(m.record, m.manifest), key }, side);
   }
 
   async getObject(bucket: string, key: string, opts: GetObjectOptions = {}): Promise<GetObjectResult> {
@@ -157,50 +215,67 @@ export class ReplicatedBlobStore implements BlobStore {
     }
   }
 
-  private async getOnce(bucket: string, key: string, opts: GetObjectOptions): Promise<GetObjectResult> {
+  private async getOnce(bucket: string, userKey: string, opts: GetObjectOptions): Promise<GetObjectResult> {
     await this.headBucket(bucket);
-    if (key.startsWith(INTERNAL_KEY_PREFIX)) throw noSuchKey(bucket, key);
-    const side = this.side.read(bucket, key);
-    const known = await this.b.coordinator.head(bucket, key);
-    if (!known.record || known.record.tombstone) throw noSuchKey(bucket, key);
+    const side = this.side.read(bucket, userKey);
+    const { storageKey: key, known } = await this.current(bucket, userKey, opts.versionId);
+    if (!known.record || known.record.tombstone) throw noSuchKey(bucket, userKey);
     if (isManifest(storedOf(known.record))) {
       const { record, manifest } = await readManifest(this.b.coordinator, bucket, key, known);
-      const meta = await this.side.apply(manifestMeta(record, manifest), side);
+      const meta = await this.side.apply({ ...manifestMeta(record, manifest), key: userKey }, side);
       let range = opts.prepare ? opts.prepare(meta) : opts.range;
       if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
       if (range && meta.size === 0) range = undefined;
       return { meta, body: await openManifestBody(this.b.coordinator, bucket, key, manifest, range), ...(range ? { range } : {}) };
     }
-    const meta = await this.side.apply(metaOf(known.record), side);
+    const meta = await this.side.apply({ ...metaOf(known.record), key: userKey }, side);
     let range = opts.prepare ? opts.prepare(meta) : opts.range;
     if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
     if (range && meta.size === 0) range = undefined;
     const whole = !range || (range.start === 0 && range.end >= meta.size - 1);
     const got = await this.b.coordinator.get(bucket, key, { known, ...(whole ? {} : { range }) });
-    return { meta: await this.side.apply(metaOf(got.record), side), body: got.body, ...(range ? { range } : {}) };
+    return { meta: await this.side.apply({ ...metaOf(got.record), key: userKey }, side), body: got.body, ...(range ? { range } : {}) };
   }
 
-  async deleteObject(bucket: string, key: string): Promise<void> {
+  async deleteObject(bucket: string, key: string, opts: { versionId?: string } = {}): Promise<DeleteObjectResult> {
     await this.headBucket(bucket);
     checkKey(key);
-    await this.b.coordinator.delete(bucket, key);
-    await this.side.dropFor(bucket, key);
+    if (opts.versionId !== undefined) return ver.deleteVersion(this.b, bucket, key, opts.versionId);
+    const state = await this.versioning(bucket);
+    if (!state) {
+      await this.b.coordinator.delete(bucket, key);
+      await this.side.dropFor(bucket, key);
+      return {};
+    }
+    const marker = (storageKey: string, versionId: string | undefined): Promise<ReplicaRecord> => {
+      const m: StoredMeta = { etag: "", lastModified: this.now(), userMeta: {}, checksums: {}, ...(versionId ? { versionId } : {}), deleteMarker: true };
+      return this.b.coordinator.put({ bucket, key: storageKey, meta: JSON.stringify(m) }, once(), { size: 0 });
+    };
+    const meta = await ver.writeVersion(this.b, bucket, key, state, marker);
+    return { ...(meta.versionId ? { versionId: meta.versionId } : {}), deleteMarker: true };
+  }
+
+  async listObjectVersions(input: ListVersionsInput): Promise<ListVersionsResult> {
+    await this.headBucket(input.bucket);
+    return ver.listVersions(this.b, input, (await this.versioning(input.bucket)) !== undefined);
   }
 
   async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
     await this.headBucket(input.bucket);
     const prefix = input.prefix ?? "";
-    // No object key starts with U+0001 (checkKey): such a prefix would list the store's own records (uploads, parts, side records).
-    if (prefix.startsWith(INTERNAL_KEY_PREFIX)) return { objects: [], commonPrefixes: [], isTruncated: false };
     let after = input.after;
     // Resuming after a common prefix skips everything under it (it was returned whole).
     const rolled = after !== undefined && input.delimiter && after.startsWith(prefix) ? after.indexOf(input.delimiter, prefix.length) : -1;
     if (after !== undefined && rolled >= 0) after = afterPrefix(after.slice(0, rolled + input.delimiter!.length));
     const list = await this.b.listBucket(input.bucket, { prefix, ...(after !== undefined ? { after } : {}) });
+    // No object key starts with U+0001 (checkKey): such a prefix would list the store's own records (uploads, parts, versions, side records).
+    if (prefix.startsWith(INTERNAL_KEY_PREFIX)) return { objects: [], commonPrefixes: [], isTruncated: false };
     const page = new RollUp<ObjectMeta>(prefix, input.delimiter, input.maxKeys);
     try {
       for (let r = await list.next(); r; r = await list.next()) {
         if (r.tombstone) continue;
+        // A versioned key whose latest version is a delete marker is not listed (a string test first: most records are not).
+        if (r.meta.includes('"deleteMarker":true') && storedOf(r).deleteMarker) continue;
         const rec = r;
         const got = page.offer(r.key, () => metaOf(rec));
         if (got === "full") break;
@@ -249,8 +324,8 @@ export class ReplicatedBlobStore implements BlobStore {
   }
 }
 
-/** Where a versioned bucket's versions will live (reserved now so that DeleteBucket already counts them). */
-export const VERSION_PREFIX = "\u0001v/";
+export { VERSION_PREFIX } from "./blob-versions.js";
+import { VERSION_PREFIX } from "./blob-versions.js";
 
 /** Bucket names never hold U+0000, so a section's key cannot collide with a bucket's. */
 const SECTION_SEP = "\u0000";

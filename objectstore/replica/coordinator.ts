@@ -215,13 +215,13 @@ export class Coordinator {
    * opts.finalMeta: the record's meta, asked once the body has passed (ETag and checksums go in the trailer);
    * opts.sha256: the body's hex SHA-256 once it has passed, when the caller hashes it anyway (else the tee does).
    */
-  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string; sha256?: () => string; size?: number } = {}): Promise<ReplicaRecord> {
+  async put(header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string; sha256?: () => string; size?: number; version?: string } = {}): Promise<ReplicaRecord> {
     const plan = this.plan(header.bucket, header.key);
     if (plan.up.length < plan.q.w) {
       throw this.qerr(`PUT ${header.bucket}/${header.key}`, plan.up.length, plan.q.w, plan.q.n, `preferred replicas down: ${plan.prefs.filter((p) => !plan.up.includes(p)).join(", ")}`);
     }
     if (opts.size !== undefined && opts.size <= SMALL_BODY_MAX) return this.putSmall(plan, header, body, opts);
-    const version = this.opts.hlc.now();
+    const version = opts.version ?? this.opts.hlc.now();
     const tee = new Tee(body, undefined, opts.sha256);
     const abort = new AbortController();
     const h: ReplicaWrite["header"] = { ...header, version, tombstone: false };
@@ -266,7 +266,7 @@ export class Coordinator {
    * sha256 and final meta up front: one round trip on a warm connection, no
    * stream set-up, no trailer.
    */
-  private async putSmall(plan: Plan, header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string }): Promise<ReplicaRecord> {
+  private async putSmall(plan: Plan, header: Omit<ReplicaRecord, "version" | "size" | "sha256" | "tombstone">, body: AsyncIterable<Uint8Array>, opts: { finalMeta?: () => string; version?: string }): Promise<ReplicaRecord> {
     const chunks: Uint8Array[] = [];
     let n = 0;
     for await (const c of body) {
@@ -277,7 +277,7 @@ export class Coordinator {
     }
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     const rec: ReplicaRecord = {
-      ...header, version: this.opts.hlc.now(), tombstone: false, size: n,
+      ...header, version: opts.version ?? this.opts.hlc.now(), tombstone: false, size: n,
       sha256: createHash("sha256").update(data).digest("hex"), meta: opts.finalMeta ? opts.finalMeta() : header.meta,
     };
     const sends = [
@@ -285,6 +285,23 @@ export class Coordinator {
       ...[...plan.hints].map(([down, holder]) => ({ id: holder, hintFor: down })),
     ].map(({ id, hintFor }) => ({ id, hintFor, p: attempt(() => this.opts.target(id).put({ ...knownWrite(rec, once(data)), ...(id === this.opts.self ? { local: true } : {}) }, { hintFor })) }));
     return this.awaitQuorum(`PUT ${header.bucket}/${header.key}`, plan, sends, () => undefined, () => false, () => rec);
+  }
+
+  /**
+   * A new timestamp of this node's clock, after `seen` (a record version read
+   * from the cluster) when given: a write stamped with it, or with a later
+   * one, wins over that record (opts.version of put; versioned buckets name
+   * versions after it so version order and last-writer-wins agree).
+   */
+  stamp(seen?: string): string {
+    if (seen !== undefined) {
+      try {
+        return this.opts.hlc.update(seen);
+      } catch {
+        // A timestamp too far ahead (a node with a wrong clock): ours, as every other write does.
+      }
+    }
+    return this.opts.hlc.now();
   }
 
   /**

@@ -23,6 +23,8 @@ import { ThocError } from "../../errors/index.js";
 import { parsePartKey } from "./blob-manifest.js";
 import { isManifest, storedOf } from "./blob-meta.js";
 import { uploadKey, type StoredPart } from "./blob-multipart.js";
+import { parseVersionKey, versionsPrefix } from "./blob-versions.js";
+import type { MergedList } from "./listing.js";
 import type { Coordinator, CoordinatorLog } from "./coordinator.js";
 import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
 import { placementKey, type Ring } from "./ring.js";
@@ -36,6 +38,12 @@ export interface PartSweeperOptions {
   isUp: (nodeId: string) => boolean;
   /** The cluster's bucket names. */
   buckets: () => Promise<string[]>;
+  /**
+   * The merged listing of a bucket (ReplicationNode.listBucket): with it, a
+   * part that a version record of a versioned bucket still references is kept
+   * (without it only the object's current version counts).
+   */
+  listBucket?: (bucket: string, opts: { prefix?: string }) => Promise<MergedList>;
   /** How long a part must stay unreferenced before it is deleted. */
   graceMs: number;
   log?: CoordinatorLog;
@@ -137,15 +145,31 @@ export class PartSweeper {
     if (deleted) this.o.log?.info({ bucket, uploadId, objectKey, deleted }, "object store: part sweep deleted parts no object uses");
   }
 
-  /** The part numbers the object's current version uses from this upload; "all" while the upload is in progress. */
+  /**
+   * The part numbers the object uses from this upload — its current version
+   * and, in a versioned bucket, any of its versions (blob-versions.ts; a
+   * pointer carries its version's mpu) — or "all" while the upload is in progress.
+   */
   private async referenced(bucket: string, key: string, uploadId: string): Promise<Set<number> | "all"> {
     const up = await this.o.coordinator.head(bucket, uploadKey(key, uploadId));
     if (up.record && !up.record.tombstone) return "all";
-    const { record } = await this.o.coordinator.head(bucket, key);
-    if (!record || record.tombstone) return new Set();
-    const m = storedOf(record);
-    if (m.mpu?.id !== uploadId || !isManifest(m)) return new Set();
-    return new Set(m.mpu.sig.split(",").map((e) => Number(e.slice(0, e.indexOf(":")))));
+    const used = new Set<number>();
+    const add = (r: ReplicaRecord | undefined) => {
+      if (!r || r.tombstone) return;
+      const m = storedOf(r);
+      if (m.mpu?.id !== uploadId || !isManifest(m)) return;
+      for (const e of m.mpu.sig.split(",")) used.add(Number(e.slice(0, e.indexOf(":"))));
+    };
+    add((await this.o.coordinator.head(bucket, key)).record);
+    if (this.o.listBucket) {
+      const list = await this.o.listBucket(bucket, { prefix: versionsPrefix(key) });
+      try {
+        for (let r = await list.next(); r; r = await list.next()) if (parseVersionKey(r.key)?.key === key) add(r);
+      } finally {
+        await list.close();
+      }
+    }
+    return used;
   }
 }
 

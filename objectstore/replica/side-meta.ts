@@ -61,11 +61,12 @@ function parseSide(rec: ReplicaRecord | undefined): SideRecord | undefined {
 /**
  * Where the version a request names lives: the key of its record and of its
  * side record; undefined when there is no such version. The one place a
- * versionId resolves: for now only the current object (no versionId, or
- * "null"); versioned buckets plug in here.
+ * versionId resolves: the current object or latest version (tags and ACLs
+ * of older versions of a versioned bucket cannot be changed: NoSuchKey).
  */
-export function locate(key: string, versionId?: string): { recordKey: string; sideKey: string } | undefined {
-  if (versionId !== undefined && versionId !== "null") return undefined;
+export function locate(key: string, _versionId?: string): { recordKey: string; sideKey: string } | undefined {
+  // The record at the key is the object, or in a versioned bucket the pointer to its latest version (which
+  // carries that version's id and is stamped with its timestamp): a versionId is checked against it by the caller.
   return { recordKey: key, sideKey: sideKey(key) };
 }
 

@@ -41,6 +41,7 @@ export function respondWithError(req: IncomingMessage, res: ServerResponse, err:
 function writeError(req: IncomingMessage, res: ServerResponse, error: S3Error, st: RequestState): void {
   // Headers an operation set before failing (ETag, checksums...) do not belong on the error.
   for (const h of res.getHeaderNames()) if (!KEEP_ON_ERROR.has(h)) res.removeHeader(h);
+  for (const [k, v] of Object.entries(error.headers ?? {})) res.setHeader(k, v);
   const data = req.method === "HEAD" || error.status === 304 ? Buffer.alloc(0) : Buffer.from(errorXml(error, st.resource, st.requestId));
   if (mustClose(req, error, st.expectContinue)) res.setHeader("Connection", "close");
   if (error.code === "InvalidRange" && error.extra.ActualObjectSize) res.setHeader("Content-Range", `bytes */${error.extra.ActualObjectSize}`);

@@ -21,6 +21,7 @@ const TABLE: Record<string, [number, string]> = {
   EntityTooLarge: [400, "Your proposed upload exceeds the maximum allowed object size."],
   EntityTooSmall: [400, "Your proposed upload is smaller than the minimum allowed object size."],
   IllegalLocationConstraintException: [400, "The specified location-constraint is not valid for this endpoint."],
+  IllegalVersioningConfigurationException: [400, "The versioning configuration specified in the request is invalid."],
   IncompleteBody: [400, "You did not provide the number of bytes specified by the Content-Length HTTP header."],
   InternalError: [500, "We encountered an internal error. Please try again."],
   InvalidAccessKeyId: [403, "The AWS Access Key Id you provided does not exist in our records."],
@@ -87,6 +88,8 @@ const BY_BLOB_CODE: Record<BlobErrorCode, string> = {
   NoSuchBucket: "NoSuchBucket",
   NoSuchKey: "NoSuchKey",
   NoSuchUpload: "NoSuchUpload",
+  NoSuchVersion: "NoSuchVersion",
+  VersionIsDeleteMarker: "MethodNotAllowed",
   BucketAlreadyExists: "BucketAlreadyExists",
   BucketNotEmpty: "BucketNotEmpty",
   InvalidBucketName: "InvalidBucketName",
@@ -108,6 +111,8 @@ const BY_BLOB_CODE: Record<BlobErrorCode, string> = {
 /** An error answered to the client as S3 XML. `extra` becomes extra XML elements (Region, ArgumentName...). */
 export class S3Error extends Error {
   readonly status: number;
+  /** Headers the error answer carries (x-amz-delete-marker, x-amz-version-id of a delete marker's 404/405). */
+  headers?: Record<string, string>;
   constructor(readonly code: string, message?: string, readonly extra: Record<string, string> = {}, status?: number) {
     super(message ?? TABLE[code]?.[1] ?? code);
     this.status = status ?? TABLE[code]?.[0] ?? 400;
@@ -121,7 +126,14 @@ export function toS3Error(err: unknown): { error: S3Error; internal: boolean } {
   if (err instanceof S3Error) return { error: err, internal: false };
   if (err instanceof ThocError) {
     const blobCode = blobCodeOf(err);
-    if (blobCode) return { error: new S3Error(BY_BLOB_CODE[blobCode], err.message === blobCode ? undefined : err.message), internal: false };
+    if (blobCode) {
+      const error = new S3Error(BY_BLOB_CODE[blobCode], err.message === blobCode ? undefined : err.message);
+      // A key hidden by a delete marker (404), or a marker asked for by version id (405): S3 says which marker.
+      if (err.details.deleteMarker === true) {
+        error.headers = { "x-amz-delete-marker": "true", ...(typeof err.details.versionId === "string" ? { "x-amz-version-id": err.details.versionId } : {}) };
+      }
+      return { error, internal: false };
+    }
     const code = BY_THOC_CODE[err.code];
     const internal = code === "InternalError" || code === "ServiceUnavailable";
     // A quorum or reachability failure says what is down and how many replicas answered:

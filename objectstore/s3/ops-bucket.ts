@@ -86,11 +86,6 @@ export async function getBucketLocation(ctx: Ctx) {
   ctx.res.end(data);
 }
 
-export async function getBucketVersioning(ctx: Ctx) {
-  await ownBucket(ctx);
-  sendXml(ctx, 200, "VersioningConfiguration", {});
-}
-
 export async function getBucketEmptyConfig(ctx: Ctx) {
   await ownBucket(ctx);
   const sub = [...ctx.query.keys()].find((k) => emptyConfigError(k));
@@ -103,7 +98,7 @@ export async function deleteObjects(ctx: Ctx) {
   const quiet = text(doc, "Quiet")?.trim().toLowerCase() === "true";
   const objects = list(doc, "Object");
   if (objects.length === 0 || objects.length > 1000) throw s3err("MalformedXML", "A Delete request names 1 to 1000 objects.");
-  const deleted: { Key: string; VersionId?: string }[] = [];
+  const deleted: { Key: string; VersionId?: string; DeleteMarker?: boolean; DeleteMarkerVersionId?: string }[] = [];
   const errors: { Key: string; Code: string; Message: string }[] = [];
   for (const o of objects) {
     const key = text(o, "Key");
@@ -112,15 +107,12 @@ export async function deleteObjects(ctx: Ctx) {
   for (const o of objects) {
     const key = text(o, "Key")!;
     const vid = text(o, "VersionId");
-    if (vid !== undefined && vid !== "null") {
-      errors.push({ Key: key, Code: "NoSuchVersion", Message: "The specified version does not exist." });
-      continue;
-    }
     try {
       // Each key on its own: a policy may let the caller delete some keys and not others.
       ctx.access?.checkKey("s3:DeleteObject", key);
-      await ctx.store.deleteObject(ctx.bucket!, key);
-      if (!quiet) deleted.push({ Key: key, VersionId: vid });
+      // With a VersionId: that version goes for good; without, a versioned bucket gets a delete marker.
+      const r = await ctx.store.deleteObject(ctx.bucket!, key, vid !== undefined ? { versionId: vid } : {});
+      if (!quiet) deleted.push({ Key: key, VersionId: vid, DeleteMarker: r.deleteMarker, DeleteMarkerVersionId: r.deleteMarker ? r.versionId : undefined });
     } catch (err) {
       const { error, internal } = toS3Error(err);
       if (internal) ctx.log.error({ err, key, requestId: ctx.requestId }, "DeleteObjects: one key failed");

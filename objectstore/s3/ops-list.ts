@@ -1,11 +1,12 @@
-/** ListObjects (v1), ListObjectsV2 and ListObjectVersions (every object is its own null version). */
+/** ListObjects (v1) and ListObjectsV2 (ListObjectVersions: ops-versions.ts). */
 import type { ListObjectsResult, ObjectMeta } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import { intParam, isoDate, ownBucket, ownerXml, quote, sendXml, urlEncodeKey, type Ctx } from "./http.js";
 
-interface Common { prefix: string; delimiter?: string; maxKeys: number; enc?: "url"; e: (s: string | undefined) => string | undefined }
+export interface Common { prefix: string; delimiter?: string; maxKeys: number; enc?: "url"; e: (s: string | undefined) => string | undefined }
 
-function common(ctx: Ctx): Common {
+/** The parameters every listing shares (ListObjectVersions too). */
+export function common(ctx: Ctx): Common {
   const q = ctx.query;
   const encRaw = q.get("encoding-type");
   if (encRaw !== undefined && encRaw !== "url") throw s3err("InvalidArgument", "Invalid Encoding Method specified in Request", { ArgumentName: "encoding-type", ArgumentValue: encRaw });
@@ -67,27 +68,6 @@ export async function listObjectsV2(ctx: Ctx) {
     ContinuationToken: token, NextContinuationToken: r.isTruncated && r.nextAfter !== undefined ? encodeToken(r.nextAfter) : undefined,
     StartAfter: c.e(startAfter),
     Contents: r.objects.map((o) => contents(c, o, fetchOwner ? b.owner : undefined)),
-    CommonPrefixes: r.commonPrefixes.map((p) => ({ Prefix: c.e(p) })),
-  });
-}
-
-export async function listObjectVersions(ctx: Ctx) {
-  const b = await ownBucket(ctx);
-  const c = common(ctx);
-  const q = ctx.query;
-  const keyMarker = q.get("key-marker") || undefined;
-  const vm = q.get("version-id-marker");
-  if (vm && !keyMarker) throw s3err("InvalidArgument", "A version-id marker cannot be specified without a key marker.", { ArgumentName: "version-id-marker" });
-  if (vm && vm !== "null") throw s3err("InvalidArgument", "Invalid version id specified", { ArgumentName: "version-id-marker" });
-  const r = await run(ctx, c, keyMarker);
-  sendXml(ctx, 200, "ListVersionsResult", {
-    Name: ctx.bucket!, Prefix: c.e(c.prefix), KeyMarker: c.e(keyMarker ?? ""), VersionIdMarker: vm ?? "",
-    NextKeyMarker: r.isTruncated ? c.e(r.nextAfter) : undefined, NextVersionIdMarker: r.isTruncated ? "null" : undefined,
-    MaxKeys: c.maxKeys, Delimiter: c.e(c.delimiter), IsTruncated: r.isTruncated, EncodingType: c.enc,
-    Version: r.objects.map((o) => ({
-      Key: c.e(o.key), VersionId: "null", IsLatest: true, LastModified: isoDate(o.lastModified), ETag: quote(o.etag), Size: o.size,
-      Owner: ownerXml(b.owner), StorageClass: o.storageClass ?? "STANDARD",
-    })),
     CommonPrefixes: r.commonPrefixes.map((p) => ({ Prefix: c.e(p) })),
   });
 }

@@ -72,7 +72,7 @@ export async function uploadPartCopy(ctx: Ctx) {
   const rh = ctx.req.headers["x-amz-copy-source-range"];
   const range = parseRange(typeof rh === "string" ? rh : undefined, src.meta.size, true);
   await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "UploadPartCopy takes no request body."); });
-  const got = await ctx.store.getObject(src.bucket, src.key, { range });
+  const got = await ctx.store.getObject(src.bucket, src.key, { range, ...(src.versionId !== undefined ? { versionId: src.versionId } : {}) });
   const size = range ? range.end - range.start + 1 : got.meta.size;
   const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, got.body, { size });
   sendXml(ctx, 200, "CopyPartResult", { LastModified: isoDate(p.lastModified ?? Date.now()), ETag: quote(p.etag), ...checksumXml(p.checksums) });
@@ -112,7 +112,8 @@ export async function completeMultipartUpload(ctx: Ctx) {
     if (started) {
       res.end(xmlDoc("CompleteMultipartUploadResult", result).slice(XML_DECL.length));
     } else {
-      sendXml(ctx, 200, "CompleteMultipartUploadResult", result);
+      // Once the keep-alive has started the headers are gone: the version id then is only in ListObjectVersions.
+      sendXml(ctx, 200, "CompleteMultipartUploadResult", result, meta.versionId ? { "x-amz-version-id": meta.versionId } : {});
     }
   } catch (err) {
     clearInterval(timer);

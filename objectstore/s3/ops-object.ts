@@ -11,11 +11,7 @@ import {
 } from "./http.js";
 import { copyTags, taggingHeader } from "./ops-tagging.js";
 import { safeDecode } from "./sigv4.js";
-
-function checkVersionId(ctx: Ctx): void {
-  const v = ctx.query.get("versionId");
-  if (v !== undefined && v !== "null") throw s3err("InvalidArgument", "Invalid version id specified", { ArgumentName: "versionId", ArgumentValue: v });
-}
+import * as versions from "./ops-versions.js";
 
 export async function putObject(ctx: Ctx) {
   await ownBucket(ctx);
@@ -32,12 +28,13 @@ export async function putObject(ctx: Ctx) {
     extras: { acl, ...(tags ? { tags } : {}) },
   }).catch((err: unknown) => { throw b.mapError(err); });
   writeChecksums(ctx.res, meta.checksums, b.echo);
+  versions.setVersionHeader(ctx, meta);
   sendEmpty(ctx, 200, { ETag: quote(meta.etag) });
 }
 
 async function getOrHead(ctx: Ctx, head: boolean) {
   await ownBucket(ctx);
-  checkVersionId(ctx);
+  const versionId = versions.versionIdOf(ctx);
   const h = ctx.req.headers;
   const pn = ctx.query.get("partNumber");
   let partNumber: number | undefined;
@@ -60,8 +57,9 @@ async function getOrHead(ctx: Ctx, head: boolean) {
   };
   let got: GetObjectResult | undefined;
   try {
-    if (head) prepare(await ctx.store.headObject(ctx.bucket!, ctx.key!));
-    else got = await ctx.store.getObject(ctx.bucket!, ctx.key!, partNumber !== undefined ? { partNumber, prepare: (m) => { prepare(m); return undefined; } } : { prepare });
+    const vo = versionId !== undefined ? { versionId } : {};
+    if (head) prepare(await ctx.store.headObject(ctx.bucket!, ctx.key!, vo));
+    else got = await ctx.store.getObject(ctx.bucket!, ctx.key!, partNumber !== undefined ? { ...vo, partNumber, prepare: (m) => { prepare(m); return undefined; } } : { ...vo, prepare });
   } catch (err) {
     if (isBlobError(err, "NoSuchKey") && ctx.access && !ctx.access.mayList()) throw s3err("AccessDenied");
     if ((err as { code?: string }).code === "NotModified" && seen) {
@@ -84,12 +82,14 @@ async function getOrHead(ctx: Ctx, head: boolean) {
       ctx.res.setHeader("x-amz-mp-parts-count", String(parts.length));
     }
     writeObjectHeaders(ctx, meta, { checksums: wantChecksums });
+    versions.setVersionHeader(ctx, meta);
     if (r) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${meta.size}`);
     sendEmpty(ctx, r ? 206 : 200, { "Content-Length": r ? r.end - r.start + 1 : meta.size });
     return;
   }
   const m = got.meta;
   writeObjectHeaders(ctx, m, { checksums: wantChecksums });
+  versions.setVersionHeader(ctx, m);
   const r = got.range;
   const len = r ? r.end - r.start + 1 : m.size;
   const status = r && (range || partNumber !== undefined) ? 206 : 200;
@@ -102,34 +102,30 @@ async function getOrHead(ctx: Ctx, head: boolean) {
 export const getObject = (ctx: Ctx) => getOrHead(ctx, false);
 export const headObject = (ctx: Ctx) => getOrHead(ctx, true);
 
-export async function deleteObject(ctx: Ctx) {
-  await ownBucket(ctx);
-  checkVersionId(ctx);
-  await ctx.store.deleteObject(ctx.bucket!, ctx.key!);
-  sendEmpty(ctx, 204);
-}
+export const deleteObject = (ctx: Ctx) => versions.deleteObject(ctx);
 
-/** x-amz-copy-source: "/bucket/key" or "bucket/key", URL-encoded, optionally "?versionId=null". */
-export function parseCopySource(raw: string): { bucket: string; key: string } {
+/** x-amz-copy-source: "/bucket/key" or "bucket/key", URL-encoded, optionally "?versionId=<id>". */
+export function parseCopySource(raw: string): { bucket: string; key: string; versionId?: string } {
   let s = raw;
+  let versionId: string | undefined;
   const q = s.indexOf("?");
   if (q >= 0) {
-    const params = new URLSearchParams(s.slice(q + 1));
-    const v = params.get("versionId");
-    if (v !== null && v !== "null") throw s3err("NoSuchVersion");
+    const v = new URLSearchParams(s.slice(q + 1)).get("versionId");
+    if (v === "") throw s3err("InvalidArgument", "Version id cannot be the empty string", { ArgumentName: "x-amz-copy-source", ArgumentValue: raw });
+    if (v !== null) versionId = v;
     s = s.slice(0, q);
   }
   s = safeDecode(s).replace(/^\//, "");
   const i = s.indexOf("/");
   if (i <= 0 || i === s.length - 1) throw s3err("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey", { ArgumentName: "x-amz-copy-source", ArgumentValue: raw });
-  return { bucket: s.slice(0, i), key: s.slice(i + 1) };
+  return { bucket: s.slice(0, i), key: s.slice(i + 1), ...(versionId !== undefined ? { versionId } : {}) };
 }
 
-/** The source object of a copy, after the caller's read access to it (as a GetObject) and the x-amz-copy-source-if-* conditions. */
-export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; meta: ObjectMeta }> {
+/** The source object of a copy (a version of it with ?versionId=), after the caller's read access to it (as a GetObject) and the x-amz-copy-source-if-* conditions. */
+export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; versionId?: string; meta: ObjectMeta }> {
   const src = parseCopySource(String(ctx.req.headers["x-amz-copy-source"]));
   const access = await authorize({ op: "GetObject", bucket: src.bucket, key: src.key, auth: ctx.auth, store: ctx.store, req: ctx.req, query: new Map() });
-  const meta = await ctx.store.headObject(src.bucket, src.key).catch((err: unknown) => {
+  const meta = await ctx.store.headObject(src.bucket, src.key, src.versionId !== undefined ? { versionId: src.versionId } : {}).catch((err: unknown) => {
     throw isBlobError(err, "NoSuchKey") && !access.mayList() ? s3err("AccessDenied") : err;
   });
   access.checkObject?.(meta);
@@ -147,7 +143,7 @@ export async function copyObject(ctx: Ctx) {
   const acl = await requestedAcl(ctx);
   const directive = String(h["x-amz-metadata-directive"] ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") throw s3err("InvalidArgument", "Unknown metadata directive.", { ArgumentName: "x-amz-metadata-directive" });
-  if (src.bucket === ctx.bucket && src.key === ctx.key && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"]) {
+  if (src.bucket === ctx.bucket && src.key === ctx.key && src.versionId === undefined && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"]) {
     throw s3err("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   }
   await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "CopyObject takes no request body."); });
@@ -156,7 +152,7 @@ export async function copyObject(ctx: Ctx) {
   const asked = parseAlgorithm(typeof h["x-amz-checksum-algorithm"] === "string" ? h["x-amz-checksum-algorithm"] : undefined);
   const compute = [...new Set<ChecksumAlgorithm>([...(Object.keys(m.checksums).filter((a) => !m.checksums[a as ChecksumAlgorithm]!.includes("-")) as ChecksumAlgorithm[]), ...(asked ? [asked] : [])])];
   if (cond) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
-  const got = await ctx.store.getObject(src.bucket, src.key);
+  const got = await ctx.store.getObject(src.bucket, src.key, src.versionId !== undefined ? { versionId: src.versionId } : {});
   const meta = await ctx.store.putObject({
     bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(got.body, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : got.body,
     expect: { size: got.meta.size, computeChecksums: compute },
@@ -170,5 +166,7 @@ export async function copyObject(ctx: Ctx) {
   });
   const ck: Record<string, string> = {};
   for (const [a, v] of Object.entries(meta.checksums)) if (v) ck[`Checksum${a.toUpperCase()}`] = v;
+  versions.setVersionHeader(ctx, meta);
+  versions.setVersionHeader(ctx, got.meta, "x-amz-copy-source-version-id");
   sendXml(ctx, 200, "CopyObjectResult", { LastModified: isoDate(meta.lastModified), ETag: quote(meta.etag), ...ck });
 }

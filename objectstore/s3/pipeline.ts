@@ -22,6 +22,7 @@ import * as objectOps from "./ops-object.js";
 import * as tagOps from "./ops-tagging.js";
 import * as accessOps from "./ops-access.js";
 import { ANONYMOUS, authorize, hasNoCredentials, isAnonymous } from "./access.js";
+import * as versionOps from "./ops-versions.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
@@ -29,10 +30,11 @@ import type { CredentialLookup } from "./types.js";
 
 const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   ListBuckets: bucketOps.listBuckets, CreateBucket: bucketOps.createBucket, HeadBucket: bucketOps.headBucket,
-  DeleteBucket: bucketOps.deleteBucket, GetBucketLocation: bucketOps.getBucketLocation, GetBucketVersioning: bucketOps.getBucketVersioning,
+  DeleteBucket: bucketOps.deleteBucket, GetBucketLocation: bucketOps.getBucketLocation, GetBucketVersioning: versionOps.getBucketVersioning,
   GetBucketAcl: accessOps.getBucketAcl, PutBucketAcl: accessOps.putBucketAcl, GetBucketEmptyConfig: bucketOps.getBucketEmptyConfig,
   DeleteObjects: bucketOps.deleteObjects,
-  ListObjects: listOps.listObjects, ListObjectsV2: listOps.listObjectsV2, ListObjectVersions: listOps.listObjectVersions,
+  PutBucketVersioning: versionOps.putBucketVersioning,
+  ListObjects: listOps.listObjects, ListObjectsV2: listOps.listObjectsV2, ListObjectVersions: versionOps.listObjectVersions,
   PutObject: objectOps.putObject, GetObject: objectOps.getObject, HeadObject: objectOps.headObject, DeleteObject: objectOps.deleteObject,
   CopyObject: objectOps.copyObject, GetObjectAcl: accessOps.getObjectAcl, PutObjectAcl: accessOps.putObjectAcl,
   CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, UploadPartCopy: mpOps.uploadPartCopy,

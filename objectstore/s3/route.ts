@@ -89,6 +89,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "tagging") return "PutBucketTagging";
         if (sub === "policy") return "PutBucketPolicy";
         if (sub === "publicAccessBlock") return "PutPublicAccessBlock";
+        if (sub === "versioning") return "PutBucketVersioning";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
         if (sub === "cors") return "DeleteBucketCors";

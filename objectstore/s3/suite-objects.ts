@@ -201,7 +201,7 @@ export function objectsSuite(makeStore: MakeStore): void {
       assert.equal(bacl.Owner?.ID, "root");
       const tags = await c.send(new s3.GetObjectTaggingCommand({ Bucket: "photos", Key: "a.txt" }));
       assert.deepEqual(tags.TagSet ?? [], []);
-      await rejectsWith(c.send(new s3.PutBucketVersioningCommand({ Bucket: "photos", VersioningConfiguration: { Status: "Enabled" } })), "NotImplemented", 501);
+      await rejectsWith(c.send(new s3.PutBucketWebsiteCommand({ Bucket: "photos", WebsiteConfiguration: { IndexDocument: { Suffix: "index.html" } } })), "NotImplemented", 501);
       await rejectsWith(c.send(new s3.GetBucketPolicyCommand({ Bucket: "photos" })), "NoSuchBucketPolicy", 404);
       await rejectsWith(c.send(new s3.GetObjectRetentionCommand({ Bucket: "photos", Key: "a.txt" })), "NotImplemented", 501);
     });

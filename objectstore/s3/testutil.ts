@@ -15,6 +15,7 @@ import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
 import { objectsSuite } from "./suite-objects.js";
 import { taggingSuite } from "./suite-tagging.js";
+import { versioningSuite } from "./suite-versioning.js";
 import type { MakeStore } from "./test-fixture.js";
 
 export * from "./test-fixture.js";
@@ -31,5 +32,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     lifecycleSuite(makeStore);
     taggingSuite(makeStore);
     accessSuite(makeStore);
+    versioningSuite(makeStore);
   });
 }
