@@ -8,6 +8,7 @@ import {
   storageClassOf, userMetaOf, writeChecksums, writeObjectHeaders, type Ctx,
 } from "./http.js";
 import { safeDecode } from "./sigv4.js";
+import { COPY_SSE_C_PREFIX, hasSseHeaders, sealNew, sseReader, writeRequest, type SseReader } from "./sse.js";
 
 function checkVersionId(ctx: Ctx): void {
   const v = ctx.query.get("versionId");
@@ -18,6 +19,7 @@ export async function putObject(ctx: Ctx) {
   await ownBucket(ctx);
   const h = ctx.req.headers;
   checkWriteHeaders(h);
+  const enc = await writeRequest(ctx);
   if (typeof h["if-none-match"] === "string" || typeof h["if-match"] === "string") {
     let cur: ObjectMeta | undefined;
     try { cur = await ctx.store.headObject(ctx.bucket!, ctx.key!); } catch (err) { if (!isBlobError(err, "NoSuchKey")) throw err; }
@@ -28,12 +30,14 @@ export async function putObject(ctx: Ctx) {
     }
   }
   const b = body(ctx);
+  // Encrypted: the store gets ciphertext and checks only its length; the plaintext's digests are checked as it is sealed (sse.ts).
+  const sealed = enc && sealNew(ctx, enc, b.body, b.expect);
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: b.body, expect: b.expect,
-    headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
+    bucket: ctx.bucket!, key: ctx.key!, body: sealed?.body ?? b.body, expect: sealed?.expect ?? b.expect,
+    headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), ...(sealed ? { extras: { sse: sealed.sse } } : {}),
   }).catch((err: unknown) => { throw b.mapError(err); });
   writeChecksums(ctx.res, meta.checksums, b.echo);
-  sendEmpty(ctx, 200, { ETag: quote(meta.etag) });
+  sendEmpty(ctx, 200, { ETag: quote(meta.etag), ...sealed?.headers });
 }
 
 async function getOrHead(ctx: Ctx, head: boolean) {
@@ -51,8 +55,10 @@ async function getOrHead(ctx: Ctx, head: boolean) {
   // call back with it before any byte is read (one quorum round, not a HEAD and then a GET).
   let seen: ObjectMeta | undefined;
   let range: ReturnType<typeof parseRange>;
+  let sse: SseReader | undefined;
   const prepare = (meta: ObjectMeta) => {
     seen = meta;
+    sse = sseReader(ctx, meta);
     checkConditions(h, meta);
     range = parseRange(typeof h.range === "string" ? h.range : undefined, meta.size);
     return range;
@@ -83,7 +89,7 @@ async function getOrHead(ctx: Ctx, head: boolean) {
     }
     writeObjectHeaders(ctx, meta, { checksums: wantChecksums });
     if (r) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${meta.size}`);
-    sendEmpty(ctx, r ? 206 : 200, { "Content-Length": r ? r.end - r.start + 1 : meta.size });
+    sendEmpty(ctx, r ? 206 : 200, { "Content-Length": r ? r.end - r.start + 1 : meta.size, ...sse?.headers });
     return;
   }
   const m = got.meta;
@@ -93,8 +99,8 @@ async function getOrHead(ctx: Ctx, head: boolean) {
   const status = r && (range || partNumber !== undefined) ? 206 : 200;
   if (r && status === 206) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${m.size}`);
   if (partNumber !== undefined) ctx.res.setHeader("x-amz-mp-parts-count", String(m.parts?.length ?? 1));
-  ctx.res.writeHead(status, { "Content-Length": len });
-  await sendBody(ctx, got.body);
+  ctx.res.writeHead(status, { "Content-Length": len, ...sse?.headers });
+  await sendBody(ctx, sse ? sse.decrypt(m, got.body, r?.start ?? 0) : got.body);
 }
 
 export const getObject = (ctx: Ctx) => getOrHead(ctx, false);
@@ -124,23 +130,25 @@ export function parseCopySource(raw: string): { bucket: string; key: string } {
 }
 
 /** The source object of a copy, after the caller's ownership and the x-amz-copy-source-if-* conditions. */
-export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; meta: ObjectMeta }> {
+export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; meta: ObjectMeta; sse?: SseReader }> {
   const src = parseCopySource(String(ctx.req.headers["x-amz-copy-source"]));
   const sb = await ctx.store.headBucket(src.bucket);
   if (sb.owner !== ctx.auth.owner) throw s3err("AccessDenied", "The source bucket belongs to another owner.");
   const meta = await ctx.store.headObject(src.bucket, src.key);
   checkConditions(ctx.req.headers, meta, "x-amz-copy-source-if-", true);
-  return { ...src, meta };
+  // An encrypted source is decrypted (SSE-C: with the x-amz-copy-source-server-side-encryption-customer-* key).
+  return { ...src, meta, sse: sseReader(ctx, meta, COPY_SSE_C_PREFIX) };
 }
 
 export async function copyObject(ctx: Ctx) {
   await ownBucket(ctx);
   const h = ctx.req.headers;
   checkWriteHeaders(h);
+  const enc = await writeRequest(ctx);
   const src = await copySource(ctx);
   const directive = String(h["x-amz-metadata-directive"] ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") throw s3err("InvalidArgument", "Unknown metadata directive.", { ArgumentName: "x-amz-metadata-directive" });
-  if (src.bucket === ctx.bucket && src.key === ctx.key && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"]) {
+  if (src.bucket === ctx.bucket && src.key === ctx.key && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"] && !hasSseHeaders(h)) {
     throw s3err("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   }
   await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "CopyObject takes no request body."); });
@@ -148,9 +156,12 @@ export async function copyObject(ctx: Ctx) {
   const asked = parseAlgorithm(typeof h["x-amz-checksum-algorithm"] === "string" ? h["x-amz-checksum-algorithm"] : undefined);
   const compute = [...new Set<ChecksumAlgorithm>([...(Object.keys(m.checksums).filter((a) => !m.checksums[a as ChecksumAlgorithm]!.includes("-")) as ChecksumAlgorithm[]), ...(asked ? [asked] : [])])];
   const got = await ctx.store.getObject(src.bucket, src.key);
+  const plain = src.sse ? src.sse.decrypt(got.meta, got.body, 0) : got.body;
+  // As in S3, the copy's encryption is the request's (or the bucket's default), not the source's.
+  const sealed = enc && sealNew(ctx, enc, plain, { size: got.meta.size, computeChecksums: compute });
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: got.body,
-    expect: { size: got.meta.size, computeChecksums: compute },
+    bucket: ctx.bucket!, key: ctx.key!, body: sealed?.body ?? plain, ...(sealed ? { extras: { sse: sealed.sse } } : {}),
+    expect: sealed?.expect ?? { size: got.meta.size, computeChecksums: compute },
     // As in S3, the copy's storage class is the request's (STANDARD when absent), whatever the directive.
     headers: directive === "REPLACE" ? objectHeadersOf(h) : {
       contentType: m.contentType, cacheControl: m.cacheControl, contentDisposition: m.contentDisposition,
@@ -160,7 +171,7 @@ export async function copyObject(ctx: Ctx) {
   });
   const ck: Record<string, string> = {};
   for (const [a, v] of Object.entries(meta.checksums)) if (v) ck[`Checksum${a.toUpperCase()}`] = v;
-  sendXml(ctx, 200, "CopyObjectResult", { LastModified: isoDate(meta.lastModified), ETag: quote(meta.etag), ...ck });
+  sendXml(ctx, 200, "CopyObjectResult", { LastModified: isoDate(meta.lastModified), ETag: quote(meta.etag), ...ck }, sealed?.headers);
 }
 
 export async function getObjectAcl(ctx: Ctx) {

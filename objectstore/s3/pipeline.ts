@@ -13,12 +13,14 @@ import type { BlobStore } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import type { Ctx } from "./http.js";
 import * as bucketOps from "./ops-bucket.js";
+import * as encryptionOps from "./ops-encryption.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
+import type { SseContext } from "./sse-keys.js";
 import type { CredentialLookup } from "./types.js";
 
 const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
@@ -32,6 +34,7 @@ const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, UploadPartCopy: mpOps.uploadPartCopy,
   CompleteMultipartUpload: mpOps.completeMultipartUpload, AbortMultipartUpload: mpOps.abortMultipartUpload,
   ListParts: mpOps.listParts, ListMultipartUploads: mpOps.listMultipartUploads,
+  PutBucketEncryption: encryptionOps.putBucketEncryption, GetBucketEncryption: encryptionOps.getBucketEncryption, DeleteBucketEncryption: encryptionOps.deleteBucketEncryption,
 };
 
 export interface PipelineDeps {
@@ -40,6 +43,7 @@ export interface PipelineDeps {
   config: Config;
   log: Logger;
   policy: AuthPolicy;
+  sse: SseContext;
 }
 
 /** What is known of a request so far; the error answer and metrics read it whichever step failed. */
@@ -76,7 +80,7 @@ export async function runPipeline(deps: PipelineDeps, req: IncomingMessage, res:
     res.writeContinue();
     st.expectContinue = false;
   }
-  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, store: deps.store, config: deps.config, log: deps.log, bytesIn: 0, bytesOut: 0 };
+  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, store: deps.store, config: deps.config, log: deps.log, sse: deps.sse, bytesIn: 0, bytesOut: 0 };
   await HANDLERS[st.op]!(st.ctx);
 }
 

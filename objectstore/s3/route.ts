@@ -36,7 +36,7 @@ export function checkBucketName(name: string): void {
 /** Sub-resources answered with a fixed "none configured" reply or NotImplemented. */
 const BUCKET_EMPTY_CONFIG: Record<string, string> = {
   policy: "NoSuchBucketPolicy", cors: "NoSuchCORSConfiguration", lifecycle: "NoSuchLifecycleConfiguration",
-  tagging: "NoSuchTagSet", encryption: "ServerSideEncryptionConfigurationNotFoundError", "object-lock": "ObjectLockConfigurationNotFoundError",
+  tagging: "NoSuchTagSet", "object-lock": "ObjectLockConfigurationNotFoundError",
 };
 export const emptyConfigError = (sub: string) => BUCKET_EMPTY_CONFIG[sub];
 
@@ -60,14 +60,17 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "versions") return "ListObjectVersions";
         if (sub === "versioning") return "GetBucketVersioning";
         if (sub === "acl") return "GetBucketAcl";
+        if (sub === "encryption") return "GetBucketEncryption";
         if (sub && BUCKET_EMPTY_CONFIG[sub]) return "GetBucketEmptyConfig";
         if (sub) return "NotImplemented";
         return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
       case "HEAD": return "HeadBucket";
       case "PUT":
         if (sub === "acl") return "PutBucketAcl";
+        if (sub === "encryption") return "PutBucketEncryption";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
+        if (sub === "encryption") return "DeleteBucketEncryption";
         return sub ? "NotImplemented" : "DeleteBucket";
       case "POST":
         if (sub === "delete") return "DeleteObjects";
