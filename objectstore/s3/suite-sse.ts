@@ -238,6 +238,27 @@ export function sseSuite(makeStore: MakeStore): void {
       assert.equal(after.ServerSideEncryption, undefined);
     });
 
+    test("master key rotation: a new first cluster key wraps new objects, the old one still unwraps; once removed, its objects answer 500", async () => {
+      const [k1, k2] = [randomBytes(32).toString("base64"), randomBytes(32).toString("base64")];
+      const over = (keys: string) => startS3({ THOC_CLUSTER_KEYS: keys }, async () => ({ store: f.store, dispose: async () => {} }));
+      const [old, rotated, gone] = [await over(k1), await over(`${k2},${k1}`), await over(k2)];
+      try {
+        await old.client().send(new s3.PutObjectCommand({ Bucket: B, Key: "rot/old", Body: "wrapped with k1", ServerSideEncryption: "AES256" }));
+        const rc = rotated.client();
+        await rc.send(new s3.PutObjectCommand({ Bucket: B, Key: "rot/new", Body: "wrapped with k2", ServerSideEncryption: "AES256" }));
+        assert.equal(await (await rc.send(new s3.GetObjectCommand({ Bucket: B, Key: "rot/old" }))).Body!.transformToString(), "wrapped with k1");
+        const kidOld = (await f.store.headObject(B, "rot/old")).sse?.kid, kidNew = (await f.store.headObject(B, "rot/new")).sse?.kid;
+        assert.ok(kidOld && kidNew && kidOld !== kidNew, "new objects are wrapped with the new first key");
+        const gc = gone.client();
+        assert.equal(await (await gc.send(new s3.GetObjectCommand({ Bucket: B, Key: "rot/new" }))).Body!.transformToString(), "wrapped with k2");
+        const r = await raw(gone, { method: "GET", path: `/${B}/rot/old` });
+        assert.equal(r.status, 500);
+        assert.ok(!r.body.includes(k1) && !r.body.includes(k2), "no key in the answer");
+      } finally {
+        for (const x of [old, rotated, gone]) await x.close();
+      }
+    });
+
     test("SSE-C over plain HTTP is refused unless s3.sseCustomerKeysOverHttp", async () => {
       const strict = await startS3({}, async () => ({ store: f.store, dispose: async () => {} }));
       try {
