@@ -71,6 +71,13 @@ export function sseSuite(makeStore: MakeStore): void {
       assert.ok(!bytes.includes("plaintext marker"), "the stored bytes are not the plaintext");
       assert.equal(stored.meta.sse?.mode, "SSE-S3");
       assert.ok(typeof stored.meta.sse?.wk === "string" && typeof stored.meta.sse?.kid === "string");
+      // An empty object, either mode.
+      await c.send(new s3.PutObjectCommand({ Bucket: B, Key: "s3/empty", Body: "", ServerSideEncryption: "AES256" }));
+      const empty = await c.send(new s3.GetObjectCommand({ Bucket: B, Key: "s3/empty" }));
+      assert.equal(empty.ETag, `"${md5hex("")}"`);
+      assert.equal((await text(empty)).length, 0);
+      await c.send(new s3.PutObjectCommand({ Bucket: B, Key: "c/empty", Body: "", ...ssec() }));
+      assert.equal((await text(await c.send(new s3.GetObjectCommand({ Bucket: B, Key: "c/empty", ...ssec() })))).length, 0);
     });
 
     test("SSE-S3: Content-MD5 and x-amz-checksum-* are checked on the plaintext; a mismatch stores nothing", async () => {
