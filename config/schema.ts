@@ -111,6 +111,7 @@ export const schema = {
     idleTimeout: duration(30_000, "A request body that sends nothing for this long is answered 400 RequestTimeout, so a stalled client cannot hold a write open.", { local: 5000, min: 100 }),
     minBodyRate: int(1024, "Bytes per second a request body must average over each s3.idleTimeout window in which the agent waits for it, or it is answered 400 RequestTimeout: a client dripping a byte every few seconds cannot hold a write (and its memory) forever. 0 turns it off.", { min: 0 }),
     maxConnections: int(1024, "Client connections the S3 port holds at once; more are closed on accept. Far above what S3 clients open (aws-cli 10, rclone 4-16) and well under the unit's LimitNOFILE, so a connection flood cannot take every file descriptor.", { min: 1, max: 1 << 20 }),
+    sseCustomerKeysOverHttp: bool(false, "Accept SSE-C (customer-provided encryption keys) over plain HTTP. S3 refuses it, since the key would cross the network in the clear; turn it on only for tests and loopback-only development, or behind a TLS-terminating proxy on the same host (docs/s3.md)."),
     tls: {
       certFile: str("", "PEM certificate (chain) to serve HTTPS on the S3 port; empty serves plaintext HTTP. Not taken from tls.certFile: S3 clients trust a CA the cluster's certificates need not come from, and switching a port's scheme must be a choice (docs/s3.md)."),
       keyFile: str("", "PEM private key for s3.tls.certFile (keep it 0600)."),

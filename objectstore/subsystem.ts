@@ -17,6 +17,7 @@ import type { BlobStore } from "./blob/index.js";
 import { KeyRegistry, keyService } from "./keys/index.js";
 import { createS3Server, type S3Server } from "./s3/index.js";
 import { openReplicated, type Replicated } from "./replicated.js";
+import { sseKeys } from "./sse-dev-key.js";
 
 /** What the object store needs from the rest of the agent, given by the composition root. */
 export interface ObjectStoreDeps {
@@ -64,7 +65,10 @@ export class ObjectStoreSubsystem implements Subsystem {
 
     const t = config.s3.tls;
     const tls = t.certFile ? readTlsPair(t.certFile, t.keyFile, "s3.tls") : undefined;
-    this.server = createS3Server({ store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics, ...(tls ? { tls } : {}) });
+    this.server = createS3Server({
+      store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics, ...(tls ? { tls } : {}),
+      sseKeys: await sseKeys(config, ctx.store),
+    });
     this.port = await this.server.listen(config.bind, config.s3Port);
     if (tls) {
       const server = this.server;

@@ -117,6 +117,11 @@ export interface PutObjectInput {
   headers: ObjectHeaders;
   userMeta: Record<string, string>;
   expect: BodyExpectations;
+  /**
+   * Stored as given, read once the body has ended: the S3 layer completes
+   * extras.sse (the plaintext's ETag and checksums of an encrypted object)
+   * as the last byte of the body passes.
+   */
   extras?: ObjectExtras;
 }
 

@@ -11,6 +11,7 @@ import { prepareBody, type PreparedBody } from "./body.js";
 import { s3err } from "./errors.js";
 import type { AuthResult } from "./sigv4.js";
 import type { Access } from "./access.js";
+import type { SseContext } from "./sse-keys.js";
 import { xmlDoc, type XmlNode } from "./xml.js";
 
 export interface Ctx {
@@ -28,6 +29,8 @@ export interface Ctx {
   store: BlobStore;
   config: Config;
   log: Logger;
+  /** Encryption at rest: the SSE-S3 key ring and the encryption of uploads (sse.ts). */
+  sse: SseContext;
   bytesIn: number;
   bytesOut: number;
 }
@@ -62,7 +65,7 @@ export function checkWriteHeaders(h: IncomingMessage["headers"]): void {
   if (typeof acl === "string" && !CANNED_ACLS.includes(acl)) throw s3err("InvalidArgument", `x-amz-acl: unknown canned ACL '${acl}'.`, { ArgumentName: "x-amz-acl", ArgumentValue: acl });
   const sc = h["x-amz-storage-class"];
   if (typeof sc === "string" && !STORAGE_CLASSES.includes(sc)) throw s3err("InvalidStorageClass", undefined, { StorageClassRequested: sc });
-  for (const name of ["x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm",
+  for (const name of [
     "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold", "x-amz-website-redirect-location"]) {
     if (h[name] !== undefined) throw s3err("NotImplemented", `The ${name} header is not supported by this store.`);
   }

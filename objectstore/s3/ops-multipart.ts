@@ -10,6 +10,7 @@ import {
 import { copySource } from "./ops-object.js";
 import { taggingHeader } from "./ops-tagging.js";
 import { requestedAcl } from "./ops-access.js";
+import { newEncryption, partEncryption, seal, SSE_C_PREFIX, SSE_HEADER, sseHeaders, writeRequest } from "./sse.js";
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
@@ -51,31 +52,40 @@ export async function createMultipartUpload(ctx: Ctx) {
   }
   const tags = taggingHeader(h);
   const acl = await requestedAcl(ctx);
-  const u = await ctx.store.createMultipartUpload(ctx.bucket!, ctx.key!, objectHeadersOf(h), userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), alg, { acl, ...(tags ? { tags } : {}) });
+  const enc = await writeRequest(ctx);
+  const sse = enc && newEncryption(ctx.sse.ring, enc, true).sse;
+  // An encrypted upload's checksums are the plaintext's, checked per part in this layer (sse.ts): the store, which sees ciphertext, computes none.
+  const u = await ctx.store.createMultipartUpload(ctx.bucket!, ctx.key!, objectHeadersOf(h), userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject), sse ? undefined : alg, { acl, ...(tags ? { tags } : {}), ...(sse ? { sse } : {}) });
   sendXml(ctx, 200, "InitiateMultipartUploadResult", { Bucket: ctx.bucket!, Key: ctx.key!, UploadId: u.uploadId },
-    alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {});
+    { ...(alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {}), ...(enc ? sseHeaders(enc.mode, enc.mode === "SSE-C" ? enc.ck : undefined) : {}) });
 }
 
 export async function uploadPart(ctx: Ctx) {
   await ownBucket(ctx);
-  const n = partNumber(ctx);
+  const n = partNumber(ctx), id = uploadId(ctx);
+  const enc = await partEncryption(ctx, id, n);
   const b = body(ctx);
-  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, uploadId(ctx), n, b.body, b.expect).catch((err: unknown) => { throw b.mapError(err); });
-  if (p.checksums) writeChecksums(ctx.res, p.checksums);
-  sendEmpty(ctx, 200, { ETag: quote(p.etag) });
+  const sealed = enc && seal(b.body, enc.key, enc.iv, b.expect);
+  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? b.body, sealed?.expect ?? b.expect).catch((err: unknown) => { throw b.mapError(err); });
+  const checksums = sealed ? sealed.digests().checksums : p.checksums;
+  if (checksums) writeChecksums(ctx.res, checksums);
+  sendEmpty(ctx, 200, { ETag: quote(p.etag), ...enc?.headers });
 }
 
 export async function uploadPartCopy(ctx: Ctx) {
   await ownBucket(ctx);
   const n = partNumber(ctx), id = uploadId(ctx);
+  const enc = await partEncryption(ctx, id, n);
   const src = await copySource(ctx);
   const rh = ctx.req.headers["x-amz-copy-source-range"];
   const range = parseRange(typeof rh === "string" ? rh : undefined, src.meta.size, true);
   await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "UploadPartCopy takes no request body."); });
   const got = await ctx.store.getObject(src.bucket, src.key, { range, ...(src.versionId !== undefined ? { versionId: src.versionId } : {}) });
   const size = range ? range.end - range.start + 1 : got.meta.size;
-  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, got.body, { size });
-  sendXml(ctx, 200, "CopyPartResult", { LastModified: isoDate(p.lastModified ?? Date.now()), ETag: quote(p.etag), ...checksumXml(p.checksums) });
+  const plain = src.sse ? src.sse.decrypt(got.meta, got.body, range?.start ?? 0) : got.body;
+  const sealed = enc && seal(plain, enc.key, enc.iv, { size });
+  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? plain, sealed?.expect ?? { size });
+  sendXml(ctx, 200, "CopyPartResult", { LastModified: isoDate(p.lastModified ?? Date.now()), ETag: quote(p.etag), ...checksumXml(sealed ? sealed.digests().checksums : p.checksums) }, enc?.headers);
 }
 
 export async function completeMultipartUpload(ctx: Ctx) {
@@ -113,7 +123,9 @@ export async function completeMultipartUpload(ctx: Ctx) {
       res.end(xmlDoc("CompleteMultipartUploadResult", result).slice(XML_DECL.length));
     } else {
       // Once the keep-alive has started the headers are gone: the version id then is only in ListObjectVersions.
-      sendXml(ctx, 200, "CompleteMultipartUploadResult", result, meta.versionId ? { "x-amz-version-id": meta.versionId } : {});
+      const mode = meta.sse?.mode;
+      const sseH: Record<string, string> = mode === "SSE-S3" ? { [SSE_HEADER]: "AES256" } : mode === "SSE-C" ? { [`${SSE_C_PREFIX}algorithm`]: "AES256" } : {};
+      sendXml(ctx, 200, "CompleteMultipartUploadResult", result, { ...sseH, ...(meta.versionId ? { "x-amz-version-id": meta.versionId } : {}) });
     }
   } catch (err) {
     clearInterval(timer);

@@ -12,6 +12,7 @@ import {
 import { copyTags, taggingHeader } from "./ops-tagging.js";
 import { safeDecode } from "./sigv4.js";
 import * as versions from "./ops-versions.js";
+import { COPY_SSE_C_PREFIX, hasSseHeaders, sealNew, sseReader, writeRequest, type SseReader } from "./sse.js";
 
 export async function putObject(ctx: Ctx) {
   await ownBucket(ctx);
@@ -20,16 +21,20 @@ export async function putObject(ctx: Ctx) {
   const tags = taggingHeader(h);
   const cond = writeConditionOf(h);
   const acl = await requestedAcl(ctx);
+  const enc = await writeRequest(ctx);
   const b = body(ctx);
   if (cond && !((b.expect.size ?? Infinity) < EARLY_CHECK_BYTES)) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
+  // Encrypted: the store gets ciphertext and checks only its length; the plaintext's digests are checked as it is sealed (sse.ts).
+  const sealed = enc && sealNew(ctx, enc, b.body, b.expect);
+  const data = sealed?.body ?? b.body;
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(b.body, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : b.body, expect: b.expect,
+    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(data, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : data, expect: sealed?.expect ?? b.expect,
     headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
-    extras: { acl, ...(tags ? { tags } : {}) },
+    extras: { acl, ...(tags ? { tags } : {}), ...(sealed ? { sse: sealed.sse } : {}) },
   }).catch((err: unknown) => { throw b.mapError(err); });
   writeChecksums(ctx.res, meta.checksums, b.echo);
   versions.setVersionHeader(ctx, meta);
-  sendEmpty(ctx, 200, { ETag: quote(meta.etag) });
+  sendEmpty(ctx, 200, { ETag: quote(meta.etag), ...sealed?.headers });
 }
 
 async function getOrHead(ctx: Ctx, head: boolean) {
@@ -47,10 +52,12 @@ async function getOrHead(ctx: Ctx, head: boolean) {
   // call back with it before any byte is read (one quorum round, not a HEAD and then a GET).
   let seen: ObjectMeta | undefined;
   let range: ReturnType<typeof parseRange>;
+  let sse: SseReader | undefined;
   const prepare = (meta: ObjectMeta) => {
     // A non-owner's read the bucket did not allow outright: the object's ACL decides, before conditions and any byte.
     ctx.access?.checkObject?.(meta);
     seen = meta;
+    sse = sseReader(ctx, meta);
     checkConditions(h, meta);
     range = parseRange(typeof h.range === "string" ? h.range : undefined, meta.size);
     return range;
@@ -84,7 +91,7 @@ async function getOrHead(ctx: Ctx, head: boolean) {
     writeObjectHeaders(ctx, meta, { checksums: wantChecksums });
     versions.setVersionHeader(ctx, meta);
     if (r) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${meta.size}`);
-    sendEmpty(ctx, r ? 206 : 200, { "Content-Length": r ? r.end - r.start + 1 : meta.size });
+    sendEmpty(ctx, r ? 206 : 200, { "Content-Length": r ? r.end - r.start + 1 : meta.size, ...sse?.headers });
     return;
   }
   const m = got.meta;
@@ -95,8 +102,8 @@ async function getOrHead(ctx: Ctx, head: boolean) {
   const status = r && (range || partNumber !== undefined) ? 206 : 200;
   if (r && status === 206) ctx.res.setHeader("Content-Range", `bytes ${r.start}-${r.end}/${m.size}`);
   if (partNumber !== undefined) ctx.res.setHeader("x-amz-mp-parts-count", String(m.parts?.length ?? 1));
-  ctx.res.writeHead(status, { "Content-Length": len });
-  await sendBody(ctx, got.body);
+  ctx.res.writeHead(status, { "Content-Length": len, ...sse?.headers });
+  await sendBody(ctx, sse ? sse.decrypt(m, got.body, r?.start ?? 0) : got.body);
 }
 
 export const getObject = (ctx: Ctx) => getOrHead(ctx, false);
@@ -122,7 +129,7 @@ export function parseCopySource(raw: string): { bucket: string; key: string; ver
 }
 
 /** The source object of a copy (a version of it with ?versionId=), after the caller's read access to it (as a GetObject) and the x-amz-copy-source-if-* conditions. */
-export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; versionId?: string; meta: ObjectMeta }> {
+export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; versionId?: string; meta: ObjectMeta; sse?: SseReader }> {
   const src = parseCopySource(String(ctx.req.headers["x-amz-copy-source"]));
   const access = await authorize({ op: "GetObject", bucket: src.bucket, key: src.key, auth: ctx.auth, store: ctx.store, req: ctx.req, query: new Map() });
   const meta = await ctx.store.headObject(src.bucket, src.key, src.versionId !== undefined ? { versionId: src.versionId } : {}).catch((err: unknown) => {
@@ -130,7 +137,8 @@ export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: strin
   });
   access.checkObject?.(meta);
   checkConditions(ctx.req.headers, meta, "x-amz-copy-source-if-", true);
-  return { ...src, meta };
+  // An encrypted source is decrypted (SSE-C: with the x-amz-copy-source-server-side-encryption-customer-* key).
+  return { ...src, meta, sse: sseReader(ctx, meta, COPY_SSE_C_PREFIX) };
 }
 
 export async function copyObject(ctx: Ctx) {
@@ -138,12 +146,13 @@ export async function copyObject(ctx: Ctx) {
   const h = ctx.req.headers;
   checkWriteHeaders(h);
   const cond = writeConditionOf(h);
+  const enc = await writeRequest(ctx);
   const src = await copySource(ctx);
   // As in S3, a copy's ACL is the request's (private without x-amz-acl), never the source's.
   const acl = await requestedAcl(ctx);
   const directive = String(h["x-amz-metadata-directive"] ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") throw s3err("InvalidArgument", "Unknown metadata directive.", { ArgumentName: "x-amz-metadata-directive" });
-  if (src.bucket === ctx.bucket && src.key === ctx.key && src.versionId === undefined && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"]) {
+  if (src.bucket === ctx.bucket && src.key === ctx.key && src.versionId === undefined && directive === "COPY" && !h["x-amz-storage-class"] && !h["x-amz-checksum-algorithm"] && !hasSseHeaders(h)) {
     throw s3err("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   }
   await readSmall(body(ctx), 0).catch(() => { throw s3err("InvalidRequest", "CopyObject takes no request body."); });
@@ -153,20 +162,24 @@ export async function copyObject(ctx: Ctx) {
   const compute = [...new Set<ChecksumAlgorithm>([...(Object.keys(m.checksums).filter((a) => !m.checksums[a as ChecksumAlgorithm]!.includes("-")) as ChecksumAlgorithm[]), ...(asked ? [asked] : [])])];
   if (cond) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
   const got = await ctx.store.getObject(src.bucket, src.key, src.versionId !== undefined ? { versionId: src.versionId } : {});
+  const plain = src.sse ? src.sse.decrypt(got.meta, got.body, 0) : got.body;
+  // As in S3, the copy's encryption is the request's (or the bucket's default), not the source's.
+  const sealed = enc && sealNew(ctx, enc, plain, { size: got.meta.size, computeChecksums: compute });
+  const data = sealed?.body ?? plain;
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(got.body, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : got.body,
-    expect: { size: got.meta.size, computeChecksums: compute },
+    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(data, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : data,
+    expect: sealed?.expect ?? { size: got.meta.size, computeChecksums: compute },
     // As in S3, the copy's storage class is the request's (STANDARD when absent), whatever the directive.
     headers: directive === "REPLACE" ? objectHeadersOf(h) : {
       contentType: m.contentType, cacheControl: m.cacheControl, contentDisposition: m.contentDisposition,
       contentEncoding: m.contentEncoding, contentLanguage: m.contentLanguage, expires: m.expires, storageClass: storageClassOf(h),
     } as ObjectHeaders,
     userMeta: directive === "REPLACE" ? userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject) : { ...m.userMeta },
-    extras: { acl, ...(tags ? { tags } : {}) },
+    extras: { acl, ...(tags ? { tags } : {}), ...(sealed ? { sse: sealed.sse } : {}) },
   });
   const ck: Record<string, string> = {};
   for (const [a, v] of Object.entries(meta.checksums)) if (v) ck[`Checksum${a.toUpperCase()}`] = v;
   versions.setVersionHeader(ctx, meta);
   versions.setVersionHeader(ctx, got.meta, "x-amz-copy-source-version-id");
-  sendXml(ctx, 200, "CopyObjectResult", { LastModified: isoDate(meta.lastModified), ETag: quote(meta.etag), ...ck });
+  sendXml(ctx, 200, "CopyObjectResult", { LastModified: isoDate(meta.lastModified), ETag: quote(meta.etag), ...ck }, sealed?.headers);
 }

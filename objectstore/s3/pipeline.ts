@@ -16,6 +16,7 @@ import * as attrOps from "./ops-attributes.js";
 import * as bucketOps from "./ops-bucket.js";
 import * as corsOps from "./ops-cors.js";
 import * as lifecycleOps from "./ops-lifecycle.js";
+import * as encryptionOps from "./ops-encryption.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
@@ -26,6 +27,7 @@ import * as versionOps from "./ops-versions.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
+import type { SseContext } from "./sse-keys.js";
 import type { CredentialLookup } from "./types.js";
 
 const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
@@ -48,6 +50,7 @@ const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
   PutBucketPolicy: accessOps.putBucketPolicy, GetBucketPolicy: accessOps.getBucketPolicy, DeleteBucketPolicy: accessOps.deleteBucketPolicy,
   GetBucketPolicyStatus: accessOps.getBucketPolicyStatus, PutPublicAccessBlock: accessOps.putPublicAccessBlock,
   GetPublicAccessBlock: accessOps.getPublicAccessBlock, DeletePublicAccessBlock: accessOps.deletePublicAccessBlock,
+  PutBucketEncryption: encryptionOps.putBucketEncryption, GetBucketEncryption: encryptionOps.getBucketEncryption, DeleteBucketEncryption: encryptionOps.deleteBucketEncryption,
 };
 
 export interface PipelineDeps {
@@ -56,6 +59,7 @@ export interface PipelineDeps {
   config: Config;
   log: Logger;
   policy: AuthPolicy;
+  sse: SseContext;
 }
 
 /** What is known of a request so far; the error answer and metrics read it whichever step failed. */
@@ -104,7 +108,7 @@ export async function runPipeline(deps: PipelineDeps, req: IncomingMessage, res:
     res.writeContinue();
     st.expectContinue = false;
   }
-  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, access, store: deps.store, config: deps.config, log: deps.log, bytesIn: 0, bytesOut: 0 };
+  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, access, store: deps.store, config: deps.config, log: deps.log, sse: deps.sse, bytesIn: 0, bytesOut: 0 };
   await HANDLERS[st.op]!(st.ctx);
 }
 

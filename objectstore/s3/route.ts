@@ -47,7 +47,7 @@ export function checkBucketName(name: string): void {
 
 /** Sub-resources answered with a fixed "none configured" reply or NotImplemented. */
 const BUCKET_EMPTY_CONFIG: Record<string, string> = {
-  encryption: "ServerSideEncryptionConfigurationNotFoundError", "object-lock": "ObjectLockConfigurationNotFoundError",
+  "object-lock": "ObjectLockConfigurationNotFoundError",
 };
 export const emptyConfigError = (sub: string) => BUCKET_EMPTY_CONFIG[sub];
 
@@ -78,6 +78,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "policy") return "GetBucketPolicy";
         if (sub === "policyStatus") return "GetBucketPolicyStatus";
         if (sub === "publicAccessBlock") return "GetPublicAccessBlock";
+        if (sub === "encryption") return "GetBucketEncryption";
         if (sub && BUCKET_EMPTY_CONFIG[sub]) return "GetBucketEmptyConfig";
         if (sub) return "NotImplemented";
         return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
@@ -90,6 +91,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "policy") return "PutBucketPolicy";
         if (sub === "publicAccessBlock") return "PutPublicAccessBlock";
         if (sub === "versioning") return "PutBucketVersioning";
+        if (sub === "encryption") return "PutBucketEncryption";
         return sub ? "NotImplemented" : "CreateBucket";
       case "DELETE":
         if (sub === "cors") return "DeleteBucketCors";
@@ -97,6 +99,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         if (sub === "tagging") return "DeleteBucketTagging";
         if (sub === "policy") return "DeleteBucketPolicy";
         if (sub === "publicAccessBlock") return "DeletePublicAccessBlock";
+        if (sub === "encryption") return "DeleteBucketEncryption";
         return sub ? "NotImplemented" : "DeleteBucket";
       case "POST":
         if (sub === "delete") return "DeleteObjects";

@@ -17,13 +17,17 @@ import { answerClientError } from "./client-error.js";
 import { respondWithError } from "./error-response.js";
 import { createS3Metrics } from "./metrics.js";
 import { beginRequest, runPipeline, type PipelineDeps } from "./pipeline.js";
+import { plaintextView } from "./sse.js";
+import { SseContext, SseKeyRing } from "./sse-keys.js";
 import type { S3Server, S3ServerOptions } from "./types.js";
 
 export function createS3Server(opts: S3ServerOptions): S3Server {
   const { config, log } = opts;
   const metrics = createS3Metrics(opts.metrics);
   const deps: PipelineDeps = {
-    store: opts.store, credentials: opts.credentials, config, log,
+    // Handlers see object metadata as clients do (plaintext ETags and checksums of encrypted objects: sse.ts).
+    store: plaintextView(opts.store), credentials: opts.credentials, config, log,
+    sse: new SseContext(new SseKeyRing(opts.sseKeys ?? config.cluster.keys)),
     policy: { region: config.s3.region, maxClockSkewMs: config.s3.maxClockSkew, now: opts.now },
   };
   let inflight = 0;

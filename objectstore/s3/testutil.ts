@@ -16,6 +16,7 @@ import { multipartSuite } from "./suite-multipart.js";
 import { objectsSuite } from "./suite-objects.js";
 import { taggingSuite } from "./suite-tagging.js";
 import { versioningSuite } from "./suite-versioning.js";
+import { sseSuite } from "./suite-sse.js";
 import type { MakeStore } from "./test-fixture.js";
 
 export * from "./test-fixture.js";
@@ -33,5 +34,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     taggingSuite(makeStore);
     accessSuite(makeStore);
     versioningSuite(makeStore);
+    sseSuite(makeStore);
   });
 }

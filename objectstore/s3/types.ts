@@ -31,6 +31,12 @@ export interface S3ServerOptions {
   now?: () => number;
   /** Serve HTTPS with this PEM certificate (chain) and key (s3.tls.certFile/keyFile); plaintext HTTP without. */
   tls?: { cert: Buffer; key: Buffer };
+  /**
+   * The keys SSE-S3 master keys are derived from (base64, 32 bytes; the first
+   * wraps new data keys, all unwrap): default config.cluster.keys. The
+   * subsystem hands in a generated per-data-dir key in --dev (sse-dev-key.ts).
+   */
+  sseKeys?: readonly string[];
 }
 
 export interface S3Server {
