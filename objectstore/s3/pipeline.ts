@@ -16,6 +16,7 @@ import * as bucketOps from "./ops-bucket.js";
 import * as listOps from "./ops-list.js";
 import * as mpOps from "./ops-multipart.js";
 import * as objectOps from "./ops-object.js";
+import * as postOps from "./ops-post.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
@@ -70,14 +71,18 @@ export async function runPipeline(deps: PipelineDeps, req: IncomingMessage, res:
   st.resource = `/${target.bucket ?? ""}${target.key !== undefined ? "/" + target.key : ""}`;
   const method = req.method ?? "GET";
   st.op = operationOf(method, target, query, req.headers["x-amz-copy-source"] !== undefined);
-  const auth = await authenticate({ method, rawPath, rawQuery, headers: req.headersDistinct, plainHeaders: req.headers }, deps.credentials, deps.policy);
+  // A browser form upload (POST Object) is signed by its form's policy fields, which its handler verifies.
+  const auth = st.op === "PostObject" ? postOps.UNVERIFIED : await authenticate({
+    method, rawPath, rawQuery, headers: req.headersDistinct, plainHeaders: req.headers, virtualHostBucket: target.virtualHost ? target.bucket : undefined,
+  }, deps.credentials, deps.policy);
   refuseUnservable(st, method, target, query);
   if (st.expectContinue) {
     res.writeContinue();
     st.expectContinue = false;
   }
   st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, store: deps.store, config: deps.config, log: deps.log, bytesIn: 0, bytesOut: 0 };
-  await HANDLERS[st.op]!(st.ctx);
+  if (st.op === "PostObject") await postOps.postObject(st.ctx, deps.credentials, deps.policy);
+  else await HANDLERS[st.op]!(st.ctx);
 }
 
 /** Path and query as sent (an absolute-form URL loses its scheme and host); the first value of a repeated parameter wins. */

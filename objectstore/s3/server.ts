@@ -24,7 +24,7 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
   const metrics = createS3Metrics(opts.metrics);
   const deps: PipelineDeps = {
     store: opts.store, credentials: opts.credentials, config, log,
-    policy: { region: config.s3.region, maxClockSkewMs: config.s3.maxClockSkew, now: opts.now },
+    policy: { region: config.s3.region, maxClockSkewMs: config.s3.maxClockSkew, now: opts.now, sigV2: config.s3.sigV2 },
   };
   let inflight = 0;
   let drained: (() => void) | undefined;
