@@ -26,11 +26,15 @@ export function boundaryOf(contentType: string | undefined): string | undefined 
   return m ? (m[1] ?? m[2]) : undefined;
 }
 
-/** A Content-Disposition header's parameters (name, filename), quoted strings unescaped. */
+/**
+ * A Content-Disposition header's parameters (name, filename). Browsers send
+ * a file's name as it is (an old browser: its whole Windows path), with '"'
+ * as %22 or \": backslashes are kept, only \" is unescaped.
+ */
 function dispositionParams(v: string): Map<string, string> {
   const out = new Map<string, string>();
   const re = /;\s*([^\s=;]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))/g;
-  for (const m of v.matchAll(re)) out.set(m[1]!.toLowerCase(), m[2] !== undefined ? m[2].replace(/\\(.)/g, "$1") : m[3]!.trim());
+  for (const m of v.matchAll(re)) out.set(m[1]!.toLowerCase(), m[2] !== undefined ? m[2].replace(/\\"/g, '"') : m[3]!.trim());
   return out;
 }
 

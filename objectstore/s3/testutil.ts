@@ -10,6 +10,7 @@ import { badInputSuite } from "./suite-badinput.js";
 import { listSuite } from "./suite-list.js";
 import { multipartSuite } from "./suite-multipart.js";
 import { objectsSuite } from "./suite-objects.js";
+import { postObjectSuite } from "./suite-post-object.js";
 import type { MakeStore } from "./test-fixture.js";
 
 export * from "./test-fixture.js";
@@ -21,5 +22,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     listSuite(makeStore);
     multipartSuite(makeStore);
     badInputSuite(makeStore);
+    postObjectSuite(makeStore);
   });
 }
