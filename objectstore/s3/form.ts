@@ -166,6 +166,12 @@ export class FormReader {
     check.end();
   }
 
+  /** Lets go of the body (its idle timer and socket listeners) when the form is abandoned part-way (an error). */
+  async close(): Promise<void> {
+    this.ended = true;
+    await this.it.return?.();
+  }
+
   /** Reads (and drops) everything after the current part, up to `max` bytes; false when more was left (the caller closes the connection). */
   async drain(max: number): Promise<boolean> {
     let n = 0;

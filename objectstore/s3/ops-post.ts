@@ -8,6 +8,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import type { CannedAcl } from "../blob/index.js";
+import type { PreparedBody } from "./body.js";
 import { s3err } from "./errors.js";
 import { boundaryOf, FormReader } from "./form.js";
 import { body, CANNED_ACLS, checkWriteHeaders, objectHeadersOf, ownBucket, quote, sendEmpty, sendXml, userMetaOf, type Ctx } from "./http.js";
@@ -35,6 +36,14 @@ export async function postObject(ctx: Ctx, creds: CredentialLookup, policy: Auth
   if (!boundary) throw s3err("PreconditionFailed", undefined, { Condition: "Bucket POST must be of the enclosure-type multipart/form-data" });
   const prepared = body(ctx);
   const form = new FormReader(prepared.body, boundary);
+  try {
+    await receive(ctx, creds, policy, prepared, form);
+  } finally {
+    await form.close();
+  }
+}
+
+async function receive(ctx: Ctx, creds: CredentialLookup, policy: AuthPolicy, prepared: PreparedBody, form: FormReader): Promise<void> {
   const fields = new Map<string, string>();
   let file: { filename?: string } | undefined;
   for (let part = await form.part(); part; part = await form.part()) {

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { MemoryBlobStore } from "../blob/index.js";
 import { canonicalResource, hmacSha1, stringToSign } from "./sigv2.js";
+import { postForm, signPolicy } from "./suite-post-object.js";
 import { codeOf, KEYS, OTHER, ROOT, send, startS3, type Fixture } from "./testutil.js";
 
 const EX_KEY = "AKIAIOSFODNN7EXAMPLE";
@@ -209,6 +210,12 @@ describe("s3.sigV2=false", () => {
       assert.equal(codeOf(r.body), "InvalidRequest");
       assert.match(r.body, /Signature Version 2 is turned off on this endpoint.*Signature Version 4/);
     }
-    await f.client().send(new (await import("@aws-sdk/client-s3")).ListBucketsCommand({}));
+    const sdk = await import("@aws-sdk/client-s3");
+    await f.client().send(new sdk.CreateBucketCommand({ Bucket: "v2off" }));
+    const form = await postForm(f.port, "/v2off", [["key", "k"], ...signPolicy([{ key: "k" }], { v2: true })], { data: Buffer.from("x") });
+    assert.equal(codeOf(form.body), "InvalidRequest", "a V2-signed form upload is refused too");
+    assert.match(form.body, /Signature Version 2 is turned off/);
+    const v4form = await postForm(f.port, "/v2off", [["key", "k"], ...signPolicy([{ key: "k" }])], { data: Buffer.from("x") });
+    assert.equal(v4form.status, 204, v4form.body);
   });
 });
