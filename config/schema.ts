@@ -106,6 +106,7 @@ export const schema = {
     secretKey: str("", "Root secret key (never logged).", { secret: true, env: "THOC_S3_SECRET_KEY" }),
     region: str("us-east-1", "Region name SigV4 signatures must use; most clients default to us-east-1."),
     domain: str("", "Base domain for virtual-host-style addressing (bucket.DOMAIN); empty means path-style only."),
+    sigV2: bool(true, "Accept AWS Signature Version 2 (the `AWS AKID:signature` header, AWSAccessKeyId/Expires/Signature presigned URLs and V2-signed POST Object forms) beside SigV4: aws-cli v1 presigns with V2 by default and s3cmd signs with it. false refuses V2 with a message that says to use SigV4 (V2 signs with SHA-1 and covers neither the body nor the region)."),
     maxClockSkew: duration(900_000, "Signed requests older or newer than this are refused (RequestTimeTooSkewed), as AWS does (15 min)."),
     maxHeaderBytes: int(16384, "Request headers above this size are refused (431).", { min: 1024, max: 1 << 20 }),
     idleTimeout: duration(30_000, "A request body that sends nothing for this long is answered 400 RequestTimeout, so a stalled client cannot hold a write open.", { local: 5000, min: 100 }),

@@ -24,6 +24,7 @@ import * as tagOps from "./ops-tagging.js";
 import * as accessOps from "./ops-access.js";
 import { ANONYMOUS, authorize, hasNoCredentials, isAnonymous } from "./access.js";
 import * as versionOps from "./ops-versions.js";
+import * as postOps from "./ops-post.js";
 import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
@@ -95,21 +96,27 @@ export async function runPipeline(deps: PipelineDeps, req: IncomingMessage, res:
   if (st.op === "CorsPreflight") return corsOps.preflight(deps.store, req, res, target.bucket!, target.key !== undefined);
   const origin = req.headers.origin;
   if (origin !== undefined && target.bucket) await corsOps.applyCors(deps.store, req, res, target.bucket, origin);
+  // A browser form upload (POST Object) is signed by its form's policy fields, which its handler verifies.
   // No credentials at all is an anonymous request (ACLs and policies may let it in); anything signed must verify.
-  const auth = hasNoCredentials(req.headers, query) ? ANONYMOUS
-    : await authenticate({ method, rawPath, rawQuery, headers: req.headersDistinct, plainHeaders: req.headers }, deps.credentials, deps.policy);
+  const auth = st.op === "PostObject" ? postOps.UNVERIFIED
+    : hasNoCredentials(req.headers, query) ? ANONYMOUS
+    : await authenticate({
+      method, rawPath, rawQuery, headers: req.headersDistinct, plainHeaders: req.headers, virtualHostBucket: target.virtualHost ? target.bucket : undefined,
+    }, deps.credentials, deps.policy);
   refuseUnservable(st, method, target, query);
   // Authorize before 100 Continue: a refused upload never sends its body.
-  const access = target.bucket !== undefined && st.op !== "CreateBucket"
+  // A form upload is authorized by its handler once the form's signature names the signer (the bucket's owner).
+  const access = target.bucket !== undefined && st.op !== "CreateBucket" && st.op !== "PostObject"
     ? await authorize({ op: st.op, bucket: target.bucket, key: target.key, auth, store: deps.store, req, query })
     : undefined;
-  if (!access && isAnonymous(auth)) throw s3err("AccessDenied", "Anonymous requests may only read or write objects a bucket's ACL or policy opens to everyone; sign the request with AWS Signature Version 4.");
+  if (!access && isAnonymous(auth) && st.op !== "PostObject") throw s3err("AccessDenied", "Anonymous requests may only read or write objects a bucket's ACL or policy opens to everyone; sign the request with AWS Signature Version 4.");
   if (st.expectContinue) {
     res.writeContinue();
     st.expectContinue = false;
   }
   st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, access, store: deps.store, config: deps.config, log: deps.log, sse: deps.sse, bytesIn: 0, bytesOut: 0 };
-  await HANDLERS[st.op]!(st.ctx);
+  if (st.op === "PostObject") await postOps.postObject(st.ctx, deps.credentials, deps.policy);
+  else await HANDLERS[st.op]!(st.ctx);
 }
 
 /** Path and query as sent (an absolute-form URL loses its scheme and host); the first value of a repeated parameter wins. */

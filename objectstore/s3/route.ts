@@ -103,7 +103,7 @@ export function operationOf(method: string, t: Target, q: Map<string, string>, h
         return sub ? "NotImplemented" : "DeleteBucket";
       case "POST":
         if (sub === "delete") return "DeleteObjects";
-        return "NotImplemented";
+        return sub ? "NotImplemented" : "PostObject";
       default: return "MethodNotAllowed";
     }
   }

@@ -28,7 +28,7 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
     // Handlers see object metadata as clients do (plaintext ETags and checksums of encrypted objects: sse.ts).
     store: plaintextView(opts.store), credentials: opts.credentials, config, log,
     sse: new SseContext(new SseKeyRing(opts.sseKeys ?? config.cluster.keys)),
-    policy: { region: config.s3.region, maxClockSkewMs: config.s3.maxClockSkew, now: opts.now },
+    policy: { region: config.s3.region, maxClockSkewMs: config.s3.maxClockSkew, now: opts.now, sigV2: config.s3.sigV2 },
   };
   let inflight = 0;
   let drained: (() => void) | undefined;

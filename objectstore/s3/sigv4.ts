@@ -7,6 +7,7 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { s3err } from "./errors.js";
+import { authenticateV2, isSigV2 } from "./sigv2.js";
 import type { CredentialLookup } from "./types.js";
 
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -80,6 +81,8 @@ export interface AuthRequest {
   rawQuery: string;
   headers: NodeJS.Dict<string[]>;
   plainHeaders: IncomingHttpHeaders;
+  /** The bucket the Host header names (virtual-host style): SigV2 signs it as part of the resource. */
+  virtualHostBucket?: string;
 }
 
 export interface AuthResult {
@@ -160,10 +163,15 @@ function equalHex(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-export interface AuthPolicy { region: string; maxClockSkewMs: number; now?: () => number }
+export interface AuthPolicy {
+  region: string; maxClockSkewMs: number; now?: () => number;
+  /** Serve SigV2 (sigv2.ts); false refuses it with a message that says to use SigV4 (s3.sigV2). */
+  sigV2?: boolean;
+}
 
 /** Verifies the request's signature; throws the S3 error a client should see. Anonymous → AccessDenied. */
 export async function authenticate(r: AuthRequest, creds: CredentialLookup, policy: AuthPolicy): Promise<AuthResult> {
+  if (isSigV2(r)) return authenticateV2(r, creds, policy);
   const query = new Map(parseQuery(r.rawQuery));
   const p = parseRequest(r, query);
   if (!p) throw s3err("AccessDenied", "Anonymous access is not allowed; sign the request with AWS Signature Version 4.");

@@ -17,6 +17,7 @@ import { objectsSuite } from "./suite-objects.js";
 import { taggingSuite } from "./suite-tagging.js";
 import { versioningSuite } from "./suite-versioning.js";
 import { sseSuite } from "./suite-sse.js";
+import { postObjectSuite } from "./suite-post-object.js";
 import type { MakeStore } from "./test-fixture.js";
 
 export * from "./test-fixture.js";
@@ -35,5 +36,6 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     accessSuite(makeStore);
     versioningSuite(makeStore);
     sseSuite(makeStore);
+    postObjectSuite(makeStore);
   });
 }
