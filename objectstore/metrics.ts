@@ -5,11 +5,12 @@ import type { DurableHintStore, DurableReplicaStore, LifecycleWorker, PartSweepe
 export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper, lifecycle: LifecycleWorker): void {
   const reg = [registry];
   new client.Counter({
-    name: "thoc_objectstore_lifecycle_actions_total", help: "Lifecycle actions this node took: expired objects, aborted uploads, and failures (retried next pass).", labelNames: ["action"], registers: reg,
+    name: "thoc_objectstore_lifecycle_actions_total", help: "Lifecycle actions this node took: expired objects (a delete marker in a versioned bucket), noncurrent versions and lone delete markers removed, aborted uploads, and failures (retried next pass).", labelNames: ["action"], registers: reg,
     collect() {
       this.reset();
       this.inc({ action: "expire" }, lifecycle.totals.expired);
       this.inc({ action: "abort_upload" }, lifecycle.totals.aborted);
+      this.inc({ action: "remove_version" }, lifecycle.totals.removed);
       this.inc({ action: "failed" }, lifecycle.totals.failed);
     },
   });

@@ -14,7 +14,7 @@ import type { ThocError } from "../errors/index.js";
 import { JoinGate } from "./join-gate.js";
 import type { KeyTable, StoredKey } from "./keys/index.js";
 import { registerReplicaMetrics } from "./metrics.js";
-import { DurableHintStore, DurableReplicaStore, DurableRingHolder, LifecycleWorker, PartSweeper, lifecycleRules, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
+import { DurableHintStore, DurableReplicaStore, DurableRingHolder, LifecycleWorker, PartSweeper, lifecycleRules, lifecycleVersions, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
 import { ringAdmin, type RingAdmin } from "./ring-admin.js";
 
 const REMOVED_TABLE = "removed-nodes";
@@ -113,6 +113,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     rules: () => lifecycleRules(bucketTable),
     abortUpload: (b, k, id) => blobs.abortMultipartUpload(b, k, id),
     tagsOf: async (b, k) => (await blobs.headObject(b, k)).tags,
+    versions: lifecycleVersions(blobs),
     deletesPerSecond: config.objectstore.lifecycleDeletesPerSecond,
   });
   const lifecycleTimer = setInterval(() => {

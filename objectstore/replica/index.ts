@@ -29,5 +29,5 @@ export { ReplicationNode, type ReplicationNodeOptions, type ReplicationConfig } 
 export { mergeSources, type MergedList, type ListSource } from "./listing.js";
 export { ReplicatedBlobStore } from "./blob-store.js";
 export { PartSweeper, type PartSweeperOptions, type SweepStats } from "./part-sweeper.js";
-export { LifecycleWorker, lifecycleRules, type LifecycleStats, type LifecycleWorkerOptions } from "./lifecycle.js";
+export { LifecycleWorker, lifecycleRules, lifecycleVersions, type LifecycleStats, type LifecycleWorkerOptions } from "./lifecycle.js";
 export type { ReplicatedBackend } from "./blob-meta.js";

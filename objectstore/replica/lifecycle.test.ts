@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isBlobError, type LifecycleRule } from "../blob/index.js";
-import { LifecycleWorker, lifecycleRules } from "./lifecycle.js";
+import { LifecycleWorker, lifecycleRules, lifecycleVersions } from "./lifecycle.js";
 import { startReplicatedCluster, type ReplicatedTestNode } from "./replicated-fixture.js";
 
 const DAY = 86_400_000;
@@ -13,6 +13,7 @@ function worker(n: ReplicatedTestNode, down: Set<string>, clock: { t: number }) 
     rules: () => lifecycleRules(n.node.table("buckets")),
     abortUpload: (b, k, id) => n.blobs.abortMultipartUpload(b, k, id),
     tagsOf: async (b, k) => (await n.blobs.headObject(b, k)).tags,
+    versions: lifecycleVersions(n.blobs),
     deletesPerSecond: 10_000, now: () => clock.t,
   });
 }
@@ -93,6 +94,49 @@ test("lifecycle: an object rewritten after the worker looked survives its delete
     const st = await Promise.all(c.nodes.slice(1).map((n) => worker(n, c.down, clock).run()));
     assert.equal(st.reduce((s, x) => s + x.expired, 0), 20, "nodes 2 and 3 cover node 1's keys while it is down");
     c.down.delete("node-1");
+  } finally {
+    await c.close();
+  }
+});
+
+test("lifecycle in a versioned bucket: expiry writes a delete marker, noncurrent versions go after their days (the newest kept), lone markers go", async () => {
+  const c = await startReplicatedCluster(3);
+  try {
+    const [a] = c.nodes;
+    const blobs = a!.blobs;
+    await blobs.createBucket("lcv", "alice");
+    await blobs.putBucketConfig("lcv", "versioning", "Enabled");
+    const put = (key: string, s: string) => blobs.putObject({ bucket: "lcv", key, body: body(s), headers: {}, userMeta: {}, expect: {} });
+    for (const s of ["v1", "v2", "v3", "v4"]) await put("k", s);
+    await put("cur/x", "x");
+    await put("gone", "g");
+    await blobs.deleteObject("lcv", "gone");
+    const versionsOf = async (key: string) => (await blobs.listObjectVersions({ bucket: "lcv", prefix: key, maxKeys: 1000 })).versions.filter((v) => v.key === key);
+    assert.equal((await versionsOf("k")).length, 4);
+    await blobs.putBucketConfig("lcv", "lifecycle", [
+      { id: "nc", enabled: true, filter: { prefix: "k" }, noncurrentVersionExpiration: { noncurrentDays: 1, newerNoncurrentVersions: 1 } },
+      { id: "cur", enabled: true, filter: { prefix: "cur/" }, expiration: { days: 1 } },
+      { id: "markers", enabled: true, filter: { prefix: "gone" }, expiration: { expiredObjectDeleteMarker: true }, noncurrentVersionExpiration: { noncurrentDays: 1 } },
+    ]);
+    const clock = { t: Date.now() };
+    const workers = c.nodes.map((n) => worker(n, c.down, clock));
+    const passAll = async () => {
+      const st = await Promise.all(workers.map((w) => w.run()));
+      return { expired: st.reduce((s, x) => s + x.expired, 0), removed: st.reduce((s, x) => s + x.removed, 0) };
+    };
+    assert.deepEqual(await passAll(), { expired: 0, removed: 0 }, "nothing is due yet");
+    clock.t += 3 * 86_400_000;
+    const first = await passAll();
+    assert.equal(first.expired, 1, "cur/x gets a delete marker");
+    const k = await versionsOf("k");
+    assert.deepEqual(k.map((v) => v.isLatest), [true, false], "the latest and the one newest noncurrent version stay");
+    const cur = await versionsOf("cur/x");
+    assert.equal(cur.length, 2);
+    assert.equal(cur[0]!.deleteMarker, true, "expiry in a versioned bucket is a delete marker, the data stays as a noncurrent version");
+    // "gone": its noncurrent version went, and the marker left alone with it (same pass or the next).
+    await passAll();
+    assert.deepEqual(await versionsOf("gone"), [], "the lone delete marker is removed");
+    assert.equal((await versionsOf("cur/x")).length, 2, "cur/x's marker is not alone: it stays");
   } finally {
     await c.close();
   }

@@ -17,7 +17,7 @@
  */
 import type { ClusterTable } from "../../cluster/index.js";
 import { ThocError } from "../../errors/index.js";
-import { currentExpiry, needsTags, uploadAbortAt, type LifecycleRule } from "../blob/index.js";
+import { currentExpiry, needsTags, noncurrentDue, removesLoneMarker, uploadAbortAt, type LifecycleRule, type BlobStore, type NoncurrentVersion, type VersionEntry } from "../blob/index.js";
 import { isManifest, storedOf } from "./blob-meta.js";
 import { UPLOAD_PREFIX } from "./blob-multipart.js";
 import type { Coordinator, CoordinatorLog } from "./coordinator.js";
@@ -31,12 +31,22 @@ export interface LifecycleWorkerOptions {
   coordinator: Coordinator;
   ring: () => Ring;
   isUp: (nodeId: string) => boolean;
-  /** Buckets that have lifecycle rules, with the rules (read from the replicated bucket table). */
-  rules: () => Promise<{ bucket: string; rules: LifecycleRule[] }[]>;
+  /** Buckets that have lifecycle rules, with the rules and whether the bucket has (had) versioning (read from the replicated bucket table). */
+  rules: () => Promise<LifecycleBucket[]>;
   /** Aborts an upload the way AbortMultipartUpload does (upload record and parts). */
   abortUpload: (bucket: string, key: string, uploadId: string) => Promise<void>;
   /** The object's current tags (side records included), for rules that filter on tags. */
   tagsOf?: (bucket: string, key: string) => Promise<Record<string, string> | undefined>;
+  /**
+   * Versioned buckets: the key's versions, newest first (ListObjectVersions);
+   * deleting one version for good; expiring the current one (a delete
+   * marker, as DeleteObject does).
+   */
+  versions?: {
+    list: (bucket: string, key: string) => Promise<VersionEntry[]>;
+    remove: (bucket: string, key: string, versionId: string) => Promise<unknown>;
+    expire: (bucket: string, key: string) => Promise<unknown>;
+  };
   /** Upper bound on deletes and aborts per second on this node. */
   deletesPerSecond: number;
   /** The lifecycle clock (tests advance it by days); default Date.now. */
@@ -44,17 +54,25 @@ export interface LifecycleWorkerOptions {
   log?: CoordinatorLog;
 }
 
+export interface LifecycleBucket {
+  bucket: string;
+  rules: LifecycleRule[];
+  versioned?: boolean;
+}
+
 export interface LifecycleStats {
   /** Keys this node acts for that were looked at. */
   examined: number;
   expired: number;
+  /** Noncurrent versions and lone delete markers removed (versioned buckets). */
+  removed: number;
   aborted: number;
   failed: number;
 }
 
 export class LifecycleWorker {
   private running?: Promise<LifecycleStats>;
-  readonly totals = { passes: 0, expired: 0, aborted: 0, failed: 0 };
+  readonly totals = { passes: 0, expired: 0, removed: 0, aborted: 0, failed: 0 };
   private readonly now: () => number;
   private nextSlot = 0;
 
@@ -73,18 +91,23 @@ export class LifecycleWorker {
   }
 
   private async pass(): Promise<LifecycleStats> {
-    const st: LifecycleStats = { examined: 0, expired: 0, aborted: 0, failed: 0 };
-    for (const { bucket, rules } of await this.o.rules()) {
+    const st: LifecycleStats = { examined: 0, expired: 0, removed: 0, aborted: 0, failed: 0 };
+    for (const { bucket, rules, versioned } of await this.o.rules()) {
       const live = rules.filter((r) => r.enabled);
       if (!live.length) continue;
-      if (live.some((r) => r.expiration && (r.expiration.days !== undefined || r.expiration.date !== undefined))) await this.expireCurrent(bucket, live, st);
+      if (versioned) {
+        if (live.some((r) => r.expiration || r.noncurrentVersionExpiration)) await this.versionedKeys(bucket, live, st);
+      } else if (live.some((r) => r.expiration && (r.expiration.days !== undefined || r.expiration.date !== undefined))) {
+        await this.expireCurrent(bucket, live, st);
+      }
       if (live.some((r) => r.abortIncompleteMultipartUpload)) await this.abortUploads(bucket, live, st);
     }
     this.totals.passes++;
     this.totals.expired += st.expired;
+    this.totals.removed += st.removed;
     this.totals.aborted += st.aborted;
     this.totals.failed += st.failed;
-    if (st.expired || st.aborted || st.failed) this.o.log?.info({ ...st }, "object store: lifecycle pass");
+    if (st.expired || st.removed || st.aborted || st.failed) this.o.log?.info({ ...st }, "object store: lifecycle pass");
     return st;
   }
 
@@ -99,6 +122,58 @@ export class LifecycleWorker {
       const at = currentExpiry(rules, subject);
       if (at === undefined || at > now) continue;
       await this.act(st, "expired", { bucket, key: r.key }, () => this.o.coordinator.delete(bucket, r.key, { after: r.version }));
+    }
+  }
+
+  /**
+   * A versioned bucket's keys (the records at plain keys: pointers to the
+   * latest version, or pre-versioning null versions). Expiring the current
+   * version writes a delete marker, as S3 does; noncurrent versions past
+   * their days go for good; a delete marker left with no version behind it
+   * goes when a rule says ExpiredObjectDeleteMarker.
+   */
+  private async versionedKeys(bucket: string, rules: LifecycleRule[], st: LifecycleStats): Promise<void> {
+    const v = this.o.versions;
+    if (!v) return;
+    const tags = needsTags(rules);
+    const now = this.now();
+    const noncurrent = rules.some((r) => r.noncurrentVersionExpiration);
+    const markers = rules.some((r) => r.expiration?.expiredObjectDeleteMarker);
+    for await (const r of this.o.store.listBucket(bucket, { prefix: "" })) {
+      if (r.tombstone || !this.acts(bucket, r.key)) continue;
+      st.examined++;
+      let m;
+      try { m = storedOf(r); } catch { continue; }
+      const subject = m.deleteMarker ? { key: r.key, size: 0, lastModified: m.lastModified } : await this.subject(bucket, r, tags);
+      if (!subject) continue;
+      if (!m.deleteMarker) {
+        const at = currentExpiry(rules, subject);
+        if (at !== undefined && at <= now) await this.act(st, "expired", { bucket, key: r.key }, () => v.expire(bucket, r.key));
+      }
+      if (!noncurrent && !(markers && m.deleteMarker)) continue;
+      let versions: VersionEntry[];
+      try {
+        versions = await v.list(bucket, r.key);
+      } catch (err) {
+        st.failed++;
+        this.o.log?.warn({ bucket, key: r.key, err: ThocError.from(err).message }, "object store: lifecycle: cannot list a key's versions; the next pass tries again");
+        continue;
+      }
+      if (noncurrent) {
+        // A version stopped being current when the next newer one was written.
+        const old: NoncurrentVersion[] = [];
+        for (let i = 1; i < versions.length; i++) {
+          const x = versions[i]!;
+          old.push({ key: x.key, size: x.size, versionId: x.versionId, noncurrentSince: versions[i - 1]!.lastModified, ...(x.tags ? { tags: x.tags } : {}) });
+        }
+        const due = noncurrentDue(rules, old, now);
+        for (const x of due) await this.act(st, "removed", { bucket, key: r.key, versionId: x.versionId }, () => v.remove(bucket, r.key, x.versionId));
+        if (due.length) versions = versions.filter((x) => !due.some((d) => d.versionId === x.versionId));
+      }
+      const latest = versions[0];
+      if (markers && versions.length === 1 && latest?.deleteMarker && removesLoneMarker(rules, subject)) {
+        await this.act(st, "removed", { bucket, key: r.key, versionId: latest.versionId }, () => v.remove(bucket, r.key, latest.versionId));
+      }
     }
   }
 
@@ -141,7 +216,7 @@ export class LifecycleWorker {
     return { key: r.key, size, lastModified: m.lastModified, ...(tags ? { tags } : {}) };
   }
 
-  private async act(st: LifecycleStats, what: "expired" | "aborted", where: Record<string, string>, fn: () => Promise<unknown>): Promise<void> {
+  private async act(st: LifecycleStats, what: "expired" | "removed" | "aborted", where: Record<string, string>, fn: () => Promise<unknown>): Promise<void> {
     await this.pace();
     try {
       await fn();
@@ -170,18 +245,41 @@ export class LifecycleWorker {
 }
 
 /** Every bucket's lifecycle rules from the replicated bucket table (its "<bucket>\u0000lifecycle" entries). */
-export async function lifecycleRules(buckets: ClusterTable): Promise<{ bucket: string; rules: LifecycleRule[] }[]> {
-  const out: { bucket: string; rules: LifecycleRule[] }[] = [];
-  for (const e of await buckets.list()) {
+export async function lifecycleRules(buckets: ClusterTable): Promise<LifecycleBucket[]> {
+  const out: LifecycleBucket[] = [];
+  const entries = await buckets.list();
+  const versioned = new Set(entries.filter((e) => e.key.endsWith("\u0000versioning")).map((e) => e.key.slice(0, -"\u0000versioning".length)));
+  for (const e of entries) {
     const i = e.key.indexOf("\u0000");
     if (i < 0 || e.key.slice(i + 1) !== "lifecycle") continue;
     try {
-      out.push({ bucket: e.key.slice(0, i), rules: JSON.parse(e.value) as LifecycleRule[] });
+      const bucket = e.key.slice(0, i);
+      out.push({ bucket, rules: JSON.parse(e.value) as LifecycleRule[], ...(versioned.has(bucket) ? { versioned: true } : {}) });
     } catch {
       // A section that does not parse was never written by this code: skip it rather than stop every bucket's rules.
     }
   }
   return out;
+}
+
+/** LifecycleWorkerOptions.versions over a blob store: one key's versions (every page), removal by id, expiry by delete marker. */
+export function lifecycleVersions(blobs: Pick<BlobStore, "listObjectVersions" | "deleteObject">): NonNullable<LifecycleWorkerOptions["versions"]> {
+  return {
+    async list(bucket, key) {
+      const out: VersionEntry[] = [];
+      let keyMarker: string | undefined, versionIdMarker: string | undefined;
+      for (;;) {
+        const r = await blobs.listObjectVersions({ bucket, prefix: key, maxKeys: 1000, ...(keyMarker !== undefined ? { keyMarker } : {}), ...(versionIdMarker !== undefined ? { versionIdMarker } : {}) });
+        out.push(...r.versions.filter((v) => v.key === key));
+        // Keys sort after their prefix: once a page goes past this key, the rest are other keys.
+        if (!r.isTruncated || r.versions.some((v) => v.key !== key)) return out;
+        keyMarker = r.nextKeyMarker;
+        versionIdMarker = r.nextVersionIdMarker;
+      }
+    },
+    remove: (bucket, key, versionId) => blobs.deleteObject(bucket, key, { versionId }),
+    expire: (bucket, key) => blobs.deleteObject(bucket, key),
+  };
 }
 
 function parseUpload(r: ReplicaRecord): { key: string; uploadId: string; initiated: number } | undefined {
