@@ -3,7 +3,7 @@ import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type GetObjectResu
 import { readSmall } from "./body.js";
 import { checkWriteCondition, EARLY_CHECK_BYTES, guardBody, writeConditionOf } from "./conditional.js";
 import { s3err } from "./errors.js";
-import { authorize } from "./access.js";
+import { authorize, isAnonymous } from "./access.js";
 import { requestedAcl } from "./ops-access.js";
 import {
   body, checkConditions, checkWriteHeaders, isoDate, objectHeadersOf, ownBucket, parseRange, quote, sendBody, sendEmpty, sendXml,
@@ -39,6 +39,10 @@ export async function putObject(ctx: Ctx) {
 
 async function getOrHead(ctx: Ctx, head: boolean) {
   await ownBucket(ctx);
+  // As S3: an anonymous GET may not rewrite the answer's headers (a public object served as text/html from this origin).
+  if (isAnonymous(ctx.auth) && [...ctx.query.keys()].some((k) => k.startsWith("response-"))) {
+    throw s3err("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
+  }
   const versionId = versions.versionIdOf(ctx);
   const h = ctx.req.headers;
   const pn = ctx.query.get("partNumber");

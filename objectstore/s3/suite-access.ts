@@ -65,6 +65,7 @@ export function accessSuite(makeStore: MakeStore): void {
       await expect(anon("GET", "/acl-pubread"), 200);
       assert.equal((await expect(anon("GET", "/acl-pubread/public.txt"), 200)).body, "hello");
       await expect(anon("HEAD", "/acl-pubread/public.txt"), 200);
+      await expect(anon("GET", "/acl-pubread/public.txt", { query: { "response-content-type": "text/html" } }), 400, "InvalidRequest");
       await expect(anon("GET", "/acl-pubread/private.txt"), 403, "AccessDenied");
       await expect(anon("GET", "/acl-pubread/missing"), 404, "NoSuchKey");
       await expect(anon("PUT", "/acl-pubread/x", { body: "x" }), 403, "AccessDenied");
