@@ -1,5 +1,5 @@
 /**
- * Lifecycle rules on three real agents: configured with aws-cli v2, applied
+ * Lifecycle rules on three real agents in production mode: configured with aws-cli v2, applied
  * by the agents' own workers (local preset: a pass every 2 s), each expired
  * object deleted by exactly one node (the lifecycle metrics across the
  * cluster add up to the number of objects), objects outside the rule kept.
@@ -20,7 +20,8 @@ const AWS = "/usr/bin/aws";
 let cluster: Cluster;
 
 before(async () => {
-  cluster = await startCluster(3, { env: S3_ENV });
+  // Production mode (config file, cluster key, cluster PKI with TLS between agents), as the unit runs it.
+  cluster = await startCluster(3, { env: S3_ENV, dev: false });
   await waitRing(cluster.agents, ["n1", "n2", "n3"]);
 });
 after(async () => cluster?.stop());
