@@ -10,7 +10,9 @@
  *    InvalidAccessKeyId) and the bucket gone (404 NoSuchBucket) through every
  *    node, n3 included — from its first request on;
  *  - access control: a public-read object read anonymously, and a bucket
- *    policy granting another owner's key one prefix, through every node.
+ *    policy granting another owner's key one prefix, through every node;
+ *  - versioning, object tagging and SSE-S3 (the cluster key ring from the
+ *    config file) written through one node and read through the others.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -70,6 +72,31 @@ test("access control in production: a public-read object, a bucket policy and an
     assert.equal((await fetch(`${x.s3Url}/prod-acl/closed.txt`)).status, 403, `anonymous read of a private object through ${x.name}`);
     assert.equal((await fetch(`${x.s3Url}/`)).status, 403, `anonymous ListBuckets through ${x.name}`);
   }
+});
+
+test("versioning, tagging and SSE-S3 in production: versions, tags and encrypted bodies written through one node, read through the others", async () => {
+  const [a, b, c] = cluster.agents as [AgentProcess, AgentProcess, AgentProcess];
+  const A = s3client(a);
+  await A.send(new s3.CreateBucketCommand({ Bucket: "prod-ver" }));
+  await A.send(new s3.PutBucketVersioningCommand({ Bucket: "prod-ver", VersioningConfiguration: { Status: "Enabled" } }));
+  const v1 = await A.send(new s3.PutObjectCommand({ Bucket: "prod-ver", Key: "doc", Body: "one", ServerSideEncryption: "AES256", Tagging: "stage=draft" }));
+  const v2 = await s3client(b).send(new s3.PutObjectCommand({ Bucket: "prod-ver", Key: "doc", Body: "two", ServerSideEncryption: "AES256" }));
+  assert.ok(v1.VersionId && v2.VersionId && v1.VersionId !== v2.VersionId);
+  assert.equal(v2.ServerSideEncryption, "AES256");
+  await s3client(c).send(new s3.PutObjectTaggingCommand({ Bucket: "prod-ver", Key: "doc", Tagging: { TagSet: [{ Key: "stage", Value: "final" }] } }));
+  for (const x of cluster.agents) {
+    const cl = s3client(x);
+    assert.equal(await getText(cl, "prod-ver", "doc"), "two", `latest through ${x.name}`);
+    const old: s3.GetObjectCommandOutput = await cl.send(new s3.GetObjectCommand({ Bucket: "prod-ver", Key: "doc", VersionId: v1.VersionId }));
+    assert.equal(await old.Body!.transformToString(), "one", `v1 through ${x.name}`);
+    assert.equal(old.ServerSideEncryption, "AES256");
+    const tags = await cl.send(new s3.GetObjectTaggingCommand({ Bucket: "prod-ver", Key: "doc" }));
+    assert.deepEqual(tags.TagSet, [{ Key: "stage", Value: "final" }], `tags through ${x.name}`);
+    const vs = await cl.send(new s3.ListObjectVersionsCommand({ Bucket: "prod-ver" }));
+    assert.deepEqual(vs.Versions!.map((v) => [v.VersionId, v.IsLatest]), [[v2.VersionId, true], [v1.VersionId, false]]);
+  }
+  await A.send(new s3.DeleteObjectCommand({ Bucket: "prod-ver", Key: "doc" }));
+  await assert.rejects(s3client(b).send(new s3.GetObjectCommand({ Bucket: "prod-ver", Key: "doc" })), (e: { name: string }) => e.name === "NoSuchKey");
 });
 
 test("a key deleted and a bucket removed while a node is down stay so after it returns, past tombstoneGrace", async () => {
