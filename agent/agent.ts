@@ -110,6 +110,7 @@ export class Agent {
     this.checkTlsFiles();
     const s3tls = cfg.s3.tls;
     if (s3tls.certFile) readTlsPair(s3tls.certFile, s3tls.keyFile, "s3.tls");
+    for (const s of this.subsystems) await s.preflight?.(cfg, this.log);
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });

@@ -70,6 +70,8 @@ export interface AgentOptions {
   pki?: "init" | { tokenFrom: AgentProcess } | false;
   /** cli() dials the gRPC port (with THOC_TLS_* from the environment) even in production mode, instead of the local socket. */
   cliOverTcp?: boolean;
+  /** Production mode: top-level keys of the config file that replace the harness's (e.g. hypervisorUri, vm). */
+  config?: Record<string, unknown>;
 }
 
 /** The files a CLI or gRPC client needs to call a cluster-PKI agent as admin. */
@@ -167,6 +169,7 @@ export class AgentProcess {
         hypervisorUri: "test:///default",
         localSocket: this.socketPath,
         cluster: { keys: [this.clusterKey] },
+        ...this.opts.config,
       };
       env = { ...process.env, ...this.opts.env };
       for (const [k, [section, key]] of Object.entries(FILE_ENV)) {
