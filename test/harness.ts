@@ -161,7 +161,8 @@ export class AgentProcess {
         ...(this.opts.join ?? []).flatMap((j) => ["--join", j])];
       env = { ...process.env, THOC_PRESET: "local", ...this.opts.env };
     } else {
-      // As packaging/install.sh: `install -d -m 0750` the data dir, settings in the YAML file, no --dev.
+      // A data dir made 0750 root:root beforehand (as install.sh did before it made it 0710 root:libvirt-qemu;
+      // on the test driver the agent leaves it so), settings in the YAML file, no --dev.
       mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
       const file: Record<string, unknown> = {
         preset: "local", name: this.name, bind: this.bind, dataDir: this.dataDir, join: this.opts.join ?? [], logLevel,
