@@ -4,7 +4,7 @@
  */
 export type { Hypervisor, HostCapabilities, DomainInfo, DomainState, DomainStats, LifecycleEvent, LifecycleEventType, SnapshotInfo, ConsoleStream } from "./types.js";
 export { DOMAIN_STATES } from "./types.js";
-export { LibvirtHypervisor, libvirt, type LibvirtOptions } from "./libvirt.js";
+export { LibvirtHypervisor, libvirt, parseDacLabel, type LibvirtOptions } from "./libvirt.js";
 export { MemoryHypervisor } from "./memory.js";
 
 import type { Hypervisor } from "./types.js";

@@ -47,6 +47,9 @@ async function openImages(ctx: AgentContext, deps: VmDeps, access: QemuAccess): 
   return images;
 }
 
+/** How long the agent's start waits for libvirt to answer before it goes on without (VMs degraded until it does). */
+const PREFLIGHT_WAIT_MS = 5000;
+
 /** A libvirt URI whose QEMU runs on this host, reading files from our data dir (no host part). */
 const localQemu = (uri: string) => /^qemu(\+unix)?:\/\/\//.test(uri);
 /** The test driver and the in-memory hypervisor run no guests: there is no KVM question to ask. */
@@ -98,24 +101,27 @@ export class VmSubsystem implements Subsystem {
   async preflight(cfg: Config, log: Logger): Promise<void> {
     const hv = this.openHv(cfg, log);
     this.opened = true;
-    try {
-      await hv.open();
-    } catch {
-      return; // start() logs it; the watchdog reconnects and onReconnect reads the host
+    const opening = hv.open();
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      opening.then(() => true, () => false),
+      new Promise<boolean>((r) => { timer = setTimeout(() => r(false), PREFLIGHT_WAIT_MS); }),
+    ]).finally(() => clearTimeout(timer));
+    if (!answered) {
+      // Down (the watchdog reconnects, onReconnect reads the host) or silent (the first connect may still
+      // answer): the agent starts degraded rather than wait on libvirt; the host is read, and anything
+      // wrong logged, once it answers.
+      this.hostRead = opening.then(() => this.readHost(cfg, log, false), () => {});
+      return;
     }
     this.hostRead = this.readHost(cfg, log, true);
-    try {
-      await this.hostRead;
-    } catch (err) {
-      // The agent exits without stopping a subsystem it never started: the connection (and libvirt's
-      // event loop on a pool thread, which would hold the exit up) must not outlive the refusal.
-      await hv.close().catch(() => {});
-      throw err;
-    }
+    await this.hostRead;
   }
 
   /** Resolves once the host was read (at start or after a reconnect); a create awaits it. */
   private hostReady(): Promise<void> {
+    // Not connected: the create fails at once with libvirt's UNAVAILABLE rather than wait for an answer.
+    if (!this.hv?.connected()) return Promise.resolve();
     return (this.hostRead ?? Promise.resolve()).catch(() => {});
   }
 

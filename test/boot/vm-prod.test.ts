@@ -19,7 +19,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { parseDacLabel } from "../../hypervisor/libvirt.js";
+import { parseDacLabel } from "../../hypervisor/index.js";
 import { AgentProcess, loopbackBlock, waitFor } from "../harness.js";
 import { buildInitramfs, hostKernel, MARKER } from "./initramfs.js";
 import { checkLibvirtd, lockLibvirtd, systemRoot, URI, virsh } from "./libvirtd.js";
