@@ -134,6 +134,8 @@ export class LibvirtHypervisor implements Hypervisor {
     }
     if (this.eventFn) { koffi.unregister(this.eventFn); this.eventFn = undefined; }
     eventLoop(this.lv).release();
+    // An agent refused at start exits right after this: let the loop's last iteration end first (bounded).
+    await eventLoop(this.lv).idle(1500);
   }
 
   private c(): Ptr {
