@@ -30,6 +30,7 @@ export class Agent {
   private cap?: CapacityInfo;
   private capTimer?: NodeJS.Timeout;
   private started: Subsystem[] = [];
+  private readonly preflighted: Subsystem[] = [];
   private transport?: NodeTransport;
   private readonly startedAt = Date.now();
   private stopping?: Promise<void>;
@@ -110,6 +111,11 @@ export class Agent {
     this.checkTlsFiles();
     const s3tls = cfg.s3.tls;
     if (s3tls.certFile) readTlsPair(s3tls.certFile, s3tls.keyFile, "s3.tls");
+    for (const s of this.subsystems) {
+      if (!s.preflight) continue;
+      this.preflighted.push(s);
+      await s.preflight(cfg, this.log);
+    }
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
@@ -203,7 +209,10 @@ export class Agent {
       this.rpc?.shutdown(Math.floor(budget / 2)),
       this.admin && closeHttp(this.admin, Math.floor(budget / 2)),
     ]);
-    for (const s of [...this.started].reverse()) {
+    // A subsystem that ran its preflight but never started may hold a connection (libvirt's, whose
+    // event loop thread would hold the exit up): it is stopped too, after the started ones.
+    const unstarted = this.preflighted.filter((s) => !this.started.includes(s));
+    for (const s of [...this.started].reverse().concat(unstarted)) {
       try {
         await Promise.race([s.stop(), new Promise((r) => setTimeout(r, left()).unref())]);
       } catch (err) {

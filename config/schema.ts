@@ -135,7 +135,7 @@ export const schema = {
   },
 
   vm: {
-    domainType: oneOf(["kvm", "qemu"] as const, "kvm", "libvirt domain type: kvm on real hypervisors, qemu (TCG) where /dev/kvm is unusable."),
+    domainType: oneOf(["auto", "kvm", "qemu"] as const, "auto", "libvirt domain type. auto (the default): kvm when libvirt's domain capabilities say the emulator can use KVM on this host, else qemu (TCG emulation, many times slower) with one warning at start and in `thoc-node status`, so a host without /dev/kvm runs VMs instead of failing every create. kvm: KVM or nothing (the agent refuses to start where libvirt says KVM is unavailable); qemu: always TCG."),
     stopTimeout: duration(60_000, "ACPI shutdown wait before a stop turns into a destroy.", { local: 5000 }),
     statsTimeout: duration(2000, "Per-collection deadline for domain stats, so one stuck VM cannot hang /metrics."),
     bridge: str("br0", "Default host bridge NICs attach to (bridge-vlan networking)."),

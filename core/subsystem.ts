@@ -79,6 +79,13 @@ export interface AgentContext {
 
 export interface Subsystem {
   readonly name: string;
+  /**
+   * Optional: checks of the host that need the outside world (libvirt), run
+   * before the agent opens its store or binds a port, so a host the config
+   * cannot work on is refused like a bad value: a configError thrown here is
+   * exit 2 with nothing listening.
+   */
+  preflight?(config: Config, log: Logger): Promise<void>;
   /** Registers gRPC services, binds listeners, starts timers. Throw to abort the agent's start. */
   start(ctx: AgentContext): Promise<void>;
   /**

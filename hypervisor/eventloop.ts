@@ -35,6 +35,13 @@ class EventLoop {
     if (this.wakeTimer < 0) this.wakeTimer = this.lv.sync<number>("virEventAddTimeout", 0, this.noop(), null, null);
   }
 
+  /** Resolves when no iteration is running (after the last release), or after maxMs: exit() then joins no libvirt thread. */
+  async idle(maxMs: number): Promise<void> {
+    if (this.refs > 0 || !this.running) return;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise((r) => { t = setTimeout(r, maxMs); })]).finally(() => clearTimeout(t));
+  }
+
   private noop(): bigint {
     if (!this.wakeFn) {
       const proto = koffi.proto("void thocVirEventTimeout(int timer, void *opaque)");

@@ -38,6 +38,8 @@ const PROTOS: Record<string, string> = {
   virConnectSetKeepAlive: "int virConnectSetKeepAlive(void *conn, int interval, unsigned int count)",
   virConnectGetLibVersion: "int virConnectGetLibVersion(void *conn, _Out_ unsigned long *libVer)",
   virNodeGetInfo: "int virNodeGetInfo(void *conn, void *info)",
+  virConnectGetCapabilities: "void *virConnectGetCapabilities(void *conn)",
+  virConnectGetDomainCapabilities: "void *virConnectGetDomainCapabilities(void *conn, const char *emulatorbin, const char *arch, const char *machine, const char *virttype, unsigned int flags)",
   virConnectListAllDomains: "int virConnectListAllDomains(void *conn, _Out_ void **domains, unsigned int flags)",
   virConnectDomainEventRegisterAny: "int virConnectDomainEventRegisterAny(void *conn, void *dom, int eventID, void *cb, void *opaque, void *freecb)",
   virConnectDomainEventDeregisterAny: "int virConnectDomainEventDeregisterAny(void *conn, int callbackID)",

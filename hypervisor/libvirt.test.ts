@@ -5,6 +5,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { LibvirtHypervisor } from "./index.js";
+import { parseDacLabel } from "./libvirt.js";
 
 const XML = (name: string, uuid: string) => `<domain type='test'><name>${name}</name><uuid>${uuid}</uuid><memory unit='KiB'>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`;
 
@@ -86,4 +87,18 @@ test("libvirt: the reconnect loop keeps trying until close(), and stops then", {
     server.close();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("host capabilities: the test driver has no KVM and no QEMU user; the DAC label is parsed from the capabilities XML", async () => {
+  // hv is open (first test): a second open() would retain libvirt's event loop twice and keep the process alive.
+  if (!hv.connected()) await hv.open();
+  const caps = await hv.hostCapabilities();
+  assert.equal(caps.kvm.available, false);
+  assert.match(caps.kvm.why ?? "", /not supported/, "libvirt's own reason");
+  assert.equal(caps.qemu, undefined, "the test driver runs no QEMU");
+  // As libvirtd on Debian answers for qemu:///system (qemu.conf user/group libvirt-qemu).
+  const debian = `<capabilities><host><secmodel><model>none</model><doi>0</doi></secmodel><secmodel><model>dac</model><doi>0</doi>
+    <baselabel type='kvm'>+64055:+64055</baselabel><baselabel type='qemu'>+64055:+64055</baselabel></secmodel></host></capabilities>`;
+  assert.deepEqual(parseDacLabel(debian), { qemu: { uid: 64055, gid: 64055 } });
+  assert.deepEqual(parseDacLabel("<capabilities><host><secmodel><model>apparmor</model></secmodel></host></capabilities>"), {});
 });

@@ -8,7 +8,7 @@ import { ThocError } from "../errors/index.js";
 import { eventLoop } from "./eventloop.js";
 import { decodeStatsRecords, koffi, Libvirt, VIR, type Ptr } from "./ffi.js";
 import { parseSnapshotXml } from "./snapxml.js";
-import { DOMAIN_STATES, LIFECYCLE_EVENTS, type ConsoleStream, type DomainInfo, type DomainStats, type Hypervisor, type LifecycleEvent, type SnapshotInfo } from "./types.js";
+import { DOMAIN_STATES, LIFECYCLE_EVENTS, type ConsoleStream, type DomainInfo, type HostCapabilities, type DomainStats, type Hypervisor, type LifecycleEvent, type SnapshotInfo } from "./types.js";
 
 let shared: Libvirt | undefined;
 /** koffi type names are process-wide: the callback prototype is declared once. */
@@ -134,6 +134,8 @@ export class LibvirtHypervisor implements Hypervisor {
     }
     if (this.eventFn) { koffi.unregister(this.eventFn); this.eventFn = undefined; }
     eventLoop(this.lv).release();
+    // An agent refused at start exits right after this: let the loop's last iteration end first (bounded).
+    await eventLoop(this.lv).idle(1500);
   }
 
   private c(): Ptr {
@@ -302,6 +304,17 @@ export class LibvirtHypervisor implements Hypervisor {
     });
   }
 
+  async hostCapabilities(): Promise<HostCapabilities> {
+    const conn = this.c();
+    const caps = this.lv.takeString(await this.lv.call<Ptr | null>("virConnectGetCapabilities", conn));
+    if (!caps) throw this.lv.error("host capabilities", conn);
+    // The domain capabilities answer only when the emulator can run the virt type: exactly the question.
+    const dom = await this.lv.call<Ptr | null>("virConnectGetDomainCapabilities", conn, null, "x86_64", null, "kvm", 0);
+    let kvm: HostCapabilities["kvm"];
+    if (dom) { this.lv.takeString(dom); kvm = { available: true }; } else kvm = { available: false, why: this.lv.connError(conn)?.message ?? "libvirt gave no reason" };
+    return { kvm, ...parseDacLabel(caps) };
+  }
+
   async pciDevicesXml(): Promise<string[]> {
     const conn = this.c();
     const out: [Ptr | null] = [null];
@@ -321,6 +334,22 @@ export class LibvirtHypervisor implements Hypervisor {
     this.listeners.add(cb);
     return () => this.listeners.delete(cb);
   }
+}
+
+/**
+ * QEMU's uid and gid from the capabilities XML: <secmodel><model>dac</model>
+ * <baselabel type='kvm'>+64055:+64055</baselabel>... (the same for every
+ * domain type in practice; kvm's is read first, then any).
+ */
+export function parseDacLabel(caps: string): Pick<HostCapabilities, "qemu"> {
+  for (const m of caps.matchAll(/<secmodel>([\s\S]*?)<\/secmodel>/g)) {
+    const body = m[1]!;
+    if (!/<model>\s*dac\s*<\/model>/.test(body)) continue;
+    const labels = [...body.matchAll(/<baselabel type='([^']*)'>\+?(\d+):\+?(\d+)<\/baselabel>/g)];
+    const l = labels.find((x) => x[1] === "kvm") ?? labels[0];
+    if (l) return { qemu: { uid: Number(l[2]), gid: Number(l[3]) } };
+  }
+  return {};
 }
 
 function toStats(name: string, p: Record<string, number | string | boolean>): DomainStats {

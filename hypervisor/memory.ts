@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { ThocError } from "../errors/index.js";
-import type { ConsoleStream, DomainInfo, DomainStats, DomainState, Hypervisor, LifecycleEvent, LifecycleEventType, SnapshotInfo } from "./types.js";
+import type { ConsoleStream, DomainInfo, HostCapabilities, DomainStats, DomainState, Hypervisor, LifecycleEvent, LifecycleEventType, SnapshotInfo } from "./types.js";
 
 interface MemDomain { name: string; uuid: string; xml: string; state: DomainState; snapshots: Map<string, SnapshotInfo & { runState: DomainState }>; consoles: Set<MemConsole> }
 
@@ -131,6 +131,9 @@ export class MemoryHypervisor implements Hypervisor {
   }
 
   async pciDevicesXml(): Promise<string[]> { return [...this.pciXml]; }
+
+  /** No QEMU behind it: no KVM, and nobody else needs to read the VM files. */
+  async hostCapabilities(): Promise<HostCapabilities> { return { kvm: { available: false, why: "the in-memory hypervisor runs no guests" } }; }
 
   onLifecycle(cb: (e: LifecycleEvent) => void): () => void {
     this.listeners.add(cb);

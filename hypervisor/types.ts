@@ -58,6 +58,21 @@ export interface ConsoleStream {
   close(): Promise<void>;
 }
 
+/** What the host's hypervisor can do and who its guests run as, read from libvirt at connect. */
+export interface HostCapabilities {
+  /**
+   * Whether x86_64 guests can use KVM (libvirt's domain capabilities for virttype kvm);
+   * why not, in libvirt's words, when they cannot.
+   */
+  kvm: { available: boolean; why?: string };
+  /**
+   * The user and group QEMU runs as: libvirt's DAC base label (qemu.conf user/group,
+   * e.g. libvirt-qemu). Absent when libvirt has no DAC label (the test driver, a
+   * security driver without it): then nothing on this host needs QEMU to reach our files.
+   */
+  qemu?: { uid: number; gid: number };
+}
+
 export interface Hypervisor {
   readonly uri: string;
   /** Opens the connection (and keeps it: keepalive, automatic reconnect). */
@@ -90,6 +105,8 @@ export interface Hypervisor {
   /** Stats of every domain (or the named ones); never waits longer than timeoutMs. */
   stats(timeoutMs: number, names?: string[]): Promise<DomainStats[]>;
   openConsole(name: string): Promise<ConsoleStream>;
+  /** KVM availability and QEMU's identity (see HostCapabilities). */
+  hostCapabilities(): Promise<HostCapabilities>;
   /** XML of the host's PCI node devices (virConnectListAllNodeDevices, CAP_PCI_DEV). */
   pciDevicesXml(): Promise<string[]>;
   /** Subscribes to lifecycle events; returns the unsubscribe function. */

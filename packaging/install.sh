@@ -38,7 +38,12 @@ case "$mode" in
     exec node "$ROOT/bin/thoc-node.js" agent --dev
     ;;
   --service)
-    install -d -m 0750 /etc/thoc /var/lib/thoc
+    install -d -m 0750 /etc/thoc
+    # The data dir: QEMU's group may pass through it to vms/ and images/ (0710), nobody else gets in
+    # (docs/vms.md). libvirt-qemu is Debian's QEMU group (libvirt-daemon-system); the agent checks the
+    # group against libvirt's own answer at every start and corrects it.
+    install -d -m 0710 /var/lib/thoc
+    if getent group libvirt-qemu >/dev/null; then chgrp libvirt-qemu /var/lib/thoc; fi
     # Members of group thoc are admin on the agent's local socket (/run/thoc/thoc.sock), like root.
     getent group thoc >/dev/null || groupadd --system thoc
     if [ ! -f /etc/thoc/node.yaml ]; then

@@ -70,6 +70,8 @@ export interface AgentOptions {
   pki?: "init" | { tokenFrom: AgentProcess } | false;
   /** cli() dials the gRPC port (with THOC_TLS_* from the environment) even in production mode, instead of the local socket. */
   cliOverTcp?: boolean;
+  /** Production mode: top-level keys of the config file that replace the harness's (e.g. hypervisorUri, vm). */
+  config?: Record<string, unknown>;
 }
 
 /** The files a CLI or gRPC client needs to call a cluster-PKI agent as admin. */
@@ -159,7 +161,8 @@ export class AgentProcess {
         ...(this.opts.join ?? []).flatMap((j) => ["--join", j])];
       env = { ...process.env, THOC_PRESET: "local", ...this.opts.env };
     } else {
-      // As packaging/install.sh: `install -d -m 0750` the data dir, settings in the YAML file, no --dev.
+      // A data dir made 0750 root:root beforehand (as install.sh did before it made it 0710 root:libvirt-qemu;
+      // on the test driver the agent leaves it so), settings in the YAML file, no --dev.
       mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
       const file: Record<string, unknown> = {
         preset: "local", name: this.name, bind: this.bind, dataDir: this.dataDir, join: this.opts.join ?? [], logLevel,
@@ -167,6 +170,7 @@ export class AgentProcess {
         hypervisorUri: "test:///default",
         localSocket: this.socketPath,
         cluster: { keys: [this.clusterKey] },
+        ...this.opts.config,
       };
       env = { ...process.env, ...this.opts.env };
       for (const [k, [section, key]] of Object.entries(FILE_ENV)) {

@@ -11,10 +11,11 @@ import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
+import type { QemuAccess } from "./access.js";
 import { ThocError } from "../errors/index.js";
 import { isBlobError, type BlobStore } from "../objectstore/index.js";
 import {
-  IMAGE_NAME_RE, IMAGE_PARTS, LocalImageStore, checkImageName, ensureTraversable, sha256File,
+  IMAGE_NAME_RE, IMAGE_PARTS, LocalImageStore, checkImageName, sha256File,
   type ImageFile, type ImageImportOptions, type ImagePart, type ImageRecord, type ImageStore, type ImageWriter,
 } from "./images.js";
 
@@ -28,7 +29,12 @@ const codeOf = (e: unknown) => e as { code?: string };
 async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> { yield b; }
 const isMissing = (e: unknown) => isBlobError(e, "NoSuchKey", "NoSuchBucket");
 
-export interface ObjectImageStoreOptions { bucket?: string; owner?: string }
+export interface ObjectImageStoreOptions {
+  bucket?: string;
+  owner?: string;
+  /** Who besides the agent reads the cached files (QEMU's group; vm/access.ts). */
+  access?: QemuAccess;
+}
 
 export class ObjectImageStore implements ImageStore {
   readonly bucket: string;
@@ -43,7 +49,7 @@ export class ObjectImageStore implements ImageStore {
   constructor(readonly blobs: BlobStore, readonly dir: string, opts: ObjectImageStoreOptions = {}) {
     this.bucket = opts.bucket ?? IMAGE_BUCKET;
     this.owner = opts.owner ?? IMAGE_OWNER;
-    this.cache = new LocalImageStore(dir);
+    this.cache = new LocalImageStore(dir, opts.access);
   }
 
   /** Creates the reserved bucket (idempotent); refuses one an S3 user took first rather than trust its contents. */
@@ -167,8 +173,7 @@ export class ObjectImageStore implements ImageStore {
       throw new ThocError("not_found", `image ${name} is not on this node: import it with \`thoc-node image import ${name} FILE\` (thoc-node image list shows what is here)`, { image: name });
     }
     if (this.verified.get(name) === await this.stamp(rec)) return rec;
-    await ensureTraversable(this.dir);
-    await ensureTraversable(path.join(this.dir, name));
+    await this.cache.access.dir(path.join(this.dir, name));
     for (const f of rec.files) {
       const file = this.pathOf(name, f.part);
       const have = await sha256File(file).catch(() => undefined);
@@ -187,7 +192,7 @@ export class ObjectImageStore implements ImageStore {
     const bad = (why: string, cause?: unknown) => new ThocError("data_loss",
       `image ${name}: the object store's copy of its ${f.part} is damaged (${why}); nothing was booted from it — import the image again (thoc-node image import ${name} FILE --replace)`,
       { image: name, part: f.part }, cause ? { cause } : undefined);
-    const fh = await open(tmp, "w", 0o644);
+    const fh = await open(tmp, "w", 0o600);
     try {
       const h = createHash("sha256");
       let size = 0;
@@ -207,10 +212,10 @@ export class ObjectImageStore implements ImageStore {
       }
       const got = h.digest("hex");
       if (got !== f.sha256 || size !== f.size) throw bad(`fetched ${size} bytes with SHA-256 ${got}, the record says ${f.size} bytes with ${f.sha256}`);
-      await fh.chmod(0o644); // QEMU reads it; the agent's umask would leave it 0600
       await fh.sync();
       await fh.close();
       await rename(tmp, dest);
+      await this.cache.access.file(dest); // QEMU reads it: its group may (vm/access.ts)
     } catch (err) {
       await fh.close().catch(() => {});
       await rm(tmp, { force: true });

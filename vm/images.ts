@@ -7,9 +7,10 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ThocError } from "../errors/index.js";
+import { QemuAccess } from "./access.js";
 import { imgInfo } from "./disks.js";
 
 export type ImagePart = "disk" | "kernel" | "initrd";
@@ -64,7 +65,8 @@ export async function sha256File(file: string): Promise<string> {
 
 export class LocalImageStore implements ImageStore {
   private readonly verified = new Map<string, string>();
-  constructor(readonly dir: string) {}
+  /** access: who besides the agent reads the files (QEMU's group; vm/access.ts). */
+  constructor(readonly dir: string, readonly access: QemuAccess = new QemuAccess()) {}
 
   private imageDir(name: string) { return path.join(this.dir, name); }
   pathOf(name: string, part: ImagePart): string { return path.join(this.imageDir(name), part); }
@@ -72,9 +74,9 @@ export class LocalImageStore implements ImageStore {
   async begin(name: string, opts: ImageImportOptions = {}): Promise<ImageWriter> {
     checkImageName(name);
     if (!opts.replace && await this.get(name)) throw new ThocError("already_exists", `image ${name} already exists: delete it first (thoc-node image delete ${name}) or import with --replace`, { image: name });
-    await ensureTraversable(this.dir);
+    await this.access.dir(this.dir);
     const tmp = path.join(this.dir, `.import-${name}-${randomUUID().slice(0, 8)}`);
-    await ensureTraversable(tmp);
+    await this.access.dir(tmp);
     const parts = new Map<ImagePart, { ws: WriteStream; hash: ReturnType<typeof createHash>; size: number }>();
     const closeAll = () => Promise.all([...parts.values()].map((p) => new Promise<void>((r, j) => p.ws.end((e?: Error | null) => (e ? j(e) : r())))));
     const self = this;
@@ -83,7 +85,7 @@ export class LocalImageStore implements ImageStore {
         if (!IMAGE_PARTS.includes(part)) throw new ThocError("invalid_argument", `image part "${part}": use disk, kernel or initrd`);
         let p = parts.get(part);
         if (!p) {
-          p = { ws: createWriteStream(path.join(tmp, part), { mode: 0o644 }), hash: createHash("sha256"), size: 0 };
+          p = { ws: createWriteStream(path.join(tmp, part), { mode: 0o600 }), hash: createHash("sha256"), size: 0 };
           parts.set(part, p);
         }
         p.hash.update(chunk);
@@ -93,8 +95,8 @@ export class LocalImageStore implements ImageStore {
       async commit() {
         try {
           await closeAll();
-          // QEMU (libvirt-qemu) reads kernels, initrds and base disks; the agent's umask would make them 0600.
-          for (const part of parts.keys()) await chmod(path.join(tmp, part), 0o644);
+          // QEMU reads kernels, initrds and base disks: its group may (vm/access.ts).
+          for (const part of parts.keys()) await self.access.file(path.join(tmp, part));
           const has = (x: ImagePart) => parts.has(x);
           if (has("disk") && (has("kernel") || has("initrd"))) throw new ThocError("invalid_argument", "an image is either a disk image or a kernel (+ initrd), not both");
           if (!has("disk") && !has("kernel")) throw new ThocError("invalid_argument", "no image data: give a disk image FILE, or --kernel FILE (with --initrd FILE)");
@@ -173,14 +175,4 @@ export class LocalImageStore implements ImageStore {
     this.verified.set(name, key);
     return rec;
   }
-}
-
-/**
- * Makes dir traversable by QEMU's user (libvirt-qemu), which runs the VM: 0755
- * set explicitly, since the agent's umask (0077, for its own secrets) would
- * make it 0700.
- */
-export async function ensureTraversable(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  await chmod(dir, 0o755).catch(() => {});
 }

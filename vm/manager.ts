@@ -7,7 +7,7 @@
  * running thoc- domains it has no record of, marks vanished ones missing).
  */
 import { randomUUID } from "node:crypto";
-import { chmod, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { ThocError } from "../errors/index.js";
 import type { DomainState, Hypervisor, LifecycleEvent } from "../hypervisor/index.js";
@@ -15,7 +15,8 @@ import { buildSeedIso, hashPassword } from "./cloudinit.js";
 import { createOverlay } from "./disks.js";
 import { fit, fitError, type Reservation } from "./fit.js";
 import { parseGpus, type GpuAllocation, type HostGpu } from "./gpu.js";
-import { ensureTraversable, type ImageRecord, type ImageStore } from "./images.js";
+import { QemuAccess } from "./access.js";
+import type { ImageRecord, ImageStore } from "./images.js";
 import { applyVlan, bridgeFor, macFor, tapName, type VlanMode } from "./network.js";
 import { validateSpec, type HostLimits, type VmSpec, type VmSpecInput } from "./spec.js";
 import { DOMAIN_PREFIX, domainName, domainXml, parseThocMetadata } from "./xml.js";
@@ -58,7 +59,15 @@ export interface ManagerOptions {
   /** <dataDir>/vms: one directory per VM (overlay, seed ISO, serial log). */
   vmDir: string;
   node: string;
+  /** kvm or qemu (TCG); the subsystem resolves vm.domainType auto from libvirt (hostReady) and may pass a getter. */
   domainType: "kvm" | "qemu";
+  /**
+   * Resolves once the subsystem knows the host (KVM or not, QEMU's identity);
+   * awaited before a create makes files or picks a domain type.
+   */
+  hostReady?: () => Promise<void>;
+  /** Who besides the agent reads VM files (QEMU's group; vm/access.ts); default: nobody. */
+  access?: QemuAccess;
   host: () => HostLimits;
   /** Fraction of host memory VMs may be given in total (limits.loadFactor). */
   loadFactor: number;
@@ -92,7 +101,11 @@ export class VmManager {
   private gpuCache?: { at: number; gpus: HostGpu[] };
   private unsubscribe?: () => void;
 
-  constructor(readonly o: ManagerOptions) {}
+  private readonly access: QemuAccess;
+
+  constructor(readonly o: ManagerOptions) {
+    this.access = o.access ?? new QemuAccess();
+  }
 
   /** The hypervisor's domain type for this connection (the test driver only knows 'test'). */
   private get domainType(): "kvm" | "qemu" | "test" {
@@ -104,7 +117,7 @@ export class VmManager {
   serialLog(name: string): string { return path.join(this.dirOf(name), "serial.log"); }
 
   async start(): Promise<void> {
-    await ensureTraversable(this.o.vmDir);
+    await this.access.dir(this.o.vmDir);
     this.unsubscribe = this.o.hv.onLifecycle((e) => { void this.onEvent(e); });
     if (this.o.hv.connected()) await this.reconcile();
   }
@@ -292,21 +305,22 @@ export class VmManager {
   /** The VM's directory (overlay disk, seed ISO) and its libvirt domain; each step leaves its undo. */
   private async defineDomain(rec: VmRecord, spec: VmSpec, image: ImageRecord, passwordHash: string | undefined, undo: (() => Promise<unknown>)[]): Promise<void> {
     const dir = this.dirOf(spec.name);
-    await ensureTraversable(this.o.vmDir);
-    await ensureTraversable(dir);
+    await this.o.hostReady?.();
+    await this.access.dir(this.o.vmDir);
+    await this.access.dir(dir);
     undo.push(() => rm(dir, { recursive: true, force: true }));
     const disk = spec.diskGB > 0 ? path.join(dir, "disk.qcow2") : undefined;
     if (disk) {
       const base = image.kind === "disk" ? { file: this.o.images.pathOf(image.name, "disk"), format: image.files[0]!.format } : undefined;
       await createOverlay(disk, spec.diskGB, base);
-      await chmod(disk, 0o644); // as qemu-img makes it under the customary umask; the agent's own (0077) would give 0600
+      await this.access.file(disk); // QEMU writes it: its group may (vm/access.ts)
     }
     const nic = spec.network.mode === "bridge-vlan" ? { mac: rec.mac, bridge: bridgeFor(spec.network, this.o.vlanMode, this.o.vlanBridgePattern), tap: rec.tap } : undefined;
     let seedIso: string | undefined;
     if (image.kind === "disk") {
       seedIso = path.join(dir, "seed.iso");
       await buildSeedIso(seedIso, { instanceId: rec.uuid, hostname: spec.cloudInit?.hostname || spec.name, cloudInit: spec.cloudInit, passwordHash, network: spec.network, mac: rec.mac });
-      await chmod(seedIso, 0o644); // QEMU reads it: as genisoimage makes it under the customary umask
+      await this.access.file(seedIso);
     }
     const kernel = image.kind === "kernel" ? {
       kernel: this.o.images.pathOf(image.name, "kernel"),
@@ -317,7 +331,14 @@ export class VmManager {
       spec, uuid: rec.uuid, domainType: this.domainType, node: this.o.node, createdAt: rec.createdAt, disk, seedIso, kernel, nic, gpus: rec.gpus,
       serialLog: this.serialLog(spec.name), metadataSpec: rec.spec,
     });
-    await this.o.hv.define(xml);
+    await this.o.hv.define(xml).catch((err: unknown) => {
+      // vm.domainType kvm on a host without KVM (when libvirt could not be asked at start): say which setting to change.
+      const m = err instanceof Error ? err.message : String(err);
+      if (this.domainType === "kvm" && /virt type 'kvm'|accel 'kvm'/.test(m)) {
+        throw new ThocError("failed_precondition", `${m}: this host cannot run KVM guests; set vm.domainType: auto (or qemu) in the agent's config and restart it`, { vm: spec.name });
+      }
+      throw err;
+    });
     undo.push(() => this.o.hv.undefine(rec.domain));
   }
 

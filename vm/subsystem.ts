@@ -7,9 +7,10 @@ import type http from "node:http";
 import https from "node:https";
 import path from "node:path";
 import { Counter, Gauge } from "prom-client";
-import { agentTlsFiles, followTlsPair, listen, readTlsPair, type AgentContext, type Subsystem, type SubsystemHealth } from "../core/index.js";
-import { hostPort } from "../config/index.js";
-import { openHypervisor, type Hypervisor } from "../hypervisor/index.js";
+import { agentTlsFiles, followTlsPair, listen, readTlsPair, type AgentContext, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { configError, hostPort, type Config } from "../config/index.js";
+import { openHypervisor, type HostCapabilities, type Hypervisor } from "../hypervisor/index.js";
+import { QemuAccess } from "./access.js";
 import { ImageService, VmService } from "../proto/index.js";
 import type { BlobStore } from "../objectstore/index.js";
 import { LocalImageStore, type ImageStore } from "./images.js";
@@ -33,18 +34,26 @@ export interface VmDeps {
 }
 
 /** Images live in the object store's reserved bucket when this agent runs one, else only on this node. */
-async function openImages(ctx: AgentContext, deps: VmDeps): Promise<ImageStore> {
+async function openImages(ctx: AgentContext, deps: VmDeps, access: QemuAccess): Promise<ImageStore> {
   const dir = path.join(ctx.store.dataDir, "images");
   const blobs = deps.objectStore?.blobStore();
   if (!blobs) {
     ctx.log.info({ dir }, "no object store: VM images are kept on this node only");
-    return new LocalImageStore(dir);
+    return new LocalImageStore(dir, access);
   }
-  const images = new ObjectImageStore(blobs, dir);
+  const images = new ObjectImageStore(blobs, dir, { access });
   // Not fatal: imports retry it and say what to fix (e.g. an S3 user took the bucket name first).
   await images.ensureBucket().catch((err) => ctx.log.warn({ err, bucket: images.bucket }, "VM image bucket unavailable"));
   return images;
 }
+
+/** How long the agent's start waits for libvirt to answer before it goes on without (VMs degraded until it does). */
+const PREFLIGHT_WAIT_MS = 5000;
+
+/** A libvirt URI whose QEMU runs on this host, reading files from our data dir (no host part). */
+const localQemu = (uri: string) => /^qemu(\+unix)?:\/\/\//.test(uri);
+/** The test driver and the in-memory hypervisor run no guests: there is no KVM question to ask. */
+const noGuests = (uri: string) => /^(test|memory):/.test(uri);
 
 export class VmSubsystem implements Subsystem {
   readonly name = "vm";
@@ -53,24 +62,122 @@ export class VmSubsystem implements Subsystem {
   private vncServer?: http.Server;
   private certWatch?: { stop(): void };
   private readonly vncSockets = new Set<import("node:net").Socket>();
+  /** Who besides the agent may read VM files: QEMU's group once libvirt said who QEMU is. */
+  readonly access = new QemuAccess();
+  /** The domain type VMs are defined with: vm.domainType, or what auto resolved to. */
+  domainType: "kvm" | "qemu" = "kvm";
+  /** Why auto chose qemu (shown in status), or why the host could not be read. */
+  private hostNote = "";
+  private hostRead?: Promise<void>;
+  private kvmWarned = false;
+  /** open() was called (by preflight or start): the hypervisor keeps reconnecting by itself from then on. */
+  private opened = false;
 
   constructor(private readonly deps: VmDeps = {}) {}
+
+  private openHv(cfg: Config, log: Logger): Hypervisor {
+    if (this.hv) return this.hv;
+    this.domainType = cfg.vm.domainType === "qemu" ? "qemu" : "kvm";
+    this.hv = openHypervisor(cfg.hypervisorUri, {
+      onDisconnect: (why) => log.warn({ uri: cfg.hypervisorUri, why }, "hypervisor connection lost; reconnecting"),
+      onReconnect: () => {
+        log.info({ uri: cfg.hypervisorUri }, "hypervisor reconnected");
+        // libvirtd may come back configured otherwise (qemu.conf user, /dev/kvm): read the host again, then reconcile.
+        this.hostRead = this.readHost(cfg, log, false);
+        void this.hostRead.then(() => this.manager?.reconcile()).catch((err) => log.warn({ err }, "reconcile after reconnect failed"));
+      },
+    });
+    return this.hv;
+  }
+
+  /**
+   * Before the agent binds anything: connect to libvirt, resolve vm.domainType
+   * and make the data dir searchable by QEMU, or refuse (exit 2) what cannot
+   * work — vm.domainType kvm on a host without KVM, a data dir under a parent
+   * QEMU cannot search. A libvirtd that does not answer is not refused (the
+   * agent runs degraded, as at any later outage); the checks then run when it
+   * answers, and log instead of exiting.
+   */
+  async preflight(cfg: Config, log: Logger): Promise<void> {
+    const hv = this.openHv(cfg, log);
+    this.opened = true;
+    const opening = hv.open();
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      opening.then(() => true, () => false),
+      new Promise<boolean>((r) => { timer = setTimeout(() => r(false), PREFLIGHT_WAIT_MS); }),
+    ]).finally(() => clearTimeout(timer));
+    if (!answered) {
+      // Down (the watchdog reconnects, onReconnect reads the host) or silent (the first connect may still
+      // answer): the agent starts degraded rather than wait on libvirt; the host is read, and anything
+      // wrong logged, once it answers.
+      this.hostRead = opening.then(() => this.readHost(cfg, log, false), () => {});
+      return;
+    }
+    this.hostRead = this.readHost(cfg, log, true);
+    await this.hostRead;
+  }
+
+  /** Resolves once the host was read (at start or after a reconnect); a create awaits it. */
+  private hostReady(): Promise<void> {
+    // Not connected: the create fails at once with libvirt's UNAVAILABLE rather than wait for an answer.
+    if (!this.hv?.connected()) return Promise.resolve();
+    return (this.hostRead ?? Promise.resolve()).catch(() => {});
+  }
+
+  private async readHost(cfg: Config, log: Logger, fatal: boolean): Promise<void> {
+    const hv = this.hv!;
+    let caps: HostCapabilities;
+    try {
+      caps = await hv.hostCapabilities();
+    } catch (err) {
+      // A libvirt too old for domain capabilities, or a failure mid-call: keep the configured type.
+      this.hostNote = `could not read the host's capabilities: ${(err as Error).message}`;
+      log.warn({ err, uri: hv.uri }, "could not read libvirt's capabilities; vm.domainType auto assumes kvm");
+      return;
+    }
+    if (localQemu(hv.uri)) this.access.setIdentity(caps.qemu);
+    if (!noGuests(hv.uri)) this.resolveDomainType(cfg, log, caps, fatal);
+    const dataDir = cfg.dataDir;
+    try {
+      const changed = await this.access.prepareDataDir(dataDir);
+      if (changed.length) log.info({ changed, qemu: this.access.identity }, "made the data dir searchable by QEMU's group (and no one else): docs/vms.md");
+      await this.access.normalize(path.join(dataDir, "vms"), path.join(dataDir, "images"));
+    } catch (err) {
+      if (fatal) throw err;
+      log.error({ err }, "QEMU cannot reach the VM files; VMs will not start");
+      this.hostNote = (err as Error).message;
+    }
+  }
+
+  private resolveDomainType(cfg: Config, log: Logger, caps: HostCapabilities, fatal: boolean): void {
+    const want = cfg.vm.domainType;
+    const why = caps.kvm.why ?? "libvirt gave no reason";
+    if (want === "kvm" && !caps.kvm.available) {
+      const msg = `kvm, but libvirt says this host cannot run KVM guests (${why}): set vm.domainType: auto (or qemu: TCG emulation, much slower), or enable KVM (/dev/kvm, the kvm_intel or kvm_amd module)`;
+      if (fatal) throw configError("vm.domainType", msg);
+      log.error({ reason: why }, `vm.domainType ${msg}`);
+      this.hostNote = `vm.domainType kvm, but KVM is unavailable (${why})`;
+      return;
+    }
+    if (want !== "auto") { this.domainType = want; this.hostNote = ""; return; }
+    this.domainType = caps.kvm.available ? "kvm" : "qemu";
+    this.hostNote = caps.kvm.available ? "" : `no KVM on this host (${why}): VMs run under TCG emulation, many times slower`;
+    if (!caps.kvm.available && !this.kvmWarned) {
+      this.kvmWarned = true;
+      log.warn({ reason: why }, "vm.domainType auto: KVM is not available on this host, so VMs run as domain type qemu (TCG emulation, many times slower); enable KVM, or set vm.domainType: qemu to make this the plan");
+    }
+  }
 
   async start(ctx: AgentContext): Promise<void> {
     const cfg = ctx.config;
     let manager: VmManager | undefined;
-    const hv = openHypervisor(cfg.hypervisorUri, {
-      onDisconnect: (why) => ctx.log.warn({ uri: cfg.hypervisorUri, why }, "hypervisor connection lost; reconnecting"),
-      onReconnect: () => {
-        ctx.log.info({ uri: cfg.hypervisorUri }, "hypervisor reconnected");
-        manager?.reconcile().catch((err) => ctx.log.warn({ err }, "reconcile after reconnect failed"));
-      },
-    });
-    this.hv = hv;
-    const images = await openImages(ctx, this.deps);
+    const hv = this.openHv(cfg, ctx.log);
+    const images = await openImages(ctx, this.deps, this.access);
+    const self = this;
     manager = new VmManager({
       hv, images, records: ctx.store.json<VmRecord>("vm"), vmDir: path.join(ctx.store.dataDir, "vms"),
-      node: ctx.config.name, domainType: cfg.vm.domainType,
+      node: ctx.config.name, get domainType() { return self.domainType; }, hostReady: () => this.hostReady(), access: this.access,
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
       loadFactor: cfg.limits.loadFactor, stopTimeoutMs: cfg.vm.stopTimeout, defaultBridge: cfg.vm.bridge,
       vlanMode: cfg.vm.vlanMode, vlanBridgePattern: cfg.vm.vlanBridgePattern, log: ctx.log,
@@ -81,9 +188,16 @@ export class VmSubsystem implements Subsystem {
     });
     this.manager = manager;
     try {
-      await hv.open();
-      ctx.log.info({ uri: hv.uri, version: await hv.version() }, "hypervisor connected");
+      // Opened by preflight() when the agent ran it; a start without one (tests) connects and reads the host here.
+      if (!this.opened) {
+        this.opened = true;
+        await hv.open();
+        this.hostRead = this.readHost(cfg, ctx.log, true);
+        await this.hostRead;
+      }
+      ctx.log.info({ uri: hv.uri, version: await hv.version(), domainType: noGuests(hv.uri) ? "test" : this.domainType, qemu: this.access.identity }, "hypervisor connected");
     } catch (err) {
+      if (err instanceof Error && (err as { details?: { key?: string } }).details?.key) throw err; // a configError from readHost: exit 2
       // The agent still starts (membership, object store); VM calls answer UNAVAILABLE until libvirt is back.
       ctx.log.error({ err, uri: hv.uri }, "hypervisor unreachable; VMs unavailable until it answers");
     }
@@ -180,6 +294,7 @@ export class VmSubsystem implements Subsystem {
   health(): SubsystemHealth {
     if (!this.hv) return { status: "starting" };
     if (!this.hv.connected()) return { status: "degraded", detail: `hypervisor ${this.hv.uri} unreachable${this.hv.lastError() ? `: ${this.hv.lastError()}` : ""}` };
-    return { status: "up", detail: this.hv.uri };
+    if (noGuests(this.hv.uri)) return { status: "up", detail: this.hv.uri };
+    return { status: "up", detail: `${this.hv.uri}, domain type ${this.domainType}${this.hostNote ? `: ${this.hostNote}` : ""}` };
   }
 }

@@ -6,8 +6,10 @@
  * them (an exclusive-create lock file; a holder that died is taken over).
  */
 import { execFileSync } from "node:child_process";
-import { chmod, open, readFile, rm } from "node:fs/promises";
-import { startCluster, type AgentProcess, type Cluster } from "../harness.js";
+import { chmod, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Cluster, loopbackBlock, type AgentProcess } from "../harness.js";
 
 export const URI = "qemu:///system";
 export const virsh = (...a: string[]) => execFileSync("virsh", ["-c", URI, ...a], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
@@ -35,21 +37,41 @@ export async function lockLibvirtd(timeoutMs = 600_000): Promise<() => Promise<v
 }
 
 /**
+ * A fresh test root that QEMU (libvirt-qemu) can search, as it can /var/lib:
+ * mkdtemp makes it 0700, which stands for no real parent of a data dir. What
+ * is inside (the data dir) is left to the agent.
+ */
+export async function systemRoot(prefix = "thoc-system-"): Promise<string> {
+  const root = await mkdtemp(path.join(tmpdir(), prefix));
+  await chmod(root, 0o755);
+  return root;
+}
+
+/** Fails with the setup command when libvirtd does not answer on qemu:///system. */
+export function checkLibvirtd(): void {
+  try { virsh("version"); } catch (err) {
+    throw new Error(`libvirtd is not answering on ${URI}: run \`bash test/boot/setup-libvirt.sh\` first (${(err as Error).message.split("\n")[0]})`);
+  }
+}
+
+/**
  * Takes the lock, checks libvirtd answers, and starts one dev agent on
- * qemu:///system with <domain type='qemu'>; release() stops it, undefines
- * the named domains and frees the lock.
+ * qemu:///system (vm.domainType auto: qemu here, where /dev/kvm runs no guests);
+ * release() stops it, undefines the named domains and frees the lock. The
+ * agent makes its own data dir searchable by QEMU (vm/access.ts): the test
+ * does not open it up.
  */
 export async function startSystemAgent(): Promise<{ c: Cluster; a: AgentProcess; release(domains: string[]): Promise<void> }> {
   const unlock = await lockLibvirtd();
-  try { virsh("version"); } catch (err) {
+  let c: Cluster;
+  try {
+    checkLibvirtd();
+    c = new Cluster(await systemRoot(), loopbackBlock(), { args: ["--hypervisor-uri", URI] });
+    await c.add().start().catch(async (err) => { await c.stop(); throw err; });
+  } catch (err) {
     await unlock();
-    throw new Error(`libvirtd is not answering on ${URI}: run \`bash test/boot/setup-libvirt.sh\` first (${(err as Error).message.split("\n")[0]})`);
+    throw err;
   }
-  const c = await startCluster(1, { args: ["--hypervisor-uri", URI], env: { THOC_VM_DOMAIN_TYPE: "qemu" } });
-  // QEMU runs as libvirt-qemu and must reach the image and VM files under the (0700) temp dir and
-  // the data dir the agent made (0700, as it makes every directory of its own; vms/ and images/ are 0755).
-  await chmod(c.root, 0o755);
-  await chmod(c.agents[0]!.dataDir, 0o711);
   return {
     c, a: c.agents[0]!,
     async release(domains) {
