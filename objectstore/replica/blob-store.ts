@@ -33,6 +33,8 @@ import { SideMeta } from "./side-meta.js";
 export class ReplicatedBlobStore implements BlobStore {
   /** Tags/ACL changed after the write (updateObjectMeta), kept beside the object (side-meta.ts). */
   private readonly side: SideMeta;
+  /** Per bucket: when a missing configuration section was last asked of the peers (section()). */
+  private readonly sectionPulls = new Map<string, number>();
 
   constructor(readonly b: ReplicatedBackend, private readonly now: () => number = Date.now) {
     this.side = new SideMeta(b, (bucket) => sectionKey(bucket, "sideMeta"));
@@ -46,7 +48,7 @@ export class ReplicatedBlobStore implements BlobStore {
 
   async getBucketConfig<S extends BucketConfigSection>(bucket: string, section: S): Promise<BucketConfigSections[S] | undefined> {
     await this.headBucket(bucket);
-    const raw = await this.b.buckets.lookup(sectionKey(bucket, section));
+    const raw = await this.section(bucket, section);
     if (raw === undefined) return undefined;
     try {
       return JSON.parse(raw) as BucketConfigSections[S];
@@ -140,8 +142,28 @@ export class ReplicatedBlobStore implements BlobStore {
   }
 
   /** The bucket's versioning state; undefined (never versioned) costs nothing more than this local lookup. */
+  /**
+   * A section's stored JSON. Sections are read on every request (policy,
+   * versioning, default encryption), and most buckets have none: a miss here
+   * asks the peers (ClusterTable.lookup pulls every live peer's table) at most
+   * once per SECTION_PULL_MS per bucket, not on every request. A section
+   * written on another node reaches this one with the write's push (the write
+   * waits for a majority, the rest follow at once) or the next table sync.
+   */
+  private async section(bucket: string, section: BucketConfigSection): Promise<string | undefined> {
+    const key = sectionKey(bucket, section);
+    const here = this.b.buckets.table.get(key);
+    if (here !== undefined) return here;
+    const now = Date.now();
+    const last = this.sectionPulls.get(bucket);
+    if (last !== undefined && now - last < SECTION_PULL_MS) return undefined;
+    if (this.sectionPulls.size > 10_000) this.sectionPulls.clear();
+    this.sectionPulls.set(bucket, now);
+    return this.b.buckets.lookup(key);
+  }
+
   private async versioning(bucket: string): Promise<VersioningState | undefined> {
-    const raw = await this.b.buckets.lookup(sectionKey(bucket, "versioning"));
+    const raw = await this.section(bucket, "versioning");
     return raw === undefined ? undefined : (JSON.parse(raw) as VersioningState);
   }
 
@@ -326,6 +348,9 @@ export class ReplicatedBlobStore implements BlobStore {
 
 export { VERSION_PREFIX } from "./blob-versions.js";
 import { VERSION_PREFIX } from "./blob-versions.js";
+
+/** How often a bucket's missing configuration sections are asked of the peers (see section()). */
+const SECTION_PULL_MS = 1000;
 
 /** Bucket names never hold U+0000, so a section's key cannot collide with a bucket's. */
 const SECTION_SEP = "\u0000";
