@@ -98,6 +98,12 @@ export interface BodyExpectations {
   md5?: string;
   /** Checksums to verify (mismatch → BadDigest) — may also be only the algorithm names to compute. */
   checksums?: Checksums;
+  /**
+   * The ETag to record instead of the body's MD5, asked for once the body has
+   * ended: an SSE-S3 part, whose body here is ciphertext and whose ETag S3
+   * gives as the plaintext's MD5 (computed as it was sealed).
+   */
+  etag?: () => string;
   /** Algorithms to compute and store even with no expected value (x-amz-sdk-checksum-algorithm). */
   computeChecksums?: ChecksumAlgorithm[];
 }

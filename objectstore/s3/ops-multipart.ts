@@ -1,5 +1,5 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
-import { MAX_PARTS, parseAlgorithm, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
+import { MAX_PARTS, parseAlgorithm, type BodyExpectations, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
 import { readSmall } from "./body.js";
 import { checkWriteCondition, writeConditionOf } from "./conditional.js";
 import { s3err, toS3Error } from "./errors.js";
@@ -60,13 +60,18 @@ export async function createMultipartUpload(ctx: Ctx) {
     { ...(alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {}), ...(enc ? sseHeaders(enc.mode, enc.mode === "SSE-C" ? enc.ck : undefined) : {}) });
 }
 
+/** An encrypted part's expectations for the store: its ciphertext's size, and under SSE-S3 the plaintext's MD5 as its ETag (as S3 answers; SSE-C parts keep an ETag that is not the plaintext's MD5). */
+function partExpect(enc: { headers: Record<string, string> }, sealed: ReturnType<typeof seal>): BodyExpectations {
+  return enc.headers[SSE_HEADER] === "AES256" ? { ...sealed.expect, etag: () => sealed.digests().etag } : sealed.expect;
+}
+
 export async function uploadPart(ctx: Ctx) {
   await ownBucket(ctx);
   const n = partNumber(ctx), id = uploadId(ctx);
   const enc = await partEncryption(ctx, id, n);
   const b = body(ctx);
   const sealed = enc && seal(b.body, enc.key, enc.iv, b.expect);
-  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? b.body, sealed?.expect ?? b.expect).catch((err: unknown) => { throw b.mapError(err); });
+  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? b.body, sealed ? partExpect(enc, sealed) : b.expect).catch((err: unknown) => { throw b.mapError(err); });
   const checksums = sealed ? sealed.digests().checksums : p.checksums;
   if (checksums) writeChecksums(ctx.res, checksums);
   sendEmpty(ctx, 200, { ETag: quote(p.etag), ...enc?.headers });
@@ -84,7 +89,7 @@ export async function uploadPartCopy(ctx: Ctx) {
   const size = range ? range.end - range.start + 1 : got.meta.size;
   const plain = src.sse ? src.sse.decrypt(got.meta, got.body, range?.start ?? 0) : got.body;
   const sealed = enc && seal(plain, enc.key, enc.iv, { size });
-  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? plain, sealed?.expect ?? { size });
+  const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? plain, sealed ? partExpect(enc, sealed) : { size });
   sendXml(ctx, 200, "CopyPartResult", { LastModified: isoDate(p.lastModified ?? Date.now()), ETag: quote(p.etag), ...checksumXml(sealed ? sealed.digests().checksums : p.checksums) }, enc?.headers);
 }
 

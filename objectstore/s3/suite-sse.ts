@@ -170,7 +170,15 @@ export function sseSuite(makeStore: MakeStore): void {
           Bucket: B, Key: key, UploadId: up.UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: e1.ETag }, { PartNumber: 2, ETag: e2.ETag }] },
         }));
         assert.match(done.ETag!, /-2"$/);
-        if (mode === "SSE-S3") assert.equal(done.ServerSideEncryption, "AES256");
+        if (mode === "SSE-S3") {
+          assert.equal(done.ServerSideEncryption, "AES256");
+          // As S3: an SSE-S3 part's ETag is its plaintext's MD5, and the object's the MD5 of those, -N.
+          assert.equal(e1.ETag, `"${md5hex(p1)}"`);
+          const parts = Buffer.concat([p1, p2].map((p) => createHash("md5").update(p).digest()));
+          assert.equal(done.ETag, `"${createHash("md5").update(parts).digest("hex")}-2"`);
+        } else {
+          assert.notEqual(e1.ETag, `"${md5hex(p1)}"`, "an SSE-C part's ETag is not the plaintext's MD5");
+        }
         assert.deepEqual(await text(await c.send(new s3.GetObjectCommand({ Bucket: B, Key: key, ...getEnc }))), all);
         for (const [s, e] of [[(5 << 20) - 7, (5 << 20) + 9], [(5 << 20) - 1, (5 << 20)], [5 << 20, all.length - 1], [3, all.length - 3]]) {
           const r = await c.send(new s3.GetObjectCommand({ Bucket: B, Key: key, Range: `bytes=${s}-${e}`, ...getEnc }));
