@@ -22,7 +22,7 @@ import { isManifest, storedOf } from "./blob-meta.js";
 import { UPLOAD_PREFIX } from "./blob-multipart.js";
 import type { Coordinator, CoordinatorLog } from "./coordinator.js";
 import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
-import { placementKey, type Ring } from "./ring.js";
+import { actsFor, type Ring } from "./ring.js";
 
 export interface LifecycleWorkerOptions {
   self: string;
@@ -239,8 +239,7 @@ export class LifecycleWorker {
   /** This node is the first live node of the key's preference list. */
   private acts(bucket: string, key: string): boolean {
     const ring = this.o.ring();
-    const prefs = ring.preferenceList(placementKey(bucket, key), this.o.coordinator.quorum(ring).n);
-    return prefs.find((id) => id === this.o.self || this.o.isUp(id)) === this.o.self;
+    return actsFor(ring, this.o.coordinator.quorum(ring).n, bucket, key, this.o.self, this.o.isUp);
   }
 }
 

@@ -27,7 +27,7 @@ import { parseVersionKey, versionsPrefix } from "./blob-versions.js";
 import type { MergedList } from "./listing.js";
 import type { Coordinator, CoordinatorLog } from "./coordinator.js";
 import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
-import { placementKey, type Ring } from "./ring.js";
+import { actsFor, type Ring } from "./ring.js";
 
 export interface PartSweeperOptions {
   self: string;
@@ -107,8 +107,7 @@ export class PartSweeper {
   /** This node is the first live node of the key's preference list. */
   private acts(bucket: string, key: string): boolean {
     const ring = this.o.ring();
-    const prefs = ring.preferenceList(placementKey(bucket, key), this.o.coordinator.quorum(ring).n);
-    return prefs.find((id) => id === this.o.self || this.o.isUp(id)) === this.o.self;
+    return actsFor(ring, this.o.coordinator.quorum(ring).n, bucket, key, this.o.self, this.o.isUp);
   }
 
   private async sweepUpload(bucket: string, uploadId: string, parts: ReplicaRecord[], st: SweepStats, next: Map<string, number>): Promise<void> {

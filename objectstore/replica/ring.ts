@@ -192,3 +192,13 @@ export function weightForDisk(diskBytes: number): number {
   const tib = diskBytes / 2 ** 40;
   return Math.max(1, Math.round(tib * 4) / 4);
 }
+
+/**
+ * True when `self` is the first live node of the key's preference list (of
+ * length n): background workers that act on a key (part sweeper, lifecycle)
+ * act only there, so exactly one node acts on it, and the next one takes
+ * over while it is down.
+ */
+export function actsFor(ring: Ring, n: number, bucket: string, key: string, self: string, isUp: (id: string) => boolean): boolean {
+  return ring.preferenceList(placementKey(bucket, key), n).find((id) => id === self || isUp(id)) === self;
+}
