@@ -23,6 +23,7 @@ import { promisify } from "node:util";
 import * as s3 from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { startCluster, type Cluster } from "./harness.js";
+import { cliEnv } from "./s3-cli.js";
 
 const run = promisify(execFile);
 const ACCESS = "AKIATHOCCLIENTTEST01";
@@ -46,18 +47,6 @@ class Sha256 {
   reset() { this.h = this.make(); }
 }
 
-/** A clean environment for the CLIs: our keys, no user config, no CA bundle (rclone refuses one on http). */
-function cliEnv(endpoint: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const k of ["PATH", "HOME", "LANG", "TMPDIR"]) if (process.env[k]) env[k] = process.env[k];
-  return {
-    ...env, AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_DEFAULT_REGION: REGION,
-    AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null", AWS_PAGER: "",
-    RCLONE_CONFIG: "/dev/null", RCLONE_CONFIG_T_TYPE: "s3", RCLONE_CONFIG_T_PROVIDER: "Other", RCLONE_CONFIG_T_ENV_AUTH: "false",
-    RCLONE_CONFIG_T_ACCESS_KEY_ID: ACCESS, RCLONE_CONFIG_T_SECRET_ACCESS_KEY: SECRET, RCLONE_CONFIG_T_ENDPOINT: endpoint,
-    RCLONE_CONFIG_T_REGION: REGION, RCLONE_CONFIG_T_FORCE_PATH_STYLE: "true",
-  };
-}
 
 describe("real S3 clients against a --dev agent", () => {
   let cluster: Cluster;
@@ -77,7 +66,7 @@ describe("real S3 clients against a --dev agent", () => {
   before(async () => {
     cluster = await startCluster(1, { env: { THOC_S3_ACCESS_KEY: ACCESS, THOC_S3_SECRET_KEY: SECRET } });
     endpoint = cluster.agents[0]!.s3Url;
-    env = cliEnv(endpoint);
+    env = cliEnv(endpoint, ACCESS, SECRET, REGION);
     dir = await mkdtemp(path.join(tmpdir(), "thoc-s3-clients-"));
     sdk = client();
   });

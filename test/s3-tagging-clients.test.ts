@@ -17,6 +17,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import * as s3 from "@aws-sdk/client-s3";
 import { startCluster, type Cluster } from "./harness.js";
+import { cliEnv, findAwsV1 } from "./s3-cli.js";
 
 const run = promisify(execFile);
 const ACCESS = "AKIATHOCTAGGINGTEST1";
@@ -25,25 +26,7 @@ const REGION = "us-east-1";
 const AWS2 = "/usr/bin/aws";
 const PYTHON = "/usr/bin/python3";
 
-/** aws-cli v1: the first `aws` on PATH that reports itself as 1.x (pyenv's shim), or undefined. */
-async function findAwsV1(): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const p = path.join(dir, "aws");
-    if (!dir || !existsSync(p)) continue;
-    const v = await run(p, ["--version"]).then((r) => r.stdout + r.stderr, () => "");
-    if (/^aws-cli\/1\./.test(v.trim())) return p;
-  }
-  return undefined;
-}
 
-function cliEnv(endpoint: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const k of ["PATH", "HOME", "LANG", "TMPDIR", "PYENV_ROOT", "PYENV_VERSION"]) if (process.env[k]) env[k] = process.env[k];
-  return {
-    ...env, AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_DEFAULT_REGION: REGION,
-    AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null", AWS_PAGER: "",
-  };
-}
 
 const tagMap = (out: string) => Object.fromEntries((JSON.parse(out) as { TagSet: { Key: string; Value: string }[] }).TagSet.map((t) => [t.Key, t.Value]));
 
@@ -56,7 +39,7 @@ describe("object and bucket tagging with real S3 clients against a --dev agent",
   before(async () => {
     cluster = await startCluster(1, { env: { THOC_S3_ACCESS_KEY: ACCESS, THOC_S3_SECRET_KEY: SECRET } });
     endpoint = cluster.agents[0]!.s3Url;
-    env = cliEnv(endpoint);
+    env = cliEnv(endpoint, ACCESS, SECRET, REGION);
     dir = await mkdtemp(path.join(tmpdir(), "thoc-s3-tagging-"));
     sdk = new s3.S3Client({ endpoint, region: REGION, forcePathStyle: true, maxAttempts: 1, credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
   });

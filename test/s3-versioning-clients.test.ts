@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { startCluster, type Cluster } from "./harness.js";
+import { cliEnv } from "./s3-cli.js";
 
 const run = promisify(execFile);
 const ACCESS = "AKIATHOCVERSIONS0001";
@@ -22,17 +23,6 @@ const REGION = "us-east-1";
 const AWS2 = "/usr/bin/aws";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function cliEnv(endpoint: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const k of ["PATH", "HOME", "LANG", "TMPDIR", "PYENV_ROOT", "PYENV_VERSION"]) if (process.env[k]) env[k] = process.env[k];
-  return {
-    ...env, AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_DEFAULT_REGION: REGION,
-    AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null", AWS_PAGER: "",
-    RCLONE_CONFIG: "/dev/null", RCLONE_CONFIG_T_TYPE: "s3", RCLONE_CONFIG_T_PROVIDER: "Other", RCLONE_CONFIG_T_ENV_AUTH: "false",
-    RCLONE_CONFIG_T_ACCESS_KEY_ID: ACCESS, RCLONE_CONFIG_T_SECRET_ACCESS_KEY: SECRET, RCLONE_CONFIG_T_ENDPOINT: endpoint,
-    RCLONE_CONFIG_T_REGION: REGION, RCLONE_CONFIG_T_FORCE_PATH_STYLE: "true",
-  };
-}
 
 interface Listed { Versions?: { Key: string; VersionId: string; IsLatest: boolean }[]; DeleteMarkers?: { Key: string; VersionId: string; IsLatest: boolean }[] }
 
@@ -45,7 +35,7 @@ describe("bucket versioning through real S3 clients against a --dev agent", () =
   before(async () => {
     cluster = await startCluster(1, { env: { THOC_S3_ACCESS_KEY: ACCESS, THOC_S3_SECRET_KEY: SECRET } });
     endpoint = cluster.agents[0]!.s3Url;
-    env = cliEnv(endpoint);
+    env = cliEnv(endpoint, ACCESS, SECRET, REGION);
     dir = await mkdtemp(path.join(tmpdir(), "thoc-s3-versions-"));
   });
   after(async () => {
