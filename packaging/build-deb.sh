@@ -87,7 +87,7 @@ prune_modules() {
   find "$m/classic-level/prebuilds" -mindepth 1 -maxdepth 1 ! -name linux-x64 -exec rm -rf {} +
   rm -f "$m"/classic-level/prebuilds/linux-x64/*.musl.node
   rm -rf "$m/classic-level/deps" "$m/classic-level/binding.cc" "$m/classic-level/binding.gyp"
-  rm -rf "$m/@koromix/koffi-linux-x64/musl_x64" "$m/koffi/src" "$m/koffi/vendor" "$m/koffi/doc"
+  rm -rf "$m/@koromix/koffi-linux-x64/musl_x64"
   # Only each package's own top-level folders: yaml/dist/doc, for one, is code.
   while IFS= read -r -d '' nm; do
     for d in "$nm"/[!@.]* "$nm"/@*/*; do
