@@ -3,7 +3,8 @@
  * dist/, `dpkg -i` installs it on this machine, the installed /usr/bin/thoc-node answers --version
  * and runs a --dev agent to ready on the bundled Node.js (not the node on PATH), the fresh install
  * leaves the unit stopped and disabled (no cluster key), and `dpkg -r` leaves nothing but the
- * conffile and the data dir, which `dpkg -P` then takes down to the data dir alone.
+ * conffile and the data dir, which `dpkg -P` then takes down to the data dir alone. On a host that
+ * already has its cluster key, the install enables the unit.
  *
  * Needs root and dpkg-deb (CI has both); skipped on a machine that already has a thoc-node package
  * or an /etc/thoc of its own, which the test would otherwise take over and purge.
@@ -13,7 +14,8 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { REPO_ROOT, loopbackBlock, waitFor } from "./harness.js";
@@ -21,6 +23,8 @@ import { REPO_ROOT, loopbackBlock, waitFor } from "./harness.js";
 const APP = "/usr/lib/thoc-node";
 const BUNDLED_NODE = `${APP}/node/bin/node`;
 const CONFFILE = "/etc/thoc/node.yaml";
+/** The link `systemctl enable` (and deb-systemd-helper) makes for WantedBy=multi-user.target. */
+const WANTS = "/etc/systemd/system/multi-user.target.wants/thoc-node.service";
 const VERSION = (JSON.parse(readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
 const run = (cmd: string, args: string[], opts: { timeout?: number; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> =>
@@ -80,7 +84,7 @@ test("the .deb installs, runs on its bundled Node.js, and removes cleanly", { sk
   // No cluster key: installed, not enabled, not started, and the postinst says what to do.
   assert.match(inst.stdout, /not started because no cluster key is configured/);
   assert.match(inst.stdout, /systemctl enable --now thoc-node/);
-  assert.equal(existsSync("/etc/systemd/system/multi-user.target.wants/thoc-node.service"), false, "a fresh install without a key must not enable the unit");
+  assert.equal(existsSync(WANTS), false, "a fresh install without a key must not enable the unit");
   const files = run("dpkg", ["-L", "thoc-node"]).stdout.trim().split("\n");
   for (const f of ["/usr/bin/thoc-node", BUNDLED_NODE, `${APP}/dist/cli/main.js`, `${APP}/package.json`, CONFFILE,
     "/lib/systemd/system/thoc-node.service", "/usr/share/doc/thoc-node/operations.md", "/usr/share/man/man1/thoc-node.1.gz"]) {
@@ -145,4 +149,19 @@ test("the .deb installs, runs on its bundled Node.js, and removes cleanly", { sk
   assert.equal(existsSync("/etc/thoc"), false, "dpkg -P removes /etc/thoc");
   assert.equal(existsSync("/var/lib/systemd/deb-systemd-helper-enabled/thoc-node.service.dsh-also"), false);
   assert.ok(existsSync("/var/lib/thoc"), "dpkg -P keeps the data dir (VM disks, objects, the CA)");
+
+  // A host that has its cluster key before the package comes: the install enables the unit (systemd
+  // would also start it; it is not PID 1 here), says nothing about keys, and the purge disables it
+  // again but leaves node.env, the operator's own file with the secrets.
+  await mkdir("/etc/thoc", { mode: 0o750 });
+  await writeFile("/etc/thoc/node.env", `THOC_CLUSTER_KEYS=${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
+  t.after(() => rm("/etc/thoc", { recursive: true, force: true }));
+  const keyed = await dpkg(["-i", deb]);
+  assert.equal(keyed.status, 0, keyed.stdout + keyed.stderr);
+  assert.doesNotMatch(keyed.stdout, /no cluster key/);
+  assert.equal(readlinkSync(WANTS), "/lib/systemd/system/thoc-node.service", "a configured node's unit is enabled on install");
+  const purged = await dpkg(["-P", "thoc-node"]);
+  assert.equal(purged.status, 0, purged.stdout + purged.stderr);
+  assert.equal(existsSync(WANTS), false, "dpkg -P removes the unit's enablement");
+  assert.ok(existsSync("/etc/thoc/node.env"), "dpkg -P leaves the operator's node.env");
 });
