@@ -43,17 +43,18 @@ export function createMetrics(labels: { version: string; node: string }): AgentM
 /**
  * The filesystem under the data dir (object data, LevelDB, VM disks all live there): its size and what is
  * still available to the agent, read with statfs at each scrape so a "disk nearly full" alert sees the
- * current figure rather than the last capacity reading. A failed statfs leaves the series out rather than
- * reporting 0 bytes free, which would look like a full disk.
+ * current figure rather than the last capacity reading. A failed statfs reports NaN, not 0 bytes free,
+ * which would look like a full disk (a label-less prom-client gauge cannot be left without a sample; NaN
+ * compares false in every alert threshold).
  */
 export function registerDataDirMetrics(registry: Registry, dataDir: string): void {
   const read = async () => statfs(dataDir).catch(() => undefined);
   const size: client.Gauge = new client.Gauge({
     name: "thoc_data_dir_filesystem_size_bytes", help: "Size of the filesystem holding the data dir.", registers: [registry],
-    async collect() { const s = await read(); size.reset(); if (s) size.set(s.blocks * s.bsize); },
+    async collect() { const s = await read(); size.set(s ? s.blocks * s.bsize : NaN); },
   });
   const avail: client.Gauge = new client.Gauge({
     name: "thoc_data_dir_filesystem_avail_bytes", help: "Bytes of the data dir's filesystem available to the agent (statfs bavail, as df shows it: the blocks reserved for root are not counted).", registers: [registry],
-    async collect() { const s = await read(); avail.reset(); if (s) avail.set(s.bavail * s.bsize); },
+    async collect() { const s = await read(); avail.set(s ? s.bavail * s.bsize : NaN); },
   });
 }

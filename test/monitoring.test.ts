@@ -8,7 +8,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
@@ -130,4 +130,8 @@ test("the metrics added for the dashboard and alerts read true: data dir filesys
   assert.ok(value(/^thoc_vms_vcpu_budget (\S+)$/m) >= 1 && value(/^thoc_vms_vcpu_budget (\S+)$/m) <= cpus().length);
   assert.ok(value(/^thoc_vms_memory_budget_bytes (\S+)$/m) > 256 * 1024 * 1024);
   assert.match(text, /^thoc_cert_expiry_seconds\{cert="node"\} \d/m);
+  // And they keep promtool's naming rules (no gauge named like a counter, units in the name).
+  const lint = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+  assert.equal(lint.error, undefined, "promtool (Debian prometheus) is installed");
+  assert.deepEqual((lint.stdout + lint.stderr).split("\n").filter((l) => /thoc_(vms|data_dir)/.test(l)), []);
 });
