@@ -207,6 +207,7 @@ export class VmSubsystem implements Subsystem {
     const local = vmService(manager, { statsTimeoutMs: cfg.vm.statsTimeout, vnc });
     ctx.rpc.add(VmService, this.deps.routeVmService ? this.deps.routeVmService(local) : local);
     ctx.rpc.add(ImageService, imageService(images, manager));
+    this.registerNodeMetrics(ctx, manager);
     if (cfg.metrics.vmStats) this.registerMetrics(ctx, manager);
   }
 
@@ -245,7 +246,14 @@ export class VmSubsystem implements Subsystem {
     metric("counter", "thoc_vm_disk_read_bytes_total", "Bytes read from the VM's disks.", (s) => s.blockReadBytes);
     metric("counter", "thoc_vm_disk_written_bytes_total", "Bytes written to the VM's disks.", (s) => s.blockWriteBytes);
     metric("gauge", "thoc_vm_running", "1 when the VM is running.", (s) => (s.state === "running" ? 1 : 0));
-    // The node-level figures come from the VM records (no libvirt call), one listing per scrape shared by all of them.
+  }
+
+  /**
+   * The node-level VM figures, read from the VM records (no libvirt call) with one listing per scrape shared
+   * by all of them. Exported whatever metrics.vmStats says: they are a handful of series, not one per VM, and
+   * the shipped alerts and dashboard read them.
+   */
+  private registerNodeMetrics(ctx: AgentContext, m: VmManager): void {
     let listed: { at: number; p: Promise<VmRecord[]> } | undefined;
     const records = () => {
       if (!listed || Date.now() - listed.at >= 1000) listed = { at: Date.now(), p: m.list().catch(() => [] as VmRecord[]) };
