@@ -15,7 +15,7 @@ import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
 import { listen, readTlsPair, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { readCapacity } from "./capacity.js";
-import { createMetrics, type AgentMetrics } from "./metrics.js";
+import { createMetrics, registerDataDirMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
 import { openTransport, type NodeTransport } from "./tls.js";
 import { authorizer, missingRoles } from "./roles.js";
@@ -119,6 +119,7 @@ export class Agent {
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
+    registerDataDirMetrics(this.metrics.registry, this.store.dataDir);
     this.cap = await readCapacity(this.store.dataDir);
     this.capTimer = setInterval(() => {
       readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
