@@ -22,6 +22,11 @@ import { authorizer, missingRoles } from "./roles.js";
 import { AuditFile, auditor, isAudited } from "./audit.js";
 import { ClusterEvents } from "./events.js";
 
+/** Who follows the start from outside (systemd's status line): called after each step. */
+export interface AgentHooks {
+  progress?(step: string): void;
+}
+
 export class Agent {
   private store?: LocalStore;
   private rpc?: RpcServer;
@@ -44,6 +49,7 @@ export class Agent {
     readonly config: Config,
     readonly log: Logger,
     private readonly subsystems: Subsystem[] = [],
+    private readonly hooks: AgentHooks = {},
   ) {}
 
   get nodeId(): string {
@@ -118,6 +124,7 @@ export class Agent {
     }
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
+    this.hooks.progress?.(`store opened (node ${this.store.nodeId})`);
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
     this.cap = await readCapacity(this.store.dataDir);
     this.capTimer = setInterval(() => {
@@ -148,6 +155,8 @@ export class Agent {
       await s.start(ctx);
       this.started.push(s);
       this.log.debug({ subsystem: s.name }, "subsystem started");
+      const h = safeHealth(s);
+      this.hooks.progress?.(`${s.name} ${h.status}${h.detail ? ` (${h.detail})` : ""}`);
     }
 
     // A method with no role would be refused on every call: better to never start with one.
@@ -159,6 +168,7 @@ export class Agent {
       await this.rpc.listenLocal(cfg.localSocket, adminGid);
     }
     this.rpc.setAllServing("SERVING");
+    this.hooks.progress?.(`gRPC serving on ${this.addresses.grpc}`);
     this.transport.startRenewal();
   }
 
