@@ -120,6 +120,8 @@ export class Agent {
     for (const s of this.subsystems) {
       if (!s.preflight) continue;
       this.preflighted.push(s);
+      // Named before it runs: a preflight waits on the outside world (libvirtd), the status line says which.
+      this.hooks.progress?.(`${s.name}: checking the host`);
       await s.preflight(cfg, this.log);
     }
     this.store = await LocalStore.open(cfg.dataDir);

@@ -146,7 +146,7 @@ test("dev agent: STATUS as it starts, READY=1 only when /readyz is 200, keep-ali
   console.log(transcript(sock));
   const lines = statuses(sock);
   assertInOrder(lines, [
-    "starting: thoc-node ", "starting: store opened (node ", "starting: membership up (", "starting: objectstore starting (",
+    "starting: thoc-node ", "starting: vm: checking the host", "starting: store opened (node ", "starting: membership up (", "starting: objectstore starting (",
     "starting: vm up (test:///default)", "starting: scheduler up (", `starting: gRPC serving on ${a.grpcAddress}`,
     "not ready: objectstore starting (joining", "serving (membership: ", "stopping: SIGTERM",
   ]);
