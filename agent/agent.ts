@@ -15,12 +15,17 @@ import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
 import { listen, readTlsPair, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { readCapacity } from "./capacity.js";
-import { createMetrics, type AgentMetrics } from "./metrics.js";
+import { createMetrics, registerDataDirMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
 import { openTransport, type NodeTransport } from "./tls.js";
 import { authorizer, missingRoles } from "./roles.js";
 import { AuditFile, auditor, isAudited } from "./audit.js";
 import { ClusterEvents } from "./events.js";
+
+/** Who follows the start from outside (systemd's status line): called after each step. */
+export interface AgentHooks {
+  progress?(step: string): void;
+}
 
 export class Agent {
   private store?: LocalStore;
@@ -44,6 +49,7 @@ export class Agent {
     readonly config: Config,
     readonly log: Logger,
     private readonly subsystems: Subsystem[] = [],
+    private readonly hooks: AgentHooks = {},
   ) {}
 
   get nodeId(): string {
@@ -114,11 +120,15 @@ export class Agent {
     for (const s of this.subsystems) {
       if (!s.preflight) continue;
       this.preflighted.push(s);
+      // Named before it runs: a preflight waits on the outside world (libvirtd), the status line says which.
+      this.hooks.progress?.(`${s.name}: checking the host`);
       await s.preflight(cfg, this.log);
     }
     this.store = await LocalStore.open(cfg.dataDir);
     this.log.info({ nodeId: this.store.nodeId, dataDir: this.store.dataDir, generation: this.store.generation }, "store opened");
+    this.hooks.progress?.(`store opened (node ${this.store.nodeId})`);
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
+    registerDataDirMetrics(this.metrics.registry, this.store.dataDir);
     this.cap = await readCapacity(this.store.dataDir);
     this.capTimer = setInterval(() => {
       readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
@@ -148,6 +158,8 @@ export class Agent {
       await s.start(ctx);
       this.started.push(s);
       this.log.debug({ subsystem: s.name }, "subsystem started");
+      const h = safeHealth(s);
+      this.hooks.progress?.(`${s.name} ${h.status}${h.detail ? ` (${h.detail})` : ""}`);
     }
 
     // A method with no role would be refused on every call: better to never start with one.
@@ -159,6 +171,7 @@ export class Agent {
       await this.rpc.listenLocal(cfg.localSocket, adminGid);
     }
     this.rpc.setAllServing("SERVING");
+    this.hooks.progress?.(`gRPC serving on ${this.addresses.grpc}`);
     this.transport.startRenewal();
   }
 

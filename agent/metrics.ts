@@ -3,6 +3,7 @@
  * (minus the gauges it names *_total, which promtool rejects), build info, and
  * gRPC request counters and latency histograms.
  */
+import { statfs } from "node:fs/promises";
 import client, { Registry } from "prom-client";
 import type { CallObserver } from "../rpc/index.js";
 import { GrpcStatus } from "../rpc/index.js";
@@ -37,4 +38,23 @@ export function createMetrics(labels: { version: string; node: string }): AgentM
       latency.observe({ method }, seconds);
     },
   };
+}
+
+/**
+ * The filesystem under the data dir (object data, LevelDB, VM disks all live there): its size and what is
+ * still available to the agent, read with statfs at each scrape so a "disk nearly full" alert sees the
+ * current figure rather than the last capacity reading. A failed statfs reports NaN, not 0 bytes free,
+ * which would look like a full disk (a label-less prom-client gauge cannot be left without a sample; NaN
+ * compares false in every alert threshold).
+ */
+export function registerDataDirMetrics(registry: Registry, dataDir: string): void {
+  const read = async () => statfs(dataDir).catch(() => undefined);
+  const size: client.Gauge = new client.Gauge({
+    name: "thoc_data_dir_filesystem_size_bytes", help: "Size of the filesystem holding the data dir.", registers: [registry],
+    async collect() { const s = await read(); size.set(s ? s.blocks * s.bsize : NaN); },
+  });
+  const avail: client.Gauge = new client.Gauge({
+    name: "thoc_data_dir_filesystem_avail_bytes", help: "Bytes of the data dir's filesystem available to the agent (statfs bavail, as df shows it: the blocks reserved for root are not counted).", registers: [registry],
+    async collect() { const s = await read(); avail.set(s ? s.bavail * s.bsize : NaN); },
+  });
 }

@@ -8,7 +8,7 @@ import { CLI } from "../test/harness.js";
 
 test("systemd-analyze verify accepts the hardened unit", async () => {
   const unit = await readFile(new URL("../../systemd/thoc-node.service", import.meta.url), "utf8");
-  for (const k of ["ProtectSystem=strict", "ReadWritePaths=/var/lib/thoc", "Restart=on-failure", "NoNewPrivileges=yes", "RestartPreventExitStatus=2", "StateDirectoryMode=0710"]) {
+  for (const k of ["ProtectSystem=strict", "ReadWritePaths=/var/lib/thoc", "Restart=on-failure", "NoNewPrivileges=yes", "RestartPreventExitStatus=2", "StateDirectoryMode=0710", "Type=notify", "NotifyAccess=main", "WatchdogSec=30s"]) {
     assert.ok(unit.includes(k), k);
   }
   // verify checks that ExecStart exists: point the packaged path (/usr/bin/thoc-node) at this checkout's CLI.

@@ -159,7 +159,7 @@ export class AgentProcess {
     if (this.dev) {
       args = [CLI, "agent", "--dev", "--name", this.name, "--bind", this.bind, "--data-dir", this.dataDir, "--log-level", logLevel,
         ...(this.opts.join ?? []).flatMap((j) => ["--join", j])];
-      env = { ...process.env, THOC_PRESET: "local", ...this.opts.env };
+      env = { ...inheritedEnv(), THOC_PRESET: "local", ...this.opts.env };
     } else {
       // A data dir made 0750 root:root beforehand (as install.sh did before it made it 0710 root:libvirt-qemu;
       // on the test driver the agent leaves it so), settings in the YAML file, no --dev.
@@ -172,7 +172,7 @@ export class AgentProcess {
         cluster: { keys: [this.clusterKey] },
         ...this.opts.config,
       };
-      env = { ...process.env, ...this.opts.env };
+      env = { ...inheritedEnv(), ...this.opts.env };
       for (const [k, [section, key]] of Object.entries(FILE_ENV)) {
         if (env[k] === undefined) continue;
         const sec = (file[section!] ??= {}) as Record<string, unknown>;
@@ -266,6 +266,16 @@ export class AgentProcess {
   cli(args: string[], timeoutMs = 20_000): Promise<CliResult> {
     return runCli([...this.cliTarget, ...args], timeoutMs, this.cliEnv);
   }
+}
+
+/**
+ * The test process's environment without systemd's notification variables: run under a
+ * Type=notify service (a CI runner), agents would otherwise report to that service's systemd.
+ * A test that wants them (test/systemd-notify.test.ts) sets its own.
+ */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  const { NOTIFY_SOCKET: _s, WATCHDOG_USEC: _u, WATCHDOG_PID: _p, ...rest } = process.env;
+  return rest;
 }
 
 export interface CliResult { code: number | null; stdout: string; stderr: string }

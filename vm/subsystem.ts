@@ -15,7 +15,8 @@ import { ImageService, VmService } from "../proto/index.js";
 import type { BlobStore } from "../objectstore/index.js";
 import { LocalImageStore, type ImageStore } from "./images.js";
 import { ObjectImageStore } from "./images-objectstore.js";
-import { VmManager, type VmChange, type VmRecord } from "./manager.js";
+import { VmManager, type VmChange, type VmRecord, type VmStatus } from "./manager.js";
+import { budgetOf, usageOf } from "./fit.js";
 import type { ImplOf } from "../rpc/index.js";
 import { vmEvent } from "./events.js";
 import { withCpuPercent, type VmMetricsReading } from "./ops.js";
@@ -206,6 +207,7 @@ export class VmSubsystem implements Subsystem {
     const local = vmService(manager, { statsTimeoutMs: cfg.vm.statsTimeout, vnc });
     ctx.rpc.add(VmService, this.deps.routeVmService ? this.deps.routeVmService(local) : local);
     ctx.rpc.add(ImageService, imageService(images, manager));
+    this.registerNodeMetrics(ctx, manager);
     if (cfg.metrics.vmStats) this.registerMetrics(ctx, manager);
   }
 
@@ -244,9 +246,53 @@ export class VmSubsystem implements Subsystem {
     metric("counter", "thoc_vm_disk_read_bytes_total", "Bytes read from the VM's disks.", (s) => s.blockReadBytes);
     metric("counter", "thoc_vm_disk_written_bytes_total", "Bytes written to the VM's disks.", (s) => s.blockWriteBytes);
     metric("gauge", "thoc_vm_running", "1 when the VM is running.", (s) => (s.state === "running" ? 1 : 0));
+  }
+
+  /**
+   * The node-level VM figures, read from the VM records (no libvirt call) with one listing per scrape shared
+   * by all of them. Exported whatever metrics.vmStats says: they are a handful of series, not one per VM, and
+   * the shipped alerts and dashboard read them.
+   */
+  private registerNodeMetrics(ctx: AgentContext, m: VmManager): void {
+    let listed: { at: number; p: Promise<VmRecord[]> } | undefined;
+    const records = () => {
+      if (!listed || Date.now() - listed.at >= 1000) listed = { at: Date.now(), p: m.list().catch(() => [] as VmRecord[]) };
+      return listed.p;
+    };
     const count: Gauge = new Gauge({
       name: "thoc_vms", help: "VMs on this node.", registers: [ctx.metrics],
-      collect: async () => { count.set((await m.list().catch(() => [])).length); },
+      collect: async () => { count.set((await records()).length); },
+    });
+    // Every status is exported, 0 included, so a dashboard or alert on e.g. status="crashed" has a series to read.
+    // A Record (not an array) so that a status added to VmStatus fails to compile until it is listed here.
+    const none: Record<VmStatus, number> = { creating: 0, running: 0, stopping: 0, stopped: 0, paused: 0, crashed: 0, missing: 0, error: 0, unknown: 0 };
+    const byStatus: Gauge<"status"> = new Gauge({
+      name: "thoc_vms_by_status", help: "VMs on this node, by status (as `vm list` shows it).", labelNames: ["status"], registers: [ctx.metrics],
+      collect: async () => {
+        const c = { ...none };
+        for (const r of await records()) c[r.status]++;
+        for (const [status, v] of Object.entries(c)) byStatus.set({ status }, v);
+      },
+    });
+    // What the VMs hold of the node as placement counts it (every VM, running or not: fit() reserves for all),
+    // beside the budget placement allows (CPUs and memory × limits.loadFactor): how full the node is for new VMs.
+    const held = async () => usageOf((await records()).map((r) => ({ name: r.name, vcpus: r.spec.vcpus, ramMB: r.spec.ramMB, gpus: r.gpus })));
+    const budget = () => { const c = ctx.capacity(); return budgetOf({ cpus: c.cpus, memoryBytes: c.memoryBytes, gpus: [], loadFactor: ctx.config.limits.loadFactor }); };
+    const vcpus: Gauge = new Gauge({
+      name: "thoc_vms_allocated_vcpus", help: "vCPUs the VMs on this node hold (every VM, running or not, as placement counts them).", registers: [ctx.metrics],
+      collect: async () => { vcpus.set((await held()).vcpus); },
+    });
+    const memory: Gauge = new Gauge({
+      name: "thoc_vms_allocated_memory_bytes", help: "RAM the VMs on this node hold (every VM, running or not, as placement counts them).", registers: [ctx.metrics],
+      collect: async () => { memory.set((await held()).ramMB * 1024 * 1024); },
+    });
+    new Gauge({
+      name: "thoc_vms_vcpu_budget", help: "vCPUs placement lets this node's VMs hold together: CPUs x limits.loadFactor.", registers: [ctx.metrics],
+      collect() { this.set(budget().vcpus); },
+    });
+    new Gauge({
+      name: "thoc_vms_memory_budget_bytes", help: "RAM placement lets this node's VMs hold together: memory x limits.loadFactor.", registers: [ctx.metrics],
+      collect() { this.set(budget().ramMB * 1024 * 1024); },
     });
   }
 

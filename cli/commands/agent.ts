@@ -63,8 +63,12 @@ export async function runAgent(config: Config): Promise<void> {
   const [{ redacted }, { createLogger, VERSION }] = await Promise.all([import("../../config/index.js"), import("../../core/index.js")]);
   const log = createLogger(config.logLevel, { node: config.name });
   // Loaded here, not at the top: only this command needs the subsystems (koffi, LevelDB).
-  const { Agent, createSubsystems, exitBounded, exitDeadline } = await import("../../agent/index.js");
-  const agent = new Agent(config, log, createSubsystems(config));
+  const { Agent, connectSystemd, createSubsystems, exitBounded, exitDeadline } = await import("../../agent/index.js");
+  // Under systemd (Type=notify): keep-alives from now on, status lines as the start goes, READY=1 below.
+  const systemd = connectSystemd(log);
+  systemd?.progress(`thoc-node ${VERSION}`);
+  systemd?.startWatchdog();
+  const agent = new Agent(config, log, createSubsystems(config), { progress: (step) => systemd?.progress(step) });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     if (++signals > 1) {
@@ -72,6 +76,7 @@ export async function runAgent(config: Config): Promise<void> {
       exitBounded(1);
     }
     log.info({ signal: sig }, "stopping");
+    systemd?.stopping(`${sig}: leaving the cluster, finishing calls under way`);
     // The kernel ends the process at this deadline even if the event loop or a libvirt thread is stuck;
     // the timer below is the orderly version of the same, a little earlier.
     exitDeadline((config.shutdownTimeout + HARD_EXIT_MARGIN_MS) / 1000);
@@ -99,12 +104,15 @@ export async function runAgent(config: Config): Promise<void> {
     const e = ThocError.from(err);
     log.error({ err: e.code === "internal" ? err : undefined, code: e.code }, e.message);
     process.stderr.write(`thoc-node: ${e.message}\n`);
+    systemd?.failed(e.message);
     exitDeadline((config.shutdownTimeout + HARD_EXIT_MARGIN_MS) / 1000);
     await agent.stop().catch(() => {});
     exitBounded(e.code === "invalid_argument" ? 2 : e.code === "failed_precondition" ? 3 : 1);
   }
   const a = agent.addresses;
   log.info({ nodeId: agent.nodeId, grpc: a.grpc, http: a.http, s3: a.s3, gossip: a.gossip, startMs: Date.now() - t0 }, "agent ready");
+  // READY=1 when /readyz would say 200, which may be later than now (a joining node waits for the ring).
+  systemd?.watch(() => agent.health());
   if (config.dev) banner(log, agent, VERSION);
 }
 
