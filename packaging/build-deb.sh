@@ -176,6 +176,9 @@ maint=${THOC_DEB_MAINTAINER:-THOC maintainers <thoc@example.org>}
 printf '%s (%s) stable; urgency=medium\n\n  * Built from %s.\n\n -- %s  %s\n' \
   "$PKG" "$VERSION" "$(git describe --always --dirty 2>/dev/null || echo 'a source tree')" "$maint" "$date_r" \
   | gzip -9n > "$R/usr/share/doc/$PKG/changelog.gz"
+# The Grafana dashboard and the Prometheus alerts (operations.md), for the monitoring hosts to copy.
+install -D -m 0644 packaging/grafana/thoc-node.json "$R/usr/share/$PKG/grafana/thoc-node.json"
+install -D -m 0644 packaging/prometheus/alerts.yml "$R/usr/share/$PKG/prometheus/alerts.yml"
 mkdir -p "$R/usr/share/man/man1" && gzip -9n < packaging/thoc-node.1 > "$R/usr/share/man/man1/thoc-node.1.gz"
 install -m 0644 packaging/deb/lintian-overrides "$R/usr/share/lintian/overrides/$PKG"
 
