@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs thoc-node from this checkout on Debian 12 (as root):
+# Installs thoc-node from this checkout on Debian 12 (as root), for development and tests. Production
+# hosts install the Debian package instead (packaging/build-deb.sh; README "Production install").
 #   bash packaging/install.sh           install deps, build, link /usr/local/bin/thoc-node
 #   bash packaging/install.sh --dev     ... then run a single-node dev agent in the foreground
 #   bash packaging/install.sh --service ... then install and enable the systemd unit
@@ -46,14 +47,12 @@ case "$mode" in
     if getent group libvirt-qemu >/dev/null; then chgrp libvirt-qemu /var/lib/thoc; fi
     # Members of group thoc are admin on the agent's local socket (/run/thoc/thoc.sock), like root.
     getent group thoc >/dev/null || groupadd --system thoc
-    if [ ! -f /etc/thoc/node.yaml ]; then
-      cat > /etc/thoc/node.yaml <<YAML
-# thoc-node configuration: every key and its default is in docs/configuration.md.
-# cluster.keys (or THOC_CLUSTER_KEYS in /etc/thoc/node.env) is required: thoc-node keygen
-join: []
-YAML
-    fi
-    install -m 0644 systemd/thoc-node.service /etc/systemd/system/thoc-node.service
+    if [ ! -f /etc/thoc/node.yaml ]; then install -m 0640 packaging/node.yaml /etc/thoc/node.yaml; fi
+    # The unit is the Debian package's (/usr/bin/thoc-node, docs in /usr/share/doc): point it at this checkout.
+    sed -e 's|^ExecStart=/usr/bin/thoc-node |ExecStart=/usr/local/bin/thoc-node |' \
+        -e "s|^Documentation=.*|Documentation=file://$ROOT/docs/operations.md|" \
+        systemd/thoc-node.service > /etc/systemd/system/thoc-node.service
+    chmod 0644 /etc/systemd/system/thoc-node.service
     systemctl daemon-reload 2>/dev/null && systemctl enable thoc-node.service || echo "install.sh: systemd is not running; enable thoc-node.service later"
     ;;
 esac
