@@ -219,7 +219,7 @@ export class MemoryBlobStore implements BlobStore {
     const e = alg ? { ...expect, computeChecksums: [...(expect.computeChecksums ?? []), alg] } : expect;
     const { data, md5, checksums } = await readVerified(body, e);
     const u = this.upload(bucket, key, uploadId);
-    const info: PartInfo = { partNumber, size: data.length, etag: expect.etag ? expect.etag() : md5, checksums, lastModified: Date.now() };
+    const info: PartInfo = { partNumber, size: data.length, etag: expect.etag ? expect.etag() : md5, checksums, lastModified: Date.now(), ...(expect.sse !== undefined ? { sse: expect.sse } : {}) };
     u.parts.set(partNumber, { info, data });
     return info;
   }

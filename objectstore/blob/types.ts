@@ -36,6 +36,12 @@ export interface PartInfo {
   etag: string;
   checksums?: Checksums;
   lastModified?: number;
+  /**
+   * The part's own encryption parameters (the S3 layer's sse.ts: its random
+   * IV), kept verbatim from BodyExpectations.sse and never read by the store.
+   * Absent on unencrypted parts and on parts written before parts had their own.
+   */
+  sse?: string;
 }
 
 /**
@@ -106,6 +112,8 @@ export interface BodyExpectations {
   etag?: () => string;
   /** Algorithms to compute and store even with no expected value (x-amz-sdk-checksum-algorithm). */
   computeChecksums?: ChecksumAlgorithm[];
+  /** uploadPart only: stored as the part's PartInfo.sse (an encrypted part's own IV, which the store does not check). */
+  sse?: string;
 }
 
 export interface GetObjectOptions {

@@ -86,6 +86,7 @@ export async function uploadPart(s: MultipartHost, bucket: string, key: string, 
     const d = v.digests();
     const p: PartInfo = { partNumber, size: d.size, etag: expect.etag ? expect.etag() : d.md5, lastModified };
     if (Object.keys(d.checksums).length) p.checksums = d.checksums;
+    if (expect.sse !== undefined) p.sse = expect.sse;
     return p;
   };
   const finalMeta = () => JSON.stringify({ ...info(), objectKey: key } satisfies StoredPart);

@@ -60,15 +60,19 @@ export async function createMultipartUpload(ctx: Ctx) {
     { ...(alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {}), ...(enc ? sseHeaders(enc.mode, enc.mode === "SSE-C" ? enc.ck : undefined) : {}) });
 }
 
-/** An encrypted part's expectations for the store: its ciphertext's size, and under SSE-S3 the plaintext's MD5 as its ETag (as S3 answers; SSE-C parts keep an ETag that is not the plaintext's MD5). */
-function partExpect(enc: { headers: Record<string, string> }, sealed: ReturnType<typeof seal>): BodyExpectations {
-  return enc.headers[SSE_HEADER] === "AES256" ? { ...sealed.expect, etag: () => sealed.digests().etag } : sealed.expect;
+/**
+ * An encrypted part's expectations for the store: its ciphertext's size, its own IV to keep (sse.ts), and under SSE-S3
+ * the plaintext's MD5 as its ETag (as S3 answers; SSE-C parts keep an ETag that is not the plaintext's MD5).
+ */
+function partExpect(enc: { headers: Record<string, string>; ivField: string }, sealed: ReturnType<typeof seal>): BodyExpectations {
+  const e: BodyExpectations = { ...sealed.expect, sse: enc.ivField };
+  return enc.headers[SSE_HEADER] === "AES256" ? { ...e, etag: () => sealed.digests().etag } : e;
 }
 
 export async function uploadPart(ctx: Ctx) {
   await ownBucket(ctx);
   const n = partNumber(ctx), id = uploadId(ctx);
-  const enc = await partEncryption(ctx, id, n);
+  const enc = await partEncryption(ctx, id);
   const b = body(ctx);
   const sealed = enc && seal(b.body, enc.key, enc.iv, b.expect);
   const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? b.body, sealed ? partExpect(enc, sealed) : b.expect).catch((err: unknown) => { throw b.mapError(err); });
@@ -80,7 +84,7 @@ export async function uploadPart(ctx: Ctx) {
 export async function uploadPartCopy(ctx: Ctx) {
   await ownBucket(ctx);
   const n = partNumber(ctx), id = uploadId(ctx);
-  const enc = await partEncryption(ctx, id, n);
+  const enc = await partEncryption(ctx, id);
   const src = await copySource(ctx);
   const rh = ctx.req.headers["x-amz-copy-source-range"];
   const range = parseRange(typeof rh === "string" ? rh : undefined, src.meta.size, true);

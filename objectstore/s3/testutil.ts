@@ -17,6 +17,7 @@ import { objectsSuite } from "./suite-objects.js";
 import { taggingSuite } from "./suite-tagging.js";
 import { versioningSuite } from "./suite-versioning.js";
 import { sseSuite } from "./suite-sse.js";
+import { ssePartsSuite } from "./suite-sse-parts.js";
 import { postObjectSuite } from "./suite-post-object.js";
 import type { MakeStore } from "./test-fixture.js";
 
@@ -36,6 +37,7 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     accessSuite(makeStore);
     versioningSuite(makeStore);
     sseSuite(makeStore);
+    ssePartsSuite(makeStore);
     postObjectSuite(makeStore);
   });
 }
