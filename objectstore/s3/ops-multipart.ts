@@ -1,7 +1,7 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
 import { MAX_PARTS, parseAlgorithm, type BodyExpectations, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
 import { readSmall } from "./body.js";
-import { checkWriteCondition, writeConditionOf } from "./conditional.js";
+import { writeConditionOf, writeGuard } from "./conditional.js";
 import { s3err, toS3Error } from "./errors.js";
 import {
   body, checkWriteHeaders, intParam, isoDate, objectHeadersOf, ownBucket, ownerXml, parseRange, quote, sendEmpty, sendXml,
@@ -109,8 +109,14 @@ export async function completeMultipartUpload(ctx: Ctx) {
   });
   if (parts.length === 0) throw s3err("MalformedXML", "You must specify at least one part.");
   if (parts.length > MAX_PARTS) throw s3err("MalformedXML", `At most ${MAX_PARTS} parts.`);
-  // Last thing before the parts are assembled (conditional.ts: not atomic with the completion).
-  if (cond) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
+  // Last thing before the parts are assembled, under the key's lock until the completion has settled (conditional.ts).
+  const guard = cond && writeGuard(ctx.writeLocks, ctx.store, ctx.bucket!, ctx.key!, cond);
+  try {
+    await guard?.check();
+  } catch (err) {
+    guard?.release();
+    throw err;
+  }
 
   // Completing can take a while (quorum waits, many parts, a slow disk): answer 200 early and keep the connection alive with
   // whitespace; an error after that point goes in the 200 body, which SDKs check for this operation.
@@ -124,7 +130,7 @@ export async function completeMultipartUpload(ctx: Ctx) {
     } else res.write(" ");
   }, completeTiming.keepaliveMs);
   try {
-    const meta = await ctx.store.completeMultipartUpload(ctx.bucket!, ctx.key!, id, parts);
+    const meta = await ctx.store.completeMultipartUpload(ctx.bucket!, ctx.key!, id, parts).finally(() => guard?.release());
     clearInterval(timer);
     const location = `/${ctx.bucket}/${urlEncodeKey(ctx.key!)}`;
     const result = { Location: location, Bucket: ctx.bucket!, Key: ctx.key!, ETag: quote(meta.etag), ...checksumXml(meta.checksums) };
