@@ -137,7 +137,9 @@ export function parseCopySource(raw: string): { bucket: string; key: string; ver
 /** The source object of a copy (a version of it with ?versionId=), after the caller's read access to it (as a GetObject) and the x-amz-copy-source-if-* conditions. */
 export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; versionId?: string; meta: ObjectMeta; sse?: SseReader }> {
   const src = parseCopySource(String(ctx.req.headers["x-amz-copy-source"]));
-  const access = await authorize({ op: "GetObject", bucket: src.bucket, key: src.key, auth: ctx.auth, store: ctx.store, req: ctx.req, query: new Map() });
+  // A version of the source is read as GetObject ?versionId= is (s3:GetObjectVersion).
+  const query = new Map(src.versionId !== undefined ? [["versionId", src.versionId]] : []);
+  const access = await authorize({ op: "GetObject", bucket: src.bucket, key: src.key, auth: ctx.auth, store: ctx.store, req: ctx.req, query });
   const meta = await ctx.store.headObject(src.bucket, src.key, src.versionId !== undefined ? { versionId: src.versionId } : {}).catch((err: unknown) => {
     throw isBlobError(err, "NoSuchKey") && !access.mayList() ? s3err("AccessDenied") : err;
   });

@@ -7,6 +7,7 @@
  */
 import { describe } from "node:test";
 import { accessSuite } from "./suite-access.js";
+import { accessGrantsSuite } from "./suite-access-grants.js";
 import { badInputSuite } from "./suite-badinput.js";
 import { conditionalSuite } from "./suite-conditional.js";
 import { corsSuite } from "./suite-cors.js";
@@ -35,6 +36,7 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     lifecycleSuite(makeStore);
     taggingSuite(makeStore);
     accessSuite(makeStore);
+    accessGrantsSuite(makeStore);
     versioningSuite(makeStore);
     sseSuite(makeStore);
     ssePartsSuite(makeStore);
