@@ -231,6 +231,10 @@ export interface ListUploadsResult {
   nextUploadIdMarker?: string;
 }
 
+export interface CompleteOptions {
+  onVersionId?: (versionId: string) => void;
+}
+
 export interface BlobStore {
   listBuckets(): Promise<BucketInfo[]>;
   /** One configuration section of a bucket (bucket-config.ts), undefined when never set. NoSuchBucket when the bucket is missing. */
@@ -286,8 +290,11 @@ export interface BlobStore {
    * Assembles the listed parts (ascending, each but the last ≥ 5 MiB — EntityTooSmall — and
    * matching ETags — InvalidPart; out of order — InvalidPartOrder). Completing an already
    * completed upload with the same part list returns the same object (idempotent retry).
+   * opts.onVersionId: called, in a bucket that has (had) versioning, with the new
+   * version's id as soon as it is decided, before the object is written (the S3
+   * layer's keep-alive sends its headers, x-amz-version-id among them, early).
    */
-  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<ObjectMeta>;
+  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[], opts?: CompleteOptions): Promise<ObjectMeta>;
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;
   listParts(bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }): Promise<{ upload: MultipartUpload; parts: PartInfo[]; isTruncated: boolean; nextPartNumberMarker?: number }>;
   listMultipartUploads(input: ListUploadsInput): Promise<ListUploadsResult>;
