@@ -16,6 +16,7 @@ import { boundaryOf, FormReader } from "./form.js";
 import { ANONYMOUS, authorize, PUBLIC_ACLS, refusePublicAcl } from "./access.js";
 import { body, CANNED_ACLS, checkWriteHeaders, objectHeadersOf, quote, sendEmpty, sendXml, userMetaOf, type Ctx } from "./http.js";
 import { checkPolicy, parsePolicy, verifyPostSignature } from "./post-policy.js";
+import { sealNew, writeRequest } from "./sse.js";
 import { uriEncode, UNSIGNED, type AuthPolicy, type AuthResult } from "./sigv4.js";
 import type { CredentialLookup } from "./types.js";
 import { list, parseXml, text } from "./xml.js";
@@ -88,24 +89,28 @@ async function receive(ctx: Ctx, creds: CredentialLookup, policy: AuthPolicy, pr
   if (acl !== undefined && PUBLIC_ACLS.has(acl as CannedAcl)) refusePublicAcl(await ctx.store.getBucketConfig(ctx.bucket!, "publicAccessBlock"), acl as CannedAcl);
   const tags = fields.has("tagging") ? parseTagging(fields.get("tagging")!) : undefined;
 
+  // The form's x-amz-server-side-encryption(-customer-*) fields, else the bucket's default encryption, as a PUT's headers would.
+  const enc = await writeRequest(ctx, h);
   let n = 0;
   const max = Math.min(range.max, MAX_OBJECT);
+  const plain = form.stream({
+    chunk(len) {
+      n += len;
+      if (n > max) throw s3err("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", { ProposedSize: String(n), MaxSizeAllowed: String(max) });
+    },
+    end() {
+      if (n < range.min) throw s3err("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size", { ProposedSize: String(n), MinSizeAllowed: String(range.min) });
+    },
+  });
+  const expect = { checksums: {}, computeChecksums: [] };
+  const sealed = enc && sealNew(ctx, enc, plain, expect);
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key, expect: { checksums: {}, computeChecksums: [] },
-    body: form.stream({
-      chunk(len) {
-        n += len;
-        if (n > max) throw s3err("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", { ProposedSize: String(n), MaxSizeAllowed: String(max) });
-      },
-      end() {
-        if (n < range.min) throw s3err("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size", { ProposedSize: String(n), MinSizeAllowed: String(range.min) });
-      },
-    }),
+    bucket: ctx.bucket!, key, expect: sealed?.expect ?? expect, body: sealed?.body ?? plain,
     headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
-    extras: { ...(acl !== undefined ? { acl: acl as CannedAcl } : {}), ...(tags ? { tags } : {}) },
+    extras: { ...(acl !== undefined ? { acl: acl as CannedAcl } : {}), ...(tags ? { tags } : {}), ...(sealed ? { sse: sealed.sse } : {}) },
   }).catch((err: unknown) => { throw prepared.mapError(err); });
   if (!(await form.drain(MAX_AFTER_FILE_BYTES))) ctx.res.setHeader("Connection", "close");
-  answer(ctx, fields, key, meta.etag);
+  answer(ctx, fields, key, meta.etag, sealed?.headers);
 }
 
 /** The fields a PUT would have sent as headers, so the same checks and stored headers apply (acl as x-amz-acl). */
@@ -139,13 +144,13 @@ function parseTagging(xml: string): Record<string, string> {
 }
 
 /** success_action_redirect (303 to it with bucket, key and etag), else success_action_status 200, 201 (PostResponse XML) or 204. */
-function answer(ctx: Ctx, fields: Map<string, string>, key: string, etag: string): void {
+function answer(ctx: Ctx, fields: Map<string, string>, key: string, etag: string, sse: Record<string, string> = {}): void {
   const host = ctx.req.headers.host ?? "localhost";
   const scheme = (ctx.req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
   // The bucket's URL as the client addressed it (path- or virtual-host style), then the key.
   const bucketPath = (ctx.req.url ?? "/").replace(/^[a-z]+:\/\/[^/]*/i, "").split("?")[0]!.replace(/\/+$/, "");
   const location = `${scheme}://${host}${bucketPath}/${uriEncode(key, true)}`;
-  const headers = { ETag: quote(etag), Location: location };
+  const headers = { ETag: quote(etag), Location: location, ...sse };
   const redirect = fields.get("success_action_redirect") ?? fields.get("redirect");
   if (redirect) {
     try {

@@ -119,8 +119,7 @@ export async function* cryptStream(body: AsyncIterable<Uint8Array>, key: Buffer,
 // ---- what a request asks for ----
 
 /** Refuses SSE-C over plain HTTP unless s3.sseCustomerKeysOverHttp (the key would cross the network in the clear). */
-function customerKey(ctx: Ctx, prefix: string): CustomerKey | undefined {
-  const h = ctx.req.headers;
+function customerKey(ctx: Ctx, prefix: string, h: IncomingMessage["headers"] = ctx.req.headers): CustomerKey | undefined {
   if (!hasCustomerHeaders(h, prefix)) return undefined;
   if (!(ctx.req.socket as TLSSocket).encrypted && !ctx.config.s3.sseCustomerKeysOverHttp) {
     throw s3err("InvalidRequest", "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection.");
@@ -137,13 +136,13 @@ export function hasSseHeaders(h: IncomingMessage["headers"]): boolean {
 }
 
 /**
- * The encryption a PutObject, CopyObject (destination) or
- * CreateMultipartUpload asks for: its headers, else the bucket's default
- * encryption. SSE-KMS is refused as NotImplemented.
+ * The encryption a PutObject, CopyObject (destination),
+ * CreateMultipartUpload or POST Object (its form fields as `h`) asks for: its
+ * headers, else the bucket's default encryption. SSE-KMS is refused as
+ * NotImplemented.
  */
-export async function writeRequest(ctx: Ctx): Promise<SseRequest | undefined> {
-  const h = ctx.req.headers;
-  const ck = customerKey(ctx, SSE_C_PREFIX);
+export async function writeRequest(ctx: Ctx, h: IncomingMessage["headers"] = ctx.req.headers): Promise<SseRequest | undefined> {
+  const ck = customerKey(ctx, SSE_C_PREFIX, h);
   const sse = h[SSE_HEADER];
   if (h["x-amz-server-side-encryption-aws-kms-key-id"] !== undefined || h["x-amz-server-side-encryption-context"] !== undefined || sse === "aws:kms" || sse === "aws:kms:dsse") {
     throw s3err("NotImplemented", "SSE-KMS (aws:kms) is not supported by this store: use SSE-S3 (x-amz-server-side-encryption: AES256) or SSE-C.");
