@@ -136,7 +136,7 @@ async function confirmPointer(b: ReplicatedBackend, bucket: string, key: string,
   const m = live ? storedOf(live) : undefined;
   // Sort ids order newest first: a vref at or before ours in that order is ours or newer.
   if (m && isPointer(m) && m.vref <= sid) return;
-  // A pre-versioning object at the key (a Suspended write's pointer was never there) has nothing to re-point.
+  // A plain record (no pointer) cannot follow a versioned write of the key: nothing here to re-point.
   if (m && !isPointer(m)) return;
   await repoint(b, bucket, key, now.record?.version ?? "");
 }

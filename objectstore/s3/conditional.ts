@@ -12,9 +12,10 @@
  * the write, so of N concurrent `If-None-Match: *` PUTs of one key through
  * one node exactly one writes and the others see its object (412). A
  * conditional write that waits for the lock longer than
- * conditionalTiming.lockWaitMs (write-locks.ts) answers S3's 409 ConditionalRequestConflict.
+ * conditionalTiming.lockWaitMs (write-locks.ts) answers S3's 409
+ * ConditionalRequestConflict.
  *
- * What stays open (docs/s3.md, "Conditional writes"): conditional writes of
+ * What stays open (docs/s3.md, "Conditional requests"): conditional writes of
  * one key through *different* nodes, and unconditional writes or deletes (which
  * take no lock), can still land between another node's check and its write;
  * the later version then wins, as for any two writes. The check runs as late
