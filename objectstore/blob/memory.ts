@@ -15,7 +15,7 @@ import {
   MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
-  type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult,
+  type CompleteOptions, type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult,
 } from "./types.js";
 
 /**
@@ -219,12 +219,13 @@ export class MemoryBlobStore implements BlobStore {
     const e = alg ? { ...expect, computeChecksums: [...(expect.computeChecksums ?? []), alg] } : expect;
     const { data, md5, checksums } = await readVerified(body, e);
     const u = this.upload(bucket, key, uploadId);
-    const info: PartInfo = { partNumber, size: data.length, etag: expect.etag ? expect.etag() : md5, checksums, lastModified: Date.now() };
+    const info: PartInfo = { partNumber, size: data.length, etag: expect.etag ? expect.etag() : md5, checksums, lastModified: Date.now(), ...(expect.sse !== undefined ? { sse: expect.sse } : {}) };
     u.parts.set(partNumber, { info, data });
     return info;
   }
 
-  async completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]) {
+  // opts.onVersionId is never called: this store keeps no versions (a versioned bucket is refused).
+  async completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[], _opts?: CompleteOptions) {
     const sig = JSON.stringify(parts.map((p) => [p.partNumber, p.etag.replace(/"/g, "")]));
     const done = this.completed.get(uploadId);
     if (done && done.meta.bucket === bucket && done.meta.key === key) {

@@ -36,6 +36,12 @@ export interface PartInfo {
   etag: string;
   checksums?: Checksums;
   lastModified?: number;
+  /**
+   * The part's own encryption parameters (the S3 layer's sse.ts: its random
+   * IV), kept verbatim from BodyExpectations.sse and never read by the store.
+   * Absent on unencrypted parts and on parts written before parts had their own.
+   */
+  sse?: string;
 }
 
 /**
@@ -106,6 +112,8 @@ export interface BodyExpectations {
   etag?: () => string;
   /** Algorithms to compute and store even with no expected value (x-amz-sdk-checksum-algorithm). */
   computeChecksums?: ChecksumAlgorithm[];
+  /** uploadPart only: stored as the part's PartInfo.sse (an encrypted part's own IV, which the store does not check). */
+  sse?: string;
 }
 
 export interface GetObjectOptions {
@@ -223,6 +231,10 @@ export interface ListUploadsResult {
   nextUploadIdMarker?: string;
 }
 
+export interface CompleteOptions {
+  onVersionId?: (versionId: string) => void;
+}
+
 export interface BlobStore {
   listBuckets(): Promise<BucketInfo[]>;
   /** One configuration section of a bucket (bucket-config.ts), undefined when never set. NoSuchBucket when the bucket is missing. */
@@ -278,8 +290,11 @@ export interface BlobStore {
    * Assembles the listed parts (ascending, each but the last ≥ 5 MiB — EntityTooSmall — and
    * matching ETags — InvalidPart; out of order — InvalidPartOrder). Completing an already
    * completed upload with the same part list returns the same object (idempotent retry).
+   * opts.onVersionId: called, in a bucket that has (had) versioning, with the new
+   * version's id as soon as it is decided, before the object is written (the S3
+   * layer's keep-alive sends its headers, x-amz-version-id among them, early).
    */
-  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<ObjectMeta>;
+  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[], opts?: CompleteOptions): Promise<ObjectMeta>;
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;
   listParts(bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }): Promise<{ upload: MultipartUpload; parts: PartInfo[]; isTruncated: boolean; nextPartNumberMarker?: number }>;
   listMultipartUploads(input: ListUploadsInput): Promise<ListUploadsResult>;

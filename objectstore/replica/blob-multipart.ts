@@ -16,7 +16,7 @@
 import { randomBytes } from "node:crypto";
 import {
   MAX_PARTS, RollUp, algorithmsFor, blobError, chooseParts, compositeChecksum, isBlobError, multipartEtag, pickHeaders, stripQuotes,
-  type BodyExpectations, type ChecksumAlgorithm, type Checksums, type ListUploadsInput, type ListUploadsResult,
+  type BodyExpectations, type ChecksumAlgorithm, type CompleteOptions, type Checksums, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo,
   type BucketInfo,
 } from "../blob/index.js";
@@ -86,6 +86,7 @@ export async function uploadPart(s: MultipartHost, bucket: string, key: string, 
     const d = v.digests();
     const p: PartInfo = { partNumber, size: d.size, etag: expect.etag ? expect.etag() : d.md5, lastModified };
     if (Object.keys(d.checksums).length) p.checksums = d.checksums;
+    if (expect.sse !== undefined) p.sse = expect.sse;
     return p;
   };
   const finalMeta = () => JSON.stringify({ ...info(), objectKey: key } satisfies StoredPart);
@@ -114,7 +115,7 @@ async function storedParts(s: MultipartHost, bucket: string, uploadId: string, a
   return out;
 }
 
-export async function complete(s: MultipartHost, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[]): Promise<ObjectMeta> {
+export async function complete(s: MultipartHost, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[], opts?: CompleteOptions): Promise<ObjectMeta> {
   const sig = list.map((p) => `${p.partNumber}:${stripQuotes(p.etag)}`).join(",");
   // The part listing is most of Complete's cost on a big upload: start it beside the upload's lookup.
   const listing = storedParts(s, bucket, uploadId);
@@ -146,7 +147,11 @@ export async function complete(s: MultipartHost, bucket: string, key: string, up
   };
   const coord = s.b.coordinator;
   // In a versioned bucket the manifest is the new version's record (blob-versions.ts).
-  const done = await s.commit(bucket, key, (k, versionId) => coord.put({ bucket, key: k, meta: JSON.stringify(versionId ? { ...meta, versionId } : meta) }, manifestBody(manifest)));
+  const done = await s.commit(bucket, key, (k, versionId) => {
+    // Named before the manifest is written: the S3 layer can send x-amz-version-id with early (keep-alive) headers.
+    if (versionId) opts?.onVersionId?.(versionId);
+    return coord.put({ bucket, key: k, meta: JSON.stringify(versionId ? { ...meta, versionId } : meta) }, manifestBody(manifest));
+  });
   await coord.delete(bucket, uploadKey(key, uploadId)).catch(() => undefined);
   const used = new Set(chosen.map((p) => p.rec.key));
   await dropAll(s, bucket, [...stored.values()].map((p) => p.rec.key).filter((k) => !used.has(k)));

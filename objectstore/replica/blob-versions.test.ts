@@ -105,8 +105,10 @@ describe("versioned objects on a 3-node cluster", () => {
   test("parts of a multipart version stay while a version references them; go once none does", async () => {
     const up = await node(0).createMultipartUpload(B, "mp", {}, {});
     const p = await node(1).uploadPart(B, "mp", up.uploadId, 1, once(Buffer.from("part-one")), { size: 8 });
-    const done = await node(2).completeMultipartUpload(B, "mp", up.uploadId, [{ partNumber: 1, etag: p.etag }]);
+    const named: string[] = [];
+    const done = await node(2).completeMultipartUpload(B, "mp", up.uploadId, [{ partNumber: 1, etag: p.etag }], { onVersionId: (id) => named.push(id) });
     assert.ok(done.versionId);
+    assert.deepEqual(named, [done.versionId], "the version id is named (once) before the completion returns, for the S3 layer's early headers");
     await put(node(0), "mp", "plain over it");
     const sweepers = c.nodes.map((n) => new PartSweeper({
       self: n.id, store: n.store, coordinator: n.node.coordinator, ring: () => n.node.ring(), isUp: (id) => !c.down.has(id),
@@ -154,5 +156,30 @@ describe("versioned objects on a 3-node cluster", () => {
     await coord.delete(B, versionKey("torn", v3));
     assert.equal(await text(node(1), "torn"), "orphan");
     assert.equal((await node(1).headObject(B, "torn")).versionId, orphan);
+  });
+
+  test("DELETE ?versionId= of the latest version racing a PUT: the PUT's version ends up the latest (also when the delete left no version)", async () => {
+    for (const [key, older] of [["race-del-repoint", true], ["race-del-last", false]] as const) {
+      if (older) await put(node(0), key, "v0");
+      const v1 = await put(node(0), key, "v1");
+      // A PUT through node 0 stamps its version, then its body is held back; meanwhile node 1 deletes v1 by id,
+      // so its re-point (or the pointer's removal) is stamped after the PUT's pointer.
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      const body = (async function* () { await gate; yield Buffer.from("v2"); })();
+      const putting = node(0).putObject({ bucket: B, key, body, headers: {}, userMeta: {}, expect: { size: 2 } });
+      await new Promise((r) => setTimeout(r, 30));
+      await node(1).deleteObject(B, key, { versionId: v1 });
+      await new Promise((r) => setTimeout(r, 5));
+      release();
+      const v2 = (await putting).versionId!;
+      for (const i of [0, 1, 2]) {
+        assert.equal(await text(node(i), key), "v2", `${key}: node ${i} reads the PUT's version`);
+        assert.equal((await node(i).headObject(B, key)).versionId, v2);
+      }
+      const l = await node(2).listObjectVersions({ bucket: B, prefix: key, maxKeys: 10 });
+      assert.deepEqual(l.versions.map((v) => v.isLatest), older ? [true, false] : [true], key);
+      assert.equal(l.versions[0]!.versionId, v2);
+    }
   });
 });

@@ -110,6 +110,7 @@ export async function writeVersion(b: ReplicatedBackend, bucket: string, key: st
   if (live && !isPointer(storedOf(live)) && state === "Enabled") await keepAsNull(b, bucket, key, cur, live);
   const rec = await write(versionKey(key, sid), state === "Enabled" ? sid : "null");
   await setPointer(b, bucket, key, rec, sid, t);
+  await confirmPointer(b, bucket, key, sid);
   if (state === "Suspended") {
     // Older null versions (larger sort ids) go; ours too when a newer one came meanwhile (the pointer names that
     // one). So racing writers never delete the newest, and whichever lists last removes what the other did not see.
@@ -118,6 +119,26 @@ export async function writeVersion(b: ReplicatedBackend, bucket: string, key: st
     for (const v of nulls) if (v.sid > sid || (superseded && v.sid === sid)) await coord.delete(bucket, v.rec.key);
   }
   return versionMeta(rec, key);
+}
+
+/**
+ * After a write's pointer: the pointer must name our version or a newer one.
+ * Our pointer carries the stamp taken before the body streamed, so a
+ * re-point (or the pointer's removal) by a DELETE ?versionId= of the latest
+ * version that ran while the body was under way is stamped later and wins;
+ * having listed before our version record existed, it named an older version
+ * or none. Then re-point from the versions as they are now (ours among them).
+ * One quorum HEAD per versioned write; the deleter re-checks too (repoint).
+ */
+async function confirmPointer(b: ReplicatedBackend, bucket: string, key: string, sid: string): Promise<void> {
+  const now = await b.coordinator.head(bucket, key);
+  const live = liveOf(now.record);
+  const m = live ? storedOf(live) : undefined;
+  // Sort ids order newest first: a vref at or before ours in that order is ours or newer.
+  if (m && isPointer(m) && m.vref <= sid) return;
+  // A plain record (no pointer) cannot follow a versioned write of the key: nothing here to re-point.
+  if (m && !isPointer(m)) return;
+  await repoint(b, bucket, key, now.record?.version ?? "");
 }
 
 /** Copies a pre-versioning object to a version record (a multipart object's manifest, not its bytes). */
@@ -218,10 +239,13 @@ export async function repoint(b: ReplicatedBackend, bucket: string, key: string,
   const coord = b.coordinator;
   for (let round = 0; round < 2; round++) {
     const newest = (await keyVersions(b, bucket, key))[0];
-    const t = coord.stamp(seen);
+    const t = coord.stamp(seen || undefined);
     if (!newest) {
-      await coord.delete(bucket, key);
-      return;
+      // A writer's version may land after the listing, its pointer losing to this removal: look again (confirmPointer is its side).
+      const gone = await coord.delete(bucket, key);
+      seen = gone.version;
+      if (!(await keyVersions(b, bucket, key))[0]) return;
+      continue;
     }
     await setPointer(b, bucket, key, newest.rec, newest.sid, t);
     seen = t;

@@ -5,7 +5,10 @@
  * order: an explicit Deny in the policy refuses (data operations, the
  * owner's too); the owner is allowed; a policy Allow grants; then ACL
  * grants (bucket READ = list, bucket WRITE = put/delete objects, object
- * READ = get the object). Bucket configuration stays owner-only.
+ * READ = get the object). Tagging, ACL, versioning, CORS, lifecycle and
+ * default-encryption calls can be granted by a policy under their IAM action
+ * names (OPS); the policy, Block Public Access and DeleteBucket stay the
+ * owner's alone.
  *
  * Objects are always owned by the bucket's owner here (S3's "bucket owner
  * enforced" ownership, but with ACLs still honoured), so bucket-owner-read
@@ -35,17 +38,22 @@ export function hasNoCredentials(headers: IncomingMessage["headers"], query: Map
 }
 
 type Grant = "bucket-read" | "bucket-write" | "object-read";
-interface OpRule { action: PolicyAction; grant?: Grant; object: boolean }
+/** An operation's IAM action (`versioned`: with ?versionId=, as S3 names it), the ACL grant that also lets it in, and whether it acts on a key. */
+interface OpRule { action: PolicyAction; versioned?: PolicyAction; grant?: Grant; object: boolean }
 
-/** The data operations a non-owner can be let in to; every other bucket operation is the owner's alone. */
+/**
+ * The operations a non-owner can be let in to (by a policy Allow, or an ACL
+ * grant where `grant` says); every other bucket operation (the policy, Block
+ * Public Access, DeleteBucket) is the owner's alone.
+ */
 const OPS: Record<string, OpRule> = {
   HeadBucket: { action: "s3:ListBucket", grant: "bucket-read", object: false },
   ListObjects: { action: "s3:ListBucket", grant: "bucket-read", object: false },
   ListObjectsV2: { action: "s3:ListBucket", grant: "bucket-read", object: false },
   ListObjectVersions: { action: "s3:ListBucketVersions", grant: "bucket-read", object: false },
   ListMultipartUploads: { action: "s3:ListBucketMultipartUploads", grant: "bucket-read", object: false },
-  GetObject: { action: "s3:GetObject", grant: "object-read", object: true },
-  HeadObject: { action: "s3:GetObject", grant: "object-read", object: true },
+  GetObject: { action: "s3:GetObject", versioned: "s3:GetObjectVersion", grant: "object-read", object: true },
+  HeadObject: { action: "s3:GetObject", versioned: "s3:GetObjectVersion", grant: "object-read", object: true },
   PutObject: { action: "s3:PutObject", grant: "bucket-write", object: true },
   CopyObject: { action: "s3:PutObject", grant: "bucket-write", object: true },
   CreateMultipartUpload: { action: "s3:PutObject", grant: "bucket-write", object: true },
@@ -54,10 +62,43 @@ const OPS: Record<string, OpRule> = {
   CompleteMultipartUpload: { action: "s3:PutObject", grant: "bucket-write", object: true },
   AbortMultipartUpload: { action: "s3:AbortMultipartUpload", grant: "bucket-write", object: true },
   ListParts: { action: "s3:ListMultipartUploadParts", object: true },
-  DeleteObject: { action: "s3:DeleteObject", grant: "bucket-write", object: true },
+  DeleteObject: { action: "s3:DeleteObject", versioned: "s3:DeleteObjectVersion", grant: "bucket-write", object: true },
   // Checked per key by the handler (checkKey); the bucket-level answer only lets it start.
   DeleteObjects: { action: "s3:DeleteObject", grant: "bucket-write", object: false },
+  GetObjectTagging: { action: "s3:GetObjectTagging", versioned: "s3:GetObjectVersionTagging", object: true },
+  PutObjectTagging: { action: "s3:PutObjectTagging", versioned: "s3:PutObjectVersionTagging", object: true },
+  DeleteObjectTagging: { action: "s3:DeleteObjectTagging", versioned: "s3:DeleteObjectVersionTagging", object: true },
+  GetObjectAcl: { action: "s3:GetObjectAcl", versioned: "s3:GetObjectVersionAcl", object: true },
+  PutObjectAcl: { action: "s3:PutObjectAcl", versioned: "s3:PutObjectVersionAcl", object: true },
+  GetObjectAttributes: { action: "s3:GetObjectAttributes", versioned: "s3:GetObjectVersionAttributes", object: true },
+  GetBucketLocation: { action: "s3:GetBucketLocation", object: false },
+  GetBucketTagging: { action: "s3:GetBucketTagging", object: false },
+  // As in S3, deleting a configuration needs its Put action.
+  PutBucketTagging: { action: "s3:PutBucketTagging", object: false },
+  DeleteBucketTagging: { action: "s3:PutBucketTagging", object: false },
+  GetBucketVersioning: { action: "s3:GetBucketVersioning", object: false },
+  PutBucketVersioning: { action: "s3:PutBucketVersioning", object: false },
+  GetBucketCors: { action: "s3:GetBucketCORS", object: false },
+  PutBucketCors: { action: "s3:PutBucketCORS", object: false },
+  DeleteBucketCors: { action: "s3:PutBucketCORS", object: false },
+  GetBucketLifecycleConfiguration: { action: "s3:GetLifecycleConfiguration", object: false },
+  PutBucketLifecycleConfiguration: { action: "s3:PutLifecycleConfiguration", object: false },
+  DeleteBucketLifecycle: { action: "s3:PutLifecycleConfiguration", object: false },
+  GetBucketAcl: { action: "s3:GetBucketAcl", object: false },
+  PutBucketAcl: { action: "s3:PutBucketAcl", object: false },
+  GetBucketEncryption: { action: "s3:GetEncryptionConfiguration", object: false },
+  PutBucketEncryption: { action: "s3:PutEncryptionConfiguration", object: false },
+  DeleteBucketEncryption: { action: "s3:PutEncryptionConfiguration", object: false },
 };
+
+/** The IAM action a request for `op` needs (undefined: the owner's alone): the versioned variant when it names ?versionId=. */
+export function actionOf(op: string, query: ReadonlyMap<string, string>): PolicyAction | undefined {
+  const r = OPS[op];
+  return r && (query.has("versionId") && r.versioned ? r.versioned : r.action);
+}
+
+/** What a bucket's WRITE grant (public-read-write) lets anyone do to its objects. */
+const WRITE_GRANTED: ReadonlySet<PolicyAction> = new Set(["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload"]);
 
 export const PUBLIC_ACLS: ReadonlySet<CannedAcl> = new Set(["public-read", "public-read-write", "authenticated-read"]);
 
@@ -141,10 +182,10 @@ export async function authorize(a: AuthorizeInput): Promise<Access> {
   const objectCheck = (action: PolicyAction, key: string, verdict = decide(action, key)) => {
     if (verdict === "deny") throw denied();
     if (isOwner || verdict === "allow") return undefined;
-    if (action === "s3:GetObject") {
+    if (action === "s3:GetObject" || action === "s3:GetObjectVersion") {
       return (meta: Pick<ObjectMeta, "acl">) => { if (!aclGrants(meta.acl, anon, !!pab?.ignorePublicAcls).read) throw denied(); };
     }
-    if ((action === "s3:PutObject" || action === "s3:DeleteObject" || action === "s3:AbortMultipartUpload") && grants.write) return undefined;
+    if (WRITE_GRANTED.has(action) && grants.write) return undefined;
     throw denied();
   };
   const checkKey = (action: PolicyAction, key: string, meta?: Pick<ObjectMeta, "acl">) => {
@@ -152,8 +193,9 @@ export async function authorize(a: AuthorizeInput): Promise<Access> {
     if (later) later(meta ?? {});
   };
   const mayList = () => isOwner || grants.read || (policy !== undefined && evaluatePolicy(policy, { ...base, action: "s3:ListBucket", prefix: "" }, { bucketOwner: bucket.owner, ownerOnly }) === "allow");
-  const verdict = decide(rule.action, rule.object ? a.key : undefined);
-  if (rule.object) return { bucket, isOwner, checkKey, mayList, checkObject: objectCheck(rule.action, a.key!, verdict) };
+  const action = actionOf(a.op, a.query)!;
+  const verdict = decide(action, rule.object ? a.key : undefined);
+  if (rule.object) return { bucket, isOwner, checkKey, mayList, checkObject: objectCheck(action, a.key!, verdict) };
   if (verdict === "deny") throw denied();
   // DeleteObjects is decided key by key (checkKey), a policy may allow some keys and not others.
   const perKey = a.op === "DeleteObjects" && policy !== undefined;

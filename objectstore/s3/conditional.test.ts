@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isBlobError, MemoryBlobStore, type ObjectMeta } from "../blob/index.js";
 import { checkWriteCondition, guardBody, writeConditionOf } from "./conditional.js";
+import { WriteLocks } from "./write-locks.js";
 import type { S3Error } from "./errors.js";
 import { checkConditions } from "./http.js";
 
@@ -64,4 +65,28 @@ test("checkWriteCondition and guardBody over a store: a failed check at the end 
   await store.putObject({ bucket: "b", key: "order", body: guardBody(src, async () => { checkedAfter = seen; }), headers: {}, userMeta: {}, expect: {} });
   assert.equal(checkedAfter, 3, "the check runs once every chunk has been read");
   await store.close();
+});
+
+test("WriteLocks: one holder per key at a time, in arrival order; other keys do not wait; a wait past its limit is a 409 that frees its turn", async () => {
+  const locks = new WriteLocks();
+  const order: string[] = [];
+  const r1 = await locks.acquire("k");
+  const p2 = locks.acquire("k").then((r) => { order.push("2"); return r; });
+  const p3 = locks.acquire("k").then((r) => { order.push("3"); return r; });
+  const other = await locks.acquire("other");
+  other();
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(order, [], "nobody else holds k while its first holder does");
+  r1();
+  const r2 = await p2;
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(order, ["2"]);
+  // A fourth waits at most 20 ms: 409, and the queue behind it is not stuck on it.
+  await assert.rejects(locks.acquire("k", 20), (e: S3Error) => e.code === "ConditionalRequestConflict" && e.status === 409);
+  const p5 = locks.acquire("k");
+  r2();
+  (await p3)();
+  (await p5)();
+  assert.deepEqual(order, ["2", "3"]);
+  assert.equal(locks.size, 0, "idle keys keep no entry");
 });

@@ -4,19 +4,31 @@
  * "<etag>"` only when the current object has that ETag (412
  * PreconditionFailed otherwise; 404 NoSuchKey when there is no object).
  *
- * Not atomic: the replicated store has no compare-and-set, so the condition is
- * a read (a quorum HEAD) followed by the write, and a write of the same key by
- * someone else between the two is not seen (both writers succeed; the later
- * version wins). To keep that window short the check runs as late as it can:
- * for a PUT, when the body has fully arrived, just before the store commits
- * (guardBody); for a completion, right before the parts are assembled. A PUT
- * whose body is large also checks before reading it, so a doomed upload is
- * refused before its bytes are sent. S3's 409 ConditionalRequestConflict
- * (a conflicting write during the upload) is never answered.
+ * The replicated store has no compare-and-set, so the condition is a read (a
+ * quorum HEAD) followed by the write. On one node the two are made atomic
+ * with respect to every other conditional write of the same key taken by
+ * that node: a per-key lock (WriteLocks, one per S3 server) is taken just
+ * before the check and held until the store has acknowledged (or refused)
+ * the write, so of N concurrent `If-None-Match: *` PUTs of one key through
+ * one node exactly one writes and the others see its object (412). A
+ * conditional write that waits for the lock longer than
+ * conditionalTiming.lockWaitMs (write-locks.ts) answers S3's 409
+ * ConditionalRequestConflict.
+ *
+ * What stays open (docs/s3.md, "Conditional requests"): conditional writes of
+ * one key through *different* nodes, and unconditional writes or deletes (which
+ * take no lock), can still land between another node's check and its write;
+ * the later version then wins, as for any two writes. The check runs as late
+ * as it can to keep that window short: for a PUT, when the body has fully
+ * arrived, just before the store commits (guardBody); for a completion, right
+ * before the parts are assembled. A PUT whose body is large also checks
+ * (without the lock) before reading it, so a doomed upload is refused before
+ * its bytes are sent.
  */
 import { isBlobError, type BlobStore, type ObjectMeta } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import { etagMatches } from "./http.js";
+import type { WriteLocks } from "./write-locks.js";
 
 export interface WriteCondition {
   /** If-None-Match: * (create only). */
@@ -62,3 +74,28 @@ export async function* guardBody(body: AsyncIterable<Uint8Array>, check: () => P
 
 /** Bodies at least this large (or of unknown size) are also checked before they are read. */
 export const EARLY_CHECK_BYTES = 1 << 20;
+
+/**
+ * A conditional write's guard: check() takes the key's lock (once) and checks
+ * the condition; release() lets the next writer of the key in, and must run
+ * once the store has settled the write, whatever happened.
+ */
+export function writeGuard(locks: WriteLocks, store: BlobStore, bucket: string, key: string, c: WriteCondition): { check(): Promise<void>; release(): void } {
+  let release: (() => void) | undefined;
+  let done = false;
+  return {
+    async check() {
+      if (!release) {
+        const r = await locks.acquire(`${bucket}\u0000${key}`);
+        // Released meanwhile (the request failed while it waited): let the next one in at once.
+        if (done) r();
+        else release = r;
+      }
+      await checkWriteCondition(store, bucket, key, c);
+    },
+    release() {
+      done = true;
+      release?.();
+    },
+  };
+}

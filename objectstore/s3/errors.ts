@@ -18,6 +18,7 @@ const TABLE: Record<string, [number, string]> = {
   BucketAlreadyExists: [409, "The requested bucket name is not available. Please select a different name and try again."],
   BucketAlreadyOwnedByYou: [409, "Your previous request to create the named bucket succeeded and you already own it."],
   BucketNotEmpty: [409, "The bucket you tried to delete is not empty."],
+  ConditionalRequestConflict: [409, "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart upload you should initiate another CreateMultipartUpload request and re-upload each part."],
   EntityTooLarge: [400, "Your proposed upload exceeds the maximum allowed object size."],
   EntityTooSmall: [400, "Your proposed upload is smaller than the minimum allowed object size."],
   IllegalLocationConstraintException: [400, "The specified location-constraint is not valid for this endpoint."],

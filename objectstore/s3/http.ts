@@ -12,6 +12,7 @@ import { s3err } from "./errors.js";
 import type { AuthResult } from "./sigv4.js";
 import type { Access } from "./access.js";
 import type { SseContext } from "./sse-keys.js";
+import type { WriteLocks } from "./write-locks.js";
 import { xmlDoc, type XmlNode } from "./xml.js";
 
 export interface Ctx {
@@ -31,6 +32,8 @@ export interface Ctx {
   log: Logger;
   /** Encryption at rest: the SSE-S3 key ring and the encryption of uploads (sse.ts). */
   sse: SseContext;
+  /** This node's per-key locks of conditional writes (conditional.ts). */
+  writeLocks: WriteLocks;
   bytesIn: number;
   bytesOut: number;
 }

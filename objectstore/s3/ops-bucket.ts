@@ -109,7 +109,7 @@ export async function deleteObjects(ctx: Ctx) {
     const vid = text(o, "VersionId");
     try {
       // Each key on its own: a policy may let the caller delete some keys and not others.
-      ctx.access?.checkKey("s3:DeleteObject", key);
+      ctx.access?.checkKey(vid !== undefined ? "s3:DeleteObjectVersion" : "s3:DeleteObject", key);
       // With a VersionId: that version goes for good; without, a versioned bucket gets a delete marker.
       const r = await ctx.store.deleteObject(ctx.bucket!, key, vid !== undefined ? { versionId: vid } : {});
       if (!quiet) deleted.push({ Key: key, VersionId: vid, DeleteMarker: r.deleteMarker, DeleteMarkerVersionId: r.deleteMarker ? r.versionId : undefined });

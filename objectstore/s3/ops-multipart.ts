@@ -1,7 +1,7 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
 import { MAX_PARTS, parseAlgorithm, type BodyExpectations, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
 import { readSmall } from "./body.js";
-import { checkWriteCondition, writeConditionOf } from "./conditional.js";
+import { writeConditionOf, writeGuard } from "./conditional.js";
 import { s3err, toS3Error } from "./errors.js";
 import {
   body, checkWriteHeaders, intParam, isoDate, objectHeadersOf, ownBucket, ownerXml, parseRange, quote, sendEmpty, sendXml,
@@ -14,8 +14,12 @@ import { newEncryption, partEncryption, seal, SSE_C_PREFIX, SSE_HEADER, sseHeade
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
-/** While a completion runs (a retry, quorum waits, many parts), a space is sent this often, after a 200 and the XML declaration, so proxies and clients do not time out (tests shorten it). */
-export const completeTiming = { keepaliveMs: 2000 };
+/**
+ * While a completion runs (a retry, quorum waits, many parts), a space is sent this often, after a 200 and the XML
+ * declaration, so proxies and clients do not time out; in a versioned bucket the 200 waits for the version id up to
+ * versionWaitMs from the start (tests shorten both).
+ */
+export const completeTiming = { keepaliveMs: 2000, versionWaitMs: 15_000 };
 
 function uploadId(ctx: Ctx): string {
   const id = ctx.query.get("uploadId");
@@ -60,15 +64,19 @@ export async function createMultipartUpload(ctx: Ctx) {
     { ...(alg ? { "x-amz-checksum-algorithm": alg.toUpperCase() } : {}), ...(enc ? sseHeaders(enc.mode, enc.mode === "SSE-C" ? enc.ck : undefined) : {}) });
 }
 
-/** An encrypted part's expectations for the store: its ciphertext's size, and under SSE-S3 the plaintext's MD5 as its ETag (as S3 answers; SSE-C parts keep an ETag that is not the plaintext's MD5). */
-function partExpect(enc: { headers: Record<string, string> }, sealed: ReturnType<typeof seal>): BodyExpectations {
-  return enc.headers[SSE_HEADER] === "AES256" ? { ...sealed.expect, etag: () => sealed.digests().etag } : sealed.expect;
+/**
+ * An encrypted part's expectations for the store: its ciphertext's size, its own IV to keep (sse.ts), and under SSE-S3
+ * the plaintext's MD5 as its ETag (as S3 answers; SSE-C parts keep an ETag that is not the plaintext's MD5).
+ */
+function partExpect(enc: { headers: Record<string, string>; ivField: string }, sealed: ReturnType<typeof seal>): BodyExpectations {
+  const e: BodyExpectations = { ...sealed.expect, sse: enc.ivField };
+  return enc.headers[SSE_HEADER] === "AES256" ? { ...e, etag: () => sealed.digests().etag } : e;
 }
 
 export async function uploadPart(ctx: Ctx) {
   await ownBucket(ctx);
   const n = partNumber(ctx), id = uploadId(ctx);
-  const enc = await partEncryption(ctx, id, n);
+  const enc = await partEncryption(ctx, id);
   const b = body(ctx);
   const sealed = enc && seal(b.body, enc.key, enc.iv, b.expect);
   const p = await ctx.store.uploadPart(ctx.bucket!, ctx.key!, id, n, sealed?.body ?? b.body, sealed ? partExpect(enc, sealed) : b.expect).catch((err: unknown) => { throw b.mapError(err); });
@@ -80,7 +88,7 @@ export async function uploadPart(ctx: Ctx) {
 export async function uploadPartCopy(ctx: Ctx) {
   await ownBucket(ctx);
   const n = partNumber(ctx), id = uploadId(ctx);
-  const enc = await partEncryption(ctx, id, n);
+  const enc = await partEncryption(ctx, id);
   const src = await copySource(ctx);
   const rh = ctx.req.headers["x-amz-copy-source-range"];
   const range = parseRange(typeof rh === "string" ? rh : undefined, src.meta.size, true);
@@ -105,29 +113,48 @@ export async function completeMultipartUpload(ctx: Ctx) {
   });
   if (parts.length === 0) throw s3err("MalformedXML", "You must specify at least one part.");
   if (parts.length > MAX_PARTS) throw s3err("MalformedXML", `At most ${MAX_PARTS} parts.`);
-  // Last thing before the parts are assembled (conditional.ts: not atomic with the completion).
-  if (cond) await checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond);
+  // Looked up before the lock is taken (the lock must be released on every path after it).
+  const versioned = (await ctx.store.getBucketConfig(ctx.bucket!, "versioning")) !== undefined;
+  // Last thing before the parts are assembled, under the key's lock until the completion has settled (conditional.ts).
+  const guard = cond && writeGuard(ctx.writeLocks, ctx.store, ctx.bucket!, ctx.key!, cond);
+  try {
+    await guard?.check();
+  } catch (err) {
+    guard?.release();
+    throw err;
+  }
 
   // Completing can take a while (quorum waits, many parts, a slow disk): answer 200 early and keep the connection alive with
-  // whitespace; an error after that point goes in the 200 body, which SDKs check for this operation.
+  // whitespace; an error after that point goes in the 200 body, which SDKs check for this operation. In a bucket that has
+  // versioning the early headers wait for the version id (the store names it before it writes the object), at most
+  // completeTiming.versionWaitMs, so x-amz-version-id is among them.
   const res = ctx.res;
-  let started = false;
+  const t0 = Date.now();
+  let started = false, ticked = false;
+  let versionId: string | undefined;
+  const start = () => {
+    started = true;
+    res.writeHead(200, { "Content-Type": "application/xml", ...(versionId ? { "x-amz-version-id": versionId } : {}) });
+    res.write(XML_DECL);
+  };
   const timer = setInterval(() => {
-    if (!started) {
-      started = true;
-      res.writeHead(200, { "Content-Type": "application/xml" });
-      res.write(XML_DECL);
-    } else res.write(" ");
+    ticked = true;
+    if (started) res.write(" ");
+    else if (!versioned || versionId !== undefined || Date.now() - t0 >= completeTiming.versionWaitMs) start();
   }, completeTiming.keepaliveMs);
+  const onVersionId = (id: string) => {
+    versionId = id;
+    // The keep-alive is already due and was only waiting for this.
+    if (ticked && !started) start();
+  };
   try {
-    const meta = await ctx.store.completeMultipartUpload(ctx.bucket!, ctx.key!, id, parts);
+    const meta = await ctx.store.completeMultipartUpload(ctx.bucket!, ctx.key!, id, parts, { onVersionId }).finally(() => guard?.release());
     clearInterval(timer);
     const location = `/${ctx.bucket}/${urlEncodeKey(ctx.key!)}`;
     const result = { Location: location, Bucket: ctx.bucket!, Key: ctx.key!, ETag: quote(meta.etag), ...checksumXml(meta.checksums) };
     if (started) {
       res.end(xmlDoc("CompleteMultipartUploadResult", result).slice(XML_DECL.length));
     } else {
-      // Once the keep-alive has started the headers are gone: the version id then is only in ListObjectVersions.
       const mode = meta.sse?.mode;
       const sseH: Record<string, string> = mode === "SSE-S3" ? { [SSE_HEADER]: "AES256" } : mode === "SSE-C" ? { [`${SSE_C_PREFIX}algorithm`]: "AES256" } : {};
       sendXml(ctx, 200, "CompleteMultipartUploadResult", result, { ...sseH, ...(meta.versionId ? { "x-amz-version-id": meta.versionId } : {}) });

@@ -1,7 +1,7 @@
 /** Object operations: PUT, GET, HEAD, DELETE, CopyObject (ACLs: ops-access.ts; tagging: ops-tagging.ts). */
 import { isBlobError, parseAlgorithm, type ChecksumAlgorithm, type GetObjectResult, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { readSmall } from "./body.js";
-import { checkWriteCondition, EARLY_CHECK_BYTES, guardBody, writeConditionOf } from "./conditional.js";
+import { checkWriteCondition, EARLY_CHECK_BYTES, guardBody, writeConditionOf, writeGuard } from "./conditional.js";
 import { s3err } from "./errors.js";
 import { authorize, isAnonymous } from "./access.js";
 import { requestedAcl } from "./ops-access.js";
@@ -27,11 +27,13 @@ export async function putObject(ctx: Ctx) {
   // Encrypted: the store gets ciphertext and checks only its length; the plaintext's digests are checked as it is sealed (sse.ts).
   const sealed = enc && sealNew(ctx, enc, b.body, b.expect);
   const data = sealed?.body ?? b.body;
+  // The condition is checked under the key's lock once the body has arrived; the lock is held until the store has settled the write.
+  const guard = cond && writeGuard(ctx.writeLocks, ctx.store, ctx.bucket!, ctx.key!, cond);
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(data, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : data, expect: sealed?.expect ?? b.expect,
+    bucket: ctx.bucket!, key: ctx.key!, body: guard ? guardBody(data, guard.check) : data, expect: sealed?.expect ?? b.expect,
     headers: objectHeadersOf(h), userMeta: userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject),
     extras: { acl, ...(tags ? { tags } : {}), ...(sealed ? { sse: sealed.sse } : {}) },
-  }).catch((err: unknown) => { throw b.mapError(err); });
+  }).catch((err: unknown) => { throw b.mapError(err); }).finally(() => guard?.release());
   writeChecksums(ctx.res, meta.checksums, b.echo);
   versions.setVersionHeader(ctx, meta);
   sendEmpty(ctx, 200, { ETag: quote(meta.etag), ...sealed?.headers });
@@ -135,7 +137,9 @@ export function parseCopySource(raw: string): { bucket: string; key: string; ver
 /** The source object of a copy (a version of it with ?versionId=), after the caller's read access to it (as a GetObject) and the x-amz-copy-source-if-* conditions. */
 export async function copySource(ctx: Ctx): Promise<{ bucket: string; key: string; versionId?: string; meta: ObjectMeta; sse?: SseReader }> {
   const src = parseCopySource(String(ctx.req.headers["x-amz-copy-source"]));
-  const access = await authorize({ op: "GetObject", bucket: src.bucket, key: src.key, auth: ctx.auth, store: ctx.store, req: ctx.req, query: new Map() });
+  // A version of the source is read as GetObject ?versionId= is (s3:GetObjectVersion).
+  const query = new Map(src.versionId !== undefined ? [["versionId", src.versionId]] : []);
+  const access = await authorize({ op: "GetObject", bucket: src.bucket, key: src.key, auth: ctx.auth, store: ctx.store, req: ctx.req, query });
   const meta = await ctx.store.headObject(src.bucket, src.key, src.versionId !== undefined ? { versionId: src.versionId } : {}).catch((err: unknown) => {
     throw isBlobError(err, "NoSuchKey") && !access.mayList() ? s3err("AccessDenied") : err;
   });
@@ -170,8 +174,9 @@ export async function copyObject(ctx: Ctx) {
   // As in S3, the copy's encryption is the request's (or the bucket's default), not the source's.
   const sealed = enc && sealNew(ctx, enc, plain, { size: got.meta.size, computeChecksums: compute });
   const data = sealed?.body ?? plain;
+  const guard = cond && writeGuard(ctx.writeLocks, ctx.store, ctx.bucket!, ctx.key!, cond);
   const meta = await ctx.store.putObject({
-    bucket: ctx.bucket!, key: ctx.key!, body: cond ? guardBody(data, () => checkWriteCondition(ctx.store, ctx.bucket!, ctx.key!, cond)) : data,
+    bucket: ctx.bucket!, key: ctx.key!, body: guard ? guardBody(data, guard.check) : data,
     expect: sealed?.expect ?? { size: got.meta.size, computeChecksums: compute },
     // As in S3, the copy's storage class is the request's (STANDARD when absent), whatever the directive.
     headers: directive === "REPLACE" ? objectHeadersOf(h) : {
@@ -180,7 +185,7 @@ export async function copyObject(ctx: Ctx) {
     } as ObjectHeaders,
     userMeta: directive === "REPLACE" ? userMetaOf(h, ctx.config.limits.maxMetaBytesPerObject) : { ...m.userMeta },
     extras: { acl, ...(tags ? { tags } : {}), ...(sealed ? { sse: sealed.sse } : {}) },
-  });
+  }).finally(() => guard?.release());
   const ck: Record<string, string> = {};
   for (const [a, v] of Object.entries(meta.checksums)) if (v) ck[`Checksum${a.toUpperCase()}`] = v;
   versions.setVersionHeader(ctx, meta);

@@ -29,6 +29,7 @@ import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
 import type { SseContext } from "./sse-keys.js";
+import type { WriteLocks } from "./write-locks.js";
 import type { CredentialLookup } from "./types.js";
 
 const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
@@ -61,6 +62,7 @@ export interface PipelineDeps {
   log: Logger;
   policy: AuthPolicy;
   sse: SseContext;
+  writeLocks: WriteLocks;
 }
 
 /** What is known of a request so far; the error answer and metrics read it whichever step failed. */
@@ -114,7 +116,7 @@ export async function runPipeline(deps: PipelineDeps, req: IncomingMessage, res:
     res.writeContinue();
     st.expectContinue = false;
   }
-  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, access, store: deps.store, config: deps.config, log: deps.log, sse: deps.sse, bytesIn: 0, bytesOut: 0 };
+  st.ctx = { req, res, requestId: st.requestId, op: st.op, bucket: target.bucket, key: target.key, query, auth, access, store: deps.store, config: deps.config, log: deps.log, sse: deps.sse, writeLocks: deps.writeLocks, bytesIn: 0, bytesOut: 0 };
   if (st.op === "PostObject") await postOps.postObject(st.ctx, deps.credentials, deps.policy);
   else await HANDLERS[st.op]!(st.ctx);
 }

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { evaluatePolicy, normaliseIp, parsePolicy, type PolicyRequest } from "./policy.js";
-import { aclGrants } from "./access.js";
+import { aclGrants, actionOf } from "./access.js";
 
 const B = "data";
 const doc = (...statements: object[]) => JSON.stringify({ Version: "2012-10-17", Statement: statements });
@@ -59,6 +59,22 @@ test("action wildcards expand over the enforced actions, case-insensitively", ()
   assert.equal(ev(p, { action: "s3:PutObject" }), "none");
   assert.equal(ev(doc(allow({ Action: "s3:*" })), { action: "s3:DeleteObject" }), "allow");
   assert.equal(ev(doc(allow({ Action: "*" })), { action: "s3:PutObject" }), "allow");
+});
+
+test("configuration, tagging and version actions: granted by name or wildcard; each operation names its action, ?versionId= its version action", () => {
+  const p = doc({ Effect: "Allow", Principal: "*", Action: ["s3:*Tagging", "s3:GetBucketVersioning"], Resource: [`arn:aws:s3:::${B}`, `arn:aws:s3:::${B}/*`] });
+  for (const a of ["s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObjectVersionTagging"] as const) assert.equal(ev(p, { action: a }), "allow", a);
+  for (const a of ["s3:GetBucketTagging", "s3:PutBucketTagging", "s3:GetBucketVersioning"] as const) assert.equal(ev(p, { action: a, key: undefined }), "allow", a);
+  assert.equal(ev(p, { action: "s3:PutBucketVersioning", key: undefined }), "none");
+  assert.equal(ev(p, { action: "s3:GetObject" }), "none");
+  const q = (v?: string) => new Map(v ? [["versionId", v]] : []);
+  assert.equal(actionOf("GetObject", q()), "s3:GetObject");
+  assert.equal(actionOf("GetObject", q("v1")), "s3:GetObjectVersion");
+  assert.equal(actionOf("DeleteObject", q("v1")), "s3:DeleteObjectVersion");
+  assert.equal(actionOf("PutObject", q("v1")), "s3:PutObject");
+  assert.equal(actionOf("DeleteBucketCors", q()), "s3:PutBucketCORS");
+  assert.equal(actionOf("DeleteBucketLifecycle", q()), "s3:PutLifecycleConfiguration");
+  assert.equal(actionOf("PutBucketPolicy", q()), undefined, "the policy stays the owner's");
 });
 
 test("aws:SourceIp: IpAddress / NotIpAddress with v4 and v6 CIDRs; IPv4-mapped peers compare as IPv4", () => {
@@ -132,8 +148,14 @@ test("refused: not JSON, unknown elements, Not* elements, bad effect, missing fi
 });
 
 test("refused: actions this store does not enforce, and actions that fit none of the statement's resources", () => {
-  malformed(doc(allow({ Action: "s3:GetObjectTagging" })), /Unsupported Action: s3:GetObjectTagging/);
+  malformed(doc(allow({ Action: "s3:PutObjectRetention" })), /Unsupported Action: s3:PutObjectRetention/);
+  // The policy, Block Public Access and DeleteBucket stay the owner's: a policy cannot grant them.
   malformed(doc(allow({ Action: "s3:PutBucketPolicy" })), /Unsupported Action/);
+  malformed(doc(allow({ Action: "s3:PutBucketPublicAccessBlock" })), /Unsupported Action/);
+  malformed(doc(allow({ Action: "s3:DeleteBucket" })), /Unsupported Action/);
+  // Bucket-level actions on an object resource (and object-level ones on the bucket) fit nothing.
+  malformed(doc(allow({ Action: "s3:PutBucketVersioning" })), /does not apply to any resource/);
+  malformed(doc(allow({ Action: "s3:GetObjectTagging", Resource: `arn:aws:s3:::${B}` })), /does not apply to any resource/);
   malformed(doc(allow({ Action: "ec2:RunInstances" })), /invalid action/);
   malformed(doc(allow({ Action: "s3:ListBucket" })), /does not apply to any resource/);
   malformed(doc(allow({ Action: "s3:GetObject", Resource: `arn:aws:s3:::${B}` })), /does not apply to any resource/);

@@ -16,13 +16,31 @@
 import { BlockList, isIP } from "node:net";
 import { s3err } from "./errors.js";
 
-/** The actions a policy can grant or deny: the data operations a non-owner can be let in to. */
-export const POLICY_ACTIONS = [
-  "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
-  "s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads",
+/** Actions on objects (resource arn:aws:s3:::bucket/key), S3's IAM names; each is what access.ts OPS names for an operation. */
+const OBJECT_ACTIONS = [
+  "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
+  "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+  "s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging",
+  "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging",
+  "s3:GetObjectAcl", "s3:GetObjectVersionAcl", "s3:PutObjectAcl", "s3:PutObjectVersionAcl",
+  "s3:GetObjectAttributes", "s3:GetObjectVersionAttributes",
 ] as const;
+/** Actions on the bucket itself (resource arn:aws:s3:::bucket). */
+const BUCKET_ACTION_NAMES = [
+  "s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads", "s3:GetBucketLocation",
+  "s3:GetBucketTagging", "s3:PutBucketTagging", "s3:GetBucketVersioning", "s3:PutBucketVersioning",
+  "s3:GetBucketCORS", "s3:PutBucketCORS", "s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration",
+  "s3:GetBucketAcl", "s3:PutBucketAcl", "s3:GetEncryptionConfiguration", "s3:PutEncryptionConfiguration",
+] as const;
+/**
+ * The actions a policy can grant or deny: every operation a non-owner can be
+ * let in to. The bucket's policy, Block Public Access and DeleteBucket stay
+ * the owner's alone, so their actions are refused in a policy rather than
+ * accepted and ignored.
+ */
+export const POLICY_ACTIONS = [...OBJECT_ACTIONS, ...BUCKET_ACTION_NAMES] as const;
 export type PolicyAction = (typeof POLICY_ACTIONS)[number];
-const BUCKET_ACTIONS: ReadonlySet<PolicyAction> = new Set(["s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"]);
+const BUCKET_ACTIONS: ReadonlySet<PolicyAction> = new Set(BUCKET_ACTION_NAMES);
 
 /** S3 caps a bucket policy at 20 KB. */
 export const MAX_POLICY_BYTES = 20 * 1024;

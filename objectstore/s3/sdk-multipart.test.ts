@@ -45,3 +45,63 @@ describe("a slow CompleteMultipartUpload answers 200 early and keeps the connect
       (e: SdkErr) => e.name === "InvalidPart");
   });
 });
+
+describe("a slow CompleteMultipartUpload in a versioned bucket: the early 200 carries x-amz-version-id", () => {
+  let f: Fixture;
+  let c: s3.S3Client;
+  // When (ms after the completion starts) the store names the version id, and when it returns.
+  let namedAt = 0, doneAt = 0;
+  before(async () => {
+    completeTiming.keepaliveMs = 100;
+    completeTiming.versionWaitMs = 1000;
+    const store = new MemoryBlobStore();
+    const complete = store.completeMultipartUpload.bind(store);
+    const getConfig = store.getBucketConfig.bind(store);
+    // The in-memory store keeps no versions: it plays a versioned bucket whose store names version "v-1" at namedAt.
+    store.getBucketConfig = (async (bucket: string, section: string) => (section === "versioning" ? "Enabled" : getConfig(bucket, section as "acl"))) as typeof store.getBucketConfig;
+    store.completeMultipartUpload = async (bucket, key, uploadId, parts, opts) => {
+      const t0 = Date.now();
+      const sleep = (until: number) => new Promise((r) => setTimeout(r, Math.max(0, until - (Date.now() - t0))));
+      if (namedAt >= 0) {
+        await sleep(namedAt);
+        opts?.onVersionId?.("v-1");
+      }
+      await sleep(doneAt);
+      return { ...(await complete(bucket, key, uploadId, parts)), versionId: "v-1" };
+    };
+    f = await startS3({}, store);
+    c = f.client();
+    await c.send(new s3.CreateBucketCommand({ Bucket: "slowv" }));
+  });
+  after(async () => { completeTiming.keepaliveMs = 2000; completeTiming.versionWaitMs = 15_000; await f.close(); });
+
+  const completeRaw = async (key: string) => {
+    const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "slowv", Key: key }));
+    const p = await c.send(new s3.UploadPartCommand({ Bucket: "slowv", Key: key, UploadId, PartNumber: 1, Body: "only part" }));
+    const body = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${p.ETag}</ETag></Part></CompleteMultipartUpload>`;
+    return raw(f, { method: "POST", path: `/slowv/${key}`, query: { uploadId: UploadId! }, body });
+  };
+
+  test("named before the keep-alive is due, or after it (the headers wait for it), the version id is in the early headers", async () => {
+    for (const [named, done] of [[0, 450], [350, 700]]) {
+      [namedAt, doneAt] = [named!, done!];
+      const r = await completeRaw(`k-${named}`);
+      assert.equal(r.status, 200);
+      assert.match(r.body, /^<\?xml[^>]*>\n {2,}<CompleteMultipartUploadResult/, "the keep-alive path was taken");
+      assert.equal(r.headers["x-amz-version-id"], "v-1", `named at ${named} ms`);
+    }
+    [namedAt, doneAt] = [0, 450];
+    const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "slowv", Key: "sdk" }));
+    const p = await c.send(new s3.UploadPartCommand({ Bucket: "slowv", Key: "sdk", UploadId, PartNumber: 1, Body: "x" }));
+    const done = await c.send(new s3.CompleteMultipartUploadCommand({ Bucket: "slowv", Key: "sdk", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: p.ETag }] } }));
+    assert.equal(done.VersionId, "v-1", "the SDK reads it");
+  });
+
+  test("a version id not named within versionWaitMs: the keep-alive starts without it", async () => {
+    [namedAt, doneAt] = [-1, 1400];
+    const r = await completeRaw("late");
+    assert.equal(r.status, 200);
+    assert.match(r.body, /<CompleteMultipartUploadResult/);
+    assert.equal(r.headers["x-amz-version-id"], undefined);
+  });
+});

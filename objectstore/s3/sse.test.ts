@@ -62,6 +62,15 @@ test("cryptStream: a multipart object decrypts across part boundaries (each part
     }
   }
   assert.notDeepEqual(partIv(uploadIv, 1), partIv(uploadIv, 3));
+  // Parts with their own IV (PartInfo.sse), beside v1 parts of an upload begun before parts had one: each read with its own.
+  const own = [randomBytes(16), undefined, randomBytes(16), undefined];
+  const mixed = parts.map((p, i) => ({ ...p, etag: "x", ...(own[i] ? { sse: own[i]!.toString("base64") } : {}) }));
+  const mixedCipher = Buffer.concat(parts.map((p, i) => whole(key, own[i] ?? partIv(uploadIv, p.partNumber), plain[i]!)));
+  const mixedSegs = segmentsOf({ ...meta, parts: mixed }, uploadIv);
+  for (const [start, end] of [[0, all.length - 1], [99, 100], [136, 137], [50, 300]] as const) {
+    assert.deepEqual(await collect(cryptStream(chunked(mixedCipher.subarray(start, end + 1), 17), key, mixedSegs, start)), all.subarray(start, end + 1), `mixed ${start}-${end}`);
+  }
+  assert.throws(() => segmentsOf({ ...meta, parts: [{ partNumber: 1, size: 1, etag: "x", sse: "AAAA" }] }, uploadIv), /malformed IV/);
   // More stored bytes than the metadata says is refused, not decrypted with a wrong keystream.
   await assert.rejects(collect(cryptStream(chunked(Buffer.concat([cipher, Buffer.alloc(1)]), 64), key, segs, 0)), /longer than its metadata/);
 });

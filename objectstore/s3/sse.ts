@@ -8,8 +8,14 @@
  * by starting the keystream at its block (offset/16) and dropping offset%16
  * bytes, without decrypting from the start. Each object has its own data key
  * (SSE-S3: random, wrapped; SSE-C: derived from the customer key and a random
- * salt; sse-keys.ts) and a random IV; a multipart upload's part n uses the
- * upload's key and an IV derived from (upload IV, n), so GETs spanning parts
+ * salt; sse-keys.ts) and a random IV. A multipart upload's parts share the
+ * upload's key, and each part body gets its own random IV, kept in its
+ * PartInfo.sse: a part uploaded twice under one part number (a retry, a
+ * client replacing it) must not be encrypted twice with one keystream, which
+ * would give away the XOR of the two plaintexts to anyone holding both
+ * ciphertexts (a replica keeps the replaced one until it is collected). Parts
+ * written before parts had their own IV (no PartInfo.sse) used one derived
+ * from (upload IV, n) and are still read with it (partIv). GETs spanning parts
  * switch keystreams at the part boundaries meta.parts gives. CTR has no
  * integrity of its own: corruption at rest is caught by the store's SHA-256
  * of the stored (cipher) bytes; tampering by someone holding the disk is not
@@ -27,7 +33,7 @@ import type { IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
 import {
   ALGORITHMS, hasher, recycleReadBuffer, type BlobStore, type BodyExpectations, type ChecksumAlgorithm, type Checksums, type GetObjectOptions,
-  type Hasher, type ObjectEncryption, type ObjectMeta,
+  type Hasher, type ObjectEncryption, type ObjectMeta, type PartInfo,
 } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import type { Ctx } from "./http.js";
@@ -52,9 +58,20 @@ export function ctrAt(key: Buffer, iv: Buffer, offset: number): Cipher {
   return c;
 }
 
-/** Part n's IV in an upload: distinct per part, so parts never share keystream. */
+/**
+ * The IV parts written before parts had their own (format v1) used: derived
+ * from (upload IV, n), so the same for every upload of part n. Only read now.
+ */
 export function partIv(uploadIv: Buffer, partNumber: number): Buffer {
   return createHash("sha256").update("thoc sse part iv v1\n").update(uploadIv).update(`\n${partNumber}`).digest().subarray(0, 16);
+}
+
+/** A part's IV: its own random one (PartInfo.sse, base64), else the v1 one derived from the upload's. */
+export function ivOfPart(p: Pick<PartInfo, "partNumber" | "sse">, uploadIv: Buffer): Buffer {
+  if (p.sse === undefined) return partIv(uploadIv, p.partNumber);
+  const iv = Buffer.from(p.sse, "base64");
+  if (iv.length !== 16) throw s3err("InternalError", `Part ${p.partNumber} of an encrypted object has a malformed IV.`);
+  return iv;
 }
 
 export interface Segment { start: number; size: number; iv: Buffer }
@@ -66,7 +83,7 @@ export function segmentsOf(meta: Pick<ObjectMeta, "size" | "parts" | "sse">, iv:
   const out: Segment[] = [];
   let start = 0;
   for (const p of meta.parts) {
-    out.push({ start, size: p.size, iv: partIv(iv, p.partNumber) });
+    out.push({ start, size: p.size, iv: ivOfPart(p, iv) });
     start += p.size;
   }
   return out;
@@ -102,8 +119,7 @@ export async function* cryptStream(body: AsyncIterable<Uint8Array>, key: Buffer,
 // ---- what a request asks for ----
 
 /** Refuses SSE-C over plain HTTP unless s3.sseCustomerKeysOverHttp (the key would cross the network in the clear). */
-function customerKey(ctx: Ctx, prefix: string): CustomerKey | undefined {
-  const h = ctx.req.headers;
+function customerKey(ctx: Ctx, prefix: string, h: IncomingMessage["headers"] = ctx.req.headers): CustomerKey | undefined {
   if (!hasCustomerHeaders(h, prefix)) return undefined;
   if (!(ctx.req.socket as TLSSocket).encrypted && !ctx.config.s3.sseCustomerKeysOverHttp) {
     throw s3err("InvalidRequest", "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection.");
@@ -120,13 +136,13 @@ export function hasSseHeaders(h: IncomingMessage["headers"]): boolean {
 }
 
 /**
- * The encryption a PutObject, CopyObject (destination) or
- * CreateMultipartUpload asks for: its headers, else the bucket's default
- * encryption. SSE-KMS is refused as NotImplemented.
+ * The encryption a PutObject, CopyObject (destination),
+ * CreateMultipartUpload or POST Object (its form fields as `h`) asks for: its
+ * headers, else the bucket's default encryption. SSE-KMS is refused as
+ * NotImplemented.
  */
-export async function writeRequest(ctx: Ctx): Promise<SseRequest | undefined> {
-  const h = ctx.req.headers;
-  const ck = customerKey(ctx, SSE_C_PREFIX);
+export async function writeRequest(ctx: Ctx, h: IncomingMessage["headers"] = ctx.req.headers): Promise<SseRequest | undefined> {
+  const ck = customerKey(ctx, SSE_C_PREFIX, h);
   const sse = h[SSE_HEADER];
   if (h["x-amz-server-side-encryption-aws-kms-key-id"] !== undefined || h["x-amz-server-side-encryption-context"] !== undefined || sse === "aws:kms" || sse === "aws:kms:dsse") {
     throw s3err("NotImplemented", "SSE-KMS (aws:kms) is not supported by this store: use SSE-S3 (x-amz-server-side-encryption: AES256) or SSE-C.");
@@ -315,14 +331,21 @@ export function plaintextView(store: BlobStore): BlobStore {
   });
 }
 
-/** The upload's encryption for one of its parts (UploadPart, UploadPartCopy): every part carries the same SSE-C key. */
-export async function partEncryption(ctx: Ctx, uploadId: string, partNumber: number): Promise<{ key: Buffer; iv: Buffer; headers: Record<string, string> } | undefined> {
+/**
+ * The upload's encryption for one body of one of its parts (UploadPart,
+ * UploadPartCopy): the upload's key (every part carries the same SSE-C key)
+ * and a fresh random IV, which the part keeps as its PartInfo.sse (`ivField`,
+ * given to the store in BodyExpectations.sse).
+ */
+export async function partEncryption(ctx: Ctx, uploadId: string): Promise<{ key: Buffer; iv: Buffer; ivField: string; headers: Record<string, string> } | undefined> {
   const sse = await ctx.sse.uploadSse(ctx.store, ctx.bucket!, ctx.key!, uploadId);
   if (sse?.mode === "SSE-C" && !hasCustomerHeaders(ctx.req.headers, SSE_C_PREFIX)) {
     throw s3err("InvalidRequest", "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters.");
   }
   const open = openEncryption(ctx, sse);
-  return open && { ...open, iv: partIv(open.iv, partNumber) };
+  if (!open) return undefined;
+  const iv = randomBytes(16);
+  return { ...open, iv, ivField: iv.toString("base64") };
 }
 
 export { COPY_SSE_C_PREFIX, SSE_C_PREFIX };

@@ -219,7 +219,7 @@ export function accessSuite(makeStore: MakeStore): void {
       await c.send(new s3.CreateBucketCommand({ Bucket: "pol-bad" }));
       const st = { Effect: "Allow", Principal: "*", Action: "s3:GetObject", Resource: "arn:aws:s3:::pol-bad/*" };
       for (const bad of [
-        { ...st, Action: "s3:GetObjectTagging" }, { ...st, Resource: "arn:aws:s3:::elsewhere/*" },
+        { ...st, Action: "s3:PutObjectRetention" }, { ...st, Action: "s3:PutBucketPolicy" }, { ...st, Resource: "arn:aws:s3:::elsewhere/*" },
         { ...st, Condition: { StringEquals: { "aws:Referer": "x" } } }, { ...st, NotAction: "s3:PutObject" },
       ]) await rejectsWith(policy("pol-bad", [bad]), "MalformedPolicy", 400);
       await rejectsWith(c.send(new s3.PutBucketPolicyCommand({ Bucket: "pol-bad", Policy: "{not json" })), "MalformedPolicy", 400);

@@ -135,6 +135,39 @@ export function conditionalSuite(makeStore: MakeStore): void {
       await rejectsWith(c.send(new s3.HeadObjectCommand({ Bucket: "cond", Key: "c3" })), "NotFound", 404);
     });
 
+    test("concurrent conditional writes of one key: exactly one of N If-None-Match: * PUTs (and of N If-Match PUTs, and of N completions) wins", async () => {
+      // Settled results: the winners' bodies, and every loser's status (412 once it sees the winner's object, 409 if it waited too long).
+      const race = async (sends: (() => Promise<unknown>)[]) => {
+        const r = await Promise.allSettled(sends.map((s) => s()));
+        const lost = r.filter((x): x is PromiseRejectedResult => x.status === "rejected").map((x) => (x.reason as SdkErr).$metadata?.httpStatusCode ?? String(x.reason));
+        for (const s of lost) assert.ok(s === 412 || s === 409, `a loser answered ${s}`);
+        return r.map((x, i) => (x.status === "fulfilled" ? i : -1)).filter((i) => i >= 0);
+      };
+      const N = 8;
+      const bodies = Array.from({ length: N }, (_, i) => Buffer.alloc(48 << 10, 97 + i));
+      for (let round = 0; round < 3; round++) {
+        const key = `many/${round}`;
+        const won = await race(bodies.map((b) => () => c.send(new s3.PutObjectCommand({ Bucket: "cond", Key: key, Body: b, IfNoneMatch: "*" }))));
+        assert.equal(won.length, 1, `round ${round}: ${won.length} of ${N} create-only PUTs succeeded`);
+        const g = await c.send(new s3.GetObjectCommand({ Bucket: "cond", Key: key }));
+        assert.ok(Buffer.from(await g.Body!.transformToByteArray()).equals(bodies[won[0]!]!), "the object is the winner's");
+
+        // Everyone read the same ETag and overwrites it: one succeeds, the rest see a new ETag.
+        const etag = g.ETag!;
+        const swapped = await race(bodies.map((b) => () => c.send(new s3.PutObjectCommand({ Bucket: "cond", Key: key, Body: Buffer.concat([b, b]), IfMatch: etag }))));
+        assert.equal(swapped.length, 1, `round ${round}: ${swapped.length} of ${N} If-Match PUTs succeeded`);
+      }
+      const uploads = await Promise.all(Array.from({ length: 4 }, async () => {
+        const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "cond", Key: "many/mpu" }));
+        const p = await c.send(new s3.UploadPartCommand({ Bucket: "cond", Key: "many/mpu", UploadId, PartNumber: 1, Body: "part" }));
+        return { UploadId, ETag: p.ETag };
+      }));
+      const completed = await race(uploads.map((u) => () => c.send(new s3.CompleteMultipartUploadCommand({
+        Bucket: "cond", Key: "many/mpu", UploadId: u.UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: u.ETag }] }, IfNoneMatch: "*",
+      }))));
+      assert.equal(completed.length, 1, `${completed.length} of 4 create-only completions succeeded`);
+    });
+
     test("response-* query parameters override the stored headers on GET", async () => {
       await c.send(new s3.PutObjectCommand({ Bucket: "cond", Key: "doc", Body: "data", ContentType: "text/plain" }));
       const g = await c.send(new s3.GetObjectCommand({

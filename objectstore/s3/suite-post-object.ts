@@ -204,6 +204,37 @@ export function postObjectSuite(makeStore: MakeStore): void {
       assert.equal((await c.send(new s3.ListBucketsCommand({}))).$metadata.httpStatusCode, 200, "the agent is still up");
     });
 
+    test("encryption at rest: an x-amz-server-side-encryption field and the bucket's default encryption seal the file; aws:kms and SSE-C over plain HTTP are refused", async () => {
+      const E = "forms-enc";
+      await c.send(new s3.CreateBucketCommand({ Bucket: E }));
+      const send = (key: string, extra: Field[] = []) => postForm(f.port, `/${E}`, [
+        ["key", key], ...extra, ...signPolicy([{ bucket: E }, { key }, ...extra.map(([k, v]) => ({ [k]: v }))]),
+      ], { data: Buffer.from(`plaintext marker of ${key}`) });
+      const sealedAtRest = async (key: string) => {
+        const stored = await f.store.getObject(E, key);
+        const chunks: Buffer[] = [];
+        for await (const ch of stored.body) chunks.push(Buffer.from(ch));
+        assert.equal(stored.meta.sse?.mode, "SSE-S3", `${key} is encrypted at rest`);
+        assert.ok(!Buffer.concat(chunks).includes("plaintext marker"), `${key}: the store holds ciphertext`);
+        const g = await c.send(new s3.GetObjectCommand({ Bucket: E, Key: key }));
+        assert.equal(g.ServerSideEncryption, "AES256");
+        assert.equal(await g.Body!.transformToString(), `plaintext marker of ${key}`);
+      };
+      const field = await send("field", [["x-amz-server-side-encryption", "AES256"]]);
+      assert.equal(field.status, 204, field.body);
+      assert.equal(field.headers["x-amz-server-side-encryption"], "AES256");
+      await sealedAtRest("field");
+      const kms = await send("kms", [["x-amz-server-side-encryption", "aws:kms"]]);
+      assert.equal(codeOf(kms.body), "NotImplemented", kms.body);
+      const ssec = await send("ssec", [["x-amz-server-side-encryption-customer-algorithm", "AES256"], ["x-amz-server-side-encryption-customer-key", Buffer.alloc(32, 7).toString("base64")],
+        ["x-amz-server-side-encryption-customer-key-MD5", createHash("md5").update(Buffer.alloc(32, 7)).digest("base64")]]);
+      assert.equal(codeOf(ssec.body), "InvalidRequest", "SSE-C keys are refused over plain HTTP, as on a PUT");
+      await c.send(new s3.PutBucketEncryptionCommand({ Bucket: E, ServerSideEncryptionConfiguration: { Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: "AES256" } }] } }));
+      assert.equal((await send("default")).status, 204);
+      await sealedAtRest("default");
+      for (const k of ["kms", "ssec"]) await assert.rejects(c.send(new s3.HeadObjectCommand({ Bucket: E, Key: k })), (e: { name: string }) => e.name === "NotFound");
+    });
+
     test("a 50 MiB file streams through (sent in 1 MiB chunks, stored byte for byte)", async () => {
       const block = randomBytes(MiB);
       const sha = createHash("sha256");

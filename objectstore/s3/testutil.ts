@@ -7,6 +7,7 @@
  */
 import { describe } from "node:test";
 import { accessSuite } from "./suite-access.js";
+import { accessGrantsSuite } from "./suite-access-grants.js";
 import { badInputSuite } from "./suite-badinput.js";
 import { conditionalSuite } from "./suite-conditional.js";
 import { corsSuite } from "./suite-cors.js";
@@ -17,6 +18,7 @@ import { objectsSuite } from "./suite-objects.js";
 import { taggingSuite } from "./suite-tagging.js";
 import { versioningSuite } from "./suite-versioning.js";
 import { sseSuite } from "./suite-sse.js";
+import { ssePartsSuite } from "./suite-sse-parts.js";
 import { postObjectSuite } from "./suite-post-object.js";
 import type { MakeStore } from "./test-fixture.js";
 
@@ -34,8 +36,10 @@ export function s3Suite(name: string, makeStore: MakeStore): void {
     lifecycleSuite(makeStore);
     taggingSuite(makeStore);
     accessSuite(makeStore);
+    accessGrantsSuite(makeStore);
     versioningSuite(makeStore);
     sseSuite(makeStore);
+    ssePartsSuite(makeStore);
     postObjectSuite(makeStore);
   });
 }
