@@ -12,7 +12,7 @@ import type { AgentContext, Membership, Subsystem, SubsystemHealth } from "../co
 import { ThocError } from "../errors/index.js";
 import { SchedulerService, VmService, type CreateVmRequest, type LeaderInfoSchema } from "../proto/index.js";
 import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
-import type { VmChange, VmManager } from "../vm/index.js";
+import type { VmChange, VmManager, VmRecord } from "../vm/index.js";
 import { startElection, type ElectionHandle } from "./wiring.js";
 import { schedulerMetrics } from "./metrics.js";
 import { Placer } from "./placer.js";
@@ -41,8 +41,33 @@ export class SchedulerSubsystem implements Subsystem {
   private election?: ElectionHandle;
   private pools: { close(): void }[] = [];
   private view?: ClusterView;
+  /** This node's VM tables and id once start() has them (autostartVeto waits for them). */
+  private tables?: { t: VmTables; self: string };
+  private tablesReady!: () => void;
+  private readonly tablesSet = new Promise<void>((r) => { this.tablesReady = r; });
 
   constructor(private readonly deps: SchedulerDeps) {}
+
+  /**
+   * For the VM subsystem's autostart: a VM this node must not start again
+   * although its own record wants it running — deleted with --force while
+   * this node was down (the publisher deletes it here next), or its name now
+   * held by another node's VM. Asks the live peers first (this node has just
+   * come back and its copy may be stale); with no peer answering, its own copy.
+   */
+  async autostartVeto(r: VmRecord): Promise<string | undefined> {
+    // The VM subsystem starts before this one: wait for the tables, but not forever (a start that failed).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.tablesSet, new Promise<void>((res) => { timer = setTimeout(res, 30_000); timer.unref(); })]).finally(() => clearTimeout(timer));
+    if (!this.tables) return undefined;
+    const { t, self } = this.tables;
+    await Promise.all([t.evictions.pull(), t.vms.pull()]).catch(() => {});
+    const evicted = t.evictionsFor(self).find((x) => x.name === r.name && x.e.uuid === r.uuid);
+    if (evicted) return `deleted with --force at ${new Date(evicted.e.atMs).toISOString()} while this node was down: the scheduler deletes it here`;
+    const e = t.local(r.name);
+    if (e && e.nodeId !== self && e.uuid !== r.uuid) return `the name ${r.name} now belongs to another VM, on node ${e.nodeName}`;
+    return undefined;
+  }
 
   /** For the VM subsystem: its local VmService, wrapped so every agent answers for the whole cluster. */
   routeVmService(local: VmImpl): VmImpl {
@@ -77,6 +102,8 @@ export class SchedulerSubsystem implements Subsystem {
     const m = this.deps.membership;
     const os = this.deps.objectStore;
     const tables = new VmTables(os.clusterTable(VM_TABLE), os.clusterTable(HOST_TABLE), os.clusterTable(EVICTION_TABLE));
+    this.tables = { t: tables, self: ctx.nodeId };
+    this.tablesReady();
     const view = clusterView(m, { id: ctx.nodeId, grpcAddress: () => ctx.addresses.grpc });
     this.view = view;
     const self = { id: ctx.nodeId, name: config.name };
