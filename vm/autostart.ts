@@ -26,7 +26,9 @@ export interface AutostartOutcome {
   outcome: "started" | "failed" | "vetoed";
   /** The failure or the veto's reason. */
   reason?: string;
+  /** From the VM's turn to its outcome; checkMs of it waiting for the veto (the cluster's tables). */
   ms: number;
+  checkMs: number;
 }
 
 export interface AutostartOptions {
@@ -60,24 +62,25 @@ export async function autostartVms(m: VmManager, o: AutostartOptions = {}): Prom
   const one = async (r: VmRecord): Promise<AutostartOutcome> => {
     const t0 = Date.now();
     const why = await o.veto?.(r).catch((err: unknown) => { o.log?.warn({ err, vm: r.name }, "autostart: the cluster check failed; starting anyway"); return undefined; });
-    if (why) return { vm: r.name, outcome: "vetoed", reason: why, ms: Date.now() - t0 };
+    const checkMs = Date.now() - t0;
+    if (why) return { vm: r.name, outcome: "vetoed", reason: why, ms: checkMs, checkMs };
     // The record may have changed since the listing (a user's stop or delete meanwhile): look again.
     const now = await m.get(r.name).catch(() => undefined);
-    if (!now || !wantsAutostart(now)) return { vm: r.name, outcome: "vetoed", reason: now ? `no longer wanted (status ${now.status}, desired ${now.desired ?? "unset"})` : "deleted meanwhile", ms: Date.now() - t0 };
+    if (!now || !wantsAutostart(now)) return { vm: r.name, outcome: "vetoed", reason: now ? `no longer wanted (status ${now.status}, desired ${now.desired ?? "unset"})` : "deleted meanwhile", ms: Date.now() - t0, checkMs };
     try {
       await m.startVm(r.name, { by: "autostart" });
-      return { vm: r.name, outcome: "started", ms: Date.now() - t0 };
+      return { vm: r.name, outcome: "started", ms: Date.now() - t0, checkMs };
     } catch (err) {
       const reason = ThocError.from(err).message;
       await m.noteAutostartError(r.name, `${new Date().toISOString()}: ${reason}`).catch(() => {});
-      return { vm: r.name, outcome: "failed", reason, ms: Date.now() - t0 };
+      return { vm: r.name, outcome: "failed", reason, ms: Date.now() - t0, checkMs };
     }
   };
   const workers = Array.from({ length: Math.max(1, Math.min(o.concurrency ?? AUTOSTART_CONCURRENCY, queue.length)) }, async () => {
     for (let r = queue.shift(); r; r = queue.shift()) {
       const out = await one(r);
       outcomes.push(out);
-      if (out.outcome === "started") o.log?.info({ vm: out.vm, ms: out.ms }, "autostart: VM started");
+      if (out.outcome === "started") o.log?.info({ vm: out.vm, ms: out.ms, checkMs: out.checkMs }, "autostart: VM started");
       else if (out.outcome === "vetoed") o.log?.info({ vm: out.vm, reason: out.reason }, "autostart: VM not started");
       else o.log?.warn({ vm: out.vm, err: out.reason }, "autostart: VM failed to start (vm show says why; vm start retries)");
       try { o.onOutcome?.(out); } catch { /* a listener's failure is not the VM's */ }
