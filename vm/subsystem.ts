@@ -224,8 +224,15 @@ export class VmSubsystem implements Subsystem {
         },
       });
     };
-    // In the background: the agent is ready without waiting for guests; a libvirt that is down now starts them when it answers.
+    // In the background: the agent is ready without waiting for guests; a libvirt that is down now starts them when it
+    // answers (onReconnect). One that answered preflight's connect only after its wait is not a reconnect: reconcile
+    // (which manager.start() skipped) and autostart once the host is read.
     if (hv.connected()) this.startAutostart();
+    else void this.hostRead?.then(async () => {
+      if (!hv.connected() || this.autostart) return;
+      await manager.reconcile();
+      this.startAutostart?.();
+    }).catch((err) => ctx.log.warn({ err }, "reconcile after a late libvirt answer failed"));
     const vnc = await this.startVnc(ctx, manager);
     const local = vmService(manager, { statsTimeoutMs: cfg.vm.statsTimeout, vnc });
     ctx.rpc.add(VmService, this.deps.routeVmService ? this.deps.routeVmService(local) : local);
