@@ -48,25 +48,12 @@ export class SchedulerSubsystem implements Subsystem {
 
   constructor(private readonly deps: SchedulerDeps) {}
 
-  /**
-   * For the VM subsystem's autostart: a VM this node must not start again
-   * although its own record wants it running — deleted with --force while
-   * this node was down (the publisher deletes it here next), or its name now
-   * held by another node's VM. Asks the live peers first (this node has just
-   * come back and its copy may be stale); with no peer answering, its own copy.
-   */
+  /** For the VM subsystem's autostart: why this node must not start its VM again (VmTables.autostartVeto). */
   async autostartVeto(r: VmRecord): Promise<string | undefined> {
     // The VM subsystem starts before this one: wait for the tables, but not forever (a start that failed).
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.tablesSet, new Promise<void>((res) => { timer = setTimeout(res, 30_000); timer.unref(); })]).finally(() => clearTimeout(timer));
-    if (!this.tables) return undefined;
-    const { t, self } = this.tables;
-    await Promise.all([t.evictions.pull(), t.vms.pull()]).catch(() => {});
-    const evicted = t.evictionsFor(self).find((x) => x.name === r.name && x.e.uuid === r.uuid);
-    if (evicted) return `deleted with --force at ${new Date(evicted.e.atMs).toISOString()} while this node was down: the scheduler deletes it here`;
-    const e = t.local(r.name);
-    if (e && e.nodeId !== self && e.uuid !== r.uuid) return `the name ${r.name} now belongs to another VM, on node ${e.nodeName}`;
-    return undefined;
+    return this.tables?.t.autostartVeto(this.tables.self, r);
   }
 
   /** For the VM subsystem: its local VmService, wrapped so every agent answers for the whole cluster. */
