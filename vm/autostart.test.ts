@@ -115,7 +115,7 @@ test("after a crash, only the VMs meant to run with autostart on are started aga
   } finally { await f.cleanup(); await hv.close(); }
 });
 
-test("a cluster veto keeps a VM down; a veto that throws does not; records from before desired existed follow their last status", async () => {
+test("a cluster veto keeps a VM down, a veto that throws does not; records from before desired follow their last status; a restart stays meant to run; a busy VM is left alone", async () => {
   const hv = new MemoryHypervisor();
   await hv.open();
   const f = await fixture(hv);
@@ -144,6 +144,17 @@ test("a cluster veto keeps a VM down; a veto that throws does not; records from 
     assert.deepEqual(by, { keep: "started", gone: "vetoed", flaky: "started", "old-run": "started" });
     assert.equal(await state(hv, "gone"), "shutoff");
     assert.equal(await state(hv, "old-stop"), "shutoff");
+
+    // A restart is meant to run throughout: its stop half leaves desired running.
+    await m.restartVm("keep", { force: true });
+    assert.equal((await m.get("keep")).desired, "running");
+    assert.equal((await m.stopVm("keep", { force: true, restarting: true })).desired, "running");
+
+    // A VM another operation holds when autostart reaches it is left to that operation, not marked failed.
+    const m2 = await crashAndRestart(f, hv);
+    const held = await m2.exclusive("keep", () => autostartVms(m2));
+    assert.equal(held.find((o) => o.vm === "keep")?.outcome, "vetoed");
+    assert.equal((await m2.get("keep")).autostartError, undefined);
   } finally { await f.cleanup(); await hv.close(); }
 });
 

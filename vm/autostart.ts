@@ -71,7 +71,10 @@ export async function autostartVms(m: VmManager, o: AutostartOptions = {}): Prom
       await m.startVm(r.name, { by: "autostart" });
       return { vm: r.name, outcome: "started", ms: Date.now() - t0, checkMs };
     } catch (err) {
-      const reason = ThocError.from(err).message;
+      const e = ThocError.from(err);
+      // Another operation holds the VM (a user's start or delete right at the agent's start): it decides, not autostart.
+      if (e.code === "aborted") return { vm: r.name, outcome: "vetoed", reason: e.message, ms: Date.now() - t0, checkMs };
+      const reason = e.message;
       await m.noteAutostartError(r.name, `${new Date().toISOString()}: ${reason}`).catch(() => {});
       return { vm: r.name, outcome: "failed", reason, ms: Date.now() - t0, checkMs };
     }

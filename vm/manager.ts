@@ -373,14 +373,16 @@ export class VmManager {
     } finally { release(); }
   }
 
-  async stopVm(name: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmRecord> {
+  async stopVm(name: string, opts: { force?: boolean; timeoutMs?: number; restarting?: boolean } = {}): Promise<VmRecord> {
     let r = await this.get(name);
     const release = this.lock(name);
+    // A restart's stop keeps it meant to run: an agent that dies between the stop and the start starts it again.
+    const desired = opts.restarting ? "running" : "stopped";
     try {
       // The user's intent is durable before the guest is asked: an agent that dies mid-stop does not start it again.
-      if (r.desired !== "stopped") r = await this.save({ ...r, desired: "stopped" });
+      if (r.desired !== desired) r = await this.save({ ...r, desired });
       await this.powerOff(r, opts);
-      return await this.save({ ...r, status: "stopped", detail: "", desired: "stopped", autostartError: undefined });
+      return await this.save({ ...r, status: "stopped", detail: "", desired, autostartError: undefined });
     } finally { release(); }
   }
 
@@ -419,7 +421,7 @@ export class VmManager {
   }
 
   async restartVm(name: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmRecord> {
-    await this.stopVm(name, opts);
+    await this.stopVm(name, { ...opts, restarting: true });
     return this.startVm(name);
   }
 
