@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file thoc/node/v1/vm.proto.
  */
 export const file_thoc_node_v1_vm: GenFile = /*@__PURE__*/
-  fileDesc("ChV0aG9jL25vZGUvdjEvdm0ucHJvdG8SDHRob2Mubm9kZS52MSL8AQoGVm1TcGVjEgwKBG5hbWUYASABKAkSDQoFaW1hZ2UYAiABKAkSDQoFdmNwdXMYAyABKA0SDgoGcmFtX21iGAQgASgNEg8KB2Rpc2tfZ2IYBSABKA0SJAoDZ3B1GAYgASgLMhcudGhvYy5ub2RlLnYxLkdwdUNvbmZpZxIsCgduZXR3b3JrGAcgASgLMhsudGhvYy5ub2RlLnYxLk5ldHdvcmtDb25maWcSKwoKY2xvdWRfaW5pdBgIIAEoCzIXLnRob2Mubm9kZS52MS5DbG91ZEluaXQSFgoJYXV0b3N0YXJ0GAkgASgISACIAQFCDAoKX2F1dG9zdGFydCJTCglHcHVDb25maWcSDwoHZW5hYmxlZBgBIAEoCBIMCgRtb2RlGAIgASgJEhIKCmRldmljZV9pZHMYAyADKAkSEwoLbWlnX3Byb2ZpbGUYBCABKAkihQEKDU5ldHdvcmtDb25maWcSDAoEbW9kZRgBIAEoCRIPCgdpcF9tb2RlGAIgASgJEhIKCmlwX2FkZHJlc3MYAyABKAkSDwoHbmV0bWFzaxgEIAEoCRIPCgdnYXRld2F5GAUgASgJEg8KB3ZsYW5faWQYBiABKA0SDgoGYnJpZGdlGAcgASgJIlkKCUNsb3VkSW5pdBIQCghob3N0bmFtZRgBIAEoCRIWCg5zc2hfcHVibGljX2tleRgCIAEoCRIQCgh1c2VybmFtZRgDIAEoCRIQCghwYXNzd29yZBgEIAEoCSJ4Cg9DcmVhdGVWbVJlcXVlc3QSIgoEc3BlYxgBIAEoCzIULnRob2Mubm9kZS52MS5WbVNwZWMSEAoIbm9fc3RhcnQYAiABKAgSDAoEbm9kZRgDIAEoCRINCgVncm91cBgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIiQKBVZtUmVmEgwKBG5hbWUYASABKAkSDQoFZm9yY2UYAiABKAgiQAoNU3RvcFZtUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBWZvcmNlGAIgASgIEhIKCnRpbWVvdXRfbXMYAyABKA0ivQIKAlZtEgwKBG5hbWUYASABKAkSDAoEdXVpZBgCIAEoCRIOCgZzdGF0dXMYAyABKAkSIgoEc3BlYxgEIAEoCzIULnRob2Mubm9kZS52MS5WbVNwZWMSDAoEbm9kZRgFIAEoCRIOCgZkb21haW4YBiABKAkSFQoNY3JlYXRlZF9hdF9tcxgHIAEoAxITCgttYWNfYWRkcmVzcxgIIAEoCRITCgtncHVfZGV2aWNlcxgJIAMoCRISCgppbWFnZV9raW5kGAogASgJEg4KBmRldGFpbBgLIAEoCRIVCg1kZXNpcmVkX3N0YXRlGBQgASgJEhcKD2F1dG9zdGFydF9lcnJvchgVIAEoCRIUCgxwYXNzd29yZF9zZXQYDCABKAgSDQoFZ3JvdXAYDSABKAkSDwoHbm9kZV9pZBgOIAEoCSI4ChVTZXRWbUF1dG9zdGFydFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCglhdXRvc3RhcnQYAiABKAgiKgoKVm1SZXNwb25zZRIcCgJ2bRgBIAEoCzIQLnRob2Mubm9kZS52MS5WbSItCg5MaXN0Vm1zUmVxdWVzdBIMCgRub2RlGAEgASgJEg0KBWxvY2FsGAIgASgIIjAKD0xpc3RWbXNSZXNwb25zZRIdCgN2bXMYASADKAsyEC50aG9jLm5vZGUudjEuVm0iIAoQRGVsZXRlVm1SZXNwb25zZRIMCgRuYW1lGAEgASgJIkAKD1NuYXBzaG90UmVxdWVzdBIKCgJ2bRgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJIlYKCFNuYXBzaG90EgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSFQoNY3JlYXRlZF9hdF9tcxgDIAEoAxIQCgh2bV9zdGF0ZRgEIAEoCSI8ChBTbmFwc2hvdFJlc3BvbnNlEigKCHNuYXBzaG90GAEgASgLMhYudGhvYy5ub2RlLnYxLlNuYXBzaG90IkIKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIpCglzbmFwc2hvdHMYASADKAsyFi50aG9jLm5vZGUudjEuU25hcHNob3QiGAoWRGVsZXRlU25hcHNob3RSZXNwb25zZSIqCgxDb25zb2xlSW5wdXQSDAoEbmFtZRgBIAEoCRIMCgRkYXRhGAIgASgMIh0KDUNvbnNvbGVPdXRwdXQSDAoEZGF0YRgBIAEoDCI/CgtMb2dzUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBmZvbGxvdxgCIAEoCBISCgp0YWlsX2J5dGVzGAMgASgEIhgKCExvZ0NodW5rEgwKBGRhdGEYASABKAwiwwIKCVZtTWV0cmljcxIMCgRuYW1lGAEgASgJEg0KBXN0YXRlGAIgASgJEg0KBXZjcHVzGAMgASgNEhMKC2NwdV9zZWNvbmRzGAQgASgBEhMKC2NwdV9wZXJjZW50GAUgASgBEhQKDG1lbW9yeV9ieXRlcxgGIAEoBBIZChFtZW1vcnlfdXNlZF9ieXRlcxgHIAEoBBIUCgxuZXRfcnhfYnl0ZXMYCCABKAQSFAoMbmV0X3R4X2J5dGVzGAkgASgEEhcKD2Rpc2tfcmVhZF9ieXRlcxgKIAEoBBIYChBkaXNrX3dyaXRlX2J5dGVzGAsgASgEEhsKE2Rpc2tfY2FwYWNpdHlfYnl0ZXMYDCABKAQSHQoVZGlza19hbGxvY2F0aW9uX2J5dGVzGA0gASgEEhQKDHRpbWVzdGFtcF9tcxgOIAEoAyIRCg9MaXN0R3B1c1JlcXVlc3QioAEKB0hvc3RHcHUSCgoCaWQYASABKAkSEwoLcGNpX2FkZHJlc3MYAiABKAkSDgoGdmVuZG9yGAMgASgJEg0KBW1vZGVsGAQgASgJEhEKCW1pZ19tb2RlbBgFIAEoCRIUCgxtaWdfcHJvZmlsZXMYBiADKAkSEwoLYXNzaWduZWRfdG8YByADKAkSFwoPbWlnX3NsaWNlc191c2VkGAggASgNIjcKEExpc3RHcHVzUmVzcG9uc2USIwoEZ3B1cxgBIAMoCzIVLnRob2Mubm9kZS52MS5Ib3N0R3B1IkUKEFZuY1Rva2VuUmVzcG9uc2USCwoDdXJsGAEgASgJEg0KBXRva2VuGAIgASgJEhUKDWV4cGlyZXNfYXRfbXMYAyABKAMysAkKCVZtU2VydmljZRJDCghDcmVhdGVWbRIdLnRob2Mubm9kZS52MS5DcmVhdGVWbVJlcXVlc3QaGC50aG9jLm5vZGUudjEuVm1SZXNwb25zZRJGCgdMaXN0Vm1zEhwudGhvYy5ub2RlLnYxLkxpc3RWbXNSZXF1ZXN0Gh0udGhvYy5ub2RlLnYxLkxpc3RWbXNSZXNwb25zZRI2CgVHZXRWbRITLnRob2Mubm9kZS52MS5WbVJlZhoYLnRob2Mubm9kZS52MS5WbVJlc3BvbnNlEjgKB1N0YXJ0Vm0SEy50aG9jLm5vZGUudjEuVm1SZWYaGC50aG9jLm5vZGUudjEuVm1SZXNwb25zZRI/CgZTdG9wVm0SGy50aG9jLm5vZGUudjEuU3RvcFZtUmVxdWVzdBoYLnRob2Mubm9kZS52MS5WbVJlc3BvbnNlEkIKCVJlc3RhcnRWbRIbLnRob2Mubm9kZS52MS5TdG9wVm1SZXF1ZXN0GhgudGhvYy5ub2RlLnYxLlZtUmVzcG9uc2USPwoIRGVsZXRlVm0SEy50aG9jLm5vZGUudjEuVm1SZWYaHi50aG9jLm5vZGUudjEuRGVsZXRlVm1SZXNwb25zZRJPCg5DcmVhdGVTbmFwc2hvdBIdLnRob2Mubm9kZS52MS5TbmFwc2hvdFJlcXVlc3QaHi50aG9jLm5vZGUudjEuU25hcHNob3RSZXNwb25zZRJJCg1MaXN0U25hcHNob3RzEhMudGhvYy5ub2RlLnYxLlZtUmVmGiMudGhvYy5ub2RlLnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJKCg9SZXN0b3JlU25hcHNob3QSHS50aG9jLm5vZGUudjEuU25hcHNob3RSZXF1ZXN0GhgudGhvYy5ub2RlLnYxLlZtUmVzcG9uc2USVQoORGVsZXRlU25hcHNob3QSHS50aG9jLm5vZGUudjEuU25hcHNob3RSZXF1ZXN0GiQudGhvYy5ub2RlLnYxLkRlbGV0ZVNuYXBzaG90UmVzcG9uc2USRgoHQ29uc29sZRIaLnRob2Mubm9kZS52MS5Db25zb2xlSW5wdXQaGy50aG9jLm5vZGUudjEuQ29uc29sZU91dHB1dCgBMAESOwoETG9ncxIZLnRob2Mubm9kZS52MS5Mb2dzUmVxdWVzdBoWLnRob2Mubm9kZS52MS5Mb2dDaHVuazABEjoKCkdldE1ldHJpY3MSEy50aG9jLm5vZGUudjEuVm1SZWYaFy50aG9jLm5vZGUudjEuVm1NZXRyaWNzEkkKCExpc3RHcHVzEh0udGhvYy5ub2RlLnYxLkxpc3RHcHVzUmVxdWVzdBoeLnRob2Mubm9kZS52MS5MaXN0R3B1c1Jlc3BvbnNlEkIKC0dldFZuY1Rva2VuEhMudGhvYy5ub2RlLnYxLlZtUmVmGh4udGhvYy5ub2RlLnYxLlZuY1Rva2VuUmVzcG9uc2USTwoOU2V0Vm1BdXRvc3RhcnQSIy50aG9jLm5vZGUudjEuU2V0Vm1BdXRvc3RhcnRSZXF1ZXN0GhgudGhvYy5ub2RlLnYxLlZtUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChV0aG9jL25vZGUvdjEvdm0ucHJvdG8SDHRob2Mubm9kZS52MSL8AQoGVm1TcGVjEgwKBG5hbWUYASABKAkSDQoFaW1hZ2UYAiABKAkSDQoFdmNwdXMYAyABKA0SDgoGcmFtX21iGAQgASgNEg8KB2Rpc2tfZ2IYBSABKA0SJAoDZ3B1GAYgASgLMhcudGhvYy5ub2RlLnYxLkdwdUNvbmZpZxIsCgduZXR3b3JrGAcgASgLMhsudGhvYy5ub2RlLnYxLk5ldHdvcmtDb25maWcSKwoKY2xvdWRfaW5pdBgIIAEoCzIXLnRob2Mubm9kZS52MS5DbG91ZEluaXQSFgoJYXV0b3N0YXJ0GAkgASgISACIAQFCDAoKX2F1dG9zdGFydCJTCglHcHVDb25maWcSDwoHZW5hYmxlZBgBIAEoCBIMCgRtb2RlGAIgASgJEhIKCmRldmljZV9pZHMYAyADKAkSEwoLbWlnX3Byb2ZpbGUYBCABKAkihQEKDU5ldHdvcmtDb25maWcSDAoEbW9kZRgBIAEoCRIPCgdpcF9tb2RlGAIgASgJEhIKCmlwX2FkZHJlc3MYAyABKAkSDwoHbmV0bWFzaxgEIAEoCRIPCgdnYXRld2F5GAUgASgJEg8KB3ZsYW5faWQYBiABKA0SDgoGYnJpZGdlGAcgASgJIlkKCUNsb3VkSW5pdBIQCghob3N0bmFtZRgBIAEoCRIWCg5zc2hfcHVibGljX2tleRgCIAEoCRIQCgh1c2VybmFtZRgDIAEoCRIQCghwYXNzd29yZBgEIAEoCSJ4Cg9DcmVhdGVWbVJlcXVlc3QSIgoEc3BlYxgBIAEoCzIULnRob2Mubm9kZS52MS5WbVNwZWMSEAoIbm9fc3RhcnQYAiABKAgSDAoEbm9kZRgDIAEoCRINCgVncm91cBgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIiQKBVZtUmVmEgwKBG5hbWUYASABKAkSDQoFZm9yY2UYAiABKAgiQAoNU3RvcFZtUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBWZvcmNlGAIgASgIEhIKCnRpbWVvdXRfbXMYAyABKA0ivQIKAlZtEgwKBG5hbWUYASABKAkSDAoEdXVpZBgCIAEoCRIOCgZzdGF0dXMYAyABKAkSIgoEc3BlYxgEIAEoCzIULnRob2Mubm9kZS52MS5WbVNwZWMSDAoEbm9kZRgFIAEoCRIOCgZkb21haW4YBiABKAkSFQoNY3JlYXRlZF9hdF9tcxgHIAEoAxITCgttYWNfYWRkcmVzcxgIIAEoCRITCgtncHVfZGV2aWNlcxgJIAMoCRISCgppbWFnZV9raW5kGAogASgJEg4KBmRldGFpbBgLIAEoCRIVCg1kZXNpcmVkX3N0YXRlGBQgASgJEhcKD2F1dG9zdGFydF9lcnJvchgVIAEoCRIUCgxwYXNzd29yZF9zZXQYDCABKAgSDQoFZ3JvdXAYDSABKAkSDwoHbm9kZV9pZBgOIAEoCSIqCgpWbVJlc3BvbnNlEhwKAnZtGAEgASgLMhAudGhvYy5ub2RlLnYxLlZtIi0KDkxpc3RWbXNSZXF1ZXN0EgwKBG5vZGUYASABKAkSDQoFbG9jYWwYAiABKAgiMAoPTGlzdFZtc1Jlc3BvbnNlEh0KA3ZtcxgBIAMoCzIQLnRob2Mubm9kZS52MS5WbSIgChBEZWxldGVWbVJlc3BvbnNlEgwKBG5hbWUYASABKAkiQAoPU25hcHNob3RSZXF1ZXN0EgoKAnZtGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkiVgoIU25hcHNob3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIVCg1jcmVhdGVkX2F0X21zGAMgASgDEhAKCHZtX3N0YXRlGAQgASgJIjwKEFNuYXBzaG90UmVzcG9uc2USKAoIc25hcHNob3QYASABKAsyFi50aG9jLm5vZGUudjEuU25hcHNob3QiQgoVTGlzdFNuYXBzaG90c1Jlc3BvbnNlEikKCXNuYXBzaG90cxgBIAMoCzIWLnRob2Mubm9kZS52MS5TbmFwc2hvdCIYChZEZWxldGVTbmFwc2hvdFJlc3BvbnNlIioKDENvbnNvbGVJbnB1dBIMCgRuYW1lGAEgASgJEgwKBGRhdGEYAiABKAwiHQoNQ29uc29sZU91dHB1dBIMCgRkYXRhGAEgASgMIj8KC0xvZ3NSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGZm9sbG93GAIgASgIEhIKCnRhaWxfYnl0ZXMYAyABKAQiGAoITG9nQ2h1bmsSDAoEZGF0YRgBIAEoDCLDAgoJVm1NZXRyaWNzEgwKBG5hbWUYASABKAkSDQoFc3RhdGUYAiABKAkSDQoFdmNwdXMYAyABKA0SEwoLY3B1X3NlY29uZHMYBCABKAESEwoLY3B1X3BlcmNlbnQYBSABKAESFAoMbWVtb3J5X2J5dGVzGAYgASgEEhkKEW1lbW9yeV91c2VkX2J5dGVzGAcgASgEEhQKDG5ldF9yeF9ieXRlcxgIIAEoBBIUCgxuZXRfdHhfYnl0ZXMYCSABKAQSFwoPZGlza19yZWFkX2J5dGVzGAogASgEEhgKEGRpc2tfd3JpdGVfYnl0ZXMYCyABKAQSGwoTZGlza19jYXBhY2l0eV9ieXRlcxgMIAEoBBIdChVkaXNrX2FsbG9jYXRpb25fYnl0ZXMYDSABKAQSFAoMdGltZXN0YW1wX21zGA4gASgDIhEKD0xpc3RHcHVzUmVxdWVzdCKgAQoHSG9zdEdwdRIKCgJpZBgBIAEoCRITCgtwY2lfYWRkcmVzcxgCIAEoCRIOCgZ2ZW5kb3IYAyABKAkSDQoFbW9kZWwYBCABKAkSEQoJbWlnX21vZGVsGAUgASgJEhQKDG1pZ19wcm9maWxlcxgGIAMoCRITCgthc3NpZ25lZF90bxgHIAMoCRIXCg9taWdfc2xpY2VzX3VzZWQYCCABKA0iNwoQTGlzdEdwdXNSZXNwb25zZRIjCgRncHVzGAEgAygLMhUudGhvYy5ub2RlLnYxLkhvc3RHcHUiRQoQVm5jVG9rZW5SZXNwb25zZRILCgN1cmwYASABKAkSDQoFdG9rZW4YAiABKAkSFQoNZXhwaXJlc19hdF9tcxgDIAEoAyI4ChVTZXRWbUF1dG9zdGFydFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCglhdXRvc3RhcnQYAiABKAgysAkKCVZtU2VydmljZRJDCghDcmVhdGVWbRIdLnRob2Mubm9kZS52MS5DcmVhdGVWbVJlcXVlc3QaGC50aG9jLm5vZGUudjEuVm1SZXNwb25zZRJGCgdMaXN0Vm1zEhwudGhvYy5ub2RlLnYxLkxpc3RWbXNSZXF1ZXN0Gh0udGhvYy5ub2RlLnYxLkxpc3RWbXNSZXNwb25zZRI2CgVHZXRWbRITLnRob2Mubm9kZS52MS5WbVJlZhoYLnRob2Mubm9kZS52MS5WbVJlc3BvbnNlEjgKB1N0YXJ0Vm0SEy50aG9jLm5vZGUudjEuVm1SZWYaGC50aG9jLm5vZGUudjEuVm1SZXNwb25zZRI/CgZTdG9wVm0SGy50aG9jLm5vZGUudjEuU3RvcFZtUmVxdWVzdBoYLnRob2Mubm9kZS52MS5WbVJlc3BvbnNlEkIKCVJlc3RhcnRWbRIbLnRob2Mubm9kZS52MS5TdG9wVm1SZXF1ZXN0GhgudGhvYy5ub2RlLnYxLlZtUmVzcG9uc2USPwoIRGVsZXRlVm0SEy50aG9jLm5vZGUudjEuVm1SZWYaHi50aG9jLm5vZGUudjEuRGVsZXRlVm1SZXNwb25zZRJPCg5DcmVhdGVTbmFwc2hvdBIdLnRob2Mubm9kZS52MS5TbmFwc2hvdFJlcXVlc3QaHi50aG9jLm5vZGUudjEuU25hcHNob3RSZXNwb25zZRJJCg1MaXN0U25hcHNob3RzEhMudGhvYy5ub2RlLnYxLlZtUmVmGiMudGhvYy5ub2RlLnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJKCg9SZXN0b3JlU25hcHNob3QSHS50aG9jLm5vZGUudjEuU25hcHNob3RSZXF1ZXN0GhgudGhvYy5ub2RlLnYxLlZtUmVzcG9uc2USVQoORGVsZXRlU25hcHNob3QSHS50aG9jLm5vZGUudjEuU25hcHNob3RSZXF1ZXN0GiQudGhvYy5ub2RlLnYxLkRlbGV0ZVNuYXBzaG90UmVzcG9uc2USRgoHQ29uc29sZRIaLnRob2Mubm9kZS52MS5Db25zb2xlSW5wdXQaGy50aG9jLm5vZGUudjEuQ29uc29sZU91dHB1dCgBMAESOwoETG9ncxIZLnRob2Mubm9kZS52MS5Mb2dzUmVxdWVzdBoWLnRob2Mubm9kZS52MS5Mb2dDaHVuazABEjoKCkdldE1ldHJpY3MSEy50aG9jLm5vZGUudjEuVm1SZWYaFy50aG9jLm5vZGUudjEuVm1NZXRyaWNzEkkKCExpc3RHcHVzEh0udGhvYy5ub2RlLnYxLkxpc3RHcHVzUmVxdWVzdBoeLnRob2Mubm9kZS52MS5MaXN0R3B1c1Jlc3BvbnNlEkIKC0dldFZuY1Rva2VuEhMudGhvYy5ub2RlLnYxLlZtUmVmGh4udGhvYy5ub2RlLnYxLlZuY1Rva2VuUmVzcG9uc2USTwoOU2V0Vm1BdXRvc3RhcnQSIy50aG9jLm5vZGUudjEuU2V0Vm1BdXRvc3RhcnRSZXF1ZXN0GhgudGhvYy5ub2RlLnYxLlZtUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message thoc.node.v1.VmSpec
@@ -412,28 +412,6 @@ export const VmSchema: GenMessage<Vm> = /*@__PURE__*/
   messageDesc(file_thoc_node_v1_vm, 7);
 
 /**
- * @generated from message thoc.node.v1.SetVmAutostartRequest
- */
-export type SetVmAutostartRequest = Message<"thoc.node.v1.SetVmAutostartRequest"> & {
-  /**
-   * @generated from field: string name = 1;
-   */
-  name: string;
-
-  /**
-   * @generated from field: bool autostart = 2;
-   */
-  autostart: boolean;
-};
-
-/**
- * Describes the message thoc.node.v1.SetVmAutostartRequest.
- * Use `create(SetVmAutostartRequestSchema)` to create a new message.
- */
-export const SetVmAutostartRequestSchema: GenMessage<SetVmAutostartRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 8);
-
-/**
  * @generated from message thoc.node.v1.VmResponse
  */
 export type VmResponse = Message<"thoc.node.v1.VmResponse"> & {
@@ -448,7 +426,7 @@ export type VmResponse = Message<"thoc.node.v1.VmResponse"> & {
  * Use `create(VmResponseSchema)` to create a new message.
  */
 export const VmResponseSchema: GenMessage<VmResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 9);
+  messageDesc(file_thoc_node_v1_vm, 8);
 
 /**
  * @generated from message thoc.node.v1.ListVmsRequest
@@ -474,7 +452,7 @@ export type ListVmsRequest = Message<"thoc.node.v1.ListVmsRequest"> & {
  * Use `create(ListVmsRequestSchema)` to create a new message.
  */
 export const ListVmsRequestSchema: GenMessage<ListVmsRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 10);
+  messageDesc(file_thoc_node_v1_vm, 9);
 
 /**
  * @generated from message thoc.node.v1.ListVmsResponse
@@ -491,7 +469,7 @@ export type ListVmsResponse = Message<"thoc.node.v1.ListVmsResponse"> & {
  * Use `create(ListVmsResponseSchema)` to create a new message.
  */
 export const ListVmsResponseSchema: GenMessage<ListVmsResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 11);
+  messageDesc(file_thoc_node_v1_vm, 10);
 
 /**
  * @generated from message thoc.node.v1.DeleteVmResponse
@@ -508,7 +486,7 @@ export type DeleteVmResponse = Message<"thoc.node.v1.DeleteVmResponse"> & {
  * Use `create(DeleteVmResponseSchema)` to create a new message.
  */
 export const DeleteVmResponseSchema: GenMessage<DeleteVmResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 12);
+  messageDesc(file_thoc_node_v1_vm, 11);
 
 /**
  * @generated from message thoc.node.v1.SnapshotRequest
@@ -535,7 +513,7 @@ export type SnapshotRequest = Message<"thoc.node.v1.SnapshotRequest"> & {
  * Use `create(SnapshotRequestSchema)` to create a new message.
  */
 export const SnapshotRequestSchema: GenMessage<SnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 13);
+  messageDesc(file_thoc_node_v1_vm, 12);
 
 /**
  * @generated from message thoc.node.v1.Snapshot
@@ -567,7 +545,7 @@ export type Snapshot = Message<"thoc.node.v1.Snapshot"> & {
  * Use `create(SnapshotSchema)` to create a new message.
  */
 export const SnapshotSchema: GenMessage<Snapshot> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 14);
+  messageDesc(file_thoc_node_v1_vm, 13);
 
 /**
  * @generated from message thoc.node.v1.SnapshotResponse
@@ -584,7 +562,7 @@ export type SnapshotResponse = Message<"thoc.node.v1.SnapshotResponse"> & {
  * Use `create(SnapshotResponseSchema)` to create a new message.
  */
 export const SnapshotResponseSchema: GenMessage<SnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 15);
+  messageDesc(file_thoc_node_v1_vm, 14);
 
 /**
  * @generated from message thoc.node.v1.ListSnapshotsResponse
@@ -601,7 +579,7 @@ export type ListSnapshotsResponse = Message<"thoc.node.v1.ListSnapshotsResponse"
  * Use `create(ListSnapshotsResponseSchema)` to create a new message.
  */
 export const ListSnapshotsResponseSchema: GenMessage<ListSnapshotsResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 16);
+  messageDesc(file_thoc_node_v1_vm, 15);
 
 /**
  * @generated from message thoc.node.v1.DeleteSnapshotResponse
@@ -614,7 +592,7 @@ export type DeleteSnapshotResponse = Message<"thoc.node.v1.DeleteSnapshotRespons
  * Use `create(DeleteSnapshotResponseSchema)` to create a new message.
  */
 export const DeleteSnapshotResponseSchema: GenMessage<DeleteSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 17);
+  messageDesc(file_thoc_node_v1_vm, 16);
 
 /**
  * @generated from message thoc.node.v1.ConsoleInput
@@ -638,7 +616,7 @@ export type ConsoleInput = Message<"thoc.node.v1.ConsoleInput"> & {
  * Use `create(ConsoleInputSchema)` to create a new message.
  */
 export const ConsoleInputSchema: GenMessage<ConsoleInput> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 18);
+  messageDesc(file_thoc_node_v1_vm, 17);
 
 /**
  * @generated from message thoc.node.v1.ConsoleOutput
@@ -655,7 +633,7 @@ export type ConsoleOutput = Message<"thoc.node.v1.ConsoleOutput"> & {
  * Use `create(ConsoleOutputSchema)` to create a new message.
  */
 export const ConsoleOutputSchema: GenMessage<ConsoleOutput> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 19);
+  messageDesc(file_thoc_node_v1_vm, 18);
 
 /**
  * @generated from message thoc.node.v1.LogsRequest
@@ -684,7 +662,7 @@ export type LogsRequest = Message<"thoc.node.v1.LogsRequest"> & {
  * Use `create(LogsRequestSchema)` to create a new message.
  */
 export const LogsRequestSchema: GenMessage<LogsRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 20);
+  messageDesc(file_thoc_node_v1_vm, 19);
 
 /**
  * @generated from message thoc.node.v1.LogChunk
@@ -701,7 +679,7 @@ export type LogChunk = Message<"thoc.node.v1.LogChunk"> & {
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 21);
+  messageDesc(file_thoc_node_v1_vm, 20);
 
 /**
  * @generated from message thoc.node.v1.VmMetrics
@@ -785,7 +763,7 @@ export type VmMetrics = Message<"thoc.node.v1.VmMetrics"> & {
  * Use `create(VmMetricsSchema)` to create a new message.
  */
 export const VmMetricsSchema: GenMessage<VmMetrics> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 22);
+  messageDesc(file_thoc_node_v1_vm, 21);
 
 /**
  * @generated from message thoc.node.v1.ListGpusRequest
@@ -798,7 +776,7 @@ export type ListGpusRequest = Message<"thoc.node.v1.ListGpusRequest"> & {
  * Use `create(ListGpusRequestSchema)` to create a new message.
  */
 export const ListGpusRequestSchema: GenMessage<ListGpusRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 23);
+  messageDesc(file_thoc_node_v1_vm, 22);
 
 /**
  * @generated from message thoc.node.v1.HostGpu
@@ -856,7 +834,7 @@ export type HostGpu = Message<"thoc.node.v1.HostGpu"> & {
  * Use `create(HostGpuSchema)` to create a new message.
  */
 export const HostGpuSchema: GenMessage<HostGpu> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 24);
+  messageDesc(file_thoc_node_v1_vm, 23);
 
 /**
  * @generated from message thoc.node.v1.ListGpusResponse
@@ -873,7 +851,7 @@ export type ListGpusResponse = Message<"thoc.node.v1.ListGpusResponse"> & {
  * Use `create(ListGpusResponseSchema)` to create a new message.
  */
 export const ListGpusResponseSchema: GenMessage<ListGpusResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_vm, 25);
+  messageDesc(file_thoc_node_v1_vm, 24);
 
 /**
  * @generated from message thoc.node.v1.VncTokenResponse
@@ -902,6 +880,28 @@ export type VncTokenResponse = Message<"thoc.node.v1.VncTokenResponse"> & {
  * Use `create(VncTokenResponseSchema)` to create a new message.
  */
 export const VncTokenResponseSchema: GenMessage<VncTokenResponse> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_vm, 25);
+
+/**
+ * @generated from message thoc.node.v1.SetVmAutostartRequest
+ */
+export type SetVmAutostartRequest = Message<"thoc.node.v1.SetVmAutostartRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bool autostart = 2;
+   */
+  autostart: boolean;
+};
+
+/**
+ * Describes the message thoc.node.v1.SetVmAutostartRequest.
+ * Use `create(SetVmAutostartRequestSchema)` to create a new message.
+ */
+export const SetVmAutostartRequestSchema: GenMessage<SetVmAutostartRequest> = /*@__PURE__*/
   messageDesc(file_thoc_node_v1_vm, 26);
 
 /**
