@@ -28,7 +28,7 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
   ...svc("VmService", {
     CreateVm: O, ListVms: V, GetVm: V, StartVm: O, StopVm: O, RestartVm: O, DeleteVm: O,
     CreateSnapshot: O, ListSnapshots: V, RestoreSnapshot: O, DeleteSnapshot: O,
-    Console: O, Logs: V, GetMetrics: V, ListGpus: V, GetVncToken: O,
+    Console: O, Logs: V, GetMetrics: V, ListGpus: V, GetVncToken: O, SetVmAutostart: O,
   }),
   ...svc("ImageService", { ImportImage: O, ListImages: V, GetImage: V, DeleteImage: O }),
   // Access key ids are half a credential and the table is the S3 admin's: listing is admin too.

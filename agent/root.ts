@@ -25,5 +25,6 @@ export function createSubsystems(_config: Config): Subsystem[] {
   const scheduler = new SchedulerSubsystem({ membership, objectStore, vm });
   vmDeps.routeVmService = (local) => scheduler.routeVmService(local);
   vmDeps.onVmChange = (c) => scheduler.onVmChange(c);
+  vmDeps.autostartVeto = (r) => scheduler.autostartVeto(r);
   return [membership, objectStore, vm, scheduler];
 }

@@ -16,7 +16,7 @@ export const EVENT_KINDS: readonly EventKind[] = ["audit", "vm", "node", "leader
  * is reported as "running" once the domain runs.
  */
 export type VmAction = "created" | "starting" | "running" | "stopping" | "stopped" | "paused" | "deleted" | "failed";
-export type VmEventTrigger = "user" | "scheduler" | "libvirt" | "reconcile";
+export type VmEventTrigger = "user" | "scheduler" | "libvirt" | "reconcile" | "autostart";
 
 export interface VmEventInput {
   kind: "vm";

@@ -149,6 +149,7 @@ export function routedVmService(o: RoutingOptions): VmImpl {
     },
     async getMetrics(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.getMetrics(req, ctx) : peer(at).getMetrics(req, opts(ctx)); },
     async listGpus(req, ctx) { return local.listGpus(req, ctx); },
+    async setVmAutostart(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.setVmAutostart(req, ctx) : peer(at).setVmAutostart(req, opts(ctx)); },
     async getVncToken(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.getVncToken(req, ctx) : peer(at).getVncToken(req, opts(ctx)); },
   };
 }

@@ -12,7 +12,7 @@ import type { AgentContext, Membership, Subsystem, SubsystemHealth } from "../co
 import { ThocError } from "../errors/index.js";
 import { SchedulerService, VmService, type CreateVmRequest, type LeaderInfoSchema } from "../proto/index.js";
 import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
-import type { VmChange, VmManager } from "../vm/index.js";
+import type { VmChange, VmManager, VmRecord } from "../vm/index.js";
 import { startElection, type ElectionHandle } from "./wiring.js";
 import { schedulerMetrics } from "./metrics.js";
 import { Placer } from "./placer.js";
@@ -41,8 +41,20 @@ export class SchedulerSubsystem implements Subsystem {
   private election?: ElectionHandle;
   private pools: { close(): void }[] = [];
   private view?: ClusterView;
+  /** This node's VM tables and id once start() has them (autostartVeto waits for them). */
+  private tables?: { t: VmTables; self: string };
+  private tablesReady!: () => void;
+  private readonly tablesSet = new Promise<void>((r) => { this.tablesReady = r; });
 
   constructor(private readonly deps: SchedulerDeps) {}
+
+  /** For the VM subsystem's autostart: why this node must not start its VM again (VmTables.autostartVeto). */
+  async autostartVeto(r: VmRecord): Promise<string | undefined> {
+    // The VM subsystem starts before this one: wait for the tables, but not forever (a start that failed).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.tablesSet, new Promise<void>((res) => { timer = setTimeout(res, 30_000); timer.unref(); })]).finally(() => clearTimeout(timer));
+    return this.tables?.t.autostartVeto(this.tables.self, r);
+  }
 
   /** For the VM subsystem: its local VmService, wrapped so every agent answers for the whole cluster. */
   routeVmService(local: VmImpl): VmImpl {
@@ -77,6 +89,8 @@ export class SchedulerSubsystem implements Subsystem {
     const m = this.deps.membership;
     const os = this.deps.objectStore;
     const tables = new VmTables(os.clusterTable(VM_TABLE), os.clusterTable(HOST_TABLE), os.clusterTable(EVICTION_TABLE));
+    this.tables = { t: tables, self: ctx.nodeId };
+    this.tablesReady();
     const view = clusterView(m, { id: ctx.nodeId, grpcAddress: () => ctx.addresses.grpc });
     this.view = view;
     const self = { id: ctx.nodeId, name: config.name };

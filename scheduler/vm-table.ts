@@ -97,4 +97,20 @@ export class VmTables {
   evictionsFor(nodeId: string): { name: string; e: Eviction }[] {
     return this.evictions.table.live().map((x) => ({ name: x.key, e: JSON.parse(x.value) as Eviction })).filter((x) => x.e.nodeId === nodeId);
   }
+
+  /**
+   * Why node `self` must not start its VM `r` again at its start although its
+   * own record wants it running: deleted with --force while the node was down
+   * (the publisher deletes it next), or its name now held by another node's
+   * VM. Pulls both tables from the live peers first: the node has just come
+   * back and its copy may be stale; with no peer answering, its copy decides.
+   */
+  async autostartVeto(self: string, r: { name: string; uuid: string }): Promise<string | undefined> {
+    await Promise.all([this.evictions.pull(), this.vms.pull()]).catch(() => {});
+    const evicted = this.evictionsFor(self).find((x) => x.name === r.name && x.e.uuid === r.uuid);
+    if (evicted) return `deleted with --force at ${new Date(evicted.e.atMs).toISOString()} while this node was down: the scheduler deletes it here`;
+    const e = this.local(r.name);
+    if (e && e.nodeId !== self && e.uuid !== r.uuid) return `the name ${r.name} now belongs to another VM, on node ${e.nodeName}`;
+    return undefined;
+  }
 }

@@ -42,6 +42,15 @@ export interface VmRecord {
   group?: string;
   /** The create's request id: a retried create with the same id answers with this VM. */
   requestId?: string;
+  /**
+   * What the API last asked for: running (create, start, restart) or stopped
+   * (vm stop, create --no-start). Only a user's stop makes it stopped: a guest
+   * that died with its host, libvirtd or a kill still wants to run, and the
+   * agent starts it at its next start when spec.autostart is on (autostart.ts).
+   */
+  desired?: "running" | "stopped";
+  /** Why the agent's last autostart of this VM failed; cleared by the next start or stop. */
+  autostartError?: string;
 }
 
 /** The store's surface the manager needs (a LocalStore json sublevel fits). */
@@ -85,7 +94,7 @@ export interface ManagerOptions {
 }
 
 /** Who made a VM change: an API call, the scheduler leader, libvirt (the guest or virsh), or reconciliation at start. */
-export type VmTrigger = "user" | "scheduler" | "libvirt" | "reconcile";
+export type VmTrigger = "user" | "scheduler" | "libvirt" | "reconcile" | "autostart";
 
 export interface VmChange { name: string; now?: VmRecord; previous?: VmRecord; by: VmTrigger }
 
@@ -187,6 +196,9 @@ export class VmManager {
       } else {
         await this.setStatus(r.name, stateToStatus(d.state), "", "reconcile");
       }
+      // A record from before desired existed: the status it kept is the last the agent saw, so "running" means the
+      // VM ran until the agent or its host went away. Written now, before reconcile's status loses that.
+      if (!r.desired) { const now = await this.o.records.get(r.name); if (now) await this.save({ ...now, desired: r.status === "running" ? "running" : "stopped" }, "reconcile"); }
     }
     for (const d of domains.values()) {
       const meta = parseThocMetadata(await this.o.hv.xml(d.name).catch(() => ""));
@@ -195,6 +207,7 @@ export class VmManager {
       const r: VmRecord = {
         name: spec.name, uuid: d.uuid, domain: d.name, status: stateToStatus(d.state), spec, passwordSet: false, node: meta.node,
         createdAt: meta.createdAt, mac: macFor(d.uuid), tap: tapName(spec.name), imageKind: "disk", gpus: [], detail: "adopted from libvirt",
+        desired: stateToStatus(d.state) === "running" ? "running" : "stopped",
       };
       await this.save(r, "reconcile");
       adopted.push(r.name);
@@ -258,7 +271,7 @@ export class VmManager {
         if (this.realHost) await this.applyNetwork(rec);
         status = "running";
       }
-      return await this.save({ ...rec, status }, by);
+      return await this.save({ ...rec, status, desired: status === "running" ? "running" : "stopped" }, by);
     } catch (err) {
       for (const u of undo.reverse()) await u().catch((e) => this.o.log?.warn({ err: e, vm: spec.name }, "create rollback step failed"));
       throw err;
@@ -346,7 +359,7 @@ export class VmManager {
     if (r.spec.network.mode === "bridge-vlan") await applyVlan(r.tap, r.spec.network, this.o.vlanMode);
   }
 
-  async startVm(name: string): Promise<VmRecord> {
+  async startVm(name: string, opts: { by?: VmTrigger } = {}): Promise<VmRecord> {
     const r = await this.get(name);
     const release = this.lock(name);
     try {
@@ -356,16 +369,20 @@ export class VmManager {
         await this.o.hv.start(r.domain);
         if (this.realHost) await this.applyNetwork(r);
       }
-      return await this.save({ ...r, status: "running", detail: "" });
+      return await this.save({ ...r, status: "running", detail: "", desired: "running", autostartError: undefined }, opts.by);
     } finally { release(); }
   }
 
-  async stopVm(name: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmRecord> {
-    const r = await this.get(name);
+  async stopVm(name: string, opts: { force?: boolean; timeoutMs?: number; restarting?: boolean } = {}): Promise<VmRecord> {
+    let r = await this.get(name);
     const release = this.lock(name);
+    // A restart's stop keeps it meant to run: an agent that dies between the stop and the start starts it again.
+    const desired = opts.restarting ? "running" : "stopped";
     try {
+      // The user's intent is durable before the guest is asked: an agent that dies mid-stop does not start it again.
+      if (r.desired !== desired) r = await this.save({ ...r, desired });
       await this.powerOff(r, opts);
-      return await this.save({ ...r, status: "stopped", detail: "" });
+      return await this.save({ ...r, status: "stopped", detail: "", desired, autostartError: undefined });
     } finally { release(); }
   }
 
@@ -389,8 +406,22 @@ export class VmManager {
     });
   }
 
+  /** vm autostart on|off; changes nothing else about the VM. */
+  async setAutostart(name: string, on: boolean): Promise<VmRecord> {
+    return this.exclusive(name, async (r) => {
+      const { autostart: _, ...spec } = r.spec;
+      return this.save({ ...r, spec: on ? spec : { ...spec, autostart: false }, ...(on ? {} : { autostartError: undefined }) });
+    });
+  }
+
+  /** Records why an autostart failed (vm show); the status stays what libvirt says. */
+  async noteAutostartError(name: string, error: string): Promise<void> {
+    const r = await this.o.records.get(name);
+    if (r) await this.save({ ...r, autostartError: error }, "autostart");
+  }
+
   async restartVm(name: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmRecord> {
-    await this.stopVm(name, opts);
+    await this.stopVm(name, { ...opts, restarting: true });
     return this.startVm(name);
   }
 

@@ -8,7 +8,7 @@ import { MIG_PROFILES, MIG_SLICES } from "./gpu.js";
 import { IMAGE_PARTS, type ImagePart, type ImageRecord, type ImageStore } from "./images.js";
 import type { VmManager, VmRecord } from "./manager.js";
 import { createSnapshot, deleteSnapshot, listSnapshots, openConsole, readLog, restoreSnapshot, vmMetrics, type VmMetricsReading } from "./ops.js";
-import type { VmSpec, VmSpecInput } from "./spec.js";
+import { autostartOf, type VmSpec, type VmSpecInput } from "./spec.js";
 import type { VncTokens } from "./vnc.js";
 
 export function specFromPb(s: PbVmSpec | undefined): VmSpecInput {
@@ -18,6 +18,7 @@ export function specFromPb(s: PbVmSpec | undefined): VmSpecInput {
     gpu: s.gpu ? { enabled: s.gpu.enabled, mode: s.gpu.mode as "passthrough", deviceIds: s.gpu.deviceIds, migProfile: s.gpu.migProfile } : undefined,
     network: s.network ? { mode: (s.network.mode || undefined) as "bridge-vlan", ipMode: (s.network.ipMode || undefined) as "dhcp", ipAddress: s.network.ipAddress, netmask: s.network.netmask, gateway: s.network.gateway, vlanId: s.network.vlanId, bridge: s.network.bridge } : undefined,
     cloudInit: s.cloudInit ? { hostname: s.cloudInit.hostname, sshPublicKey: s.cloudInit.sshPublicKey, username: s.cloudInit.username, password: s.cloudInit.password } : undefined,
+    autostart: s.autostart,
   };
 }
 
@@ -28,6 +29,7 @@ function specToPb(s: VmSpec): MessageInitShape<typeof VmSchema>["spec"] {
     network: { ...s.network },
     // The password never leaves the agent, not even hashed.
     cloudInit: s.cloudInit ? { ...s.cloudInit, password: "" } : undefined,
+    autostart: autostartOf(s),
   };
 }
 
@@ -37,6 +39,7 @@ export function vmToPb(r: VmRecord): MessageInitShape<typeof VmSchema> {
     createdAtMs: BigInt(r.createdAt), macAddress: r.spec.network.mode === "none" ? "" : r.mac,
     gpuDevices: r.gpus.map((g) => (g.mode === "mig" ? `${g.pciAddress}/${g.migProfile}` : g.pciAddress)),
     imageKind: r.imageKind, detail: r.detail, passwordSet: r.passwordSet, group: r.group ?? "",
+    desiredState: r.desired ?? "", autostartError: r.autostartError ?? "",
   };
 }
 
@@ -106,6 +109,7 @@ export function vmService(m: VmManager, opts: { statsTimeoutMs: number; vnc?: Vn
         }),
       };
     },
+    async setVmAutostart(req) { return { vm: vmToPb(await m.setAutostart(need(req.name, "name"), req.autostart)) }; },
     async getVncToken(req) {
       const r = await m.get(need(req.name, "name"));
       if (!opts.vnc) throw new ThocError("unimplemented", "the VNC WebSocket is not enabled on this agent");

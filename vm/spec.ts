@@ -27,6 +27,12 @@ export interface VmSpec {
   gpu?: GpuSpec;
   network: NetworkSpec;
   cloudInit?: CloudInitSpec;
+  /**
+   * false: the agent does not start the VM again at its start when it was
+   * running before (vm create --no-autostart). Absent means on: records
+   * written before the option existed keep the default.
+   */
+  autostart?: boolean;
 }
 
 /** Loose input: what a gRPC request or a test hands over before validation. */
@@ -35,6 +41,7 @@ export interface VmSpecInput {
   gpu?: Partial<GpuSpec> & { deviceIds?: string[] };
   network?: Partial<NetworkSpec>;
   cloudInit?: Partial<CloudInitSpec>;
+  autostart?: boolean;
 }
 
 export interface HostLimits { cpus: number; memoryBytes: number }
@@ -86,8 +93,12 @@ export function validateSpec(input: VmSpecInput, host: HostLimits, defaults: { b
   const network = validateNetwork(input.network ?? {}, defaults.bridge);
   const gpu = validateGpu(input.gpu);
   const cloudInit = validateCloudInit(input.cloudInit, name);
-  return { name, image, vcpus, ramMB, diskGB, network, ...(gpu ? { gpu } : {}), ...(cloudInit ? { cloudInit } : {}) };
+  // Only the opt-out is stored: a spec that does not say is on (autostartOf).
+  return { name, image, vcpus, ramMB, diskGB, network, ...(gpu ? { gpu } : {}), ...(cloudInit ? { cloudInit } : {}), ...(input.autostart === false ? { autostart: false } : {}) };
 }
+
+/** Whether the agent starts this VM again at its start (when it was meant to run). */
+export const autostartOf = (s: Pick<VmSpec, "autostart">): boolean => s.autostart !== false;
 
 export function validateNetwork(n: Partial<NetworkSpec>, defaultBridge: string): NetworkSpec {
   const mode = (n.mode || "bridge-vlan") as NetMode;

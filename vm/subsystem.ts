@@ -17,6 +17,7 @@ import { LocalImageStore, type ImageStore } from "./images.js";
 import { ObjectImageStore } from "./images-objectstore.js";
 import { VmManager, type VmChange, type VmRecord, type VmStatus } from "./manager.js";
 import { budgetOf, usageOf } from "./fit.js";
+import { autostartVms, type AutostartOutcome } from "./autostart.js";
 import type { ImplOf } from "../rpc/index.js";
 import { vmEvent } from "./events.js";
 import { withCpuPercent, type VmMetricsReading } from "./ops.js";
@@ -32,6 +33,8 @@ export interface VmDeps {
   routeVmService?: (local: ImplOf<typeof VmService>) => ImplOf<typeof VmService>;
   /** Every change of a VM record on this node (the scheduler's VM table, the event stream). */
   onVmChange?: (c: VmChange) => void;
+  /** Why a VM must not be autostarted here (the scheduler: it was deleted with --force while this node was down); undefined: start it. */
+  autostartVeto?: (r: VmRecord) => Promise<string | undefined>;
 }
 
 /** Images live in the object store's reserved bucket when this agent runs one, else only on this node. */
@@ -73,6 +76,10 @@ export class VmSubsystem implements Subsystem {
   private kvmWarned = false;
   /** open() was called (by preflight or start): the hypervisor keeps reconnecting by itself from then on. */
   private opened = false;
+  /** The autostart pass (once per agent process, at the first reconcile with libvirt); its outcomes for status. */
+  autostart?: Promise<AutostartOutcome[]>;
+  private autostartFailed: AutostartOutcome[] = [];
+  private startAutostart?: () => void;
 
   constructor(private readonly deps: VmDeps = {}) {}
 
@@ -85,7 +92,7 @@ export class VmSubsystem implements Subsystem {
         log.info({ uri: cfg.hypervisorUri }, "hypervisor reconnected");
         // libvirtd may come back configured otherwise (qemu.conf user, /dev/kvm): read the host again, then reconcile.
         this.hostRead = this.readHost(cfg, log, false);
-        void this.hostRead.then(() => this.manager?.reconcile()).catch((err) => log.warn({ err }, "reconcile after reconnect failed"));
+        void this.hostRead.then(() => this.manager?.reconcile()).then(() => this.startAutostart?.()).catch((err) => log.warn({ err }, "reconcile after reconnect failed"));
       },
     });
     return this.hv;
@@ -183,6 +190,8 @@ export class VmSubsystem implements Subsystem {
       loadFactor: cfg.limits.loadFactor, stopTimeoutMs: cfg.vm.stopTimeout, defaultBridge: cfg.vm.bridge,
       vlanMode: cfg.vm.vlanMode, vlanBridgePattern: cfg.vm.vlanBridgePattern, log: ctx.log,
       onChange: (c: VmChange) => {
+        // A start, stop or delete since clears the failure from status, as it does from the record.
+        if (!c.now?.autostartError) this.autostartFailed = this.autostartFailed.filter((o) => o.vm !== c.name);
         if (ctx.events) { const e = vmEvent(c); if (e) ctx.events.publish(e); }
         this.deps.onVmChange?.(c);
       },
@@ -203,6 +212,28 @@ export class VmSubsystem implements Subsystem {
       ctx.log.error({ err, uri: hv.uri }, "hypervisor unreachable; VMs unavailable until it answers");
     }
     await manager.start();
+    this.startAutostart = () => {
+      // Once per process: later reconnects (a libvirtd restart) only reconcile, as before; a guest that died then is shown stopped.
+      if (this.autostart || !hv.connected()) return;
+      this.autostart = autostartVms(manager, {
+        log: ctx.log, veto: this.deps.autostartVeto,
+        onOutcome: (o) => {
+          if (o.outcome !== "failed") return;
+          this.autostartFailed.push(o);
+          // A failure changes no status (the domain is still shut off), so it is no record event: say it here.
+          ctx.events?.publish({ kind: "vm", vm: o.vm, action: "failed", status: "stopped", previousStatus: "stopped", by: "autostart", detail: `autostart failed: ${o.reason ?? ""}` });
+        },
+      });
+    };
+    // In the background: the agent is ready without waiting for guests; a libvirt that is down now starts them when it
+    // answers (onReconnect). One that answered preflight's connect only after its wait is not a reconnect: reconcile
+    // (which manager.start() skipped) and autostart once the host is read.
+    if (hv.connected()) this.startAutostart();
+    else void this.hostRead?.then(async () => {
+      if (!hv.connected() || this.autostart) return;
+      await manager.reconcile();
+      this.startAutostart?.();
+    }).catch((err) => ctx.log.warn({ err }, "reconcile after a late libvirt answer failed"));
     const vnc = await this.startVnc(ctx, manager);
     const local = vmService(manager, { statsTimeoutMs: cfg.vm.statsTimeout, vnc });
     ctx.rpc.add(VmService, this.deps.routeVmService ? this.deps.routeVmService(local) : local);
@@ -340,7 +371,9 @@ export class VmSubsystem implements Subsystem {
   health(): SubsystemHealth {
     if (!this.hv) return { status: "starting" };
     if (!this.hv.connected()) return { status: "degraded", detail: `hypervisor ${this.hv.uri} unreachable${this.hv.lastError() ? `: ${this.hv.lastError()}` : ""}` };
-    if (noGuests(this.hv.uri)) return { status: "up", detail: this.hv.uri };
-    return { status: "up", detail: `${this.hv.uri}, domain type ${this.domainType}${this.hostNote ? `: ${this.hostNote}` : ""}` };
+    // A VM that failed to autostart does not make the node unready: it is said here and in vm show.
+    const failed = this.autostartFailed.length ? `; autostart failed for ${this.autostartFailed.map((o) => o.vm).join(", ")} (thoc-node vm show NAME)` : "";
+    if (noGuests(this.hv.uri)) return { status: "up", detail: `${this.hv.uri}${failed}` };
+    return { status: "up", detail: `${this.hv.uri}, domain type ${this.domainType}${this.hostNote ? `: ${this.hostNote}` : ""}${failed}` };
   }
 }

@@ -26,6 +26,8 @@ export function vmJson(v: Vm | undefined): unknown {
     gpu: s?.gpu ? { mode: s.gpu.mode, deviceIds: s.gpu.deviceIds, migProfile: s.gpu.migProfile || undefined, devices: v.gpuDevices } : undefined,
     cloudInit: s?.cloudInit ? { hostname: s.cloudInit.hostname, username: s.cloudInit.username, sshPublicKey: s.cloudInit.sshPublicKey || undefined, passwordSet: v.passwordSet } : undefined,
     detail: v.detail || undefined,
+    // Absent for VMs listed from the cluster table (another node's): vm show asks their node.
+    autostart: s?.autostart, desiredState: v.desiredState || undefined, autostartError: v.autostartError || undefined,
   };
 }
 
@@ -49,6 +51,8 @@ interface CreateOpts {
   image?: string; vcpus?: string; ram?: string; disk?: string; sshKey?: string; ip?: string; netmask?: string; gateway?: string;
   dhcp?: boolean; vlan?: string; bridge?: string; network?: string; gpu?: string; hostname?: string; user?: string;
   passwordStdin?: boolean; start?: boolean; node?: string; group?: string; json?: boolean;
+  /** false with --no-autostart. */
+  autostart?: boolean;
 }
 
 async function buildSpec(name: string, o: CreateOpts) {
@@ -74,6 +78,7 @@ async function buildSpec(name: string, o: CreateOpts) {
       gateway: o.gateway ?? "", vlanId: int(o.vlan, "--vlan"), bridge: o.bridge ?? "",
     },
     cloudInit: cloud ? { hostname: o.hostname ?? "", username: o.user ?? "", sshPublicKey, password } : undefined,
+    autostart: o.autostart !== false,
   };
 }
 
@@ -113,6 +118,7 @@ export function registerVm(program: Command): void {
     .option("--hostname <name>", "guest host name (default: the VM name)").option("--user <name>", "cloud-init user (default thoc)")
     .option("--password-stdin", "read the user's password from stdin (it is stored only as a SHA-512 crypt hash)")
     .option("--no-start", "define the VM without starting it")
+    .option("--no-autostart", "do not start it again when the agent starts (after a host reboot or crash); vm autostart changes it later")
     .option("--node <node>", "run on this node (name or id); default: the scheduler leader picks one")
     .option("--group <name>", "anti-affinity group: no two VMs of the group on one node")
     .option("--json", "print one JSON document")
@@ -158,6 +164,14 @@ export function registerVm(program: Command): void {
         if (o.json) printJson(vmJson(v)); else console.log(`vm ${name} ${v?.status}`);
       }));
   }
+
+  vm.command("autostart <name> <on|off>").description("whether the agent starts the VM again at its start when it was running before (not after a vm stop)")
+    .option("--json", "print one JSON document")
+    .action(run(async (_g, client, name: string, on: string, o: { json?: boolean }) => {
+      if (on !== "on" && on !== "off") invalid(`"${on}": say on or off`);
+      const { vm: v } = await client.setVmAutostart({ name, autostart: on === "on" });
+      if (o.json) printJson(vmJson(v)); else console.log(`vm ${name} autostart ${v?.spec?.autostart === false ? "off" : "on"}`);
+    }));
 
   vm.command("delete <name>").description("delete a VM with its disks, seed ISO, snapshots and GPU allocations")
     .option("--force", "the VM's node is down: remove the VM's record now; the node deletes the VM when it comes back")

@@ -235,7 +235,7 @@ export type VmEvent = Message<"thoc.node.v1.VmEvent"> & {
   previousStatus: string;
 
   /**
-   * "user", "scheduler", "libvirt" or "reconcile".
+   * "user", "scheduler", "libvirt", "reconcile" or "autostart".
    *
    * @generated from field: string triggered_by = 5;
    */
