@@ -37,7 +37,9 @@ const etaOf = (p: ProgressState) => {
 /** The terminal line: label, bar, percent, amounts, rate, ETA, fitted to `columns`. */
 export function formatBar(p: ProgressState, columns = 80): string {
   const pct = pctOf(p);
-  const tail = ` ${String(pct).padStart(3)}%  ${bytes(p.done)} / ${bytes(p.total)}  ${bytes(Math.round(rateOf(p)))}/s  ETA ${etaOf(p)}`;
+  // Padded so the figures keep their width as they grow and the bar does not jump about.
+  const total = bytes(p.total);
+  const tail = ` ${String(pct).padStart(3)}%  ${bytes(p.done).padStart(total.length)} / ${total}  ${`${bytes(Math.round(rateOf(p)))}/s`.padStart(11)}  ETA ${etaOf(p).padEnd(6)}`;
   // What is left for the bar after the label, the brackets and the figures; no bar at all on a narrow terminal.
   const room = columns - 1 - p.label.length - 3 - tail.length;
   if (room < 10) return `${p.label}${tail}`.slice(0, Math.max(0, columns - 1));
