@@ -10,6 +10,8 @@
  * Secrets (cluster keys, S3 secret, join token) are never printed: the
  * summary counts keys and names where values came from.
  */
+import { existsSync } from "node:fs";
+import path from "node:path";
 import type { Command } from "commander";
 import type { Config } from "../../config/index.js";
 import { ThocError } from "../../errors/index.js";
@@ -40,7 +42,8 @@ export function registerConfig(program: Command): void {
       const fromEnv = Object.entries(cfg.sources).filter(([, src]) => src === "env").map(([key]) => ({ key, env: envOf.get(key) ?? "" }));
       const read = cfg.configFile ?? `none (${want ?? DEFAULT_CONFIG_FILE} does not exist: defaults and the environment only)`;
       if (format === "json") return printJson({ ok: true, file: cfg.configFile ?? null, environment: fromEnv, config: redacted(cfg) });
-      const tls = cfg.tls.certFile ? `tls.certFile ${cfg.tls.certFile}` : cfg.dev ? "none (--dev)" : "the cluster PKI in the data dir (or plaintext on loopback)";
+      const pki = path.join(cfg.dataDir, "pki");
+      const tls = cfg.tls.certFile ? `tls.certFile ${cfg.tls.certFile}` : existsSync(path.join(pki, "ca.crt")) ? `the cluster PKI in ${pki}` : cfg.pki.joinToken ? "the cluster PKI (from the join token)" : "none: plaintext gRPC (--dev or loopback only)";
       const rows: string[][] = [
         ["file", read],
         ["name", cfg.name],
