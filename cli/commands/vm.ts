@@ -25,6 +25,7 @@ export function vmJson(v: Vm | undefined): unknown {
     network: s?.network ? { mode: s.network.mode, ipMode: s.network.ipMode, ipAddress: s.network.ipAddress || undefined, netmask: s.network.netmask || undefined, gateway: s.network.gateway || undefined, vlanId: s.network.vlanId || undefined, bridge: s.network.bridge } : undefined,
     gpu: s?.gpu ? { mode: s.gpu.mode, deviceIds: s.gpu.deviceIds, migProfile: s.gpu.migProfile || undefined, devices: v.gpuDevices } : undefined,
     cloudInit: s?.cloudInit ? { hostname: s.cloudInit.hostname, username: s.cloudInit.username, sshPublicKey: s.cloudInit.sshPublicKey || undefined, passwordSet: v.passwordSet } : undefined,
+    ipAddresses: v.ipAddresses,
     detail: v.detail || undefined,
   };
 }
@@ -85,7 +86,8 @@ function vmRow(v: Vm, format: OutputFormat = "table"): (string | number)[] {
   const s = v.spec;
   const configured = s?.network?.mode === "none" ? "-" : s?.network?.ipMode === "static" ? `${s.network.ipAddress}/${s.network.netmask}` : "dhcp";
   const row: (string | number)[] = [v.name, v.node, v.status, s?.image ?? "", s?.vcpus ?? 0, `${s?.ramMb ?? 0} MiB`, `${s?.diskGb ?? 0} GB`,
-    configured, v.gpuDevices.join(",") || "-"];
+    // The guest's addresses once libvirt knows them; until then what was asked for (a static address, or dhcp).
+    v.ipAddresses.length ? v.ipAddresses.map((a) => a.replace(/\/\d+$/, "")).join(",") : configured, v.gpuDevices.join(",") || "-"];
   if (format !== "wide") return row;
   const net = s?.network;
   return [...row, v.uuid || "-", v.macAddress || "-", net && net.mode !== "none" ? `${net.mode}${net.vlanId ? ` vlan ${net.vlanId}` : ""} ${configured}` : "none",
