@@ -67,3 +67,11 @@ test("Progress on a terminal: the bar redrawn in place, throttled, and a newline
   assert.match(writes[2]!, /100%/);
   assert.equal(writes[3], "\n");
 });
+
+test("Progress on a pty that reports 0 columns (no size set) still draws the bar, for 80 columns", () => {
+  const writes: string[] = [];
+  const p = new Progress("upload x", MiB, { out: { isTTY: true, columns: 0, write: (s: string) => writes.push(s) }, now: () => 0 });
+  p.finish();
+  assert.match(writes[0]!, /^\rupload x \[-+\]   0%/);
+  assert.ok(writes[0]!.length - 4 <= 79, "within 80 columns (less the \\r and the clear)");
+});

@@ -110,7 +110,8 @@ export class Progress {
     this.lastShown = t;
     const p = { label: this.label, done: this.done, total: this.total, elapsedMs: t - this.start };
     // \r and clear-to-end-of-line: the new line may be shorter than the last.
-    if (this.tty) this.out.write(`\r${formatBar(p, this.out.columns ?? 80)}\x1b[K`);
+    // A pty with no size set (script(1) off a terminal, some CI) says 0 columns: draw for 80.
+    if (this.tty) this.out.write(`\r${formatBar(p, this.out.columns || 80)}\x1b[K`);
     else this.out.write(formatLine(p) + "\n");
   }
 }
