@@ -7,13 +7,13 @@ import type http from "node:http";
 import { create } from "@bufbuild/protobuf";
 import path from "node:path";
 import type { Config } from "../config/index.js";
-import { hostPort, readConfigFile, readKeyFile } from "../config/index.js";
+import { hostPort } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 import { NodeSchema, NodeService, type Node } from "../proto/index.js";
 import { RpcServer, groupId, tlsRequestingClientCert } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
-import { listen, readTlsPair, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
+import { checkConfigFiles, listen, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
 import { readCapacity } from "./capacity.js";
 import { createMetrics, registerDataDirMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
@@ -114,9 +114,7 @@ export class Agent {
     process.umask(0o077);
     // Every file the config names is read (and a key's mode checked) before anything is bound or
     // written, so a bad path is exit 2 with nothing listening and no credentials generated.
-    this.checkTlsFiles();
-    const s3tls = cfg.s3.tls;
-    if (s3tls.certFile) readTlsPair(s3tls.certFile, s3tls.keyFile, "s3.tls");
+    checkConfigFiles(cfg);
     for (const s of this.subsystems) {
       if (!s.preflight) continue;
       this.preflighted.push(s);
@@ -173,15 +171,6 @@ export class Agent {
     this.rpc.setAllServing("SERVING");
     this.hooks.progress?.(`gRPC serving on ${this.addresses.grpc}`);
     this.transport.startRenewal();
-  }
-
-  /** The operator's own TLS files (tls.*), read and a key's mode checked: config errors, exit 2. */
-  private checkTlsFiles(): void {
-    const t = this.config.tls;
-    if (!t.certFile) return;
-    if (t.caFile) readConfigFile(t.caFile, "tls.caFile");
-    readConfigFile(t.certFile, "tls.certFile");
-    readKeyFile(t.keyFile, "tls.keyFile");
   }
 
   private context(): AgentContext {

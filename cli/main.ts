@@ -18,6 +18,11 @@ import { registerRing } from "./commands/ring.js";
 import { registerPki } from "./commands/pki.js";
 import { registerEvents } from "./commands/events.js";
 import { registerLeader } from "./commands/leader.js";
+import { registerConfig } from "./commands/config.js";
+import { registerCompletion } from "./commands/completion.js";
+
+/** Commander's usage errors that are bad input (a value outside --output's choices, --json with --output): exit 2, as every bad input. */
+const BAD_INPUT = new Set(["commander.invalidArgument", "commander.conflictingOption"]);
 
 /**
  * The version string, loaded only when asked for: core/index.ts also carries
@@ -39,7 +44,9 @@ export function buildProgram(version: string): Command {
     .option("--tls-key <file>", "its private key (default $THOC_TLS_KEY)")
     .option("--timeout <ms>", "deadline for each call in milliseconds", "10000")
     .addHelpText("after", "\nConnection settings may also come from ~/.config/thoc/profile.json ($THOC_PROFILE):\n  {\"addr\": \"10.0.0.5:7400\", \"tlsCa\": \"ca.crt\", \"tlsCert\": \"alice.crt\", \"tlsKey\": \"alice.key\"}\nFlags beat THOC_* variables, which beat the profile. Global options go before or after the command.")
-    .showHelpAfterError("(run with --help for usage)");
+    .showHelpAfterError("(run with --help for usage)")
+    // Set before the subcommands are added: they inherit it. Commander has already printed its message.
+    .exitOverride((err) => { if (BAD_INPUT.has(err.code)) process.exit(2); });
   registerAgent(program);
   registerStatus(program);
   registerVm(program);
@@ -51,6 +58,9 @@ export function buildProgram(version: string): Command {
   registerPki(program);
   registerEvents(program);
   registerLeader(program);
+  registerConfig(program);
+  // Last: it describes the tree the others built.
+  registerCompletion(program);
   return program;
 }
 

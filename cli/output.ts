@@ -3,7 +3,28 @@
  * are one line on stderr saying what was wrong and what to do, with a non-zero
  * exit code (2 for bad input or config, 1 otherwise).
  */
+import { Option, type Command } from "commander";
 import { ThocError } from "../errors/index.js";
+
+/** What a listing prints: json (one document), table, or wide (the table with more columns). */
+export const OUTPUT_FORMATS = ["json", "table", "wide"] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/**
+ * -o/--output json|table|wide and --json (its old spelling, kept so scripts
+ * keep working) on a listing command. A bad value is commander's usage error
+ * naming the allowed values; main.ts makes it exit 2 like any bad input.
+ */
+export function outputOptions(cmd: Command, json = "print one JSON document"): Command {
+  return cmd
+    .addOption(new Option("-o, --output <format>", "json, table or wide (wide: the table with more columns)").choices(OUTPUT_FORMATS))
+    .addOption(new Option("--json", `same as --output json: ${json}`).conflicts("output"));
+}
+
+/** The format a command was asked for (table unless said otherwise). */
+export function outputFormat(o: { output?: string; json?: boolean }): OutputFormat {
+  return o.json ? "json" : (o.output as OutputFormat | undefined) ?? "table";
+}
 
 /** JSON.stringify that prints bigints as numbers when safe, strings otherwise. */
 export function toJson(v: unknown): string {

@@ -17,4 +17,4 @@ export type { Membership, Member, MemberState, MemberEvent, MemberEventType, Nod
 export { EVENT_KINDS, type EventKind, type EventSink, type EventHub, type ClusterEventInput, type VmEventInput, type VmAction, type VmEventTrigger, type NodeEventInput, type NodeAction, type LeaderEventInput } from "./events.js";
 export { VERSION } from "./version.js";
 export { listen } from "./net.js";
-export { readTlsPair, agentTlsFiles, followTlsPair, type TlsPair, type TlsFiles } from "./tls.js";
+export { readTlsPair, checkConfigFiles, agentTlsFiles, followTlsPair, type TlsPair, type TlsFiles } from "./tls.js";

@@ -8,7 +8,7 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { createSecureContext } from "node:tls";
-import { readConfigFile, readKeyFile } from "../config/index.js";
+import { readConfigFile, readKeyFile, type Config } from "../config/index.js";
 import { ThocError } from "../errors/index.js";
 
 export interface TlsPair { cert: Buffer; key: Buffer }
@@ -23,6 +23,21 @@ export function readTlsPair(certFile: string, keyFile: string, option: string): 
     throw new ThocError("invalid_argument", `config: ${option}: ${certFile} and ${keyFile} are not a PEM certificate and its private key: ${(err as Error).message}`, { key: `${option}.certFile` });
   }
   return pair;
+}
+
+/**
+ * Every file the config names, read (and a key's mode checked) the way the
+ * agent reads them at start, before anything is bound or written: a bad path
+ * is a config error (exit 2). `config validate` runs the same checks.
+ */
+export function checkConfigFiles(c: Pick<Config, "tls" | "s3">): void {
+  const t = c.tls;
+  if (t.certFile) {
+    if (t.caFile) readConfigFile(t.caFile, "tls.caFile");
+    readConfigFile(t.certFile, "tls.certFile");
+    readKeyFile(t.keyFile, "tls.keyFile");
+  }
+  if (c.s3.tls.certFile) readTlsPair(c.s3.tls.certFile, c.s3.tls.keyFile, "s3.tls");
 }
 
 export interface TlsFiles { certFile: string; keyFile: string }

@@ -69,6 +69,8 @@ const PROTOS: Record<string, string> = {
   virDomainRevertToSnapshot: "int virDomainRevertToSnapshot(void *snap, unsigned int flags)",
   virDomainSnapshotDelete: "int virDomainSnapshotDelete(void *snap, unsigned int flags)",
   virDomainSnapshotFree: "int virDomainSnapshotFree(void *snap)",
+  virDomainInterfaceAddresses: "int virDomainInterfaceAddresses(void *dom, _Out_ void **ifaces, unsigned int source, unsigned int flags)",
+  virDomainInterfaceFree: "void virDomainInterfaceFree(void *iface)",
   virStreamNew: "void *virStreamNew(void *conn, unsigned int flags)",
   virStreamRecv: "int virStreamRecv(void *st, _Out_ uint8_t *data, size_t nbytes)",
   virStreamSend: "int virStreamSend(void *st, const uint8_t *data, size_t nbytes)",
@@ -91,6 +93,7 @@ export const VIR = {
   DOMAIN_SNAPSHOT_DELETE_CHILDREN: 1,
   DOMAIN_SNAPSHOT_REVERT_RUNNING: 1,
   DOMAIN_XML_INACTIVE: 2,
+  DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE: 0, DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT: 1,
 } as const;
 
 /** virErrorNumber values (virterror.h) mapped to our codes; messages refine them in codeOf. */
@@ -286,6 +289,23 @@ export function decodeStatsRecords(p: Ptr | null, n: number): { dom: Ptr; params
     out.push({ dom, params: decodeTypedParams(params, nparams) });
   }
   return out;
+}
+
+/**
+ * virDomainInterface (name, hwaddr, naddrs, addrs at 0/8/16/24) and its
+ * virDomainIPAddress array (type int, addr char*, prefix uint at 0/8/16; 24
+ * bytes each), decoded before virDomainInterfaceFree releases them.
+ */
+export function decodeInterface(p: Ptr): { name: string; mac: string; addresses: { type: "ipv4" | "ipv6"; address: string; prefix: number }[] } {
+  const str = (off: number) => { const s = koffi.decode(p, off, "void *") as Ptr | null; return s ? koffi.decode.string(s) : ""; };
+  const n = koffi.decode(p, 16, "uint") as number;
+  const addrs = koffi.decode(p, 24, "void *") as Ptr | null;
+  const addresses: { type: "ipv4" | "ipv6"; address: string; prefix: number }[] = [];
+  for (let i = 0; addrs && i < n; i++) {
+    const a = koffi.decode(addrs, i * 24 + 8, "void *") as Ptr | null;
+    addresses.push({ type: (koffi.decode(addrs, i * 24, "int") as number) === 1 ? "ipv6" : "ipv4", address: a ? koffi.decode.string(a) : "", prefix: koffi.decode(addrs, i * 24 + 16, "uint") as number });
+  }
+  return { name: str(0), mac: str(8), addresses };
 }
 
 export { koffi };

@@ -2,7 +2,7 @@
  * The hypervisor seam: libvirt through koffi (LibvirtHypervisor), and an
  * in-memory stand-in (MemoryHypervisor) with the same interface.
  */
-export type { Hypervisor, HostCapabilities, DomainInfo, DomainState, DomainStats, LifecycleEvent, LifecycleEventType, SnapshotInfo, ConsoleStream } from "./types.js";
+export type { Hypervisor, AddressSource, GuestInterface, HostCapabilities, DomainInfo, DomainState, DomainStats, LifecycleEvent, LifecycleEventType, SnapshotInfo, ConsoleStream } from "./types.js";
 export { DOMAIN_STATES } from "./types.js";
 export { LibvirtHypervisor, libvirt, parseDacLabel, type LibvirtOptions } from "./libvirt.js";
 export { MemoryHypervisor } from "./memory.js";

@@ -102,3 +102,18 @@ test("host capabilities: the test driver has no KVM and no QEMU user; the DAC la
   assert.deepEqual(parseDacLabel(debian), { qemu: { uid: 64055, gid: 64055 } });
   assert.deepEqual(parseDacLabel("<capabilities><host><secmodel><model>apparmor</model></secmodel></host></capabilities>"), {});
 });
+
+test("interface addresses: the test driver answers both sources through the real call; a missing domain is not_found", async () => {
+  if (!hv.connected()) await hv.open();
+  // test:///default's own "test" domain runs with one interface, testnet0, and a made-up address.
+  for (const source of ["lease", "agent"] as const) {
+    const ifaces = await hv.interfaceAddresses("test", source);
+    assert.equal(ifaces.length, 1, source);
+    assert.equal(ifaces[0]!.name, "testnet0");
+    assert.match(ifaces[0]!.mac, /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    assert.deepEqual(ifaces[0]!.addresses.map((a) => a.type), ["ipv4"]);
+    assert.match(ifaces[0]!.addresses[0]!.address, /^\d+\.\d+\.\d+\.\d+$/);
+    assert.ok(ifaces[0]!.addresses[0]!.prefix > 0 && ifaces[0]!.addresses[0]!.prefix <= 32);
+  }
+  await assert.rejects(hv.interfaceAddresses("thoc-no-such-domain", "lease"), (e: { code: string; message: string }) => e.code === "not_found" && /thoc-no-such-domain/.test(e.message));
+});

@@ -7,8 +7,9 @@
 import { ThocError } from "../errors/index.js";
 import { eventLoop } from "./eventloop.js";
 import { decodeStatsRecords, koffi, Libvirt, VIR, type Ptr } from "./ffi.js";
+import { interfaceAddresses } from "./ifaddr.js";
 import { parseSnapshotXml } from "./snapxml.js";
-import { DOMAIN_STATES, LIFECYCLE_EVENTS, type ConsoleStream, type DomainInfo, type HostCapabilities, type DomainStats, type Hypervisor, type LifecycleEvent, type SnapshotInfo } from "./types.js";
+import { DOMAIN_STATES, LIFECYCLE_EVENTS, type AddressSource, type GuestInterface, type ConsoleStream, type DomainInfo, type HostCapabilities, type DomainStats, type Hypervisor, type LifecycleEvent, type SnapshotInfo } from "./types.js";
 
 let shared: Libvirt | undefined;
 /** koffi type names are process-wide: the callback prototype is declared once. */
@@ -302,6 +303,10 @@ export class LibvirtHypervisor implements Hypervisor {
       }
       return new LibvirtConsole(this.lv, st, () => this.conn);
     });
+  }
+
+  interfaceAddresses(name: string, source: AddressSource): Promise<GuestInterface[]> {
+    return this.withDomain(name, (dom) => interfaceAddresses(this.lv, this.c(), dom, name, source));
   }
 
   async hostCapabilities(): Promise<HostCapabilities> {

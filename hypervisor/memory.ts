@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { ThocError } from "../errors/index.js";
-import type { ConsoleStream, DomainInfo, HostCapabilities, DomainStats, DomainState, Hypervisor, LifecycleEvent, LifecycleEventType, SnapshotInfo } from "./types.js";
+import type { AddressSource, GuestInterface, ConsoleStream, DomainInfo, HostCapabilities, DomainStats, DomainState, Hypervisor, LifecycleEvent, LifecycleEventType, SnapshotInfo } from "./types.js";
 
 interface MemDomain { name: string; uuid: string; xml: string; state: DomainState; snapshots: Map<string, SnapshotInfo & { runState: DomainState }>; consoles: Set<MemConsole> }
 
@@ -13,6 +13,11 @@ export class MemoryHypervisor implements Hypervisor {
   private readonly domains = new Map<string, MemDomain>();
   private readonly listeners = new Set<(e: LifecycleEvent) => void>();
   private open_ = false;
+  /**
+   * What interfaceAddresses answers, per domain and source, set by tests: a
+   * guest that got a lease, one that only its agent can describe. Unset: none.
+   */
+  readonly addresses = new Map<string, Partial<Record<AddressSource, GuestInterface[]>>>();
   /** The guest's reaction to an ACPI shutdown: "obey" stops it, "ignore" leaves it running. */
   acpi: "obey" | "ignore" = "obey";
 
@@ -130,6 +135,14 @@ export class MemoryHypervisor implements Hypervisor {
     for (const c of this.get(name).consoles) c.push(Buffer.from(text));
   }
 
+  async interfaceAddresses(name: string, source: AddressSource): Promise<GuestInterface[]> {
+    const d = this.get(name);
+    if (d.state !== "running") throw new ThocError("failed_precondition", `addresses of ${name}: Requested operation is not valid: domain is not running`);
+    const got = this.addresses.get(name)?.[source];
+    // As libvirt: no guest agent is an error, no lease is an empty answer.
+    if (!got && source === "agent") throw new ThocError("unavailable", `addresses of ${name}: Guest agent is not responding: QEMU guest agent is not connected`);
+    return structuredClone(got ?? []);
+  }
   async pciDevicesXml(): Promise<string[]> { return [...this.pciXml]; }
 
   /** No QEMU behind it: no KVM, and nobody else needs to read the VM files. */

@@ -50,6 +50,19 @@ export interface DomainStats {
   diskAllocationBytes: number;
 }
 
+/**
+ * Where a guest's addresses come from (virDomainInterfaceAddresses): "lease",
+ * the DHCP leases of libvirt's own networks; "agent", the QEMU guest agent in
+ * the guest (any network, static addresses too, but only with the agent).
+ */
+export type AddressSource = "lease" | "agent";
+
+export interface GuestInterface {
+  name: string;
+  mac: string;
+  addresses: { type: "ipv4" | "ipv6"; address: string; prefix: number }[];
+}
+
 /** A serial console: bytes in, bytes out, until close() or the domain stops. */
 export interface ConsoleStream {
   write(data: Uint8Array): Promise<void>;
@@ -109,6 +122,12 @@ export interface Hypervisor {
   hostCapabilities(): Promise<HostCapabilities>;
   /** XML of the host's PCI node devices (virConnectListAllNodeDevices, CAP_PCI_DEV). */
   pciDevicesXml(): Promise<string[]>;
+  /**
+   * A running guest's interfaces and addresses from `source`. Throws
+   * "unimplemented" when the driver cannot tell (libvirt's test driver), and
+   * libvirt's error when the source has nothing to ask (no guest agent).
+   */
+  interfaceAddresses(name: string, source: AddressSource): Promise<GuestInterface[]>;
   /** Subscribes to lifecycle events; returns the unsubscribe function. */
   onLifecycle(cb: (e: LifecycleEvent) => void): () => void;
 }

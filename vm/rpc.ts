@@ -4,6 +4,7 @@ import { ThocError } from "../errors/index.js";
 import type { ImplOf } from "../rpc/index.js";
 import { ImageService, VmService, type VmSpec as PbVmSpec, type ImageSchema, type VmSchema, type SnapshotSchema, type VmMetricsSchema } from "../proto/index.js";
 import type { SnapshotInfo } from "../hypervisor/index.js";
+import { guestAddresses } from "./addresses.js";
 import { MIG_PROFILES, MIG_SLICES } from "./gpu.js";
 import { IMAGE_PARTS, type ImagePart, type ImageRecord, type ImageStore } from "./images.js";
 import type { VmManager, VmRecord } from "./manager.js";
@@ -43,6 +44,11 @@ export function vmToPb(r: VmRecord): MessageInitShape<typeof VmSchema> {
   };
 }
 
+/** vmToPb with the guest's addresses, asked of libvirt now (only a running guest has any). */
+async function vmWithAddresses(m: VmManager, r: VmRecord): Promise<MessageInitShape<typeof VmSchema>> {
+  return { ...vmToPb(r), ipAddresses: r.status === "running" ? await guestAddresses(m.o.hv, r.domain) : [] };
+}
+
 const snapToPb = (s: SnapshotInfo): MessageInitShape<typeof SnapshotSchema> =>
   ({ name: s.name, description: s.description, createdAtMs: BigInt(s.createdAt * 1000), vmState: s.state });
 
@@ -61,8 +67,8 @@ const need = (v: string, what: string) => {
 export function vmService(m: VmManager, opts: { statsTimeoutMs: number; vnc?: VncTokens }): ImplOf<typeof VmService> {
   return {
     async createVm(req) { return { vm: vmToPb(await m.create(specFromPb(req.spec), { start: !req.noStart })) }; },
-    async listVms() { return { vms: (await m.list()).map(vmToPb) }; },
-    async getVm(req) { return { vm: vmToPb(await m.refreshStatus(need(req.name, "name")).catch(() => m.get(req.name))) }; },
+    async listVms() { return { vms: await Promise.all((await m.list()).map((r) => vmWithAddresses(m, r))) }; },
+    async getVm(req) { return { vm: await vmWithAddresses(m, await m.refreshStatus(need(req.name, "name")).catch(() => m.get(req.name))) }; },
     async startVm(req) { return { vm: vmToPb(await m.startVm(need(req.name, "name"))) }; },
     async stopVm(req) { return { vm: vmToPb(await m.stopVm(need(req.name, "name"), { force: req.force, timeoutMs: req.timeoutMs })) }; },
     async restartVm(req) { return { vm: vmToPb(await m.restartVm(need(req.name, "name"), { force: req.force, timeoutMs: req.timeoutMs })) }; },

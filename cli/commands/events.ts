@@ -13,7 +13,7 @@
 import type { Command } from "commander";
 import type { Event } from "../../proto/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
-import { fail } from "../output.js";
+import { fail, outputFormat, outputOptions } from "../output.js";
 
 const RETRY_FOR_MS = 30_000;
 /** Errors no reconnect can fix: the request or the caller is wrong. */
@@ -53,10 +53,13 @@ export function eventLine(e: Event): string {
   return [...head, what].join("  ");
 }
 
-interface EventsOpts { follow?: boolean; tail: string; json?: boolean; cursor?: string; kind?: string; vm?: string; node?: string }
+/** What wide adds to a line: the node id, and the cursor to resume after it (and an audit record's request id). */
+const wideTail = (e: Event) => [`node-id=${e.nodeId || "-"}`, `cursor=${e.cursor || "-"}`, ...(e.kind ? [] : [`request=${e.requestId || "-"}`])].join(" ");
+
+interface EventsOpts { follow?: boolean; tail: string; output?: string; json?: boolean; cursor?: string; kind?: string; vm?: string; node?: string }
 
 export function registerEvents(program: Command): void {
-  program
+  outputOptions(program
     .command("events")
     .description("show the cluster's events (audit, VM lifecycle, members, leader) from every live node; --follow keeps streaming")
     .option("-f, --follow", "keep the stream open and print new events as they happen (reconnects from the last cursor if it breaks)")
@@ -64,9 +67,10 @@ export function registerEvents(program: Command): void {
     .option("--cursor <c>", "resume after this cursor (an event's `cursor` in --json): every later event, no gaps")
     .option("--kind <kinds>", "only these kinds, comma-separated: audit, vm, node, leader")
     .option("--vm <name>", "only events about this VM")
-    .option("--node <name>", "only events from or about this node (name or id)")
-    .option("--json", "one JSON object per event and line, with its cursor")
+    .option("--node <name>", "only events from or about this node (name or id)"),
+  "one JSON object per event and line, with its cursor")
     .action(async (opts: EventsOpts, cmd: Command) => {
+      const format = outputFormat(opts);
       const g = globalOpts(cmd);
       const tail = Number(opts.tail);
       if (!Number.isInteger(tail) || tail < 0) {
@@ -86,7 +90,7 @@ export function registerEvents(program: Command): void {
               failingSince = undefined;
               backoff = 250;
               if (e.cursor) cursor = e.cursor;
-              process.stdout.write((opts.json ? JSON.stringify(eventJson(e)) : eventLine(e)) + "\n");
+              process.stdout.write((format === "json" ? JSON.stringify(eventJson(e)) : format === "wide" ? `${eventLine(e)}  ${wideTail(e)}` : eventLine(e)) + "\n");
             }
             return;
           } catch (err) {

@@ -5,14 +5,15 @@
  */
 import type { Command } from "commander";
 import { agentAddress, connect, globalOpts } from "../connect.js";
-import { fail, printJson, table } from "../output.js";
+import { fail, outputFormat, outputOptions, printJson, table } from "../output.js";
 
 export function registerLeader(program: Command): void {
-  program
+  outputOptions(program
     .command("leader")
-    .description("show the scheduler leader: id, name, term, since when, the voters and their state, this node's role")
-    .option("--json", 'print one JSON document: {"leader": {"id", "name", "grpcAddress"}, "term", "since", "role", "voters": [{"id", "name", "state"}]}')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .description("show the scheduler leader: id, name, term, since when, the voters and their state, this node's role"),
+  'print one JSON document: {"leader": {"id", "name", "grpcAddress"}, "term", "since", "role", "voters": [{"id", "name", "state"}]}')
+    .action(async (opts: { output?: string; json?: boolean }, cmd: Command) => {
+      const format = outputFormat(opts);
       const g = globalOpts(cmd);
       const client = await connect((p) => p.SchedulerService, g);
       try {
@@ -24,12 +25,13 @@ export function registerLeader(program: Command): void {
           voters: r.voters.map((v) => ({ id: v.id, name: v.name, state: v.state })),
           configVersion: Number(r.configVersion), configCommitted: r.configCommitted, acting: r.acting, node: { id: r.nodeId, name: r.nodeName },
         };
-        if (opts.json) return printJson(doc);
+        if (format === "json") return printJson(doc);
         console.log(table([
           ["leader", r.leader ? `${r.leader.name} (${r.leader.id}) at ${r.leader.grpcAddress}` : "none"],
           ["term", String(r.term)],
           ["since", since ?? "-"],
           [`this node (${r.nodeName})`, r.role],
+          ...(format === "wide" ? [["voter config", `version ${r.configVersion}${r.configCommitted ? "" : " (not yet committed)"}`], ["acting", r.acting ? "yes" : "no"]] : []),
         ]));
         console.log();
         console.log(table([["VOTER", "ID", "STATE"], ...r.voters.map((v) => [v.name, v.id, v.state])]));

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { agentAddress, connect, globalOpts } from "../connect.js";
-import { fail, printJson, table } from "../output.js";
+import { fail, outputFormat, outputOptions, printJson, table } from "../output.js";
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const size = (n: bigint) => {
@@ -9,16 +9,17 @@ const size = (n: bigint) => {
 };
 
 export function registerRing(program: Command): void {
-  program
+  outputOptions(program
     .command("ring")
-    .description("show the object store's hash ring: each node's share of the key space, its state, the effective N/W/R and the data still to move")
-    .option("--json", "print one JSON document: {nodes:[{id,name,weight,share,replicaShare,state,grpcAddress}], replicas, writeQuorum, readQuorum, balance, misplacedReplicas, misplacedBytes, pendingHints}")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .description("show the object store's hash ring: each node's share of the key space, its state, the effective N/W/R and the data still to move"),
+  "print one JSON document: {nodes:[{id,name,weight,share,replicaShare,state,grpcAddress}], replicas, writeQuorum, readQuorum, balance, misplacedReplicas, misplacedBytes, pendingHints}")
+    .action(async (opts: { output?: string; json?: boolean }, cmd: Command) => {
+      const format = outputFormat(opts);
       const g = globalOpts(cmd);
       const client = await connect((p) => p.ClusterService, g);
       try {
         const r = await client.getRing({});
-        if (opts.json) {
+        if (format === "json") {
           printJson({
             localId: r.localId,
             nodes: r.nodes.map((n) => ({ id: n.id, name: n.name, weight: n.weight, share: n.share, replicaShare: n.replicaShare, state: n.state, grpcAddress: n.grpcAddress })),
@@ -37,6 +38,8 @@ export function registerRing(program: Command): void {
         const lowered = r.replicas < r.configuredReplicas || r.writeQuorum < r.configuredWriteQuorum || r.readQuorum < r.configuredReadQuorum;
         console.log(`\nN/W/R ${r.replicas}/${r.writeQuorum}/${r.readQuorum}${lowered ? ` (configured ${r.configuredReplicas}/${r.configuredWriteQuorum}/${r.configuredReadQuorum}; lowered: the ring has fewer nodes)` : ""}`);
         console.log(`balance: each node holds ${r.balanceMin.toFixed(2)}–${r.balanceMax.toFixed(2)}× its fair share (by weight)`);
+        // Every column is in the table already; wide adds the ring's digest (equal on nodes that agree on the ring).
+        if (format === "wide") console.log(`ring digest: ${r.digest}`);
         console.log(`this node: ${r.misplacedReplicas} replicas (${size(r.misplacedBytes)}) still to move to their new owners, ${r.pendingHints} hints waiting for down nodes`);
       } catch (err) {
         fail(err, agentAddress(g));

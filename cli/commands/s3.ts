@@ -6,7 +6,7 @@ import type { Command } from "commander";
 import type { KeyService, S3Key } from "../../proto/index.js";
 import type { Client } from "../../rpc/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
-import { fail, printJson, table } from "../output.js";
+import { fail, outputFormat, outputOptions, printJson, table } from "../output.js";
 
 const keyJson = (k: S3Key) => ({
   accessKeyId: k.accessKeyId, owner: k.owner, description: k.description || undefined, root: k.root,
@@ -38,15 +38,18 @@ export function registerS3(program: Command): void {
       ].join("\n"));
     }));
 
-  key.command("list").description("list access keys (never their secrets)")
-    .option("--json", "print one JSON document")
-    .action(run(async (client, o: { json?: boolean }) => {
+  outputOptions(key.command("list").description("list access keys (never their secrets)"))
+    .action(run(async (client, o: { output?: string; json?: boolean }) => {
+      const format = outputFormat(o);
       const { keys } = await client.listKeys({});
-      if (o.json) return printJson(keys.map(keyJson));
-      const rows: string[][] = [["ACCESS KEY ID", "OWNER", "CREATED", "DESCRIPTION"]];
+      if (format === "json") return printJson(keys.map(keyJson));
+      const wide = format === "wide";
+      // Wide: the ROOT column on its own (the table folds it into DESCRIPTION).
+      const rows: string[][] = [["ACCESS KEY ID", "OWNER", "CREATED", ...(wide ? ["ROOT"] : []), "DESCRIPTION"]];
       for (const k of keys) {
         const j = keyJson(k);
-        rows.push([j.accessKeyId, j.owner, j.createdAt ?? (k.root ? "(config)" : ""), k.root ? `root${j.description ? `: ${j.description}` : ""}` : j.description ?? ""]);
+        const created = j.createdAt ?? (k.root ? "(config)" : "");
+        rows.push([j.accessKeyId, j.owner, created, ...(wide ? [k.root ? "yes" : "no"] : []), k.root && !wide ? `root${j.description ? `: ${j.description}` : ""}` : j.description ?? ""]);
       }
       console.log(table(rows));
     }));

@@ -1,19 +1,19 @@
 import type { Command } from "commander";
 import { agentAddress, connect, globalOpts } from "../connect.js";
-import { bytes, fail, printJson, table } from "../output.js";
+import { bytes, fail, outputFormat, outputOptions, printJson, table } from "../output.js";
 
 export function registerStatus(program: Command): void {
-  program
+  outputOptions(program
     .command("status")
-    .description("show this node: identity, addresses, capacity and the health of each subsystem")
-    .option("--json", "print one JSON document")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .description("show this node: identity, addresses, capacity and the health of each subsystem"))
+    .action(async (opts: { output?: string; json?: boolean }, cmd: Command) => {
+      const format = outputFormat(opts);
       const g = globalOpts(cmd);
       const client = await connect((p) => p.NodeService, g);
       try {
         const { node } = await client.getNode({});
         if (!node) throw new Error("agent returned no node");
-        if (opts.json) {
+        if (format === "json") {
           const { $typeName: _t, capacity, subsystems, ...rest } = node;
           const { $typeName: _c, gpus, ...cap } = capacity ?? ({ gpus: [] } as never);
           printJson({
@@ -34,6 +34,7 @@ export function registerStatus(program: Command): void {
           ["gpus", c?.gpus.length ? c.gpus.map((x) => `${x.model} ${x.pciAddress}`).join(", ") : "none"],
           ["hypervisor", node.hypervisorUri],
           ["uptime", `${node.uptimeSeconds.toFixed(0)} s`],
+          ...(format === "wide" ? [["dev", node.dev ? "yes" : "no"], ["started", new Date(Number(node.startedAtMs)).toISOString()]] : []),
           ...node.subsystems.map((s) => [`  ${s.name}`, `${s.status}${s.detail ? ` (${s.detail})` : ""}`]),
         ]));
       } catch (err) {

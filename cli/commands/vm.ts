@@ -9,7 +9,7 @@ import type { VmService, Vm } from "../../proto/index.js";
 import { ThocError } from "../../errors/index.js";
 import type { Client } from "../../rpc/index.js";
 import { agentAddress, connect, globalOpts, type GlobalOpts } from "../connect.js";
-import { bytes, fail, printJson, table } from "../output.js";
+import { bytes, fail, outputFormat, outputOptions, printJson, table, type OutputFormat } from "../output.js";
 
 /** Calls that wait on a guest (create, stop) get at least this long, whatever --timeout says. */
 const SLOW_MS = 180_000;
@@ -25,6 +25,7 @@ export function vmJson(v: Vm | undefined): unknown {
     network: s?.network ? { mode: s.network.mode, ipMode: s.network.ipMode, ipAddress: s.network.ipAddress || undefined, netmask: s.network.netmask || undefined, gateway: s.network.gateway || undefined, vlanId: s.network.vlanId || undefined, bridge: s.network.bridge } : undefined,
     gpu: s?.gpu ? { mode: s.gpu.mode, deviceIds: s.gpu.deviceIds, migProfile: s.gpu.migProfile || undefined, devices: v.gpuDevices } : undefined,
     cloudInit: s?.cloudInit ? { hostname: s.cloudInit.hostname, username: s.cloudInit.username, sshPublicKey: s.cloudInit.sshPublicKey || undefined, passwordSet: v.passwordSet } : undefined,
+    ipAddresses: v.ipAddresses,
     detail: v.detail || undefined,
     // Absent for VMs listed from the cluster table (another node's): vm show asks their node.
     autostart: s?.autostart, desiredState: v.desiredState || undefined, autostartError: v.autostartError || undefined,
@@ -82,11 +83,20 @@ async function buildSpec(name: string, o: CreateOpts) {
   };
 }
 
-function vmRow(v: Vm): (string | number)[] {
+const VM_HEADER = ["NAME", "NODE", "STATUS", "IMAGE", "VCPUS", "RAM", "DISK", "IP", "GPU"];
+/** Wide: what identifies the VM to libvirt and the network, and how its address is configured. */
+const VM_WIDE_HEADER = ["UUID", "MAC", "NETWORK", "GROUP", "CREATED"];
+
+function vmRow(v: Vm, format: OutputFormat = "table"): (string | number)[] {
   const s = v.spec;
-  return [v.name, v.node, v.status, s?.image ?? "", s?.vcpus ?? 0, `${s?.ramMb ?? 0} MiB`, `${s?.diskGb ?? 0} GB`,
-    s?.network?.mode === "none" ? "-" : s?.network?.ipMode === "static" ? `${s.network.ipAddress}/${s.network.netmask}` : "dhcp",
-    v.gpuDevices.join(",") || "-"];
+  const configured = s?.network?.mode === "none" ? "-" : s?.network?.ipMode === "static" ? `${s.network.ipAddress}/${s.network.netmask}` : "dhcp";
+  const row: (string | number)[] = [v.name, v.node, v.status, s?.image ?? "", s?.vcpus ?? 0, `${s?.ramMb ?? 0} MiB`, `${s?.diskGb ?? 0} GB`,
+    // The guest's addresses once libvirt knows them; until then what was asked for (a static address, or dhcp).
+    v.ipAddresses.length ? v.ipAddresses.map((a) => a.replace(/\/\d+$/, "")).join(",") : configured, v.gpuDevices.join(",") || "-"];
+  if (format !== "wide") return row;
+  const net = s?.network;
+  return [...row, v.uuid || "-", v.macAddress || "-", net && net.mode !== "none" ? `${net.mode}${net.vlanId ? ` vlan ${net.vlanId}` : ""} ${configured}` : "none",
+    v.group || "-", new Date(Number(v.createdAtMs)).toISOString()];
 }
 
 function printVm(v: Vm | undefined, json?: boolean): void {
@@ -138,11 +148,12 @@ export function registerVm(program: Command): void {
       if (o.json) printJson(vmJson(v)); else console.log(`vm ${v?.name} ${v?.status} on ${v?.node}`);
     }));
 
-  vm.command("list").description("every VM of the cluster (--node: one node's)").option("--node <node>", "only this node's VMs (name or id)").option("--json", "print one JSON document")
-    .action(run(async (_g, client, o: { json?: boolean; node?: string }) => {
+  outputOptions(vm.command("list").description("every VM of the cluster (--node: one node's)").option("--node <node>", "only this node's VMs (name or id)"))
+    .action(run(async (_g, client, o: { output?: string; json?: boolean; node?: string }) => {
+      const format = outputFormat(o);
       const { vms } = await client.listVms({ node: o.node ?? "" });
-      if (o.json) return printJson(vms.map(vmJson));
-      console.log(table([["NAME", "NODE", "STATUS", "IMAGE", "VCPUS", "RAM", "DISK", "IP", "GPU"], ...vms.map(vmRow)]));
+      if (format === "json") return printJson(vms.map(vmJson));
+      console.log(table([[...VM_HEADER, ...(format === "wide" ? VM_WIDE_HEADER : [])], ...vms.map((v) => vmRow(v, format))]));
     }));
 
   vm.command("show <name>").description("one VM").option("--json", "print one JSON document")
@@ -203,10 +214,10 @@ export function registerVm(program: Command): void {
         ["disk read/write", `${bytes(m.diskReadBytes)} / ${bytes(m.diskWriteBytes)}`], ["disk", `${bytes(m.diskAllocationBytes)} of ${bytes(m.diskCapacityBytes)}`]]));
     }));
 
-  vm.command("gpus").description("the node's GPUs and who holds them").option("--json", "print one JSON document")
-    .action(run(async (_g, client, o: { json?: boolean }) => {
+  outputOptions(vm.command("gpus").description("the node's GPUs and who holds them"))
+    .action(run(async (_g, client, o: { output?: string; json?: boolean }) => {
       const { gpus } = await client.listGpus({});
-      if (o.json) return printJson(gpus.map(({ $typeName: _t, ...x }) => x));
+      if (outputFormat(o) === "json") return printJson(gpus.map(({ $typeName: _t, ...x }) => x));
       if (!gpus.length) return console.log("no GPUs on this node");
       console.log(table([["ID", "PCI", "MODEL", "MIG", "ASSIGNED"], ...gpus.map((x) => [x.id, x.pciAddress, x.model, x.migModel ? `${x.migModel} (${x.migSlicesUsed}/7 slices)` : "-", x.assignedTo.join(",") || "-"])]));
     }));
@@ -223,11 +234,11 @@ export function registerVm(program: Command): void {
       const { snapshot } = await client.createSnapshot({ vm: vmName, name: name ?? "", description: o.description ?? "" }, slow(g));
       if (o.json) printJson({ name: snapshot?.name, description: snapshot?.description, vmState: snapshot?.vmState }); else console.log(`snapshot ${snapshot?.name} of ${vmName} created`);
     }));
-  snap.command("list <vm>").description("a VM's snapshots").option("--json", "print one JSON document")
-    .action(run(async (_g, client, vmName: string, o: { json?: boolean }) => {
+  outputOptions(snap.command("list <vm>").description("a VM's snapshots"))
+    .action(run(async (_g, client, vmName: string, o: { output?: string; json?: boolean }) => {
       const { snapshots } = await client.listSnapshots({ name: vmName });
       const rows = snapshots.map((s) => ({ name: s.name, createdAt: new Date(Number(s.createdAtMs)).toISOString(), vmState: s.vmState, description: s.description }));
-      if (o.json) return printJson(rows);
+      if (outputFormat(o) === "json") return printJson(rows);
       console.log(table([["NAME", "CREATED", "STATE", "DESCRIPTION"], ...rows.map((r) => [r.name, r.createdAt, r.vmState, r.description])]));
     }));
   snap.command("restore <vm> <snapshot>").description("revert the VM to a snapshot")
