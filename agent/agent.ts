@@ -117,6 +117,9 @@ export class Agent {
     this.checkTlsFiles();
     const s3tls = cfg.s3.tls;
     if (s3tls.certFile) readTlsPair(s3tls.certFile, s3tls.keyFile, "s3.tls");
+    // The first capacity read probes CPUs and GPUs (~0.4 s, up to 3 s): it runs while libvirt and the
+    // store open, not in front of the gossip start (membership gossips the capacity from its first message).
+    const probing = readCapacity(cfg.dataDir).catch(() => undefined);
     for (const s of this.subsystems) {
       if (!s.preflight) continue;
       this.preflighted.push(s);
@@ -129,6 +132,7 @@ export class Agent {
     this.hooks.progress?.(`store opened (node ${this.store.nodeId})`);
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
     registerDataDirMetrics(this.metrics.registry, this.store.dataDir);
+    await probing;
     this.cap = await readCapacity(this.store.dataDir);
     this.capTimer = setInterval(() => {
       readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
@@ -212,6 +216,9 @@ export class Agent {
     const deadline = Date.now() + budget;
     const left = () => Math.max(100, deadline - Date.now());
     clearInterval(this.capTimer);
+    // The cluster hears first that this node is going (membership's `left`, ~2 gossip rounds), so peers
+    // stop routing work here before the drain below, which can take up to half the budget.
+    await Promise.all(this.started.map((s) => s.leave?.().catch((err: unknown) => this.log.warn({ err, subsystem: s.name }, "subsystem leave failed"))));
     this.transport?.stop();
     // Every listener stops accepting now; then each drains within its share of the budget.
     for (const s of this.started) {
