@@ -14,7 +14,7 @@ import { RpcServer, groupId, tlsRequestingClientCert } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
 import { listen, readTlsPair, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
-import { readCapacity } from "./capacity.js";
+import { quickCapacity, readCapacity } from "./capacity.js";
 import { createMetrics, registerDataDirMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
 import { openTransport, type NodeTransport } from "./tls.js";
@@ -117,9 +117,6 @@ export class Agent {
     this.checkTlsFiles();
     const s3tls = cfg.s3.tls;
     if (s3tls.certFile) readTlsPair(s3tls.certFile, s3tls.keyFile, "s3.tls");
-    // The first capacity read probes CPUs and GPUs (~0.4 s, up to 3 s): it runs while libvirt and the
-    // store open, not in front of the gossip start (membership gossips the capacity from its first message).
-    const probing = readCapacity(cfg.dataDir).catch(() => undefined);
     for (const s of this.subsystems) {
       if (!s.preflight) continue;
       this.preflighted.push(s);
@@ -132,8 +129,10 @@ export class Agent {
     this.hooks.progress?.(`store opened (node ${this.store.nodeId})`);
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
     registerDataDirMetrics(this.metrics.registry, this.store.dataDir);
-    await probing;
-    this.cap = await readCapacity(this.store.dataDir);
+    // The first full read probes CPUs and GPUs (~0.4 s, up to 3 s): it goes on while the first subsystem
+    // (membership) starts with what Node knows at once, so the gossip start never waits on it.
+    this.cap = await quickCapacity(this.store.dataDir);
+    const probed = readCapacity(this.store.dataDir).then((c) => { this.cap = c; });
     this.capTimer = setInterval(() => {
       readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
     }, cfg.metrics.collectInterval).unref();
@@ -159,6 +158,8 @@ export class Agent {
 
     const ctx = this.context();
     for (const s of this.subsystems) {
+      // Every subsystem after the first sees the probed capacity (membership re-gossips it on its next reading).
+      if (s !== this.subsystems[0]) await probed;
       await s.start(ctx);
       this.started.push(s);
       this.log.debug({ subsystem: s.name }, "subsystem started");
