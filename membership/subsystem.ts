@@ -28,7 +28,7 @@ const PEERS_KEY = "membership/peers";
 const MAX_REMEMBERED = 64;
 
 /**
- * How long stop() waits for the `left` update to spread: 3 gossip rounds (each sends it to
+ * How long the leave waits for the `left` update to spread: 3 gossip rounds (each sends it to
  * gossipNodes members, who pass it on), at most 1 s (lan: 600 ms, local: 150 ms). It returns
  * sooner once the update has gone out its retransmit count.
  */
