@@ -14,7 +14,7 @@ import { RpcServer, groupId, tlsRequestingClientCert } from "../rpc/index.js";
 import { LocalStore } from "../store/index.js";
 import { closeHttp, createAdminServer } from "./admin.js";
 import { checkConfigFiles, listen, VERSION, type AgentContext, type CapacityInfo, type Logger, type Subsystem, type SubsystemHealth } from "../core/index.js";
-import { readCapacity } from "./capacity.js";
+import { quickCapacity, readCapacity } from "./capacity.js";
 import { createMetrics, registerDataDirMetrics, type AgentMetrics } from "./metrics.js";
 import { nodeService } from "./node-service.js";
 import { openTransport, type NodeTransport } from "./tls.js";
@@ -127,7 +127,10 @@ export class Agent {
     this.hooks.progress?.(`store opened (node ${this.store.nodeId})`);
     this.metrics = createMetrics({ version: VERSION, node: cfg.name });
     registerDataDirMetrics(this.metrics.registry, this.store.dataDir);
-    this.cap = await readCapacity(this.store.dataDir);
+    // The first full read probes CPUs and GPUs (~0.4 s, up to 3 s): it goes on while the first subsystem
+    // (membership) starts with what Node knows at once, so the gossip start never waits on it.
+    this.cap = await quickCapacity(this.store.dataDir);
+    const probed = readCapacity(this.store.dataDir).then((c) => { this.cap = c; });
     this.capTimer = setInterval(() => {
       readCapacity(this.store!.dataDir).then((c) => { this.cap = c; }, () => {});
     }, cfg.metrics.collectInterval).unref();
@@ -153,6 +156,8 @@ export class Agent {
 
     const ctx = this.context();
     for (const s of this.subsystems) {
+      // Every subsystem after the first sees the probed capacity (membership re-gossips it on its next reading).
+      if (s !== this.subsystems[0]) await probed;
       await s.start(ctx);
       this.started.push(s);
       this.log.debug({ subsystem: s.name }, "subsystem started");
@@ -201,6 +206,9 @@ export class Agent {
     const deadline = Date.now() + budget;
     const left = () => Math.max(100, deadline - Date.now());
     clearInterval(this.capTimer);
+    // The cluster hears first that this node is going (membership's `left`, ~2 gossip rounds), so peers
+    // stop routing work here before the drain below, which can take up to half the budget.
+    await Promise.all(this.started.map((s) => s.leave?.().catch((err: unknown) => this.log.warn({ err, subsystem: s.name }, "subsystem leave failed"))));
     this.transport?.stop();
     // Every listener stops accepting now; then each drains within its share of the budget.
     for (const s of this.started) {

@@ -43,6 +43,7 @@ test("--dev: loopback, test hypervisor, dev key, ./.thoc/<name>, local preset", 
   assert.equal(c.hypervisorUri, "test:///default");
   assert.deepEqual(c.cluster.keys, [DEV_CLUSTER_KEY]);
   assert.equal(c.gossip.probeInterval, 200);
+  assert.equal(c.preset, "local", "the preset named is the one whose timers apply");
   const d = loadConfig({ dev: true, file: noFile, env: {}, flags: { "--bind": "127.0.0.3" }, cwd: "/tmp/x" });
   assert.equal(d.name, "dev-127-0-0-3");
   assert.equal(d.dataDir, "/tmp/x/.thoc/dev-127-0-0-3");

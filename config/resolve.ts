@@ -174,6 +174,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
   });
 
+  // The preset option itself has no `local` default, so the walk wrote "lan" under a plain --dev
+  // while the local timers applied: it reports the preset actually in effect.
+  out.preset = preset;
+
   // Derived defaults.
   if (dev) {
     if (!explicit.has("bind")) out.bind = "127.0.0.1";

@@ -89,6 +89,13 @@ export interface Subsystem {
   /** Registers gRPC services, binds listeners, starts timers. Throw to abort the agent's start. */
   start(ctx: AgentContext): Promise<void>;
   /**
+   * Optional: tell the cluster this node is going, first thing on shutdown,
+   * before any listener closes or any call drains (membership: the `left`
+   * broadcast, so peers route nothing new here during the drain). Bounded by
+   * the subsystem itself (a few gossip rounds); must not throw.
+   */
+  leave?(): Promise<void>;
+  /**
    * Optional: stop taking new work at once (close listeners) while requests
    * under way go on. The agent calls it on every subsystem as shutdown
    * begins, so no listener keeps accepting while another drains.

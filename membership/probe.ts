@@ -122,13 +122,15 @@ export class Prober implements ProbeApi {
   onStreamPing(body: Buffer): Buffer | undefined {
     const ping = streamPing(body);
     if (!ping) return undefined;
-    if (ping.id !== this.s.id || this.s.leaving) throw new Error("not me");
+    // Answered while leaving too: until we exit, nobody should suspect us (we are `left`, not dead).
+    if (ping.id !== this.s.id) throw new Error("not me");
     return this.s.sealStream(Buffer.from(JSON.stringify({ t: "ack", seq: ping.seq })));
   }
 
   onPing(m: Extract<Msg, { t: "ping" }>, fromAddr: string): void {
     const s = this.s;
-    if (m.id !== s.id || s.leaving) return; // meant for a node that used to have this address
+    // Acked while leaving too (until stop): a member that has not heard our leave yet must not suspect us.
+    if (m.id !== s.id) return; // meant for a node that used to have this address
     if (m.sus && m.sus.id === s.id) s.onSuspect(m.sus);
     s.send(fromAddr, [{ t: "ack", seq: m.seq }]);
   }
@@ -147,7 +149,7 @@ export class Prober implements ProbeApi {
   /** Probes a target for a member whose direct probe failed; acks back, or nacks when the target stays silent. */
   indirectPing(origSeq: number, id: string, addr: string, requesterAddr: string): void {
     const s = this.s;
-    if (s.leaving) return;
+    // Still helping while we leave: a requester that gets no nack from us would blame its own health.
     const seq = this.nextSeq();
     const t = s.clock.after(s.t.probeTimeout, () => {
       this.acks.delete(seq);

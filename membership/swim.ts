@@ -415,7 +415,11 @@ export class Swim {
     this.emit("update", s);
   }
 
-  /** Tells the cluster we are leaving (others mark us `left`), then stops answering probes. */
+  /**
+   * Tells the cluster we are leaving (others mark us `left`) and waits up to waitMs for the update to
+   * go out its retransmit count. We go on answering probes until stop(): a member that has not heard
+   * yet must not suspect us meanwhile (we are leaving, not dead), and each ack carries the news too.
+   */
   async leave(waitMs: number): Promise<void> {
     if (this.leaving) return;
     const s = this.self;
@@ -424,8 +428,9 @@ export class Swim {
     s.state = "left";
     this.broadcasts.queue(s.id, msg);
     const targets = shuffle(this.gossipTargets().filter((m) => m.state !== "dead"), this.random);
-    // Tell a handful directly, the rest hear it by gossip before we go.
-    for (const m of targets.slice(0, Math.max(this.t.gossipNodes, 3))) this.send(m.address, [msg], false);
+    // Told directly (one small datagram each, so a cluster of up to 16 hears it within a round trip);
+    // any more hear it by gossip before we go.
+    for (const m of targets.slice(0, Math.max(this.t.gossipNodes, 16))) this.send(m.address, [msg], false);
     const end = this.clock.now() + waitMs;
     while (this.clock.now() < end && this.broadcasts.has(s.id) && this.running) {
       await new Promise<void>((r) => this.clock.after(this.t.gossipInterval, r));

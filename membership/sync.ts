@@ -12,6 +12,8 @@ const MAX_STATE_BYTES = 8 << 20;
 
 export class Sync {
   joined = false;
+  /** Members a previous run saw alive (set before start): tried with the seeds until a join succeeds. */
+  remembered: string[] = [];
   private attempt = 0;
 
   constructor(private readonly swim: Swim, private readonly seeds: string[]) {
@@ -99,7 +101,7 @@ export class Sync {
         if (!s.running) return;
         const backoff = Math.min(s.t.rejoinInterval, Math.max(250, s.t.probeInterval) * 2 ** Math.min(this.attempt, 10));
         const jitter = 0.8 + 0.4 * s.random();
-        this.scheduleRejoin((this.joined || this.seeds.length === 0 ? s.t.rejoinInterval : backoff) * jitter);
+        this.scheduleRejoin((this.joined || this.seeds.length + this.remembered.length === 0 ? s.t.rejoinInterval : backoff) * jitter);
       });
     });
     void t;
@@ -108,7 +110,9 @@ export class Sync {
   private async rejoin(): Promise<void> {
     const s = this.swim;
     const alive = new Set([...s.members.values()].filter((m) => m.state === "alive" || m.state === "suspect").map((m) => m.address));
-    const targets = this.seeds.filter((a) => a !== s.transport.address && !alive.has(a));
+    // Remembered members only until we are in: afterwards a departed one is not worth retrying forever.
+    const seeds = this.joined ? this.seeds : [...new Set([...this.seeds, ...this.remembered])];
+    const targets = seeds.filter((a) => a !== s.transport.address && !alive.has(a));
     const dead = shuffle([...s.members.values()].filter((m) => m.state === "dead" && !targets.includes(m.address)), s.random);
     if (dead[0]) targets.push(dead[0].address);
     if (targets.length === 0) return;

@@ -98,7 +98,7 @@ export async function runAgent(config: Config): Promise<void> {
 
   const t0 = Date.now();
   try {
-    log.info({ version: VERSION, config: redacted(config), configFile: config.configFile }, "starting");
+    log.info({ version: VERSION, preset: config.preset, config: redacted(config), configFile: config.configFile }, "starting");
     await agent.start();
   } catch (err) {
     const e = ThocError.from(err);
