@@ -58,6 +58,9 @@ export function entryToPb(e: VmEntry, nodeUp: boolean, nodeName: string): VmInit
   };
 }
 
+/** How long a cluster `vm list` waits for other nodes' guest addresses (libvirt caps each lookup at 2 s). */
+const ADDRESS_WAIT_MS = 3000;
+
 export function routedVmService(o: RoutingOptions): VmImpl {
   const { local } = o;
   // The same request id on both nodes ties their audit lines together.
@@ -77,6 +80,23 @@ export function routedVmService(o: RoutingOptions): VmImpl {
     return e.nodeId;
   };
   const peer = (id: string) => o.peers.get(id);
+  /**
+   * Guest IPs are read from each node's libvirt at list time, not kept in the VM table (they change
+   * without the record changing), so a cluster listing asks every live node holding VMs for its
+   * own, in parallel and briefly: a slow or failing node's VMs are listed without addresses rather
+   * than holding up or failing the listing. Keyed "<nodeId>/<vm name>".
+   */
+  const peerAddresses = async (nodeIds: string[], ctx: CallContext): Promise<Map<string, string[]>> => {
+    const out = new Map<string, string[]>();
+    const budget = Math.min(ADDRESS_WAIT_MS, Number.isFinite(ctx.timeRemaining()) ? Math.max(1, ctx.timeRemaining() / 2) : ADDRESS_WAIT_MS);
+    await Promise.all(nodeIds.filter((id) => o.view.isUp(id)).map(async (id) => {
+      try {
+        const r = await peer(id).listVms({ local: true }, { ...meta(ctx), signal: ctx.signal, timeoutMs: budget });
+        for (const v of r.vms ?? []) if (v.ipAddresses?.length) out.set(`${id}/${v.name}`, v.ipAddresses);
+      } catch { /* listed from the table, without addresses */ }
+    }));
+    return out;
+  };
   const opts = (ctx: CallContext) => ({ ...meta(ctx), signal: ctx.signal, ...(Number.isFinite(ctx.timeRemaining()) ? { timeoutMs: Math.max(1, ctx.timeRemaining()) } : {}) });
 
   return {
@@ -92,8 +112,9 @@ export function routedVmService(o: RoutingOptions): VmImpl {
       }
       const mine = ((await local.listVms(req, ctx)).vms ?? []).map((v) => ({ ...v, nodeId: o.self.id }));
       const names = new Set(mine.map((v) => v.name));
-      const others = (await o.tables.list()).filter((e) => e.nodeId !== o.self.id && !names.has(e.name))
-        .map((e) => entryToPb(e, o.view.isUp(e.nodeId), o.nodeName(e.nodeId)));
+      const entries = (await o.tables.list()).filter((e) => e.nodeId !== o.self.id && !names.has(e.name));
+      const addresses = await peerAddresses([...new Set(entries.map((e) => e.nodeId))], ctx);
+      const others = entries.map((e) => ({ ...entryToPb(e, o.view.isUp(e.nodeId), o.nodeName(e.nodeId)), ipAddresses: addresses.get(`${e.nodeId}/${e.name}`) ?? [] }));
       let vms: VmInit[] = [...mine, ...others];
       if (req.node) {
         const want = req.node;

@@ -134,6 +134,21 @@ test("an anti-affinity group puts its VMs on distinct nodes and is refused when 
   for (const i of [1, 2, 3]) assert.equal((await n1.cli(["vm", "delete", `db-${i}`], 60_000)).code, 0);
 });
 
+test("vm list through any node shows the guest addresses of VMs on other nodes", async () => {
+  const [n1, n2] = [cluster.agents[0]!, cluster.agents[1]!];
+  // With a NIC (the default bridge network): a guest without one has no address anywhere.
+  const made = await n2.cli(["vm", "create", "addr-1", "--image", "tiny", "--vcpus", "1", "--ram", "64", "--disk", "1", "--node", "n2", "--json"], 60_000);
+  assert.equal(made.code, 0, made.stderr);
+  try {
+    // n2 reads them from its libvirt (the test driver invents a lease); n1 holds only the table entry.
+    const there = (await json<{ name: string; ipAddresses: string[] }[]>(n2, ["vm", "list", "--node", "n2"])).find((v) => v.name === "addr-1");
+    assert.ok(there && there.ipAddresses.length > 0, `n2 knows addr-1's addresses: ${JSON.stringify(there)}`);
+    const here = (await json<{ name: string; node: string; ipAddresses: string[] }[]>(n1, ["vm", "list"])).find((v) => v.name === "addr-1");
+    assert.equal(here?.node, "n2");
+    assert.deepEqual(here?.ipAddresses, there.ipAddresses, "n1's cluster listing asks n2 for them");
+  } finally { await n1.cli(["vm", "delete", "addr-1"], 60_000); }
+});
+
 test("a create retried with the same request id makes one VM", async () => {
   const a = cluster.agents[1]!;
   const c = createClient(VmService, a.clientAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 60_000 });
