@@ -22,7 +22,9 @@ export class Sync {
       this.merge(pp, from);
       return swim.sealStream(Buffer.from(JSON.stringify(this.localState(pp.join))));
     };
-    swim.beforeDead = (addr) => this.pushPull(addr, false, swim.scale(swim.t.probeInterval));
+    // At least 1 s: the suspect may be a node whose own CPU is busy (starting up, loaded), and a
+    // real crash on a LAN refuses the connection at once, so the wait only costs the living.
+    swim.beforeDead = (addr) => this.pushPull(addr, false, swim.scale(Math.max(1000, swim.t.probeInterval)));
   }
 
   localState(join: boolean): PushPull {
