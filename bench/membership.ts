@@ -7,7 +7,7 @@
  * loopback round trip, AES-256-GCM seal+open per datagram).
  *
  *   node dist/bench/membership.js [--quick] [--real | --real-only]
- *   node dist/bench/membership.js --vs-serf [--trials 8] [--idle 30] [--hog 0]
+ *   node dist/bench/membership.js --vs-serf [--trials 8] [--idle 30] [--hog 0] [--only serf|lan|local]
  * (--real adds 5 real agent processes with lan timers on loopback.
  * --vs-serf prints issue 19's side-by-side table against 5 HashiCorp serf
  * agents (bench/lib/vs-serf.ts); it needs Debian's serf package,

@@ -22,8 +22,8 @@ export class Sync {
       this.merge(pp, from);
       return swim.sealStream(Buffer.from(JSON.stringify(this.localState(pp.join))));
     };
-    // At least 1 s: the suspect may be a node whose own CPU is busy (starting up, loaded), and a
-    // real crash on a LAN refuses the connection at once, so the wait only costs the living.
+    // At least 1 s: the suspect may be a node whose own CPU is busy (starting up, loaded); a
+    // crashed process on a live host refuses the connection at once, only a down host costs the wait.
     swim.beforeDead = (addr) => this.pushPull(addr, false, swim.scale(Math.max(1000, swim.t.probeInterval)));
   }
 

@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/membership.js --vs-serf [--trials N] [--idle S] [--hog N]`:
+ * `node dist/bench/membership.js --vs-serf [--trials N] [--idle S] [--hog N] [--only serf|lan|local]`:
  * issue 19's table from one run. A 5-agent serf cluster (lan profile) runs
  * for the whole run beside first a 5-agent thoc cluster with the lan preset,
  * then one with the local preset (what `--dev` runs), all on loopback. Per
@@ -156,13 +156,18 @@ const sec = (ms: number) => (ms / 1000).toFixed(2);
 const range = (xs: number[], d: number) => `${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)}`;
 
 function print(r: Row): void {
-  console.log(`| ${r.label} | ${sec(pct(r.first, 50))} s | ${sec(pct(r.dead, 50))} s (max ${sec(Math.max(...r.dead))}) | ${sec(pct(r.left, 50))} s (max ${sec(Math.max(...r.left))}) | `
-    + `${sec(pct(r.restart, 50))} s (max ${sec(Math.max(...r.restart))}) | ${range(r.rssMb, 0)} MB | ${range(r.cpuPct, 1)} % | ${r.suspicions} in ${r.idleS} s |`);
+  const p50 = (xs: number[]) => (xs.length ? `${sec(pct(xs, 50))} s` : "–");
+  const withMax = (xs: number[]) => (xs.length ? `${p50(xs)} (max ${sec(Math.max(...xs))})` : "–");
+  console.log(`| ${r.label} | ${p50(r.first)} | ${withMax(r.dead)} | ${withMax(r.left)} | `
+    + `${withMax(r.restart)} | ${range(r.rssMb, 0)} MB | ${range(r.cpuPct, 1)} % | ${r.suspicions} in ${r.idleS} s |`);
 }
 
 export async function vsSerf(argv: string[]): Promise<void> {
   const opt = (name: string, def: number) => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : def; };
   const trials = opt("--trials", 8), idleS = opt("--idle", 30), hog = opt("--hog", 0);
+  // --only serf|lan|local: one system's row (serf still runs beside thoc's rows), e.g. a long idle window alone.
+  const only = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined;
+  const want = (x: string) => only === undefined || only === x;
   const missing = serfMissing();
   if (missing) { console.error(`--vs-serf: ${missing}`); process.exitCode = 2; return; }
   console.log(`5 agents per system on loopback; ${trials} trials (SIGKILL -> dead everywhere -> restart -> alive everywhere; graceful stop -> left everywhere); idle window ${idleS} s${hog ? ` under ${hog} busy-loop processes` : ""}`);
@@ -172,14 +177,18 @@ export async function vsSerf(argv: string[]): Promise<void> {
   serf.start();
   try {
     // serf first, while the thoc lan cluster idles beside it; then thoc's rows with serf idling beside.
-    const lan = await startCluster(5, { env: { THOC_PRESET: "lan" } });
-    try {
-      print(await measure(serfSide(serf), trials, idleS, hog));
-      print(await measure(thocSide("thoc-node, lan preset", lan), trials, idleS, hog));
-    } finally { await lan.stop(); }
-    const local = await startCluster(5);
-    try {
-      print(await measure(thocSide("thoc-node, `--dev` (local preset)", local), trials, idleS, hog));
-    } finally { await local.stop(); }
+    if (want("serf") || want("lan")) {
+      const lan = await startCluster(5, { env: { THOC_PRESET: "lan" } });
+      try {
+        if (want("serf")) print(await measure(serfSide(serf), trials, idleS, hog));
+        if (want("lan")) print(await measure(thocSide("thoc-node, lan preset", lan), trials, idleS, hog));
+      } finally { await lan.stop(); }
+    }
+    if (want("local")) {
+      const local = await startCluster(5);
+      try {
+        print(await measure(thocSide("thoc-node, `--dev` (local preset)", local), trials, idleS, hog));
+      } finally { await local.stop(); }
+    }
   } finally { await serf.stop(); }
 }
