@@ -22,9 +22,11 @@ function seedAddress(s: string): boolean {
 
 export const schema = {
   // One fast preset, no separate `test` one (issue 19): `local` (tests, and what --dev implies)
-  // keeps its fast timers and is stable on a loaded 2-core machine through the protocol —
-  // k = min(suspicionMult - 2, n - 2) confirmations, a stalled prober's local health, a last
-  // look of max(1 s, probeInterval) — not through slower timers (docs/membership.md).
+  // keeps its 200/100 ms probe timers; the protocol keeps it from false *dead* verdicts on a loaded
+  // 2-core machine — k = min(suspicionMult - 2, n - 2) confirmations, a stalled prober's local
+  // health, a last look of max(1 s, probeInterval). At load > 12 it still has a few refuted
+  // suspicions (5 in 3 idle minutes); 500/250 ms measured 0 (docs/benchmarks.md) but slows every
+  // failover test 2.5x, so it is a separate decision (docs/membership.md).
   preset: oneOf(["lan", "local"] as const, "lan", "Timer set: `lan` for real networks; `local` has fast timers for tests on one machine.", { flag: "--preset" }),
   name: str("", "Node name shown in the cluster; empty means the host name (with --dev: `dev`, or `dev-127-0-0-2` for another --bind).", {
     flag: "--name", pattern: /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, expected: "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
