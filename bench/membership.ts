@@ -7,7 +7,12 @@
  * loopback round trip, AES-256-GCM seal+open per datagram).
  *
  *   node dist/bench/membership.js [--quick] [--real | --real-only]
- * (--real adds 5 real agent processes with lan timers on loopback.)
+ *   node dist/bench/membership.js --vs-serf [--trials 8] [--idle 30] [--hog 0] [--only serf|lan|local]
+ * (--real adds 5 real agent processes with lan timers on loopback.
+ * --vs-serf prints issue 19's side-by-side table against 5 HashiCorp serf
+ * agents (bench/lib/vs-serf.ts); it needs Debian's serf package,
+ * `apt-get install -y serf`, which CI does not install: the benchmark is not
+ * part of CI.)
  */
 import dgram from "node:dgram";
 import os from "node:os";
@@ -16,6 +21,7 @@ import { Keyring, Sim } from "../membership/index.js";
 import { ClusterService } from "../proto/index.js";
 import { createClient } from "../rpc/index.js";
 import { startCluster, waitFor, type AgentProcess } from "../test/harness.js";
+import { vsSerf } from "./lib/vs-serf.js";
 
 const quick = process.argv.includes("--quick");
 const realOnly = process.argv.includes("--real-only");
@@ -145,6 +151,7 @@ async function main(): Promise<void> {
   console.log(`# membership benchmark ${new Date().toISOString()} — ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
   const base = await baseline();
   console.log(`baseline: UDP loopback round trip p50 ${base.rttUs.toFixed(0)} µs; AES-256-GCM seal+open of a 300-byte datagram ${base.sealUs.toFixed(1)} µs`);
+  if (process.argv.includes("--vs-serf")) { await vsSerf(process.argv); return; }
   if (realOnly) { await realAgents(quick ? 2 : 8); return; }
   console.log("lan timers: probeInterval 1 s, probeTimeout 0.5 s, k=3, suspicionMult 4 (max x6), gossip 200 ms x3, push-pull 30 s (x2 at 50, x4 at 200 nodes)");
   console.log("| nodes | loss | first detection p50 / p99 (s) | dead at every member p50 / p99 (s) | false dead verdicts | gossip bytes/node/s |");

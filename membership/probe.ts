@@ -79,6 +79,7 @@ export class Prober implements ProbeApi {
       },
     };
     this.acks.set(seq, w);
+    const sent = s.clock.now();
     s.send(target.address, [ping]);
     finish.push(s.clock.after(timeout, () => {
       if (w.done || !s.running) return;
@@ -93,17 +94,30 @@ export class Prober implements ProbeApi {
       }
     }));
     finish.push(s.clock.after(interval, () => {
-      this.acks.delete(seq);
-      if (w.done || !s.running) return;
-      s.stats.probeFailures++;
-      // Lifeguard: missing nacks mean our own network or CPU is the problem, not (only) the target.
-      s.adjustAwareness(expectedNacks > 0 ? Math.max(0, expectedNacks - w.nacks) : 1);
-      const cur = s.members.get(target.id);
-      if (cur && cur.state !== "dead" && cur.state !== "left") {
-        s.log.debug({ member: cur.meta.name, id: cur.id }, "probe failed: suspecting");
-        s.onSuspect({ t: "suspect", id: cur.id, inc: cur.incarnation, from: s.id });
-      }
+      if (w.done || !s.running) { this.acks.delete(seq); return; }
+      // Node runs due timers before it reads its sockets: after a stall (GC, a busy CPU, our own
+      // start-up) this fires with the ack possibly already waiting unread, so one more loop turn
+      // reads it first. A stall longer than the probe timeout also fired the indirect probes
+      // just now, leaving helpers no time: they get one more timeout. Such a stall is our own
+      // health problem, not the target's (Lifeguard's local health), so it stretches our timers.
+      const stalled = s.clock.now() - sent - interval > timeout;
+      if (stalled) s.adjustAwareness(1);
+      finish.push(s.clock.after(stalled ? timeout : 0, () => this.failed(target, seq, w, expectedNacks)));
     }));
+  }
+
+  private failed(target: MemberEntry, seq: number, w: AckWait, expectedNacks: number): void {
+    const s = this.s;
+    this.acks.delete(seq);
+    if (w.done || !s.running) return;
+    s.stats.probeFailures++;
+    // Lifeguard: missing nacks mean our own network or CPU is the problem, not (only) the target.
+    s.adjustAwareness(expectedNacks > 0 ? Math.max(0, expectedNacks - w.nacks) : 1);
+    const cur = s.members.get(target.id);
+    if (cur && cur.state !== "dead" && cur.state !== "left") {
+      s.log.debug({ member: cur.meta.name, id: cur.id }, "probe failed: suspecting");
+      s.onSuspect({ t: "suspect", id: cur.id, inc: cur.incarnation, from: s.id });
+    }
   }
 
   /** memberlist's TCP fallback probe: a reliable ping that gets through where datagrams are being lost. */

@@ -12,6 +12,19 @@ export function suspicionTimeouts(n: number, probeInterval: number, mult: number
   return { min, max: maxMult * min };
 }
 
+/**
+ * k, the independent confirmations that bring a suspicion down to min: memberlist's
+ * suspicionMult - 2, but capped at the members there are to confirm (n less the accuser
+ * and the suspect) instead of dropping to 0 when fewer are known. memberlist's
+ * `if n-2 < k { k = 0 }` starts a lone accuser at the *minimum* timeout in a 3-member
+ * view — exactly the view a node has while a cluster forms — so one slow probe of a
+ * member still starting declared it dead with 0 confirmations. Only when nobody else
+ * exists to ask (n <= 2) is k 0 and the minimum taken.
+ */
+export function confirmationsExpected(n: number, suspicionMult: number): number {
+  return Math.max(0, Math.min(suspicionMult - 2, n - 2));
+}
+
 export function remaining(confirmations: number, k: number, elapsed: number, min: number, max: number): number {
   const frac = Math.log(confirmations + 1) / Math.log(k + 1);
   const raw = Math.floor(max - frac * (max - min));

@@ -9,7 +9,7 @@ import { BroadcastQueue } from "./broadcast.js";
 import { Keyring, ReplayGuard, SeqSource, SEAL_OVERHEAD, type DropReason } from "./keyring.js";
 import { decodePacket, type AliveMsg, type DeadMsg, type Msg, type SuspectMsg } from "./messages.js";
 import { shuffle } from "../core/index.js";
-import { Suspicion, suspicionTimeouts } from "./suspicion.js";
+import { Suspicion, confirmationsExpected, suspicionTimeouts } from "./suspicion.js";
 import type { Clock, Member, MemberEvent, MemberState, NodeMeta, Timer, Transport } from "./types.js";
 
 export interface GossipTimers {
@@ -332,8 +332,7 @@ export class Swim {
     if (cur.state === "dead" || cur.state === "left") return;
     const n = this.numAlive();
     const { min, max } = suspicionTimeouts(n, this.t.probeInterval, this.t.suspicionMult, this.t.suspicionMaxTimeoutMult);
-    let k = this.t.suspicionMult - 2;
-    if (n - 2 < k) k = 0;
+    const k = confirmationsExpected(n, this.t.suspicionMult);
     cur.state = "suspect";
     cur.incarnation = m.inc;
     cur.stateChangedAt = this.clock.now();

@@ -24,7 +24,9 @@ export class Sync {
       this.merge(pp, from);
       return swim.sealStream(Buffer.from(JSON.stringify(this.localState(pp.join))));
     };
-    swim.beforeDead = (addr) => this.pushPull(addr, false, swim.scale(swim.t.probeInterval));
+    // At least 1 s: the suspect may be a node whose own CPU is busy (starting up, loaded); a
+    // crashed process on a live host refuses the connection at once, only a down host costs the wait.
+    swim.beforeDead = (addr) => this.pushPull(addr, false, swim.scale(Math.max(1000, swim.t.probeInterval)));
   }
 
   localState(join: boolean): PushPull {
