@@ -18,6 +18,7 @@
  * short: BENCH_LARGE_GIB) streams in and out; the load average.
  *
  * Run: npm run build && node dist/bench/s3.js   (BENCH_ROUNDS=5 by default)
+ * BENCH_ONLY=small: only the 4 KiB table, BENCH_ROUNDS rounds, medians (to compare two builds).
  * The client is raw HTTP with SigV4 (UNSIGNED-PAYLOAD), so it costs little
  * next to the agent; both share the machine's cores.
  */
@@ -142,6 +143,26 @@ const median = (xs: number[]) => {
 };
 const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
 
+/**
+ * BENCH_ONLY=small: the 4 KiB PUT/GET table alone, ROUNDS times, medians and spread. Small requests swing
+ * by 10-20% between single runs on a shared 2-core machine, too much to compare two builds by one run.
+ */
+async function smallRounds(base: URL, say: (s: string) => void): Promise<void> {
+  const small = randomBytes(4096);
+  const plan = [[1, 300], [8, 1500], [32, 3000]] as const;
+  const put = plan.map(() => [] as number[]), get = plan.map(() => [] as number[]);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [k, [conc, n]] of plan.entries()) {
+      put[k]!.push(n / await pool(n, conc, (i) => request(base, "PUT", `/bench/small-${i}`, small)));
+      get[k]!.push(n / await pool(n, conc, (i) => request(base, "GET", `/bench/small-${i}`)));
+    }
+  }
+  const show = (xs: number[]) => `${fmt(median(xs))} ops/s (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
+  say(`\n4 KiB objects, median of ${ROUNDS} rounds (min-max)\n| concurrency | PUT | GET |\n|---|---|---|`);
+  for (const [k, [conc]] of plan.entries()) say(`| ${conc} | ${show(put[k]!)} | ${show(get[k]!)} |`);
+  say(`load average at end ${load()}`);
+}
+
 async function main(): Promise<void> {
   randomBig = randomBytes(BIG);
   const cluster: Cluster = await startCluster(1, { env: { THOC_S3_ACCESS_KEY: ACCESS, THOC_S3_SECRET_KEY: SECRET, THOC_LOG_LEVEL: "warn" }, args: ["--log-level", "warn"] });
@@ -153,6 +174,7 @@ async function main(): Promise<void> {
   try {
     say(`machine: ${availableParallelism()} cores, Node ${process.version}; load average at start ${load()}`);
     await request(base, "PUT", "/bench");
+    if (process.env.BENCH_ONLY === "small") { await smallRounds(base, say); return; }
     const md5 = md5Speed(), crc = crcSpeed();
     const ups: number[] = [];
     for (let i = 0; i < 3; i++) ups.push((PER_ROUND * BIG) / (await pool(PER_ROUND, 1, () => request(raw.base, "PUT", "/", randomBig))) / 1e6);
