@@ -46,7 +46,11 @@ export class HealthPoller {
     this.watches.delete(key);
   }
 
-  watching(key: string): boolean { return this.watches.has(key); }
+  /** Whether key is watched (at url, when given). */
+  watching(key: string, url?: string): boolean {
+    const w = this.watches.get(key);
+    return Boolean(w && (url === undefined || w.target.url === url));
+  }
 
   stop(): void { for (const k of [...this.watches.keys()]) this.unwatch(k); }
 

@@ -122,7 +122,13 @@ export class ContainerManager {
   private lock(name: string): () => void {
     if (this.busy.has(name)) throw new ThocError("aborted", `container ${name} is busy with another operation: try again in a moment`, { container: name });
     this.busy.add(name);
-    return () => this.busy.delete(name);
+    return () => { this.busy.delete(name); this.supervisor.released(name); };
+  }
+
+  /** Runs fn holding name's lock (refused with aborted while another operation has it). */
+  async exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const release = this.lock(name);
+    try { return await fn(); } finally { release(); }
   }
 
   /** Runs fn after every earlier serialized fn (admission: check-then-record with nothing in between). */

@@ -145,7 +145,6 @@ export function validateContainerSpec(input: ContainerSpecInput, defaults: Healt
   if (registry && !REGISTRIES.includes(registry)) throw bad("registry", `"${input.registry}": use docker-hub, ghcr or private (or leave it empty)`);
   const user = input.registryAuth?.username ?? input.registryUser ?? "";
   if (input.registryAuth?.password && !user) throw bad("registryAuth.username", "a registry password needs a username");
-  if (input.registryAuth && user && !input.registryAuth.password) throw bad("registryAuth.password", "missing for the registry username");
 
   const env = stringMap("env", input.env ?? {}, (k) => (ENV_KEY_RE.test(k) ? undefined : "not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"));
   const command = input.command ?? [];

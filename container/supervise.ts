@@ -26,6 +26,8 @@ export interface Supervised {
   list(): Promise<ContainerRecord[]>;
   save(r: ContainerRecord, by: ContainerTrigger): Promise<ContainerRecord>;
   isBusy(name: string): boolean;
+  /** Runs fn holding the container's lock (events meanwhile are looked at after, as for any operation). */
+  exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
 }
 
 interface PolicyState { failures: number; timer?: Timer }
@@ -43,6 +45,7 @@ export class Supervisor {
   private info?: EngineInfo;
   private retry?: Timer;
   private readonly policy = new Map<string, PolicyState>();
+  private readonly deferred = new Set<string>();
 
   constructor(private readonly m: Supervised, private readonly backoff: BackoffOptions) {}
 
@@ -111,21 +114,37 @@ export class Supervisor {
   private async onEvent(e: EngineEvent): Promise<void> {
     if (!e.name.startsWith(ENGINE_PREFIX)) return;
     const name = e.name.slice(ENGINE_PREFIX.length);
-    if (this.m.isBusy(name)) return;
+    // An operation under way owns the record; what the engine did meanwhile is looked at once it is done (released()).
+    if (this.m.isBusy(name)) { this.deferred.add(name); return; }
     const r = await this.m.o.records.get(name);
     if (!r || r.status === "creating" || !r.engineId || r.engineId !== e.id) return;
-    if (e.action === "remove" || e.action === "destroy") {
+    await this.follow(r, e.action);
+  }
+
+  /** An operation on name ended: if the engine reported anything meanwhile, the container is looked at now. */
+  released(name: string): void {
+    if (!this.deferred.delete(name)) return;
+    void (async () => {
+      const r = await this.m.o.records.get(name);
+      if (r?.engineId && r.status !== "creating" && !this.m.isBusy(name)) await this.follow(r, "recheck");
+    })().catch((err) => this.m.o.log?.warn({ err, container: name }, "container recheck failed"));
+  }
+
+  private async follow(r: ContainerRecord, action: string): Promise<void> {
+    const name = r.name;
+    const removed = action === "remove" || action === "destroy";
+    // A restart the policy has pending owns the container until it runs.
+    if (!removed && this.policy.get(name)?.timer) return;
+    const c = removed ? undefined : await this.m.engine.inspect(r.engineId);
+    if (!c) {
       this.cancelRestart(name);
       this.m.health.unwatch(name);
       await this.m.save({ ...r, engineId: "", status: "error", health: "", detail: `the engine container was removed outside thoc-node: delete the container (thoc-node ct delete ${name}) and create it again` }, "engine");
       return;
     }
-    // A restart the policy has pending owns the container until it runs.
-    if (this.policy.get(name)?.timer) return;
-    const c = await this.m.engine.inspect(r.engineId);
     const now = await this.saveIfChanged(r, withEngine(r, c), "engine");
     if (c?.state === "running") this.running(now, c);
-    else { this.m.health.unwatch(name); if (c) await this.exited(now, c); }
+    else { this.m.health.unwatch(name); await this.exited(now, c); }
   }
 
   /** A container runs: health checks from now (when it has a path and a TCP port). */
@@ -133,8 +152,11 @@ export class Supervisor {
     if (!c || c.state !== "running") { this.m.health.unwatch(r.name); return; }
     const port = c.ports.find((p) => p.protocol === "tcp");
     if (!r.spec.healthCheckPath || !port) { this.m.health.unwatch(r.name); return; }
+    const url = (host: string) => `http://${host}:${port.hostPort}${r.spec.healthCheckPath}`;
     const host = !port.hostIp || port.hostIp === "0.0.0.0" ? "127.0.0.1" : port.hostIp === "::" ? "[::1]" : port.hostIp.includes(":") ? `[${port.hostIp}]` : port.hostIp;
-    this.m.health.watch(r.name, { url: `http://${host}:${port.hostPort}${r.spec.healthCheckPath}`, intervalMs: r.spec.healthIntervalS * 1000, retries: r.spec.healthRetries }, (healthy, why) => {
+    // Already checking this run of it (a recheck after the operation that started it): the count goes on.
+    if (this.m.health.watching(r.name, url(host))) return;
+    this.m.health.watch(r.name, { url: url(host), intervalMs: r.spec.healthIntervalS * 1000, retries: r.spec.healthRetries }, (healthy, why) => {
       void this.healthChanged(r.name, c.id, healthy, why).catch((err) => this.m.o.log?.warn({ err, container: r.name }, "health status update failed"));
     });
   }
@@ -167,14 +189,18 @@ export class Supervisor {
     const st = this.policy.get(name);
     if (!r || !st || r.desiredState !== "running" || !r.engineId || this.m.isBusy(name)) return;
     try {
-      await this.m.engine.start(r.engineId);
-      const c = await this.m.engine.inspect(r.engineId);
-      const now = await this.m.save(withEngine({ ...r, restartCount: r.restartCount + 1, health: "", detail: "" }, c), "restart-policy");
-      if (c?.state === "running") this.running(now, c);
-      else if (c) await this.exited(now, c);
+      await this.m.exclusive(name, async () => {
+        await this.m.engine.start(r.engineId);
+        const c = await this.m.engine.inspect(r.engineId);
+        const now = await this.m.save(withEngine({ ...r, restartCount: r.restartCount + 1, health: "", detail: "" }, c), "restart-policy");
+        if (c?.state === "running") this.running(now, c);
+        else if (c) await this.exited(now, c);
+      });
     } catch (err) {
       // The start itself failed (a port taken meanwhile, the engine away): another try, later.
       const cur = await this.m.o.records.get(name);
+      // A user's start, stop or delete meanwhile took over (cancelRestart): not ours to retry.
+      if (this.policy.get(name) !== st) return;
       if (cur && cur.desiredState === "running" && !st.timer) await this.schedule(cur, st, `the restart failed: ${(err as Error).message}`);
     }
   }

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { PassThrough, type Readable } from "node:stream";
-import { realClock, type Clock } from "../core/index.js";
+import type { Clock } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
 import { archiveRefs } from "./memory-archive.js";
 import { runScript, scriptOf } from "./memory-script.js";
@@ -48,6 +48,8 @@ export interface MemoryEngineOptions {
   http?: boolean;
   clock?: Clock;
   uri?: string;
+  /** Whether info() says GPUs (CDI devices) can be given. */
+  gpus?: boolean;
 }
 
 const MiB = 1048576;
@@ -67,7 +69,8 @@ export class MemoryEngine implements ContainerEngine {
   readonly calls = new Map<string, number>();
 
   constructor(private readonly o: MemoryEngineOptions = {}) {
-    this.clock = o.clock ?? realClock;
+    // Not realClock: its timers are unref'd, and a process sleeping in a container is work in progress, as in a real engine.
+    this.clock = o.clock ?? { now: () => Date.now(), after: (ms, fn) => { const t = setTimeout(fn, ms); return { cancel: () => clearTimeout(t) }; } };
     this.uri = o.uri ?? "memory:";
   }
 
@@ -100,6 +103,9 @@ export class MemoryEngine implements ContainerEngine {
   /** A host port something else holds (without `http`, where no real socket tells). */
   occupyPort(port: number, protocol: "tcp" | "udp" = "tcp"): void { this.occupied.add(`${port}/${protocol}`); }
 
+  /** What the container was created with (devices, mounts, env as the engine got them). */
+  createdWith(idOrName: string): EngineCreate { return structuredClone(this.need(idOrName).spec); }
+
   /** false: every call answers unavailable (the engine's socket went away) until set back. */
   setAvailable(up: boolean, why = "connection refused"): void {
     this.down = up ? undefined : why;
@@ -116,7 +122,7 @@ export class MemoryEngine implements ContainerEngine {
 
   async info(): Promise<EngineInfo> {
     this.count("info");
-    return { uri: this.uri, engine: "memory", version: "1", apiVersion: "1.41", cgroupManager: "none", cgroupVersion: "2", ociRuntime: "memory", gpus: false, portMapping: true };
+    return { uri: this.uri, engine: "memory", version: "1", apiVersion: "1.41", cgroupManager: "none", cgroupVersion: "2", ociRuntime: "memory", gpus: Boolean(this.o.gpus), portMapping: true };
   }
 
   async loadImage(archive: Readable): Promise<string[]> {
@@ -319,12 +325,14 @@ export class MemoryEngine implements ContainerEngine {
       const stream = opts.tty ? "stdout" : s;
       if (listener) listener(stream, d); else pending.push([stream, d]);
     };
-    // A terminal echoes what is typed.
-    if (stdin && opts.tty) stdin.on("data", (d: Buffer) => out("stdout", Buffer.from(d)));
+    // The process reads a copy, so a terminal can echo what is typed first.
+    const procIn = stdin ? new PassThrough() : undefined;
+    stdin?.on("data", (d: Buffer) => { if (opts.tty) out("stdout", Buffer.from(d)); procIn!.write(d); });
+    stdin?.on("end", () => procIn!.end());
     c.kill?.signal.addEventListener("abort", () => kill.abort(), { once: true });
     // Starts on the next turn, so the caller attaches onOutput first (a real exec's output waits in the socket too).
     const exit = new Promise<void>((r) => setImmediate(r)).then(() => runScript(scriptOf(opts.command), {
-      env: { ...c.spec.env, ...opts.env }, stdin, signal: kill.signal, size: () => size, out,
+      env: { ...c.spec.env, ...opts.env }, stdin: procIn, signal: kill.signal, size: () => size, out,
       sleep: (ms) => this.sleep(ms, kill.signal),
     })).catch(() => 126);
     return {
