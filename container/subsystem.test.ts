@@ -113,6 +113,10 @@ test("over gRPC with an engine: create, exec with stdin and the exit code, logs 
     }
     assert.deepEqual(lines, ["hello", "later"]);
 
+    const running = await a.ctx.metrics.metrics();
+    assert.match(running, /thoc_container_memory_bytes\{container="web"\} 4194304/);
+    assert.match(running, /thoc_container_cpu_seconds_total\{container="web"\} \d/);
+    assert.match(running, /thoc_containers_by_status\{status="running"\} 1/);
     const st = await a.client.containerStats({ name: "web" });
     assert.equal(st.name, "web");
     assert.ok(st.memoryBytes > 0n);
@@ -127,7 +131,5 @@ test("over gRPC with an engine: create, exec with stdin and the exit code, logs 
 
     const ev = a.events.filter((e) => e.kind === "container").map((e) => (e.kind === "container" ? `${e.action}:${e.by}` : ""));
     assert.deepEqual(ev, ["created:user", "running:user", "stopped:user", "running:user", "deleted:user"]);
-    const metrics = await a.ctx.metrics.metrics();
-    assert.match(metrics, /thoc_containers_by_status\{status="running"\} 0/);
   } finally { await a.close(); }
 });
