@@ -48,6 +48,15 @@ test("VMs and containers never share a GPU and together stay within the node's C
     await vm.m.create({ ...base, name: "v2" });
     await assert.rejects(cm.create(spec({ name: "c3", cpus: 6 })), code("resource_exhausted", /vcpus/));
 
+    // A VM and a container asking for the same free GPU at once: one gets it.
+    const both = await Promise.allSettled([
+      vm.m.create({ ...base, name: "v3", gpu: { mode: "passthrough", deviceIds: ["GPU-2"] } }),
+      cm.create(spec({ name: "c4", gpuDeviceIds: ["GPU-2"] })),
+    ]);
+    assert.equal(both.filter((r) => r.status === "fulfilled").length, 1, JSON.stringify(both.map((r) => r.status)));
+    const holders = [...(await vm.m.reservations()), ...(await cm.reservations())].filter((r) => r.gpus.some((g) => g.pciAddress === "0000:af:00.0"));
+    assert.equal(holders.length, 1);
+
     // A deleted container's GPU is free for a VM.
     await cm.delete("c1");
     const v1 = await vm.m.create({ ...base, name: "v1", gpu: { mode: "passthrough", deviceIds: ["GPU-1"] } });

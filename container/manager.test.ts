@@ -204,6 +204,21 @@ test("admission: CPU and memory count VMs' reservations; GPUs come from the ledg
   await nothingLeft("nogpu");
 });
 
+test("a container is admitted in line with VM admissions (the VM ledger's admission), reading VMs' reservations inside it", async () => {
+  let inside = 0, reads = 0;
+  const g = await fixture({
+    vm: {
+      gpus: async () => [],
+      reservations: async () => { reads++; assert.equal(inside, 1, "read inside the VM admission"); return []; },
+      admission: async <T>(fn: () => Promise<T>) => { inside++; try { await new Promise((r) => setImmediate(r)); return await fn(); } finally { inside--; } },
+    },
+  });
+  try {
+    await Promise.all([g.m.create(spec({ name: "l1" })), g.m.create(spec({ name: "l2" }))]);
+    assert.equal(reads, 2);
+  } finally { await g.cleanup(); }
+});
+
 test("concurrent creates of one name: one wins, the other is refused; the engine holds one container", async () => {
   const results = await Promise.allSettled([f.m.create(spec({ name: "race" })), f.m.create(spec({ name: "race" }))]);
   assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);

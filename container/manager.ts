@@ -27,6 +27,8 @@ import { Volumes } from "./volumes.js";
 export interface VmLedger {
   gpus(): Promise<HostGpu[]>;
   reservations(): Promise<Reservation[]>;
+  /** Runs fn in line with VM admissions, so a VM and a container are never admitted against the same free share. */
+  admission?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** Makes an image present in the engine; resolves with its id. */
@@ -203,7 +205,8 @@ export class ContainerManager {
 
   /** Admission and the record in one serialized step, so concurrent creates never share a GPU, a host port or the last CPUs. */
   private reserve(spec: ContainerSpec, inventory: HostGpu[], imageId: string, opts: CreateOptions, by: ContainerTrigger): Promise<ContainerRecord> {
-    return this.serialized(async () => {
+    const inLine = <T>(fn: () => Promise<T>) => (this.o.vm?.admission ? this.o.vm.admission(fn) : fn());
+    return this.serialized(() => inLine(async () => {
       const mine = await this.list();
       if (mine.some((r) => r.name === spec.name)) throw exists(spec.name);
       for (const p of spec.ports.filter((x) => x.hostPort)) {
@@ -220,7 +223,7 @@ export class ContainerManager {
         ...(opts.group ? { group: opts.group } : {}), ...(opts.requestId ? { requestId: opts.requestId } : {}),
       };
       return this.save(rec, by);
-    });
+    }));
   }
 
   private engineCreate(r: ContainerRecord, devices: string[]): EngineCreate {

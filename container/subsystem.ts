@@ -70,7 +70,12 @@ export class ContainerSubsystem implements Subsystem {
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
       loadFactor: ctx.config.limits.loadFactor, stopTimeoutMs: cfg.stopTimeout,
       healthDefaults: { intervalS: cfg.healthInterval, retries: cfg.healthRetries },
-      ...(vm ? { vm: { gpus: async () => (await vm()?.gpus()) ?? [], reservations: async () => (await vm()?.reservations()) ?? [] } } : {}),
+      ...(vm ? {
+        vm: {
+          gpus: async () => (await vm()?.gpus()) ?? [], reservations: async () => (await vm()?.reservations()) ?? [],
+          admission: <T>(fn: () => Promise<T>) => { const l = vm(); return l?.admission ? l.admission(fn) : fn(); },
+        },
+      } : {}),
       // Merge point: the container image store (container/images.ts) passes `ensureImage: (ref, auth) => images.ensure(engine, ref, auth)` here.
       log: ctx.log,
       onChange: (c) => {

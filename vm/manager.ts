@@ -237,6 +237,13 @@ export class VmManager {
     return (await this.list()).map(reservationOf);
   }
 
+  /**
+   * Runs fn in line with VM admissions (nothing else admits meanwhile): the
+   * container manager admits in here, so a VM and a container never both take
+   * the last GPU or CPUs.
+   */
+  admission<T>(fn: () => Promise<T>): Promise<T> { return this.serialized(fn); }
+
   /** Runs fn after every earlier serialized fn has finished. */
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.chain.then(fn, fn);
