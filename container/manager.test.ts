@@ -122,6 +122,20 @@ test("refused and failed creates leave nothing behind: unknown image, host port 
   await f.m.delete("x3");
 });
 
+test("ensureImage (the image store's loader) runs first; an image it did not provide is pulled; credentials reach it", async () => {
+  const asked: string[] = [];
+  const g = await fixture({ ensureImage: async (ref, auth) => { asked.push(`${ref}:${auth?.username ?? "-"}:${auth?.password ?? "-"}`); if (ref === "imported:1") g.engine.addImage("imported:1"); } });
+  try {
+    assert.equal((await g.m.create(spec({ name: "i1", image: "imported:1" }))).status, "running");
+    assert.equal(g.engine.calls.get("pullImage") ?? 0, 0, "loaded, not pulled");
+    g.engine.publishImage("ghcr.io/o/x:1");
+    await g.m.create(spec({ name: "i2", image: "ghcr.io/o/x:1", registryUser: "bot" }), { registryPassword: "pw" });
+    assert.equal(g.engine.calls.get("pullImage"), 1);
+    assert.deepEqual(asked, ["imported:1:-:-", "ghcr.io/o/x:1:bot:pw"]);
+    assert.ok(!JSON.stringify(await g.store.json("container").get("i2")).includes("pw\""), "the password is not in the record");
+  } finally { await g.cleanup(); }
+});
+
 test("a create with --no-start, a pulled image, and a retried create with the same request id", async () => {
   f.engine.publishImage("docker.io/library/nginx:1.27");
   const r = await f.m.create(spec({ name: "pulled", image: "docker.io/library/nginx:1.27" }), { noStart: true, requestId: "req-1" });

@@ -31,8 +31,12 @@ export interface VmLedger {
   admission?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
-/** Makes an image present in the engine; resolves with its id. */
-export type EnsureImage = (ref: string, auth?: { username: string; password: string }) => Promise<string>;
+/**
+ * Makes an image present in the engine when it can (the container image
+ * store: an imported archive of that name is loaded once); whatever it
+ * resolves with is ignored. An image still missing afterwards is pulled.
+ */
+export type EnsureImage = (ref: string, auth?: { username: string; password: string }) => Promise<unknown>;
 
 export interface ContainerManagerOptions {
   engine: ContainerEngine;
@@ -48,7 +52,7 @@ export interface ContainerManagerOptions {
   stopTimeoutMs: number;
   healthDefaults?: HealthDefaults;
   vm?: VmLedger;
-  /** Default: the engine's image if present, else a pull. The container image store passes its own (imported archives). */
+  /** Runs first (imported archives); then the engine's image if present, else a pull. */
   ensureImage?: EnsureImage;
   clock?: Clock;
   probe?: HealthProbe;
@@ -182,7 +186,7 @@ export class ContainerManager {
   }
 
   private async ensureImage(ref: string, auth?: { username: string; password: string }): Promise<string> {
-    if (this.o.ensureImage) return this.o.ensureImage(ref, auth);
+    await this.o.ensureImage?.(ref, auth);
     const have = await this.o.engine.imageId(ref);
     if (have) return have;
     try {

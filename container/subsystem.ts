@@ -76,7 +76,8 @@ export class ContainerSubsystem implements Subsystem {
           admission: <T>(fn: () => Promise<T>) => { const l = vm(); return l?.admission ? l.admission(fn) : fn(); },
         },
       } : {}),
-      // Merge point: the container image store (container/images.ts) passes `ensureImage: (ref, auth) => images.ensure(engine, ref, auth)` here.
+      // Merge point: the container image store (container/images.ts) joins here: `ensureImage: (ref) => images.ensure(engine, ref)`
+      // (loads an imported archive of that name; an image still missing is then pulled).
       log: ctx.log,
       onChange: (c) => {
         if (c.now) this.hasRecords = true; else void m.list().then((l) => { this.hasRecords = l.length > 0; }, () => {});

@@ -251,7 +251,7 @@ export class Supervisor {
     try {
       const spec = validateContainerSpec(JSON.parse(c.labels[LABEL.spec] ?? "") as Parameters<typeof validateContainerSpec>[0]);
       const base: ContainerRecord = {
-        name: spec.name, uuid: c.labels[LABEL.uuid] ?? "", engineId: c.id, spec, status: "unknown", health: "", detail: "adopted from the engine (its record was lost)",
+        name: spec.name, uuid: c.labels[LABEL.uuid] ?? "", engineId: c.id, spec, status: "unknown", health: "", detail: `adopted from the engine (its record was lost)${spec.gpuDeviceIds.length ? `; its GPUs (${spec.gpuDeviceIds.join(", ")}) are not in the node's ledger until it is created again` : ""}`,
         desiredState: c.state === "running" ? "running" : "stopped", node: this.m.o.node, createdAt: c.startedAtMs || this.m.clock.now(), startedAt: 0,
         exitCode: 0, restartCount: 0, ports: [], gpus: [], imageId: c.imageId,
       };
