@@ -61,8 +61,8 @@ export function registerContainerMetrics(registry: Registry, m: ContainerManager
   };
   metric("counter", "thoc_container_cpu_seconds_total", "CPU time the container's processes consumed.", (s) => s.cpuSeconds);
   metric("gauge", "thoc_container_memory_bytes", "Memory the container uses now.", (s) => s.memoryBytes);
-  metric("counter", "thoc_container_net_rx_bytes", "Bytes the container received on its network interfaces.", (s) => s.netRxBytes);
-  metric("counter", "thoc_container_net_tx_bytes", "Bytes the container sent on its network interfaces.", (s) => s.netTxBytes);
-  metric("counter", "thoc_container_block_read_bytes", "Bytes the container read from block devices.", (s) => s.blockReadBytes);
-  metric("counter", "thoc_container_block_write_bytes", "Bytes the container wrote to block devices.", (s) => s.blockWriteBytes);
+  metric("counter", "thoc_container_net_rx_bytes_total", "Bytes the container received on its network interfaces.", (s) => s.netRxBytes);
+  metric("counter", "thoc_container_net_tx_bytes_total", "Bytes the container sent on its network interfaces.", (s) => s.netTxBytes);
+  metric("counter", "thoc_container_block_read_bytes_total", "Bytes the container read from block devices.", (s) => s.blockReadBytes);
+  metric("counter", "thoc_container_block_write_bytes_total", "Bytes the container wrote to block devices.", (s) => s.blockWriteBytes);
 }

@@ -117,6 +117,8 @@ test("over gRPC with an engine: create, exec with stdin and the exit code, logs 
     assert.match(running, /thoc_container_memory_bytes\{container="web"\} 4194304/);
     assert.match(running, /thoc_container_cpu_seconds_total\{container="web"\} \d/);
     assert.match(running, /thoc_containers_by_status\{status="running"\} 1/);
+    // Counters end in _total (promtool check metrics, which CI runs on /metrics, insists).
+    for (const [, name] of running.matchAll(/^# TYPE (thoc_container\S*) counter$/gm)) assert.match(name!, /_total$/);
     const st = await a.client.containerStats({ name: "web" });
     assert.equal(st.name, "web");
     assert.ok(st.memoryBytes > 0n);
