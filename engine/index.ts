@@ -3,3 +3,4 @@
  * Docker Engine) for the container subsystem, and an in-memory stand-in.
  */
 export type * from "./types.js";
+export { DockerEngine, DEFAULT_RUNTIME_URI, type DockerEngineOptions } from "./docker-engine.js";
