@@ -65,7 +65,7 @@ export class DockerEngine implements ContainerEngine {
    * and they change only when the engine is reconfigured.
    */
   async info(): Promise<EngineInfo> {
-    const abortSignal = AbortSignal.timeout(this.o.probeTimeoutMs ?? 10_000);
+    const abortSignal = AbortSignal.timeout(this.o.probeTimeoutMs ?? 20_000);
     if (this.facts && Date.now() - this.facts.at < INFO_TTL_MS) {
       await this.raw("GET", "/_ping", { 200: true }, abortSignal).catch(this.err("engine ping"));
       // The local parts (CDI specs, cgroup mounts) are read afresh: cheap, and GPUs may just have been set up.
