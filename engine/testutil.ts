@@ -91,17 +91,26 @@ async function startOrFind(): Promise<PodmanService> {
   const env = process.env.THOC_TEST_ENGINE_URI;
   if (env) return { uri: env, started: false, stop: async () => undefined };
   if (await pingSocket(SYSTEM_PODMAN_SOCKET)) return { uri: `unix://${SYSTEM_PODMAN_SOCKET}`, started: false, stop: async () => undefined };
+  return startPodmanService();
+}
+
+/**
+ * A private `podman system service` on a socket in a temp dir (its own
+ * containers.conf; `registriesConf`: a registries.conf for it alone, e.g. an
+ * insecure test registry), ended by stop() or when the test process exits.
+ */
+export async function startPodmanService(o: { registriesConf?: string } = {}): Promise<PodmanService> {
   const dir = await mkdtemp(path.join(tmpdir(), "thoc-podman-"));
   const conf = path.join(dir, "containers.conf");
   await writeFile(conf, await containersConf());
-  const sock = path.join(dir, "podman.sock");
-  let child: ChildProcess;
-  try {
-    // --time: an orphaned service (test process killed) exits by itself after a minute idle.
-    child = spawn("podman", ["system", "service", "--time=60", `unix://${sock}`], { env: { ...process.env, CONTAINERS_CONF: conf }, stdio: ["ignore", "ignore", "pipe"] });
-  } catch (e) {
-    throw new Error(`cannot start podman (apt-get install podman runc): ${String(e)}`);
+  const env: NodeJS.ProcessEnv = { ...process.env, CONTAINERS_CONF: conf };
+  if (o.registriesConf !== undefined) {
+    env.CONTAINERS_REGISTRIES_CONF = path.join(dir, "registries.conf");
+    await writeFile(env.CONTAINERS_REGISTRIES_CONF, o.registriesConf);
   }
+  const sock = path.join(dir, "podman.sock");
+  // --time: an orphaned service (test process killed) exits by itself after a minute idle.
+  const child: ChildProcess = spawn("podman", ["system", "service", "--time=60", `unix://${sock}`], { env, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (b) => (stderr = (stderr + String(b)).slice(-4000)));
   const spawnError = new Promise<never>((_, reject) => child.once("error", (e) => reject(new Error(`cannot start podman (apt-get install podman runc): ${e.message}`))));
