@@ -47,6 +47,7 @@ export async function* demuxStream(stream: AsyncIterable<Buffer | string> | Iter
  */
 export function execSession(exec: Dockerode.Exec, sock: Duplex, tty: boolean, stdin: boolean, resize: (rows: number, cols: number) => Promise<void>, wrap: (e: unknown) => ThocError): ExecSession {
   const demux = new Demuxer(tty);
+  let killed = false;
   const early: Chunk[] = [];
   const listeners: Array<(s: "stdout" | "stderr", d: Buffer) => void> = [];
   sock.on("data", (b: Buffer) => {
@@ -65,7 +66,11 @@ export function execSession(exec: Dockerode.Exec, sock: Duplex, tty: boolean, st
     for (let i = 0; ; i++) {
       const info = await exec.inspect().catch((e: unknown) => { throw wrap(e); });
       if (!info.Running && info.ExitCode !== null && info.ExitCode !== undefined) return info.ExitCode;
-      if (i >= 100) throw new ThocError("internal", "exec: the process's connection ended but the engine still reports it running");
+      if (i >= 100) {
+        throw killed
+          ? new ThocError("failed_precondition", "exec: session dropped; without a TTY the process may still run in the container (the Docker API cannot kill an exec)")
+          : new ThocError("internal", "exec: the process's connection ended but the engine still reports it running");
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
@@ -81,6 +86,7 @@ export function execSession(exec: Dockerode.Exec, sock: Duplex, tty: boolean, st
     exit,
     kill() {
       // The Docker API has no exec kill: dropping the connection hangs up the TTY / closes the pipes.
+      killed = true;
       sock.destroy();
     },
   };
