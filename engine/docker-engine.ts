@@ -6,7 +6,7 @@
  * X-Registry-Auth header and never reach a log line or an error message.
  */
 import type { Readable, Duplex } from "node:stream";
-import Dockerode from "dockerode";
+import type Dockerode from "dockerode";
 import { ThocError } from "../errors/index.js";
 import type { Logger } from "../core/index.js";
 import { engineError } from "./docker-errors.js";
@@ -41,7 +41,8 @@ const ms = (t: string | undefined) => {
 
 export class DockerEngine implements ContainerEngine {
   readonly uri: string;
-  private readonly d: Dockerode;
+  private readonly ep: ReturnType<typeof parseRuntimeUri>;
+  private client?: Promise<Dockerode>;
   private readonly local: boolean;
   private readonly streams = new Set<AbortController>();
   private podman?: boolean;
@@ -49,9 +50,17 @@ export class DockerEngine implements ContainerEngine {
 
   constructor(private readonly o: DockerEngineOptions = {}) {
     this.uri = o.uri ?? DEFAULT_RUNTIME_URI;
-    const ep = parseRuntimeUri(this.uri);
-    this.local = "socketPath" in ep;
-    this.d = new Dockerode(ep);
+    this.ep = parseRuntimeUri(this.uri);
+    this.local = "socketPath" in this.ep;
+  }
+
+  /**
+   * dockerode (with ssh2 and protobufjs behind it) takes a second or more to
+   * load: only when the engine is first used, not when engine/ is imported.
+   */
+  private api(): Promise<Dockerode> {
+    this.client ??= import("dockerode").then((m) => new m.default(this.ep));
+    return this.client;
   }
 
   private err(what: string) {
@@ -84,22 +93,23 @@ export class DockerEngine implements ContainerEngine {
   }
 
   /** A plain JSON call through the modem (endpoints dockerode has no method for, or types without a signal). */
-  private raw<T>(method: string, path: string, statusCodes: Record<number, boolean | string> = { 200: true }, abortSignal?: AbortSignal, query?: Record<string, string | number>): Promise<T> {
+  private async raw<T>(method: string, path: string, statusCodes: Record<number, boolean | string> = { 200: true }, abortSignal?: AbortSignal, query?: Record<string, string | number>): Promise<T> {
     // docker-modem appends the query to a path ending in "?" (and chops the last character of a
     // path with a "?" when there is no query): the query goes in `options`, never in the path.
     const p = query ? `${path}?` : path;
+    const d = await this.api();
     return new Promise<T>((resolve, reject) => {
-      this.d.modem.dial({ path: p, method, statusCodes, options: query ?? {}, ...(abortSignal ? { abortSignal } : {}) }, (e: unknown, data: unknown) => (e ? reject(e) : resolve(data as T)));
+      d.modem.dial({ path: p, method, statusCodes, options: query ?? {}, ...(abortSignal ? { abortSignal } : {}) }, (e: unknown, data: unknown) => (e ? reject(e) : resolve(data as T)));
     });
   }
 
   private async isPodman(): Promise<boolean> {
-    if (this.podman === undefined) this.podman = isPodman(await this.d.version().catch(this.err("engine version")));
+    if (this.podman === undefined) this.podman = isPodman(await (await this.api()).version().catch(this.err("engine version")));
     return this.podman;
   }
 
   async loadImage(archive: Readable): Promise<string[]> {
-    const res = (await this.d.loadImage(archive, { quiet: true }).catch((e: unknown) => {
+    const res = (await (await this.api()).loadImage(archive, { quiet: true }).catch((e: unknown) => {
       const t = engineError(e, "image load", this.uri);
       throw t.code === "internal" ? new ThocError("invalid_argument", `${t.message} (not a docker-save or OCI image archive?)`, {}, { cause: e }) : t;
     })) as NodeJS.ReadableStream;
@@ -118,7 +128,7 @@ export class DockerEngine implements ContainerEngine {
 
   async imageId(ref: string): Promise<string | undefined> {
     try {
-      return (await this.d.getImage(ref).inspect()).Id;
+      return (await (await this.api()).getImage(ref).inspect()).Id;
     } catch (e) {
       const t = engineError(e, `image ${ref}`, this.uri);
       if (t.code === "not_found") return undefined;
@@ -133,7 +143,7 @@ export class DockerEngine implements ContainerEngine {
     const opts = auth ? { authconfig: { username: auth.username, password: auth.password } } : {};
     let res: NodeJS.ReadableStream;
     try {
-      res = (await this.d.pull(ref, opts)) as NodeJS.ReadableStream;
+      res = (await (await this.api()).pull(ref, opts)) as NodeJS.ReadableStream;
     } catch (e) {
       throw scrub(engineError(e, `image pull ${ref}`, this.uri));
     }
@@ -145,7 +155,7 @@ export class DockerEngine implements ContainerEngine {
   }
 
   async removeImage(ref: string): Promise<void> {
-    await this.d.getImage(ref).remove({}).catch(this.err(`image ${ref}`));
+    await (await this.api()).getImage(ref).remove({}).catch(this.err(`image ${ref}`));
   }
 
   async create(c: EngineCreate): Promise<string> {
@@ -180,31 +190,31 @@ export class DockerEngine implements ContainerEngine {
         RestartPolicy: { Name: "no" },
       },
     };
-    const ct = await this.d.createContainer(body).catch(this.err(`container ${c.name}`));
+    const ct = await (await this.api()).createContainer(body).catch(this.err(`container ${c.name}`));
     return ct.id;
   }
 
   async start(id: string): Promise<void> {
-    await this.d.getContainer(id).start().catch(this.err(`container ${id}`));
+    await (await this.api()).getContainer(id).start().catch(this.err(`container ${id}`));
   }
 
   async stop(id: string, timeoutMs: number): Promise<void> {
-    await this.d.getContainer(id).stop({ t: Math.max(0, Math.ceil(timeoutMs / 1000)) }).catch(this.err(`container ${id}`));
+    await (await this.api()).getContainer(id).stop({ t: Math.max(0, Math.ceil(timeoutMs / 1000)) }).catch(this.err(`container ${id}`));
   }
 
   async restart(id: string, timeoutMs: number): Promise<void> {
-    await this.d.getContainer(id).restart({ t: Math.max(0, Math.ceil(timeoutMs / 1000)) }).catch(this.err(`container ${id}`));
+    await (await this.api()).getContainer(id).restart({ t: Math.max(0, Math.ceil(timeoutMs / 1000)) }).catch(this.err(`container ${id}`));
   }
 
   async remove(id: string, opts: { force: boolean }): Promise<void> {
     // v: anonymous volumes an image declares go with the container (ours are bind mounts).
-    await this.d.getContainer(id).remove({ force: opts.force, v: true }).catch(this.err(`container ${id}`));
+    await (await this.api()).getContainer(id).remove({ force: opts.force, v: true }).catch(this.err(`container ${id}`));
   }
 
   async inspect(id: string): Promise<EngineContainer | undefined> {
     let i: Dockerode.ContainerInspectInfo;
     try {
-      i = await this.d.getContainer(id).inspect();
+      i = await (await this.api()).getContainer(id).inspect();
     } catch (e) {
       const t = engineError(e, `container ${id}`, this.uri);
       if (t.code === "not_found") return undefined;
@@ -227,14 +237,14 @@ export class DockerEngine implements ContainerEngine {
   }
 
   async list(label: string): Promise<EngineContainer[]> {
-    const all = await this.d.listContainers({ all: true, filters: { label: [label] } }).catch(this.err("container list"));
+    const all = await (await this.api()).listContainers({ all: true, filters: { label: [label] } }).catch(this.err("container list"));
     // The summary lacks exit codes and times: inspect each (a container removed meanwhile is skipped).
     const out = await Promise.all(all.map((c) => this.inspect(c.Id)));
     return out.filter((c): c is EngineContainer => c !== undefined);
   }
 
   async *logs(id: string, opts: LogOptions): AsyncIterable<Chunk> {
-    const info = await this.d.getContainer(id).inspect().catch(this.err(`container ${id}`));
+    const info = await (await this.api()).getContainer(id).inspect().catch(this.err(`container ${id}`));
     const ac = new AbortController();
     const onAbort = () => ac.abort();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
@@ -243,11 +253,11 @@ export class DockerEngine implements ContainerEngine {
       const q = { stdout: true, stderr: true, timestamps: !!opts.timestamps, ...(opts.tail !== undefined ? { tail: opts.tail } : {}), abortSignal: ac.signal };
       const tty = !!info.Config.Tty;
       if (!opts.follow) {
-        const buf = (await this.d.getContainer(id).logs({ ...q, follow: false }).catch(this.err(`container ${id}`))) as unknown as Buffer;
+        const buf = (await (await this.api()).getContainer(id).logs({ ...q, follow: false }).catch(this.err(`container ${id}`))) as unknown as Buffer;
         yield* demuxStream([Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf))], tty);
         return;
       }
-      const s = (await this.d.getContainer(id).logs({ ...q, follow: true }).catch(this.err(`container ${id}`))) as unknown as Readable;
+      const s = (await (await this.api()).getContainer(id).logs({ ...q, follow: true }).catch(this.err(`container ${id}`))) as unknown as Readable;
       try {
         yield* demuxStream(s, tty);
       } catch (e) {
@@ -263,7 +273,7 @@ export class DockerEngine implements ContainerEngine {
   }
 
   async exec(id: string, o: ExecOptions): Promise<ExecSession> {
-    const ct = this.d.getContainer(id);
+    const ct = (await this.api()).getContainer(id);
     const ex = await ct.exec({
       Cmd: o.command, AttachStdin: o.stdin, AttachStdout: true, AttachStderr: true, Tty: o.tty,
       ...(o.env ? { Env: Object.entries(o.env).map(([k, v]) => `${k}=${v}`) } : {}),
@@ -279,7 +289,7 @@ export class DockerEngine implements ContainerEngine {
   }
 
   async stats(id: string): Promise<EngineStats> {
-    const s = (await this.d.getContainer(id).stats({ stream: false, "one-shot": true } as { stream: false }).catch(this.err(`container ${id}`))) as unknown as RawStats;
+    const s = (await (await this.api()).getContainer(id).stats({ stream: false, "one-shot": true } as { stream: false }).catch(this.err(`container ${id}`))) as unknown as RawStats;
     let rx = 0, tx = 0, rd = 0, wr = 0;
     for (const n of Object.values(s.networks ?? {})) { rx += n.rx_bytes ?? 0; tx += n.tx_bytes ?? 0; }
     for (const b of s.blkio_stats?.io_service_bytes_recursive ?? []) {
@@ -306,7 +316,7 @@ export class DockerEngine implements ContainerEngine {
     this.streams.add(ac);
     try {
       if (signal.aborted) return;
-      const s = (await this.d.getEvents({ filters: { type: ["container"] }, abortSignal: ac.signal }).catch(this.err("engine events"))) as unknown as Readable;
+      const s = (await (await this.api()).getEvents({ filters: { type: ["container"] }, abortSignal: ac.signal }).catch(this.err("engine events"))) as unknown as Readable;
       let rest = "";
       try {
         for await (const b of s) {
