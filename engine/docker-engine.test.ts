@@ -72,6 +72,7 @@ before(async () => {
 
 after(async () => {
   for (const c of await engine.list(`thoc.test=${RUN}`).catch(() => [])) await engine.remove(c.id, { force: true }).catch(() => undefined);
+  await engine.removeImage(TAG).catch(() => undefined);
   await engine.close();
   await stopService();
   await rm(dir, { recursive: true, force: true });
