@@ -40,6 +40,8 @@ export type EnsureImage = (ref: string, auth?: { username: string; password: str
 
 export interface ContainerManagerOptions {
   engine: ContainerEngine;
+  /** Where the engine is (container.runtimeUri), for messages while it has not answered. */
+  engineUri?: string;
   records: ContainerRecordStore;
   /** <dataDir>/volumes. */
   volumesDir: string;

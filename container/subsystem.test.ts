@@ -46,16 +46,16 @@ test("no engine at the configured URI: ready under auto with the reason, degrade
   try {
     const h = a.sub.health();
     assert.equal(h.status, "up");
-    assert.match(h.detail ?? "", /^no container engine at unix:\/\/\/nonexistent\/podman\.sock: .*containers unavailable until an engine answers/);
+    assert.match(h.detail ?? "", /unix:\/\/\/nonexistent\/podman\.sock.*containers unavailable until an engine answers/);
     await assert.rejects(a.client.createContainer({ spec: { name: "web", image: "bb:1" } }), (e: { code: string; message: string }) => {
       assert.equal(e.code, "unavailable");
-      assert.match(e.message, /^no container engine at unix:\/\/\/nonexistent\/podman\.sock/);
+      assert.match(e.message, /unix:\/\/\/nonexistent\/podman\.sock/);
       return true;
     });
     const rt = await a.client.getContainerRuntime({});
     assert.equal(rt.available, false);
     assert.equal(rt.uri, "unix:///nonexistent/podman.sock");
-    assert.match(rt.detail, /no container engine at/);
+    assert.match(rt.detail, /unix:\/\/\/nonexistent\/podman\.sock/);
     assert.deepEqual((await a.client.listContainers({})).containers, [], "records answer without an engine");
     await assert.rejects(a.client.getContainer({ name: "web" }), (e: { code: string }) => e.code === "not_found");
   } finally { await a.close(); }

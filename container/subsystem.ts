@@ -65,7 +65,7 @@ export class ContainerSubsystem implements Subsystem {
     this.engine = engine;
     const vm = this.deps.vm;
     const m = new ContainerManager({
-      engine, records: ctx.store.json<ContainerRecord>("container"), volumesDir: path.join(ctx.store.dataDir, "volumes"),
+      engine, engineUri: cfg.runtimeUri, records: ctx.store.json<ContainerRecord>("container"), volumesDir: path.join(ctx.store.dataDir, "volumes"),
       node: ctx.config.name, nodeId: ctx.nodeId,
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
       loadFactor: ctx.config.limits.loadFactor, stopTimeoutMs: cfg.stopTimeout,

@@ -22,7 +22,7 @@ export interface Supervised {
   readonly clock: Clock;
   readonly health: HealthPoller;
   readonly nodeId: string;
-  readonly o: { records: ContainerRecordStore; node: string; log?: { info(o: object, m: string): void; warn(o: object, m: string): void } };
+  readonly o: { records: ContainerRecordStore; node: string; engineUri?: string; log?: { info(o: object, m: string): void; warn(o: object, m: string): void } };
   list(): Promise<ContainerRecord[]>;
   save(r: ContainerRecord, by: ContainerTrigger): Promise<ContainerRecord>;
   isBusy(name: string): boolean;
@@ -96,7 +96,8 @@ export class Supervisor {
         const msg = (err as Error).message;
         if (this.up || this.detail === "not asked yet") this.m.o.log?.warn({ err: msg }, "container engine unreachable; containers unavailable until it answers");
         this.up = false;
-        this.detail = /^no container engine at /.test(msg) ? msg : `no container engine at ${this.info?.uri ?? "the runtime URI"}: ${msg}`;
+        const uri = this.info?.uri ?? this.m.o.engineUri ?? "the runtime URI";
+        this.detail = msg.includes(uri) ? msg : `no container engine at ${uri}: ${msg}`;
         answered();
       }
       await new Promise<void>((r) => {
