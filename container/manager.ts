@@ -195,7 +195,9 @@ export class ContainerManager {
       await this.o.engine.pullImage(ref, auth);
     } catch (err) {
       const e = ThocError.from(err);
-      if (e.code !== "not_found" && e.code !== "permission_denied" && e.code !== "unauthenticated") throw e;
+      // The engine itself away (its errors name its URI) or the call cancelled: that, not a bad image. Anything the
+      // registry said (no such image, unreachable, denied) means this image cannot be had here.
+      if ((e.code === "unavailable" && e.details.uri) || e.code === "cancelled" || e.code === "deadline_exceeded") throw e;
       throw new ThocError("not_found", `image ${ref}: not on this node and the pull failed (${e.message}); import it (thoc-node ct image import NAME FILE) or check the reference and registry credentials`, { image: ref }, { cause: err });
     }
     const id = await this.o.engine.imageId(ref);
