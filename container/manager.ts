@@ -88,7 +88,7 @@ export class ContainerManager {
   close(): void { this.supervisor.close(); this.health.stop(); }
 
   /** Whether the engine answered last time it was asked, and why not. */
-  engineState(): { up: boolean; detail: string; info?: EngineInfo } { return this.supervisor.engineState(); }
+  engineState(): { up: boolean; asked: boolean; detail: string; info?: EngineInfo } { return this.supervisor.engineState(); }
   runtime(): Promise<EngineInfo> { return this.o.engine.info(); }
 
   async list(): Promise<ContainerRecord[]> {

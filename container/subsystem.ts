@@ -89,7 +89,8 @@ export class ContainerSubsystem implements Subsystem {
     this.hasRecords = (await m.list()).length > 0;
     await m.open();
     const s = m.engineState();
-    if (!s.up) ctx.log.info({ uri: cfg.runtimeUri, detail: s.detail, enabled: cfg.enabled }, "no container engine: container calls answer unavailable until one answers");
+    if (!s.asked) ctx.log.info({ uri: cfg.runtimeUri }, "the container engine has not answered yet; going on without waiting");
+    else if (!s.up) ctx.log.info({ uri: cfg.runtimeUri, detail: s.detail, enabled: cfg.enabled }, "no container engine: container calls answer unavailable until one answers");
     // Merge point: `images: containerImageHandlers(imageStore, engine)` (container/images-rpc.ts) joins these options.
     ctx.rpc.add(ContainerService, route(containerService(m, { nodeId: ctx.nodeId, uri: cfg.runtimeUri })));
     registerContainerMetrics(ctx.metrics, m, { stats: ctx.config.metrics.vmStats, timeoutMs: cfg.statsTimeout });
@@ -105,6 +106,8 @@ export class ContainerSubsystem implements Subsystem {
     if (!this.m) return { status: "starting" };
     const s = this.m.engineState();
     if (s.up) return { status: "up", detail: s.detail };
+    // The first answer is still coming (a slow engine must not hold the agent's readiness).
+    if (!s.asked) return { status: "up", detail: s.detail };
     // An engine that never answered on a host with no containers is not a fault under auto: VMs and storage serve on.
     const degraded = this.mode === "on" || this.hasRecords || s.info !== undefined;
     return degraded ? { status: "degraded", detail: s.detail } : { status: "up", detail: `${s.detail} (container.enabled auto: containers unavailable until an engine answers)` };

@@ -41,7 +41,9 @@ const same = (a: ContainerRecord, b: ContainerRecord) => JSON.stringify(a) === J
 export class Supervisor {
   private ac?: AbortController;
   private up = false;
-  private detail = "not asked yet";
+  private detail = "";
+  /** The engine answered, or failed to, at least once. */
+  private asked = false;
   private info?: EngineInfo;
   private retry?: Timer;
   private readonly policy = new Map<string, PolicyState>();
@@ -49,8 +51,9 @@ export class Supervisor {
 
   constructor(private readonly m: Supervised, private readonly backoff: BackoffOptions) {}
 
-  engineState(): { up: boolean; detail: string; info?: EngineInfo } {
-    return { up: this.up, detail: this.detail, ...(this.info ? { info: this.info } : {}) };
+  engineState(): { up: boolean; asked: boolean; detail: string; info?: EngineInfo } {
+    const detail = this.asked ? this.detail : `waiting for the container engine at ${this.m.o.engineUri ?? "the runtime URI"} to answer`;
+    return { up: this.up, asked: this.asked, detail, ...(this.info ? { info: this.info } : {}) };
   }
 
   async open(): Promise<void> {
@@ -81,7 +84,7 @@ export class Supervisor {
         next.catch(() => {});
         await this.reconcile();
         if (!this.up) this.m.o.log?.info({ engine: info.engine, version: info.version, uri: info.uri }, "container engine connected");
-        Object.assign(this, { up: true, detail: `${info.engine} ${info.version} at ${info.uri}`, info });
+        Object.assign(this, { up: true, asked: true, detail: `${info.engine} ${info.version} at ${info.uri}`, info });
         answered();
         wait = RETRY_MIN_MS;
         for (let n = await next; !n.done; n = await next) {
@@ -94,8 +97,9 @@ export class Supervisor {
       } catch (err) {
         if (signal.aborted) return;
         const msg = (err as Error).message;
-        if (this.up || this.detail === "not asked yet") this.m.o.log?.warn({ err: msg }, "container engine unreachable; containers unavailable until it answers");
+        if (this.up || !this.asked) this.m.o.log?.warn({ err: msg }, "container engine unreachable; containers unavailable until it answers");
         this.up = false;
+        this.asked = true;
         const uri = this.info?.uri ?? this.m.o.engineUri ?? "the runtime URI";
         this.detail = msg.includes(uri) ? msg : `no container engine at ${uri}: ${msg}`;
         answered();
