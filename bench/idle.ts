@@ -12,7 +12,9 @@
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import { cpuSeconds } from "./common.js";
-import { sleep, startCluster, waitFor, type Cluster } from "../test/harness.js";
+import { mkdtemp } from "node:fs/promises";
+import path from "node:path";
+import { Cluster, loopbackBlock, sleep, waitFor, type ClusterOptions } from "../test/harness.js";
 
 const opt = (name: string, def: number) => { const i = process.argv.indexOf(name); return i >= 0 ? Number(process.argv[i + 1]) : def; };
 const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined;
@@ -48,17 +50,25 @@ async function idle(label: string, c: Cluster, seconds: number, settle: number):
   console.log(`| ${label} | ${r(st.map((s) => s.rss), 0)} MB | ${r(st.map((s) => s.anon), 0)} MB | ${r(st.map((s) => s.file), 0)} MB | ${r(cpu, 2)} % | ${wall.toFixed(0)} s |`);
 }
 
+/** Like the harness's startCluster, with a long readiness wait: on a loaded machine a start can take over 30 s. */
+async function start(n: number, opts: ClusterOptions): Promise<Cluster> {
+  const c = new Cluster(await mkdtemp(path.join(os.tmpdir(), "thoc-idle-")), loopbackBlock(), opts);
+  for (let i = 0; i < n; i++) c.add();
+  try { await Promise.all(c.agents.map((a) => a.start(180_000))); } catch (err) { await c.stop(); throw err; }
+  return c;
+}
+
 async function main(): Promise<void> {
   const seconds = opt("--seconds", 60), settle = opt("--settle", 10);
   console.log(`# idle footprint ${new Date().toISOString()} — ${os.cpus().length} cores, Node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
   console.log("| agents | RSS | anonymous | file-backed | CPU of one core | window |");
   console.log("|---|---|---|---|---|---|");
   if (only === undefined || only === "dev") {
-    const c = await startCluster(1, { dev: true, env: { THOC_PRESET: "", ...extraEnv } });
+    const c = await start(1, { dev: true, env: { THOC_PRESET: "", ...extraEnv } });
     try { await idle("1 × `--dev`", c, seconds, settle); } finally { await c.stop(); }
   }
   if (only === undefined || only === "lan") {
-    const c = await startCluster(5, { dev: true, env: { THOC_PRESET: "lan", ...extraEnv } });
+    const c = await start(5, { dev: true, env: { THOC_PRESET: "lan", ...extraEnv } });
     try { await idle("5 × lan preset", c, seconds, settle); } finally { await c.stop(); }
   }
   console.log(`load after: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
