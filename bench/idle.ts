@@ -7,12 +7,13 @@
  * `lan`: 5 agents with THOC_PRESET=lan on loopback (the cluster of issue 19's
  * table, without serf beside it). After the cluster has formed and start-up
  * work has settled, each agent's CPU (all threads, /proc/PID/stat) is read
- * over the window; RSS is read at its end.
+ * over the window; RSS is read at its end. A bare `node` process measured over
+ * the `--dev` window is the physical baseline.
  */
-import { readFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile } from "node:fs/promises";
 import os from "node:os";
 import { cpuSeconds } from "./common.js";
-import { mkdtemp } from "node:fs/promises";
 import path from "node:path";
 import { Cluster, loopbackBlock, sleep, waitFor, type ClusterOptions } from "../test/harness.js";
 
@@ -27,7 +28,8 @@ async function status(pid: number): Promise<{ rss: number; anon: number; file: n
   return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
 }
 
-async function idle(label: string, c: Cluster, seconds: number, settle: number): Promise<void> {
+/** Measures the agents of c (and, as the physical baseline, a bare `node` process, pid `bare`) over one window. */
+async function idle(label: string, c: Cluster, seconds: number, settle: number, bare?: number): Promise<void> {
   const n = c.agents.length;
   await waitFor(`${label}: ${n} alive everywhere`, async () => {
     for (const a of c.agents) {
@@ -38,7 +40,7 @@ async function idle(label: string, c: Cluster, seconds: number, settle: number):
     return true;
   }, 120_000, 500);
   await sleep(settle * 1000);
-  const pids = c.agents.map((a) => a.proc!.pid!);
+  const pids = [...c.agents.map((a) => a.proc!.pid!), ...(bare ? [bare] : [])];
   const c0 = await Promise.all(pids.map(cpuSeconds));
   const t0 = Date.now();
   await sleep(seconds * 1000);
@@ -47,6 +49,10 @@ async function idle(label: string, c: Cluster, seconds: number, settle: number):
   const st = await Promise.all(pids.map(status));
   const cpu = c1.map((x, i) => (100 * (x - c0[i]!)) / wall);
   const r = (xs: number[], d: number) => `${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)}`;
+  if (bare) {
+    const b = st.pop()!, bc = cpu.pop()!;
+    console.log(`| bare \`node\` (baseline, same window) | ${b.rss.toFixed(0)} MB | ${b.anon.toFixed(0)} MB | ${b.file.toFixed(0)} MB | ${bc.toFixed(2)} % | ${wall.toFixed(0)} s |`);
+  }
   console.log(`| ${label} | ${r(st.map((s) => s.rss), 0)} MB | ${r(st.map((s) => s.anon), 0)} MB | ${r(st.map((s) => s.file), 0)} MB | ${r(cpu, 2)} % | ${wall.toFixed(0)} s |`);
 }
 
@@ -65,7 +71,8 @@ async function main(): Promise<void> {
   console.log("|---|---|---|---|---|---|");
   if (only === undefined || only === "dev") {
     const c = await start(1, { dev: true, env: { THOC_PRESET: "", ...extraEnv } });
-    try { await idle("1 × `--dev`", c, seconds, settle); } finally { await c.stop(); }
+    const bare = spawn(process.execPath, ["-e", "setInterval(() => {}, 1e9)"], { stdio: "ignore" });
+    try { await idle("1 × `--dev`", c, seconds, settle, bare.pid); } finally { bare.kill(); await c.stop(); }
   }
   if (only === undefined || only === "lan") {
     const c = await start(5, { dev: true, env: { THOC_PRESET: "lan", ...extraEnv } });
