@@ -304,6 +304,8 @@ function shortText(r: Refusal): string {
   const s = r.short;
   if (!s || (r.resource !== "ramMB" && r.resource !== "vcpus")) return r.reason;
   const unit = r.resource === "ramMB" ? " MiB" : "";
-  if (s.total !== undefined && s.need > s.total) return `${r.resource}: ${s.need}${unit} is more than its ${s.total}${unit} in all`;
-  return `${r.resource} short by ${s.need - s.free}${unit} (${s.free} of ${s.total ?? s.free}${unit} free)`;
+  // Containers' CPUs are fractional: no 0.09999999999999998 in a message.
+  const n = (x: number) => Math.round(x * 1000) / 1000;
+  if (s.total !== undefined && s.need > s.total) return `${r.resource}: ${n(s.need)}${unit} is more than its ${n(s.total)}${unit} in all`;
+  return `${r.resource} short by ${n(s.need - s.free)}${unit} (${n(s.free)} of ${n(s.total ?? s.free)}${unit} free)`;
 }
