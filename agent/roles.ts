@@ -45,11 +45,11 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
 
 /**
  * Methods a node may call on another on an operator's behalf: any agent
- * answers any VM or container command by routing it to its node (SPEC §4), after
+ * answers any VM command by routing it to the VM's node (SPEC §4), after
  * authorizing the operator itself; the node that runs the VM sees the
  * routing node's certificate.
  */
-const ROUTABLE = new Set([...[...ROLE_TABLE.keys()].filter((m) => m.startsWith("/thoc.node.v1.VmService/") || m.startsWith("/thoc.node.v1.ContainerService/")),
+const ROUTABLE = new Set([...[...ROLE_TABLE.keys()].filter((m) => m.startsWith("/thoc.node.v1.VmService/")),
   // A follower asks the leader which voters answer (thoc-node leader on any node), and probes it after a silence.
   "/thoc.node.v1.SchedulerService/GetLeader"]);
 

@@ -37,7 +37,7 @@ export interface ContainerNode {
   toPb(r: ContainerRecord): ContainerInit;
 }
 
-/** What a container with no reservation counts for in placement (the proto's "0 means none"). */
+/** What a container with no reservation counts for in placement (the proto's "0 means none"); as container/'s reservationOf. */
 export const MIN_CPUS = 0.1;
 export const MIN_MEMORY_MB = 64;
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -79,7 +79,7 @@ export function containerPlacement(pb: ContainerSpecPb | undefined, validate?: (
   return {
     image, ports,
     fit: {
-      name, vcpus: Math.max(cpus, MIN_CPUS), ramMB: memoryMB > 0 ? memoryMB : MIN_MEMORY_MB,
+      name, vcpus: cpus > 0 ? cpus : MIN_CPUS, ramMB: memoryMB > 0 ? memoryMB : MIN_MEMORY_MB,
       ...(gpuIds.length ? { gpu: { enabled: true, mode: "passthrough" as const, deviceIds: [...gpuIds], migProfile: "" } } : {}),
     },
   };
@@ -92,7 +92,7 @@ export function containerEntryOf(r: ContainerRecord, nodeId: string): VmEntry {
     name: r.name, uuid: r.uuid, nodeId, nodeName: r.node, status: r.status, detail: r.detail, image: r.spec.image, imageKind: "",
     vcpus: 0, ramMB: r.spec.memoryMB > 0 ? r.spec.memoryMB : MIN_MEMORY_MB, diskGB: 0, gpus: r.gpus.map(({ mdevUuid: _, ...g }) => g),
     group: r.group ?? "", requestId: r.requestId ?? "", createdAt: r.createdAt, mac: "",
-    kind: "container", cpus: Math.max(r.spec.cpus, MIN_CPUS), ports: [...new Set(bound.filter((p) => p.hostPort > 0).map((p) => portKey(p.hostPort, p.protocol)))],
+    kind: "container", cpus: r.spec.cpus > 0 ? r.spec.cpus : MIN_CPUS, ports: [...new Set(bound.filter((p) => p.hostPort > 0).map((p) => portKey(p.hostPort, p.protocol)))],
     ct: {
       kind: r.spec.kind, health: r.health, desiredState: r.desiredState, restartCount: r.restartCount, exitCode: r.exitCode, startedAt: r.startedAt,
       memoryMB: r.spec.memoryMB, mappings: bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, protocol: p.protocol, hostIp: p.hostIp })),
