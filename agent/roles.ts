@@ -43,7 +43,7 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
   }),
   ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P, RevokeCertificate: A }),
   ...svc("EventService", { WatchEvents: V }),
-  ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, Place: P, Commit: P }),
+  ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, Place: P, Commit: P, PlaceContainer: P, CommitContainer: P }),
   ...svc("EventPeerService", { WatchNodeEvents: P }),
 ]);
 
