@@ -322,11 +322,16 @@ export function plaintextView(store: BlobStore): BlobStore {
     completeMultipartUpload: async (...a: Parameters<BlobStore["completeMultipartUpload"]>) => plaintextMeta(await store.completeMultipartUpload(...a)),
     updateObjectMeta: async (...a: Parameters<BlobStore["updateObjectMeta"]>) => plaintextMeta(await store.updateObjectMeta(...a)),
   };
+  // Bound once per method, not on every call (every request goes through here several times).
+  const bound = new Map<string | symbol, unknown>();
   return new Proxy(store, {
     get(target, prop) {
       if (Object.hasOwn(view, prop)) return view[prop as keyof typeof view];
       const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      if (typeof v !== "function") return v;
+      let f = bound.get(prop);
+      if (f === undefined) bound.set(prop, f = (v as (...a: unknown[]) => unknown).bind(target));
+      return f;
     },
   });
 }
