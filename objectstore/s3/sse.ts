@@ -161,6 +161,27 @@ export function sseHeaders(mode: ObjectEncryption["mode"], ck?: CustomerKey): Re
   return { [`${SSE_C_PREFIX}algorithm`]: "AES256", [`${SSE_C_PREFIX}key-MD5`]: ck!.md5 };
 }
 
+/**
+ * CompleteMultipartUpload's encryption headers, from the upload's (or the
+ * object's) sse record: known before the completion starts, so an early
+ * keep-alive 200 carries them too. SSE-C: the algorithm, and the key's MD5
+ * when the request carries the upload's key (Complete need not carry it; a
+ * key it carries is not otherwise checked, as before).
+ */
+export function completeSseHeaders(ctx: Ctx, sse: ObjectEncryption | undefined): Record<string, string> {
+  if (!sse) return {};
+  if (sse.mode === "SSE-S3") return sseHeaders("SSE-S3");
+  const out: Record<string, string> = { [`${SSE_C_PREFIX}algorithm`]: "AES256" };
+  let ck: CustomerKey | undefined;
+  try {
+    ck = customerKey(ctx, SSE_C_PREFIX);
+  } catch {
+    ck = undefined;
+  }
+  if (ck && keyMatches(ck.key, Buffer.from(String(sse.salt), "base64"), String(sse.kcv))) out[`${SSE_C_PREFIX}key-MD5`] = ck.md5;
+  return out;
+}
+
 /** Fresh key material for a new object or upload: its sse record (what the store keeps) and its data key and IV. */
 export function newEncryption(ring: SseKeyRing, req: SseRequest, multipart: boolean): { sse: ObjectEncryption; key: Buffer; iv: Buffer } {
   const iv = randomBytes(16);
