@@ -56,7 +56,9 @@ export class ReplicatedBlobStore implements BlobStore {
   }
 
   async getBucketConfig<S extends BucketConfigSection>(bucket: string, section: S): Promise<BucketConfigSections[S] | undefined> {
-    await this.headBucket(bucket);
+    // The bucket's record is here in the common case: checked without another async round (headBucket pulls when it is not).
+    if (this.b.buckets.table.get(bucket) === undefined) await this.headBucket(bucket);
+    else this.b.ready?.();
     const raw = await this.section(bucket, section);
     if (raw === undefined) return undefined;
     try {
@@ -98,7 +100,8 @@ export class ReplicatedBlobStore implements BlobStore {
 
   async headBucket(name: string): Promise<BucketInfo> {
     this.b.ready?.();
-    const cur = await this.b.buckets.lookup(name);
+    // Every request asks, several times: the local copy without an async hop; the cluster lookup (a pull) only on a miss.
+    const cur = this.b.buckets.table.get(name) ?? await this.b.buckets.lookup(name);
     if (cur === undefined) throw blobError("NoSuchBucket", `bucket ${name} does not exist`, { bucket: name });
     return this.parse<BucketInfo>(name, cur);
   }
