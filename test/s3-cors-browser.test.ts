@@ -21,7 +21,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import * as s3 from "@aws-sdk/client-s3";
-import { chromium, type BrowserContext } from "playwright-core";
+import type { BrowserContext } from "playwright-core";
 import { startCluster, type Cluster } from "./harness.js";
 import { S3_ENV, presignedPath, s3client } from "./objectstore-util.js";
 
@@ -54,13 +54,23 @@ describe("CORS with headless Chromium against a --dev agent", { skip }, () => {
   before(async () => {
     assert.ok(!missing, `${CHROMIUM} is missing; in CI .ci/run installs it (packaging/apt-packages-test.txt)`);
     profile = await mkdtemp(path.join(tmpdir(), "thoc-chromium-"));
-    [cluster, allowed, other] = await Promise.all([startCluster(1, { env: S3_ENV }), pageServer(), pageServer()]);
-    c = s3client(cluster.agents[0]!);
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM, headless: true, timeout: 20_000,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"],
+    // A devDependency: a checkout whose node_modules predates it says so instead of failing to load the file.
+    const { chromium } = await import("playwright-core").catch((err: unknown) => {
+      throw new Error(`playwright-core is not installed (a devDependency): run npm ci. ${(err as Error).message}`);
     });
+    // The agent and the browser start side by side (each takes a few seconds); all settle before a failure is
+    // thrown, so after() stops whatever did start.
+    const started = await Promise.allSettled([
+      startCluster(1, { env: S3_ENV }).then((x) => { cluster = x; }),
+      chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM, headless: true, timeout: 20_000,
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync"],
+      }).then((x) => { browser = x; }),
+      pageServer().then((x) => { allowed = x; }), pageServer().then((x) => { other = x; }),
+    ]);
+    for (const r of started) if (r.status === "rejected") throw r.reason;
+    c = s3client(cluster.agents[0]!);
   });
   after(async () => {
     await browser?.close().catch(() => undefined);
