@@ -4,7 +4,7 @@
  *
  * - Layers, each importing only those below it:
  *     errors/  ->  config/ rpc/ store/ (and the generated proto/)  ->  core/  ->  cluster/
- *     ->  the subsystems membership/ objectstore/ vm/ hypervisor/ scheduler/
+ *     ->  the subsystems membership/ objectstore/ vm/ hypervisor/ engine/ container/ scheduler/
  *     ->  agent/ (the composition root)  ->  cli/  ->  bin/
  *   So the foundation imports neither core/ nor anything above it; core/ and
  *   cluster/ import no subsystem, agent/ or cli/ (core/ not cluster/ either); a
@@ -29,7 +29,7 @@
 const fs = require("node:fs");
 const path = require("node:path");
 
-const SUBSYSTEMS = "membership|objectstore|vm|hypervisor|scheduler";
+const SUBSYSTEMS = "membership|objectstore|vm|hypervisor|engine|container|scheduler";
 /** Test code: unit tests, the multi-agent tests and their helpers in test/, and the test faces. */
 const TEST_CODE = "(\\.test\\.ts$|^test/|(^|/)testutil\\.ts$)";
 const TEST_PROTO = "^proto/gen/thoc/test/";

@@ -10,3 +10,4 @@ export * from "./gen/thoc/node/v1/objectstore_pb.js";
 export * from "./gen/thoc/node/v1/pki_pb.js";
 export * from "./gen/thoc/node/v1/events_pb.js";
 export * from "./gen/thoc/node/v1/scheduler_pb.js";
+export * from "./gen/thoc/node/v1/container_pb.js";
