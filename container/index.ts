@@ -3,3 +3,5 @@
  * (engine/), placed by the scheduler like VMs (docs/containers.md).
  */
 export type * from "./types.js";
+export { ContainerImageStore, CONTAINER_IMAGE_BUCKET, canonicalImageName, imageEnsurer, type ContainerImageRecord, type EnsuredImage } from "./images.js";
+export { containerImageHandlers, containerImageToPb, type ContainerImageHandlers } from "./images-rpc.js";
