@@ -139,13 +139,15 @@ test("ensure: concurrent creates load the archive into the engine once; later on
   assert.equal(await store.ensure(engine, "docker.io/library/nginx:1.27"), undefined);
 });
 
-test("imageEnsurer: imported images from the bucket, others used when present, else pulled; a failed pull names both places", async () => {
+test("imageEnsurer: the image id of an imported image (loaded from the bucket), of one the engine has, else of a pulled one; a failed pull names both places", async () => {
   const engine = fakeEngine(0);
   const ensure = imageEnsurer(store, engine);
-  assert.equal(await ensure("bb"), "localhost/bb:1");
+  // The image id, which the container is created from: the engine knows the image as localhost/bb:1, not bb.
+  engine.loadImage = async (a: Readable) => { for await (const _ of a) { /* drained */ } engine.images.set("localhost/bb:1", bb.id); return ["localhost/bb:1"]; };
+  assert.equal(await ensure("bb"), bb.id);
   engine.images.set("alpine:3", "sha256:a");
-  assert.equal(await ensure("alpine:3"), "alpine:3");
-  assert.equal(await ensure("docker.io/library/nginx:1.27"), "docker.io/library/nginx:1.27");
+  assert.equal(await ensure("alpine:3"), "sha256:a");
+  assert.equal(await ensure("docker.io/library/nginx:1.27"), "sha256:pulled");
   assert.equal(engine.images.get("docker.io/library/nginx:1.27"), "sha256:pulled");
   await assert.rejects(ensure("nope:1"), code("not_found", /image nope:1: manifest unknown \(no imported image nope:1 either: thoc-node ct image list\)/));
 });

@@ -236,15 +236,18 @@ export class ContainerImageStore {
 }
 
 /**
- * The container manager's `images.ensure(ref, auth?)`: an imported image is
+ * The container manager's `ensureImage(ref, auth?)`: an imported image is
  * loaded from the bucket; anything else is used when the engine has it, else
- * pulled. Returns the reference to create the container from.
+ * pulled. Returns the engine's image id, which the container must be created
+ * from: the engine knows an imported image by the archive's own references
+ * (RepoTags), not by the name it was imported as.
  */
 export function imageEnsurer(store: ContainerImageStore, engine: ContainerEngine): (ref: string, auth?: { username: string; password: string }) => Promise<string> {
   return async (ref, auth) => {
     const imported = await store.ensure(engine, ref);
-    if (imported) return imported.ref;
-    if (await engine.imageId(ref)) return ref;
+    if (imported) return imported.imageId || imported.ref;
+    const have = await engine.imageId(ref);
+    if (have) return have;
     try {
       await engine.pullImage(ref, auth);
     } catch (err) {
@@ -252,6 +255,8 @@ export function imageEnsurer(store: ContainerImageStore, engine: ContainerEngine
       const hint = canonicalImageName(ref) ? ` (no imported image ${ref} either: thoc-node ct image list)` : "";
       throw new ThocError(e.code, `image ${ref}: ${e.message}${hint}`, { ...e.details, image: ref }, { cause: err });
     }
-    return ref;
+    const id = await engine.imageId(ref);
+    if (!id) throw new ThocError("not_found", `image ${ref}: pulled, but the engine does not list it`, { image: ref });
+    return id;
   };
 }

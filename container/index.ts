@@ -4,4 +4,4 @@
  */
 export type * from "./types.js";
 export { ContainerImageStore, CONTAINER_IMAGE_BUCKET, canonicalImageName, imageEnsurer, type ContainerImageRecord, type EnsuredImage } from "./images.js";
-export { containerImageHandlers, containerImageToPb, type ContainerImageHandlers } from "./images-rpc.js";
+export { containerImageHandlers, containerImageToPb } from "./images-rpc.js";
