@@ -108,7 +108,7 @@ before(async () => {
   addr = `127.0.0.1:${await server.listen("127.0.0.1", 0)}`;
 });
 after(async () => {
-  server.grpc.forceShutdown();
+  server.forceShutdown();
   await dev.dispose().catch(() => {});
   await rm(dir, { recursive: true, force: true });
 });
@@ -215,8 +215,10 @@ test("ct exec -it on a terminal: raw mode (keys go through unbuffered), the wind
   const p = spawn("script", ["-qefc", `stty rows 33 cols 101; ${cmd}`, "/dev/null"], { cwd: REPO_ROOT, stdio: ["pipe", "pipe", "pipe"] });
   let out = "";
   p.stdout.on("data", (b: Buffer) => (out += b));
-  // Typed once the session is up (the pty echoes nothing in raw mode until the CLI has set it).
-  setTimeout(() => p.stdin.write("abq"), 1500);
+  // Typed once the server has the session: the CLI set raw mode before it started the call.
+  const execs = calls.filter((c) => c.method === "exec").length;
+  for (let i = 0; i < 300 && calls.filter((c) => c.method === "exec").length === execs; i++) await new Promise((r) => setTimeout(r, 100));
+  p.stdin.write("abq");
   const code = await new Promise<number | null>((r) => p.on("exit", r));
   assert.match(out, /ABQ/);
   assert.match(out, /\[tty=true size=33x101\]/);
