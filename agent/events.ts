@@ -50,6 +50,13 @@ export function eventBody(e: ClusterEventInput): EventBody {
       return { kind: "vm", vm: { $typeName: "thoc.node.v1.VmEvent", name: e.vm, action: e.action, status: e.status, previousStatus: e.previousStatus, triggeredBy: e.by, detail: e.detail ?? "" } };
     case "node":
       return { kind: "node", member: { $typeName: "thoc.node.v1.NodeEvent", id: e.id, name: e.name, action: e.action, address: e.address ?? "" } };
+    case "container":
+      return {
+        kind: "container", container: {
+          $typeName: "thoc.node.v1.ContainerEvent", name: e.container, action: e.action, status: e.status, previousStatus: e.previousStatus,
+          triggeredBy: e.by, detail: e.detail ?? "", exitCode: e.exitCode ?? 0, restartCount: e.restartCount ?? 0,
+        },
+      };
     case "leader":
       return { kind: "leader", leader: { $typeName: "thoc.node.v1.LeaderEvent", leaderId: e.leaderId, leaderName: e.leaderName, term: BigInt(e.term) } };
   }

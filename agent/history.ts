@@ -57,14 +57,15 @@ export function filterOf(req: Pick<WatchEventsRequest, "kinds" | "vm" | "node">)
   return { kinds, vm: req.vm, node: req.node };
 }
 
-const VM_METHOD = "/thoc.node.v1.VmService/";
+const VM_METHOD = /^\/thoc\.node\.v1\.(VmService|ContainerService)\//;
 
 export function matches(e: Event, f: EventFilter): boolean {
   if (e.kind === "missed") return true;
   if (f.kinds.size && !f.kinds.has(e.kind)) return false;
   if (f.vm) {
     const aboutVm = e.kind === "vm" ? e.vm?.name === f.vm
-      : e.kind === "audit" && e.method.startsWith(VM_METHOD) && Object.entries(e.target).some(([k, v]) => v === f.vm && (k === "name" || k === "vm" || k.endsWith(".name")));
+      : e.kind === "container" ? e.container?.name === f.vm
+      : e.kind === "audit" && VM_METHOD.test(e.method) && Object.entries(e.target).some(([k, v]) => v === f.vm && (k === "name" || k === "vm" || k.endsWith(".name")));
     if (!aboutVm) return false;
   }
   if (f.node) {

@@ -7,7 +7,7 @@
  *   peer      node-to-node: a node certificate of this cluster; anonymous only
  *             over plaintext, where the cluster-key HMAC is the check
  *   viewer    get, list, watch, logs, metrics
- *   operator  VM and image lifecycle, consoles, VNC tokens
+ *   operator  VM, container and image lifecycle, consoles, exec, VNC tokens
  *   admin     S3 keys, node removal, certificates, join tokens
  *
  * Every method of every service the agent serves must be here: a method with
@@ -31,6 +31,10 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
     Console: O, Logs: V, GetMetrics: V, ListGpus: V, GetVncToken: O, SetVmAutostart: O,
   }),
   ...svc("ImageService", { ImportImage: O, ListImages: V, GetImage: V, DeleteImage: O }),
+  ...svc("ContainerService", {
+    CreateContainer: O, ListContainers: V, GetContainer: V, StartContainer: O, StopContainer: O, RestartContainer: O, DeleteContainer: O,
+    ContainerLogs: V, Exec: O, ContainerStats: V, ImportContainerImage: O, ListContainerImages: V, DeleteContainerImage: O, GetContainerRuntime: V,
+  }),
   // Access key ids are half a credential and the table is the S3 admin's: listing is admin too.
   ...svc("KeyService", { CreateKey: A, ListKeys: A, DeleteKey: A }),
   ...svc("ObjectStoreService", {
@@ -39,17 +43,17 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
   }),
   ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P, RevokeCertificate: A }),
   ...svc("EventService", { WatchEvents: V }),
-  ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, Place: P, Commit: P }),
+  ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, Place: P, Commit: P, PlaceContainer: P, CommitContainer: P }),
   ...svc("EventPeerService", { WatchNodeEvents: P }),
 ]);
 
 /**
  * Methods a node may call on another on an operator's behalf: any agent
- * answers any VM command by routing it to the VM's node (SPEC §4), after
+ * answers any VM or container command by routing it to its node (SPEC §4), after
  * authorizing the operator itself; the node that runs the VM sees the
  * routing node's certificate.
  */
-const ROUTABLE = new Set([...[...ROLE_TABLE.keys()].filter((m) => m.startsWith("/thoc.node.v1.VmService/")),
+const ROUTABLE = new Set([...[...ROLE_TABLE.keys()].filter((m) => /^\/thoc\.node\.v1\.(VmService|ContainerService)\//.test(m)),
   // A follower asks the leader which voters answer (thoc-node leader on any node), and probes it after a silence.
   "/thoc.node.v1.SchedulerService/GetLeader"]);
 

@@ -22,11 +22,11 @@ async function context(dir: string): Promise<{ ctx: AgentContext; config: Config
   return { ctx, config, close: () => store.close() };
 }
 
-test("the composition root starts membership, then the object store, then VMs, then the scheduler", async () => {
+test("the composition root starts membership, then the object store, then VMs, then containers, then the scheduler", async () => {
   const dir = await mkdtemp(path.join(tmpdir(), "thoc-root-"));
   try {
     const { config } = await context(dir).then(async (c) => { await c.close(); return c; });
-    assert.deepEqual(createSubsystems(config).map((s) => s.name), ["membership", "objectstore", "vm", "scheduler"]);
+    assert.deepEqual(createSubsystems(config).map((s) => s.name), ["membership", "objectstore", "vm", "container", "scheduler"]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -36,7 +36,7 @@ test("a subsystem started before the one it depends on fails with a clear start-
   const dir = await mkdtemp(path.join(tmpdir(), "thoc-root-"));
   const c = await context(dir);
   try {
-    const [, objectStore, vm, scheduler] = createSubsystems(c.config);
+    const [, objectStore, vm, , scheduler] = createSubsystems(c.config);
     // Out of order: the object store before membership, VMs before the object store.
     await assert.rejects(objectStore!.start(c.ctx), (e: unknown) =>
       e instanceof ThocError && e.code === "failed_precondition" && /membership is not started/.test(e.message));

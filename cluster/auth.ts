@@ -20,11 +20,11 @@
  * by TLS on the gRPC port (and a replica body by its own size and sha256 in
  * the trailer), not by this MAC.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
-import { requestBytes, type CallContext, type Caller, type ServiceImpl } from "../rpc/index.js";
+import { pooledRandomBytes, requestBytes, type CallContext, type Caller, type ServiceImpl } from "../rpc/index.js";
 
 export const PEER_AUTH_HEADER = "x-thoc-peer-auth";
 const VERSION = "v2";
@@ -78,7 +78,7 @@ export class PeerAuth {
    */
   sign(method: string, target: string, request?: Uint8Array): string {
     const ts = String(this.now());
-    const nonce = randomBytes(12).toString("base64url");
+    const nonce = pooledRandomBytes(12).toString("base64url");
     const sig = this.mac(this.keys[0]!, method, this.opts.nodeId, target, ts, nonce, requestDigest(request)).toString("base64url");
     return `${VERSION}.${ts}.${nonce}.${Buffer.from(target).toString("base64url")}.${sig}.${this.opts.nodeId}`;
   }

@@ -156,6 +156,17 @@ export const schema = {
     vlanBridgePattern: str("{bridge}v{vlan}", "Per-VLAN bridge name when vlanMode is per-vlan-bridge ({bridge} and {vlan} are replaced; Proxmox: vmbr0v100)."),
   },
 
+  container: {
+    enabled: oneOf(["auto", "on", "off"] as const, "auto", "Containers beside VMs (docs/containers.md). auto: served when the engine at container.runtimeUri answers; an agent on a host without one stays ready and container calls answer unavailable, saying where it looked. on: the same, but no engine makes the agent degraded (not ready). off: container calls are refused."),
+    runtimeUri: str("unix:///run/podman/podman.sock", "Docker-API engine the agent runs containers on: podman's service (systemctl enable --now podman.socket) or Docker (unix:///var/run/docker.sock, tcp://HOST:PORT); memory: is an in-process stand-in for trying the API without one.", {
+      pattern: /^(unix:\/\/\/\S+|tcp:\/\/\S+:\d{1,5}|memory:\S*)$/, expected: "unix:///PATH, tcp://HOST:PORT or memory:",
+    }),
+    stopTimeout: duration(10_000, "SIGTERM wait before a container stop turns into SIGKILL (Docker's default is 10 s).", { local: 3000 }),
+    healthInterval: int(5, "Seconds between health checks of a container whose spec gives a health path but no interval.", { min: 1, max: 3600 }),
+    healthRetries: int(3, "Failed health checks in a row before a container is unhealthy, when its spec gives none.", { min: 1, max: 100 }),
+    statsTimeout: duration(2000, "Per-container deadline for engine stats on /metrics, so one stuck container cannot hang a scrape."),
+  },
+
   scheduler: {
     strategy: oneOf(["binpack", "spread"] as const, "binpack", "Placement scoring: binpack fills nodes (fewer hosts busy), spread balances load."),
     voters: int(3, "Voters of the leader election (odd): the leader adds live nodes as voters one at a time up to this many; a majority of them must be reachable for a leader to exist. 3 survives one node down, 5 two.", { min: 1, max: 9 }),

@@ -7,8 +7,8 @@
  */
 import type { Membership } from "./membership.js";
 
-export type EventKind = "audit" | "vm" | "node" | "leader";
-export const EVENT_KINDS: readonly EventKind[] = ["audit", "vm", "node", "leader"];
+export type EventKind = "audit" | "vm" | "node" | "leader" | "container";
+export const EVENT_KINDS: readonly EventKind[] = ["audit", "vm", "node", "leader", "container"];
 
 /**
  * What happened to a VM (docs/events.md maps record statuses to these).
@@ -27,6 +27,22 @@ export interface VmEventInput {
   previousStatus: string;
   by: VmEventTrigger;
   detail?: string;
+}
+
+/** What happened to a container (container/events.ts maps record statuses to these). */
+export type ContainerAction = "created" | "running" | "unhealthy" | "stopped" | "exited" | "restarting" | "deleted" | "failed";
+export type ContainerEventTrigger = "user" | "scheduler" | "engine" | "reconcile" | "health" | "restart-policy";
+
+export interface ContainerEventInput {
+  kind: "container";
+  container: string;
+  action: ContainerAction;
+  status: string;
+  previousStatus: string;
+  by: ContainerEventTrigger;
+  detail?: string;
+  exitCode?: number;
+  restartCount?: number;
 }
 
 /** A member as this node's gossip view saw it change; "removed" is `thoc-node node remove`. */
@@ -48,7 +64,7 @@ export interface LeaderEventInput {
   term: number;
 }
 
-export type ClusterEventInput = VmEventInput | NodeEventInput | LeaderEventInput;
+export type ClusterEventInput = VmEventInput | NodeEventInput | LeaderEventInput | ContainerEventInput;
 
 /** Where subsystems publish events; publishing never throws and never blocks. */
 export interface EventSink {

@@ -14,7 +14,7 @@ export { createLogger, REDACT_PATHS, type Logger } from "./logger.js";
 export type { CapacityInfo, GpuInfo } from "./capacity.js";
 export { realClock, FakeClock, seededRandom, shuffle, type Clock, type Timer, type WallClock } from "./clock.js";
 export type { Membership, Member, MemberState, MemberEvent, MemberEventType, NodeMeta } from "./membership.js";
-export { EVENT_KINDS, type EventKind, type EventSink, type EventHub, type ClusterEventInput, type VmEventInput, type VmAction, type VmEventTrigger, type NodeEventInput, type NodeAction, type LeaderEventInput } from "./events.js";
+export { EVENT_KINDS, type EventKind, type EventSink, type EventHub, type ClusterEventInput, type VmEventInput, type VmAction, type VmEventTrigger, type NodeEventInput, type NodeAction, type LeaderEventInput, type ContainerEventInput, type ContainerAction, type ContainerEventTrigger } from "./events.js";
 export { VERSION } from "./version.js";
 export { listen } from "./net.js";
 export { readTlsPair, checkConfigFiles, agentTlsFiles, followTlsPair, type TlsPair, type TlsFiles } from "./tls.js";

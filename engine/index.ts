@@ -5,3 +5,6 @@
  */
 export type * from "./types.js";
 export { DockerEngine, DEFAULT_RUNTIME_URI, type DockerEngineOptions } from "./docker-engine.js";
+export { MemoryEngine, type MemoryEngineOptions } from "./memory.js";
+export { UnavailableEngine } from "./unavailable.js";
+export { openEngine } from "./open.js";

@@ -8,8 +8,9 @@
  * Layout: [version=1][nonce 12][ciphertext][tag 16]; plaintext is
  * [id length 1][sender id][seq 8, big-endian][body].
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { ThocError } from "../errors/index.js";
+import { pooledRandomBytes } from "../rpc/index.js";
 
 const VERSION = 1;
 const NONCE = 12;
@@ -66,7 +67,7 @@ export class Keyring {
     head[0] = id.length;
     id.copy(head, 1);
     head.writeBigUInt64BE(BigInt(seq), 1 + id.length);
-    const nonce = randomBytes(NONCE);
+    const nonce = pooledRandomBytes(NONCE);
     const c = createCipheriv("aes-256-gcm", this.keys[0]!, nonce);
     c.setAAD(this.aad[kind]);
     const ct = Buffer.concat([c.update(head), c.update(body), c.final()]);

@@ -6,12 +6,12 @@
  * message; internal errors are logged, their text is not sent.
  */
 import * as grpc from "@grpc/grpc-js";
-import { randomBytes } from "node:crypto";
 import { create, fromBinary, ScalarType, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { ThocError } from "../errors/index.js";
 import { callerFromCertificate, type Caller } from "./identity.js";
 import { localCaller } from "./local.js";
+import { pooledRandomBytes } from "./random.js";
 
 export interface CallContext {
   /** Aborted when the client cancels or the deadline passes. */
@@ -146,9 +146,21 @@ type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStrea
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
+/**
+ * The abort reason of a cancelled call, without a stack: grpc-js emits
+ * "cancelled" when any call's stream closes, finished ones included, so this
+ * runs once per call (10-40 a second on an idle cluster: scheduler
+ * heartbeats), and the stack of an event from grpc-js's internals says nothing.
+ */
+function cancelledByClient(): ThocError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try { return new ThocError("cancelled", "call cancelled by client"); } finally { Error.stackTraceLimit = limit; }
+}
+
 function contextOf(call: AnyCall, secure = false): CallContext {
   const ac = new AbortController();
-  (call as grpc.ServerUnaryCall<unknown, unknown>).on("cancelled", () => ac.abort(new ThocError("cancelled", "call cancelled by client")));
+  (call as grpc.ServerUnaryCall<unknown, unknown>).on("cancelled", () => ac.abort(cancelledByClient()));
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : typeof deadline === "number" ? deadline : Infinity;
   return {
@@ -176,7 +188,7 @@ export function callerOf(call: Pick<AnyCall, "getAuthContext" | "getPeer">, secu
 
 function requestIdOf(md: grpc.Metadata): string {
   const v = md.get("x-request-id")[0];
-  return typeof v === "string" && REQUEST_ID.test(v) ? v : randomBytes(8).toString("hex");
+  return typeof v === "string" && REQUEST_ID.test(v) ? v : pooledRandomBytes(8).toString("hex");
 }
 
 export function toServiceError(err: unknown, onInternal?: (e: ThocError) => void): Partial<grpc.StatusObject> {

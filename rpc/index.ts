@@ -6,5 +6,6 @@ export { serviceDefinition, serviceHandlers, requestBytes, toServiceError, type 
 export { groupId, processGroups } from "./local.js";
 export { ROLES, CERT_ORG, NODE_OU, isRole, roleAtLeast, callerFromCertificate, describeCaller, type Role, type Caller } from "./identity.js";
 export { createClient, type Client, type ClientOptions, type CallOptions, type OutgoingCall } from "./client.js";
+export { pooledRandomBytes } from "./random.js";
 export { RpcServer, tlsRequestingClientCert, type RpcServerOptions } from "./server.js";
 export { status as GrpcStatus, Metadata, credentials, ServerCredentials, type ChannelCredentials } from "@grpc/grpc-js";

@@ -2,22 +2,32 @@
  * The agent's gRPC server: services declared in .proto, the standard
  * grpc.health.v1.Health service, and server reflection (so grpcurl works).
  *
- * The health and reflection packages (and the config module, for hostPort) are
- * loaded in listen(), not at the top: rpc/index.ts is also the CLI's way to a
- * client, and those packages (protobufjs, yaml) cost the CLI more start-up time
- * than everything else it loads.
+ * Health is served by rpc/health.ts. Reflection (@grpc/reflection, which
+ * brings protobufjs and @grpc/proto-loader: a second protobuf runtime, ~8 MB
+ * of RSS in every agent; docs/benchmarks.md "Idle footprint") is loaded at the
+ * first reflection call, not at listen(): grpcurl is an operator's tool, an
+ * agent mostly never sees it. The config module (for hostPort) is loaded in
+ * listen(): rpc/index.ts is also the CLI's way to a client.
  */
 import * as grpc from "@grpc/grpc-js";
 import { toBinary, type DescFile, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import type { HealthImplementation, ServingStatus } from "grpc-health-check";
+import { EventEmitter } from "node:events";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { listenError, type ThocError } from "../errors/index.js";
 import net, { type Server as NetServer, type Socket } from "node:net";
 import { serviceDefinition, serviceHandlers, type CallContext, type CallHooks, type CallObserver, type FinishedCall, type ServiceImpl } from "./adapter.js";
 import { listenLocal } from "./local.js";
+import { HealthService, type ServingStatus } from "./health.js";
+
+export type { ServingStatus } from "./health.js";
+
+/** The two versions of the reflection service grpcurl and others ask. */
+const REFLECTION_PATHS = ["/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"];
+type Reflection = Map<string, { def: grpc.MethodDefinition<unknown, unknown>; handler: (stream: unknown) => void }>;
+const raw = (b: Buffer) => b;
 
 export interface RpcServerOptions {
   observe?: CallObserver;
@@ -57,7 +67,8 @@ export class RpcServer {
   readonly grpc: grpc.Server;
   /** Statuses set before listen() created the health service; it starts from them. */
   private readonly statuses = new Map<string, ServingStatus>([["", "NOT_SERVING"]]);
-  private health?: HealthImplementation;
+  private health?: HealthService;
+  private reflection?: Promise<Reflection>;
   private readonly files = new Map<string, DescFile>();
   private readonly services: string[] = [];
   private reflectionAdded = false;
@@ -74,6 +85,8 @@ export class RpcServer {
       "grpc.max_receive_message_length": 64 << 20,
       "grpc.max_send_message_length": 64 << 20,
       "grpc.keepalive_permit_without_calls": 1,
+      // No channelz service is served, so its per-call bookkeeping (counters, traces) is work for nothing.
+      "grpc.enable_channelz": 0,
       ...opts.options,
     });
   }
@@ -119,21 +132,56 @@ export class RpcServer {
     return this.boundPort;
   }
 
-  private async addHealthAndReflection(): Promise<void> {
+  private addHealthAndReflection(): void {
     if (this.reflectionAdded) return;
     this.reflectionAdded = true;
-    const [{ HealthImplementation }, { ReflectionService }, { loadSync }] =
-      await Promise.all([import("grpc-health-check"), import("@grpc/reflection"), import("@grpc/proto-loader")]);
-    this.health = new HealthImplementation(Object.fromEntries(this.statuses));
+    this.health = new HealthService(this.statuses);
     this.health.addToServer(this.grpc);
+    // Raw bytes in and out until the first call has loaded @grpc/reflection; then its own (de)serializers apply.
+    for (const p of REFLECTION_PATHS) {
+      const name = p.slice(p.lastIndexOf("/") + 1);
+      const def: grpc.ServiceDefinition = { [name]: { path: p, requestStream: true, responseStream: true, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } };
+      this.grpc.addService(def, { [name]: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.reflect(p, call) });
+    }
+  }
+
+  /** Serves one reflection stream with @grpc/reflection's handler for path, through a stream that (de)serializes its messages. */
+  private reflect(p: string, call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+    this.reflection ??= this.loadReflection();
+    this.reflection.then((impls) => {
+      const r = impls.get(p);
+      if (!r) throw new Error(`@grpc/reflection has no ${p}`);
+      // What @grpc/reflection's handler uses of a call: data and end events, write() and end().
+      const stream = Object.assign(new EventEmitter(), {
+        write: (msg: unknown) => call.write(r.def.responseSerialize(msg)),
+        end: () => call.end(),
+      });
+      r.handler(stream);
+      call.on("data", (b: Buffer) => stream.emit("data", r.def.requestDeserialize(b)));
+      call.on("end", () => stream.emit("end"));
+    }).catch((err: Error) => call.emit("error", { code: grpc.status.INTERNAL, details: `server reflection unavailable: ${err.message}` }));
+  }
+
+  private async loadReflection(): Promise<Reflection> {
+    const [{ ReflectionService }, { loadSync }] = await Promise.all([import("@grpc/reflection"), import("@grpc/proto-loader")]);
     const protos = [...this.files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
     // @grpc/reflection indexes whatever fileDescriptorProtos it finds in a
     // proto-loader package definition; one entry carrying all files suffices.
     const pkg: Record<string, unknown> = Object.fromEntries(this.services.map((s, i) => [s, i === 0 ? { fileDescriptorProtos: protos } : {}]));
-    // grpc.health.v1 comes from grpc-health-check's own .proto.
+    // grpc.health.v1 is described by grpc-health-check's .proto (the file only: rpc/health.ts serves it).
     const healthProto = path.join(path.dirname(createRequire(import.meta.url).resolve("grpc-health-check")), "../../proto/health/v1/health.proto");
     Object.assign(pkg, loadSync(healthProto));
-    new ReflectionService(pkg as never).addToServer(this.grpc);
+    const out: Reflection = new Map();
+    const capture = {
+      addService(def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) {
+        for (const [name, m] of Object.entries(def)) {
+          const handler = (impl[name] ?? impl[m.originalName ?? ""]) as ((stream: unknown) => void) | undefined;
+          if (handler) out.set(m.path, { def: m as grpc.MethodDefinition<unknown, unknown>, handler });
+        }
+      },
+    };
+    new ReflectionService(pkg as never).addToServer(capture as never);
+    return out;
   }
 
   /**
@@ -159,7 +207,7 @@ export class RpcServer {
    * with the same credentials as a bound port would).
    */
   async listen(host: string, port: number, creds: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
-    await this.addHealthAndReflection();
+    this.addHealthAndReflection();
     const { hostPort } = await import("../config/index.js");
     const addr = hostPort(host, port);
     const injector = this.grpc.createConnectionInjector(creds);

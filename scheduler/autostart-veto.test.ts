@@ -37,4 +37,9 @@ test("autostart veto: evicted while down, or the name taken by another node's VM
   // The name was reused on n2 after a forced delete.
   await t.vms.put("reused", JSON.stringify(entry("reused", "u-new", "n2")));
   assert.match(await t.autostartVeto("n1", { name: "reused", uuid: "u-old" }) ?? "", /now belongs to another VM, on node n2/);
+  // Containers ask the same: a name taken by a container elsewhere, or a container evicted while down.
+  await t.vms.put("app", JSON.stringify({ ...entry("app", "u-ct", "n2"), kind: "container", cpus: 0.5, ports: [] }));
+  assert.match(await t.autostartVeto("n1", { name: "app", uuid: "u-vm" }) ?? "", /now belongs to another container, on node n2/);
+  await t.evictions.put("ct-gone", JSON.stringify({ nodeId: "n1", uuid: "u-ct-gone", atMs: Date.UTC(2026, 11, 3), kind: "container" }));
+  assert.match(await t.autostartVeto("n1", { name: "ct-gone", uuid: "u-ct-gone" }) ?? "", /^deleted with --force/);
 });

@@ -5,7 +5,9 @@
  * with the node's own fit() re-checking every fenced create (placer.ts,
  * service.ts); the cluster's VM table (vm-table.ts, publisher.ts); VmService
  * as every agent answers it, routed to the VM's node (routing.ts); the
- * "scheduler" subsystem that wires them (subsystem.ts, wiring.ts).
+ * "scheduler" subsystem that wires them (subsystem.ts, wiring.ts); containers
+ * in the same table and placement (container-table.ts, container-publisher.ts,
+ * container-routing.ts).
  */
 export { SchedulerSubsystem, type SchedulerDeps } from "./subsystem.js";
 export { SCHEDULER_TABLES, VM_TABLE, HOST_TABLE, EVICTION_TABLE, type VmEntry, type HostEntry } from "./vm-table.js";
@@ -15,3 +17,5 @@ export { MemoryElectionStore, type ElectionStore, type ElectionTransport, type V
 export { rankNodes, noPlacementError, type NodeView, type PlacementRequest, type Strategy, type GroupedReservation, type NodeUsage, type Refusal } from "./placement.js";
 export { Placer, type PlacerOptions } from "./placer.js";
 export { ROUTED_HEADER } from "./routing.js";
+export { MIN_CPUS, MIN_MEMORY_MB, type ContainerNode, type ContainerInit } from "./container-table.js";
+export type { ContainerImpl } from "./container-routing.js";

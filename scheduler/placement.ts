@@ -11,6 +11,12 @@
  * costs more than filtering them). A view carrying `used` (the allocations'
  * sums, kept by the leader as replies come in) spares adding up every VM on
  * every candidate (bench/scheduler-placement.ts measures both).
+ *
+ * Containers are placed by the same filters and scores (their CPUs may be
+ * fractional), with two more: the node runs a container engine, and none of
+ * the node's containers binds a host port the request asks for. A node's
+ * allocations hold its VMs and containers alike, so capacity, GPUs and
+ * anti-affinity groups count both.
  */
 import { ThocError } from "../errors/index.js";
 import { fit, usageOf, withinBudget, type FitRefusal, type FitRequest, type FitResource, type NodeCapacity, type Reservation, type Usage } from "../vm/index.js";
@@ -21,11 +27,11 @@ const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** How many refused nodes an error names; the rest are counted by what they lack. */
 const NAMED = 3;
 
-/** What one VM on a node holds, with the anti-affinity group it was created in. */
-export type GroupedReservation = Reservation & { group?: string };
+/** What one VM or container on a node holds, with the anti-affinity group it was created in (and a container's host ports). */
+export type GroupedReservation = Reservation & { group?: string; kind?: "container"; ports?: readonly string[] };
 
-/** The allocations' sums and the groups among them, kept by a caller that updates them as VMs come and go. */
-export interface NodeUsage extends Usage { groups?: ReadonlySet<string> }
+/** The allocations' sums and the groups (and host ports) among them, kept by a caller that updates them as VMs come and go. */
+export interface NodeUsage extends Usage { groups?: ReadonlySet<string>; ports?: ReadonlySet<string> }
 
 /** The leader's view of one node. */
 export interface NodeView {
@@ -44,6 +50,8 @@ export interface NodeView {
   images?: readonly string[];
   /** Fast path: must equal usageOf(allocations) (and the set of their groups, when given). */
   used?: NodeUsage;
+  /** Whether the node runs a container engine; false refuses containers (undefined: not known, let through). */
+  containers?: boolean;
 }
 
 export interface PlacementRequest {
@@ -55,11 +63,15 @@ export interface PlacementRequest {
   group?: string;
   /** A pinned node, by name or id: placement considers it alone. */
   node?: string;
+  /** "container" for a container create (fit.vcpus are then its CPUs, possibly fractional). */
+  kind?: "container";
+  /** A container's host ports ("8080/tcp"): a node where one is bound already is refused. */
+  ports?: readonly string[];
 }
 
 export type Strategy = "binpack" | "spread";
 
-export type PlacementResource = FitResource | "down" | "disk" | "image" | "group";
+export type PlacementResource = FitResource | "down" | "disk" | "image" | "group" | "engine" | "ports";
 
 export interface Refusal {
   node: NodeView;
@@ -104,6 +116,7 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
   const probe: Scored = { node: candidates[0]!, ram: 0, cpu: 0, vms: 0 };
   for (const node of candidates) {
     if (!node.up) { refused.push({ node, resource: "down", reason: "down" }); continue; }
+    if (req.kind === "container" && node.containers === false) { refused.push({ node, resource: "engine", reason: "no container engine (thoc-node ct runtime)" }); continue; }
     const cap = node.capacity;
     // A GPU request on a GPU-less node: fit() would say so by catching a thrown error, which costs microseconds a node.
     if (gpuOnly && cap.gpus.length === 0) { refused.push({ node, resource: "gpu", reason: "no GPUs", absent: true }); continue; }
@@ -121,7 +134,17 @@ export function rankNodes(req: PlacementRequest, nodes: readonly NodeView[], str
       continue;
     }
     if (node.images && !node.images.includes(image)) { refused.push({ node, resource: "image", reason: `no image ${image}` }); continue; }
-    if (group !== undefined && hasGroup(node, group)) { refused.push({ node, resource: "group", reason: `already runs a VM of group ${group}` }); continue; }
+    if (group !== undefined && hasGroup(node, group)) {
+      const holder = node.allocations.find((a) => a.group === group);
+      refused.push({ node, resource: "group", reason: `already runs a ${holder?.kind === "container" ? "container" : "VM"} of group ${group}` });
+      continue;
+    }
+    const port = req.ports?.find((p) => hasPort(node, p));
+    if (port !== undefined) {
+      const holder = node.allocations.find((a) => a.ports?.includes(port));
+      refused.push({ node, resource: "ports", reason: `host port ${port} is bound already${holder ? ` (container ${holder.name})` : ""}` });
+      continue;
+    }
     // budgetOf(cap), without an object per node.
     probe.node = node;
     probe.ram = Math.floor((cap.memoryBytes * cap.loadFactor) / MiB) - used.ramMB - want.ramMB;
@@ -185,6 +208,11 @@ function hasGroup(node: NodeView, group: string): boolean {
   return node.allocations.some((a) => a.group === group);
 }
 
+function hasPort(node: NodeView, port: string): boolean {
+  if (node.used?.ports) return node.used.ports.has(port);
+  return node.allocations.some((a) => a.ports?.includes(port));
+}
+
 function checkGroup(group: string | undefined): void {
   if (group === undefined || GROUP_RE.test(group)) return;
   throw new ThocError("invalid_argument", `group: "${group}" is not a valid group name: use 1-63 lowercase letters, digits and hyphens, starting with a letter or digit`, { field: "group" });
@@ -207,22 +235,25 @@ function pinned(want: string, nodes: readonly NodeView[]): NodeView {
  * answers the same) with the largest node's size.
  */
 export function noPlacementError(req: PlacementRequest, refused: readonly Refusal[], nodes: readonly NodeView[]): ThocError {
-  const what = describe(req);
-  const details = { vm: req.fit.name, nodes: nodes.length, refused: refused.length };
-  if (nodes.length === 0) return new ThocError("unavailable", `no node can take vm ${what}: the cluster view has no nodes yet; wait for the members to join (thoc-node members)`, details);
-  if (!nodes.some((n) => n.up)) return new ThocError("unavailable", `no node can take vm ${what}: none of the ${nodes.length} nodes is up; see thoc-node members`, details);
+  const what = `${req.kind === "container" ? "container" : "vm"} ${describe(req)}`;
+  const details = { [req.kind === "container" ? "container" : "vm"]: req.fit.name, nodes: nodes.length, refused: refused.length };
+  if (nodes.length === 0) return new ThocError("unavailable", `no node can take ${what}: the cluster view has no nodes yet; wait for the members to join (thoc-node members)`, details);
+  if (!nodes.some((n) => n.up)) return new ThocError("unavailable", `no node can take ${what}: none of the ${nodes.length} nodes is up; see thoc-node members`, details);
   const largest = largerThanAny(req.fit, nodes);
   if (largest) {
     const c = largest.capacity;
-    return new ThocError("invalid_argument", `vm ${what} is larger than any node: the largest node, ${largest.name}, has ${c.cpus} CPUs and ${Math.floor(c.memoryBytes / MiB)} MiB; ask for at most that`, { ...details, largest: largest.name });
+    return new ThocError("invalid_argument", `${what} is larger than any node: the largest node, ${largest.name}, has ${c.cpus} CPUs and ${Math.floor(c.memoryBytes / MiB)} MiB; ask for at most that`, { ...details, largest: largest.name });
   }
   if (refused.length > 0 && refused.every((r) => r.resource === "down")) {
-    return new ThocError("unavailable", `no node can take vm ${what}: ${refused.map((r) => r.node.name).slice(0, NAMED).join(", ")}${refused.length > NAMED ? " and others" : ""} ${refused.length === 1 ? "is" : "are"} down; retry when ${refused.length === 1 ? "it is" : "they are"} back or pin an up node`, details);
+    return new ThocError("unavailable", `no node can take ${what}: ${refused.map((r) => r.node.name).slice(0, NAMED).join(", ")}${refused.length > NAMED ? " and others" : ""} ${refused.length === 1 ? "is" : "are"} down; retry when ${refused.length === 1 ? "it is" : "they are"} back or pin an up node`, details);
   }
   const up = refused.filter((r) => r.resource !== "down");
   if (up.length > 0 && up.every((r) => r.absent)) {
     // Not a full cluster: the device asked for exists nowhere (a typo, or the wrong cluster).
-    return new ThocError("not_found", `no node can take vm ${what}: no up node has that GPU (${up.slice(0, NAMED).map((r) => `${r.node.name}: ${r.reason}`).join("; ")}); see thoc-node vm gpus on each node`, details);
+    return new ThocError("not_found", `no node can take ${what}: no up node has that GPU (${up.slice(0, NAMED).map((r) => `${r.node.name}: ${r.reason}`).join("; ")}); see thoc-node vm gpus on each node`, details);
+  }
+  if (up.length > 0 && up.every((r) => r.resource === "engine")) {
+    return new ThocError("failed_precondition", `no node can take ${what}: no up node runs a container engine (podman or Docker; docs/containers.md, thoc-node ct runtime)`, details);
   }
   const best = [...refused].sort((a, b) => closeness(a) - closeness(b) || (a.node.name < b.node.name ? -1 : 1));
   const named = best.slice(0, NAMED).map((r) => `${r.node.name}: ${shortText(r)}`);
@@ -234,15 +265,16 @@ export function noPlacementError(req: PlacementRequest, refused: readonly Refusa
     tail = `; and ${rest.length} more (${[...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n} ${k}`).join(", ")})`;
   }
   const body = named.length ? named.join("; ") + tail : "every node that passed the filters refused it";
-  return new ThocError("resource_exhausted", `no node can take vm ${what}: ${body}`, details);
+  return new ThocError("resource_exhausted", `no node can take ${what}: ${body}`, details);
 }
 
 function describe(req: PlacementRequest): string {
   const f = req.fit;
-  const parts = [`${f.vcpus} vCPUs`, `${f.ramMB} MiB`];
+  const parts = [req.kind === "container" ? `${f.vcpus} CPUs` : `${f.vcpus} vCPUs`, `${f.ramMB} MiB`];
   if (req.diskGB > 0) parts.push(`${req.diskGB} GiB disk`);
   if (f.gpu) parts.push(f.gpu.mode === "mig" ? `MIG ${f.gpu.migProfile}` : `GPU ${f.gpu.deviceIds.join(",")}`);
   if (req.group !== undefined) parts.push(`group ${req.group}`);
+  if (req.ports?.length) parts.push(`ports ${req.ports.join(",")}`);
   return `${f.name} (${parts.join(", ")})`;
 }
 
@@ -272,6 +304,8 @@ function shortText(r: Refusal): string {
   const s = r.short;
   if (!s || (r.resource !== "ramMB" && r.resource !== "vcpus")) return r.reason;
   const unit = r.resource === "ramMB" ? " MiB" : "";
-  if (s.total !== undefined && s.need > s.total) return `${r.resource}: ${s.need}${unit} is more than its ${s.total}${unit} in all`;
-  return `${r.resource} short by ${s.need - s.free}${unit} (${s.free} of ${s.total ?? s.free}${unit} free)`;
+  // Containers' CPUs are fractional: no 0.09999999999999998 in a message.
+  const n = (x: number) => Math.round(x * 1000) / 1000;
+  if (s.total !== undefined && s.need > s.total) return `${r.resource}: ${n(s.need)}${unit} is more than its ${n(s.total)}${unit} in all`;
+  return `${r.resource} short by ${n(s.need - s.free)}${unit} (${n(s.free)} of ${n(s.total ?? s.free)}${unit} free)`;
 }

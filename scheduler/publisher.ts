@@ -5,12 +5,14 @@
  * (a write that missed its majority, a node that was down while the others
  * changed nothing, a record the table lost). Forced deletes of this node's
  * VMs made while it was down are carried out here. Its capacity goes to the
- * host table when it changes.
+ * host table when it changes. Container entries are container-publisher.ts's
+ * (run from this publisher's pass); this one leaves them alone.
  */
 import { ThocError } from "../errors/index.js";
 import type { Logger } from "../core/index.js";
 import type { HostGpu, VmChange, VmManager, VmRecord } from "../vm/index.js";
-import { entryOf, type HostEntry, type VmEntry, type VmTables } from "./vm-table.js";
+import type { ContainerPublisher } from "./container-publisher.js";
+import { entryOf, isContainer, type HostEntry, type VmEntry, type VmTables } from "./vm-table.js";
 
 export interface PublisherOptions {
   tables: VmTables;
@@ -19,6 +21,8 @@ export interface PublisherOptions {
   host: () => Promise<Omit<HostEntry, "gpus"> & { gpus: HostGpu[] }>;
   log: Logger;
   intervalMs: number;
+  /** This node's containers, reconciled in the same pass. */
+  containers?: ContainerPublisher;
 }
 
 const same = (a: VmEntry, b: VmEntry) => JSON.stringify(a) === JSON.stringify(b);
@@ -53,7 +57,10 @@ export class Publisher {
     try {
       if (c.now) await this.publish(c.now);
       // A name a forced delete freed may already be another node's VM: only our own entry goes.
-      else if (this.o.tables.local(c.name)?.nodeId === this.o.nodeId) await this.o.tables.vms.put(c.name, null);
+      else {
+        const e = this.o.tables.local(c.name);
+        if (e && e.nodeId === this.o.nodeId && !isContainer(e)) await this.o.tables.vms.put(c.name, null);
+      }
     } catch (err) {
       this.o.log.debug({ vm: c.name, err: ThocError.from(err).message }, "scheduler: VM table write missed its majority; the next pass retries");
     }
@@ -84,12 +91,13 @@ export class Publisher {
     for (const r of mine.values()) {
       const have = this.o.tables.local(r.name);
       // Another node's entry under this name (a forced delete re-used the name meanwhile) is not ours to overwrite.
-      if (have && have.nodeId !== this.o.nodeId && !this.o.tables.evictionsFor(this.o.nodeId).some((x) => x.name === r.name)) continue;
+      if (have && (have.nodeId !== this.o.nodeId || isContainer(have)) && !this.o.tables.evictionsFor(this.o.nodeId).some((x) => x.name === r.name)) continue;
       if (!have || !same(have, entryOf(r, this.o.nodeId))) await this.publish(r);
     }
     for (const e of this.o.tables.all()) {
-      if (e.nodeId === this.o.nodeId && !mine.has(e.name)) await this.o.tables.vms.put(e.name, null);
+      if (e.nodeId === this.o.nodeId && !isContainer(e) && !mine.has(e.name)) await this.o.tables.vms.put(e.name, null);
     }
+    await this.o.containers?.reconcile().catch((err) => this.o.log.debug({ err: ThocError.from(err).message }, "scheduler: container table reconcile failed; retrying"));
     const h = await this.o.host();
     const text = JSON.stringify({ ...h, diskFreeBytes: Math.round(h.diskFreeBytes / 2 ** 30) });
     if (text !== this.lastHost || !this.o.tables.host(this.o.nodeId)) {
@@ -101,6 +109,7 @@ export class Publisher {
   /** VMs deleted with --force while this node was down: delete them here too, then drop the eviction. */
   private async evict(m: VmManager): Promise<void> {
     for (const { name, e } of this.o.tables.evictionsFor(this.o.nodeId)) {
+      if (e.kind === "container") continue;
       const r = await m.get(name).catch(() => undefined);
       if (r && r.uuid === e.uuid) {
         this.o.log.info({ vm: name }, "scheduler: deleting a VM that was removed with --force while this node was down");

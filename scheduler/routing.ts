@@ -6,7 +6,8 @@
  *
  * A call routed here by another node (x-thoc-routed, from a node
  * certificate, or --dev) is served from this node's own records and never
- * routed again, so a stale table entry cannot make calls loop.
+ * routed again, so a stale table entry cannot make calls loop. Container
+ * entries of the table are not VMs (container-routing.ts serves them).
  */
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -15,7 +16,7 @@ import { ThocError } from "../errors/index.js";
 import type { VmService, VmSchema, CreateVmRequest, VmResponseSchema } from "../proto/index.js";
 import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
 import { domainName, type VmManager } from "../vm/index.js";
-import type { VmEntry, VmTables } from "./vm-table.js";
+import { isContainer, type VmEntry, type VmTables } from "./vm-table.js";
 
 export const ROUTED_HEADER = "x-thoc-routed";
 /** Who the routing node served (its audit names them); the VM's node records it beside the routing node. */
@@ -72,6 +73,7 @@ export function routedVmService(o: RoutingOptions): VmImpl {
     if (isRouted(ctx, o.dev)) return "local";
     if (await o.manager.get(name).then(() => true, () => false)) return "local";
     const e = await o.tables.lookup(name);
+    if (e && isContainer(e)) throw new ThocError("not_found", `no VM named ${name}: ${name} is a container (thoc-node ct show ${name})`, { vm: name });
     if (!e || e.nodeId === o.self.id) throw new ThocError("not_found", `no VM named ${name} in the cluster (thoc-node vm list)`, { vm: name });
     if (!o.view.isUp(e.nodeId)) {
       const since = o.downSince(e.nodeId);
@@ -112,7 +114,7 @@ export function routedVmService(o: RoutingOptions): VmImpl {
       }
       const mine = ((await local.listVms(req, ctx)).vms ?? []).map((v) => ({ ...v, nodeId: o.self.id }));
       const names = new Set(mine.map((v) => v.name));
-      const entries = (await o.tables.list()).filter((e) => e.nodeId !== o.self.id && !names.has(e.name));
+      const entries = (await o.tables.list()).filter((e) => !isContainer(e) && e.nodeId !== o.self.id && !names.has(e.name));
       const addresses = await peerAddresses([...new Set(entries.map((e) => e.nodeId))], ctx);
       const others = entries.map((e) => ({ ...entryToPb(e, o.view.isUp(e.nodeId), o.nodeName(e.nodeId)), ipAddresses: addresses.get(`${e.nodeId}/${e.name}`) ?? [] }));
       let vms: VmInit[] = [...mine, ...others];
@@ -137,7 +139,7 @@ export function routedVmService(o: RoutingOptions): VmImpl {
       if (req.force && !isRouted(ctx, o.dev)) {
         const mine = await o.manager.get(req.name).then(() => true, () => false);
         const e = mine ? undefined : await o.tables.lookup(req.name);
-        if (e && e.nodeId !== o.self.id && !o.view.isUp(e.nodeId)) {
+        if (e && !isContainer(e) && e.nodeId !== o.self.id && !o.view.isUp(e.nodeId)) {
           // The record goes now; the node deletes the VM itself when it returns (publisher.ts).
           await o.tables.evictions.put(e.name, JSON.stringify({ nodeId: e.nodeId, uuid: e.uuid, atMs: Date.now() }));
           await o.tables.vms.put(e.name, null);

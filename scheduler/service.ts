@@ -4,19 +4,22 @@
  * forwarded by a node that is not the leader; Commit is the leader's fenced
  * command to the node it chose: the node refuses a term lower than the
  * highest it has seen (fence), then creates with the same fit() as always.
+ * PlaceContainer and CommitContainer do the same for containers.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ThocError } from "../errors/index.js";
-import type { SchedulerService, LeaderInfoSchema, CreateVmRequest, VmSchema, VoteRequest, HeartbeatRequest } from "../proto/index.js";
+import type { SchedulerService, LeaderInfoSchema, CreateContainerRequest, CreateVmRequest, VmSchema, VoteRequest, HeartbeatRequest } from "../proto/index.js";
 import type { ImplOf } from "../rpc/index.js";
 import { describeCaller } from "../rpc/index.js";
 import { specFromPb, vmToPb, type VmManager } from "../vm/index.js";
 import type { Election } from "./election.js";
 import type { Fence } from "./fence.js";
 import type { HeartbeatRequest as Hb, VoteRequest as Vote } from "./messages.js";
+import type { ContainerPublisher } from "./container-publisher.js";
+import type { ContainerInit, ContainerNode } from "./container-table.js";
 import type { Placer } from "./placer.js";
 import type { Publisher } from "./publisher.js";
-import type { VmTables } from "./vm-table.js";
+import { isContainer, type VmTables } from "./vm-table.js";
 
 type VmInit = MessageInitShape<typeof VmSchema>;
 
@@ -27,6 +30,9 @@ export interface ServiceOptions {
   placer: Placer;
   manager: () => VmManager;
   publisher: Publisher;
+  /** This node's containers (undefined: no container subsystem, or not started). */
+  containers: () => ContainerNode | undefined;
+  ctPublisher: ContainerPublisher;
   tables: VmTables;
   leaderInfo(): Promise<MessageInitShape<typeof LeaderInfoSchema>>;
   /** Why this node knows no leader (wiring.ts), for refusals. */
@@ -76,6 +82,18 @@ export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerServ
     async commit(req) {
       return { vm: await commitHere(o, num(req.term), req.leader, req.create) };
     },
+    async placeContainer(req, ctx) {
+      if (!req.create) throw new ThocError("invalid_argument", "PlaceContainer: no create request");
+      if (o.election.status().role !== "leader") {
+        const s = o.election.status();
+        throw new ThocError("unavailable", `node ${o.self.name} is not the scheduler leader${s.leader ? ` (the leader is ${s.leader}, term ${s.term}); retry` : `: ${o.noLeaderReason()}`}`);
+      }
+      o.log.info({ container: req.create.spec?.name, onBehalfOf: req.onBehalfOf, from: describeCaller(ctx.caller) }, "scheduler: placing a container create forwarded by another node");
+      return { container: await o.placer.placeContainer(req.create) };
+    },
+    async commitContainer(req) {
+      return { container: await commitContainerHere(o, num(req.term), req.leader, req.create) };
+    },
   };
 }
 
@@ -84,6 +102,9 @@ export async function commitHere(o: Pick<ServiceOptions, "fence" | "tables" | "s
   if (!c?.spec) throw new ThocError("invalid_argument", "Commit: no VM spec");
   await o.fence.accept(term, `placement of VM ${c.spec.name} by ${leader}`);
   const other = o.tables.local(c.spec.name);
+  if (other && isContainer(other)) {
+    throw new ThocError("already_exists", `a container named ${c.spec.name} already exists on node ${other.nodeName}: names are unique in the cluster, across VMs and containers`, { vm: c.spec.name });
+  }
   if (other && other.nodeId !== o.self.id && other.requestId !== c.requestId) {
     throw new ThocError("already_exists", `a VM named ${c.spec.name} already exists on another node: VM names are unique in the cluster`, { vm: c.spec.name });
   }
@@ -91,4 +112,36 @@ export async function commitHere(o: Pick<ServiceOptions, "fence" | "tables" | "s
   // The leader sees it in its copy of the table before it places the next VM.
   await o.publisher.publish(r).catch(() => {});
   return { ...vmToPb(r), nodeId: o.self.id };
+}
+
+/**
+ * The fenced container create on this node: refuse a deposed leader's term,
+ * a name another workload holds, then create with the node's own admission
+ * (fit() over VMs and containers, GPUs, host ports free here). A retry of
+ * the same request answers with the container it made.
+ */
+export async function commitContainerHere(
+  o: Pick<ServiceOptions, "fence" | "tables" | "self" | "containers" | "ctPublisher">, term: number, leader: string, c: CreateContainerRequest | undefined,
+): Promise<ContainerInit> {
+  const name = c?.spec?.name;
+  if (!c?.spec || !name) throw new ThocError("invalid_argument", "CommitContainer: no container spec");
+  await o.fence.accept(term, `placement of container ${name} by ${leader}`);
+  const node = o.containers();
+  if (!node?.available()) throw new ThocError("unavailable", `node ${o.self.name} runs no container engine: ${node ? "its engine does not answer" : "the container subsystem is off"} (thoc-node ct runtime)`, { container: name });
+  const mine = await node.get(name).catch(() => undefined);
+  if (mine) {
+    if (c.requestId && mine.requestId === c.requestId) return { ...node.toPb(mine), nodeId: o.self.id };
+    throw new ThocError("already_exists", `a container named ${name} already exists on node ${o.self.name}`, { container: name });
+  }
+  const other = o.tables.local(name);
+  if (other && (!isContainer(other) || (other.nodeId !== o.self.id && other.requestId !== c.requestId))) {
+    throw new ThocError("already_exists", `a ${isContainer(other) ? "container" : "VM"} named ${name} already exists on node ${other.nodeName}: names are unique in the cluster, across VMs and containers`, { container: name });
+  }
+  const r = await node.create(node.specFromPb(c.spec), {
+    noStart: c.noStart, by: "scheduler", requestId: c.requestId, ...(c.group ? { group: c.group } : {}),
+    ...(c.spec.registryAuth?.password ? { registryPassword: c.spec.registryAuth.password } : {}),
+  });
+  // The leader sees it in its copy of the table before it places the next one.
+  await o.ctPublisher.publish(r).catch(() => {});
+  return { ...node.toPb(r), nodeId: o.self.id };
 }

@@ -5,20 +5,27 @@
  * node's publisher.ts), and VmService as any agent serves it (routing.ts).
  * It starts after the VM subsystem, whose local VmService it wraps (the
  * composition root hands routeVmService and onVmChange to the VM subsystem).
+ * Containers share the table and the placement: the container subsystem's
+ * ContainerService is wrapped by routeContainerService, its changes come in
+ * through onContainerChange, and `containers` gives the node's own.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { PeerAuth, PeerPool, authenticated, clusterView, peerCredentials, type ClusterTable, type ClusterView } from "../cluster/index.js";
 import type { AgentContext, Membership, Subsystem, SubsystemHealth } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
-import { SchedulerService, VmService, type CreateVmRequest, type LeaderInfoSchema } from "../proto/index.js";
+import { ContainerService, SchedulerService, VmService, type CreateContainerRequest, type CreateVmRequest, type LeaderInfoSchema } from "../proto/index.js";
+import type { ContainerChange } from "../container/index.js";
 import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
-import type { VmChange, VmManager, VmRecord } from "../vm/index.js";
+import type { VmChange, VmManager } from "../vm/index.js";
+import { ContainerPublisher } from "./container-publisher.js";
+import { routedContainerService, type ContainerClient, type ContainerImpl } from "./container-routing.js";
+import type { ContainerNode } from "./container-table.js";
 import { startElection, type ElectionHandle } from "./wiring.js";
 import { schedulerMetrics } from "./metrics.js";
 import { Placer } from "./placer.js";
 import { Publisher } from "./publisher.js";
 import { routedVmService, type VmClient } from "./routing.js";
-import { commitHere, schedulerService } from "./service.js";
+import { commitContainerHere, commitHere, schedulerService } from "./service.js";
 import { EVICTION_TABLE, HOST_TABLE, VM_TABLE, VmTables } from "./vm-table.js";
 
 type SchedClient = Client<typeof SchedulerService.method>;
@@ -30,6 +37,8 @@ export interface SchedulerDeps {
   objectStore: { clusterTable(name: string): ClusterTable };
   /** The VM subsystem, started before this one. */
   vm: { manager?: VmManager };
+  /** This node's containers once the container subsystem has them (absent: no containers here). */
+  containers?: () => ContainerNode | undefined;
 }
 
 const REMOVED_TABLE = "removed-nodes";
@@ -37,7 +46,10 @@ const REMOVED_TABLE = "removed-nodes";
 export class SchedulerSubsystem implements Subsystem {
   readonly name = "scheduler";
   private routed?: VmImpl;
+  private routedCt?: ContainerImpl;
+  private localCt?: ContainerImpl;
   private publisher?: Publisher;
+  private ctPublisher?: ContainerPublisher;
   private election?: ElectionHandle;
   private pools: { close(): void }[] = [];
   private view?: ClusterView;
@@ -48,8 +60,8 @@ export class SchedulerSubsystem implements Subsystem {
 
   constructor(private readonly deps: SchedulerDeps) {}
 
-  /** For the VM subsystem's autostart: why this node must not start its VM again (VmTables.autostartVeto). */
-  async autostartVeto(r: VmRecord): Promise<string | undefined> {
+  /** For the VM and container subsystems' autostart: why this node must not start its VM or container again (VmTables.autostartVeto). */
+  async autostartVeto(r: { name: string; uuid: string }): Promise<string | undefined> {
     // The VM subsystem starts before this one: wait for the tables, but not forever (a start that failed).
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.tablesSet, new Promise<void>((res) => { timer = setTimeout(res, 30_000); timer.unref(); })]).finally(() => clearTimeout(timer));
@@ -75,6 +87,30 @@ export class SchedulerSubsystem implements Subsystem {
     });
   }
   private local?: VmImpl;
+
+  /** For the container subsystem: its local ContainerService, wrapped so every agent answers for the whole cluster. */
+  routeContainerService(local: ContainerImpl): ContainerImpl {
+    this.localCt = local;
+    const self = this;
+    const notYet = () => new ThocError("unavailable", "the scheduler is starting: try again in a moment");
+    return new Proxy({} as ContainerImpl, {
+      get(_t, prop: string) {
+        return (...args: unknown[]) => {
+          const impl = self.routedCt as Record<string, (...a: unknown[]) => unknown> | undefined;
+          if (!impl) {
+            if (prop === "containerLogs" || prop === "exec") return (async function* () { throw notYet(); })();
+            return Promise.reject(notYet());
+          }
+          return impl[prop]!(...args);
+        };
+      },
+    });
+  }
+
+  /** For the container subsystem: every change of a container record goes to the cluster's table. */
+  onContainerChange(c: ContainerChange): void {
+    void this.ctPublisher?.onChange(c);
+  }
 
   /** For the VM subsystem: every change of a VM record goes to the cluster's VM table. */
   onVmChange(c: VmChange): void {
@@ -103,11 +139,19 @@ export class SchedulerSubsystem implements Subsystem {
     this.pools = [sched, vms];
 
     const metrics = schedulerMetrics(ctx);
+    const containers = () => this.deps.containers?.();
+    const cts = new PeerPool<typeof ContainerService.method, ContainerClient>({ service: ContainerService, directory: view, make: (_id, c) => c, credentials, auth });
+    this.pools.push(cts);
+    const ctPublisher = new ContainerPublisher({ tables, nodeId: self.id, node: containers, log });
+    this.ctPublisher = ctPublisher;
     this.publisher = new Publisher({
-      tables, nodeId: self.id, manager: () => manager, log, intervalMs: Math.max(1000, Math.min(config.metrics.collectInterval, 5000)),
+      tables, nodeId: self.id, manager: () => manager, log, intervalMs: Math.max(1000, Math.min(config.metrics.collectInterval, 5000)), containers: ctPublisher,
       host: async () => {
         const c = ctx.capacity();
-        return { id: self.id, name: self.name, cpus: c.cpus, memoryBytes: c.memoryBytes, diskFreeBytes: c.diskFreeBytes, loadFactor: config.limits.loadFactor, gpus: await manager.gpus().catch(() => []), version: ctx.version };
+        return {
+          id: self.id, name: self.name, cpus: c.cpus, memoryBytes: c.memoryBytes, diskFreeBytes: c.diskFreeBytes, loadFactor: config.limits.loadFactor,
+          gpus: await manager.gpus().catch(() => []), version: ctx.version, containers: containers()?.available() ?? false,
+        };
       },
     });
 
@@ -128,6 +172,12 @@ export class SchedulerSubsystem implements Subsystem {
         if (nodeId === self.id) return commitHere({ fence: election.fence, tables, self, manager: () => manager, publisher: this.publisher! }, term, self.id, req);
         return (await sched.get(nodeId).commit({ term: BigInt(term), leader: self.id, create: req }, { timeoutMs: 180_000 })).vm!;
       },
+      commitContainer: async (nodeId, term, req) => {
+        if (nodeId === self.id) return commitContainerHere({ fence: election.fence, tables, self, containers, ctPublisher }, term, self.id, req);
+        // An image pull may take minutes on the node.
+        return (await sched.get(nodeId).commitContainer({ term: BigInt(term), leader: self.id, create: req }, { timeoutMs: 600_000 })).container!;
+      },
+      containerSpec: () => { const n = containers(); return n ? (pb) => n.specFromPb(pb) : undefined; },
     });
 
     const leaderInfo = async (): Promise<MessageInitShape<typeof LeaderInfoSchema>> => {
@@ -150,16 +200,16 @@ export class SchedulerSubsystem implements Subsystem {
       };
     };
 
-    const forward = async (req: CreateVmRequest, onBehalfOf: string) => {
+    /** A create placed here when this node leads, else forwarded to the leader. */
+    const toLeader = async <T>(here: () => Promise<T>, there: (leader: string) => Promise<T>): Promise<T> => {
       // The leader may be changing: retry while it is (the request id makes a retry harmless).
       const deadline = Date.now() + Math.max(5000, config.scheduler.electionTimeout * 6);
       for (;;) {
         const s = election.election.status();
         try {
-          if (s.role === "leader") return await placer.place(req);
+          if (s.role === "leader") return await here();
           if (!s.leader) throw new ThocError("unavailable", `no scheduler leader: ${election.noLeaderReason()}`);
-          const r = await sched.get(s.leader).place({ create: req, onBehalfOf }, { timeoutMs: 180_000 });
-          return { ...r.vm! };
+          return await there(s.leader);
         } catch (err) {
           const e = ThocError.from(err);
           if (e.code !== "unavailable" || Date.now() > deadline) throw e;
@@ -167,8 +217,12 @@ export class SchedulerSubsystem implements Subsystem {
         }
       }
     };
+    const forward = (req: CreateVmRequest, onBehalfOf: string) =>
+      toLeader(() => placer.place(req), async (leader) => ({ ...(await sched.get(leader).place({ create: req, onBehalfOf }, { timeoutMs: 180_000 })).vm! }));
+    const forwardContainer = (req: CreateContainerRequest, onBehalfOf: string) =>
+      toLeader(() => placer.placeContainer(req), async (leader) => ({ ...(await sched.get(leader).placeContainer({ create: req, onBehalfOf }, { timeoutMs: 600_000 })).container! }));
 
-    const svc = schedulerService({ self, election: election.election, fence: election.fence, placer, manager: () => manager, publisher: this.publisher, tables, leaderInfo, forward, log, noLeaderReason: () => election.noLeaderReason() });
+    const svc = schedulerService({ self, election: election.election, fence: election.fence, placer, manager: () => manager, publisher: this.publisher, containers, ctPublisher, tables, leaderInfo, forward, log, noLeaderReason: () => election.noLeaderReason() });
     const guarded = authenticated(SchedulerService, svc, auth);
     // GetLeader is an operator's read (role viewer, no peer MAC); the rest are node-to-node.
     ctx.rpc.add(SchedulerService, { ...guarded, getLeader: svc.getLeader });
@@ -179,6 +233,13 @@ export class SchedulerSubsystem implements Subsystem {
       // Through forward() on the leader too: a lease that lapses for a moment is retried with the same request id.
       create: async (req, c: CallContext) => ({ vm: await forward(req, describeCaller(c.caller)) }),
     });
+    if (this.localCt) {
+      this.routedCt = routedContainerService({
+        self, local: this.localCt, node: containers, tables, view, nodeName, peers: cts, dev: config.dev,
+        downSince: (id) => m.member(id)?.stateChangedAt,
+        create: async (req, c: CallContext) => ({ container: await forwardContainer(req, describeCaller(c.caller)) }),
+      });
+    }
     await election.start();
     this.publisher.start();
   }

@@ -9,9 +9,14 @@
  * allocations. Beside it: each node's capacity ("vm-hosts"), and forced
  * deletes of VMs whose node was down ("vm-evictions"), which that node
  * carries out when it returns.
+ *
+ * Containers live in the same table (kind "container"), so a name is unique
+ * across VMs and containers and the leader counts both in a node's
+ * allocations; VM routing and `vm list` skip container entries and
+ * container routing skips VM entries.
  */
 import type { ClusterTable } from "../cluster/index.js";
-import type { GpuAllocation, HostGpu, VmRecord } from "../vm/index.js";
+import type { GpuAllocation, HostGpu, Reservation, VmRecord } from "../vm/index.js";
 
 export const VM_TABLE = "vms";
 export const HOST_TABLE = "vm-hosts";
@@ -36,6 +41,39 @@ export interface VmEntry {
   requestId: string;
   createdAt: number;
   mac: string;
+  /** Absent for a VM; "container" for a container. */
+  kind?: "container";
+  /** Containers: the host ports bound on the node ("8080/tcp"), for placement's port filter. */
+  ports?: string[];
+  /** Containers: CPUs reserved, fractional (a VM's are its vcpus). */
+  cpus?: number;
+  /** Containers: what a cluster-wide `ct list` shows beyond the fields above. */
+  ct?: ContainerFacts;
+}
+
+/** A container entry's own facts (container-table.ts fills them from the record). */
+export interface ContainerFacts {
+  /** app or inference. */
+  kind: string;
+  health: string;
+  desiredState: string;
+  restartCount: number;
+  exitCode: number;
+  startedAt: number;
+  memoryMB: number;
+  /** As bound by the engine. */
+  mappings: { containerPort: number; hostPort: number; protocol: string; hostIp: string }[];
+}
+
+export const isContainer = (e: Pick<VmEntry, "kind">): boolean => e.kind === "container";
+
+/** What the entry holds on its node, as placement counts it (VMs and containers alike). */
+export function reservationOf(e: VmEntry): Reservation & { group?: string; ports?: string[]; kind?: "container" } {
+  const c = isContainer(e);
+  return {
+    name: e.name, vcpus: c ? e.cpus ?? 0 : e.vcpus, ramMB: e.ramMB, gpus: e.gpus, ...(e.group ? { group: e.group } : {}),
+    ...(c ? { kind: "container" as const, ports: e.ports ?? [] } : {}),
+  };
 }
 
 /** What a node offers VMs; allocations are the VM table's entries for the node. */
@@ -48,9 +86,12 @@ export interface HostEntry {
   loadFactor: number;
   gpus: HostGpu[];
   version: string;
+  /** Whether the node runs a container engine (absent: a node from before containers, or none). */
+  containers?: boolean;
 }
 
-export interface Eviction { nodeId: string; uuid: string; atMs: number }
+/** A forced delete the node carries out when it returns; kind "container" for a container (keepVolumes as asked). */
+export interface Eviction { nodeId: string; uuid: string; atMs: number; kind?: "container"; keepVolumes?: boolean }
 
 export function entryOf(r: VmRecord, nodeId: string): VmEntry {
   return {
@@ -102,7 +143,7 @@ export class VmTables {
    * Why node `self` must not start its VM `r` again at its start although its
    * own record wants it running: deleted with --force while the node was down
    * (the publisher deletes it next), or its name now held by another node's
-   * VM. Pulls both tables from the live peers first: the node has just come
+   * VM or container. Containers' autostart asks the same. Pulls both tables from the live peers first: the node has just come
    * back and its copy may be stale; with no peer answering, its copy decides.
    */
   async autostartVeto(self: string, r: { name: string; uuid: string }): Promise<string | undefined> {
@@ -110,7 +151,7 @@ export class VmTables {
     const evicted = this.evictionsFor(self).find((x) => x.name === r.name && x.e.uuid === r.uuid);
     if (evicted) return `deleted with --force at ${new Date(evicted.e.atMs).toISOString()} while this node was down: the scheduler deletes it here`;
     const e = this.local(r.name);
-    if (e && e.nodeId !== self && e.uuid !== r.uuid) return `the name ${r.name} now belongs to another VM, on node ${e.nodeName}`;
+    if (e && e.nodeId !== self && e.uuid !== r.uuid) return `the name ${r.name} now belongs to another ${isContainer(e) ? "container" : "VM"}, on node ${e.nodeName}`;
     return undefined;
   }
 }

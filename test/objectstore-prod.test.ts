@@ -72,6 +72,16 @@ test("access control in production: a public-read object, a bucket policy and an
     assert.equal((await fetch(`${x.s3Url}/prod-acl/closed.txt`)).status, 403, `anonymous read of a private object through ${x.name}`);
     assert.equal((await fetch(`${x.s3Url}/`)).status, 403, `anonymous ListBuckets through ${x.name}`);
   }
+  // Every node has now read (and keeps parsed) the policy and the ACLs: a change through one node is honoured by all.
+  await root.send(new s3.DeleteBucketPolicyCommand({ Bucket: "prod-acl" }));
+  await root.send(new s3.PutObjectAclCommand({ Bucket: "prod-acl", Key: "open.txt", ACL: "private" }));
+  for (const x of cluster.agents) {
+    await waitFor(`${x.name} no longer serves the deleted policy`, async () => {
+      const r = await s3client(x, alice.accessKeyId, alice.secretKey).send(new s3.GetObjectCommand({ Bucket: "prod-acl", Key: "team/plan.txt" })).then(() => "read", (e: { name?: string }) => e.name);
+      return r === "AccessDenied";
+    }, 20_000, 200);
+    await waitFor(`${x.name} no longer serves open.txt to anyone`, async () => (await fetch(`${x.s3Url}/prod-acl/open.txt`)).status === 403, 20_000, 200);
+  }
 });
 
 test("versioning, tagging and SSE-S3 in production: versions, tags and encrypted bodies written through one node, read through the others", async () => {

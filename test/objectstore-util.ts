@@ -89,10 +89,15 @@ class NodeSha256 {
  * A presigned PUT request line for an agent (UNSIGNED-PAYLOAD, as presigners
  * sign), for tests that write the body themselves over a raw socket.
  */
-export async function presignedPutPath(a: AgentProcess, bucket: string, key: string, accessKeyId = S3_ENV.THOC_S3_ACCESS_KEY, secretAccessKey = S3_ENV.THOC_S3_SECRET_KEY): Promise<string> {
+export function presignedPutPath(a: AgentProcess, bucket: string, key: string, accessKeyId = S3_ENV.THOC_S3_ACCESS_KEY, secretAccessKey = S3_ENV.THOC_S3_SECRET_KEY): Promise<string> {
+  return presignedPath(a, "PUT", bucket, key, accessKeyId, secretAccessKey);
+}
+
+/** A presigned request line (path and SigV4 query, UNSIGNED-PAYLOAD) for `method` on an agent's object, valid 300 s. */
+export async function presignedPath(a: AgentProcess, method: string, bucket: string, key: string, accessKeyId = S3_ENV.THOC_S3_ACCESS_KEY, secretAccessKey = S3_ENV.THOC_S3_SECRET_KEY): Promise<string> {
   const host = new URL(a.s3Url).host;
   const sg = new SignatureV4({ credentials: { accessKeyId, secretAccessKey }, region: "us-east-1", service: "s3", sha256: NodeSha256, uriEscapePath: false, applyChecksum: false });
-  const p = await sg.presign({ method: "PUT", protocol: "http:", hostname: a.bind, port: Number(host.split(":")[1]), path: `/${bucket}/${key}`, query: {},
+  const p = await sg.presign({ method, protocol: "http:", hostname: a.bind, port: Number(host.split(":")[1]), path: `/${bucket}/${key}`, query: {},
     headers: { host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } }, { expiresIn: 300 });
   const q = Object.entries(p.query as Record<string, string>).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
   return `${p.path}?${q}`;

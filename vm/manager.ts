@@ -91,6 +91,11 @@ export interface ManagerOptions {
    * events and the cluster-wide VM table follow it; it must not throw.
    */
   onChange?: (change: VmChange) => void;
+  /**
+   * What other workloads of this node hold (containers: the GPU ledger and
+   * the CPU/RAM budget VMs share with them); counted by every admission.
+   */
+  foreignReservations?: () => Promise<Reservation[]>;
 }
 
 /** Who made a VM change: an API call, the scheduler leader, libvirt (the guest or virsh), or reconciliation at start. */
@@ -227,6 +232,18 @@ export class VmManager {
     return (await this.list()).flatMap((r) => r.gpus);
   }
 
+  /** What the VMs hold of this node, as fit() counts it (containers' admission counts them too). */
+  async reservations(): Promise<Reservation[]> {
+    return (await this.list()).map(reservationOf);
+  }
+
+  /**
+   * Runs fn in line with VM admissions (nothing else admits meanwhile): the
+   * container manager admits in here, so a VM and a container never both take
+   * the last GPU or CPUs.
+   */
+  admission<T>(fn: () => Promise<T>): Promise<T> { return this.serialized(fn); }
+
   /** Runs fn after every earlier serialized fn has finished. */
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.chain.then(fn, fn);
@@ -307,7 +324,8 @@ export class VmManager {
     return this.serialized(async () => {
       const all = await this.list();
       if (all.some((r) => r.name === spec.name)) throw new ThocError("already_exists", `a VM named ${spec.name} already exists on this node: pick another name or delete it (thoc-node vm delete ${spec.name})`, { vm: spec.name });
-      const verdict = fit(spec, all.map(reservationOf), { ...this.o.host(), gpus: inventory, loadFactor: this.o.loadFactor });
+      const others = (await this.o.foreignReservations?.()) ?? [];
+      const verdict = fit(spec, [...all.map(reservationOf), ...others], { ...this.o.host(), gpus: inventory, loadFactor: this.o.loadFactor });
       if (!verdict.fits) throw fitError(verdict);
       // The mediated device of a MIG slice is named here, by the node that creates it.
       const gpus = verdict.gpus.map((a) => (a.mode === "mig" ? { ...a, mdevUuid: randomUUID() } : a));

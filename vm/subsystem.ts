@@ -16,7 +16,7 @@ import type { BlobStore } from "../objectstore/index.js";
 import { LocalImageStore, type ImageStore } from "./images.js";
 import { ObjectImageStore } from "./images-objectstore.js";
 import { VmManager, type VmChange, type VmRecord, type VmStatus } from "./manager.js";
-import { budgetOf, usageOf } from "./fit.js";
+import { budgetOf, usageOf, type Reservation } from "./fit.js";
 import { autostartVms, type AutostartOutcome } from "./autostart.js";
 import type { ImplOf } from "../rpc/index.js";
 import { vmEvent } from "./events.js";
@@ -35,6 +35,8 @@ export interface VmDeps {
   onVmChange?: (c: VmChange) => void;
   /** Why a VM must not be autostarted here (the scheduler: it was deleted with --force while this node was down); undefined: start it. */
   autostartVeto?: (r: VmRecord) => Promise<string | undefined>;
+  /** What containers on this node hold (GPUs, CPU, RAM): VMs' admission counts them (the ledger both share). */
+  foreignReservations?: () => Promise<Reservation[]>;
 }
 
 /** Images live in the object store's reserved bucket when this agent runs one, else only on this node. */
@@ -189,6 +191,7 @@ export class VmSubsystem implements Subsystem {
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
       loadFactor: cfg.limits.loadFactor, stopTimeoutMs: cfg.vm.stopTimeout, defaultBridge: cfg.vm.bridge,
       vlanMode: cfg.vm.vlanMode, vlanBridgePattern: cfg.vm.vlanBridgePattern, log: ctx.log,
+      ...(this.deps.foreignReservations ? { foreignReservations: this.deps.foreignReservations } : {}),
       onChange: (c: VmChange) => {
         // A start, stop or delete since clears the failure from status, as it does from the record.
         if (!c.now?.autostartError) this.autostartFailed = this.autostartFailed.filter((o) => o.vm !== c.name);

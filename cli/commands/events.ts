@@ -23,6 +23,10 @@ export function eventJson(e: Event): Record<string, unknown> {
   const base = { time: new Date(Number(e.timeMs)).toISOString(), kind: e.kind || "audit", node: e.node, nodeId: e.nodeId || undefined, epoch: e.epoch ? Number(e.epoch) : undefined, seq: e.seq ? Number(e.seq) : undefined, cursor: e.cursor || undefined };
   switch (e.kind) {
     case "vm": return { ...base, vm: e.vm?.name, action: e.vm?.action, status: e.vm?.status, previousStatus: e.vm?.previousStatus, by: e.vm?.triggeredBy, detail: e.vm?.detail || undefined };
+    case "container": {
+      const c = e.container;
+      return { ...base, container: c?.name, action: c?.action, status: c?.status, previousStatus: c?.previousStatus, by: c?.triggeredBy, detail: c?.detail || undefined, exitCode: c?.action === "exited" || c?.action === "restarting" ? c.exitCode : undefined, restartCount: c?.restartCount || undefined };
+    }
     case "node": return { ...base, member: e.member?.name, memberId: e.member?.id, action: e.member?.action };
     case "leader": return { ...base, leader: e.leader?.leaderName, leaderId: e.leader?.leaderId, term: Number(e.leader?.term ?? 0) };
     case "missed": return { ...base, missed: Number(e.missed?.count ?? 0), reason: e.missed?.reason };
@@ -39,6 +43,11 @@ export function eventLine(e: Event): string {
     case "vm": {
       const v = e.vm!;
       what = `vm ${v.name} ${v.action}${v.previousStatus ? ` (was ${v.previousStatus})` : ""} by ${v.triggeredBy}${v.detail ? `: ${v.detail}` : ""}`;
+      break;
+    }
+    case "container": {
+      const c = e.container!;
+      what = `container ${c.name} ${c.action}${c.previousStatus ? ` (was ${c.previousStatus})` : ""} by ${c.triggeredBy}${c.detail ? `: ${c.detail}` : ""}`;
       break;
     }
     case "node": what = `node ${e.member?.name} ${e.member?.action}`; break;
@@ -65,7 +74,7 @@ export function registerEvents(program: Command): void {
     .option("-f, --follow", "keep the stream open and print new events as they happen (reconnects from the last cursor if it breaks)")
     .option("--tail <n>", "past events to show first, per node (a node keeps the last 1000)", "100")
     .option("--cursor <c>", "resume after this cursor (an event's `cursor` in --json): every later event, no gaps")
-    .option("--kind <kinds>", "only these kinds, comma-separated: audit, vm, node, leader")
+    .option("--kind <kinds>", "only these kinds, comma-separated: audit, vm, container, node, leader")
     .option("--vm <name>", "only events about this VM")
     .option("--node <name>", "only events from or about this node (name or id)"),
   "one JSON object per event and line, with its cursor")

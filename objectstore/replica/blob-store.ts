@@ -28,13 +28,22 @@ import { manifestMeta, openManifestBody, readManifest } from "./blob-manifest.js
 import * as mpu from "./blob-multipart.js";
 import { afterPrefix } from "./listing.js";
 import { INTERNAL_KEY_PREFIX, once, type ReplicaRecord } from "./replica-store.js";
-import { SideMeta } from "./side-meta.js";
+import { SideMeta, applySide } from "./side-meta.js";
 
 export class ReplicatedBlobStore implements BlobStore {
   /** Tags/ACL changed after the write (updateObjectMeta), kept beside the object (side-meta.ts). */
   private readonly side: SideMeta;
   /** Per bucket: when a missing configuration section was last asked of the peers (section()). */
   private readonly sectionPulls = new Map<string, number>();
+  /**
+   * Parsed bucket-table values (bucket records and configuration sections) by
+   * table key, with the text they were parsed from. Every S3 request reads the
+   * bucket and a few sections several times; a value is reused only while the
+   * table still holds that very text, so a write here or one replicated from a
+   * peer (which replaces the text) is seen on the next read, with no
+   * invalidation to miss. Values are frozen: callers share them.
+   */
+  private readonly parsed = new Map<string, { raw: string; value: unknown }>();
 
   constructor(readonly b: ReplicatedBackend, private readonly now: () => number = Date.now) {
     this.side = new SideMeta(b, (bucket) => sectionKey(bucket, "sideMeta"));
@@ -47,14 +56,27 @@ export class ReplicatedBlobStore implements BlobStore {
   }
 
   async getBucketConfig<S extends BucketConfigSection>(bucket: string, section: S): Promise<BucketConfigSections[S] | undefined> {
-    await this.headBucket(bucket);
+    // The bucket's record is here in the common case: checked without another async round (headBucket pulls when it is not).
+    if (this.b.buckets.table.get(bucket) === undefined) await this.headBucket(bucket);
+    else this.b.ready?.();
     const raw = await this.section(bucket, section);
     if (raw === undefined) return undefined;
     try {
-      return JSON.parse(raw) as BucketConfigSections[S];
+      return this.parse<BucketConfigSections[S]>(sectionKey(bucket, section), raw);
     } catch {
       throw blobError("Corrupt", `bucket ${bucket}: stored ${section} configuration is not JSON`);
     }
+  }
+
+  /** JSON.parse of a bucket-table value, reused while the table holds the same text (see `parsed`). */
+  private parse<T>(key: string, raw: string): T {
+    const hit = this.parsed.get(key);
+    if (hit !== undefined && hit.raw === raw) return hit.value as T;
+    const value = deepFreeze(JSON.parse(raw) as unknown);
+    // Deleted buckets leave entries behind: a bound, not an eviction policy (refilled on the next read).
+    if (this.parsed.size >= PARSED_MAX) this.parsed.clear();
+    this.parsed.set(key, { raw, value });
+    return value as T;
   }
 
   async putBucketConfig<S extends BucketConfigSection>(bucket: string, section: S, value: BucketConfigSections[S] | undefined): Promise<void> {
@@ -78,9 +100,10 @@ export class ReplicatedBlobStore implements BlobStore {
 
   async headBucket(name: string): Promise<BucketInfo> {
     this.b.ready?.();
-    const cur = await this.b.buckets.lookup(name);
+    // Every request asks, several times: the local copy without an async hop; the cluster lookup (a pull) only on a miss.
+    const cur = this.b.buckets.table.get(name) ?? await this.b.buckets.lookup(name);
     if (cur === undefined) throw blobError("NoSuchBucket", `bucket ${name} does not exist`, { bucket: name });
-    return JSON.parse(cur) as BucketInfo;
+    return this.parse<BucketInfo>(name, cur);
   }
 
   /**
@@ -164,7 +187,7 @@ export class ReplicatedBlobStore implements BlobStore {
 
   private async versioning(bucket: string): Promise<VersioningState | undefined> {
     const raw = await this.section(bucket, "versioning");
-    return raw === undefined ? undefined : (JSON.parse(raw) as VersioningState);
+    return raw === undefined ? undefined : this.parse<VersioningState>(sectionKey(bucket, "versioning"), raw);
   }
 
   /**
@@ -242,21 +265,23 @@ export class ReplicatedBlobStore implements BlobStore {
     const side = this.side.read(bucket, userKey);
     const { storageKey: key, known } = await this.current(bucket, userKey, opts.versionId);
     if (!known.record || known.record.tombstone) throw noSuchKey(bucket, userKey);
+    // Most buckets have no side records: no promise to wait for then (this path is every GET's).
+    const sideRec = side && await side;
     if (isManifest(storedOf(known.record))) {
       const { record, manifest } = await readManifest(this.b.coordinator, bucket, key, known);
-      const meta = await this.side.apply({ ...manifestMeta(record, manifest), key: userKey }, side);
+      const meta = applySide({ ...manifestMeta(record, manifest), key: userKey }, sideRec);
       let range = opts.prepare ? opts.prepare(meta) : opts.range;
       if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
       if (range && meta.size === 0) range = undefined;
       return { meta, body: await openManifestBody(this.b.coordinator, bucket, key, manifest, range), ...(range ? { range } : {}) };
     }
-    const meta = await this.side.apply({ ...metaOf(known.record), key: userKey }, side);
+    const meta = applySide({ ...metaOf(known.record), key: userKey }, sideRec);
     let range = opts.prepare ? opts.prepare(meta) : opts.range;
     if (opts.partNumber !== undefined) range = partRange(meta, opts.partNumber);
     if (range && meta.size === 0) range = undefined;
     const whole = !range || (range.start === 0 && range.end >= meta.size - 1);
     const got = await this.b.coordinator.get(bucket, key, { known, ...(whole ? {} : { range }) });
-    return { meta: await this.side.apply({ ...metaOf(got.record), key: userKey }, side), body: got.body, ...(range ? { range } : {}) };
+    return { meta: applySide({ ...metaOf(got.record), key: userKey }, sideRec), body: got.body, ...(range ? { range } : {}) };
   }
 
   async deleteObject(bucket: string, key: string, opts: { versionId?: string } = {}): Promise<DeleteObjectResult> {
@@ -348,6 +373,17 @@ export class ReplicatedBlobStore implements BlobStore {
 
 export { VERSION_PREFIX } from "./blob-versions.js";
 import { VERSION_PREFIX } from "./blob-versions.js";
+
+/** At most this many parsed bucket-table values are kept (ReplicatedBlobStore.parsed). */
+const PARSED_MAX = 10_000;
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === "object" && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
 
 /** How often a bucket's missing configuration sections are asked of the peers (see section()). */
 const SECTION_PULL_MS = 1000;

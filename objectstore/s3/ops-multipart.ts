@@ -1,5 +1,5 @@
 /** Multipart uploads: create, upload a part (or copy one), complete (idempotent), abort, and the two listings. */
-import { MAX_PARTS, parseAlgorithm, type BodyExpectations, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
+import { isBlobError, MAX_PARTS, parseAlgorithm, type BodyExpectations, type ChecksumAlgorithm, type ObjectHeaders } from "../blob/index.js";
 import { readSmall } from "./body.js";
 import { writeConditionOf, writeGuard } from "./conditional.js";
 import { s3err, toS3Error } from "./errors.js";
@@ -10,7 +10,7 @@ import {
 import { copySource } from "./ops-object.js";
 import { taggingHeader } from "./ops-tagging.js";
 import { requestedAcl } from "./ops-access.js";
-import { newEncryption, partEncryption, seal, SSE_C_PREFIX, SSE_HEADER, sseHeaders, writeRequest } from "./sse.js";
+import { completeSseHeaders, newEncryption, partEncryption, seal, SSE_HEADER, sseHeaders, writeRequest } from "./sse.js";
 import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
@@ -115,6 +115,11 @@ export async function completeMultipartUpload(ctx: Ctx) {
   if (parts.length > MAX_PARTS) throw s3err("MalformedXML", `At most ${MAX_PARTS} parts.`);
   // Looked up before the lock is taken (the lock must be released on every path after it).
   const versioned = (await ctx.store.getBucketConfig(ctx.bucket!, "versioning")) !== undefined;
+  // The upload's encryption, for the answer's headers (early ones too). A retry after success finds no upload: the object's then.
+  const upSse = await ctx.sse.uploadSse(ctx.store, ctx.bucket!, ctx.key!, id).then((sse) => ({ sse }), (err: unknown) => {
+    if (isBlobError(err, "NoSuchUpload")) return undefined;
+    throw err;
+  });
   // Last thing before the parts are assembled, under the key's lock until the completion has settled (conditional.ts).
   const guard = cond && writeGuard(ctx.writeLocks, ctx.store, ctx.bucket!, ctx.key!, cond);
   try {
@@ -134,7 +139,7 @@ export async function completeMultipartUpload(ctx: Ctx) {
   let versionId: string | undefined;
   const start = () => {
     started = true;
-    res.writeHead(200, { "Content-Type": "application/xml", ...(versionId ? { "x-amz-version-id": versionId } : {}) });
+    res.writeHead(200, { "Content-Type": "application/xml", ...completeSseHeaders(ctx, upSse?.sse), ...(versionId ? { "x-amz-version-id": versionId } : {}) });
     res.write(XML_DECL);
   };
   const timer = setInterval(() => {
@@ -155,8 +160,7 @@ export async function completeMultipartUpload(ctx: Ctx) {
     if (started) {
       res.end(xmlDoc("CompleteMultipartUploadResult", result).slice(XML_DECL.length));
     } else {
-      const mode = meta.sse?.mode;
-      const sseH: Record<string, string> = mode === "SSE-S3" ? { [SSE_HEADER]: "AES256" } : mode === "SSE-C" ? { [`${SSE_C_PREFIX}algorithm`]: "AES256" } : {};
+      const sseH = completeSseHeaders(ctx, upSse ? upSse.sse : meta.sse);
       sendXml(ctx, 200, "CompleteMultipartUploadResult", result, { ...sseH, ...(meta.versionId ? { "x-amz-version-id": meta.versionId } : {}) });
     }
   } catch (err) {

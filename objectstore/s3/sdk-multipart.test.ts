@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import * as s3 from "@aws-sdk/client-s3";
 import { blobError, MemoryBlobStore } from "../blob/index.js";
 import { completeTiming } from "./ops-multipart.js";
@@ -103,5 +104,53 @@ describe("a slow CompleteMultipartUpload in a versioned bucket: the early 200 ca
     assert.equal(r.status, 200);
     assert.match(r.body, /<CompleteMultipartUploadResult/);
     assert.equal(r.headers["x-amz-version-id"], undefined);
+  });
+});
+
+describe("a slow CompleteMultipartUpload of an encrypted upload: the early 200 carries the SSE headers", () => {
+  let f: Fixture;
+  let c: s3.S3Client;
+  const KEY = "0123456789abcdef0123456789abcdef";
+  const keyHeaders = {
+    "x-amz-server-side-encryption-customer-algorithm": "AES256",
+    "x-amz-server-side-encryption-customer-key": Buffer.from(KEY).toString("base64"),
+    "x-amz-server-side-encryption-customer-key-md5": createHash("md5").update(KEY).digest("base64"),
+  };
+  before(async () => {
+    completeTiming.keepaliveMs = 100;
+    const store = new MemoryBlobStore();
+    const complete = store.completeMultipartUpload.bind(store);
+    store.completeMultipartUpload = async (...args) => {
+      await new Promise((r) => setTimeout(r, 450));
+      return complete(...args);
+    };
+    f = await startS3({ THOC_S3_SSE_CUSTOMER_KEYS_OVER_HTTP: "true" }, store);
+    c = f.client();
+    await c.send(new s3.CreateBucketCommand({ Bucket: "slowe" }));
+  });
+  after(async () => { completeTiming.keepaliveMs = 2000; await f.close(); });
+
+  const completeRaw = async (key: string, mode: "SSE-S3" | "SSE-C", headers: Record<string, string> = {}) => {
+    const enc = mode === "SSE-S3" ? { ServerSideEncryption: "AES256" as const } : { SSECustomerAlgorithm: "AES256", SSECustomerKey: KEY };
+    const { UploadId } = await c.send(new s3.CreateMultipartUploadCommand({ Bucket: "slowe", Key: key, ...enc }));
+    const p = await c.send(new s3.UploadPartCommand({ Bucket: "slowe", Key: key, UploadId, PartNumber: 1, Body: "only part", ...(mode === "SSE-C" ? enc : {}) }));
+    const body = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${p.ETag}</ETag></Part></CompleteMultipartUpload>`;
+    const r = await raw(f, { method: "POST", path: `/slowe/${key}`, query: { uploadId: UploadId! }, body, headers });
+    assert.equal(r.status, 200);
+    assert.match(r.body, /^<\?xml[^>]*>\n {2,}<CompleteMultipartUploadResult/, "the keep-alive path was taken");
+    return r.headers;
+  };
+
+  test("SSE-S3: x-amz-server-side-encryption; SSE-C: the algorithm, and the key's MD5 when the request carries the key", async () => {
+    assert.equal((await completeRaw("s3", "SSE-S3"))["x-amz-server-side-encryption"], "AES256");
+    const withKey = await completeRaw("c-key", "SSE-C", keyHeaders);
+    assert.equal(withKey["x-amz-server-side-encryption-customer-algorithm"], "AES256");
+    assert.equal(withKey["x-amz-server-side-encryption-customer-key-md5"], keyHeaders["x-amz-server-side-encryption-customer-key-md5"]);
+    assert.equal(withKey["x-amz-server-side-encryption"], undefined);
+    const noKey = await completeRaw("c-nokey", "SSE-C");
+    assert.equal(noKey["x-amz-server-side-encryption-customer-algorithm"], "AES256");
+    assert.equal(noKey["x-amz-server-side-encryption-customer-key-md5"], undefined);
+    const got = await c.send(new s3.GetObjectCommand({ Bucket: "slowe", Key: "c-key", SSECustomerAlgorithm: "AES256", SSECustomerKey: KEY }));
+    assert.equal(await got.Body!.transformToString(), "only part");
   });
 });

@@ -101,7 +101,16 @@ export const COPY_SSE_C_PREFIX = "x-amz-copy-source-server-side-encryption-custo
 
 /** Whether a request names SSE-C at all (its headers, or the copy source's). */
 export function hasCustomerHeaders(h: IncomingMessage["headers"], prefix: string): boolean {
-  return h[`${prefix}algorithm`] !== undefined || h[`${prefix}key`] !== undefined || h[`${prefix}key-md5`] !== undefined;
+  // Every request asks (GET and HEAD too): the names are built once per prefix, not per call.
+  const n = CUSTOMER_HEADER_NAMES.get(prefix) ?? customerHeaderNames(prefix);
+  return h[n[0]] !== undefined || h[n[1]] !== undefined || h[n[2]] !== undefined;
+}
+
+const CUSTOMER_HEADER_NAMES = new Map<string, readonly [string, string, string]>();
+function customerHeaderNames(prefix: string): readonly [string, string, string] {
+  const n = [`${prefix}algorithm`, `${prefix}key`, `${prefix}key-md5`] as const;
+  CUSTOMER_HEADER_NAMES.set(prefix, n);
+  return n;
 }
 
 /**

@@ -161,6 +161,27 @@ export function sseHeaders(mode: ObjectEncryption["mode"], ck?: CustomerKey): Re
   return { [`${SSE_C_PREFIX}algorithm`]: "AES256", [`${SSE_C_PREFIX}key-MD5`]: ck!.md5 };
 }
 
+/**
+ * CompleteMultipartUpload's encryption headers, from the upload's (or the
+ * object's) sse record: known before the completion starts, so an early
+ * keep-alive 200 carries them too. SSE-C: the algorithm, and the key's MD5
+ * when the request carries the upload's key (Complete need not carry it; a
+ * key it carries is not otherwise checked, as before).
+ */
+export function completeSseHeaders(ctx: Ctx, sse: ObjectEncryption | undefined): Record<string, string> {
+  if (!sse) return {};
+  if (sse.mode === "SSE-S3") return sseHeaders("SSE-S3");
+  const out: Record<string, string> = { [`${SSE_C_PREFIX}algorithm`]: "AES256" };
+  let ck: CustomerKey | undefined;
+  try {
+    ck = customerKey(ctx, SSE_C_PREFIX);
+  } catch {
+    ck = undefined;
+  }
+  if (ck && keyMatches(ck.key, Buffer.from(String(sse.salt), "base64"), String(sse.kcv))) out[`${SSE_C_PREFIX}key-MD5`] = ck.md5;
+  return out;
+}
+
 /** Fresh key material for a new object or upload: its sse record (what the store keeps) and its data key and IV. */
 export function newEncryption(ring: SseKeyRing, req: SseRequest, multipart: boolean): { sse: ObjectEncryption; key: Buffer; iv: Buffer } {
   const iv = randomBytes(16);
@@ -322,11 +343,16 @@ export function plaintextView(store: BlobStore): BlobStore {
     completeMultipartUpload: async (...a: Parameters<BlobStore["completeMultipartUpload"]>) => plaintextMeta(await store.completeMultipartUpload(...a)),
     updateObjectMeta: async (...a: Parameters<BlobStore["updateObjectMeta"]>) => plaintextMeta(await store.updateObjectMeta(...a)),
   };
+  // Bound once per method, not on every call (every request goes through here several times).
+  const bound = new Map<string | symbol, unknown>();
   return new Proxy(store, {
     get(target, prop) {
       if (Object.hasOwn(view, prop)) return view[prop as keyof typeof view];
       const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      if (typeof v !== "function") return v;
+      let f = bound.get(prop);
+      if (f === undefined) bound.set(prop, f = (v as (...a: unknown[]) => unknown).bind(target));
+      return f;
     },
   });
 }

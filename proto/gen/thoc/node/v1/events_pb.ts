@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file thoc/node/v1/events.proto.
  */
 export const file_thoc_node_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Chl0aG9jL25vZGUvdjEvZXZlbnRzLnByb3RvEgx0aG9jLm5vZGUudjEiegoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg4KBmZvbGxvdxgBIAEoCBIMCgR0YWlsGAIgASgNEg4KBmN1cnNvchgDIAEoCRINCgVraW5kcxgEIAMoCRIKCgJ2bRgFIAEoCRIMCgRub2RlGAYgASgJEg0KBWxvY2FsGAcgASgIIuIDCgVFdmVudBIPCgd0aW1lX21zGAEgASgDEgwKBG5vZGUYAiABKAkSCwoDd2hvGAMgASgJEg4KBm1ldGhvZBgEIAEoCRIvCgZ0YXJnZXQYBSADKAsyHy50aG9jLm5vZGUudjEuRXZlbnQuVGFyZ2V0RW50cnkSDwoHb3V0Y29tZRgGIAEoCRIMCgRjb2RlGAcgASgNEg8KB21lc3NhZ2UYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCRIMCgRyb2xlGAogASgJEgwKBGtpbmQYCyABKAkSDwoHbm9kZV9pZBgMIAEoCRINCgVlcG9jaBgNIAEoBBILCgNzZXEYDiABKAQSDgoGY3Vyc29yGA8gASgJEiEKAnZtGBAgASgLMhUudGhvYy5ub2RlLnYxLlZtRXZlbnQSJwoGbWVtYmVyGBEgASgLMhcudGhvYy5ub2RlLnYxLk5vZGVFdmVudBIpCgZsZWFkZXIYEiABKAsyGS50aG9jLm5vZGUudjEuTGVhZGVyRXZlbnQSKQoGbWlzc2VkGBMgASgLMhkudGhvYy5ub2RlLnYxLk1pc3NlZEV2ZW50Gi0KC1RhcmdldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidgoHVm1FdmVudBIMCgRuYW1lGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIOCgZzdGF0dXMYAyABKAkSFwoPcHJldmlvdXNfc3RhdHVzGAQgASgJEhQKDHRyaWdnZXJlZF9ieRgFIAEoCRIOCgZkZXRhaWwYBiABKAkiRgoJTm9kZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGYWN0aW9uGAMgASgJEg8KB2FkZHJlc3MYBCABKAkiQwoLTGVhZGVyRXZlbnQSEQoJbGVhZGVyX2lkGAEgASgJEhMKC2xlYWRlcl9uYW1lGAIgASgJEgwKBHRlcm0YAyABKAQiLAoLTWlzc2VkRXZlbnQSDQoFY291bnQYASABKAQSDgoGcmVhc29uGAIgASgJMlYKDEV2ZW50U2VydmljZRJGCgtXYXRjaEV2ZW50cxIgLnRob2Mubm9kZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaEy50aG9jLm5vZGUudjEuRXZlbnQwATJeChBFdmVudFBlZXJTZXJ2aWNlEkoKD1dhdGNoTm9kZUV2ZW50cxIgLnRob2Mubm9kZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaEy50aG9jLm5vZGUudjEuRXZlbnQwAWIGcHJvdG8z");
+  fileDesc("Chl0aG9jL25vZGUvdjEvZXZlbnRzLnByb3RvEgx0aG9jLm5vZGUudjEiegoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg4KBmZvbGxvdxgBIAEoCBIMCgR0YWlsGAIgASgNEg4KBmN1cnNvchgDIAEoCRINCgVraW5kcxgEIAMoCRIKCgJ2bRgFIAEoCRIMCgRub2RlGAYgASgJEg0KBWxvY2FsGAcgASgIIpMECgVFdmVudBIPCgd0aW1lX21zGAEgASgDEgwKBG5vZGUYAiABKAkSCwoDd2hvGAMgASgJEg4KBm1ldGhvZBgEIAEoCRIvCgZ0YXJnZXQYBSADKAsyHy50aG9jLm5vZGUudjEuRXZlbnQuVGFyZ2V0RW50cnkSDwoHb3V0Y29tZRgGIAEoCRIMCgRjb2RlGAcgASgNEg8KB21lc3NhZ2UYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCRIMCgRyb2xlGAogASgJEgwKBGtpbmQYCyABKAkSDwoHbm9kZV9pZBgMIAEoCRINCgVlcG9jaBgNIAEoBBILCgNzZXEYDiABKAQSDgoGY3Vyc29yGA8gASgJEiEKAnZtGBAgASgLMhUudGhvYy5ub2RlLnYxLlZtRXZlbnQSJwoGbWVtYmVyGBEgASgLMhcudGhvYy5ub2RlLnYxLk5vZGVFdmVudBIpCgZsZWFkZXIYEiABKAsyGS50aG9jLm5vZGUudjEuTGVhZGVyRXZlbnQSKQoGbWlzc2VkGBMgASgLMhkudGhvYy5ub2RlLnYxLk1pc3NlZEV2ZW50Ei8KCWNvbnRhaW5lchgeIAEoCzIcLnRob2Mubm9kZS52MS5Db250YWluZXJFdmVudBotCgtUYXJnZXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBInYKB1ZtRXZlbnQSDAoEbmFtZRgBIAEoCRIOCgZhY3Rpb24YAiABKAkSDgoGc3RhdHVzGAMgASgJEhcKD3ByZXZpb3VzX3N0YXR1cxgEIAEoCRIUCgx0cmlnZ2VyZWRfYnkYBSABKAkSDgoGZGV0YWlsGAYgASgJIqcBCg5Db250YWluZXJFdmVudBIMCgRuYW1lGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIOCgZzdGF0dXMYAyABKAkSFwoPcHJldmlvdXNfc3RhdHVzGAQgASgJEhQKDHRyaWdnZXJlZF9ieRgFIAEoCRIOCgZkZXRhaWwYBiABKAkSEQoJZXhpdF9jb2RlGAcgASgFEhUKDXJlc3RhcnRfY291bnQYCCABKA0iRgoJTm9kZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGYWN0aW9uGAMgASgJEg8KB2FkZHJlc3MYBCABKAkiQwoLTGVhZGVyRXZlbnQSEQoJbGVhZGVyX2lkGAEgASgJEhMKC2xlYWRlcl9uYW1lGAIgASgJEgwKBHRlcm0YAyABKAQiLAoLTWlzc2VkRXZlbnQSDQoFY291bnQYASABKAQSDgoGcmVhc29uGAIgASgJMlYKDEV2ZW50U2VydmljZRJGCgtXYXRjaEV2ZW50cxIgLnRob2Mubm9kZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaEy50aG9jLm5vZGUudjEuRXZlbnQwATJeChBFdmVudFBlZXJTZXJ2aWNlEkoKD1dhdGNoTm9kZUV2ZW50cxIgLnRob2Mubm9kZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaEy50aG9jLm5vZGUudjEuRXZlbnQwAWIGcHJvdG8z");
 
 /**
  * @generated from message thoc.node.v1.WatchEventsRequest
@@ -38,15 +38,16 @@ export type WatchEventsRequest = Message<"thoc.node.v1.WatchEventsRequest"> & {
   cursor: string;
 
   /**
-   * Only these kinds: "audit", "vm", "node", "leader" (empty: all). "missed"
-   * markers always pass.
+   * Only these kinds: "audit", "vm", "node", "leader", "container" (empty:
+   * all). "missed" markers always pass.
    *
    * @generated from field: repeated string kinds = 4;
    */
   kinds: string[];
 
   /**
-   * Only events about this VM (vm events, and audit records naming it).
+   * Only events about this VM or container (vm and container events, and
+   * audit records naming it: VMs and containers share one namespace).
    *
    * @generated from field: string vm = 5;
    */
@@ -144,7 +145,7 @@ export type Event = Message<"thoc.node.v1.Event"> & {
   role: string;
 
   /**
-   * "audit", "vm", "node", "leader", or "missed" (events were dropped: see `missed`).
+   * "audit", "vm", "node", "leader", "container", or "missed" (events were dropped: see `missed`).
    *
    * @generated from field: string kind = 11;
    */
@@ -196,6 +197,11 @@ export type Event = Message<"thoc.node.v1.Event"> & {
    * @generated from field: thoc.node.v1.MissedEvent missed = 19;
    */
   missed?: MissedEvent | undefined;
+
+  /**
+   * @generated from field: thoc.node.v1.ContainerEvent container = 30;
+   */
+  container?: ContainerEvent | undefined;
 };
 
 /**
@@ -257,6 +263,69 @@ export const VmEventSchema: GenMessage<VmEvent> = /*@__PURE__*/
   messageDesc(file_thoc_node_v1_events, 2);
 
 /**
+ * @generated from message thoc.node.v1.ContainerEvent
+ */
+export type ContainerEvent = Message<"thoc.node.v1.ContainerEvent"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * "created", "running", "unhealthy", "stopped", "exited", "restarting",
+   * "deleted", "failed" (from the container record's status).
+   *
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * The record's status now and before ("" when created / deleted).
+   *
+   * @generated from field: string status = 3;
+   */
+  status: string;
+
+  /**
+   * @generated from field: string previous_status = 4;
+   */
+  previousStatus: string;
+
+  /**
+   * "user", "scheduler", "engine", "reconcile", "health" or "restart-policy".
+   *
+   * @generated from field: string triggered_by = 5;
+   */
+  triggeredBy: string;
+
+  /**
+   * Why, for failed, unhealthy, exited and restarting containers.
+   *
+   * @generated from field: string detail = 6;
+   */
+  detail: string;
+
+  /**
+   * The process's exit code (exited, restarting) and the restarts so far.
+   *
+   * @generated from field: int32 exit_code = 7;
+   */
+  exitCode: number;
+
+  /**
+   * @generated from field: uint32 restart_count = 8;
+   */
+  restartCount: number;
+};
+
+/**
+ * Describes the message thoc.node.v1.ContainerEvent.
+ * Use `create(ContainerEventSchema)` to create a new message.
+ */
+export const ContainerEventSchema: GenMessage<ContainerEvent> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_events, 3);
+
+/**
  * @generated from message thoc.node.v1.NodeEvent
  */
 export type NodeEvent = Message<"thoc.node.v1.NodeEvent"> & {
@@ -290,7 +359,7 @@ export type NodeEvent = Message<"thoc.node.v1.NodeEvent"> & {
  * Use `create(NodeEventSchema)` to create a new message.
  */
 export const NodeEventSchema: GenMessage<NodeEvent> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_events, 3);
+  messageDesc(file_thoc_node_v1_events, 4);
 
 /**
  * @generated from message thoc.node.v1.LeaderEvent
@@ -317,7 +386,7 @@ export type LeaderEvent = Message<"thoc.node.v1.LeaderEvent"> & {
  * Use `create(LeaderEventSchema)` to create a new message.
  */
 export const LeaderEventSchema: GenMessage<LeaderEvent> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_events, 4);
+  messageDesc(file_thoc_node_v1_events, 5);
 
 /**
  * @generated from message thoc.node.v1.MissedEvent
@@ -341,7 +410,7 @@ export type MissedEvent = Message<"thoc.node.v1.MissedEvent"> & {
  * Use `create(MissedEventSchema)` to create a new message.
  */
 export const MissedEventSchema: GenMessage<MissedEvent> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_events, 5);
+  messageDesc(file_thoc_node_v1_events, 6);
 
 /**
  * EventService streams the cluster's events: audit records (every mutating

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { CreateVmRequest, VmResponseSchema } from "./vm_pb.js";
 import { file_thoc_node_v1_vm } from "./vm_pb.js";
+import type { ContainerResponseSchema, CreateContainerRequest } from "./container_pb.js";
+import { file_thoc_node_v1_container } from "./container_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file thoc/node/v1/scheduler.proto.
  */
 export const file_thoc_node_v1_scheduler: GenFile = /*@__PURE__*/
-  fileDesc("Chx0aG9jL25vZGUvdjEvc2NoZWR1bGVyLnByb3RvEgx0aG9jLm5vZGUudjEiEgoQR2V0TGVhZGVyUmVxdWVzdCI7CglMZWFkZXJSZWYSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIUCgxncnBjX2FkZHJlc3MYAyABKAkiNQoKVm90ZXJTdGF0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBXN0YXRlGAMgASgJIvMBCgpMZWFkZXJJbmZvEicKBmxlYWRlchgBIAEoCzIXLnRob2Mubm9kZS52MS5MZWFkZXJSZWYSDAoEdGVybRgCIAEoBBIQCghzaW5jZV9tcxgDIAEoAxIMCgRyb2xlGAQgASgJEigKBnZvdGVycxgFIAMoCzIYLnRob2Mubm9kZS52MS5Wb3RlclN0YXRlEhYKDmNvbmZpZ192ZXJzaW9uGAYgASgEEhgKEGNvbmZpZ19jb21taXR0ZWQYByABKAgSDgoGYWN0aW5nGAggASgIEg8KB25vZGVfaWQYCSABKAkSEQoJbm9kZV9uYW1lGAogASgJIjwKC1ZvdGVyQ29uZmlnEg8KB3ZlcnNpb24YASABKAQSDAoEdGVybRgCIAEoBBIOCgZ2b3RlcnMYAyADKAkibQoLVm90ZVJlcXVlc3QSDAoEdGVybRgBIAEoBBIRCgljYW5kaWRhdGUYAiABKAkSFgoOY29uZmlnX3ZlcnNpb24YAyABKAQSEwoLY29uZmlnX3Rlcm0YBCABKAQSEAoIcHJlX3ZvdGUYBSABKAgiOgoJVm90ZVJlcGx5EgwKBHRlcm0YASABKAQSDwoHZ3JhbnRlZBgCIAEoCBIOCgZyZWFzb24YAyABKAkidQoQSGVhcnRiZWF0UmVxdWVzdBIMCgR0ZXJtGAEgASgEEg4KBmxlYWRlchgCIAEoCRIpCgZjb25maWcYAyABKAsyGS50aG9jLm5vZGUudjEuVm90ZXJDb25maWcSGAoQY29uZmlnX2NvbW1pdHRlZBgEIAEoCCJHCg5IZWFydGJlYXRSZXBseRIMCgR0ZXJtGAEgASgEEg8KB3N1Y2Nlc3MYAiABKAgSFgoOY29uZmlnX3ZlcnNpb24YAyABKAQiUwoMUGxhY2VSZXF1ZXN0Ei0KBmNyZWF0ZRgBIAEoCzIdLnRob2Mubm9kZS52MS5DcmVhdGVWbVJlcXVlc3QSFAoMb25fYmVoYWxmX29mGAIgASgJIlwKDUNvbW1pdFJlcXVlc3QSDAoEdGVybRgBIAEoBBIOCgZsZWFkZXIYAiABKAkSLQoGY3JlYXRlGAMgASgLMh0udGhvYy5ub2RlLnYxLkNyZWF0ZVZtUmVxdWVzdDLnAgoQU2NoZWR1bGVyU2VydmljZRJFCglHZXRMZWFkZXISHi50aG9jLm5vZGUudjEuR2V0TGVhZGVyUmVxdWVzdBoYLnRob2Mubm9kZS52MS5MZWFkZXJJbmZvEkEKC1JlcXVlc3RWb3RlEhkudGhvYy5ub2RlLnYxLlZvdGVSZXF1ZXN0GhcudGhvYy5ub2RlLnYxLlZvdGVSZXBseRJJCglIZWFydGJlYXQSHi50aG9jLm5vZGUudjEuSGVhcnRiZWF0UmVxdWVzdBocLnRob2Mubm9kZS52MS5IZWFydGJlYXRSZXBseRI9CgVQbGFjZRIaLnRob2Mubm9kZS52MS5QbGFjZVJlcXVlc3QaGC50aG9jLm5vZGUudjEuVm1SZXNwb25zZRI/CgZDb21taXQSGy50aG9jLm5vZGUudjEuQ29tbWl0UmVxdWVzdBoYLnRob2Mubm9kZS52MS5WbVJlc3BvbnNlYgZwcm90bzM", [file_thoc_node_v1_vm]);
+  fileDesc("Chx0aG9jL25vZGUvdjEvc2NoZWR1bGVyLnByb3RvEgx0aG9jLm5vZGUudjEiEgoQR2V0TGVhZGVyUmVxdWVzdCI7CglMZWFkZXJSZWYSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIUCgxncnBjX2FkZHJlc3MYAyABKAkiNQoKVm90ZXJTdGF0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBXN0YXRlGAMgASgJIvMBCgpMZWFkZXJJbmZvEicKBmxlYWRlchgBIAEoCzIXLnRob2Mubm9kZS52MS5MZWFkZXJSZWYSDAoEdGVybRgCIAEoBBIQCghzaW5jZV9tcxgDIAEoAxIMCgRyb2xlGAQgASgJEigKBnZvdGVycxgFIAMoCzIYLnRob2Mubm9kZS52MS5Wb3RlclN0YXRlEhYKDmNvbmZpZ192ZXJzaW9uGAYgASgEEhgKEGNvbmZpZ19jb21taXR0ZWQYByABKAgSDgoGYWN0aW5nGAggASgIEg8KB25vZGVfaWQYCSABKAkSEQoJbm9kZV9uYW1lGAogASgJIjwKC1ZvdGVyQ29uZmlnEg8KB3ZlcnNpb24YASABKAQSDAoEdGVybRgCIAEoBBIOCgZ2b3RlcnMYAyADKAkibQoLVm90ZVJlcXVlc3QSDAoEdGVybRgBIAEoBBIRCgljYW5kaWRhdGUYAiABKAkSFgoOY29uZmlnX3ZlcnNpb24YAyABKAQSEwoLY29uZmlnX3Rlcm0YBCABKAQSEAoIcHJlX3ZvdGUYBSABKAgiOgoJVm90ZVJlcGx5EgwKBHRlcm0YASABKAQSDwoHZ3JhbnRlZBgCIAEoCBIOCgZyZWFzb24YAyABKAkidQoQSGVhcnRiZWF0UmVxdWVzdBIMCgR0ZXJtGAEgASgEEg4KBmxlYWRlchgCIAEoCRIpCgZjb25maWcYAyABKAsyGS50aG9jLm5vZGUudjEuVm90ZXJDb25maWcSGAoQY29uZmlnX2NvbW1pdHRlZBgEIAEoCCJHCg5IZWFydGJlYXRSZXBseRIMCgR0ZXJtGAEgASgEEg8KB3N1Y2Nlc3MYAiABKAgSFgoOY29uZmlnX3ZlcnNpb24YAyABKAQiUwoMUGxhY2VSZXF1ZXN0Ei0KBmNyZWF0ZRgBIAEoCzIdLnRob2Mubm9kZS52MS5DcmVhdGVWbVJlcXVlc3QSFAoMb25fYmVoYWxmX29mGAIgASgJIlwKDUNvbW1pdFJlcXVlc3QSDAoEdGVybRgBIAEoBBIOCgZsZWFkZXIYAiABKAkSLQoGY3JlYXRlGAMgASgLMh0udGhvYy5ub2RlLnYxLkNyZWF0ZVZtUmVxdWVzdCJjChVQbGFjZUNvbnRhaW5lclJlcXVlc3QSNAoGY3JlYXRlGAEgASgLMiQudGhvYy5ub2RlLnYxLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QSFAoMb25fYmVoYWxmX29mGAIgASgJImwKFkNvbW1pdENvbnRhaW5lclJlcXVlc3QSDAoEdGVybRgBIAEoBBIOCgZsZWFkZXIYAiABKAkSNAoGY3JlYXRlGAMgASgLMiQudGhvYy5ub2RlLnYxLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QymQQKEFNjaGVkdWxlclNlcnZpY2USRQoJR2V0TGVhZGVyEh4udGhvYy5ub2RlLnYxLkdldExlYWRlclJlcXVlc3QaGC50aG9jLm5vZGUudjEuTGVhZGVySW5mbxJBCgtSZXF1ZXN0Vm90ZRIZLnRob2Mubm9kZS52MS5Wb3RlUmVxdWVzdBoXLnRob2Mubm9kZS52MS5Wb3RlUmVwbHkSSQoJSGVhcnRiZWF0Eh4udGhvYy5ub2RlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC50aG9jLm5vZGUudjEuSGVhcnRiZWF0UmVwbHkSPQoFUGxhY2USGi50aG9jLm5vZGUudjEuUGxhY2VSZXF1ZXN0GhgudGhvYy5ub2RlLnYxLlZtUmVzcG9uc2USPwoGQ29tbWl0EhsudGhvYy5ub2RlLnYxLkNvbW1pdFJlcXVlc3QaGC50aG9jLm5vZGUudjEuVm1SZXNwb25zZRJWCg5QbGFjZUNvbnRhaW5lchIjLnRob2Mubm9kZS52MS5QbGFjZUNvbnRhaW5lclJlcXVlc3QaHy50aG9jLm5vZGUudjEuQ29udGFpbmVyUmVzcG9uc2USWAoPQ29tbWl0Q29udGFpbmVyEiQudGhvYy5ub2RlLnYxLkNvbW1pdENvbnRhaW5lclJlcXVlc3QaHy50aG9jLm5vZGUudjEuQ29udGFpbmVyUmVzcG9uc2ViBnByb3RvMw", [file_thoc_node_v1_vm, file_thoc_node_v1_container]);
 
 /**
  * @generated from message thoc.node.v1.GetLeaderRequest
@@ -357,10 +359,63 @@ export const CommitRequestSchema: GenMessage<CommitRequest> = /*@__PURE__*/
   messageDesc(file_thoc_node_v1_scheduler, 10);
 
 /**
+ * @generated from message thoc.node.v1.PlaceContainerRequest
+ */
+export type PlaceContainerRequest = Message<"thoc.node.v1.PlaceContainerRequest"> & {
+  /**
+   * Carries the registry password when one was given: only over the
+   * authenticated peer transport, never logged.
+   *
+   * @generated from field: thoc.node.v1.CreateContainerRequest create = 1;
+   */
+  create?: CreateContainerRequest | undefined;
+
+  /**
+   * @generated from field: string on_behalf_of = 2;
+   */
+  onBehalfOf: string;
+};
+
+/**
+ * Describes the message thoc.node.v1.PlaceContainerRequest.
+ * Use `create(PlaceContainerRequestSchema)` to create a new message.
+ */
+export const PlaceContainerRequestSchema: GenMessage<PlaceContainerRequest> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_scheduler, 11);
+
+/**
+ * @generated from message thoc.node.v1.CommitContainerRequest
+ */
+export type CommitContainerRequest = Message<"thoc.node.v1.CommitContainerRequest"> & {
+  /**
+   * @generated from field: uint64 term = 1;
+   */
+  term: bigint;
+
+  /**
+   * @generated from field: string leader = 2;
+   */
+  leader: string;
+
+  /**
+   * @generated from field: thoc.node.v1.CreateContainerRequest create = 3;
+   */
+  create?: CreateContainerRequest | undefined;
+};
+
+/**
+ * Describes the message thoc.node.v1.CommitContainerRequest.
+ * Use `create(CommitContainerRequestSchema)` to create a new message.
+ */
+export const CommitContainerRequestSchema: GenMessage<CommitContainerRequest> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_scheduler, 12);
+
+/**
  * SchedulerService: the elected scheduler leader (SPEC §4). GetLeader is for
  * operators; the rest are node-to-node (role peer): the election (RequestVote,
  * Heartbeat), a create forwarded to the leader (Place), and the leader's
- * fenced command to the chosen node (Commit).
+ * fenced command to the chosen node (Commit). Containers are placed the
+ * same way (PlaceContainer, CommitContainer), in the same table as VMs.
  *
  * @generated from service thoc.node.v1.SchedulerService
  */
@@ -408,6 +463,26 @@ export const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof CommitRequestSchema;
     output: typeof VmResponseSchema;
+  },
+  /**
+   * A container create forwarded to the leader.
+   *
+   * @generated from rpc thoc.node.v1.SchedulerService.PlaceContainer
+   */
+  placeContainer: {
+    methodKind: "unary";
+    input: typeof PlaceContainerRequestSchema;
+    output: typeof ContainerResponseSchema;
+  },
+  /**
+   * The leader's fenced container create on the chosen node.
+   *
+   * @generated from rpc thoc.node.v1.SchedulerService.CommitContainer
+   */
+  commitContainer: {
+    methodKind: "unary";
+    input: typeof CommitContainerRequestSchema;
+    output: typeof ContainerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_thoc_node_v1_scheduler, 0);
