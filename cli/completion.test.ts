@@ -52,9 +52,15 @@ test("bash: the installed CLI's script completes subcommands, options, option va
     assert.deepEqual(bashComplete(f, ["thoc-node", "image", "import", "deb", "--kernel", ""]), []);
     assert.deepEqual(bashComplete(f, ["thoc-node", "vm", "snapshot", "re"]), ["restore"]);
     const top = bashComplete(f, ["thoc-node", ""]);
-    for (const c of ["agent", "status", "vm", "image", "s3", "members", "ring", "events", "leader", "config", "completion"]) assert.ok(top.includes(c), `top level offers ${c}`);
+    for (const c of ["agent", "status", "vm", "ct", "image", "s3", "members", "ring", "events", "leader", "config", "completion"]) assert.ok(top.includes(c), `top level offers ${c}`);
     assert.deepEqual(bashComplete(f, ["thoc-node", "config", ""]), ["validate", "help"]);
     assert.deepEqual(bashComplete(f, ["thoc-node", "s3", "key", "l"]), ["list"]);
+    assert.deepEqual(bashComplete(f, ["thoc-node", "ct", "image", "i"]), ["import"]);
+    assert.deepEqual(bashComplete(f, ["thoc-node", "ct", "create", "web", "--restart", ""]), ["no", "on-failure", "always"]);
+    // A repeatable option's value is skipped too: --port 8080:80 then an option.
+    assert.deepEqual(bashComplete(f, ["thoc-node", "ct", "create", "web", "--port", "8080:80", "--vol"]), ["--volume"]);
+    const ctExec = bashComplete(f, ["thoc-node", "ct", "exec", "web", "-"]);
+    for (const o of ["-i", "--interactive", "-t", "--tty", "-e", "--env", "-w", "--workdir"]) assert.ok(ctExec.includes(o), `ct exec offers ${o}: ${ctExec.join(" ")}`);
   });
 });
 

@@ -12,6 +12,7 @@ import { registerKeygen } from "./commands/keygen.js";
 import { registerMembers } from "./commands/members.js";
 import { registerStatus } from "./commands/status.js";
 import { registerVm } from "./commands/vm.js";
+import { registerCt } from "./commands/ct.js";
 import { registerImage } from "./commands/image.js";
 import { registerS3 } from "./commands/s3.js";
 import { registerRing } from "./commands/ring.js";
@@ -50,6 +51,7 @@ export function buildProgram(version: string): Command {
   registerAgent(program);
   registerStatus(program);
   registerVm(program);
+  registerCt(program);
   registerImage(program);
   registerS3(program);
   registerKeygen(program);

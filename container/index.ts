@@ -18,3 +18,5 @@ export { HealthPoller, httpProbe, type HealthProbe, type HealthTarget } from "./
 export { backoffMs, shouldRestart, BACKOFF, type BackoffOptions } from "./restart.js";
 export { Volumes } from "./volumes.js";
 export { gpuDevices } from "./gpus.js";
+export { ContainerImageStore, CONTAINER_IMAGE_BUCKET, canonicalImageName, imageEnsurer, type ContainerImageRecord, type EnsuredImage } from "./images.js";
+export { containerImageHandlers, containerImageToPb } from "./images-rpc.js";

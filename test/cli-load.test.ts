@@ -32,7 +32,7 @@ const FORBIDDEN: [string, RegExp][] = [
   ["classic-level (LevelDB)", /\/node_modules\/(classic-level|abstract-level)\//],
   ["systeminformation", /\/node_modules\/systeminformation\//],
   ["pino", /\/node_modules\/pino\//],
-  ["a subsystem, cluster/ or agent/", /\/dist\/(agent|membership|objectstore|vm|hypervisor|cluster|scheduler)\//],
+  ["a subsystem, cluster/ or agent/", /\/dist\/(agent|membership|objectstore|vm|hypervisor|engine|container|cluster|scheduler)\//],
 ];
 
 let dir = "";
@@ -64,7 +64,7 @@ function assertLean(args: string[], modules: string[]): void {
 
 // -V is left out: it loads core/ for VERSION, and core/index.ts carries the logger (pino).
 test("--help and keygen load neither the gRPC client nor anything the agent needs", async () => {
-  for (const args of [["--help"], ["vm", "create", "--help"], ["keygen"]]) {
+  for (const args of [["--help"], ["vm", "create", "--help"], ["ct", "create", "--help"], ["keygen"]]) {
     const r = await load(args);
     assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
     assertLean(args, r.modules);
@@ -74,7 +74,7 @@ test("--help and keygen load neither the gRPC client nor anything the agent need
 
 test("commands against an address with no agent fail without loading the agent's modules", async () => {
   const addr = `${loopbackBlock()}.1:7400`;
-  for (const args of [["status"], ["members", "--json"], ["ring"], ["vm", "list"], ["image", "list"], ["s3", "key", "list"], ["cluster", "token", "create"], ["events"]]) {
+  for (const args of [["status"], ["members", "--json"], ["ring"], ["vm", "list"], ["ct", "list"], ["image", "list"], ["s3", "key", "list"], ["cluster", "token", "create"], ["events"]]) {
     const r = await load(["--addr", addr, "--timeout", "3000", ...args]);
     assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, /cannot reach the agent|deadline/i);
