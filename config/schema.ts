@@ -161,6 +161,9 @@ export const schema = {
     runtimeUri: str("unix:///run/podman/podman.sock", "Docker-API engine the agent runs containers on: podman's service (systemctl enable --now podman.socket) or Docker (unix:///var/run/docker.sock, tcp://HOST:PORT); memory: is an in-process stand-in for trying the API without one.", {
       pattern: /^(unix:\/\/\/\S+|tcp:\/\/\S+:\d{1,5}|memory:\S*)$/, expected: "unix:///PATH, tcp://HOST:PORT or memory:",
     }),
+    portAddress: str("", "Host address a container's --port binds when it names none: empty binds every address (as docker run -p does); \"bind\" binds the agent's own --bind address (a host on several networks that publishes containers only where the agent listens, or several agents on one host); else an IP address.", {
+      pattern: /^$|^bind$|^[0-9a-fA-F.:]+$/, expected: "empty, bind, or an IP address",
+    }),
     stopTimeout: duration(10_000, "SIGTERM wait before a container stop turns into SIGKILL (Docker's default is 10 s).", { local: 3000 }),
     healthInterval: int(5, "Seconds between health checks of a container whose spec gives a health path but no interval.", { min: 1, max: 3600 }),
     healthRetries: int(3, "Failed health checks in a row before a container is unhealthy, when its spec gives none.", { min: 1, max: 100 }),

@@ -36,7 +36,8 @@ export interface VmLedger {
  * store: an imported archive of that name is loaded once); whatever it
  * resolves with is ignored. An image still missing afterwards is pulled.
  */
-export type EnsureImage = (ref: string, auth?: { username: string; password: string }) => Promise<unknown>;
+/** Makes the engine hold an image; returns the engine's image id to create from, or nothing (then the manager looks the ref up, else pulls it). */
+export type EnsureImage = (ref: string, auth?: { username: string; password: string }) => Promise<string | undefined | void>;
 
 export interface ContainerManagerOptions {
   engine: ContainerEngine;
@@ -52,6 +53,8 @@ export interface ContainerManagerOptions {
   /** Fraction of host CPUs and memory workloads may reserve (limits.loadFactor). */
   loadFactor: number;
   stopTimeoutMs: number;
+  /** Host address for ports that name none (container.portAddress resolved); empty: every address. */
+  portAddress?: string;
   healthDefaults?: HealthDefaults;
   vm?: VmLedger;
   /** Runs first (imported archives); then the engine's image if present, else a pull. */
@@ -188,7 +191,9 @@ export class ContainerManager {
   }
 
   private async ensureImage(ref: string, auth?: { username: string; password: string }): Promise<string> {
-    await this.o.ensureImage?.(ref, auth);
+    // An imported image: the engine knows it by the archive's own tags, so the container is created from the id.
+    const got = await this.o.ensureImage?.(ref, auth);
+    if (typeof got === "string" && got) return got;
     const have = await this.o.engine.imageId(ref);
     if (have) return have;
     try {
@@ -237,9 +242,9 @@ export class ContainerManager {
   private engineCreate(r: ContainerRecord, devices: string[]): EngineCreate {
     const s = r.spec;
     return {
-      name: ENGINE_PREFIX + s.name, image: s.image, ...(s.command.length ? { command: s.command } : {}), env: envOf(s),
+      name: ENGINE_PREFIX + s.name, image: r.imageId || s.image, ...(s.command.length ? { command: s.command } : {}), env: envOf(s),
       labels: { ...s.labels, [LABEL.managed]: "1", [LABEL.name]: s.name, [LABEL.uuid]: r.uuid, [LABEL.node]: this.o.node, [LABEL.nodeId]: this.nodeId, [LABEL.spec]: JSON.stringify(s) },
-      ports: s.ports.map((p) => ({ ...p })),
+      ports: s.ports.map((p) => ({ ...p, hostIp: p.hostIp || this.o.portAddress || "" })),
       mounts: volumesOf(s).map((v) => ({ source: this.volumes.pathOf(v.name), target: v.containerPath, readOnly: v.readOnly })),
       cpus: s.cpus, memoryBytes: s.memoryMB * 1048576, devices,
     };

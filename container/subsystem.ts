@@ -18,6 +18,8 @@ import type { Reservation } from "../vm/index.js";
 import { containerEvent } from "./events.js";
 import { ContainerManager, type VmLedger } from "./manager.js";
 import { registerContainerMetrics } from "./metrics.js";
+import { ContainerImageStore } from "./images.js";
+import { containerImageHandlers } from "./images-rpc.js";
 import type { ContainerRecord } from "./types.js";
 import { containerService, disabledContainerService } from "./rpc.js";
 import type { ContainerChange } from "./types.js";
@@ -64,11 +66,13 @@ export class ContainerSubsystem implements Subsystem {
     const engine = (this.deps.openEngine ?? openEngine)(cfg.runtimeUri);
     this.engine = engine;
     const vm = this.deps.vm;
+    const blobs = this.deps.objectStore?.blobStore();
+    const images = blobs ? new ContainerImageStore(blobs) : undefined;
     const m = new ContainerManager({
       engine, engineUri: cfg.runtimeUri, records: ctx.store.json<ContainerRecord>("container"), volumesDir: path.join(ctx.store.dataDir, "volumes"),
       node: ctx.config.name, nodeId: ctx.nodeId,
       host: () => { const c = ctx.capacity(); return { cpus: c.cpus, memoryBytes: c.memoryBytes }; },
-      loadFactor: ctx.config.limits.loadFactor, stopTimeoutMs: cfg.stopTimeout,
+      loadFactor: ctx.config.limits.loadFactor, stopTimeoutMs: cfg.stopTimeout, portAddress: cfg.portAddress === "bind" ? ctx.config.bind : cfg.portAddress,
       healthDefaults: { intervalS: cfg.healthInterval, retries: cfg.healthRetries },
       ...(vm ? {
         vm: {
@@ -76,8 +80,8 @@ export class ContainerSubsystem implements Subsystem {
           admission: <T>(fn: () => Promise<T>) => { const l = vm(); return l?.admission ? l.admission(fn) : fn(); },
         },
       } : {}),
-      // Merge point: the container image store (container/images.ts) joins here: `ensureImage: (ref) => images.ensure(engine, ref)`
-      // (loads an imported archive of that name; an image still missing is then pulled).
+      // An imported archive of that name is loaded from the cluster's object store (once per node); else the ref is looked up, then pulled.
+      ...(images ? { ensureImage: async (ref: string) => (await images.ensure(engine, ref))?.imageId } : {}),
       log: ctx.log,
       onChange: (c) => {
         if (c.now) this.hasRecords = true; else void m.list().then((l) => { this.hasRecords = l.length > 0; }, () => {});
@@ -91,8 +95,7 @@ export class ContainerSubsystem implements Subsystem {
     const s = m.engineState();
     if (!s.asked) ctx.log.info({ uri: cfg.runtimeUri }, "the container engine has not answered yet; going on without waiting");
     else if (!s.up) ctx.log.info({ uri: cfg.runtimeUri, detail: s.detail, enabled: cfg.enabled }, "no container engine: container calls answer unavailable until one answers");
-    // Merge point: `images: containerImageHandlers(imageStore, engine)` (container/images-rpc.ts) joins these options.
-    ctx.rpc.add(ContainerService, route(containerService(m, { nodeId: ctx.nodeId, uri: cfg.runtimeUri })));
+    ctx.rpc.add(ContainerService, route(containerService(m, { nodeId: ctx.nodeId, uri: cfg.runtimeUri, ...(images ? { images: containerImageHandlers(images, engine) } : {}) })));
     registerContainerMetrics(ctx.metrics, m, { stats: ctx.config.metrics.vmStats, timeoutMs: cfg.statsTimeout });
   }
 

@@ -10,8 +10,8 @@
  * container, a GPU request refused on GPU-less nodes, and deletes that
  * leave nothing in the engine.
  *
- * Three agents share one podman here, so every container binds its ports on
- * its own node's address (127.x.y.z) the way separate hosts would.
+ * Three agents share one podman here, so each binds its containers' ports on
+ * its own address (container.portAddress: bind), as separate hosts would.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -39,7 +39,7 @@ const engineNames = () => execFileSync("podman", ["--url", uri, "ps", "-a", "--f
 
 before(async () => {
   uri = await podmanEngineUri();
-  cluster = await startCluster(3, { dev: false, env: { ...S3_ENV, THOC_CONTAINER_RUNTIME_URI: uri, THOC_CONTAINER_ENABLED: "on" } });
+  cluster = await startCluster(3, { dev: false, env: { ...S3_ENV, THOC_CONTAINER_RUNTIME_URI: uri, THOC_CONTAINER_ENABLED: "on", THOC_CONTAINER_PORT_ADDRESS: "bind" } });
   await waitRing(cluster.agents, ["n1", "n2", "n3"]);
   const archive = await buildBusyboxImage(TAG);
   const r = await cluster.agents[0]!.cli(["ct", "image", "import", "bb", archive], 120_000);
@@ -57,7 +57,7 @@ after(async () => {
 test("ct create through a follower: placed by the leader, port mapping reached over HTTP, listed and driven from every node", async () => {
   const [n1, n2, n3] = cluster.agents as [AgentProcess, AgentProcess, AgentProcess];
   // Pinned to n3 so the port binds on n3's address; the create goes through n2.
-  const r = await n2.cli(["ct", "create", "ccweb", "--image", "bb", "--node", "n3", "--port", `${hostOf(n3)}:18080:80`, "--env", "GREETING=hi there", "--json", "--", "sh", "-c", "mkdir -p /www && exec httpd -f -p 80 -h /www"], 120_000);
+  const r = await n2.cli(["ct", "create", "ccweb", "--image", "bb", "--node", "n3", "--port", "18080:80", "--env", "GREETING=hi there", "--json", "--", "sh", "-c", "mkdir -p /www && exec httpd -f -p 80 -h /www"], 120_000);
   assert.equal(r.code, 0, r.stderr);
   const made = JSON.parse(r.stdout) as CtDoc;
   assert.equal(made.node, "n3");
