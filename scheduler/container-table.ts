@@ -6,7 +6,7 @@
  * reserves for placement.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ContainerRecord, ContainerSpec, CreateOptions } from "../container/index.js";
+import { MIN_CPUS, MIN_MEMORY_MB, type ContainerRecord, type ContainerSpec, type CreateOptions } from "../container/index.js";
 import { ThocError } from "../errors/index.js";
 import type { ContainerSchema, ContainerSpec as ContainerSpecPb } from "../proto/index.js";
 import type { FitRequest } from "../vm/index.js";
@@ -37,9 +37,8 @@ export interface ContainerNode {
   toPb(r: ContainerRecord): ContainerInit;
 }
 
-/** What a container with no reservation counts for in placement (the proto's "0 means none"); as container/'s reservationOf. */
-export const MIN_CPUS = 0.1;
-export const MIN_MEMORY_MB = 64;
+/** What a container with no reservation counts for in placement (the proto's "0 means none"): container/'s own figures. */
+export { MIN_CPUS, MIN_MEMORY_MB };
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /** "8080/tcp" */
