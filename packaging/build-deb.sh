@@ -200,13 +200,14 @@ Architecture: amd64
 Maintainer: $maint
 Installed-Size: $size
 Depends: libc6 (>= 2.28), libgcc-s1, libstdc++6 (>= 5.2), passwd, $(runtime_depends)
+Recommends: podman, runc
 Section: admin
 Priority: optional
 Description: THOC node agent: membership, VMs, S3 object storage, scheduler
  One thoc-node agent runs on every hypervisor of a THOC cluster. The agents
  find each other over SWIM gossip, run VMs through libvirt, serve S3-compatible
  object storage replicated over a consistent-hash ring, and elect a scheduler
- leader that places VMs. The package carries its own Node.js ($NODE_VERSION).
+ leader that places VMs and containers (podman). The package carries its own Node.js ($NODE_VERSION).
 EOF
 
 deb=$out/${PKG}_${VERSION}_amd64.deb

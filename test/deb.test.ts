@@ -76,6 +76,7 @@ test("the .deb installs, runs on its bundled Node.js, and removes cleanly", { sk
   for (const dep of ["libvirt0", "libvirt-daemon-system", "qemu-system-x86", "qemu-utils", "libc6"]) {
     assert.match(field("Depends"), new RegExp(`(^|, )${dep}( |,|$)`), `Depends names ${dep}`);
   }
+  assert.match(field("Recommends"), /(^|, )podman(,|$)/, "containers run on podman: recommended, not required");
   assert.equal(run("dpkg-deb", ["-I", deb, "conffiles"]).stdout.trim(), CONFFILE);
 
   const inst = await dpkg(["-i", deb]);
