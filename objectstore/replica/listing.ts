@@ -121,7 +121,8 @@ export async function gatherSources(op: string, sources: GatherSource[], need: n
       let asked = 0;
       const ask = () => {
         const s = sources[asked++]!;
-        s.list(stop.signal).then((l) => {
+        // A source that throws before its promise exists fails like one that rejects.
+        Promise.resolve().then(() => s.list(stop.signal)).then((l) => {
           lists.push(l);
           if (lists.length === need) resolve();
         }, (err: unknown) => {

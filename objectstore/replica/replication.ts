@@ -181,7 +181,8 @@ export class ReplicationNode {
     const up = [...(nodes.includes(this.o.nodeId) ? [this.o.nodeId] : []), ...others.slice(at), ...others.slice(0, at)];
     const sources: GatherSource[] = up.map((id) => ({
       node: id,
-      list: (signal) => (id === this.o.nodeId ? collect(this.o.store.listBucket(bucket, lo)) : collect(this.peers.get(id).listBucket(bucket, lo, signal))),
+      // async: a peer with no known address throws, which must reach gatherSources as that source's failure.
+      list: async (signal) => (id === this.o.nodeId ? collect(this.o.store.listBucket(bucket, lo)) : collect(this.peers.get(id).listBucket(bucket, lo, signal))),
     }));
     return gatherSources(`list ${bucket}`, sources, Math.max(1, nodes.length - (w - 1)), w, { down: nodes.filter((id) => !up.includes(id)) });
   }
