@@ -17,7 +17,10 @@
  * Run: npm run build && node dist/bench/objectstore.js
  * Knobs: BENCH_BIG_COUNTS (64 MiB objects at concurrency 1,8,32; default
  * 4,8,32), BENCH_SMALL_COUNTS (default 300,1500,3000), BENCH_AE_INTERVAL (anti-entropy interval of the
- * throughput clusters, default 600s: the local preset's 5 s costs most of a core there).
+ * throughput clusters, default 600s: the local preset's 5 s costs most of a core there),
+ * BENCH_ONLY=small (only the 4 KiB rows: no baselines, no 64 MiB objects), BENCH_NODES (cluster
+ * sizes, default 1,3), BENCH_SMALL_ROUNDS (4 KiB rounds per cluster, default 1: each row then
+ * gives the median of the rounds' ops/s, p50 and p99).
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -40,6 +43,10 @@ const BIG_COUNTS = counts(process.env.BENCH_BIG_COUNTS, [4, 8, 32]);
 const SMALL_COUNTS = counts(process.env.BENCH_SMALL_COUNTS, [300, 1500, 3000]);
 /** Anti-entropy interval for the throughput clusters: the production default, not the local preset's 5 s (see idleCpu). */
 const AE_THROUGHPUT = process.env.BENCH_AE_INTERVAL ?? "600s";
+/** BENCH_ONLY=small: the 4 KiB rows alone (latency work: no dd, no loopback baselines, no 64 MiB objects). */
+const SMALL_ONLY = process.env.BENCH_ONLY === "small";
+const NODES = counts(process.env.BENCH_NODES, [1, 3]);
+const SMALL_ROUNDS = Math.max(1, Number(process.env.BENCH_SMALL_ROUNDS ?? 1));
 const run = promisify(execFile);
 const say = (s: string) => console.log(s);
 const fmt = (n: number, d = 0) => n.toFixed(d);
@@ -168,7 +175,7 @@ async function throughput(n: number, body: Buffer, load: LoadSampler): Promise<R
   load.reset();
   try {
     await request(bases[0]!, "PUT", "/bench");
-    for (const [k, conc] of CONCS.entries()) {
+    for (const [k, conc] of SMALL_ONLY ? [] : CONCS.entries()) {
       const count = BIG_COUNTS[k]!;
       const c0 = await agentsCpu(c.agents);
       const put = await measured(`${n}-node 64 MiB PUT c=${conc}`, count, conc, (i) => request(via(i), "PUT", `/bench/big-${conc}-${i}`, body));
@@ -183,11 +190,28 @@ async function throughput(n: number, body: Buffer, load: LoadSampler): Promise<R
     const small = randomBytes(4096);
     for (const [k, conc] of CONCS.entries()) {
       const count = SMALL_COUNTS[k]!;
-      const put = await measured(`${n}-node 4 KiB PUT c=${conc}`, count, conc, (i) => request(via(i), "PUT", `/bench/small-${conc}-${i}`, small));
-      const get = await measured(`${n}-node 4 KiB GET c=${conc}`, count, conc, (i) => request(via(i + 1), "GET", `/bench/small-${conc}-${i}`));
-      const lat = (l: number[]) => `p50 ${fmt(pct(l, 0.5), 1)} / p99 ${fmt(pct(l, 0.99), 1)} ms`;
-      rows.push({ label: `4 KiB PUT, c=${conc}`, value: put.ok / put.s, unit: "ops/s", extra: lat(put.lat) + failNote(count, put.ok) });
-      rows.push({ label: `4 KiB GET, c=${conc}`, value: get.ok / get.s, unit: "ops/s", extra: lat(get.lat) + failNote(count, get.ok) });
+      // Each round: its ops/s, p50, p99 and failures; a row gives the median of each over the rounds.
+      const rounds: { put: number[]; get: number[] } = { put: [], get: [] };
+      const stats = { put: [] as [number, number, number][], get: [] as [number, number, number][] };
+      let failed = { put: 0, get: 0 };
+      for (let round = 0; round < SMALL_ROUNDS; round++) {
+        const put = await measured(`${n}-node 4 KiB PUT c=${conc}`, count, conc, (i) => request(via(i), "PUT", `/bench/small-${conc}-${i}`, small));
+        const get = await measured(`${n}-node 4 KiB GET c=${conc}`, count, conc, (i) => request(via(i + 1), "GET", `/bench/small-${conc}-${i}`));
+        stats.put.push([put.ok / put.s, pct(put.lat, 0.5), pct(put.lat, 0.99)]);
+        stats.get.push([get.ok / get.s, pct(get.lat, 0.5), pct(get.lat, 0.99)]);
+        failed = { put: failed.put + count - put.ok, get: failed.get + count - get.ok };
+        rounds.put.push(pct(put.lat, 0.5));
+        rounds.get.push(pct(get.lat, 0.5));
+      }
+      const med = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]!; };
+      const col = (xs: [number, number, number][], j: number) => med(xs.map((x) => x[j]!));
+      const extra = (what: "put" | "get") => {
+        const xs = stats[what];
+        const each = SMALL_ROUNDS > 1 ? `; rounds' p50 ${rounds[what].map((x) => fmt(x, 2)).join(", ")}` : "";
+        return `p50 ${fmt(col(xs, 1), 2)} / p99 ${fmt(col(xs, 2), 1)} ms${each}${failNote(count * SMALL_ROUNDS, count * SMALL_ROUNDS - failed[what])}`;
+      };
+      rows.push({ label: `4 KiB PUT, c=${conc}`, value: col(stats.put, 0), unit: "ops/s", extra: extra("put") });
+      rows.push({ label: `4 KiB GET, c=${conc}`, value: col(stats.get, 0), unit: "ops/s", extra: extra("get") });
     }
     // Server-side view of failures (warn and error lines), to tell them from client-side races.
     const bad = c.agents.flatMap((a) => a.logs().filter((l) => Number(l.level) >= 40).map((l) => `${a.name} ${String(l.msg)}: ${JSON.stringify(l.err ?? l.code ?? "").slice(0, 200)}`));
@@ -210,18 +234,26 @@ async function main(): Promise<void> {
     const dir = await mkdtemp(path.join(tmpdir(), "thoc-bench-")); // the filesystem the agents' data dirs live on
     const raw = await rawServer("127.0.0.1");
     try {
-      const b0 = await baselines(dir, raw.base, body);
-      const one = await throughput(1, body, load);
-      const three = await throughput(3, body, load);
-      const b1 = await baselines(dir, raw.base, body);
-      const bl = (f: (b: Baseline) => number) => `${fmt(f(b0))} / ${fmt(f(b1))}`;
-      say("\nphysical baselines (before / after the clusters):");
-      say(`  dd bs=1M count=256 conv=fdatasync: ${bl((b) => b.dd1)} MB/s; three at once (3 replicas on one disk): ${bl((b) => b.dd3)} MB/s together`);
-      say(`  raw Node HTTP loopback, 2 processes, 64 MiB: upload ${bl((b) => b.up)} MB/s, download ${bl((b) => b.down)} MB/s; load ${fmt(b0.load, 1)} / ${fmt(b1.load, 1)}`);
-      say("\n| | 1 node | 3 nodes (N=3, W=2, R=2) | 3-node / 1-node |\n|---|---|---|---|");
-      for (const [i, a] of one.entries()) {
-        const b = three[i]!;
-        say(`| ${a.label} | ${fmt(a.value)} ${a.unit} (${a.extra}) | ${fmt(b.value)} ${b.unit} (${b.extra}) | ${fmt(b.value / a.value, 2)} |`);
+      const b0 = SMALL_ONLY ? undefined : await baselines(dir, raw.base, body);
+      const results: Row[][] = [];
+      for (const n of NODES) {
+        const rows = await throughput(n, body, load);
+        for (const r of rows) say(`    ${r.label}: ${fmt(r.value)} ${r.unit} (${r.extra})`);
+        results.push(rows);
+      }
+      const b1 = SMALL_ONLY ? undefined : await baselines(dir, raw.base, body);
+      if (b0 && b1) {
+        const bl = (f: (b: Baseline) => number) => `${fmt(f(b0))} / ${fmt(f(b1))}`;
+        say("\nphysical baselines (before / after the clusters):");
+        say(`  dd bs=1M count=256 conv=fdatasync: ${bl((b) => b.dd1)} MB/s; three at once (3 replicas on one disk): ${bl((b) => b.dd3)} MB/s together`);
+        say(`  raw Node HTTP loopback, 2 processes, 64 MiB: upload ${bl((b) => b.up)} MB/s, download ${bl((b) => b.down)} MB/s; load ${fmt(b0.load, 1)} / ${fmt(b1.load, 1)}`);
+      }
+      const names = NODES.map((n) => (n === 1 ? "1 node" : `${n} nodes (N=3, W=2, R=2)`));
+      const ratio = NODES.length === 2 && NODES[0] === 1;
+      say(`\n| | ${names.join(" | ")} |${ratio ? ` ${NODES[1]}-node / 1-node |` : ""}\n|---|${names.map(() => "---|").join("")}${ratio ? "---|" : ""}`);
+      for (const [i, a] of results[0]!.entries()) {
+        const cells = results.map((r) => `${fmt(r[i]!.value)} ${r[i]!.unit} (${r[i]!.extra})`);
+        say(`| ${a.label} | ${cells.join(" | ")} |${ratio ? ` ${fmt(results[1]![i]!.value / a.value, 2)} |` : ""}`);
       }
     } finally {
       raw.stop();

@@ -96,7 +96,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
 
   const blobs = new ReplicatedBlobStore({
     coordinator: node.coordinator, buckets: node.table("buckets"), listBucket: (b, o) => node.listBucket(b, o),
-    ready: () => gate.check(),
+    gather: (b, p, o) => node.gather(b, p, o), ready: () => gate.check(),
   });
   const bucketTable = node.table("buckets");
   const sweeper = new PartSweeper({

@@ -6,9 +6,11 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { gunzipSync } from "node:zlib";
 import { isBlobError, MIN_PART_SIZE } from "../blob/index.js";
-import { partKey, slicesOf } from "./blob-manifest.js";
+import { encodeManifest, partKey, slicesOf, type Manifest } from "./blob-manifest.js";
+import { SMALL_BODY_MAX } from "./coordinator.js";
 import { PartSweeper } from "./part-sweeper.js";
 import { once } from "./replica-store.js";
 import { startReplicatedCluster, type ReplicatedTestCluster, type ReplicatedTestNode } from "./replicated-fixture.js";
@@ -114,6 +116,32 @@ describe("multipart objects reference their parts (3 nodes)", () => {
       assert.deepEqual(p2.range, { start: b1, end: b2 - 1 });
       assert.ok((await readAll(p2.body)).equals(data[1]!));
     }
+  });
+
+  test("the manifest is stored gzip'd, and one written as plain JSON before still reads", async () => {
+    const got = await n1.node.coordinator.get(B, "obj");
+    const raw = await readAll(got.body);
+    assert.deepEqual([raw[0], raw[1]], [0x1f, 0x8b], "a gzip stream");
+    const manifest = JSON.parse(gunzipSync(raw).toString("utf8")) as Manifest;
+    assert.deepEqual(manifest.parts.map((p) => p.partNumber), [1, 2, 3]);
+    // The same object as an older agent wrote it: the manifest as plain JSON.
+    const plain = Buffer.from(JSON.stringify(manifest));
+    await n1.node.coordinator.put({ bucket: B, key: "legacy", meta: got.record.meta }, once(plain), { size: plain.length });
+    for (const n of c.nodes) {
+      assert.ok((await readAll((await n.blobs.getObject(B, "legacy")).body)).equals(whole), `the plain-JSON manifest reads through ${n.id}`);
+      const r = { start: data[0]!.length - 5, end: data[0]!.length + 5 };
+      assert.ok((await readAll((await n.blobs.getObject(B, "legacy", { range: r })).body)).equals(whole.subarray(r.start, r.end + 1)));
+    }
+    await n1.blobs.deleteObject(B, "legacy");
+  });
+
+  test("1,000 parts make a manifest small enough to go to replicas in one request and be kept inline (<= 64 KiB)", () => {
+    const parts = Array.from({ length: 1000 }, (_, i) => ({
+      partNumber: i + 1, size: MIN_PART_SIZE, etag: randomBytes(16).toString("hex"), lastModified: Date.now() + i * 37,
+      version: `${(Date.now() + i * 37).toString(16).padStart(12, "0")}.00000000.${randomUUID()}`,
+    }));
+    const z = encodeManifest({ uploadId: randomBytes(16).toString("hex"), parts });
+    assert.ok(z.length <= SMALL_BODY_MAX, `1,000 parts: ${z.length} bytes`);
   });
 
   test("a part gone from under the object fails the read with Corrupt, never other bytes", async () => {

@@ -18,6 +18,12 @@ export interface ReplicatedBackend {
   readonly buckets: ClusterTable;
   /** Merged listing of a bucket over the reachable nodes; unavailable when too few are reachable to be complete. */
   listBucket(bucket: string, opts: { prefix?: string; after?: string }): Promise<MergedList>;
+  /**
+   * Every record under a prefix (newest of each key, tombstones included), in
+   * key order, from just enough nodes to be complete, each answering in one
+   * call (ReplicationNode.gather): for small bounded sets. Absent: listBucket.
+   */
+  gather?(bucket: string, prefix: string, opts: { after?: string; limit: number }): Promise<ReplicaRecord[]>;
   /** Throws (unavailable) while this node cannot coordinate requests yet. */
   ready?: () => void;
 }

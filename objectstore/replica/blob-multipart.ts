@@ -21,9 +21,9 @@ import {
   type BucketInfo,
 } from "../blob/index.js";
 import { extrasOf, metaOf, storedOf, verifying, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
-import { PART_PREFIX, manifestBody, partKey, partsPrefix, type Manifest } from "./blob-manifest.js";
+import { PART_PREFIX, encodeManifest, partKey, partsPrefix, type Manifest } from "./blob-manifest.js";
 import { afterPrefix } from "./listing.js";
-import type { ReplicaRecord } from "./replica-store.js";
+import { once, type ReplicaRecord } from "./replica-store.js";
 
 /** What multipart needs of the replicated blob store (blob-store.ts), named here so neither file imports the other. */
 export interface MultipartHost {
@@ -101,14 +101,21 @@ export async function uploadPart(s: MultipartHost, bucket: string, key: string, 
 }
 
 async function storedParts(s: MultipartHost, bucket: string, uploadId: string, afterPart = 0): Promise<Map<number, { rec: ReplicaRecord; info: PartInfo }>> {
-  const list = await s.b.listBucket(bucket, { prefix: partsPrefix(uploadId), ...(afterPart > 0 ? { after: partKey(uploadId, afterPart) } : {}) });
+  const lo = { prefix: partsPrefix(uploadId), ...(afterPart > 0 ? { after: partKey(uploadId, afterPart) } : {}) };
   const out = new Map<number, { rec: ReplicaRecord; info: PartInfo }>();
+  const add = (r: ReplicaRecord) => {
+    if (r.tombstone) return;
+    const info = partInfo(r);
+    out.set(info.partNumber, { rec: r, info });
+  };
+  if (s.b.gather) {
+    // An upload has at most MAX_PARTS part keys: each node sends them all in one call, and the slowest node is not waited for.
+    for (const r of await s.b.gather(bucket, lo.prefix, { ...lo, limit: MAX_PARTS })) add(r);
+    return out;
+  }
+  const list = await s.b.listBucket(bucket, lo);
   try {
-    for (let r = await list.next(); r; r = await list.next()) {
-      if (r.tombstone) continue;
-      const info = partInfo(r);
-      out.set(info.partNumber, { rec: r, info });
-    }
+    for (let r = await list.next(); r; r = await list.next()) add(r);
   } finally {
     await list.close();
   }
@@ -145,12 +152,13 @@ export async function complete(s: MultipartHost, bucket: string, key: string, up
     ...up.headers, etag: multipartEtag(chosen.map((p) => p.info.etag)), lastModified: Date.now(), userMeta: up.userMeta, checksums,
     size: chosen.reduce((n, p) => n + p.info.size, 0), mpu: { id: uploadId, sig, parts: chosen.length }, ...extrasOf(up.extras),
   };
+  const body = encodeManifest(manifest);
   const coord = s.b.coordinator;
   // In a versioned bucket the manifest is the new version's record (blob-versions.ts).
   const done = await s.commit(bucket, key, (k, versionId) => {
     // Named before the manifest is written: the S3 layer can send x-amz-version-id with early (keep-alive) headers.
     if (versionId) opts?.onVersionId?.(versionId);
-    return coord.put({ bucket, key: k, meta: JSON.stringify(versionId ? { ...meta, versionId } : meta) }, manifestBody(manifest));
+    return coord.put({ bucket, key: k, meta: JSON.stringify(versionId ? { ...meta, versionId } : meta) }, once(body), { size: body.length });
   });
   await coord.delete(bucket, uploadKey(key, uploadId)).catch(() => undefined);
   const used = new Set(chosen.map((p) => p.rec.key));

@@ -33,7 +33,7 @@
 import { blobError, RollUp, type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult, type ObjectMeta, type VersionEntry, type VersioningState } from "../blob/index.js";
 import { decodeHlc, encodeHlc } from "../../cluster/index.js";
 import { isManifest, metaOf, storedOf, type ReplicatedBackend, type StoredMeta } from "./blob-meta.js";
-import { manifestBody, readManifest } from "./blob-manifest.js";
+import { encodeManifest, readManifest } from "./blob-manifest.js";
 import type { HeadResult } from "./coordinator.js";
 import { afterPrefix, type MergedList } from "./listing.js";
 import { compareKeys, once, type ReplicaRecord } from "./replica-store.js";
@@ -148,7 +148,8 @@ async function keepAsNull(b: ReplicatedBackend, bucket: string, key: string, kno
   const header = { bucket, key: versionKey(key, sortIdOf(rec.version)), meta: JSON.stringify({ ...m, versionId: "null" } satisfies StoredMeta) };
   if (isManifest(m)) {
     const { manifest } = await readManifest(coord, bucket, key, known);
-    await coord.put(header, manifestBody(manifest));
+    const z = encodeManifest(manifest);
+    await coord.put(header, once(z), { size: z.length });
     return;
   }
   const got = await coord.get(bucket, key, { known });

@@ -50,6 +50,25 @@ export class LocalReplica implements ReplicaTarget {
   head(bucket: string, key: string) {
     return this.store.head(bucket, key);
   }
+  /**
+   * The record and, when live and at most inlineMax bytes, its body (verified
+   * as every whole read is): a read through a node that holds a replica then
+   * needs nothing more of its own store once the quorum has answered.
+   */
+  async headWithBody(bucket: string, key: string, inlineMax: number): Promise<{ record?: ReplicaRecord; body?: Uint8Array }> {
+    const record = await this.store.head(bucket, key);
+    if (!record || record.tombstone || record.size === 0 || record.size > inlineMax) return { record };
+    const parts: Uint8Array[] = [];
+    try {
+      const got = await this.store.get(bucket, key);
+      if (got?.record.version !== record.version) return { record };
+      for await (const c of got.body) parts.push(c);
+    } catch {
+      // Damaged here: the record alone; the read takes the body from another holder and repairs this one (Coordinator.get).
+      return { record };
+    }
+    return { record, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
+  }
   delete(bucket: string, key: string, version: string, opts: { hintFor?: string } = {}) {
     return this.target(opts.hintFor).put(knownWrite(tombstoneRecord(bucket, key, version), once()));
   }
@@ -367,12 +386,14 @@ export class Coordinator {
     if (plan.up.length < r) throw this.qerr(`GET ${bucket}/${key}`, plan.up.length, r, n, "preferred replicas down");
     const replies = new Map<string, ReplicaRecord | undefined>();
     // A coordinator that holds no replica asks for small bodies with the records: the read is then one round trip.
+    // One that holds a replica reads its own small body beside the question to the others (no hop, no second look-up after).
     const inline = plan.up.includes(this.opts.self) ? 0 : SMALL_BODY_MAX;
     const bodies = new Map<string, Uint8Array>();
     const ask = async (id: string): Promise<ReplicaRecord | undefined> => {
       const t = this.opts.target(id);
-      if (!inline || !t.headWithBody) return t.head(bucket, key);
-      const got = await t.headWithBody(bucket, key, inline);
+      const max = id === this.opts.self ? SMALL_BODY_MAX : inline;
+      if (!max || !t.headWithBody) return t.head(bucket, key);
+      const got = await t.headWithBody(bucket, key, max);
       if (got.body) bodies.set(id, got.body);
       return got.record;
     };

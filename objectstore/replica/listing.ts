@@ -10,7 +10,7 @@
  * that reached every node but fewer than W is complete; the caller checks that
  * before merging (see ReplicationNode.listBucket).
  */
-import type { ThocError } from "../../errors/index.js";
+import { ThocError } from "../../errors/index.js";
 import { blobError } from "../blob/index.js";
 import { compareKeys, type BucketListOptions, type ReplicaRecord } from "./replica-store.js";
 
@@ -91,4 +91,63 @@ export function afterPrefix(prefix: string): string {
 export function unreachableError(op: string, missing: string[], w: number): ThocError {
   return blobError("Unavailable", `${op}: ${missing.length} node(s) unreachable (${missing.join(", ")}); a listing needs all but at most ${w - 1} of them to be complete`,
     { missing: missing.length, writeQuorum: w });
+}
+
+/** One node's whole list of records under a prefix (signal: the answer is no longer needed). */
+export type GatherSource = { node: string; list: (signal: AbortSignal) => Promise<ReplicaRecord[]> };
+
+/**
+ * The newest record of every key (tombstones included), in key order, from
+ * the first `need` sources that answer in full. With need = ring size - (W -
+ * 1) the answer misses no acknowledged write (it is on W nodes, at least one
+ * of which answered) and, keeping the newest version of each key, none is
+ * older than the newest acknowledged one. Only the first `need` sources are
+ * asked (this node's own store first): on a ring of 3 the nodes share a few
+ * cores, and a third list nobody waits for costs them as much as a useful
+ * one. A spare is asked when one of them fails, and every spare once
+ * `hedgeMs` passed without enough answers (a slow node). Fails once fewer
+ * than `need` sources can still answer.
+ */
+export async function gatherSources(op: string, sources: GatherSource[], need: number, w: number, opts: { down?: string[]; hedgeMs?: number } = {}): Promise<ReplicaRecord[]> {
+  const down = opts.down ?? [];
+  if (sources.length < need) throw unreachableError(op, down, w);
+  const stop = new AbortController();
+  const lists: ReplicaRecord[][] = [];
+  let hedge: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const failed: string[] = [];
+      const errors: string[] = [];
+      let asked = 0;
+      const ask = () => {
+        const s = sources[asked++]!;
+        // A source that throws before its promise exists fails like one that rejects.
+        Promise.resolve().then(() => s.list(stop.signal)).then((l) => {
+          lists.push(l);
+          if (lists.length === need) resolve();
+        }, (err: unknown) => {
+          failed.push(s.node);
+          errors.push(`${s.node}: ${ThocError.from(err).message}`);
+          if (sources.length - failed.length < need) reject(unreachableError(`${op} (${errors.join("; ")})`, [...down, ...failed], w));
+          else if (asked < sources.length && !stop.signal.aborted) ask();
+        });
+      };
+      while (asked < need) ask();
+      if (asked < sources.length) {
+        hedge = setTimeout(() => { while (asked < sources.length) ask(); }, opts.hedgeMs ?? 100);
+        hedge.unref?.();
+      }
+    });
+  } finally {
+    clearTimeout(hedge);
+    stop.abort(new ThocError("cancelled", `${op}: enough nodes answered`));
+  }
+  const newest = new Map<string, ReplicaRecord>();
+  for (const l of lists) {
+    for (const r of l) {
+      const cur = newest.get(r.key);
+      if (!cur || r.version > cur.version) newest.set(r.key, r);
+    }
+  }
+  return [...newest.values()].sort((a, b) => compareKeys(a.key, b.key));
 }

@@ -171,8 +171,8 @@ export class Peer {
   }
 
   /** One bucket's records in key order (see ReplicaStore.listBucket). */
-  async *listBucket(bucket: string, opts: BucketListOptions = {}): AsyncIterable<ReplicaRecord> {
-    const g = this.idle("ListBucket");
+  async *listBucket(bucket: string, opts: BucketListOptions = {}, signal?: AbortSignal): AsyncIterable<ReplicaRecord> {
+    const g = this.idle("ListBucket", signal);
     for await (const r of g.stream(this.client.listBucket({
       bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0, batch: true,
     }, { signal: g.signal }))) {

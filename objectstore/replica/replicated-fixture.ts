@@ -57,7 +57,7 @@ export async function startReplicatedCluster(n: number, config: Partial<Replicat
     addresses.set(id, `127.0.0.1:${await rpc.listen("127.0.0.1", 0)}`);
     rpc.setAllServing("SERVING");
     await node.start();
-    const blobs = new ReplicatedBlobStore({ coordinator: node.coordinator, buckets: node.table("buckets"), listBucket: (b, o) => node.listBucket(b, o) });
+    const blobs = new ReplicatedBlobStore({ coordinator: node.coordinator, buckets: node.table("buckets"), listBucket: (b, o) => node.listBucket(b, o), gather: (b, p, o) => node.gather(b, p, o) });
     nodes.push({ id, rpc, store, hints, ring, node, blobs });
   }
   // Two rounds of ring gossip through node 1 and everyone has everyone.

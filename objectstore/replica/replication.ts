@@ -20,7 +20,7 @@ import { RepairPool } from "./repair.js";
 import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
 import { isActive } from "./ring-state.js";
 import { placementKey, type Ring } from "./ring.js";
-import { mergeSources, unreachableError, type ListSource, type MergedList } from "./listing.js";
+import { gatherSources, mergeSources, unreachableError, type GatherSource, type ListSource, type MergedList } from "./listing.js";
 import { syncRing } from "./ring-store.js";
 import { replicaService, type RingHolder } from "./service.js";
 import { BulkServer } from "./bulk-server.js";
@@ -156,6 +156,35 @@ export class ReplicationNode {
       ? (lo) => this.o.store.listBucket(bucket, lo)
       : (lo) => this.peers.get(id).listBucket(bucket, lo));
     return mergeSources(sources, opts);
+  }
+
+  /**
+   * Every record under `prefix` of a bucket (newest version of each key,
+   * tombstones included) in key order, for small bounded sets (an upload's
+   * part records): each node sends its whole list in one call, and the answer
+   * is taken from the first ring size - (W - 1) nodes that answered in full,
+   * which is complete (gatherSources) without waiting for the slowest node.
+   */
+  async gather(bucket: string, prefix: string, opts: { after?: string; limit: number }): Promise<ReplicaRecord[]> {
+    const ring = this.ring();
+    const { w } = this.coordinator.quorum(ring);
+    const nodes = ring.nodes.length ? [...ring.nodes] : [this.o.nodeId];
+    const lo = { prefix, limit: opts.limit, ...(opts.after !== undefined ? { after: opts.after } : {}) };
+    const collect = async (src: AsyncIterable<ReplicaRecord>) => {
+      const out: ReplicaRecord[] = [];
+      for await (const r of src) out.push(r);
+      return out;
+    };
+    // This node first (no hop), then the others from a random start: the spare differs from one call to the next.
+    const others = nodes.filter((id) => id !== this.o.nodeId && this.coordinator.isUp(id));
+    const at = others.length ? Math.floor(Math.random() * others.length) : 0;
+    const up = [...(nodes.includes(this.o.nodeId) ? [this.o.nodeId] : []), ...others.slice(at), ...others.slice(0, at)];
+    const sources: GatherSource[] = up.map((id) => ({
+      node: id,
+      // async: a peer with no known address throws, which must reach gatherSources as that source's failure.
+      list: async (signal) => (id === this.o.nodeId ? collect(this.o.store.listBucket(bucket, lo)) : collect(this.peers.get(id).listBucket(bucket, lo, signal))),
+    }));
+    return gatherSources(`list ${bucket}`, sources, Math.max(1, nodes.length - (w - 1)), w, { down: nodes.filter((id) => !up.includes(id)) });
   }
 
   target(id: string): ReplicaTarget {
