@@ -11,7 +11,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { realClock, type Clock } from "../core/index.js";
-import type { ContainerEngine, EngineContainer, EngineCreate, EngineInfo, EngineStats, ExecOptions, ExecSession, LogOptions } from "../engine/index.js";
+import type { ContainerEngine, EngineContainer, EngineCreate, EngineIdentity, EngineInfo, EngineStats, ExecOptions, ExecSession, LogOptions } from "../engine/index.js";
 import { ThocError } from "../errors/index.js";
 import { fit, fitError, type GpuAllocation, type HostGpu, type Reservation } from "../vm/index.js";
 import { gpuDevices } from "./gpus.js";
@@ -91,7 +91,7 @@ export class ContainerManager {
   close(): void { this.supervisor.close(); this.health.stop(); }
 
   /** Whether the engine answered last time it was asked, and why not. */
-  engineState(): { up: boolean; asked: boolean; detail: string; info?: EngineInfo } { return this.supervisor.engineState(); }
+  engineState(): { up: boolean; asked: boolean; detail: string; info?: EngineIdentity } { return this.supervisor.engineState(); }
   runtime(): Promise<EngineInfo> { return this.o.engine.info(); }
 
   async list(): Promise<ContainerRecord[]> {

@@ -8,7 +8,7 @@
  * were running when the agent lost sight of them get their restart policy.
  */
 import type { Clock, Timer } from "../core/index.js";
-import type { ContainerEngine, EngineContainer, EngineEvent, EngineInfo } from "../engine/index.js";
+import type { ContainerEngine, EngineContainer, EngineEvent, EngineIdentity } from "../engine/index.js";
 import { ThocError } from "../errors/index.js";
 import type { HealthPoller } from "./health.js";
 import { ENGINE_PREFIX, LABEL, withEngine, type ContainerRecordStore } from "./record.js";
@@ -44,14 +44,14 @@ export class Supervisor {
   private detail = "";
   /** The engine answered, or failed to, at least once. */
   private asked = false;
-  private info?: EngineInfo;
+  private info?: EngineIdentity;
   private retry?: Timer;
   private readonly policy = new Map<string, PolicyState>();
   private readonly deferred = new Set<string>();
 
   constructor(private readonly m: Supervised, private readonly backoff: BackoffOptions) {}
 
-  engineState(): { up: boolean; asked: boolean; detail: string; info?: EngineInfo } {
+  engineState(): { up: boolean; asked: boolean; detail: string; info?: EngineIdentity } {
     const detail = this.asked ? this.detail : `waiting for the container engine at ${this.m.o.engineUri ?? "the runtime URI"} to answer`;
     return { up: this.up, asked: this.asked, detail, ...(this.info ? { info: this.info } : {}) };
   }
@@ -77,7 +77,8 @@ export class Supervisor {
     let wait = RETRY_MIN_MS;
     while (!signal.aborted) {
       try {
-        const info = await this.m.engine.info();
+        // ping, not info(): podman's /version and /info run conmon, runc and dpkg-query every time.
+        const info = await this.m.engine.ping();
         // Subscribed before reconciling, so nothing that happens meanwhile is missed.
         const it = this.m.engine.events(signal)[Symbol.asyncIterator]();
         let next = it.next();

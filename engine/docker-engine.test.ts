@@ -94,6 +94,9 @@ test("info: podman with runc, cgroupfs, port mapping; GPUs when CDI specs exist"
   // A CDI spec appears (nvidia-ctk cdi generate): seen at once, though the engine's answers are cached.
   await writeFile(path.join(dir, "cdi", "nvidia.yaml"), "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n");
   assert.equal((await engine.info()).gpus, true);
+  // ping: the same identity from /_ping's headers alone (what the agent's supervision asks).
+  const p = await engine.ping();
+  assert.deepEqual({ engine: p.engine, version: p.version, apiVersion: p.apiVersion, uri: p.uri }, { engine: i.engine, version: i.version, apiVersion: i.apiVersion, uri: i.uri });
 });
 
 test("loadImage: a docker-save archive and an OCI archive; imageId before and after; removeImage", async () => {
@@ -272,6 +275,9 @@ test("errors: unknown image, name taken, host port in use, no such container, en
   const un = await code(down.info());
   assert.equal(un.code, "unavailable");
   assert.match(un.message, /podman system service|podman\.socket/);
+  const unPing = await code(down.ping());
+  assert.equal(unPing.code, "unavailable");
+  assert.match(unPing.message, /podman system service|podman\.socket/);
   assert.throws(() => new DockerEngine({ uri: "http://x" }), (e: ThocError) => e.code === "invalid_argument");
   assert.throws(() => new DockerEngine({ uri: "tcp://nohost" }), (e: ThocError) => e.code === "invalid_argument");
 

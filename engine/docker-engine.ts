@@ -5,6 +5,7 @@
  * ThocError (docker-errors.ts). Registry credentials travel only in the
  * X-Registry-Auth header and never reach a log line or an error message.
  */
+import http from "node:http";
 import type { Readable, Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import { ThocError } from "../errors/index.js";
@@ -14,7 +15,7 @@ import { engineInfo, isPodman, parseRuntimeUri, CDI_DIRS, type InfoSources } fro
 import { ms, portsOf, readJsonLines, statsOf, toEvent, type RawStats } from "./docker-parse.js";
 import { demuxStream, execSession, type Chunk } from "./docker-stream.js";
 import type {
-  ContainerEngine, EngineContainer, EngineCreate, EngineEvent, EngineInfo, EngineState, EngineStats,
+  ContainerEngine, EngineContainer, EngineCreate, EngineEvent, EngineIdentity, EngineInfo, EngineState, EngineStats,
   ExecOptions, ExecSession, LogOptions,
 } from "./types.js";
 
@@ -87,6 +88,32 @@ export class DockerEngine implements ContainerEngine {
     const src: InfoSources = { version, info, ...(this.podman && libpod ? { libpod } : {}) };
     this.facts = { at: Date.now(), src };
     return engineInfo(this.uri, src, this.local, this.o.cdiDirs ?? CDI_DIRS);
+  }
+
+  /**
+   * GET /_ping, reading who answers from its headers (podman: Libpod-Api-Version
+   * and Server: Libpod/4.3.1; Docker: Server: Docker/27.x; both Api-Version).
+   * Cheap: no conmon/runc/dpkg-query runs, unlike /version and /info.
+   */
+  async ping(): Promise<EngineIdentity> {
+    const timeoutMs = this.o.probeTimeoutMs ?? 20_000;
+    const ep = this.ep;
+    const headers = await new Promise<http.IncomingHttpHeaders>((resolve, reject) => {
+      const req = http.request({ ...("socketPath" in ep ? { socketPath: ep.socketPath } : { host: ep.host, port: ep.port }), path: "/_ping", method: "GET", timeout: timeoutMs }, (res) => {
+        res.resume();
+        if (res.statusCode !== 200) reject(Object.assign(new Error(`ping answered HTTP ${res.statusCode}`), { statusCode: res.statusCode }));
+        else resolve(res.headers);
+      });
+      req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" })));
+      req.on("error", reject);
+      req.end();
+    }).catch(this.err("engine ping"));
+    const server = String(headers.server ?? "");
+    const libpod = headers["libpod-api-version"];
+    const podman = libpod !== undefined || /^libpod\//i.test(server);
+    const version = podman ? String(libpod ?? /libpod\/([^\s]+)/i.exec(server)?.[1] ?? "") : /docker\/([^\s]+)/i.exec(server)?.[1] ?? "";
+    if (this.podman === undefined) this.podman = podman;
+    return { uri: this.uri, engine: podman ? "podman" : "docker", version, apiVersion: String(headers["api-version"] ?? "") };
   }
 
   /** A plain JSON call through the modem (endpoints dockerode has no method for, or types without a signal). */

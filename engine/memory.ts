@@ -18,7 +18,7 @@ import { ThocError } from "../errors/index.js";
 import { archiveRefs } from "./memory-archive.js";
 import { runScript, scriptOf } from "./memory-script.js";
 import type {
-  ContainerEngine, EngineContainer, EngineCreate, EngineEvent, EngineInfo, EnginePort, EngineState, EngineStats, ExecOptions, ExecSession, LogOptions,
+  ContainerEngine, EngineContainer, EngineCreate, EngineEvent, EngineIdentity, EngineInfo, EnginePort, EngineState, EngineStats, ExecOptions, ExecSession, LogOptions,
 } from "./types.js";
 
 interface LogEntry { stream: "stdout" | "stderr"; data: Buffer; timeMs: number }
@@ -118,6 +118,11 @@ export class MemoryEngine implements ContainerEngine {
   private count(m: string): void {
     this.calls.set(m, (this.calls.get(m) ?? 0) + 1);
     if (this.down) throw new ThocError("unavailable", `no container engine at ${this.uri}: ${this.down}`, { uri: this.uri });
+  }
+
+  async ping(): Promise<EngineIdentity> {
+    this.count("ping");
+    return { uri: this.uri, engine: "memory", version: "1", apiVersion: "1.41" };
   }
 
   async info(): Promise<EngineInfo> {

@@ -26,6 +26,9 @@ export interface EngineInfo {
   portMapping: boolean;
 }
 
+/** Who answers at the URI, from a cheap ping (no package or storage walk). */
+export interface EngineIdentity { uri: string; engine: string; version: string; apiVersion: string }
+
 export interface EnginePort { containerPort: number; hostPort: number; protocol: "tcp" | "udp"; hostIp: string }
 export interface EngineMount { /** Absolute host path (the subsystem resolves named volumes to a dir). */ source: string; target: string; readOnly: boolean }
 
@@ -92,6 +95,12 @@ export interface ExecSession {
 export interface LogOptions { follow: boolean; tail?: number; timestamps?: boolean; signal?: AbortSignal }
 
 export interface ContainerEngine {
+  /**
+   * Reachability and who answers, cheaply: the agent's supervision asks this,
+   * never info(), because podman's /version and /info run conmon, runc and
+   * dpkg-query each time (seconds of CPU on a small host).
+   */
+  ping(): Promise<EngineIdentity>;
   info(): Promise<EngineInfo>;
   /** Loads a docker-save / OCI archive; returns the RepoTags / refs it holds. */
   loadImage(archive: Readable): Promise<string[]>;

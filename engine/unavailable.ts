@@ -13,6 +13,7 @@ export class UnavailableEngine implements ContainerEngine {
     throw new ThocError("unavailable", `no container engine at ${this.uri}: ${this.why}`, { uri: this.uri });
   }
 
+  async ping(): Promise<never> { this.fail(); }
   async info(): Promise<never> { this.fail(); }
   async loadImage(): Promise<never> { this.fail(); }
   async imageId(): Promise<never> { this.fail(); }
