@@ -12,7 +12,7 @@ import type { BucketConfigSection, BucketConfigSections } from "./bucket-config.
 import { extrasOf } from "./rules.js";
 import { commonPrefixOf, RollUp } from "./listing.js";
 import {
-  MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums,
+  MIN_PART_SIZE, type BlobStore, type BodyExpectations, type BucketInfo, type ByteRange, type ChecksumAlgorithm, type Checksums, type CompletePart,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
   type CompleteOptions, type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult,
@@ -225,7 +225,8 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   // opts.onVersionId is never called: this store keeps no versions (a versioned bucket is refused).
-  async completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[], _opts?: CompleteOptions) {
+  async completeMultipartUpload(bucket: string, key: string, uploadId: string, partList: CompletePart[] | Promise<CompletePart[]>, _opts?: CompleteOptions) {
+    const parts = await partList;
     const sig = JSON.stringify(parts.map((p) => [p.partNumber, p.etag.replace(/"/g, "")]));
     const done = this.completed.get(uploadId);
     if (done && done.meta.bucket === bucket && done.meta.key === key) {

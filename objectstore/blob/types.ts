@@ -231,6 +231,9 @@ export interface ListUploadsResult {
   nextUploadIdMarker?: string;
 }
 
+/** One entry of CompleteMultipartUpload's part list. */
+export interface CompletePart { partNumber: number; etag: string }
+
 export interface CompleteOptions {
   onVersionId?: (versionId: string) => void;
 }
@@ -293,8 +296,11 @@ export interface BlobStore {
    * opts.onVersionId: called, in a bucket that has (had) versioning, with the new
    * version's id as soon as it is decided, before the object is written (the S3
    * layer's keep-alive sends its headers, x-amz-version-id among them, early).
+   * `parts` may be a promise: a store starts what does not need the list (reading the
+   * upload's part records) while the caller still reads and checks the request; a
+   * rejected list rejects the call with its reason, and nothing is written.
    */
-  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[], opts?: CompleteOptions): Promise<ObjectMeta>;
+  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: CompletePart[] | Promise<CompletePart[]>, opts?: CompleteOptions): Promise<ObjectMeta>;
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;
   listParts(bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }): Promise<{ upload: MultipartUpload; parts: PartInfo[]; isTruncated: boolean; nextPartNumberMarker?: number }>;
   listMultipartUploads(input: ListUploadsInput): Promise<ListUploadsResult>;

@@ -16,7 +16,7 @@
 import { randomBytes } from "node:crypto";
 import {
   MAX_PARTS, RollUp, algorithmsFor, blobError, chooseParts, compositeChecksum, isBlobError, multipartEtag, pickHeaders, stripQuotes,
-  type BodyExpectations, type ChecksumAlgorithm, type CompleteOptions, type Checksums, type ListUploadsInput, type ListUploadsResult,
+  type BodyExpectations, type ChecksumAlgorithm, type CompleteOptions, type CompletePart, type Checksums, type ListUploadsInput, type ListUploadsResult,
   type MultipartUpload, type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo,
   type BucketInfo,
 } from "../blob/index.js";
@@ -122,14 +122,18 @@ async function storedParts(s: MultipartHost, bucket: string, uploadId: string, a
   return out;
 }
 
-export async function complete(s: MultipartHost, bucket: string, key: string, uploadId: string, list: { partNumber: number; etag: string }[], opts?: CompleteOptions): Promise<ObjectMeta> {
-  const sig = list.map((p) => `${p.partNumber}:${stripQuotes(p.etag)}`).join(",");
-  // The part listing is most of Complete's cost on a big upload: start it beside the upload's lookup.
+export async function complete(s: MultipartHost, bucket: string, key: string, uploadId: string, partList: CompletePart[] | Promise<CompletePart[]>, opts?: CompleteOptions): Promise<ObjectMeta> {
+  // The part listing is most of Complete's cost on a big upload: it and the upload's lookup start at once, while the
+  // caller may still be reading and parsing the part list (a 1,000-part document takes ~10 ms to parse).
   const listing = storedParts(s, bucket, uploadId);
   listing.catch(() => undefined);
+  const upload = getUpload(s, bucket, key, uploadId);
+  upload.catch(() => undefined);
+  const list = await partList;
+  const sig = list.map((p) => `${p.partNumber}:${stripQuotes(p.etag)}`).join(",");
   let up: MultipartUpload;
   try {
-    up = await getUpload(s, bucket, key, uploadId);
+    up = await upload;
   } catch (err) {
     if (!isBlobError(err, "NoSuchUpload")) throw err;
     // A retry after success: the object says which upload made it.
@@ -175,12 +179,15 @@ async function dropAll(s: MultipartHost, bucket: string, keys: string[]): Promis
 export async function abort(s: MultipartHost, bucket: string, key: string, uploadId: string): Promise<void> {
   await getUpload(s, bucket, key, uploadId);
   await s.b.coordinator.delete(bucket, uploadKey(key, uploadId));
+  // Listed after the upload's tombstone: a part that lands later sees the tombstone and takes itself back (uploadPart).
   await dropAll(s, bucket, [...(await storedParts(s, bucket, uploadId)).values()].map((p) => p.rec.key));
 }
 
 export async function listParts(s: MultipartHost, bucket: string, key: string, uploadId: string, opts: { partNumberMarker?: number; maxParts: number }) {
+  const listing = storedParts(s, bucket, uploadId, opts.partNumberMarker ?? 0);
+  listing.catch(() => undefined);
   const upload = await getUpload(s, bucket, key, uploadId);
-  const all = [...(await storedParts(s, bucket, uploadId, opts.partNumberMarker ?? 0)).values()].map((p) => p.info).sort((a, b) => a.partNumber - b.partNumber);
+  const all = [...(await listing).values()].map((p) => p.info).sort((a, b) => a.partNumber - b.partNumber);
   const parts = all.slice(0, opts.maxParts);
   const isTruncated = all.length > parts.length;
   return { upload, parts, isTruncated, ...(isTruncated && parts.length ? { nextPartNumberMarker: parts[parts.length - 1]!.partNumber } : {}) };

@@ -19,7 +19,7 @@ import {
   type BlobStore, type BodyExpectations, type BucketConfigSection, type BucketConfigSections, type BucketInfo, type ByteRange, type ChecksumAlgorithm,
   type GetObjectOptions, type GetObjectResult, type ListObjectsInput, type ListObjectsResult, type ListUploadsInput, type ListUploadsResult, type MultipartUpload,
   type ObjectExtras, type ObjectHeaders, type ObjectMeta, type PartInfo, type PutObjectInput,
-  type CompleteOptions, type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult, type VersioningState,
+  type CompleteOptions, type CompletePart, type DeleteObjectResult, type ListVersionsInput, type ListVersionsResult, type VersioningState,
 } from "../blob/index.js";
 import type { HeadResult } from "./coordinator.js";
 import * as ver from "./blob-versions.js";
@@ -350,7 +350,7 @@ export class ReplicatedBlobStore implements BlobStore {
     return mpu.uploadPart(this, bucket, key, uploadId, partNumber, body, expect);
   }
 
-  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[], opts?: CompleteOptions): Promise<ObjectMeta> {
+  completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: CompletePart[] | Promise<CompletePart[]>, opts?: CompleteOptions): Promise<ObjectMeta> {
     return mpu.complete(this, bucket, key, uploadId, parts, opts);
   }
 
