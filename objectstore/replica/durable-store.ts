@@ -139,6 +139,18 @@ export class DurableReplicaStore implements ReplicaStore {
     if (this.closed) throw new ThocError("unavailable", `replica store ${this.o.name} is closed`);
   }
 
+  /**
+   * A key's row, read synchronously. Rows are a few hundred bytes that LevelDB
+   * finds in its memtable or block cache in microseconds, while an async get
+   * is two thread-pool hops: 0.1–0.3 ms of CPU and of latency each on a loaded
+   * 2-core machine, and 11% of the agents' CPU in a 3-node 4 KiB PUT profile
+   * (two to three reads per replica write). The cost of a cold read is one
+   * page-cache (or disk) read on the event loop.
+   */
+  private row(k: string): KeyRow | undefined {
+    return this.l.byKey.getSync(k);
+  }
+
   /** Runs fn alone for this key (a check-then-commit must not interleave with another). */
   private async locked<T>(k: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(k) ?? Promise.resolve();
@@ -175,7 +187,7 @@ export class DurableReplicaStore implements ReplicaStore {
     validateHeader(hd);
     await this.usable();
     const k = hd.bucket + SEP + hd.key;
-    const cur = await this.l.byKey.get(k);
+    const cur = this.row(k);
     if (cur && this.keeps(k, cur, hd.version)) return { applied: false, current: cur.r.version };
     const staged = await this.files.stage(w.body, this.inlineMax, hd.size ?? Infinity, () => mismatch(hd, `more than the declared ${hd.size} bytes`), !w.local);
     if (w.local) staged.sha256 = w.expected().sha256;
@@ -185,12 +197,12 @@ export class DurableReplicaStore implements ReplicaStore {
       const rec = verified(w, staged);
       // Re-check before the fsyncs of placing: a newer put may have committed while this body streamed in.
       // A body kept inline has no placing to spare (the check under the lock below decides): one read less per small write.
-      const mid = staged.inline ? undefined : await this.l.byKey.get(k);
+      const mid = staged.inline ? undefined : this.row(k);
       if (mid && this.keeps(k, mid, rec.version)) return { applied: false, current: mid.r.version };
       await this.files.place(staged);
       state = "placed";
       return await this.locked(k, async () => {
-        const now = await this.l.byKey.get(k);
+        const now = this.row(k);
         if (now && this.keeps(k, now, rec.version)) return { applied: false, current: now.r.version };
         const body = staged.size === 0 ? undefined : staged.inline ? { id: staged.id, inline: true as const } : { id: staged.id };
         await this.commit([
@@ -221,13 +233,13 @@ export class DurableReplicaStore implements ReplicaStore {
 
   async head(bucket: string, key: string): Promise<ReplicaRecord | undefined> {
     await this.usable();
-    return (await this.l.byKey.get(bucket + SEP + key))?.r;
+    return this.row(bucket + SEP + key)?.r;
   }
 
   async get(bucket: string, key: string, opts: { range?: BodyRange } = {}): Promise<{ record: ReplicaRecord; body: AsyncIterable<Uint8Array> } | undefined> {
     await this.usable();
     const k = bucket + SEP + key;
-    const row = await this.l.byKey.get(k);
+    const row = this.row(k);
     if (!row) return undefined;
     const rec = row.r;
     const why = row.d ?? (this.damagedNow.get(k) === rec.version ? "found damaged by an earlier read" : undefined);
@@ -240,7 +252,7 @@ export class DurableReplicaStore implements ReplicaStore {
     const damaged = (why: string) => this.dataLoss(rec, why, true);
     // The body may be replaced (and its file removed) between this read and the first byte: only the same version missing is a loss.
     const missing = async () => {
-      const now = await this.l.byKey.get(k);
+      const now = this.row(k);
       if (now?.b?.id === row.b!.id) return damaged(row.b!.inline ? "inline body missing" : "file missing");
       return new ThocError("aborted", `replica ${bucket}/${key} version ${rec.version} was replaced while being read; read it again`, { bucket, key, version: rec.version });
     };
@@ -249,7 +261,7 @@ export class DurableReplicaStore implements ReplicaStore {
   }
 
   private async *readInline(id: string, start: number, end: number, o: { verify?: { size: number; sha256: string }; missing: () => Promise<Error>; damaged: (why: string) => Error }): AsyncGenerator<Uint8Array> {
-    const data = await this.l.inline.get(id);
+    const data = this.l.inline.getSync(id);
     if (!data) throw await o.missing();
     if (o.verify && (data.byteLength !== o.verify.size || createHash("sha256").update(data).digest("hex") !== o.verify.sha256)) throw o.damaged("inline body does not match its sha256");
     if (end >= start) yield data.subarray(start, end + 1);
@@ -276,7 +288,7 @@ export class DurableReplicaStore implements ReplicaStore {
     if (this.closed) return;
     const k = rec.bucket + SEP + rec.key;
     await this.locked(k, async () => {
-      const row = await this.l.byKey.get(k);
+      const row = this.row(k);
       if (row?.r.version !== rec.version || row.d) return;
       await this.commit([{ type: "put", sublevel: this.l.byKey, key: k, value: { ...row, d: why } satisfies KeyRow }]);
     });
@@ -371,7 +383,7 @@ export class DurableReplicaStore implements ReplicaStore {
     const k = bucket + SEP + key;
     let gone: KeyRow["b"];
     const dropped = await this.locked(k, async () => {
-      const row = await this.l.byKey.get(k);
+      const row = this.row(k);
       if (row?.r.version !== version) return false;
       await this.commit([
         { type: "del", sublevel: this.l.byKey, key: k },
