@@ -4,6 +4,7 @@
  * (crashes, restarts, partitions, loss), then a stable majority that must
  * elect a leader.
  */
+import { Worker } from "node:worker_threads";
 import { ElectionSim, LOCAL_TIMERS, type Timers } from "./sim.js";
 import { quorum } from "./voters.js";
 
@@ -84,6 +85,40 @@ export async function failoverMs(seed: number, timers: Timers, how: "crash" | "i
   const ok = await sim.run(40 * et, Math.max(1, Math.round(et / 300)), () => sim.acting().filter((id) => id !== leader).length === 1);
   if (!ok) throw new Error(`seed ${seed}: no new leader within ${40 * et} ms`);
   return sim.clock.now() - t0;
+}
+
+/** A run of consecutive seeds: chaos runs (runChaosSeed) or failover measurements (failoverMs). */
+export type SweepJob =
+  | { kind: "chaos"; first: number; seeds: number; options: ChaosOptions }
+  | { kind: "failover"; first: number; seeds: number; timers: Timers; how: "crash" | "isolate" };
+type SweepOutput<J extends SweepJob> = J extends { kind: "chaos" } ? SeedResult[] : number[];
+
+/** Runs a sweep here, seed after seed; the results in seed order. */
+export async function runSweep<J extends SweepJob>(job: J): Promise<SweepOutput<J>> {
+  const out: (SeedResult | number)[] = [];
+  for (let s = job.first; s < job.first + job.seeds; s++) {
+    out.push(job.kind === "chaos" ? await runChaosSeed(s, job.options) : await failoverMs(s, job.timers, job.how));
+  }
+  return out as SweepOutput<J>;
+}
+
+/**
+ * Runs a sweep on a worker thread (sim-worker.ts): the same code and seeds,
+ * so the same results, but outside node:test's process. The test runner
+ * tracks every async resource a test creates (an async_hooks init and destroy
+ * hook, to blame errors on the right test); a simulation creates millions of
+ * promises, and that tracking took about 90% of the CPU (13 instead of about
+ * 200 chaos seeds per CPU second). A worker is its own isolate without it.
+ */
+export function sweepInWorker<J extends SweepJob>(job: J): Promise<SweepOutput<J>> {
+  return new Promise((resolve, reject) => {
+    // No inherited flags: the test runner's options mean nothing to a worker.
+    const w = new Worker(new URL("./sim-worker.js", import.meta.url), { workerData: job, execArgv: [] });
+    let done = false;
+    w.once("message", (r: SweepOutput<J>) => { done = true; resolve(r); });
+    w.once("error", (e) => { done = true; reject(e); });
+    w.once("exit", (code) => { if (!done) reject(new Error(`simulation worker exited with code ${code} and no result`)); });
+  });
 }
 
 export function percentile(xs: number[], p: number): number {
