@@ -42,8 +42,15 @@ test("--dev: loopback, test hypervisor, dev key, ./.thoc/<name>, local preset", 
   assert.equal(c.dataDir, "/tmp/x/.thoc/dev");
   assert.equal(c.hypervisorUri, "test:///default");
   assert.deepEqual(c.cluster.keys, [DEV_CLUSTER_KEY]);
-  assert.equal(c.gossip.probeInterval, 200);
+  assert.equal(c.gossip.probeInterval, 500);
+  assert.equal(c.gossip.probeTimeout, 250);
+  assert.equal(c.objectstore.antiEntropyInterval, 5000, "local's fast object-store timers");
   assert.equal(c.preset, "local", "the preset named is the one whose timers apply");
+  // test: local's values, but faster failure detection.
+  const t = loadConfig({ dev: true, file: noFile, env: { THOC_PRESET: "test" }, cwd: "/tmp/x" });
+  assert.deepEqual([t.preset, t.gossip.probeInterval, t.gossip.probeTimeout, t.objectstore.antiEntropyInterval], ["test", 200, 100, 5000]);
+  const lan = loadConfig({ dev: true, file: noFile, env: {}, flags: { "--preset": "lan" }, cwd: "/tmp/x" });
+  assert.deepEqual([lan.gossip.probeInterval, lan.objectstore.antiEntropyInterval], [1000, 600_000]);
   const d = loadConfig({ dev: true, file: noFile, env: {}, flags: { "--bind": "127.0.0.3" }, cwd: "/tmp/x" });
   assert.equal(d.name, "dev-127-0-0-3");
   assert.equal(d.dataDir, "/tmp/x/.thoc/dev-127-0-0-3");
@@ -64,7 +71,7 @@ test("errors name the key and the expected form", async () => {
   bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--join": ["127.0.0.1:99999"] } }), /config: --join: expected a list of HOST:PORT with a port from 1 to 65535/);
   bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--data-dir": "" } }), /config: --data-dir: expected a directory path, got ""/);
   bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--data-dir": "/sys/x" } }), /config: dataDir: \/sys\/x is under \/sys/);
-  bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--preset": "wan" } }), /config: --preset: expected one of lan, local, got "wan"/);
+  bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--preset": "wan" } }), /config: --preset: expected one of lan, local, test, got "wan"/);
   bad(() => loadConfig({ dev: true, file: noFile, env: {}, flags: { "--name": "bad name" } }), /config: --name: expected 1-63 letters/);
   const [f1, f2, f3] = [await yamlFile("nope: 1\n"), await yamlFile("gossip: 5\n"), await yamlFile("a: [\n")];
   bad(() => loadConfig({ dev: true, file: f1, env: {} }), /config: nope: unknown key/);

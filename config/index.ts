@@ -9,4 +9,4 @@ export {
   DEV_CLUSTER_KEY, DEFAULT_CONFIG_FILE, type Config, type LoadOptions,
 } from "./resolve.js";
 export { readConfigFile, readKeyFile } from "./files.js";
-export { formatDuration, type Opt, type Preset } from "./types.js";
+export { formatDuration, presetDefault, type Opt, type Preset } from "./types.js";

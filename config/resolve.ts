@@ -4,7 +4,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ThocError } from "../errors/index.js";
 import { schema, type Schema } from "./schema.js";
-import { isOpt, type Opt, type OptTree, type Preset, type Resolve } from "./types.js";
+import { isOpt, presetDefault, type Opt, type OptTree, type Preset, type Resolve } from "./types.js";
 
 export type Config = Resolve<Schema> & {
   /** True for `agent --dev`: plaintext, dev cluster key, test hypervisor, generated S3 keys. */
@@ -170,7 +170,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       setPath(out, p, got.v);
     } else {
       sources[key] = "default";
-      setPath(out, p, preset === "local" && o.local !== undefined ? o.local : o.default);
+      setPath(out, p, presetDefault(o, preset));
     }
   });
 

@@ -2,14 +2,16 @@
  * Option kinds. Each option knows its default, its one-line reason, how to
  * parse a string (env, flag) or a YAML value, and how to say what it expected.
  */
-export type Preset = "lan" | "local";
+export type Preset = "lan" | "local" | "test";
 
 export interface Opt<V> {
   readonly kind: string;
   /** Default for the `lan` preset (production). May depend on other options via `derive` in resolve.ts. */
   readonly default: V;
-  /** Override for the `local` preset (tests, dev: fast timers). */
+  /** Override for the `local` preset (--dev, agents on one machine: fast timers that hold at load 10 on 2 cores). */
   readonly local?: V;
+  /** Override for the `test` preset (the test suite's agents: faster failure detection); without it, `local`'s. */
+  readonly test?: V;
   /** One line: why this default. */
   readonly doc: string;
   /** What a valid value looks like, used in error messages. */
@@ -32,7 +34,13 @@ export function isOpt(x: unknown): x is Opt<unknown> {
   return typeof x === "object" && x !== null && "parse" in x && "doc" in x;
 }
 
-type Extra<V> = { local?: V; secret?: boolean; env?: string; flag?: string };
+type Extra<V> = { local?: V; test?: V; secret?: boolean; env?: string; flag?: string };
+
+/** An option's default under a preset: `test` falls back to `local`, which falls back to the `lan` default. */
+export function presetDefault<V>(o: Opt<V>, preset: Preset): V {
+  if (preset === "test" && o.test !== undefined) return o.test;
+  return preset !== "lan" && o.local !== undefined ? o.local : o.default;
+}
 
 export function str(def: string, doc: string, extra: Extra<string> & { pattern?: RegExp; check?: (s: string) => boolean; expected?: string } = {}): Opt<string> {
   return {

@@ -21,7 +21,7 @@ test("three in-process nodes on real sockets join through a seed and converge", 
       if (i === 0) seed = t.address;
       const n = new GossipNode({
         id: `node-${i}`, meta: testMeta(`n${i}`, t.address), transport: t, clock: realClock,
-        keyring: new Keyring([DEV_CLUSTER_KEY], "t"), timers: presetTimers("local"), seeds: [seed],
+        keyring: new Keyring([DEV_CLUSTER_KEY], "t"), timers: presetTimers("test"), seeds: [seed],
       });
       n.start();
       nodes.push(n);

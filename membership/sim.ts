@@ -2,7 +2,7 @@
  * A simulated cluster (fake clock, in-memory lossy network, real sealing and
  * the real protocol code) for tests and the benchmark.
  */
-import { DEV_CLUSTER_KEY, schema, type Preset } from "../config/index.js";
+import { DEV_CLUSTER_KEY, presetDefault, schema, type Preset } from "../config/index.js";
 import { FakeClock, seededRandom } from "../core/index.js";
 import { Keyring } from "./keyring.js";
 import { MemoryNetwork, type MemoryTransport } from "./memory-transport.js";
@@ -12,7 +12,7 @@ import type { MemberState, NodeMeta } from "./types.js";
 
 export function presetTimers(preset: Preset): GossipTimers {
   const out: Record<string, number> = {};
-  for (const [k, o] of Object.entries(schema.gossip)) out[k] = (preset === "local" && o.local !== undefined ? o.local : o.default) as number;
+  for (const [k, o] of Object.entries(schema.gossip)) out[k] = presetDefault(o, preset) as number;
   return out as unknown as GossipTimers;
 }
 

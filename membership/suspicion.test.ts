@@ -19,7 +19,7 @@ test("k = min(suspicionMult - 2, n - 2): only a 2-member view expects no confirm
 });
 
 test("a lone accuser in a 3-member view waits the maximum timeout, not the minimum (local timers)", async () => {
-  const sim = new Sim({ n: 3, seed: 21, preset: "local" });
+  const sim = new Sim({ n: 3, seed: 21, preset: "test" });
   sim.start();
   await sim.until(() => sim.converged(), 30_000, 100);
   const { min, max } = suspicionTimeouts(3, sim.timers.probeInterval, sim.timers.suspicionMult, sim.timers.suspicionMaxTimeoutMult);
@@ -41,7 +41,7 @@ test("a lone accuser in a 3-member view waits the maximum timeout, not the minim
 });
 
 test("a real failure seen by several members still shrinks to the minimum (5 members, local timers)", async () => {
-  const sim = new Sim({ n: 5, seed: 22, preset: "local" });
+  const sim = new Sim({ n: 5, seed: 22, preset: "test" });
   sim.start();
   await sim.until(() => sim.converged(), 30_000, 100);
   const { max } = suspicionTimeouts(5, sim.timers.probeInterval, sim.timers.suspicionMult, sim.timers.suspicionMaxTimeoutMult);

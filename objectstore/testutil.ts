@@ -52,7 +52,7 @@ function aloneMembership(self: Member): Membership {
 export async function openDevStore(opts: { dir?: string; inlineMax?: number } = {}): Promise<DevStore> {
   const dir = opts.dir ?? await mkdtemp(path.join(tmpdir(), "thoc-devstore-"));
   const dataDir = path.join(dir, "data");
-  const config = loadConfig({ dev: true, file: null, env: { THOC_PRESET: "local" }, flags: { "--data-dir": dataDir } });
+  const config = loadConfig({ dev: true, file: null, env: { THOC_PRESET: "test" }, flags: { "--data-dir": dataDir } });
   const local = await LocalStore.open(dataDir);
   const addresses = { grpc: "127.0.0.1:1", http: "127.0.0.1:2", s3: "127.0.0.1:3", gossip: "127.0.0.1:4" };
   const ctx: AgentContext = {

@@ -22,7 +22,7 @@ async function tmp(prefix: string): Promise<string> {
 
 /** Runs `thoc-node agent ARGS` (local timers, test hypervisor) to its exit. */
 function agentRun(args: string[], env: Record<string, string> = {}, timeoutMs = 15_000) {
-  return runCli(["agent", ...args, "--log-level", "warn"], timeoutMs, { THOC_PRESET: "local", ...env });
+  return runCli(["agent", ...args, "--log-level", "warn"], timeoutMs, { THOC_PRESET: "test", ...env });
 }
 
 /** A self-signed ECDSA certificate and its key (openssl writes the key 0600). */

@@ -159,13 +159,13 @@ export class AgentProcess {
     if (this.dev) {
       args = [CLI, "agent", "--dev", "--name", this.name, "--bind", this.bind, "--data-dir", this.dataDir, "--log-level", logLevel,
         ...(this.opts.join ?? []).flatMap((j) => ["--join", j])];
-      env = { ...inheritedEnv(), THOC_PRESET: "local", ...this.opts.env };
+      env = { ...inheritedEnv(), THOC_PRESET: "test", ...this.opts.env };
     } else {
       // A data dir made 0750 root:root beforehand (as install.sh did before it made it 0710 root:libvirt-qemu;
       // on the test driver the agent leaves it so), settings in the YAML file, no --dev.
       mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
       const file: Record<string, unknown> = {
-        preset: "local", name: this.name, bind: this.bind, dataDir: this.dataDir, join: this.opts.join ?? [], logLevel,
+        preset: "test", name: this.name, bind: this.bind, dataDir: this.dataDir, join: this.opts.join ?? [], logLevel,
         // Production's qemu:///system needs libvirtd; the VM-agnostic tests run on the test driver in both modes.
         hypervisorUri: "test:///default",
         localSocket: this.socketPath,

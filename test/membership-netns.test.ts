@@ -53,7 +53,7 @@ function spawnAgent(i: number): void {
     "--data-dir", path.join(root, `n${i}`), "--join", `${ip(1)}:7946`, "--join", `${ip(4)}:7946`], {
     cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"],
     env: {
-      ...process.env, THOC_PRESET: "local", THOC_CLUSTER_KEYS: clusterKey, THOC_HYPERVISOR_URI: "test:///default",
+      ...process.env, THOC_PRESET: "test", THOC_CLUSTER_KEYS: clusterKey, THOC_HYPERVISOR_URI: "test:///default",
       THOC_TLS_CERT_FILE: tls.cert, THOC_TLS_KEY_FILE: tls.key, THOC_TLS_CA_FILE: tls.ca,
     },
   });

@@ -185,7 +185,8 @@ export async function vsSerf(argv: string[]): Promise<void> {
       } finally { await lan.stop(); }
     }
     if (want("local")) {
-      const local = await startCluster(5);
+      // The harness's agents run the `test` preset; this row is what --dev runs.
+      const local = await startCluster(5, { env: { THOC_PRESET: "local" } });
       try {
         print(await measure(thocSide("thoc-node, `--dev` (local preset)", local), trials, idleS, hog));
       } finally { await local.stop(); }

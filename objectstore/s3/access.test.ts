@@ -65,7 +65,7 @@ test("aws:SecureTransport is true on the HTTPS S3 port: a policy opening objects
     await store.putObject({ bucket: "tls-only", key: "k", body: (async function* () { yield Buffer.from("secret"); })(), headers: {}, userMeta: {}, expect: {} });
     await store.putBucketConfig("tls-only", "policy", JSON.stringify({ Statement: [{ Effect: "Allow", Principal: "*", Action: "s3:GetObject",
       Resource: "arn:aws:s3:::tls-only/*", Condition: { Bool: { "aws:SecureTransport": "true" } } }] }));
-    const config = loadConfig({ dev: true, env: { THOC_PRESET: "local" }, flags: {} });
+    const config = loadConfig({ dev: true, env: { THOC_PRESET: "test" }, flags: {} });
     const make = (tls?: { cert: Buffer; key: Buffer }) => {
       const s = createS3Server({ store, credentials: { lookup: async () => undefined }, config, log: createLogger("silent"), metrics: new Registry(), tls });
       servers.push(s);

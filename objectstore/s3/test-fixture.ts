@@ -47,7 +47,7 @@ export async function startS3(env: Record<string, string> = {}, given?: BlobStor
     : given ? { store: given, dispose: () => given.close() }
     : (() => { const m = new MemoryBlobStore(); return { store: m, dispose: () => m.close() }; })();
   const store = made.store;
-  const config = loadConfig({ dev: true, env: { THOC_PRESET: "local", ...env }, flags: {} });
+  const config = loadConfig({ dev: true, env: { THOC_PRESET: "test", ...env }, flags: {} });
   const registry = new Registry();
   const log = createLogger((process.env.THOC_TEST_LOG_LEVEL as "info") ?? "silent");
   const server = createS3Server({ store, credentials, config, log, metrics: registry, now });
