@@ -11,29 +11,23 @@
  */
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ClusterView, PeerPool } from "../cluster/index.js";
+import type { PeerPool } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import type { ContainerService, CreateContainerRequest, ContainerResponseSchema } from "../proto/index.js";
 import type { CallContext, Client, ImplOf } from "../rpc/index.js";
 import { containerEntryToPb, type ContainerInit, type ContainerNode } from "./container-table.js";
-import { CONTAINER_ROUTE, isRouted, peekFirst, routeByName, VM_ROUTE } from "./route-by-name.js";
-import { isContainer, type VmTables } from "./vm-table.js";
+import { CONTAINER_ROUTE, isRouted, peekFirst, routeByName, VM_ROUTE, type RoutingBase } from "./route-by-name.js";
+import { isContainer } from "./vm-table.js";
 
 export type ContainerImpl = ImplOf<typeof ContainerService>;
 export type ContainerClient = Client<typeof ContainerService.method>;
 
-export interface ContainerRoutingOptions {
-  self: { id: string; name: string };
+export interface ContainerRoutingOptions extends RoutingBase {
   local: ContainerImpl;
   node: () => ContainerNode | undefined;
-  tables: VmTables;
-  view: ClusterView;
-  nodeName(id: string): string;
-  downSince(id: string): number | undefined;
   peers: PeerPool<typeof ContainerService.method, ContainerClient>;
   /** The create path: place through the leader (here or forwarded). */
   create(req: CreateContainerRequest, ctx: CallContext): Promise<MessageInitShape<typeof ContainerResponseSchema>>;
-  dev: boolean;
 }
 
 export function routedContainerService(o: ContainerRoutingOptions): ContainerImpl {

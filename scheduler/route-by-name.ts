@@ -36,15 +36,19 @@ export interface RouteKind {
 export const VM_ROUTE: RouteKind = { word: "VM", field: "vm", cli: "vm", is: (e) => !isContainer(e) };
 export const CONTAINER_ROUTE: RouteKind = { word: "container", field: "container", cli: "ct", is: isContainer };
 
-export interface RouteByNameOptions {
+/** What either routing knows of the cluster. */
+export interface RoutingBase {
   self: { id: string; name: string };
   tables: VmTables;
   view: ClusterView;
-  /** Display name of a node id (membership), for messages. */
+  /** Display name of a node id (membership), for messages and NODE columns. */
   nodeName(id: string): string;
   /** Since when a down node is down (ms), for messages; undefined when unknown. */
   downSince(id: string): number | undefined;
   dev: boolean;
+}
+
+export interface RouteByNameOptions extends RoutingBase {
   kind: RouteKind;
   /** The kind named in refusals of a name that is of the other kind. */
   other: RouteKind;

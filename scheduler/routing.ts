@@ -12,13 +12,13 @@
  */
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { PeerPool, ClusterView } from "../cluster/index.js";
+import type { PeerPool } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import type { VmService, VmSchema, CreateVmRequest, VmResponseSchema } from "../proto/index.js";
 import type { CallContext, Client, ImplOf } from "../rpc/index.js";
 import { domainName, type VmManager } from "../vm/index.js";
-import { CONTAINER_ROUTE, isRouted, peekFirst, routeByName, VM_ROUTE } from "./route-by-name.js";
-import { isContainer, type VmEntry, type VmTables } from "./vm-table.js";
+import { CONTAINER_ROUTE, isRouted, peekFirst, routeByName, VM_ROUTE, type RoutingBase } from "./route-by-name.js";
+import { isContainer, type VmEntry } from "./vm-table.js";
 
 export { isRouted, ON_BEHALF_HEADER, ROUTED_HEADER } from "./route-by-name.js";
 
@@ -26,20 +26,12 @@ type VmImpl = ImplOf<typeof VmService>;
 export type VmClient = Client<typeof VmService.method>;
 type VmInit = MessageInitShape<typeof VmSchema>;
 
-export interface RoutingOptions {
-  self: { id: string; name: string };
+export interface RoutingOptions extends RoutingBase {
   local: VmImpl;
   manager: VmManager;
-  tables: VmTables;
-  view: ClusterView;
-  /** Display name of a node id (membership), for messages and NODE columns. */
-  nodeName(id: string): string;
-  /** Since when a down node is down (ms), for messages; undefined when unknown. */
-  downSince(id: string): number | undefined;
   peers: PeerPool<typeof VmService.method, VmClient>;
   /** The create path: place through the leader (here or forwarded). */
   create(req: CreateVmRequest, ctx: CallContext): Promise<MessageInitShape<typeof VmResponseSchema>>;
-  dev: boolean;
 }
 
 /** A VM table entry as a Vm message, for VMs answered from the table. */
