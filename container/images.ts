@@ -1,7 +1,7 @@
 /**
  * Container images without a registry: `docker save` / OCI archives kept in
- * the cluster's object store, in a reserved bucket like VM images
- * (vm/images-objectstore.ts), and loaded into a node's engine the first time
+ * the cluster's object store, in a reserved bucket like VM images (both
+ * through objectstore's ReservedBucket), and loaded into a node's engine the first time
  * a container there needs them. The bucket is the source of truth: an image
  * exists when `<name>/record.json` does; its archive is `<name>/archive-<id>`
  * (a fresh key per import, so a failed or replacing import never damages the
@@ -11,13 +11,12 @@ import { createHash, randomUUID } from "node:crypto";
 import { Readable } from "node:stream";
 import { ThocError } from "../errors/index.js";
 import type { ContainerEngine } from "../engine/index.js";
-import { isBlobError, type BlobStore } from "../objectstore/index.js";
+import { isBlobError, isMissingBlob, ReservedBucket, type BlobStore } from "../objectstore/index.js";
 import { ArchiveScanner } from "./archive.js";
 
 export const CONTAINER_IMAGE_BUCKET = "thoc-container-images";
 /** The internal owner VM images also use: no S3 key has it by default. */
 export const CONTAINER_IMAGE_OWNER = "thoc-system";
-const RECORD = "record.json";
 
 /** repository[:tag], lower-case repository as Docker wants, no '/' (a registry path is pulled, not imported). */
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,127}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
@@ -55,13 +54,12 @@ export function checkImageName(name: string): string {
 }
 
 const stripId = (id: string) => id.replace(/^sha256:/, "");
-const isMissing = (e: unknown) => isBlobError(e, "NoSuchKey", "NoSuchBucket");
-async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> { yield b; }
 
 export class ContainerImageStore {
   readonly bucket: string;
   readonly owner: string;
-  private ready?: Promise<void>;
+  /** The bucket and its records (objectstore's ReservedBucket, as VM images). */
+  private readonly store: ReservedBucket<ContainerImageRecord>;
   /** Loads in progress, per engine, by name@sha256: concurrent ensures share one. */
   private readonly loading = new WeakMap<ContainerEngine, Map<string, Promise<EnsuredImage>>>();
 
@@ -69,23 +67,12 @@ export class ContainerImageStore {
     this.bucket = opts.bucket ?? CONTAINER_IMAGE_BUCKET;
     this.owner = opts.owner ?? CONTAINER_IMAGE_OWNER;
     this.now = opts.now ?? Date.now;
+    this.store = new ReservedBucket(blobs, this.bucket, this.owner, "container images");
   }
   private readonly now: () => number;
 
   /** Creates the reserved bucket (idempotent); refuses one an S3 user took first rather than trust its contents. */
-  ensureBucket(): Promise<void> {
-    this.ready ??= (async () => {
-      try {
-        await this.blobs.createBucket(this.bucket, this.owner);
-      } catch (err) {
-        if (!isBlobError(err, "BucketAlreadyExists")) throw err;
-        const b = await this.blobs.headBucket(this.bucket);
-        throw new ThocError("failed_precondition", `the object store bucket ${this.bucket} is reserved for container images but belongs to S3 owner ${b.owner}: empty and delete it with that owner's key (aws s3 rb s3://${this.bucket} --force), then retry`, { bucket: this.bucket }, { cause: err });
-      }
-    })();
-    this.ready.catch(() => { this.ready = undefined; });
-    return this.ready;
-  }
+  ensureBucket(): Promise<void> { return this.store.ensure(); }
 
   /**
    * Streams an archive into the bucket, checking it is an image archive and,
@@ -114,13 +101,8 @@ export class ContainerImageStore {
     }
     try {
       try {
-        await this.blobs.putObject({
-          bucket: this.bucket, key, body: tee(),
-          headers: { contentType: "application/x-tar" },
-          userMeta: want ? { sha256: want } : {},
-          // The store checks what it writes: a wrong size or checksum is refused before the object exists.
-          expect: { ...(o.size ? { size: o.size } : {}), ...(want ? { checksums: { sha256: Buffer.from(want, "hex").toString("base64") } } : {}) },
-        });
+        // The store checks what it writes: a wrong size or checksum is refused before the object exists.
+        await this.store.put(key, tee(), "application/x-tar", { ...(o.size ? { size: o.size } : {}), ...(want ? { sha256: want } : {}) });
       } catch (err) {
         const got = hash.digest("hex");
         if (isBlobError(err, "BadDigest")) throw new ThocError("invalid_argument", `container image ${name}: the archive's SHA-256 is ${got}, not the ${want} given (the file changed or was damaged on the way); nothing was kept`, { image: name }, { cause: err });
@@ -133,10 +115,7 @@ export class ContainerImageStore {
       });
       const rec: ContainerImageRecord = { name, sha256: hash.digest("hex"), size, importedAt: this.now(), refs: info.refs, imageId: info.imageId, format: info.format, key };
       // The record last: until it is written the image does not exist (or is still the old one).
-      await this.blobs.putObject({
-        bucket: this.bucket, key: `${name}/${RECORD}`, body: once(Buffer.from(JSON.stringify(rec, null, 2))),
-        headers: { contentType: "application/json" }, userMeta: {}, expect: {},
-      });
+      await this.store.write(rec);
       if (old && old.key !== key) await this.blobs.deleteObject(this.bucket, old.key).catch(() => {});
       return rec;
     } catch (err) {
@@ -148,43 +127,17 @@ export class ContainerImageStore {
   async get(nameIn: string): Promise<ContainerImageRecord | undefined> {
     const name = canonicalImageName(nameIn);
     if (!name) return undefined;
-    await this.ensureBucket();
-    try {
-      const { body } = await this.blobs.getObject(this.bucket, `${name}/${RECORD}`);
-      const bufs: Buffer[] = [];
-      for await (const c of body) bufs.push(Buffer.from(c));
-      return JSON.parse(Buffer.concat(bufs).toString("utf8")) as ContainerImageRecord;
-    } catch (err) {
-      if (isMissing(err)) return undefined;
-      throw err;
-    }
+    return this.store.read(name);
   }
 
-  async list(): Promise<ContainerImageRecord[]> {
-    await this.ensureBucket();
-    const names: string[] = [];
-    let after: string | undefined;
-    try {
-      for (;;) {
-        const r = await this.blobs.listObjects({ bucket: this.bucket, delimiter: "/", after, maxKeys: 1000 });
-        names.push(...r.commonPrefixes.map((p) => p.slice(0, -1)));
-        if (!r.isTruncated || !r.nextAfter) break;
-        after = r.nextAfter;
-      }
-    } catch (err) {
-      if (isMissing(err)) return [];
-      throw err;
-    }
-    const recs = await Promise.all(names.map((n) => this.get(n)));
-    return recs.filter((r): r is ContainerImageRecord => r !== undefined).sort((a, b) => a.name.localeCompare(b.name));
-  }
+  list(): Promise<ContainerImageRecord[]> { return this.store.list((n) => this.get(n)); }
 
   /** Removes the image from the bucket (engines keep copies they loaded until their containers are gone). */
   async delete(nameIn: string): Promise<ContainerImageRecord> {
     const rec = await this.get(nameIn);
     if (!rec) throw new ThocError("not_found", `container image ${nameIn} is not imported (thoc-node ct image list)`, { image: nameIn });
     // Record first: a delete cut short leaves no half image visible, only an unreferenced archive.
-    await this.blobs.deleteObject(this.bucket, `${rec.name}/${RECORD}`);
+    await this.store.unlink(rec.name);
     await this.blobs.deleteObject(this.bucket, rec.key);
     return rec;
   }
@@ -217,7 +170,7 @@ export class ContainerImageStore {
       refs = await engine.loadImage(Readable.from(body, { objectMode: false }));
     } catch (err) {
       const e = ThocError.from(err);
-      if (isMissing(err)) throw new ThocError("data_loss", `container image ${rec.name}: its archive is missing from the object store; import it again (thoc-node ct image import ${rec.name} FILE --replace)`, { image: rec.name }, { cause: err });
+      if (isMissingBlob(err)) throw new ThocError("data_loss", `container image ${rec.name}: its archive is missing from the object store; import it again (thoc-node ct image import ${rec.name} FILE --replace)`, { image: rec.name }, { cause: err });
       throw new ThocError(e.code, `container image ${rec.name}: loading it into the engine failed: ${e.message}`, { ...e.details, image: rec.name }, { cause: err });
     }
     const ref = refs[0] ?? rec.refs[0] ?? rec.imageId;

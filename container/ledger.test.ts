@@ -38,8 +38,8 @@ test("VMs and containers never share a GPU and together stay within the node's C
     const c1 = await cm.create(spec({ name: "c1", gpuDeviceIds: ["GPU-1"] }));
     assert.deepEqual(c1.gpus.map((g) => g.pciAddress), ["0000:5e:00.0"]);
     assert.deepEqual(ct.engine.createdWith("thoc-c1").devices, ["nvidia.com/gpu=1"]);
-    await assert.rejects(vm.m.create({ ...base, name: "v1", gpu: { mode: "passthrough", deviceIds: ["GPU-1"] } }), code("resource_exhausted", /already assigned to VM c1/));
-    await assert.rejects(vm.m.create({ ...base, name: "v1", gpu: { mode: "mig", migProfile: "1g.10gb", deviceIds: ["GPU-1"] } }), code("resource_exhausted", /slices are taken/));
+    await assert.rejects(vm.m.create({ ...base, name: "v1", gpu: { mode: "passthrough", deviceIds: ["GPU-1"] } }), code("resource_exhausted", /already assigned to container c1: .* or delete c1/));
+    await assert.rejects(vm.m.create({ ...base, name: "v1", gpu: { mode: "mig", migProfile: "1g.10gb", deviceIds: ["GPU-1"] } }), code("resource_exhausted", /slices are taken \(GPU-1: container c1\); delete a container or/));
 
     // CPUs: the VM holds 1 and the container 0.1 (it asked for none); 6 more fit, 7 do not.
     await cm.create(spec({ name: "c2", cpus: 6 }));

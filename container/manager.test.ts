@@ -193,7 +193,7 @@ test("admission: CPU and memory count VMs' reservations; GPUs come from the ledg
     assert.equal(await g.store.json("container").get("big"), undefined);
     const small = await g.m.create(spec({ name: "small", cpus: 0.5, memoryMB: 512 }));
     assert.equal(small.status, "running");
-    assert.deepEqual(await g.m.reservations(), [{ name: "small", vcpus: 0.5, ramMB: 512, gpus: [] }]);
+    assert.deepEqual(await g.m.reservations(), [{ name: "small", vcpus: 0.5, ramMB: 512, gpus: [], kind: "container" }]);
     await assert.rejects(g.m.create(spec({ name: "g0", gpuDeviceIds: ["GPU-0"] })), code("resource_exhausted", /GPU GPU-0 .* is already assigned to VM vm1/));
     await assert.rejects(g.m.create(spec({ name: "g9", gpuDeviceIds: ["GPU-9"] })), code("not_found", /no GPU "GPU-9" on this node/));
     // GPU-1 is free, but this engine offers no CDI devices: refused, nothing kept.
@@ -210,7 +210,7 @@ test("admission: CPU and memory count VMs' reservations; GPUs come from the ledg
     const made = h.engine.createdWith("thoc-g1");
     assert.deepEqual(made.devices, ["nvidia.com/gpu=1"]);
     assert.deepEqual(made.mounts, [{ source: path.join(h.dir, "data", "volumes", "m"), target: "/m", readOnly: false }]);
-    await assert.rejects(h.m.create(spec({ name: "g2", gpuDeviceIds: ["GPU-1"] })), code("resource_exhausted", /already assigned to VM g1/));
+    await assert.rejects(h.m.create(spec({ name: "g2", gpuDeviceIds: ["GPU-1"] })), code("resource_exhausted", /already assigned to container g1/));
     assert.deepEqual((await h.m.reservations()).flatMap((x) => x.gpus.map((a) => a.pciAddress)), ["0000:5e:00.0"], "what VMs' admission will count");
   } finally { await h.cleanup(); }
 

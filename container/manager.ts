@@ -256,45 +256,28 @@ export class ContainerManager {
     return r;
   }
 
-  async start(name: string, opts: { by?: ContainerTrigger } = {}): Promise<ContainerRecord> {
-    const by = opts.by ?? "user";
-    const r0 = await this.engineOf(name);
-    const release = this.lock(name);
-    try {
-      this.supervisor.cancelRestart(name);
-      const r = await this.save({ ...r0, desiredState: "running" }, by);
-      await this.o.engine.start(r.engineId);
-      const c = await this.o.engine.inspect(r.engineId);
-      const now = await this.save({ ...withEngine({ ...r, health: "" }, c), detail: "" }, by);
-      this.supervisor.running(now, c);
-      return now;
-    } finally { release(); }
-  }
+  start(name: string, opts: { by?: ContainerTrigger } = {}): Promise<ContainerRecord> { return this.drive(name, "start", opts); }
+  stop(name: string, opts: { timeoutMs?: number; by?: ContainerTrigger } = {}): Promise<ContainerRecord> { return this.drive(name, "stop", opts); }
+  restart(name: string, opts: { timeoutMs?: number; by?: ContainerTrigger } = {}): Promise<ContainerRecord> { return this.drive(name, "restart", opts); }
 
-  async stop(name: string, opts: { timeoutMs?: number; by?: ContainerTrigger } = {}): Promise<ContainerRecord> {
+  /** start, stop and restart: the wanted state saved first, the engine driven, the record read back from it. */
+  private async drive(name: string, op: "start" | "stop" | "restart", opts: { timeoutMs?: number; by?: ContainerTrigger }): Promise<ContainerRecord> {
     const by = opts.by ?? "user";
     const r0 = await this.engineOf(name);
     const release = this.lock(name);
     try {
       this.supervisor.cancelRestart(name);
-      this.health.unwatch(name);
-      // The intent is durable first: the exit the stop causes is no failure, and an agent dying mid-stop does not start it again.
-      const r = await this.save({ ...r0, desiredState: "stopped" }, by);
-      await this.o.engine.stop(r.engineId, opts.timeoutMs || this.o.stopTimeoutMs);
-      return await this.save({ ...withEngine(r, await this.o.engine.inspect(r.engineId)), detail: "" }, by);
-    } finally { release(); }
-  }
-
-  async restart(name: string, opts: { timeoutMs?: number; by?: ContainerTrigger } = {}): Promise<ContainerRecord> {
-    const by = opts.by ?? "user";
-    const r0 = await this.engineOf(name);
-    const release = this.lock(name);
-    try {
-      this.supervisor.cancelRestart(name);
-      this.health.unwatch(name);
-      const r = await this.save({ ...r0, desiredState: "running" }, by);
-      await this.o.engine.restart(r.engineId, opts.timeoutMs || this.o.stopTimeoutMs);
+      // A start keeps its health watch: supervisor.running() below sets it as the container now is.
+      if (op !== "start") this.health.unwatch(name);
+      const up = op !== "stop";
+      // The intent is durable first: the exit a stop causes is no failure, and an agent dying mid-stop does not start it again.
+      const r = await this.save({ ...r0, desiredState: up ? "running" : "stopped" }, by);
+      const timeoutMs = opts.timeoutMs || this.o.stopTimeoutMs;
+      if (op === "start") await this.o.engine.start(r.engineId);
+      else if (op === "stop") await this.o.engine.stop(r.engineId, timeoutMs);
+      else await this.o.engine.restart(r.engineId, timeoutMs);
       const c = await this.o.engine.inspect(r.engineId);
+      if (!up) return await this.save({ ...withEngine(r, c), detail: "" }, by);
       const now = await this.save({ ...withEngine({ ...r, health: "" }, c), detail: "" }, by);
       this.supervisor.running(now, c);
       return now;

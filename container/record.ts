@@ -24,7 +24,7 @@ export const MIN_CPUS = 0.1, MIN_MEMORY_MB = 64;
 
 /** What a container holds of its node, as fit() counts it. */
 export const reservationOf = (r: ContainerRecord): Reservation =>
-  ({ name: r.name, vcpus: r.spec.cpus || MIN_CPUS, ramMB: r.spec.memoryMB || MIN_MEMORY_MB, gpus: r.gpus });
+  ({ name: r.name, vcpus: r.spec.cpus || MIN_CPUS, ramMB: r.spec.memoryMB || MIN_MEMORY_MB, gpus: r.gpus, kind: "container" });
 
 /** The record's status for an engine container's state. */
 export function statusOf(c: EngineContainer | undefined, r: Pick<ContainerRecord, "desiredState" | "health">): ContainerStatus {

@@ -18,20 +18,14 @@ import { ThocError } from "../errors/index.js";
 import { archiveRefs } from "./memory-archive.js";
 import { runScript, scriptOf } from "./memory-script.js";
 import type {
-  ContainerEngine, EngineContainer, EngineCreate, EngineEvent, EngineIdentity, EngineInfo, EnginePort, EngineState, EngineStats, ExecOptions, ExecSession, LogOptions,
+  ContainerEngine, EngineContainer, EngineCreate, EngineEvent, EngineIdentity, EngineInfo, EnginePort, EngineStats, ExecOptions, ExecSession, LogOptions,
 } from "./types.js";
 
 interface LogEntry { stream: "stdout" | "stderr"; data: Buffer; timeMs: number }
 
-interface MemContainer {
-  id: string;
+/** What the engine reports of a container (less what the spec says), and what this engine keeps to play one. */
+interface MemContainer extends Pick<EngineContainer, "id" | "imageId" | "state" | "exitCode" | "startedAtMs" | "finishedAtMs" | "ports"> {
   spec: EngineCreate;
-  imageId: string;
-  state: EngineState;
-  exitCode: number;
-  startedAtMs: number;
-  finishedAtMs: number;
-  ports: EnginePort[];
   logs: LogEntry[];
   /** Wakes followers of the logs (new output or the process ended). */
   wake: Set<() => void>;

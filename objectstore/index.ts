@@ -6,4 +6,4 @@
 export { ObjectStoreSubsystem, type ObjectStoreDeps } from "./subsystem.js";
 export { KeyRegistry, generatePair } from "./keys/index.js";
 export type * from "./blob/index.js";
-export { MIN_PART_SIZE, MAX_PARTS, blobCodeOf, isBlobError, crc32, crc32c, digestOf, type BlobErrorCode } from "./blob/index.js";
+export { MIN_PART_SIZE, MAX_PARTS, blobCodeOf, isBlobError, crc32, crc32c, digestOf, isMissingBlob, ReservedBucket, type BlobErrorCode } from "./blob/index.js";

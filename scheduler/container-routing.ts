@@ -6,58 +6,37 @@
  * served from this node's own records and never routed again. Names in the
  * table that belong to VMs are not containers: such a call is not_found and
  * says so. Images and the runtime are this node's (the archives live in the
- * cluster's object store, so any node answers for them).
+ * cluster's object store, so any node answers for them). What both routings
+ * share is route-by-name.ts's.
  */
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ClusterView, PeerPool } from "../cluster/index.js";
+import type { PeerPool } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import type { ContainerService, CreateContainerRequest, ContainerResponseSchema } from "../proto/index.js";
-import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
+import type { CallContext, Client, ImplOf } from "../rpc/index.js";
 import { containerEntryToPb, type ContainerInit, type ContainerNode } from "./container-table.js";
-import { isRouted, ON_BEHALF_HEADER, ROUTED_HEADER } from "./routing.js";
-import { isContainer, type VmTables } from "./vm-table.js";
+import { CONTAINER_ROUTE, isRouted, peekFirst, routeByName, VM_ROUTE, type RoutingBase } from "./route-by-name.js";
+import { isContainer } from "./vm-table.js";
 
 export type ContainerImpl = ImplOf<typeof ContainerService>;
 export type ContainerClient = Client<typeof ContainerService.method>;
 
-export interface ContainerRoutingOptions {
-  self: { id: string; name: string };
+export interface ContainerRoutingOptions extends RoutingBase {
   local: ContainerImpl;
   node: () => ContainerNode | undefined;
-  tables: VmTables;
-  view: ClusterView;
-  nodeName(id: string): string;
-  downSince(id: string): number | undefined;
   peers: PeerPool<typeof ContainerService.method, ContainerClient>;
   /** The create path: place through the leader (here or forwarded). */
   create(req: CreateContainerRequest, ctx: CallContext): Promise<MessageInitShape<typeof ContainerResponseSchema>>;
-  dev: boolean;
 }
 
 export function routedContainerService(o: ContainerRoutingOptions): ContainerImpl {
   const { local } = o;
-  const meta = (ctx: CallContext) => ({ metadata: { [ROUTED_HEADER]: o.self.id, [ON_BEHALF_HEADER]: describeCaller(ctx.caller).slice(0, 200), "x-request-id": ctx.requestId } });
-  const opts = (ctx: CallContext) => ({ ...meta(ctx), signal: ctx.signal, ...(Number.isFinite(ctx.timeRemaining()) ? { timeoutMs: Math.max(1, ctx.timeRemaining()) } : {}) });
   const here = async (name: string) => {
     const n = o.node();
     return n !== undefined && (await n.get(name).then(() => true, () => false));
   };
-
-  /** Where a named container lives: "local", or the node id to route to; throws not_found / unavailable. */
-  const locate = async (name: string, ctx: CallContext): Promise<"local" | string> => {
-    if (!name) throw new ThocError("invalid_argument", "name: missing");
-    if (isRouted(ctx, o.dev)) return "local";
-    if (await here(name)) return "local";
-    const e = await o.tables.lookup(name);
-    if (e && !isContainer(e)) throw new ThocError("not_found", `no container named ${name}: ${name} is a VM (thoc-node vm show ${name})`, { container: name });
-    if (!e || e.nodeId === o.self.id) throw new ThocError("not_found", `no container named ${name} in the cluster (thoc-node ct list)`, { container: name });
-    if (!o.view.isUp(e.nodeId)) {
-      const since = o.downSince(e.nodeId);
-      throw new ThocError("unavailable", `container ${name} is on node ${o.nodeName(e.nodeId)}, which is down${since ? ` (since ${new Date(since).toISOString()})` : ""}: try again when it is back (ct delete --force removes the record; the node deletes the container when it returns)`, { container: name, node: o.nodeName(e.nodeId) });
-    }
-    return e.nodeId;
-  };
+  const { locate, meta, opts, evictFromDownNode, onNode } = routeByName({ ...o, kind: CONTAINER_ROUTE, other: VM_ROUTE, here });
   const peer = (id: string) => o.peers.get(id);
 
   return {
@@ -73,13 +52,7 @@ export function routedContainerService(o: ContainerRoutingOptions): ContainerImp
       const others = (await o.tables.list()).filter((e) => isContainer(e) && e.nodeId !== o.self.id && !names.has(e.name))
         .map((e) => containerEntryToPb(e, o.view.isUp(e.nodeId), o.nodeName(e.nodeId)));
       let all: ContainerInit[] = [...mine, ...others];
-      if (req.node) {
-        const want = req.node;
-        if (![o.self.id, o.self.name, ...o.tables.hostsNow().flatMap((h) => [h.id, h.name])].includes(want)) {
-          throw new ThocError("not_found", `no node ${want} in the cluster (thoc-node members)`, { node: want });
-        }
-        all = all.filter((c) => c.node === want || c.nodeId === want);
-      }
+      if (req.node) all = onNode(all, req.node);
       return { containers: all.sort((a, b) => String(a.name).localeCompare(String(b.name))) };
     },
     async getContainer(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.getContainer(req, ctx) : peer(at).getContainer(req, opts(ctx)); },
@@ -87,14 +60,10 @@ export function routedContainerService(o: ContainerRoutingOptions): ContainerImp
     async stopContainer(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.stopContainer(req, ctx) : peer(at).stopContainer(req, opts(ctx)); },
     async restartContainer(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.restartContainer(req, ctx) : peer(at).restartContainer(req, opts(ctx)); },
     async deleteContainer(req, ctx) {
-      if (req.force && !isRouted(ctx, o.dev) && !(await here(req.name))) {
-        const e = await o.tables.lookup(req.name);
-        if (e && isContainer(e) && e.nodeId !== o.self.id && !o.view.isUp(e.nodeId)) {
-          // The record goes now; the node deletes the container itself when it returns (container-publisher.ts).
-          await o.tables.evictions.put(e.name, JSON.stringify({ nodeId: e.nodeId, uuid: e.uuid, atMs: Date.now(), kind: "container", keepVolumes: req.keepVolumes }));
-          await o.tables.vms.put(e.name, null);
-          return { name: e.name, volumesRemoved: [] };
-        }
+      if (req.force) {
+        // The record goes now; the node deletes the container itself when it returns (container-publisher.ts).
+        const e = await evictFromDownNode(req.name, ctx, { kind: "container", keepVolumes: req.keepVolumes });
+        if (e) return { name: e.name, volumesRemoved: [] };
       }
       const at = await locate(req.name, ctx);
       return at === "local" ? local.deleteContainer(req, ctx) : peer(at).deleteContainer(req, opts(ctx));
@@ -102,22 +71,17 @@ export function routedContainerService(o: ContainerRoutingOptions): ContainerImp
     async *containerLogs(req, ctx) {
       const at = await locate(req.name, ctx);
       if (at === "local") { yield* local.containerLogs(req, ctx); return; }
-      yield* peer(at).containerLogs(req, { ...meta(ctx), signal: ctx.signal });
+      yield* peer(at).containerLogs(req, meta(ctx));
     },
     async *exec(reqs, ctx) {
       // The first message names the container; it and the rest (stdin, resizes) go on to wherever it runs.
-      const it = reqs[Symbol.asyncIterator]();
-      const first = await it.next();
-      if (first.done) return;
-      const again = (async function* () {
-        yield first.value;
-        for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
-      })();
-      const name = first.value.start?.name ?? "";
+      const s = await peekFirst(reqs);
+      if (!s) return;
+      const name = s.first.start?.name ?? "";
       if (!name) throw new ThocError("invalid_argument", "Exec: the first message must carry start (name, command)");
       const at = await locate(name, ctx);
-      if (at === "local") { yield* local.exec(again, ctx); return; }
-      yield* peer(at).exec(again, { ...meta(ctx), signal: ctx.signal });
+      if (at === "local") { yield* local.exec(s.all, ctx); return; }
+      yield* peer(at).exec(s.all, meta(ctx));
     },
     async containerStats(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.containerStats(req, ctx) : peer(at).containerStats(req, opts(ctx)); },
     importContainerImage(reqs, ctx) { return local.importContainerImage(reqs, ctx); },

@@ -7,7 +7,8 @@
  * as every agent answers it, routed to the VM's node (routing.ts); the
  * "scheduler" subsystem that wires them (subsystem.ts, wiring.ts); containers
  * in the same table and placement (container-table.ts, container-publisher.ts,
- * container-routing.ts).
+ * container-routing.ts), with what both kinds share in entry-publisher.ts and
+ * route-by-name.ts.
  */
 export { SchedulerSubsystem, type SchedulerDeps } from "./subsystem.js";
 export { SCHEDULER_TABLES, VM_TABLE, HOST_TABLE, EVICTION_TABLE, type VmEntry, type HostEntry } from "./vm-table.js";

@@ -7,45 +7,31 @@
  * A call routed here by another node (x-thoc-routed, from a node
  * certificate, or --dev) is served from this node's own records and never
  * routed again, so a stale table entry cannot make calls loop. Container
- * entries of the table are not VMs (container-routing.ts serves them).
+ * entries of the table are not VMs (container-routing.ts serves them); what
+ * both routings share is route-by-name.ts's.
  */
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { PeerPool, ClusterView } from "../cluster/index.js";
+import type { PeerPool } from "../cluster/index.js";
 import { ThocError } from "../errors/index.js";
 import type { VmService, VmSchema, CreateVmRequest, VmResponseSchema } from "../proto/index.js";
-import { describeCaller, type CallContext, type Client, type ImplOf } from "../rpc/index.js";
+import type { CallContext, Client, ImplOf } from "../rpc/index.js";
 import { domainName, type VmManager } from "../vm/index.js";
-import { isContainer, type VmEntry, type VmTables } from "./vm-table.js";
+import { CONTAINER_ROUTE, isRouted, peekFirst, routeByName, VM_ROUTE, type RoutingBase } from "./route-by-name.js";
+import { isContainer, type VmEntry } from "./vm-table.js";
 
-export const ROUTED_HEADER = "x-thoc-routed";
-/** Who the routing node served (its audit names them); the VM's node records it beside the routing node. */
-export const ON_BEHALF_HEADER = "x-thoc-on-behalf-of";
+export { isRouted, ON_BEHALF_HEADER, ROUTED_HEADER } from "./route-by-name.js";
 
 type VmImpl = ImplOf<typeof VmService>;
 export type VmClient = Client<typeof VmService.method>;
 type VmInit = MessageInitShape<typeof VmSchema>;
 
-export interface RoutingOptions {
-  self: { id: string; name: string };
+export interface RoutingOptions extends RoutingBase {
   local: VmImpl;
   manager: VmManager;
-  tables: VmTables;
-  view: ClusterView;
-  /** Display name of a node id (membership), for messages and NODE columns. */
-  nodeName(id: string): string;
-  /** Since when a down node is down (ms), for messages; undefined when unknown. */
-  downSince(id: string): number | undefined;
   peers: PeerPool<typeof VmService.method, VmClient>;
   /** The create path: place through the leader (here or forwarded). */
   create(req: CreateVmRequest, ctx: CallContext): Promise<MessageInitShape<typeof VmResponseSchema>>;
-  dev: boolean;
-}
-
-/** True for a call another node routed here (it was authorized there). */
-export function isRouted(ctx: CallContext, dev: boolean): boolean {
-  if (!ctx.metadata.get(ROUTED_HEADER).length) return false;
-  return dev || ctx.caller.kind === "node";
 }
 
 /** A VM table entry as a Vm message, for VMs answered from the table. */
@@ -64,23 +50,9 @@ const ADDRESS_WAIT_MS = 3000;
 
 export function routedVmService(o: RoutingOptions): VmImpl {
   const { local } = o;
-  // The same request id on both nodes ties their audit lines together.
-  const meta = (ctx: CallContext) => ({ metadata: { [ROUTED_HEADER]: o.self.id, [ON_BEHALF_HEADER]: describeCaller(ctx.caller).slice(0, 200), "x-request-id": ctx.requestId } });
-
-  /** Where a named VM lives: "local", or the node id to route to; throws not_found / unavailable. */
-  const locate = async (name: string, ctx: CallContext): Promise<"local" | string> => {
-    if (!name) throw new ThocError("invalid_argument", "name: missing");
-    if (isRouted(ctx, o.dev)) return "local";
-    if (await o.manager.get(name).then(() => true, () => false)) return "local";
-    const e = await o.tables.lookup(name);
-    if (e && isContainer(e)) throw new ThocError("not_found", `no VM named ${name}: ${name} is a container (thoc-node ct show ${name})`, { vm: name });
-    if (!e || e.nodeId === o.self.id) throw new ThocError("not_found", `no VM named ${name} in the cluster (thoc-node vm list)`, { vm: name });
-    if (!o.view.isUp(e.nodeId)) {
-      const since = o.downSince(e.nodeId);
-      throw new ThocError("unavailable", `VM ${name} is on node ${o.nodeName(e.nodeId)}, which is down${since ? ` (since ${new Date(since).toISOString()})` : ""}: try again when it is back${" "}(vm delete --force removes the record; the node deletes the VM when it returns)`, { vm: name, node: o.nodeName(e.nodeId) });
-    }
-    return e.nodeId;
-  };
+  const { locate, meta, opts, evictFromDownNode, onNode } = routeByName({
+    ...o, kind: VM_ROUTE, other: CONTAINER_ROUTE, here: (name) => o.manager.get(name).then(() => true, () => false),
+  });
   const peer = (id: string) => o.peers.get(id);
   /**
    * Guest IPs are read from each node's libvirt at list time, not kept in the VM table (they change
@@ -93,13 +65,12 @@ export function routedVmService(o: RoutingOptions): VmImpl {
     const budget = Math.min(ADDRESS_WAIT_MS, Number.isFinite(ctx.timeRemaining()) ? Math.max(1, ctx.timeRemaining() / 2) : ADDRESS_WAIT_MS);
     await Promise.all(nodeIds.filter((id) => o.view.isUp(id)).map(async (id) => {
       try {
-        const r = await peer(id).listVms({ local: true }, { ...meta(ctx), signal: ctx.signal, timeoutMs: budget });
+        const r = await peer(id).listVms({ local: true }, { ...meta(ctx), timeoutMs: budget });
         for (const v of r.vms ?? []) if (v.ipAddresses?.length) out.set(`${id}/${v.name}`, v.ipAddresses);
       } catch { /* listed from the table, without addresses */ }
     }));
     return out;
   };
-  const opts = (ctx: CallContext) => ({ ...meta(ctx), signal: ctx.signal, ...(Number.isFinite(ctx.timeRemaining()) ? { timeoutMs: Math.max(1, ctx.timeRemaining()) } : {}) });
 
   return {
     async createVm(req, ctx) {
@@ -118,13 +89,7 @@ export function routedVmService(o: RoutingOptions): VmImpl {
       const addresses = await peerAddresses([...new Set(entries.map((e) => e.nodeId))], ctx);
       const others = entries.map((e) => ({ ...entryToPb(e, o.view.isUp(e.nodeId), o.nodeName(e.nodeId)), ipAddresses: addresses.get(`${e.nodeId}/${e.name}`) ?? [] }));
       let vms: VmInit[] = [...mine, ...others];
-      if (req.node) {
-        const want = req.node;
-        if (![o.self.id, o.self.name, ...o.tables.hostsNow().flatMap((h) => [h.id, h.name])].includes(want)) {
-          throw new ThocError("not_found", `no node ${want} in the cluster (thoc-node members)`, { node: want });
-        }
-        vms = vms.filter((v) => v.node === want || v.nodeId === want);
-      }
+      if (req.node) vms = onNode(vms, req.node);
       return { vms: vms.sort((a, b) => String(a.name).localeCompare(String(b.name))) };
     },
     async getVm(req, ctx) {
@@ -136,15 +101,10 @@ export function routedVmService(o: RoutingOptions): VmImpl {
     async stopVm(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.stopVm(req, ctx) : peer(at).stopVm(req, opts(ctx)); },
     async restartVm(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.restartVm(req, ctx) : peer(at).restartVm(req, opts(ctx)); },
     async deleteVm(req, ctx) {
-      if (req.force && !isRouted(ctx, o.dev)) {
-        const mine = await o.manager.get(req.name).then(() => true, () => false);
-        const e = mine ? undefined : await o.tables.lookup(req.name);
-        if (e && !isContainer(e) && e.nodeId !== o.self.id && !o.view.isUp(e.nodeId)) {
-          // The record goes now; the node deletes the VM itself when it returns (publisher.ts).
-          await o.tables.evictions.put(e.name, JSON.stringify({ nodeId: e.nodeId, uuid: e.uuid, atMs: Date.now() }));
-          await o.tables.vms.put(e.name, null);
-          return { name: e.name };
-        }
+      if (req.force) {
+        // The record goes now; the node deletes the VM itself when it returns (publisher.ts).
+        const e = await evictFromDownNode(req.name, ctx);
+        if (e) return { name: e.name };
       }
       const at = await locate(req.name, ctx);
       return at === "local" ? local.deleteVm(req, ctx) : peer(at).deleteVm(req, opts(ctx));
@@ -154,21 +114,16 @@ export function routedVmService(o: RoutingOptions): VmImpl {
     async restoreSnapshot(req, ctx) { const at = await locate(req.vm, ctx); return at === "local" ? local.restoreSnapshot(req, ctx) : peer(at).restoreSnapshot(req, opts(ctx)); },
     async deleteSnapshot(req, ctx) { const at = await locate(req.vm, ctx); return at === "local" ? local.deleteSnapshot(req, ctx) : peer(at).deleteSnapshot(req, opts(ctx)); },
     async *console(reqs, ctx) {
-      const it = reqs[Symbol.asyncIterator]();
-      const first = await it.next();
-      if (first.done) return;
-      const again = (async function* () {
-        yield first.value;
-        for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
-      })();
-      const at = await locate(first.value.name, ctx);
-      if (at === "local") { yield* local.console(again, ctx); return; }
-      yield* peer(at).console(again, { ...meta(ctx), signal: ctx.signal });
+      const s = await peekFirst(reqs);
+      if (!s) return;
+      const at = await locate(s.first.name, ctx);
+      if (at === "local") { yield* local.console(s.all, ctx); return; }
+      yield* peer(at).console(s.all, meta(ctx));
     },
     async *logs(req, ctx) {
       const at = await locate(req.name, ctx);
       if (at === "local") { yield* local.logs(req, ctx); return; }
-      yield* peer(at).logs(req, { ...meta(ctx), signal: ctx.signal });
+      yield* peer(at).logs(req, meta(ctx));
     },
     async getMetrics(req, ctx) { const at = await locate(req.name, ctx); return at === "local" ? local.getMetrics(req, ctx) : peer(at).getMetrics(req, opts(ctx)); },
     async listGpus(req, ctx) { return local.listGpus(req, ctx); },

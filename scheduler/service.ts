@@ -60,6 +60,12 @@ export function toHeartbeat(r: HeartbeatRequest): Hb {
 
 
 export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerService> {
+  /** Placement (VMs and containers alike) is the leader's: another node is refused, naming the leader or why there is none. */
+  const leaderOnly = () => {
+    const s = o.election.status();
+    if (s.role === "leader") return;
+    throw new ThocError("unavailable", `node ${o.self.name} is not the scheduler leader${s.leader ? ` (the leader is ${s.leader}, term ${s.term}); retry` : `: ${o.noLeaderReason()}`}`);
+  };
   return {
     async getLeader() { return o.leaderInfo(); },
     async requestVote(req) {
@@ -72,10 +78,7 @@ export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerServ
     },
     async place(req, ctx) {
       if (!req.create) throw new ThocError("invalid_argument", "Place: no create request");
-      if (o.election.status().role !== "leader") {
-        const s = o.election.status();
-        throw new ThocError("unavailable", `node ${o.self.name} is not the scheduler leader${s.leader ? ` (the leader is ${s.leader}, term ${s.term}); retry` : `: ${o.noLeaderReason()}`}`);
-      }
+      leaderOnly();
       o.log.info({ vm: req.create.spec?.name, onBehalfOf: req.onBehalfOf, from: describeCaller(ctx.caller) }, "scheduler: placing a create forwarded by another node");
       return { vm: await o.placer.place(req.create) };
     },
@@ -84,10 +87,7 @@ export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerServ
     },
     async placeContainer(req, ctx) {
       if (!req.create) throw new ThocError("invalid_argument", "PlaceContainer: no create request");
-      if (o.election.status().role !== "leader") {
-        const s = o.election.status();
-        throw new ThocError("unavailable", `node ${o.self.name} is not the scheduler leader${s.leader ? ` (the leader is ${s.leader}, term ${s.term}); retry` : `: ${o.noLeaderReason()}`}`);
-      }
+      leaderOnly();
       o.log.info({ container: req.create.spec?.name, onBehalfOf: req.onBehalfOf, from: describeCaller(ctx.caller) }, "scheduler: placing a container create forwarded by another node");
       return { container: await o.placer.placeContainer(req.create) };
     },

@@ -43,6 +43,27 @@ export interface SchedulerDeps {
 
 const REMOVED_TABLE = "removed-nodes";
 
+/**
+ * A service implementation that answers from `impl()` once the scheduler has
+ * built it (start), and until then refuses every call as unavailable; the
+ * methods named in `streams` are server streams, refused as a failing stream.
+ */
+function untilStarted<T extends object>(impl: () => T | undefined, streams: readonly string[]): T {
+  const notYet = () => new ThocError("unavailable", "the scheduler is starting: try again in a moment");
+  return new Proxy({} as T, {
+    get(_t, prop: string) {
+      return (...args: unknown[]) => {
+        const it = impl() as Record<string, (...a: unknown[]) => unknown> | undefined;
+        if (!it) {
+          if (streams.includes(prop)) return (async function* () { throw notYet(); })();
+          return Promise.reject(notYet());
+        }
+        return it[prop]!(...args);
+      };
+    },
+  });
+}
+
 export class SchedulerSubsystem implements Subsystem {
   readonly name = "scheduler";
   private routed?: VmImpl;
@@ -71,40 +92,14 @@ export class SchedulerSubsystem implements Subsystem {
   /** For the VM subsystem: its local VmService, wrapped so every agent answers for the whole cluster. */
   routeVmService(local: VmImpl): VmImpl {
     this.local = local;
-    const self = this;
-    const notYet = () => new ThocError("unavailable", "the scheduler is starting: try again in a moment");
-    return new Proxy({} as VmImpl, {
-      get(_t, prop: string) {
-        return (...args: unknown[]) => {
-          const impl = self.routed as Record<string, (...a: unknown[]) => unknown> | undefined;
-          if (!impl) {
-            if (prop === "console" || prop === "logs") return (async function* () { throw notYet(); })();
-            return Promise.reject(notYet());
-          }
-          return impl[prop]!(...args);
-        };
-      },
-    });
+    return untilStarted(() => this.routed, ["console", "logs"]);
   }
   private local?: VmImpl;
 
   /** For the container subsystem: its local ContainerService, wrapped so every agent answers for the whole cluster. */
   routeContainerService(local: ContainerImpl): ContainerImpl {
     this.localCt = local;
-    const self = this;
-    const notYet = () => new ThocError("unavailable", "the scheduler is starting: try again in a moment");
-    return new Proxy({} as ContainerImpl, {
-      get(_t, prop: string) {
-        return (...args: unknown[]) => {
-          const impl = self.routedCt as Record<string, (...a: unknown[]) => unknown> | undefined;
-          if (!impl) {
-            if (prop === "containerLogs" || prop === "exec") return (async function* () { throw notYet(); })();
-            return Promise.reject(notYet());
-          }
-          return impl[prop]!(...args);
-        };
-      },
-    });
+    return untilStarted(() => this.routedCt, ["containerLogs", "exec"]);
   }
 
   /** For the container subsystem: every change of a container record goes to the cluster's table. */

@@ -68,7 +68,7 @@ export interface ContainerFacts {
 export const isContainer = (e: Pick<VmEntry, "kind">): boolean => e.kind === "container";
 
 /** What the entry holds on its node, as placement counts it (VMs and containers alike). */
-export function reservationOf(e: VmEntry): Reservation & { group?: string; ports?: string[]; kind?: "container" } {
+export function reservationOf(e: VmEntry): Reservation & { group?: string; ports?: string[] } {
   const c = isContainer(e);
   return {
     name: e.name, vcpus: c ? e.cpus ?? 0 : e.vcpus, ramMB: e.ramMB, gpus: e.gpus, ...(e.group ? { group: e.group } : {}),

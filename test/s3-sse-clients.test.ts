@@ -12,47 +12,30 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { makeTestCertificates, type TestCertificates } from "../core/testutil.js";
-import { AgentProcess, Cluster, loopbackBlock } from "./harness.js";
-import { S3_ENV } from "./objectstore-util.js";
+import type { TestCertificates } from "../core/testutil.js";
+import type { AgentProcess } from "./harness.js";
+import { REGION, startTlsAgent, type TlsAgent } from "./s3-tls-agent.js";
 
 const run = promisify(execFile);
-const REGION = "us-east-1";
 const MiB = 1024 * 1024;
 const AWS = "/usr/bin/aws";
+let tls: TlsAgent | undefined;
 let root: string;
-let cluster: Cluster;
 let agent: AgentProcess;
 let certs: TestCertificates;
 let endpoint: string;
 
 before(async () => {
-  root = await mkdtemp(path.join(tmpdir(), "thoc-s3sse-"));
-  const block = loopbackBlock();
-  certs = makeTestCertificates(root, [`${block}.2`]);
-  cluster = new Cluster(path.join(root, "c"), block, { env: { ...S3_ENV, THOC_S3_TLS_CERT_FILE: certs.certFile, THOC_S3_TLS_KEY_FILE: certs.keyFile } });
-  agent = cluster.add();
-  await agent.start();
-  endpoint = `https://${agent.bind}:7480`;
+  tls = await startTlsAgent("thoc-s3sse-");
+  ({ root, agent, certs, endpoint } = tls);
 });
-after(async () => {
-  await cluster?.stop();
-  await rm(root, { recursive: true, force: true });
-});
+after(async () => { await tls?.stop(); });
 
-/** A clean environment for the CLIs: our keys, the test CA, no user config. */
-function cliEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const k of ["PATH", "HOME", "LANG", "TMPDIR"]) if (process.env[k]) env[k] = process.env[k];
-  return {
-    ...env, AWS_ACCESS_KEY_ID: S3_ENV.THOC_S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_ENV.THOC_S3_SECRET_KEY, AWS_DEFAULT_REGION: REGION,
-    AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null", AWS_PAGER: "", AWS_CA_BUNDLE: certs.caFile,
-  };
-}
+/** The CLIs' environment with the test CA. */
+const cliEnv = () => tls!.env({ AWS_CA_BUNDLE: certs.caFile });
 
 const aws = async (args: string[]) => {
   assert.ok(existsSync(AWS), "Debian awscli is not installed: apt-get install awscli");

@@ -13,37 +13,28 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import https from "node:https";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import * as s3 from "@aws-sdk/client-s3";
-import { makeTestCertificates, type TestCertificates } from "../core/testutil.js";
-import { AgentProcess, Cluster, loopbackBlock } from "./harness.js";
+import type { TestCertificates } from "../core/testutil.js";
+import { AgentProcess } from "./harness.js";
 import { S3_ENV } from "./objectstore-util.js";
+import { REGION, startTlsAgent, type TlsAgent } from "./s3-tls-agent.js";
 
 const run = promisify(execFile);
-const REGION = "us-east-1";
+let tls: TlsAgent | undefined;
 let root: string;
-let cluster: Cluster;
 let agent: AgentProcess;
 let certs: TestCertificates;
 let endpoint: string;
 
 before(async () => {
-  root = await mkdtemp(path.join(tmpdir(), "thoc-s3tls-"));
-  const block = loopbackBlock();
-  certs = makeTestCertificates(root, [`${block}.2`]);
-  cluster = new Cluster(path.join(root, "c"), block, { env: { ...S3_ENV, THOC_S3_TLS_CERT_FILE: certs.certFile, THOC_S3_TLS_KEY_FILE: certs.keyFile } });
-  agent = cluster.add();
-  await agent.start();
-  endpoint = `https://${agent.bind}:7480`;
+  tls = await startTlsAgent("thoc-s3tls-");
+  ({ root, agent, certs, endpoint } = tls);
 });
-after(async () => {
-  await cluster?.stop();
-  await rm(root, { recursive: true, force: true });
-});
+after(async () => { await tls?.stop(); });
 
 const sdk = (ca?: Buffer, url = endpoint) => new s3.S3Client({
   endpoint: url, region: REGION, forcePathStyle: true, maxAttempts: 1,
@@ -51,15 +42,8 @@ const sdk = (ca?: Buffer, url = endpoint) => new s3.S3Client({
   requestHandler: { requestTimeout: 15_000, connectionTimeout: 3_000, ...(ca ? { httpsAgent: new https.Agent({ ca }) } : {}) },
 });
 
-/** A clean environment for the CLIs: our keys, no user config. */
-function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const k of ["PATH", "HOME", "LANG", "TMPDIR"]) if (process.env[k]) env[k] = process.env[k];
-  return {
-    ...env, AWS_ACCESS_KEY_ID: S3_ENV.THOC_S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_ENV.THOC_S3_SECRET_KEY, AWS_DEFAULT_REGION: REGION,
-    AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null", AWS_PAGER: "", ...extra,
-  };
-}
+/** The CLIs' environment (our keys, no user config, rclone remote `t:`), without the test CA unless `extra` names it. */
+const cliEnv = (extra: NodeJS.ProcessEnv = {}) => tls!.env(extra);
 
 test("the agent says it serves S3 over HTTPS", () => {
   assert.ok(agent.logs().some((l) => l.msg === "S3 API listening" && l.s3 === `https://${agent.bind}:7480`), "log line with the https URL");
@@ -92,11 +76,7 @@ test("aws-cli with --ca-bundle and with AWS_CA_BUNDLE; without a CA it refuses t
 
 test("rclone with --ca-cert", async () => {
   assert.ok(existsSync("/usr/bin/rclone"), "Debian rclone is not installed: apt-get install rclone");
-  const env = cliEnv({
-    RCLONE_CONFIG: "/dev/null", RCLONE_CONFIG_T_TYPE: "s3", RCLONE_CONFIG_T_PROVIDER: "Other", RCLONE_CONFIG_T_ENV_AUTH: "false",
-    RCLONE_CONFIG_T_ACCESS_KEY_ID: S3_ENV.THOC_S3_ACCESS_KEY, RCLONE_CONFIG_T_SECRET_ACCESS_KEY: S3_ENV.THOC_S3_SECRET_KEY,
-    RCLONE_CONFIG_T_ENDPOINT: endpoint, RCLONE_CONFIG_T_REGION: REGION, RCLONE_CONFIG_T_FORCE_PATH_STYLE: "true",
-  });
+  const env = cliEnv();
   const rclone = (args: string[], ca = true) => run("/usr/bin/rclone", ["-q", "--retries", "1", "--low-level-retries", "1", ...(ca ? ["--ca-cert", certs.caFile] : []), ...args], { env, timeout: 60_000 });
   const file = path.join(root, "rclone.txt");
   await writeFile(file, "via rclone over tls");

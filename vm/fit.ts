@@ -18,8 +18,8 @@ import type { GpuSpec } from "./spec.js";
 /** What a VM asks for (a validated spec has these fields). */
 export interface FitRequest { name: string; vcpus: number; ramMB: number; gpu?: GpuSpec }
 
-/** What one VM on the node already holds. */
-export interface Reservation { name: string; vcpus: number; ramMB: number; gpus: GpuAllocation[] }
+/** What one VM (or container: kind "container") on the node already holds. */
+export interface Reservation { name: string; vcpus: number; ramMB: number; gpus: GpuAllocation[]; kind?: "container" }
 
 /** What the node has. */
 export interface NodeCapacity { cpus: number; memoryBytes: number; gpus: HostGpu[]; loadFactor: number }
@@ -150,7 +150,9 @@ function ramFitsBudget(r: FitRequest, others: number, c: NodeCapacity): FitRefus
 function gpusFit(r: FitRequest, taken: readonly Reservation[], c: NodeCapacity): FitResult {
   if (!r.gpu) return { fits: true, gpus: [] };
   try {
-    const gpus = allocateGpus(r.gpu, r.name, c.gpus, taken.flatMap((v) => v.gpus), () => "");
+    // A container's allocations carry its kind, so a refusal names it as a container.
+    const held = taken.flatMap((v) => (v.kind ? v.gpus.map((g) => ({ ...g, kind: v.kind })) : v.gpus));
+    const gpus = allocateGpus(r.gpu, r.name, c.gpus, held, () => "");
     return { fits: true, gpus: gpus.map(({ mdevUuid: _, ...a }) => a) };
   } catch (err) {
     if (!(err instanceof ThocError)) throw err;

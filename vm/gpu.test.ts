@@ -1,7 +1,7 @@
 /** GPU inventory from node-device XML, MIG profiles per model, allocation decisions. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { allocateGpus, MIG_PROFILES, parseGpus, type GpuAllocation } from "./gpu.js";
+import { allocateGpus, MIG_PROFILES, parseGpus, type GpuAllocation, type GpuHolding } from "./gpu.js";
 import { GPU_NODE_XML } from "./testutil.js";
 
 const devices = GPU_NODE_XML.split("<device>").slice(1).map((d) => `<device>${d.split("</device>")[0]}</device>`);
@@ -43,4 +43,26 @@ test("passthrough by id, PCI address or node device; never twice", () => {
   assert.ok(t2.every((a) => a.pciAddress === "0000:3b:00.0"));
   assert.throws(() => allocateGpus(mig("1g.5gb"), "x", gpus, t2, uuid), (e: { code: string }) => e.code === "resource_exhausted");
   assert.equal(allocateGpus(mig("1g.10gb"), "x", gpus, t2, uuid)[0]?.pciAddress, "0000:5e:00.0", "the A100 is full, 1g.10gb also exists on the H100");
+});
+
+test("a refusal names each holder's kind: VM or container", () => {
+  const gpus = parseGpus(devices);
+  const pass = (ids: string[]) => ({ enabled: true, mode: "passthrough" as const, deviceIds: ids, migProfile: "" });
+  const mig = (p: string) => ({ enabled: true, mode: "mig" as const, deviceIds: ["GPU-0"], migProfile: p });
+  const refused = (f: () => unknown, re: RegExp) => assert.throws(f, (e: { code: string; message: string }) => {
+    assert.equal(e.code, "resource_exhausted");
+    assert.match(e.message, re);
+    return true;
+  });
+  refused(() => allocateGpus(pass(["GPU-0"]), "b", gpus, [{ vm: "web", mode: "passthrough", pciAddress: "0000:3b:00.0", kind: "container" }], uuid),
+    /GPU GPU-0 \(0000:3b:00.0\) is already assigned to container web: pick a free GPU \(thoc-node vm gpus\) or delete web$/);
+  const slices: GpuHolding[] = [
+    { vm: "v0", mode: "mig", pciAddress: "0000:3b:00.0", migProfile: "3g.20gb", slices: 3 },
+    { vm: "c0", mode: "mig", pciAddress: "0000:3b:00.0", migProfile: "3g.20gb", slices: 3, kind: "container" },
+    { vm: "c1", mode: "mig", pciAddress: "0000:3b:00.0", migProfile: "1g.5gb", slices: 1, kind: "container" },
+  ];
+  refused(() => allocateGpus(pass(["GPU-0"]), "b", gpus, slices, uuid), /already assigned to VM v0 and container c0, c1: .* or delete v0, c0, c1$/);
+  refused(() => allocateGpus(mig("1g.5gb"), "x", gpus, slices, uuid), /\(GPU-0: VM v0 and container c0, c1\); delete a VM or a container or pick a smaller profile$/);
+  refused(() => allocateGpus(mig("1g.5gb"), "x", gpus, slices.slice(1).concat({ ...slices[1]!, vm: "c2", slices: 3 }), uuid), /\(GPU-0: container c0, c1, c2\); delete a container or/);
+  refused(() => allocateGpus(mig("1g.5gb"), "x", gpus, slices.map(({ kind: _, ...a }) => a), uuid), /\(GPU-0: VM v0, c0, c1\); delete a VM or pick/);
 });

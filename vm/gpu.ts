@@ -89,14 +89,24 @@ export function parseGpus(xmls: string[]): HostGpu[] {
   return out.map((g, i) => ({ id: `GPU-${i}`, ...g }));
 }
 
-/** What a VM holds: whole GPUs (passthrough) or one MIG slice of a GPU. */
+/** What a VM (or a container: `vm` is then its name) holds: whole GPUs (passthrough) or one MIG slice of a GPU. */
 export interface GpuAllocation { vm: string; mode: "passthrough" | "mig"; pciAddress: string; migProfile?: string; slices?: number; mdevUuid?: string }
+
+/** An allocation as the ledger holds it: by a VM, or by a container (kind "container"), which messages name as such. */
+export type GpuHolding = GpuAllocation & { kind?: "container" };
+
+/** The holders in messages, by kind: "VM a, b", "container c", "VM a and container c". */
+function holdersOf(h: readonly GpuHolding[]): string {
+  const vms = [...new Set(h.filter((a) => a.kind !== "container").map((a) => a.vm))];
+  const cts = [...new Set(h.filter((a) => a.kind === "container").map((a) => a.vm))];
+  return [vms.length ? `VM ${vms.join(", ")}` : "", cts.length ? `container ${cts.join(", ")}` : ""].filter(Boolean).join(" and ");
+}
 
 /**
  * The allocation decision, as a pure function of the inventory and the
  * allocations already made: which devices a request gets, or why not.
  */
-export function allocateGpus(req: GpuSpec, vm: string, gpus: HostGpu[], taken: GpuAllocation[], newUuid: () => string): GpuAllocation[] {
+export function allocateGpus(req: GpuSpec, vm: string, gpus: HostGpu[], taken: readonly GpuHolding[], newUuid: () => string): GpuAllocation[] {
   const find = (id: string) => gpus.find((g) => g.id === id || g.pciAddress === id || g.pciAddress === `0000:${id}` || g.nodeDevice === id);
   const holder = (pci: string) => taken.filter((a) => a.pciAddress === pci && a.vm !== vm);
   if (req.mode === "passthrough") {
@@ -106,7 +116,7 @@ export function allocateGpus(req: GpuSpec, vm: string, gpus: HostGpu[], taken: G
       const h = holder(g.pciAddress);
       if (h.length) {
         const who = [...new Set(h.map((a) => a.vm))].join(", ");
-        throw new ThocError("resource_exhausted", `GPU ${g.id} (${g.pciAddress}) is already assigned to VM ${who}: pick a free GPU (thoc-node vm gpus) or delete ${who}`, { gpu: g.pciAddress, holder: who });
+        throw new ThocError("resource_exhausted", `GPU ${g.id} (${g.pciAddress}) is already assigned to ${holdersOf(h)}: pick a free GPU (thoc-node vm gpus) or delete ${who}`, { gpu: g.pciAddress, holder: who });
       }
       return { vm, mode: "passthrough" as const, pciAddress: g.pciAddress };
     });
@@ -129,5 +139,7 @@ export function allocateGpus(req: GpuSpec, vm: string, gpus: HostGpu[], taken: G
     const used = holder(g.pciAddress).reduce((n, a) => n + (a.mode === "passthrough" ? MIG_SLICES : a.slices ?? 0), 0);
     if (used + slices <= MIG_SLICES) return [{ vm, mode: "mig", pciAddress: g.pciAddress, migProfile: profile, slices, mdevUuid: newUuid() }];
   }
-  throw new ThocError("resource_exhausted", `no GPU has room for a ${profile} slice: every MIG-capable GPU's ${MIG_SLICES} compute slices are taken (${fitting.map((g) => `${g.id}: ${taken.filter((a) => a.pciAddress === g.pciAddress).map((a) => a.vm).join(", ") || "-"}`).join("; ")}); delete a VM or pick a smaller profile`, { profile });
+  const held = taken.filter((a) => fitting.some((g) => g.pciAddress === a.pciAddress));
+  const what = held.length && held.every((a) => a.kind === "container") ? "a container" : held.some((a) => a.kind === "container") ? "a VM or a container" : "a VM";
+  throw new ThocError("resource_exhausted", `no GPU has room for a ${profile} slice: every MIG-capable GPU's ${MIG_SLICES} compute slices are taken (${fitting.map((g) => `${g.id}: ${holdersOf(taken.filter((a) => a.pciAddress === g.pciAddress)) || "-"}`).join("; ")}); delete ${what} or pick a smaller profile`, { profile });
 }

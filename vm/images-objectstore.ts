@@ -13,7 +13,7 @@ import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { QemuAccess } from "./access.js";
 import { ThocError } from "../errors/index.js";
-import { isBlobError, type BlobStore } from "../objectstore/index.js";
+import { isMissingBlob, ReservedBucket, type BlobStore } from "../objectstore/index.js";
 import {
   IMAGE_NAME_RE, IMAGE_PARTS, LocalImageStore, checkImageName, sha256File,
   type ImageFile, type ImageImportOptions, type ImagePart, type ImageRecord, type ImageStore, type ImageWriter,
@@ -22,12 +22,9 @@ import {
 export const IMAGE_BUCKET = "thoc-images";
 /** No S3 key has this owner unless an operator creates one for it (docs/vms.md, Not done yet). */
 export const IMAGE_OWNER = "thoc-system";
-const RECORD = "record.json";
 const CHUNK = 1 << 20;
 
 const codeOf = (e: unknown) => e as { code?: string };
-async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> { yield b; }
-const isMissing = (e: unknown) => isBlobError(e, "NoSuchKey", "NoSuchBucket");
 
 export interface ObjectImageStoreOptions {
   bucket?: string;
@@ -44,28 +41,18 @@ export class ObjectImageStore implements ImageStore {
   /** Parts known good: name → "part:sha:size:mtime,…" of the cached files at the last check. */
   private readonly verified = new Map<string, string>();
   private readonly fetching = new Map<string, Promise<ImageRecord>>();
-  private ready?: Promise<void>;
+  /** The bucket and its records (objectstore's ReservedBucket, as container images). */
+  private readonly store: ReservedBucket<ImageRecord>;
 
   constructor(readonly blobs: BlobStore, readonly dir: string, opts: ObjectImageStoreOptions = {}) {
     this.bucket = opts.bucket ?? IMAGE_BUCKET;
     this.owner = opts.owner ?? IMAGE_OWNER;
     this.cache = new LocalImageStore(dir, opts.access);
+    this.store = new ReservedBucket(blobs, this.bucket, this.owner, "VM images");
   }
 
   /** Creates the reserved bucket (idempotent); refuses one an S3 user took first rather than trust its contents. */
-  ensureBucket(): Promise<void> {
-    this.ready ??= (async () => {
-      try {
-        await this.blobs.createBucket(this.bucket, this.owner);
-      } catch (err) {
-        if (!isBlobError(err, "BucketAlreadyExists")) throw err;
-        const b = await this.blobs.headBucket(this.bucket);
-        throw new ThocError("failed_precondition", `the object store bucket ${this.bucket} is reserved for VM images but belongs to S3 owner ${b.owner}: empty and delete it with that owner's key (aws s3 rb s3://${this.bucket} --force), then retry`, { bucket: this.bucket }, { cause: err });
-      }
-    })();
-    this.ready.catch(() => { this.ready = undefined; });
-    return this.ready;
-  }
+  ensureBucket(): Promise<void> { return this.store.ensure(); }
 
   pathOf(name: string, part: ImagePart): string { return this.cache.pathOf(name, part); }
 
@@ -84,10 +71,7 @@ export class ObjectImageStore implements ImageStore {
         try {
           for (const f of rec.files) await self.upload(name, f);
           // The record goes last: until it is written the image does not exist (or is still the old one).
-          await self.blobs.putObject({
-            bucket: self.bucket, key: `${name}/${RECORD}`, body: once(Buffer.from(JSON.stringify(rec, null, 2))),
-            headers: { contentType: "application/json" }, userMeta: {}, expect: {},
-          });
+          await self.store.write(rec);
         } catch (err) {
           self.verified.delete(name);
           await rm(path.join(self.dir, name), { recursive: true, force: true });
@@ -101,55 +85,22 @@ export class ObjectImageStore implements ImageStore {
   }
 
   private async upload(name: string, f: ImageFile): Promise<void> {
-    await this.blobs.putObject({
-      bucket: this.bucket, key: `${name}/${f.part}`,
-      body: createReadStream(this.pathOf(name, f.part), { highWaterMark: CHUNK }),
-      headers: { contentType: "application/octet-stream" },
-      userMeta: { sha256: f.sha256 },
-      // The store re-hashes what it writes: a cache file changed under us is refused (BadDigest), not stored.
-      expect: { size: f.size, checksums: { sha256: Buffer.from(f.sha256, "hex").toString("base64") } },
-    });
+    // The store re-hashes what it writes: a cache file changed under us is refused (BadDigest), not stored.
+    await this.store.put(`${name}/${f.part}`, createReadStream(this.pathOf(name, f.part), { highWaterMark: CHUNK }), "application/octet-stream", { size: f.size, sha256: f.sha256 });
   }
 
   async get(name: string): Promise<ImageRecord | undefined> {
     if (!IMAGE_NAME_RE.test(name)) return undefined;
-    // Never read records from a bucket an S3 user owns.
-    await this.ensureBucket();
-    try {
-      const { body } = await this.blobs.getObject(this.bucket, `${name}/${RECORD}`);
-      const bufs: Buffer[] = [];
-      for await (const c of body) bufs.push(Buffer.from(c));
-      return JSON.parse(Buffer.concat(bufs).toString("utf8")) as ImageRecord;
-    } catch (err) {
-      if (isMissing(err)) return undefined;
-      throw err;
-    }
+    return this.store.read(name);
   }
 
-  async list(): Promise<ImageRecord[]> {
-    const names: string[] = [];
-    let after: string | undefined;
-    await this.ensureBucket();
-    try {
-      for (;;) {
-        const r = await this.blobs.listObjects({ bucket: this.bucket, delimiter: "/", after, maxKeys: 1000 });
-        names.push(...r.commonPrefixes.map((p) => p.slice(0, -1)));
-        if (!r.isTruncated || !r.nextAfter) break;
-        after = r.nextAfter;
-      }
-    } catch (err) {
-      if (isMissing(err)) return [];
-      throw err;
-    }
-    const recs = await Promise.all(names.map((n) => this.get(n)));
-    return recs.filter((r): r is ImageRecord => r !== undefined).sort((a, b) => a.name.localeCompare(b.name));
-  }
+  list(): Promise<ImageRecord[]> { return this.store.list((n) => this.get(n)); }
 
   async delete(name: string): Promise<void> {
     const rec = await this.get(name);
     if (!rec) throw new ThocError("not_found", `image ${name} is not on this node (thoc-node image list)`, { image: name });
     // Record first, so a delete cut short leaves no half image visible, only unreferenced parts.
-    await this.blobs.deleteObject(this.bucket, `${name}/${RECORD}`);
+    await this.store.unlink(name);
     for (const p of IMAGE_PARTS) await this.blobs.deleteObject(this.bucket, `${name}/${p}`);
     this.verified.delete(name);
     await rm(path.join(this.dir, name), { recursive: true, force: true });
@@ -206,7 +157,7 @@ export class ObjectImageStore implements ImageStore {
         }
       } catch (err) {
         if (err instanceof ThocError && err.details.image === name) throw err;
-        if (isMissing(err)) throw bad("object missing", err);
+        if (isMissingBlob(err)) throw bad("object missing", err);
         if (codeOf(err).code === "data_loss") throw bad(ThocError.from(err).message, err);
         throw err;
       }

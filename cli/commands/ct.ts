@@ -5,8 +5,7 @@
  * Flags are checked here before any call (ct-args.ts); `ct exec` is a bidi
  * stream whose exit code becomes the CLI's (ct-session.ts).
  */
-import { randomUUID, createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { Option, type Command } from "commander";
 import type { ContainerService, Container, ContainerImage } from "../../proto/index.js";
@@ -15,13 +14,13 @@ import type { Client } from "../../rpc/index.js";
 import { agentAddress, connect, globalOpts, type GlobalOpts } from "../connect.js";
 import { bytes, fail, outputFormat, outputOptions, printJson, table, type OutputFormat } from "../output.js";
 import { Progress } from "../progress.js";
+import { fileChunks, sha256File } from "../transfer.js";
 import { buildContainerSpec, invalid, parseEnv, whole, type CreateFlags } from "./ct-args.js";
 import { execSession, followLogs } from "./ct-session.js";
 
 type CtClient = Client<typeof ContainerService.method>;
 /** Create may pull an image and stop waits out the stop timeout: at least this long, whatever --timeout says. */
 const SLOW_MS = 600_000;
-const CHUNK = 1 << 20;
 const slow = (g: GlobalOpts) => ({ timeoutMs: Math.max(Number(g.timeout ?? 10_000), SLOW_MS) });
 /** A repeatable option's values (no default: commander would print "(default: [])" in the help). */
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
@@ -71,15 +70,6 @@ function printContainer(c: Container | undefined, json?: boolean): void {
 export function ctImageJson(i: ContainerImage | undefined): unknown {
   if (!i) return null;
   return { name: i.name, sha256: i.sha256, size: i.size, importedAt: iso(i.importedAtMs), refs: i.refs };
-}
-
-async function sha256(file: string, progress?: Progress): Promise<string> {
-  const h = createHash("sha256");
-  for await (const c of createReadStream(file, { highWaterMark: CHUNK })) {
-    h.update(c as Buffer);
-    progress?.add((c as Buffer).length);
-  }
-  return h.digest("hex");
 }
 
 export function registerCt(program: Command): void {
@@ -227,15 +217,12 @@ function registerCtImage(ct: Command, run: Runner): void {
       const st = await stat(file).catch(() => undefined);
       if (!st?.isFile()) invalid(`${file}: no such file`);
       const hashing = o.progress ? new Progress(`checksum ${name}`, st.size) : undefined;
-      const sum = await sha256(file, hashing);
+      const sum = await sha256File(file, hashing);
       hashing?.finish();
       const sending = o.progress ? new Progress(`upload ${name}`, st.size) : undefined;
       async function* chunks() {
         yield { name, size: BigInt(st!.size), sha256: sum, replace: Boolean(o.replace), data: new Uint8Array() };
-        for await (const c of createReadStream(file, { highWaterMark: CHUNK })) {
-          yield { data: c as Buffer };
-          sending?.add((c as Buffer).length);
-        }
+        for await (const c of fileChunks(file, sending)) yield { data: c };
         sending?.finish();
       }
       const img = await client.importContainerImage(chunks(), { timeoutMs: 3_600_000 });

@@ -2,8 +2,6 @@
  * `thoc-node image ...`: base images on the agent's node. Import streams the
  * files over gRPC with their SHA-256, which the agent checks on arrival.
  */
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Command } from "commander";
 import type { ImageService, Image } from "../../proto/index.js";
@@ -12,17 +10,8 @@ import { ThocError } from "../../errors/index.js";
 import { agentAddress, connect, globalOpts } from "../connect.js";
 import { bytes, fail, outputFormat, outputOptions, printJson, table } from "../output.js";
 import { Progress } from "../progress.js";
+import { fileChunks, sha256File } from "../transfer.js";
 
-const CHUNK = 1 << 20;
-
-async function sha256(file: string, progress?: Progress): Promise<string> {
-  const h = createHash("sha256");
-  for await (const c of createReadStream(file, { highWaterMark: CHUNK })) {
-    h.update(c as Buffer);
-    progress?.add((c as Buffer).length);
-  }
-  return h.digest("hex");
-}
 
 export function imageJson(i: Image | undefined): unknown {
   if (!i) return null;
@@ -63,17 +52,13 @@ export function registerImage(program: Command): void {
       }
       // Both passes read every byte: a multi-GiB image spends a while in the checksum before the first byte goes out.
       const hashing = o.progress ? new Progress(`checksum ${name}`, total) : undefined;
-      for (const [part, f] of parts) sums[part] = await sha256(f, hashing);
+      for (const [part, f] of parts) sums[part] = await sha256File(f, hashing);
       hashing?.finish();
       const sending = o.progress ? new Progress(`upload ${name}`, total) : undefined;
       async function* chunks() {
         yield { meta: { name, cmdline: o.cmdline, sha256: sums, replace: Boolean(o.replace) }, part: "", data: new Uint8Array() };
         for (const [part, f] of parts) {
-          for await (const c of createReadStream(f, { highWaterMark: CHUNK })) {
-            yield { part, data: c as Buffer };
-            // Counted once gRPC asks for the next chunk, i.e. once this one is taken by its flow control.
-            sending?.add((c as Buffer).length);
-          }
+          for await (const c of fileChunks(f, sending)) yield { part, data: c };
         }
         sending?.finish();
       }

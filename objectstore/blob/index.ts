@@ -3,8 +3,8 @@
  * storage behind it (the replicated store, objectstore/replica), with what
  * every store shares: its typed errors, the one checksum module, hashing of
  * large bodies on worker threads, the S3 object rules, the delimiter roll-up
- * of listings, recycled read buffers, and an in-memory store for tests of
- * the layers above.
+ * of listings, recycled read buffers, the buckets the node keeps for itself
+ * (reserved.ts), and an in-memory store for tests of the layers above.
  */
 export type * from "./types.js";
 export type * from "./bucket-config.js";
@@ -20,4 +20,5 @@ export { algorithmsFor, checkBucketName, extrasOf, chooseParts, partRange, pickH
 export { commonPrefixOf, RollUp } from "./listing.js";
 export { READ_BUFFER, readBuffer, recycleReadBuffer } from "./read-buffers.js";
 export { MemoryBlobStore } from "./memory.js";
+export { ReservedBucket, isMissingBlob } from "./reserved.js";
 export { afterDays, currentExpiry, filterMatches, needsTags, noncurrentDue, removesLoneMarker, uploadAbortAt, type LifecycleSubject, type NoncurrentVersion } from "./lifecycle.js";
