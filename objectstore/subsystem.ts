@@ -68,6 +68,8 @@ export class ObjectStoreSubsystem implements Subsystem {
     this.server = createS3Server({
       store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics, ...(tls ? { tls } : {}),
       sseKeys: await sseKeys(config, ctx.store),
+      // Conditional writes: one node's own lock is enough in --dev (a ring of one); a cluster's takes a lease on a majority of the key's replicas.
+      ...(config.dev ? {} : { keyLocker: this.replicated.node.keyLocker(config.objectstore.conditionalLease) }),
     });
     this.port = await this.server.listen(config.bind, config.s3Port);
     if (tls) {

@@ -25,10 +25,10 @@
  * (without the lock) before reading it, so a doomed upload is refused before
  * its bytes are sent.
  */
-import { isBlobError, type BlobStore, type ObjectMeta } from "../blob/index.js";
+import { isBlobError, type BlobStore, type KeyLocker, type ObjectMeta } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import { etagMatches } from "./http.js";
-import type { WriteLocks } from "./write-locks.js";
+import { conditionalTiming } from "./write-locks.js";
 
 export interface WriteCondition {
   /** If-None-Match: * (create only). */
@@ -80,13 +80,13 @@ export const EARLY_CHECK_BYTES = 1 << 20;
  * the condition; release() lets the next writer of the key in, and must run
  * once the store has settled the write, whatever happened.
  */
-export function writeGuard(locks: WriteLocks, store: BlobStore, bucket: string, key: string, c: WriteCondition): { check(): Promise<void>; release(): void } {
+export function writeGuard(locks: KeyLocker, store: BlobStore, bucket: string, key: string, c: WriteCondition): { check(): Promise<void>; release(): void } {
   let release: (() => void) | undefined;
   let done = false;
   return {
     async check() {
       if (!release) {
-        const r = await locks.acquire(`${bucket}\u0000${key}`);
+        const r = await locks.acquire(bucket, key, conditionalTiming.lockWaitMs);
         // Released meanwhile (the request failed while it waited): let the next one in at once.
         if (done) r();
         else release = r;
