@@ -48,6 +48,8 @@ export class QuorumKeyLocker implements KeyLocker {
   readonly stats = { acquired: 0, retries: 0, conflicts: 0, lost: 0 };
   private readonly local: KeyLocker;
   private readonly pending = new Set<Promise<unknown>>();
+  /** When a failed lease call to each node was last logged: a node down fails every attempt of every write. */
+  private readonly warned = new Map<string, number>();
 
   constructor(private readonly o: QuorumKeyLockerOptions) {
     this.local = o.local ?? new LocalKeyLocker();
@@ -57,7 +59,9 @@ export class QuorumKeyLocker implements KeyLocker {
     const deadline = Date.now() + waitMs;
     const releaseLocal = await this.local.acquire(bucket, key, waitMs);
     try {
-      const { baseMs, maxMs } = this.o.backoff ?? { baseMs: 20, maxMs: 1000 };
+      // Short waits: a holder keeps the key for a quorum read and a write (milliseconds), and a waiter that sleeps
+      // long after it was freed only adds latency; the jitter is what keeps contenders from colliding again.
+      const { baseMs, maxMs } = this.o.backoff ?? { baseMs: 10, maxMs: 250 };
       for (let attempt = 0; ; attempt++) {
         const held = await this.attempt(bucket, key, releaseLocal);
         if (held) return held;
@@ -97,7 +101,11 @@ export class QuorumKeyLocker implements KeyLocker {
       try {
         return (await this.o.target(id).lockKey(bucket, key, owner, this.o.ttlMs)).granted;
       } catch (err) {
-        this.o.log?.warn({ peer: id, bucket, key, err: ThocError.from(err).message }, "object store: conditional-write lease call failed");
+        const last = this.warned.get(id) ?? -Infinity;
+        if (Date.now() - last > 30_000) {
+          this.warned.set(id, Date.now());
+          this.o.log?.warn({ peer: id, bucket, key, err: ThocError.from(err).message }, "object store: conditional-write lease call failed (counted as refused; logged once per 30 s per node)");
+        }
         return false;
       }
     }));
