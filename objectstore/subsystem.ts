@@ -70,7 +70,7 @@ export class ObjectStoreSubsystem implements Subsystem {
       sseKeys: await sseKeys(config, ctx.store),
       // Conditional writes lock their key on a majority of its replicas (after this node's own lock). On a ring of
       // one (--dev alone) the only replica is this node: its lease table is asked in-process, no call leaves it.
-      keyLocker: this.replicated.node.keyLocker(config.objectstore.conditionalLease),
+      keyLocker: this.replicated.keyLocker,
     });
     this.port = await this.server.listen(config.bind, config.s3Port);
     if (tls) {

@@ -43,6 +43,17 @@ async function outcome(i: number, p: Promise<{ ETag?: string }>): Promise<Outcom
   }
 }
 
+/** thoc_objectstore_conditional_locks_total{outcome} summed over the agents. */
+async function locks(outcome: string, agents: AgentProcess[] = cluster.agents): Promise<number> {
+  let sum = 0;
+  for (const a of agents) {
+    const text = await (await fetch(`${a.httpUrl}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`thoc_objectstore_conditional_locks_total{outcome="${outcome}"}`));
+    sum += Number(line?.slice(line.lastIndexOf(" ") + 1) ?? NaN);
+  }
+  return sum;
+}
+
 /** Exactly one 200, the rest 412 (or 409); every node reads the winner's body. */
 async function checkRound(what: string, key: string, outs: Outcome[], bodyOf: (i: number) => string): Promise<void> {
   const won = outs.filter((o) => o.status === 200);
@@ -64,6 +75,11 @@ test("If-None-Match: * PUTs of one new key through different nodes at once: one 
       clients[i % 3]!.send(new s3.PutObjectCommand({ Bucket: BUCKET, Key: key, Body: `writer ${i} of round ${r}`, IfNoneMatch: "*" })))));
     await checkRound(`round ${r}`, key, outs, (i) => `writer ${i} of round ${r}`);
   }
+  // Every writer took the cluster-wide lock before its check (the losers too: they then saw the winner's object),
+  // and writers through different nodes had to retry for it.
+  assert.equal(await locks("taken"), ROUNDS * K);
+  assert.ok(await locks("retry") > 0, "writers through other nodes waited for the lease");
+  assert.equal(await locks("conflict"), 0);
 });
 
 test("If-Match PUTs naming the same ETag through different nodes at once: one replaces the object, the rest 412", async () => {
