@@ -8,6 +8,7 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { PeerAuth, HlcClock } from "../../cluster/index.js";
 import { ThocError } from "../../errors/index.js";
 import { isBlobError, LocalKeyLocker } from "../blob/index.js";
@@ -117,6 +118,26 @@ test("quorum lock: taken with one of three nodes down; 409 after the back-off wh
   await lonely.settled();
   assert.equal((await c.nodes[0]!.leases.lockKey("b", "minority", "probe/2", 100)).granted, true, "the minority's own grant was released");
   await c.nodes[2]!.start();
+});
+
+test("quorum lock: a replica that never answers (a black hole) does not hold the lock up; its late grant is released too", async () => {
+  const held: net.Socket[] = [];
+  const hole = net.createServer((s) => { held.push(s); });
+  await new Promise<void>((r) => hole.listen(0, "127.0.0.1", r));
+  c.redirect("node-3", `127.0.0.1:${(hole.address() as net.AddressInfo).port}`);
+  try {
+    const a = lockerOn(0, 3000);
+    const t0 = Date.now();
+    const release = await a.acquire("b", "hole", 5000);
+    assert.ok(Date.now() - t0 < 1000, `the majority's answers were enough, without waiting for the black hole's deadline (${Date.now() - t0} ms)`);
+    release();
+    await a.settled();
+    for (const n of c.nodes.slice(0, 2)) assert.equal((await n.leases.lockKey("b", "hole", "probe/5", 100)).granted, true, `${n.id} released it`);
+  } finally {
+    c.redirect("node-3", undefined);
+    for (const s of held) s.destroy();
+    hole.close();
+  }
 });
 
 test("quorum lock: the local lock comes first (one contender per node on the wire)", async () => {

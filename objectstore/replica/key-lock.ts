@@ -42,6 +42,16 @@ export interface QuorumKeyLockerOptions {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** A node whose lease call could not reach it is not asked again for this long (as the coordinator's failureBackoffMs). */
+const FAILURE_BACKOFF_MS = 2000;
+
+/** One round of LockKey calls (ask). */
+interface Round {
+  enough: Promise<boolean>;
+  all: Promise<number>;
+  /** Nodes whose answer (or failure) is in. */
+  answered: Set<string>;
+}
 
 export class QuorumKeyLocker implements KeyLocker {
   /** Counters (tests, metrics): locks taken, attempts that fell short of a majority, 409s, renewals short of a majority. */
@@ -50,6 +60,7 @@ export class QuorumKeyLocker implements KeyLocker {
   private readonly pending = new Set<Promise<unknown>>();
   /** When a failed lease call to each node was last logged: a node down fails every attempt of every write. */
   private readonly warned = new Map<string, number>();
+  private readonly failedAt = new Map<string, number>();
 
   constructor(private readonly o: QuorumKeyLockerOptions) {
     this.local = o.local ?? new LocalKeyLocker();
@@ -84,32 +95,64 @@ export class QuorumKeyLocker implements KeyLocker {
     const prefs = [...this.o.replicas(bucket, key)];
     const need = Math.floor(prefs.length / 2) + 1;
     const owner = `${this.o.self}/${randomBytes(8).toString("hex")}`;
-    const asked = prefs.filter((id) => id === this.o.self || (this.o.isUp?.(id) ?? true));
-    const granted = await this.ask(asked, bucket, key, owner);
-    if (granted >= need) {
+    const asked = prefs.filter((id) => id === this.o.self || this.reachable(id));
+    const round = this.ask(asked, bucket, key, owner, need);
+    if (await round.enough) {
       this.stats.acquired++;
-      return this.hold(bucket, key, owner, asked, need, releaseLocal);
+      return this.hold(bucket, key, owner, asked, need, round, releaseLocal);
     }
-    // Freed in the background: this attempt's owner id is never used again, so a late release harms nobody.
-    this.track(this.free(asked, bucket, key, owner));
+    // Freed at once where it was granted, and again where the answer was still out (a grant that lands after
+    // the first release would otherwise stay until it expires). This owner id is never used again.
+    this.track(this.freeTwice(asked, round, bucket, key, owner));
     return undefined;
   }
 
-  /** Asks (or re-asks, to renew) every node for the lease; the number that granted it. */
-  private async ask(nodes: readonly string[], bucket: string, key: string, owner: string): Promise<number> {
-    const answers = await Promise.all(nodes.map(async (id) => {
+  /** Not asked: a node membership or the coordinator sees down, or whose lease call just failed (failureBackoffMs). */
+  private reachable(id: string): boolean {
+    const failed = this.failedAt.get(id);
+    if (failed !== undefined && Date.now() - failed < FAILURE_BACKOFF_MS) return false;
+    return this.o.isUp?.(id) ?? true;
+  }
+
+  /**
+   * Asks (or re-asks, to renew) every node for the lease. `enough` settles as
+   * soon as the outcome is known (a majority granted, or can no longer), so a
+   * slow or unreachable node does not hold up the lock; `all` once every
+   * answer is in, with the number of grants.
+   */
+  private ask(nodes: readonly string[], bucket: string, key: string, owner: string, need: number): Round {
+    let granted = 0, refused = 0;
+    const answered = new Set<string>();
+    let decide!: (ok: boolean) => void;
+    const enough = new Promise<boolean>((r) => { decide = r; });
+    const all = Promise.all(nodes.map(async (id) => {
+      let ok = false;
       try {
-        return (await this.o.target(id).lockKey(bucket, key, owner, this.o.ttlMs)).granted;
+        ok = (await this.o.target(id).lockKey(bucket, key, owner, this.o.ttlMs)).granted;
+        this.failedAt.delete(id);
       } catch (err) {
-        const last = this.warned.get(id) ?? -Infinity;
-        if (Date.now() - last > 30_000) {
-          this.warned.set(id, Date.now());
-          this.o.log?.warn({ peer: id, bucket, key, err: ThocError.from(err).message }, "object store: conditional-write lease call failed (counted as refused; logged once per 30 s per node)");
-        }
-        return false;
+        this.noteFailure(id, bucket, key, err);
       }
-    }));
-    return answers.filter(Boolean).length;
+      answered.add(id);
+      if (ok) granted++;
+      else refused++;
+      if (granted >= need) decide(true);
+      else if (refused > nodes.length - need) decide(false);
+    })).then(() => {
+      decide(granted >= need);
+      return granted;
+    });
+    return { enough, all, answered };
+  }
+
+  private noteFailure(id: string, bucket: string, key: string, err: unknown): void {
+    const e = ThocError.from(err);
+    if (e.code === "unavailable" || e.code === "deadline_exceeded") this.failedAt.set(id, Date.now());
+    const last = this.warned.get(id) ?? -Infinity;
+    if (Date.now() - last > 30_000) {
+      this.warned.set(id, Date.now());
+      this.o.log?.warn({ peer: id, bucket, key, err: e.message }, "object store: conditional-write lease call failed (counted as refused; logged once per 30 s per node)");
+    }
   }
 
   /** Releases everywhere it was asked (a call that timed out may still have been granted). */
@@ -117,11 +160,24 @@ export class QuorumKeyLocker implements KeyLocker {
     await Promise.allSettled(nodes.map(async (id) => this.o.target(id).unlockKey(bucket, key, owner)));
   }
 
-  private hold(bucket: string, key: string, owner: string, nodes: readonly string[], need: number, releaseLocal: () => void): () => void {
-    let released = false;
-    let renewing: Promise<unknown> = Promise.resolve();
+  /** Releases now, then once more where the round's answer came after this release started. */
+  private async freeTwice(nodes: readonly string[], round: Round, bucket: string, key: string, owner: string): Promise<void> {
+    const early = new Set(round.answered);
+    await this.free(nodes, bucket, key, owner);
+    await round.all;
+    const late = nodes.filter((id) => !early.has(id));
+    if (late.length) await this.free(late, bucket, key, owner);
+  }
+
+  private hold(bucket: string, key: string, owner: string, nodes: readonly string[], need: number, first: Round, releaseLocal: () => void): () => void {
+    let released = false, renewing = false;
+    let last = first;
     const timer = setInterval(() => {
-      renewing = this.ask(nodes, bucket, key, owner).then((n) => {
+      // One renewal at a time: a renewal still waiting for a slow node is not doubled.
+      if (renewing) return;
+      renewing = true;
+      const round = last = this.ask(nodes, bucket, key, owner, need);
+      void round.all.finally(() => { renewing = false; }).then((n) => {
         if (n < need && !released) {
           this.stats.lost++;
           this.o.log?.warn({ bucket, key, granted: n, need }, "object store: could not renew a conditional write's lease on a majority of the key's replicas; another node may take the key's lock once it expires");
@@ -133,8 +189,15 @@ export class QuorumKeyLocker implements KeyLocker {
       if (released) return;
       released = true;
       clearInterval(timer);
-      // The local lock is let go once the leases are: the next writer through this node then finds the key free.
-      this.track(renewing.then(() => this.free(nodes, bucket, key, owner)).finally(releaseLocal));
+      // The local lock is let go once the leases are (the next writer through this node then finds the key free);
+      // a grant or renewal still on its way is released again once it has landed.
+      const rounds = first === last ? [first] : [first, last];
+      const out = new Set(nodes.filter((id) => rounds.some((r) => !r.answered.has(id))));
+      const now = this.free(nodes, bucket, key, owner).finally(releaseLocal);
+      this.track(now.then(async () => {
+        await Promise.all(rounds.map((r) => r.all));
+        if (out.size) await this.free([...out], bucket, key, owner);
+      }));
     };
   }
 
