@@ -142,6 +142,7 @@ export const schema = {
     partSweepInterval: duration(300_000, "Each node looks for multipart parts no object uses any more (their object was overwritten or deleted) among the part records it holds this often.", { local: 2000, min: 100 }),
     partGrace: duration(3_600_000, "A multipart part no object uses is deleted only after it has been seen unused for this long, so a GET still streaming the replaced object can finish.", { local: 3000 }),
     lifecycleInterval: duration(600_000, "Each node applies buckets' lifecycle rules (expiration, noncurrent versions, stale uploads) to the keys it is first replica of this often. Rules count in days, so every 10 minutes is prompt; a pass only reads local records.", { local: 2000, min: 100 }),
+    conditionalLease: duration(15_000, "Lease on a key that a conditional write (If-None-Match: *, If-Match) takes on a majority of the key's replicas, renewed every third of it while the write runs: a node that dies holding it blocks that key's conditional writes for at most this long. Longer than a stall of the holder's event loop, shorter than the 30 s a conditional write waits for the lock. Nodes grant at most 60 s (docs/s3.md).", { min: 1000 }),
     lifecycleDeletesPerSecond: int(100, "Upper bound on lifecycle deletes and aborts per second on each node, so a rule that matches millions of objects never starves client requests of the disk.", { min: 1 }),
   },
 

@@ -1,9 +1,19 @@
 /** The replicated store's Prometheus metrics (thoc_objectstore_*), read from the node at scrape time. */
 import client, { type Registry } from "prom-client";
-import type { DurableHintStore, DurableReplicaStore, LifecycleWorker, PartSweeper, ReplicationNode } from "./replica/index.js";
+import type { DurableHintStore, DurableReplicaStore, LifecycleWorker, PartSweeper, QuorumKeyLocker, ReplicationNode } from "./replica/index.js";
 
-export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper, lifecycle: LifecycleWorker): void {
+export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper, lifecycle: LifecycleWorker, locker: QuorumKeyLocker): void {
   const reg = [registry];
+  new client.Counter({
+    name: "thoc_objectstore_conditional_locks_total", help: "Conditional-write locks this node asked for: taken (a majority granted the lease), retry (an attempt short of a majority), conflict (409 after the wait), lost (a renewal short of a majority while held).", labelNames: ["outcome"], registers: reg,
+    collect() {
+      this.reset();
+      this.inc({ outcome: "taken" }, locker.stats.acquired);
+      this.inc({ outcome: "retry" }, locker.stats.retries);
+      this.inc({ outcome: "conflict" }, locker.stats.conflicts);
+      this.inc({ outcome: "lost" }, locker.stats.lost);
+    },
+  });
   new client.Counter({
     name: "thoc_objectstore_lifecycle_actions_total", help: "Lifecycle actions this node took: expired objects (a delete marker in a versioned bucket), noncurrent versions and lone delete markers removed, aborted uploads, and failures (retried next pass).", labelNames: ["action"], registers: reg,
     collect() {

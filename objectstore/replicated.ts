@@ -12,6 +12,7 @@ import { clusterView, filesMaterial, LevelTableBackend, peerCredentials, Replica
 import type { AgentContext, Logger, Membership } from "../core/index.js";
 import type { ThocError } from "../errors/index.js";
 import { JoinGate } from "./join-gate.js";
+import type { KeyLocker } from "./blob/index.js";
 import type { KeyTable, StoredKey } from "./keys/index.js";
 import { registerReplicaMetrics } from "./metrics.js";
 import { DurableHintStore, DurableReplicaStore, DurableRingHolder, LifecycleWorker, PartSweeper, lifecycleRules, lifecycleVersions, ReplicatedBlobStore, ReplicationNode, weightForDisk } from "./replica/index.js";
@@ -27,6 +28,11 @@ export interface Replicated {
   blobs: ReplicatedBlobStore;
   /** S3 keys, replicated to every node (secrets travel only over authenticated peer calls). */
   keyTable: KeyTable;
+  /**
+   * The lock of conditional S3 writes: a lease from a majority of each key's
+   * replicas (replica/key-lock.ts); on a ring of one, this node's own table.
+   */
+  keyLocker: KeyLocker;
   /** GetRing / RemoveNode for ClusterService. */
   admin: RingAdmin;
   /** A table replicated to every node: the object store's own and those asked for with tuning.tables. */
@@ -120,7 +126,8 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     if (gate.synced()) void lifecycle.run().catch((err: Error) => log.warn({ err: err.message }, "object store: lifecycle pass failed; will try again"));
   }, config.objectstore.lifecycleInterval);
   lifecycleTimer.unref();
-  registerReplicaMetrics(ctx.metrics, node, store, hints, sweeper, lifecycle);
+  const keyLocker = node.keyLocker(config.objectstore.conditionalLease);
+  registerReplicaMetrics(ctx.metrics, node, store, hints, sweeper, lifecycle, keyLocker);
 
   const quorumText = () => {
     const r = node.ring();
@@ -135,6 +142,7 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
     node,
     store,
     blobs,
+    keyLocker,
     keyTable: keyTableOver(node.table("s3keys")),
     admin: ringAdmin({ node, ring, hints, view, config: config.objectstore, self: ctx.nodeId, removedTable: REMOVED_TABLE, ...(ctx.events ? { events: ctx.events } : {}) }),
     table: (name) => node.table(name),

@@ -68,6 +68,9 @@ export class ObjectStoreSubsystem implements Subsystem {
     this.server = createS3Server({
       store: this.replicated.blobs, credentials: this.keys, config, log: log.child({ component: "s3" }), metrics: ctx.metrics, ...(tls ? { tls } : {}),
       sseKeys: await sseKeys(config, ctx.store),
+      // Conditional writes lock their key on a majority of its replicas (after this node's own lock). On a ring of
+      // one (--dev alone) the only replica is this node: its lease table is asked in-process, no call leaves it.
+      keyLocker: this.replicated.keyLocker,
     });
     this.port = await this.server.listen(config.bind, config.s3Port);
     if (tls) {

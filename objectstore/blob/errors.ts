@@ -35,6 +35,8 @@ const CODES = {
   InvalidRange: "invalid_argument",
   /** Stored metadata that cannot be read back. */
   Corrupt: "data_loss",
+  /** A conditional write waited too long for its key's lock (objectstore/blob/key-lock.ts). */
+  ConditionalRequestConflict: "aborted",
   /** Too few replicas reachable, or this node not ready to coordinate yet. */
   Unavailable: "unavailable",
 } as const satisfies Record<string, ErrorCode>;

@@ -19,6 +19,7 @@ export { ChunkHasher, type ChunkDigests } from "./hash-chunks.js";
 export { algorithmsFor, checkBucketName, extrasOf, chooseParts, partRange, pickHeaders, stripQuotes, verifyDigests } from "./rules.js";
 export { commonPrefixOf, RollUp } from "./listing.js";
 export { READ_BUFFER, readBuffer, recycleReadBuffer } from "./read-buffers.js";
+export { LocalKeyLocker, type KeyLocker } from "./key-lock.js";
 export { MemoryBlobStore } from "./memory.js";
 export { ReservedBucket, isMissingBlob } from "./reserved.js";
 export { afterDays, currentExpiry, filterMatches, needsTags, noncurrentDue, removesLoneMarker, uploadAbortAt, type LifecycleSubject, type NoncurrentVersion } from "./lifecycle.js";

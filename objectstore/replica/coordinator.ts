@@ -177,6 +177,13 @@ export class Coordinator {
     this.failedAt.delete(id);
   }
 
+  /** The key's N preferred nodes on the current ring (where its replicas go; the conditional-write lock asks them, key-lock.ts). */
+  preferenceList(bucket: string, key: string): string[] {
+    const ring = this.opts.ring();
+    if (ring.size === 0) throw new ThocError("unavailable", "object store: the ring is empty (no node has joined yet)");
+    return ring.walk(placementKey(bucket, key)).slice(0, this.quorum(ring).n);
+  }
+
   private plan(bucket: string, key: string): Plan {
     const ring = this.opts.ring();
     if (ring.size === 0) throw new ThocError("unavailable", "object store: the ring is empty (no node has joined yet)");

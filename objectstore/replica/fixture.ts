@@ -11,6 +11,7 @@ import { PeerAuth, authenticated } from "../../cluster/index.js";
 import { Coordinator, LocalReplica, type CoordinatorOptions, type ReplicaTarget } from "./coordinator.js";
 import { HlcClock } from "../../cluster/index.js";
 import { MemoryHintStore } from "./hints.js";
+import { KeyLeases } from "./key-leases.js";
 import { Peers } from "./peer.js";
 import { BulkServer } from "./bulk-server.js";
 import { BULK_PREFACE } from "./bulk-wire.js";
@@ -24,6 +25,7 @@ export const testKey = (): string => randomBytes(32).toString("base64");
 export class TestNode {
   readonly store = new MemoryReplicaStore();
   readonly hints = new MemoryHintStore();
+  readonly leases = new KeyLeases();
   readonly hlc: HlcClock;
   readonly auth: PeerAuth;
   readonly ring: MemoryRingHolder;
@@ -42,7 +44,7 @@ export class TestNode {
   }
 
   async start(): Promise<void> {
-    const impl = replicaService({ store: this.store, hints: this.hints, hlc: this.hlc, ring: this.ring, chunkSize: 1024, idleTimeoutMs: this.idleTimeoutMs });
+    const impl = replicaService({ store: this.store, hints: this.hints, hlc: this.hlc, ring: this.ring, chunkSize: 1024, idleTimeoutMs: this.idleTimeoutMs, leases: this.leases });
     this.server = new RpcServer().add(ObjectStoreService, authenticated(ObjectStoreService, impl, this.auth));
     // Bodies travel the bulk data path on the same port, as in the agent.
     const bulk = new BulkServer({ store: this.store, hints: this.hints, hlc: this.hlc, auth: this.auth, tls: () => undefined, idleTimeoutMs: this.idleTimeoutMs });

@@ -31,3 +31,5 @@ export { ReplicatedBlobStore } from "./blob-store.js";
 export { PartSweeper, type PartSweeperOptions, type SweepStats } from "./part-sweeper.js";
 export { LifecycleWorker, lifecycleRules, lifecycleVersions, type LifecycleStats, type LifecycleWorkerOptions } from "./lifecycle.js";
 export type { ReplicatedBackend } from "./blob-meta.js";
+export { KeyLeases, MAX_LEASE_MS, type LeaseAnswer, type LeaseTarget } from "./key-leases.js";
+export { QuorumKeyLocker, type QuorumKeyLockerOptions } from "./key-lock.js";

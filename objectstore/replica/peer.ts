@@ -16,6 +16,9 @@ import type { TlsMaterial } from "../../core/index.js";
 import { BulkClient } from "./bulk-client.js";
 import { fromWire, rangeToWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
 
+/** Deadline of a lease call: a lock round that waits for an unreachable replica delays every conditional write of the key. */
+const LEASE_CALL_MS = 2000;
+
 type Svc = typeof ObjectStoreService extends GenService<infer T> ? T : never;
 
 /**
@@ -194,6 +197,16 @@ export class Peer {
 
   async mergeRing(s: RingStateData, digest: string): Promise<RingStateData> {
     return ringFromWire(await this.client.mergeRing(ringToWire(s, digest), { ...this.unary() }));
+  }
+
+  /** Asks for (or renews) a key's conditional-write lease (key-leases.ts); a short deadline, since a lock round waits for its slowest answer. */
+  async lockKey(bucket: string, key: string, owner: string, ttlMs: number): Promise<{ granted: boolean; holder: string }> {
+    const res = await this.client.lockKey({ bucket, key, owner, ttlMs }, { timeoutMs: Math.min(this.timeoutMs, LEASE_CALL_MS) });
+    return { granted: res.granted, holder: res.holder };
+  }
+
+  async unlockKey(bucket: string, key: string, owner: string): Promise<boolean> {
+    return (await this.client.unlockKey({ bucket, key, owner }, { timeoutMs: Math.min(this.timeoutMs, LEASE_CALL_MS) })).released;
   }
 
   /** Root digests of disjoint arcs, one per arc, in one call (see ReplicaStore.digestArcs). */

@@ -16,6 +16,8 @@ import { Coordinator, LocalReplica, type CoordinatorLog, type ReplicaTarget } fr
 import { deliverHints, type HintStore } from "./hints.js";
 import { Peers } from "./peer.js";
 import { expireTombstones, rebalance, type RebalanceStats } from "./rebalance.js";
+import { KeyLeases } from "./key-leases.js";
+import { QuorumKeyLocker } from "./key-lock.js";
 import { RepairPool } from "./repair.js";
 import type { ReplicaRecord, ReplicaStore } from "./replica-store.js";
 import { isActive } from "./ring-state.js";
@@ -75,6 +77,8 @@ export class ReplicationNode {
   /** This node's repair copies: bounded, deduplicated, counted (stats.copies is what repair changed here). */
   readonly repair: RepairPool;
   private readonly local: LocalReplica;
+  /** The conditional-write leases this node grants (LockKey, UnlockKey). */
+  readonly leases = new KeyLeases();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly busy = new Map<string, Promise<unknown>>();
   private readonly rerun = new Set<string>();
@@ -108,7 +112,7 @@ export class ReplicationNode {
         hlc: this.hlc, self: o.nodeId, ringNodes: () => this.ring().nodes as string[], isUp: (id) => this.isUp(id), peer: (id) => this.peers.get(id), log: o.log,
       }));
     }
-    const svc = replicaService({ store: o.store, hints: o.hints, hlc: this.hlc, ring: o.ring, idleTimeoutMs: o.config.peerTimeout, tables: (name) => this.tables.get(name)?.table });
+    const svc = replicaService({ store: o.store, hints: o.hints, hlc: this.hlc, ring: o.ring, idleTimeoutMs: o.config.peerTimeout, tables: (name) => this.tables.get(name)?.table, leases: this.leases });
     o.rpc.add(ObjectStoreService, authenticated(ObjectStoreService, svc, auth));
     if (bulk) {
       const server = this.bulk = new BulkServer({ store: o.store, hints: o.hints, hlc: this.hlc, auth, tls: bulk.tls, idleTimeoutMs: o.config.peerTimeout, ...(o.log ? { log: o.log } : {}) });
@@ -122,6 +126,15 @@ export class ReplicationNode {
 
   ring(): Ring {
     return this.o.ring.state().ring(this.o.config.vnodes);
+  }
+
+  /** A cluster-wide lock of conditional writes whose leases (ttlMs) a majority of each key's preferred nodes grant (key-lock.ts). */
+  keyLocker(ttlMs: number): QuorumKeyLocker {
+    return new QuorumKeyLocker({
+      self: this.o.nodeId, ttlMs, replicas: (b, k) => this.coordinator.preferenceList(b, k),
+      target: (id) => (id === this.o.nodeId ? this.leases : this.peers.get(id)),
+      isUp: (id) => this.coordinator.isUp(id), ...(this.o.log ? { log: this.o.log } : {}),
+    });
   }
 
   /** The bulk data path's counters (zero when bodies go over gRPC). */

@@ -8,6 +8,7 @@ import type { ImplOf } from "../../rpc/index.js";
 import { ObjectStoreService, type PutReplicaRequest } from "../../proto/index.js";
 import type { HlcClock } from "../../cluster/index.js";
 import type { HintStore } from "./hints.js";
+import { KeyLeases } from "./key-leases.js";
 import { knownWrite, once, tombstoneRecord, validateHeader, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import { RingState, type RingStateData } from "./ring-state.js";
 import type { ReplicatedTable } from "../../cluster/index.js";
@@ -51,6 +52,8 @@ export interface ReplicaServiceDeps {
    * a sender whose host vanished must not hold a half-received replica open for hours.
    */
   idleTimeoutMs?: number;
+  /** This node's conditional-write leases (LockKey, UnlockKey); shared with its own lock asker (key-lock.ts). Default: a table of its own. */
+  leases?: KeyLeases;
 }
 
 /** The next message of a stream, or deadline_exceeded after ms of silence. */
@@ -85,6 +88,7 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
   const idle = deps.idleTimeoutMs ?? Infinity;
   const target = (hintFor: string) => (hintFor ? deps.hints.for(hintFor) : deps.store);
   const observe = (clock: string) => { if (clock) deps.hlc.update(clock); };
+  const leases = deps.leases ?? new KeyLeases();
 
   return {
     async putReplica(reqs) {
@@ -197,6 +201,14 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
       await deps.ring.merge(RingState.fromJSON(ringFromWire(req)).toJSON());
       const s = deps.ring.state();
       return ringToWire(s.toJSON(), s.digest());
+    },
+
+    async lockKey(req) {
+      return leases.lockKey(req.bucket, req.key, req.owner, req.ttlMs);
+    },
+
+    async unlockKey(req) {
+      return { released: await leases.unlockKey(req.bucket, req.key, req.owner) };
     },
 
     async digestArcs(req) {

@@ -1,9 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { isBlobError, MemoryBlobStore, type ObjectMeta } from "../blob/index.js";
+import { isBlobError, LocalKeyLocker, MemoryBlobStore, type ObjectMeta } from "../blob/index.js";
 import { checkWriteCondition, guardBody, writeConditionOf } from "./conditional.js";
-import { WriteLocks } from "./write-locks.js";
-import type { S3Error } from "./errors.js";
+import { toS3Error, type S3Error } from "./errors.js";
 import { checkConditions } from "./http.js";
 
 const meta = { etag: "abc", lastModified: Date.UTC(2026, 0, 10, 12, 0, 0, 500) } as ObjectMeta;
@@ -67,13 +66,14 @@ test("checkWriteCondition and guardBody over a store: a failed check at the end 
   await store.close();
 });
 
-test("WriteLocks: one holder per key at a time, in arrival order; other keys do not wait; a wait past its limit is a 409 that frees its turn", async () => {
-  const locks = new WriteLocks();
+test("LocalKeyLocker: one holder per key at a time, in arrival order; other keys do not wait; a wait past its limit is a 409 that frees its turn", async () => {
+  const locks = new LocalKeyLocker();
+  const W = 30_000;
   const order: string[] = [];
-  const r1 = await locks.acquire("k");
-  const p2 = locks.acquire("k").then((r) => { order.push("2"); return r; });
-  const p3 = locks.acquire("k").then((r) => { order.push("3"); return r; });
-  const other = await locks.acquire("other");
+  const r1 = await locks.acquire("b", "k", W);
+  const p2 = locks.acquire("b", "k", W).then((r) => { order.push("2"); return r; });
+  const p3 = locks.acquire("b", "k", W).then((r) => { order.push("3"); return r; });
+  const other = await locks.acquire("b", "other", W);
   other();
   await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(order, [], "nobody else holds k while its first holder does");
@@ -82,8 +82,11 @@ test("WriteLocks: one holder per key at a time, in arrival order; other keys do 
   await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(order, ["2"]);
   // A fourth waits at most 20 ms: 409, and the queue behind it is not stuck on it.
-  await assert.rejects(locks.acquire("k", 20), (e: S3Error) => e.code === "ConditionalRequestConflict" && e.status === 409);
-  const p5 = locks.acquire("k");
+  await assert.rejects(locks.acquire("b", "k", 20), (e) => {
+    const { error } = toS3Error(e);
+    return isBlobError(e, "ConditionalRequestConflict") && error.code === "ConditionalRequestConflict" && error.status === 409;
+  });
+  const p5 = locks.acquire("b", "k", W);
   r2();
   (await p3)();
   (await p5)();

@@ -5,19 +5,19 @@
  * PreconditionFailed otherwise; 404 NoSuchKey when there is no object).
  *
  * The replicated store has no compare-and-set, so the condition is a read (a
- * quorum HEAD) followed by the write. On one node the two are made atomic
- * with respect to every other conditional write of the same key taken by
- * that node: a per-key lock (WriteLocks, one per S3 server) is taken just
- * before the check and held until the store has acknowledged (or refused)
- * the write, so of N concurrent `If-None-Match: *` PUTs of one key through
- * one node exactly one writes and the others see its object (412). A
- * conditional write that waits for the lock longer than
+ * quorum HEAD) followed by the write, made atomic by the key's lock: a
+ * KeyLocker (objectstore/blob/key-lock.ts) taken just before the check and
+ * held until the store has acknowledged (or refused) the write. Which lock is
+ * the composition's: in the agent, one leased from a majority of the key's
+ * replicas (objectstore/replica/key-lock.ts), so of K concurrent
+ * `If-None-Match: *` PUTs of one key through any nodes exactly one writes and
+ * the others see its object (412); by default (tests of this layer) this
+ * server's own. A conditional write that has not got the lock after
  * conditionalTiming.lockWaitMs (write-locks.ts) answers S3's 409
  * ConditionalRequestConflict.
  *
- * What stays open (docs/s3.md, "Conditional requests"): conditional writes of
- * one key through *different* nodes, and unconditional writes or deletes (which
- * take no lock), can still land between another node's check and its write;
+ * What stays open (docs/s3.md, "Conditional requests"): unconditional writes
+ * and deletes take no lock and can still land between a check and its write;
  * the later version then wins, as for any two writes. The check runs as late
  * as it can to keep that window short: for a PUT, when the body has fully
  * arrived, just before the store commits (guardBody); for a completion, right
@@ -25,10 +25,10 @@
  * (without the lock) before reading it, so a doomed upload is refused before
  * its bytes are sent.
  */
-import { isBlobError, type BlobStore, type ObjectMeta } from "../blob/index.js";
+import { isBlobError, type BlobStore, type KeyLocker, type ObjectMeta } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import { etagMatches } from "./http.js";
-import type { WriteLocks } from "./write-locks.js";
+import { conditionalTiming } from "./write-locks.js";
 
 export interface WriteCondition {
   /** If-None-Match: * (create only). */
@@ -80,13 +80,13 @@ export const EARLY_CHECK_BYTES = 1 << 20;
  * the condition; release() lets the next writer of the key in, and must run
  * once the store has settled the write, whatever happened.
  */
-export function writeGuard(locks: WriteLocks, store: BlobStore, bucket: string, key: string, c: WriteCondition): { check(): Promise<void>; release(): void } {
+export function writeGuard(locks: KeyLocker, store: BlobStore, bucket: string, key: string, c: WriteCondition): { check(): Promise<void>; release(): void } {
   let release: (() => void) | undefined;
   let done = false;
   return {
     async check() {
       if (!release) {
-        const r = await locks.acquire(`${bucket}\u0000${key}`);
+        const r = await locks.acquire(bucket, key, conditionalTiming.lockWaitMs);
         // Released meanwhile (the request failed while it waited): let the next one in at once.
         if (done) r();
         else release = r;

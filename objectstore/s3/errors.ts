@@ -108,6 +108,7 @@ const BY_BLOB_CODE: Record<BlobErrorCode, string> = {
   InvalidRange: "InvalidRange",
   Corrupt: "InternalError",
   Unavailable: "ServiceUnavailable",
+  ConditionalRequestConflict: "ConditionalRequestConflict",
 };
 
 /** An error answered to the client as S3 XML. `extra` becomes extra XML elements (Region, ArgumentName...). */

@@ -6,13 +6,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Config } from "../../config/index.js";
 import type { Logger } from "../../core/index.js";
-import { recycleReadBuffer, type BlobStore, type ByteRange, type ChecksumAlgorithm, type Checksums, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
+import { recycleReadBuffer, type BlobStore, type ByteRange, type KeyLocker, type ChecksumAlgorithm, type Checksums, type ObjectHeaders, type ObjectMeta } from "../blob/index.js";
 import { prepareBody, type PreparedBody } from "./body.js";
 import { s3err } from "./errors.js";
 import type { AuthResult } from "./sigv4.js";
 import type { Access } from "./access.js";
 import type { SseContext } from "./sse-keys.js";
-import type { WriteLocks } from "./write-locks.js";
 import { xmlDoc, type XmlNode } from "./xml.js";
 
 export interface Ctx {
@@ -32,8 +31,8 @@ export interface Ctx {
   log: Logger;
   /** Encryption at rest: the SSE-S3 key ring and the encryption of uploads (sse.ts). */
   sse: SseContext;
-  /** This node's per-key locks of conditional writes (conditional.ts). */
-  writeLocks: WriteLocks;
+  /** The per-key lock of conditional writes (conditional.ts): this node's, or the cluster's. */
+  writeLocks: KeyLocker;
   bytesIn: number;
   bytesOut: number;
 }

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import type { Config } from "../../config/index.js";
 import type { Logger } from "../../core/index.js";
-import type { BlobStore } from "../blob/index.js";
+import type { BlobStore, KeyLocker } from "../blob/index.js";
 import { s3err } from "./errors.js";
 import type { Ctx } from "./http.js";
 import * as attrOps from "./ops-attributes.js";
@@ -29,7 +29,6 @@ import { newRequestId } from "./request-id.js";
 import { operationOf, resolveTarget, type Target } from "./route.js";
 import { authenticate, parseQuery, type AuthPolicy } from "./sigv4.js";
 import type { SseContext } from "./sse-keys.js";
-import type { WriteLocks } from "./write-locks.js";
 import type { CredentialLookup } from "./types.js";
 
 const HANDLERS: Record<string, (ctx: Ctx) => Promise<void>> = {
@@ -62,7 +61,7 @@ export interface PipelineDeps {
   log: Logger;
   policy: AuthPolicy;
   sse: SseContext;
-  writeLocks: WriteLocks;
+  writeLocks: KeyLocker;
 }
 
 /** What is known of a request so far; the error answer and metrics read it whichever step failed. */

@@ -19,7 +19,7 @@ import { createS3Metrics } from "./metrics.js";
 import { beginRequest, runPipeline, type PipelineDeps } from "./pipeline.js";
 import { plaintextView } from "./sse.js";
 import { SseContext, SseKeyRing } from "./sse-keys.js";
-import { WriteLocks } from "./write-locks.js";
+import { LocalKeyLocker } from "../blob/index.js";
 import type { S3Server, S3ServerOptions } from "./types.js";
 
 export function createS3Server(opts: S3ServerOptions): S3Server {
@@ -29,7 +29,7 @@ export function createS3Server(opts: S3ServerOptions): S3Server {
     // Handlers see object metadata as clients do (plaintext ETags and checksums of encrypted objects: sse.ts).
     store: plaintextView(opts.store), credentials: opts.credentials, config, log,
     sse: new SseContext(new SseKeyRing(opts.sseKeys ?? config.cluster.keys)),
-    writeLocks: new WriteLocks(),
+    writeLocks: opts.keyLocker ?? new LocalKeyLocker(),
     policy: { region: config.s3.region, maxClockSkewMs: config.s3.maxClockSkew, now: opts.now, sigV2: config.s3.sigV2 },
   };
   let inflight = 0;

@@ -6,7 +6,7 @@
 import type { Registry } from "prom-client";
 import type { Config } from "../../config/index.js";
 import type { Logger } from "../../core/index.js";
-import type { BlobStore } from "../blob/index.js";
+import type { BlobStore, KeyLocker } from "../blob/index.js";
 
 /** One S3 access key's secret and owner, as the key registry knows it. */
 export interface Credential {
@@ -37,6 +37,12 @@ export interface S3ServerOptions {
    * subsystem hands in a generated per-data-dir key in --dev (sse-dev-key.ts).
    */
   sseKeys?: readonly string[];
+  /**
+   * The per-key lock of conditional writes (conditional.ts): default this
+   * server's own (LocalKeyLocker); a cluster hands in one whose lease a
+   * majority of the key's replicas grant (objectstore/subsystem.ts).
+   */
+  keyLocker?: KeyLocker;
 }
 
 export interface S3Server {
