@@ -43,7 +43,9 @@ mkdir -p "$(dirname "$sock")"
 rm -f "$sock"
 log=${TMPDIR:-/tmp}/thoc-podman-service.log
 # --time=0: never exit for idleness. setsid: not in the caller's process group (CI's shell).
-CONTAINERS_CONF="$conf" setsid podman system service --time=0 "unix://$sock" >"$log" 2>&1 < /dev/null &
+# From /: conmon starts each container in the service's working directory, and a checkout or
+# worktree removed later (CI's temp clone) fails every start with "Failed to get working directory".
+(cd / && CONTAINERS_CONF="$conf" exec setsid podman system service --time=0 "unix://$sock" >"$log" 2>&1 < /dev/null) &
 for _ in $(seq 1 200); do
   if answers; then
     echo "podman service ready on $sock: $(podman --version)"
