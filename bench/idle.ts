@@ -1,7 +1,7 @@
 /**
  * Idle footprint (issue 19): RSS and CPU of idle agents with an empty store.
  *
- *   node dist/bench/idle.js [--seconds 60] [--settle 10] [--only dev|lan] [--env K=V ...]
+ *   node dist/bench/idle.js [--seconds 60] [--settle 10] [--only dev|lan] [--env K=V ...] [--cpu-prof DIR]
  *
  * `dev`: one `agent --dev` (the local preset, as `npm run dev` runs it);
  * `lan`: 5 agents with THOC_PRESET=lan on loopback (the cluster of issue 19's
@@ -20,6 +20,9 @@ import { Cluster, loopbackBlock, sleep, waitFor, type ClusterOptions } from "../
 const opt = (name: string, def: number) => { const i = process.argv.indexOf(name); return i >= 0 ? Number(process.argv[i + 1]) : def; };
 const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined;
 /** --env K=V (repeatable): extra environment for every agent, e.g. to see what one timer costs. */
+/** --cpu-prof DIR: every agent writes a V8 CPU profile into DIR when it stops (NODE_OPTIONS refuses --cpu-prof). */
+const profDir = process.argv.includes("--cpu-prof") ? process.argv[process.argv.indexOf("--cpu-prof") + 1] : undefined;
+const wrap = profDir ? ["sh", "-c", `n=$0; exec "$n" --cpu-prof --cpu-prof-dir=${JSON.stringify(profDir)} "$@"`] : undefined;
 const extraEnv = Object.fromEntries(process.argv.flatMap((a, i) => (a === "--env" ? [process.argv[i + 1]!.split(/=(.*)/s).slice(0, 2)] : [])));
 
 async function status(pid: number): Promise<{ rss: number; anon: number; file: number }> {
@@ -64,19 +67,25 @@ async function start(n: number, opts: ClusterOptions): Promise<Cluster> {
   return c;
 }
 
+/** Profiled agents must exit on their own to write their profile (the harness's stop kills them). */
+async function stop(c: Cluster): Promise<void> {
+  if (profDir) await Promise.all(c.agents.map((a) => a.kill("SIGTERM", 30_000)));
+  await c.stop();
+}
+
 async function main(): Promise<void> {
   const seconds = opt("--seconds", 60), settle = opt("--settle", 10);
   console.log(`# idle footprint ${new Date().toISOString()} — ${os.cpus().length} cores, Node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
   console.log("| agents | RSS | anonymous | file-backed | CPU of one core | window |");
   console.log("|---|---|---|---|---|---|");
   if (only === undefined || only === "dev") {
-    const c = await start(1, { dev: true, env: { THOC_PRESET: "", ...extraEnv } });
+    const c = await start(1, { dev: true, env: { THOC_PRESET: "", ...extraEnv }, wrap });
     const bare = spawn(process.execPath, ["-e", "setInterval(() => {}, 1e9)"], { stdio: "ignore" });
-    try { await idle("1 × `--dev`", c, seconds, settle, bare.pid); } finally { bare.kill(); await c.stop(); }
+    try { await idle("1 × `--dev`", c, seconds, settle, bare.pid); } finally { bare.kill(); await stop(c); }
   }
   if (only === undefined || only === "lan") {
-    const c = await start(5, { dev: true, env: { THOC_PRESET: "lan", ...extraEnv } });
-    try { await idle("5 × lan preset", c, seconds, settle); } finally { await c.stop(); }
+    const c = await start(5, { dev: true, env: { THOC_PRESET: "lan", ...extraEnv }, wrap });
+    try { await idle("5 × lan preset", c, seconds, settle); } finally { await stop(c); }
   }
   console.log(`load after: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
 }

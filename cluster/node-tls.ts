@@ -154,7 +154,7 @@ export class NodeTransport {
       labelNames: ["cert"], registers: [this.o.metrics],
       collect: () => {
         if (this.nodeCertPem) gauge.set({ cert: "node" }, (certInfo(this.nodeCertPem).notAfter.getTime() - this.now()) / 1000);
-        if (this.ca) gauge.set({ cert: "ca" }, (this.ca.cert.notAfter.getTime() - this.now()) / 1000);
+        if (this.ca) gauge.set({ cert: "ca" }, (this.ca.notAfter.getTime() - this.now()) / 1000);
       },
     });
   }

@@ -13,18 +13,32 @@
  * 0600; a key readable by group or others is refused, since a copied node key
  * is a node identity and a copied CA key is the whole cluster.
  */
-import { createHash, webcrypto } from "node:crypto";
+import { createHash, createPrivateKey, webcrypto, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, chmodSync } from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
-// @peculiar/x509 resolves its algorithm providers through tsyringe, which needs the Reflect metadata API.
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import type * as X509 from "@peculiar/x509";
 import { ThocError } from "../errors/index.js";
 import { CERT_ORG, NODE_OU, type Role } from "../rpc/index.js";
 
 type CryptoKey = webcrypto.CryptoKey;
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+let x509Loading: Promise<typeof X509> | undefined;
+/**
+ * @peculiar/x509 is loaded on first use (issuing, a CSR, a signature check):
+ * with reflect-metadata and tsyringe it costs ~10 MB of RSS and ~140 ms at
+ * start, and an agent only reads certificates (node:crypto does that) until
+ * it renews or issues one (issue 19).
+ */
+function lib(): Promise<typeof X509> {
+  return (x509Loading ??= (async () => {
+    // @peculiar/x509 resolves its algorithm providers through tsyringe, which needs the Reflect metadata API.
+    await import("reflect-metadata");
+    const x509 = await import("@peculiar/x509");
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    return x509;
+  })());
+}
 
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const DAY = 86_400_000;
@@ -49,7 +63,7 @@ export type PkiPaths = ReturnType<typeof pkiPaths>;
 
 /** sha256 of a certificate's DER, lower-case hex: the CA fingerprint join tokens carry. */
 export function certFingerprint(pemOrDer: string | Uint8Array): string {
-  const der = typeof pemOrDer === "string" ? Buffer.from(new x509.X509Certificate(pemOrDer).rawData) : pemOrDer;
+  const der = typeof pemOrDer === "string" ? new X509Certificate(pemOrDer).raw : pemOrDer;
   return createHash("sha256").update(der).digest("hex");
 }
 
@@ -61,26 +75,31 @@ export async function generateKey(): Promise<KeyPair> {
 
 export async function keyToPem(k: CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey("pkcs8", k);
-  return x509.PemConverter.encode(der, "PRIVATE KEY");
+  return (await lib()).PemConverter.encode(der, "PRIVATE KEY");
 }
 
 export async function pemToKey(pem: string): Promise<CryptoKey> {
-  const der = x509.PemConverter.decodeFirst(pem);
+  let der: Buffer;
+  try {
+    der = createPrivateKey(pem).export({ format: "der", type: "pkcs8" });
+  } catch (err) {
+    throw new ThocError("failed_precondition", `not a PEM private key (${(err as Error).message})`);
+  }
   return await webcrypto.subtle.importKey("pkcs8", der, ALG, true, ["sign"]);
 }
 
-const name = (cn: string, ou: string): x509.JsonName => [{ CN: [cn] }, { O: [CERT_ORG] }, { OU: [ou] }];
+const name = (cn: string, ou: string): X509.JsonName => [{ CN: [cn] }, { O: [CERT_ORG] }, { OU: [ou] }];
 
 /** A key and a CSR for it; the CSR's subject is only a hint, the CA decides the subject. */
 export async function makeCsr(cn: string, ou: string): Promise<{ keyPem: string; csrPem: string }> {
-  const keys = await generateKey();
+  const [keys, x509] = await Promise.all([generateKey(), lib()]);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: name(cn, ou), keys, signingAlgorithm: ALG });
   return { keyPem: await keyToPem(keys.privateKey), csrPem: csr.toString("pem") };
 }
 
 export interface CaMaterial {
-  cert: x509.X509Certificate;
   certPem: string;
+  notAfter: Date;
   fingerprint: string;
   /** Only on a CA holder (the node where `cluster init` ran). */
   key?: CryptoKey;
@@ -88,7 +107,7 @@ export interface CaMaterial {
 
 /** A new cluster CA, valid about ten years. */
 export async function createCa(clusterName: string, now = new Date()): Promise<{ certPem: string; keyPem: string }> {
-  const keys = await generateKey();
+  const [keys, x509] = await Promise.all([generateKey(), lib()]);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     name: [{ CN: [`THOC cluster CA (${clusterName})`] }, { O: [CERT_ORG] }],
     keys, signingAlgorithm: ALG, serialNumber: serial(),
@@ -109,8 +128,8 @@ function serial(): string {
   return Buffer.from(b).toString("hex");
 }
 
-async function verifiedCsr(csrPem: string): Promise<x509.Pkcs10CertificateRequest> {
-  let csr: x509.Pkcs10CertificateRequest;
+async function verifiedCsr(x509: typeof X509, csrPem: string): Promise<X509.Pkcs10CertificateRequest> {
+  let csr: X509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(csrPem);
   } catch (err) {
@@ -122,19 +141,21 @@ async function verifiedCsr(csrPem: string): Promise<x509.Pkcs10CertificateReques
   return csr;
 }
 
-async function issue(ca: CaMaterial, csrPem: string, subject: x509.JsonName, sans: x509.JsonGeneralName[], ttlMs: number, now: Date): Promise<x509.X509Certificate> {
+async function issue(ca: CaMaterial, csrPem: string, subject: X509.JsonName, sans: X509.JsonGeneralName[], ttlMs: number, now: Date): Promise<X509.X509Certificate> {
   if (!ca.key) throw new ThocError("failed_precondition", "this node does not hold the cluster CA key (only the node where `thoc-node cluster init` ran does)");
-  const csr = await verifiedCsr(csrPem);
-  const notAfter = new Date(Math.min(now.getTime() + ttlMs, ca.cert.notAfter.getTime()));
+  const x509 = await lib();
+  const csr = await verifiedCsr(x509, csrPem);
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const notAfter = new Date(Math.min(now.getTime() + ttlMs, caCert.notAfter.getTime()));
   return x509.X509CertificateGenerator.create({
-    subject, issuer: ca.cert.subjectName, publicKey: csr.publicKey, signingKey: ca.key, signingAlgorithm: ALG,
+    subject, issuer: caCert.subjectName, publicKey: csr.publicKey, signingKey: ca.key, signingAlgorithm: ALG,
     serialNumber: serial(), notBefore: new Date(now.getTime() - 60_000), notAfter,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension(sans),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
   });
 }
@@ -145,7 +166,7 @@ const OPERATOR_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 /** A node certificate: CN=<nodeId>, OU=node; SANs the node's addresses plus loopback, so local clients verify it too. */
 export async function issueNodeCertificate(ca: CaMaterial, req: { csrPem: string; nodeId: string; addresses: string[]; ttlMs: number; now?: Date }): Promise<string> {
   if (!NODE_ID.test(req.nodeId)) throw new ThocError("invalid_argument", `node id ${JSON.stringify(req.nodeId)} is not valid (letters, digits, '.', '_', '-')`);
-  const sans: x509.JsonGeneralName[] = [{ type: "url", value: `thoc://node/${req.nodeId}` }];
+  const sans: X509.JsonGeneralName[] = [{ type: "url", value: `thoc://node/${req.nodeId}` }];
   const seen = new Set<string>();
   for (const a of [...req.addresses, "127.0.0.1", "localhost"]) {
     const v = a.trim().replace(/^\[|\]$/g, "");
@@ -159,20 +180,28 @@ export async function issueNodeCertificate(ca: CaMaterial, req: { csrPem: string
 }
 
 /** An operator certificate: CN=<name>, OU=<role>. */
-export async function issueOperatorCertificate(ca: CaMaterial, req: { csrPem: string; name: string; role: Role; ttlMs: number; now?: Date }): Promise<x509.X509Certificate> {
+export async function issueOperatorCertificate(ca: CaMaterial, req: { csrPem: string; name: string; role: Role; ttlMs: number; now?: Date }): Promise<X509.X509Certificate> {
   if (!OPERATOR_NAME.test(req.name)) throw new ThocError("invalid_argument", `operator name ${JSON.stringify(req.name)} is not valid: 1-64 letters, digits, '.', '_', '@' or '-'`);
   return issue(ca, req.csrPem, name(req.name, req.role), [{ type: "url", value: `thoc://operator/${req.name}` }], req.ttlMs, req.now ?? new Date());
 }
 
 export interface CertInfo { serial: string; notBefore: Date; notAfter: Date; subject: string; fingerprint: string }
 
+/**
+ * Read with node:crypto (OpenSSL), not @peculiar/x509: sync and without the library at start. The serial is
+ * OpenSSL's hex, as rpc/identity.ts reads it off a peer's handshake; the subject "CN=.., O=.., OU=..".
+ */
 export function certInfo(pem: string): CertInfo {
-  const c = new x509.X509Certificate(pem);
-  return { serial: c.serialNumber.toLowerCase(), notBefore: c.notBefore, notAfter: c.notAfter, subject: c.subject, fingerprint: certFingerprint(Buffer.from(c.rawData)) };
+  const c = new X509Certificate(pem);
+  return {
+    serial: c.serialNumber.toLowerCase(), notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo),
+    subject: c.subject.split("\n").join(", "), fingerprint: certFingerprint(c.raw),
+  };
 }
 
 /** True when `certPem` was signed by the CA (signature and validity now). */
 export async function signedBy(certPem: string, caPem: string, now = new Date()): Promise<boolean> {
+  const x509 = await lib();
   const c = new x509.X509Certificate(certPem);
   const ca = new x509.X509Certificate(caPem);
   return c.verify({ publicKey: ca.publicKey, date: now });
@@ -214,8 +243,8 @@ export function hasClusterPki(dataDir: string): boolean {
 /** The CA as this data dir has it: the certificate always, the key on a CA holder. */
 export async function loadCa(p: PkiPaths): Promise<CaMaterial> {
   const certPem = readFileSync(p.caCert, "utf8");
-  const cert = new x509.X509Certificate(certPem);
-  const out: CaMaterial = { cert, certPem, fingerprint: certFingerprint(Buffer.from(cert.rawData)) };
+  const cert = new X509Certificate(certPem);
+  const out: CaMaterial = { certPem, notAfter: new Date(cert.validTo), fingerprint: certFingerprint(cert.raw) };
   if (existsSync(p.caKey)) out.key = await pemToKey(readKeyFile(p.caKey));
   return out;
 }

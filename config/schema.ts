@@ -173,9 +173,13 @@ export const schema = {
   scheduler: {
     strategy: oneOf(["binpack", "spread"] as const, "binpack", "Placement scoring: binpack fills nodes (fewer hosts busy), spread balances load."),
     voters: int(3, "Voters of the leader election (odd): the leader adds live nodes as voters one at a time up to this many; a majority of them must be reachable for a leader to exist. 3 survives one node down, 5 two.", { min: 1, max: 9 }),
-    electionTimeout: duration(1000, "Base election timeout, randomized in [t, 2t): a follower that hears no heartbeat for that long stands for election (etcd's default is 1000 ms too). A leader whose process died is replaced sooner: followers find its port closed and stand once its lease has run out (about leaseDuration after the crash).", { min: 10 }),
-    heartbeatInterval: duration(100, "Leader heartbeat; well below electionTimeout (etcd: 100 ms).", { min: 5 }),
-    leaseDuration: duration(500, "Leader lease: a leader places VMs only while a majority of voters has acknowledged a heartbeat sent within this time; voters refuse votes for 1.1 x this after their last heartbeat, so an old leader has stopped before a new one is elected. Below electionTimeout / 1.1.", { min: 5 }),
+    // lan: heartbeats every 400 ms (Consul's Raft at its default multiplier beats every 0.5–1 s), since each
+    // beat is a gRPC call per member and 10 a second per member were most of an idle cluster's CPU (issue 19);
+    // lease and timeout scaled with it, keeping a crashed leader's replacement under 1 s (docs/scheduler.md).
+    // local keeps etcd's 100 ms / 1 s: the failover tests on one machine wait on it.
+    electionTimeout: duration(2000, "Base election timeout, randomized in [t, 2t): a follower that hears no heartbeat for that long stands for election (5 heartbeats; etcd's default is 1000 ms at 100 ms heartbeats, Consul's 5 s). A leader whose process died is replaced sooner: followers find its port closed and stand once its lease has run out (about 1.1 x leaseDuration after its last heartbeat).", { local: 1000, min: 10 }),
+    heartbeatInterval: duration(400, "Leader heartbeat to every member, well below electionTimeout; each one is a gRPC call per member, the main cost of an idle cluster.", { local: 100, min: 5 }),
+    leaseDuration: duration(800, "Leader lease: a leader places VMs only while a majority of voters has acknowledged a heartbeat sent within this time (2 heartbeats); voters refuse votes for 1.1 x this after their last heartbeat, so an old leader has stopped before a new one is elected. Below electionTimeout / 1.1.", { local: 500, min: 5 }),
   },
 
   metrics: {

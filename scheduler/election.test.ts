@@ -214,3 +214,27 @@ test("Fence refuses a lower term, durably across a reopen", async () => {
   await assert.rejects(g.accept(-1, "x"), isCode("invalid_argument"));
   assert.equal((await Fence.open(store)).highestTerm, 8);
 });
+
+test("an idle follower sets fewer timers than it hears heartbeats, and still stands once the heartbeats stop", async () => {
+  const clock = new FakeClock(0);
+  let timers = 0;
+  const counting = { now: () => clock.now(), after: (ms: number, fn: () => void) => { timers++; return clock.after(ms, fn); } };
+  let asked = 0;
+  const transport: ElectionTransport = { requestVote: () => { asked++; return new Promise(() => {}); }, heartbeat: () => new Promise(() => {}) };
+  const e = new Election({ id: "a", store: new MemoryElectionStore(three), transport, clock: counting, random: seededRandom(1), ...LOCAL_TIMERS, probeLeader: async () => "alive" });
+  await e.start();
+  await clock.advance(ET);
+  await e.handleHeartbeat(hb(1, "b"));
+  const before = timers;
+  for (let i = 0; i < 50; i++) {
+    await clock.advance(LOCAL_TIMERS.heartbeatInterval);
+    await e.handleHeartbeat(hb(1, "b"));
+  }
+  // A pending timer re-arms when it fires before its (moved) deadline: the election timer about once per
+  // timeout, the leader probe once per 1.5-2.5 heartbeats; re-arming on every heartbeat set two per heartbeat.
+  assert.ok(timers - before <= 40, `${timers - before} timers set for 50 heartbeats`);
+  assert.equal(asked, 0, "no election while the leader's heartbeats arrive");
+  await clock.advance(2 * ET + 10);
+  assert.ok(asked > 0, "the follower stood for election once the heartbeats stopped");
+  e.stop();
+});

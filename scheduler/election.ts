@@ -205,23 +205,64 @@ export class Election {
 
   // ---- campaign ----
 
+  /**
+   * Pushes the election deadline out (every heartbeat does) without touching
+   * a timer: the pending one fires at its old time and re-arms for what is
+   * left, so an idle follower costs nothing between heartbeats beyond the
+   * heartbeat itself.
+   */
   private armElectionTimer(): void {
-    this.electionTimer?.cancel();
-    this.probeTimer?.cancel();
-    if (this.stopped || this.role === "leader") return;
+    if (this.stopped || this.role === "leader") {
+      this.electionTimer?.cancel(); this.electionTimer = undefined;
+      this.probeTimer?.cancel(); this.probeTimer = undefined;
+      return;
+    }
     const t = this.o.electionTimeout;
-    const wait = t + Math.floor(this.o.random() * t);
-    this.electionDue = this.now() + wait;
-    this.electionTimer = this.o.clock.after(wait, () => { void this.serial(() => this.onElectionTimeout()).catch(() => undefined); });
+    this.electionDue = this.now() + t + Math.floor(this.o.random() * t);
+    this.electionAt(this.electionDue);
     // Heartbeats stopped: ask whether the leader's process is gone (a refused connection, as after a crash).
     if (this.o.probeLeader && this.leader && this.role === "follower") {
-      const leader = this.leader, campaign = this.campaign;
-      this.probeTimer = this.o.clock.after(Math.ceil(this.o.heartbeatInterval * 2.5), () => { void this.probe(leader, campaign); });
+      this.probeFor = { leader: this.leader, campaign: this.campaign };
+      // After 2.5 missed heartbeats, or once the lease is over if that comes first (long heartbeats):
+      // asking earlier than the vote hold would not let this node stand any sooner.
+      this.probeDue = this.now() + Math.min(Math.ceil(this.o.heartbeatInterval * 2.5), this.voteHold);
+      this.probeAt(this.probeDue);
+    } else {
+      this.probeTimer?.cancel(); this.probeTimer = undefined;
     }
   }
 
+  /** The election timer fires at `due` at the latest, then checks electionDue (which may have moved on). */
+  private electionAt(due: number): void {
+    if (this.electionTimer && this.electionTimerAt <= due) return;
+    this.electionTimer?.cancel();
+    this.electionTimerAt = due;
+    this.electionTimer = this.o.clock.after(Math.max(0, due - this.now()), () => {
+      this.electionTimer = undefined;
+      if (this.stopped || this.role === "leader") return;
+      if (this.now() < this.electionDue) { this.electionAt(this.electionDue); return; }
+      void this.serial(() => this.onElectionTimeout()).catch(() => undefined);
+    });
+  }
+
+  private probeAt(due: number): void {
+    if (this.probeTimer && this.probeTimerAt <= due) return;
+    this.probeTimer?.cancel();
+    this.probeTimerAt = due;
+    this.probeTimer = this.o.clock.after(Math.max(0, due - this.now()), () => {
+      this.probeTimer = undefined;
+      if (this.stopped || !this.probeFor) return;
+      if (this.now() < this.probeDue) { this.probeAt(this.probeDue); return; }
+      void this.probe(this.probeFor.leader, this.probeFor.campaign);
+    });
+  }
+
   private probeTimer: Timer | undefined;
+  private probeTimerAt = 0;
+  private probeDue = 0;
+  private probeFor: { leader: string; campaign: number } | undefined;
   private electionDue = 0;
+  private electionTimerAt = 0;
 
   /** The fast path after a crash: stand once the dead leader's lease is surely over, not after the full timeout. */
   private async probe(leader: string, campaign: number): Promise<void> {
@@ -229,11 +270,12 @@ export class Election {
     if (verdict !== "dead") return;
     await this.serial(async () => {
       if (!this.running || this.campaign !== campaign || this.leader !== leader || this.role !== "follower") return;
-      const at = this.lastLeaderContact + this.voteHold + Math.floor(this.o.random() * this.o.heartbeatInterval);
+      // The jitter counts from when standing is possible, the probe's answer included: followers that
+      // probed together would otherwise stand together and split the vote.
+      const at = Math.max(this.lastLeaderContact + this.voteHold, this.now()) + Math.floor(this.o.random() * this.o.heartbeatInterval);
       if (at >= this.electionDue) return;
-      this.electionTimer?.cancel();
       this.electionDue = at;
-      this.electionTimer = this.o.clock.after(Math.max(0, at - this.now()), () => { void this.serial(() => this.onElectionTimeout()).catch(() => undefined); });
+      this.electionAt(at);
     }).catch(() => undefined);
   }
 
@@ -292,7 +334,8 @@ export class Election {
     this.role = "leader";
     this.leader = this.id;
     this.leaderSince = this.now();
-    this.electionTimer?.cancel();
+    this.electionTimer?.cancel(); this.electionTimer = undefined;
+    this.probeTimer?.cancel(); this.probeTimer = undefined;
     // Re-stamping the config in our own term, and committing that before any
     // change, is the fix for Raft's single-server-change bug.
     this.config = { version: this.config.version + 1, term: this.term, voters: [...this.config.voters] };

@@ -12,7 +12,9 @@ import { compareConfig, quorum, voterDiff, type VoterConfig } from "./voters.js"
 
 export interface Timers { electionTimeout: number; heartbeatInterval: number; leaseDuration: number }
 /** config/schema.ts's defaults (scheduler.*). */
-export const LAN_TIMERS: Timers = { electionTimeout: 1000, heartbeatInterval: 100, leaseDuration: 500 };
+export const LAN_TIMERS: Timers = { electionTimeout: 2000, heartbeatInterval: 400, leaseDuration: 800 };
+/** The `local` preset's scheduler timers (etcd's defaults), which the multi-agent tests run with. */
+export const LOCAL_PRESET_TIMERS: Timers = { electionTimeout: 1000, heartbeatInterval: 100, leaseDuration: 500 };
 export const LOCAL_TIMERS: Timers = { electionTimeout: 300, heartbeatInterval: 60, leaseDuration: 240 };
 
 /**

@@ -116,7 +116,7 @@ export async function startElection(o: WiringOptions): Promise<ElectionHandle> {
     lastRole = e.role;
     if (e.role === "leader") void dropRemoved();
   });
-  const acting = setInterval(() => o.metrics.isLeader.set(election.isActing() ? 1 : 0), 250).unref();
+  o.metrics.actingFrom(() => election.isActing());
 
   // An operator's `node remove` takes the node's voter seat too (never a node that is merely down).
   const dropRemoved = async () => {
@@ -149,7 +149,7 @@ export async function startElection(o: WiringOptions): Promise<ElectionHandle> {
     election,
     fence,
     start: () => election.start(),
-    async stop() { clearInterval(acting); clearInterval(retry); election.stop(); },
+    async stop() { o.metrics.actingFrom(() => false); clearInterval(retry); election.stop(); },
     summary() {
       const s = election.status();
       const who = s.leader ? `leader ${o.nodeName(s.leader)}` : "no leader";
