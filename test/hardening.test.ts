@@ -46,7 +46,7 @@ test("bad configuration is exit 2 with one line naming what to fix, before anyth
       ["a seed on port 99999", [...dev, "--join", "127.0.0.1:99999"], {}, /config: --join: expected a list of HOST:PORT with a port from 1 to 65535/],
       ["an empty --data-dir", ["--dev", "--bind", bind, "--data-dir", ""], {}, /config: --data-dir: expected a directory path, got ""/],
       ["a data dir under /proc", ["--dev", "--bind", bind, "--data-dir", "/proc/thoc-test"], {}, /config: dataDir: \/proc\/thoc-test is under \/proc/],
-      ["an unknown preset", [...dev, "--preset", "wan"], {}, /config: --preset: expected one of lan, local, got "wan"/],
+      ["an unknown preset", [...dev, "--preset", "wan"], {}, /config: --preset: expected one of lan, local, test, got "wan"/],
       ["gossipPort equal to grpcPort", [...dev, "--gossip-port", "7400"], {}, /config: gossipPort: port 7400 is also set for grpcPort/],
       ["vm.vncPort equal to s3Port", dev, { THOC_VM_VNC_PORT: "7480" }, /config: vm.vncPort: port 7480 is also set for s3Port/],
       ["an unreadable tls.certFile", ["--bind", bind, "--data-dir", dataDir], { ...prodEnv, THOC_TLS_CERT_FILE: "/nonexistent.crt", THOC_TLS_KEY_FILE: key, THOC_TLS_CA_FILE: key /* readable; the missing certificate is what is named */ },
