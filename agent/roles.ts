@@ -39,11 +39,11 @@ export const ROLE_TABLE: ReadonlyMap<string, Need> = new Map<string, Need>([
   ...svc("KeyService", { CreateKey: A, ListKeys: A, DeleteKey: A }),
   ...svc("ObjectStoreService", {
     PutReplica: P, GetReplica: P, HeadReplica: P, DeleteReplica: P, ListRange: P, DigestRange: P,
-    GetRing: P, MergeRing: P, ListBucket: P, SyncTable: P, DigestArcs: P, LockKey: P, UnlockKey: P,
+    GetRing: P, MergeRing: P, ListBucket: P, SyncTable: P, DigestArcs: P, LockKey: P, UnlockKey: P, SyncDigests: P,
   }),
   ...svc("PkiService", { GetCa: "public", Join: "public", CreateJoinToken: A, IssueCertificate: A, SignNodeCertificate: P, RevokeCertificate: A }),
   ...svc("EventService", { WatchEvents: V }),
-  ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, Place: P, Commit: P, PlaceContainer: P, CommitContainer: P }),
+  ...svc("SchedulerService", { GetLeader: V, RequestVote: P, Heartbeat: P, HeartbeatStream: P, Place: P, Commit: P, PlaceContainer: P, CommitContainer: P }),
   ...svc("EventPeerService", { WatchNodeEvents: P }),
 ]);
 

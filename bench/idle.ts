@@ -56,7 +56,11 @@ async function idle(label: string, c: Cluster, seconds: number, settle: number, 
     const b = st.pop()!, bc = cpu.pop()!;
     console.log(`| bare \`node\` (baseline, same window) | ${b.rss.toFixed(0)} MB | ${b.anon.toFixed(0)} MB | ${b.file.toFixed(0)} MB | ${bc.toFixed(2)} % | ${wall.toFixed(0)} s |`);
   }
+  // Which agent leads the scheduler: its heartbeats make it the busiest of an idle cluster.
+  const leads = await Promise.all(c.agents.map(async (a) => /^thoc_scheduler_is_leader 1$/m.test(await (await fetch(`${a.httpUrl}/metrics`)).text())));
+  const each = cpu.map((x, i) => `${x.toFixed(2)}${leads[i] ? " (leader)" : ""}`).join(", ");
   console.log(`| ${label} | ${r(st.map((s) => s.rss), 0)} MB | ${r(st.map((s) => s.anon), 0)} MB | ${r(st.map((s) => s.file), 0)} MB | ${r(cpu, 2)} % | ${wall.toFixed(0)} s |`);
+  if (n > 1) console.log(`  CPU per agent: ${each} %`);
 }
 
 /** Like the harness's startCluster, with a long readiness wait: on a loaded machine a start can take over 30 s. */

@@ -180,6 +180,29 @@ test("the leader grows the voters to 3, removes one on request, and refuses to r
   solo.crash("n0");
 });
 
+test("non-voters hear every few heartbeats, still twice per election timeout, and stay with the leader", async () => {
+  const sim = new ElectionSim({ n: 5, seed: 4, maxVoters: 3, loss: 0 });
+  for (const id of sim.ids()) await sim.start(id, id === "n0");
+  await sim.run(20 * ET, 10, () => sim.latestCommitted()?.voters.length === 3);
+  const voters = sim.latestCommitted()!.voters;
+  const leader = sim.acting()[0]!;
+  const observers = sim.ids().filter((id) => !voters.includes(id));
+  assert.equal(observers.length, 2);
+  sim.heartbeatsTo.clear();
+  await sim.run(20 * ET, 10, () => false);
+  const every = Math.floor(ET / (2 * LOCAL_TIMERS.heartbeatInterval));
+  for (const v of voters.filter((x) => x !== leader)) assert.ok(sim.heartbeatsTo.get(v)! >= 20 * ET / LOCAL_TIMERS.heartbeatInterval - 2, `voter ${v}: a beat every interval`);
+  for (const o of observers) {
+    const got = sim.heartbeatsTo.get(o) ?? 0;
+    assert.ok(got <= Math.ceil(20 * ET / LOCAL_TIMERS.heartbeatInterval / every) + 1, `observer ${o}: one beat in ${every} (${got} beats)`);
+    assert.ok(got >= 2 * 20 - 2, `observer ${o}: at least twice per election timeout (${got})`);
+    assert.equal(sim.node(o).election!.status().leader, leader, "the observer still names the leader");
+  }
+  assert.equal(sim.acting().length, 1);
+  assert.deepEqual(sim.violations, []);
+  for (const id of sim.ids()) sim.crash(id);
+});
+
 test("fence() works while the lease holds and stops as soon as it lapses", async () => {
   const sim = new ElectionSim({ n: 3, seed: 3, maxVoters: 3 });
   for (const id of sim.ids()) await sim.start(id, id === "n0");

@@ -10,10 +10,10 @@
  * no handler ever waits on the network.
  */
 import { ThocError } from "../errors/index.js";
-import type { Timer } from "../core/index.js";
 import type { HeartbeatReply, HeartbeatRequest, VoteReply, VoteRequest } from "./messages.js";
 import { checkConfig, checkCount, checkId, checkTerm, compareConfig, copyConfig, describeConfig, NO_CONFIG, quorum, sameConfig, type VoterConfig } from "./voters.js";
 import { LeaderState } from "./leader.js";
+import { MovingDeadline } from "./deadline.js";
 import type { ElectionEvent, ElectionOptions, ElectionRole, ElectionStatus } from "./options.js";
 
 export type { ElectionRole, ElectionOptions, ElectionStatus, ElectionEvent } from "./options.js";
@@ -30,7 +30,6 @@ export class Election {
   private configCommitted = false;
   private running = false;
   private stopped = false;
-  private electionTimer: Timer | undefined;
   /** Bumped whenever a campaign must be abandoned (heartbeat, new term, leadership). */
   private campaign = 0;
   private lead: LeaderState | undefined;
@@ -39,6 +38,12 @@ export class Election {
   readonly id: string;
 
   constructor(protected readonly o: ElectionOptions) {
+    this.electionTimer = new MovingDeadline(o.clock,
+      () => { void this.serial(() => this.onElectionTimeout()).catch(() => undefined); },
+      () => !this.stopped && this.role !== "leader");
+    this.probeTimer = new MovingDeadline(o.clock,
+      () => { if (this.probeFor) void this.probe(this.probeFor.leader, this.probeFor.campaign); },
+      () => !this.stopped && !!this.probeFor);
     this.id = checkId(o.id, "election id");
     if (!(o.heartbeatInterval > 0 && o.heartbeatInterval < o.electionTimeout)) throw new ThocError("invalid_argument", "scheduler.heartbeatInterval must be above 0 and below scheduler.electionTimeout");
     if (!(o.leaseDuration > 0 && o.leaseDuration < o.electionTimeout)) throw new ThocError("invalid_argument", "scheduler.leaseDuration must be above 0 and below scheduler.electionTimeout, so an old leader's lease ends before a new one can be elected");
@@ -72,8 +77,8 @@ export class Election {
   stop(): void {
     this.stopped = true;
     this.running = false;
-    this.electionTimer?.cancel();
-    this.probeTimer?.cancel();
+    this.electionTimer.cancel();
+    this.probeTimer.cancel();
     this.lead?.close(new ThocError("unavailable", "the scheduler election stopped on this node"));
     this.lead = undefined;
   }
@@ -205,64 +210,29 @@ export class Election {
 
   // ---- campaign ----
 
-  /**
-   * Pushes the election deadline out (every heartbeat does) without touching
-   * a timer: the pending one fires at its old time and re-arms for what is
-   * left, so an idle follower costs nothing between heartbeats beyond the
-   * heartbeat itself.
-   */
+  /** Every heartbeat pushes the election deadline (and the leader probe's) out; see MovingDeadline. */
   private armElectionTimer(): void {
     if (this.stopped || this.role === "leader") {
-      this.electionTimer?.cancel(); this.electionTimer = undefined;
-      this.probeTimer?.cancel(); this.probeTimer = undefined;
+      this.electionTimer.cancel();
+      this.probeTimer.cancel();
       return;
     }
     const t = this.o.electionTimeout;
-    this.electionDue = this.now() + t + Math.floor(this.o.random() * t);
-    this.electionAt(this.electionDue);
+    this.electionTimer.set(this.now() + t + Math.floor(this.o.random() * t));
     // Heartbeats stopped: ask whether the leader's process is gone (a refused connection, as after a crash).
     if (this.o.probeLeader && this.leader && this.role === "follower") {
       this.probeFor = { leader: this.leader, campaign: this.campaign };
       // After 2.5 missed heartbeats, or once the lease is over if that comes first (long heartbeats):
       // asking earlier than the vote hold would not let this node stand any sooner.
-      this.probeDue = this.now() + Math.min(Math.ceil(this.o.heartbeatInterval * 2.5), this.voteHold);
-      this.probeAt(this.probeDue);
+      this.probeTimer.set(this.now() + Math.min(Math.ceil(this.o.heartbeatInterval * 2.5), this.voteHold));
     } else {
-      this.probeTimer?.cancel(); this.probeTimer = undefined;
+      this.probeTimer.cancel();
     }
   }
 
-  /** The election timer fires at `due` at the latest, then checks electionDue (which may have moved on). */
-  private electionAt(due: number): void {
-    if (this.electionTimer && this.electionTimerAt <= due) return;
-    this.electionTimer?.cancel();
-    this.electionTimerAt = due;
-    this.electionTimer = this.o.clock.after(Math.max(0, due - this.now()), () => {
-      this.electionTimer = undefined;
-      if (this.stopped || this.role === "leader") return;
-      if (this.now() < this.electionDue) { this.electionAt(this.electionDue); return; }
-      void this.serial(() => this.onElectionTimeout()).catch(() => undefined);
-    });
-  }
-
-  private probeAt(due: number): void {
-    if (this.probeTimer && this.probeTimerAt <= due) return;
-    this.probeTimer?.cancel();
-    this.probeTimerAt = due;
-    this.probeTimer = this.o.clock.after(Math.max(0, due - this.now()), () => {
-      this.probeTimer = undefined;
-      if (this.stopped || !this.probeFor) return;
-      if (this.now() < this.probeDue) { this.probeAt(this.probeDue); return; }
-      void this.probe(this.probeFor.leader, this.probeFor.campaign);
-    });
-  }
-
-  private probeTimer: Timer | undefined;
-  private probeTimerAt = 0;
-  private probeDue = 0;
+  private readonly electionTimer: MovingDeadline;
+  private readonly probeTimer: MovingDeadline;
   private probeFor: { leader: string; campaign: number } | undefined;
-  private electionDue = 0;
-  private electionTimerAt = 0;
 
   /** The fast path after a crash: stand once the dead leader's lease is surely over, not after the full timeout. */
   private async probe(leader: string, campaign: number): Promise<void> {
@@ -273,9 +243,8 @@ export class Election {
       // The jitter counts from when standing is possible, the probe's answer included: followers that
       // probed together would otherwise stand together and split the vote.
       const at = Math.max(this.lastLeaderContact + this.voteHold, this.now()) + Math.floor(this.o.random() * this.o.heartbeatInterval);
-      if (at >= this.electionDue) return;
-      this.electionDue = at;
-      this.electionAt(at);
+      if (at >= this.electionTimer.at) return;
+      this.electionTimer.set(at);
     }).catch(() => undefined);
   }
 
@@ -334,8 +303,8 @@ export class Election {
     this.role = "leader";
     this.leader = this.id;
     this.leaderSince = this.now();
-    this.electionTimer?.cancel(); this.electionTimer = undefined;
-    this.probeTimer?.cancel(); this.probeTimer = undefined;
+    this.electionTimer.cancel();
+    this.probeTimer.cancel();
     // Re-stamping the config in our own term, and committing that before any
     // change, is the fix for Raft's single-server-change bug.
     this.config = { version: this.config.version + 1, term: this.term, voters: [...this.config.voters] };
@@ -367,7 +336,11 @@ export class Election {
 
   private sendHeartbeats(): void {
     const term = this.term;
-    const targets = new Set([...this.config.voters, ...(this.o.members?.() ?? [])]);
+    const targets = new Set(this.config.voters);
+    // Non-voters only learn who leads and the voter set; they never stand, so
+    // they hear every observerEvery-th beat (still twice per election timeout,
+    // so none of them drops the leader) and an idle leader makes fewer calls.
+    if (this.lead!.ticks++ % this.observerEvery === 0) for (const m of this.o.members?.() ?? []) targets.add(m);
     targets.delete(this.id);
     for (const peer of targets) {
       const sent = this.now();
@@ -396,7 +369,7 @@ export class Election {
     const lead = this.lead;
     if (!lead || !this.configCommitted || this.config.voters.length >= (this.o.maxVoters ?? 3) || !this.isActing()) return;
     const now = this.now();
-    const next = (this.o.members?.() ?? []).filter((m) => m !== this.id && !this.config.voters.includes(m) && (this.o.isAlive?.(m) ?? true) && lead.caughtUp(m, this.config.version, now, this.o.leaseDuration)).sort()[0];
+    const next = (this.o.members?.() ?? []).filter((m) => m !== this.id && !this.config.voters.includes(m) && (this.o.isAlive?.(m) ?? true) && lead.caughtUp(m, this.config.version, now, this.observerWindow)).sort()[0];
     if (next) void this.propose(next, "add").then((p) => p.wait).catch(() => undefined);
   }
 
@@ -419,8 +392,8 @@ export class Election {
     }
     // A voter that does not answer would stall the commit and, with a small
     // set (1 -> 2), the cluster's majority: only a member that answers now is added.
-    if (op === "add" && !this.lead.caughtUp(id, 0, this.now(), this.o.leaseDuration)) {
-      throw new ThocError("failed_precondition", `${id} has not answered the leader's heartbeats within ${this.o.leaseDuration} ms: start it (and check that it is a member) before making it a voter`, { id });
+    if (op === "add" && !this.lead.caughtUp(id, 0, this.now(), this.observerWindow)) {
+      throw new ThocError("failed_precondition", `${id} has not answered the leader's heartbeats within ${this.observerWindow} ms: start it (and check that it is a member) before making it a voter`, { id });
     }
     if (op === "remove" && this.config.voters.length === 1) throw new ThocError("failed_precondition", `${id} is the last voter: add another voter before removing it`);
     const voters = op === "add" ? [...this.config.voters, id].sort() : this.config.voters.filter((v) => v !== id);
@@ -482,6 +455,16 @@ export class Election {
   }
 
   /** A peer call with a deadline: a black-holed peer must not stall the loop. */
+  /** A non-voter gets every this-many-th heartbeat: at least two per election timeout. */
+  private get observerEvery(): number {
+    return Math.max(1, Math.floor(this.o.electionTimeout / (2 * this.o.heartbeatInterval)));
+  }
+
+  /** How recent a non-voter's last ack must be to count as answering (one lease past its beat period). */
+  private get observerWindow(): number {
+    return this.o.leaseDuration + (this.observerEvery - 1) * this.o.heartbeatInterval;
+  }
+
   private call<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
     return new Promise((resolve) => {
       const t = this.o.clock.after(ms, () => resolve(undefined));

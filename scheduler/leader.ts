@@ -20,6 +20,8 @@ interface Pending { version: number; resolve: () => void; reject: (e: Error) => 
 export class LeaderState {
   /** The heartbeat timer of the leader loop. */
   timer: Timer | undefined;
+  /** Heartbeat rounds sent in this term (non-voters hear every few). */
+  ticks = 0;
   private readonly acks = new Map<string, number>();
   private readonly versions = new Map<string, number>();
   private pending: Pending | undefined;

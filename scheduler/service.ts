@@ -12,6 +12,7 @@ import type { SchedulerService, LeaderInfoSchema, CreateContainerRequest, Create
 import type { ImplOf } from "../rpc/index.js";
 import { describeCaller } from "../rpc/index.js";
 import { specFromPb, vmToPb, type VmManager } from "../vm/index.js";
+import type { ServedBeatStreams } from "./beat-stream.js";
 import type { Election } from "./election.js";
 import type { Fence } from "./fence.js";
 import type { HeartbeatRequest as Hb, VoteRequest as Vote } from "./messages.js";
@@ -40,6 +41,8 @@ export interface ServiceOptions {
   /** Forward a create to the leader (this node is not it). */
   forward(req: CreateVmRequest, onBehalfOf: string): Promise<VmInit>;
   log: { info(o: object, m: string): void };
+  /** Open heartbeat streams (closed when the agent stops). */
+  beats: ServedBeatStreams;
 }
 
 const num = (v: bigint) => {
@@ -75,6 +78,12 @@ export function schedulerService(o: ServiceOptions): ImplOf<typeof SchedulerServ
     async heartbeat(req) {
       const r = await o.election.handleHeartbeat(toHeartbeat(req));
       return { term: BigInt(r.term), success: r.success, configVersion: BigInt(r.configVersion) };
+    },
+    heartbeatStream(reqs) {
+      return o.beats.serve(reqs, async (req) => {
+        const r = await o.election.handleHeartbeat(toHeartbeat(req));
+        return { term: BigInt(r.term), success: r.success, configVersion: BigInt(r.configVersion) };
+      });
     },
     async place(req, ctx) {
       if (!req.create) throw new ThocError("invalid_argument", "Place: no create request");

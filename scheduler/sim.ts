@@ -217,10 +217,16 @@ export class ElectionSim {
     this.committed.set(c.version, { ...c, voters: [...c.voters] });
   }
 
+  /** Heartbeats sent to each node (the fan-out a leader costs). */
+  readonly heartbeatsTo = new Map<string, number>();
+
   private transport(from: string): ElectionTransport {
     return {
       requestVote: (to, req) => this.deliver(from, to, (n) => n.election!.handleVote(req)),
-      heartbeat: (to, req) => this.deliver(from, to, (n) => n.election!.handleHeartbeat(req)),
+      heartbeat: (to, req) => {
+        this.heartbeatsTo.set(to, (this.heartbeatsTo.get(to) ?? 0) + 1);
+        return this.deliver(from, to, (n) => n.election!.handleHeartbeat(req));
+      },
     };
   }
 

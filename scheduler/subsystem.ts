@@ -27,6 +27,7 @@ import { Publisher } from "./publisher.js";
 import { routedVmService, type VmClient } from "./routing.js";
 import { commitContainerHere, commitHere, schedulerService } from "./service.js";
 import { EVICTION_TABLE, HOST_TABLE, VM_TABLE, VmTables } from "./vm-table.js";
+import { ServedBeatStreams } from "./beat-stream.js";
 
 type SchedClient = Client<typeof SchedulerService.method>;
 type VmImpl = ImplOf<typeof VmService>;
@@ -73,6 +74,7 @@ export class SchedulerSubsystem implements Subsystem {
   private ctPublisher?: ContainerPublisher;
   private election?: ElectionHandle;
   private pools: { close(): void }[] = [];
+  private readonly beats = new ServedBeatStreams();
   private view?: ClusterView;
   /** This node's VM tables and id once start() has them (autostartVeto waits for them). */
   private tables?: { t: VmTables; self: string };
@@ -217,7 +219,7 @@ export class SchedulerSubsystem implements Subsystem {
     const forwardContainer = (req: CreateContainerRequest, onBehalfOf: string) =>
       toLeader(() => placer.placeContainer(req), async (leader) => ({ ...(await sched.get(leader).placeContainer({ create: req, onBehalfOf }, { timeoutMs: 600_000 })).container! }));
 
-    const svc = schedulerService({ self, election: election.election, fence: election.fence, placer, manager: () => manager, publisher: this.publisher, containers, ctPublisher, tables, leaderInfo, forward, log, noLeaderReason: () => election.noLeaderReason() });
+    const svc = schedulerService({ self, election: election.election, fence: election.fence, placer, manager: () => manager, publisher: this.publisher, containers, ctPublisher, tables, leaderInfo, forward, log, noLeaderReason: () => election.noLeaderReason(), beats: this.beats });
     const guarded = authenticated(SchedulerService, svc, auth);
     // GetLeader is an operator's read (role viewer, no peer MAC); the rest are node-to-node.
     ctx.rpc.add(SchedulerService, { ...guarded, getLeader: svc.getLeader });
@@ -239,7 +241,13 @@ export class SchedulerSubsystem implements Subsystem {
     this.publisher.start();
   }
 
+  /** Open heartbeat streams end now: the gRPC drain that follows waits for every open stream. */
+  quiesce(): void {
+    this.beats.close();
+  }
+
   async stop(): Promise<void> {
+    this.beats.close();
     await this.election?.stop();
     await this.publisher?.stop();
     for (const p of this.pools) p.close();

@@ -7,7 +7,9 @@
 import type { ClusterTable, ClusterView, PeerPool } from "../cluster/index.js";
 import { realClock, type AgentContext, type Logger, type Membership } from "../core/index.js";
 import { ThocError } from "../errors/index.js";
-import type { SchedulerService } from "../proto/index.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { HeartbeatReply, HeartbeatRequestSchema, SchedulerService } from "../proto/index.js";
+import { BeatStream } from "./beat-stream.js";
 import type { Client } from "../rpc/index.js";
 import { Election } from "./election.js";
 import { Fence, type FenceStore } from "./fence.js";
@@ -15,6 +17,41 @@ import type { ElectionStore, PersistedElection } from "./messages.js";
 import type { SchedulerMetrics } from "./metrics.js";
 
 type SchedClient = Client<typeof SchedulerService.method>;
+type HbInit = MessageInitShape<typeof HeartbeatRequestSchema>;
+type HbReply = HeartbeatReply;
+
+/**
+ * Heartbeats to each peer on its own stream (beat-stream.ts); a peer that
+ * predates HeartbeatStream (UNIMPLEMENTED: a rolling upgrade) gets unary
+ * Heartbeat calls, and is asked again for a stream after a while.
+ */
+class PeerBeats {
+  private readonly streams = new Map<string, BeatStream<HbInit, HbReply>>();
+  private readonly unaryUntil = new Map<string, number>();
+
+  constructor(private readonly sched: PeerPool<typeof SchedulerService.method, SchedClient>, private readonly timeoutMs: number) {}
+
+  async send(to: string, req: HbInit): Promise<HbReply> {
+    if ((this.unaryUntil.get(to) ?? 0) > Date.now()) return this.sched.get(to).heartbeat(req, { timeoutMs: this.timeoutMs });
+    let s = this.streams.get(to);
+    if (!s) {
+      s = new BeatStream<HbInit, HbReply>((reqs, signal) => this.sched.get(to).heartbeatStream(reqs, { signal }), this.timeoutMs);
+      this.streams.set(to, s);
+    }
+    try {
+      return await s.send(req);
+    } catch (err) {
+      if (ThocError.from(err).code !== "unimplemented") throw err;
+      this.unaryUntil.set(to, Date.now() + 300_000);
+      return this.sched.get(to).heartbeat(req, { timeoutMs: this.timeoutMs });
+    }
+  }
+
+  close(): void {
+    for (const s of this.streams.values()) s.close();
+    this.streams.clear();
+  }
+}
 
 export interface ElectionHandle {
   election: Election;
@@ -60,6 +97,7 @@ export async function startElection(o: WiringOptions): Promise<ElectionHandle> {
   const stores = levelStores(ctx);
   const fence = await Fence.open(stores.fence);
   const rpcTimeout = Math.max(100, Math.floor(cfg.electionTimeout / 2));
+  const beats = new PeerBeats(o.sched, rpcTimeout);
   const election = new Election({
     id: ctx.nodeId,
     store: stores.election,
@@ -91,10 +129,11 @@ export async function startElection(o: WiringOptions): Promise<ElectionHandle> {
         return { term: Number(x.term), granted: x.granted, reason: x.reason };
       },
       async heartbeat(to, r) {
-        const x = await o.sched.get(to).heartbeat({
+        const req: HbInit = {
           term: BigInt(r.term), leader: r.leaderId, configCommitted: r.configCommitted,
           config: { version: BigInt(r.config.version), term: BigInt(r.config.term), voters: r.config.voters },
-        }, { timeoutMs: rpcTimeout });
+        };
+        const x = await beats.send(to, req);
         return { term: Number(x.term), success: x.success, configVersion: Number(x.configVersion) };
       },
     },
@@ -149,7 +188,7 @@ export async function startElection(o: WiringOptions): Promise<ElectionHandle> {
     election,
     fence,
     start: () => election.start(),
-    async stop() { o.metrics.actingFrom(() => false); clearInterval(retry); election.stop(); },
+    async stop() { o.metrics.actingFrom(() => false); clearInterval(retry); election.stop(); beats.close(); },
     summary() {
       const s = election.status();
       const who = s.leader ? `leader ${o.nodeName(s.leader)}` : "no leader";

@@ -191,6 +191,12 @@ export class Peer {
     return { digest: res.digest, entries: res.entries.map((e) => ({ key: e.key, version: e.version, deleted: e.deleted, value: e.value })) };
   }
 
+  /** The ring's and every table's digest on the peer (ours are sent along for its logs and future use). */
+  async syncDigests(ringDigest: string, tables: Record<string, string>): Promise<{ ringDigest: string; tables: Record<string, string> }> {
+    const res = await this.client.syncDigests({ ringDigest, tables }, { ...this.unary() });
+    return { ringDigest: res.ringDigest, tables: res.tables };
+  }
+
   async getRing(): Promise<RingStateData> {
     return ringFromWire(await this.client.getRing({}, { ...this.unary() }));
   }

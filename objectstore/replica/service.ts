@@ -45,6 +45,8 @@ export interface ReplicaServiceDeps {
   ring: RingHolder;
   /** Tables replicated to every node (SyncTable), by name. */
   tables?: (name: string) => ReplicatedTable | undefined;
+  /** Every such table (SyncDigests answers with all their digests). */
+  allTables?: () => Iterable<ReplicatedTable>;
   /** Bytes per GetReplica message. */
   chunkSize?: number;
   /**
@@ -190,6 +192,12 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
       const digest = t.digest();
       if (req.digest === digest) return { table: t.name, digest, entries: [] };
       return { table: t.name, digest, entries: t.all() };
+    },
+
+    async syncDigests() {
+      const tables: Record<string, string> = {};
+      for (const t of deps.allTables?.() ?? []) tables[t.name] = t.digest();
+      return { ringDigest: deps.ring.state().digest(), tables };
     },
 
     async getRing() {

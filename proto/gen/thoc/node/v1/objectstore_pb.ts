@@ -10,7 +10,31 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file thoc/node/v1/objectstore.proto.
  */
 export const file_thoc_node_v1_objectstore: GenFile = /*@__PURE__*/
-  fileDesc("Ch50aG9jL25vZGUvdjEvb2JqZWN0c3RvcmUucHJvdG8SDHRob2Mubm9kZS52MSJMCg5Mb2NrS2V5UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEg0KBW93bmVyGAMgASgJEg4KBnR0bF9tcxgEIAEoDSIyCg9Mb2NrS2V5UmVzcG9uc2USDwoHZ3JhbnRlZBgBIAEoCBIOCgZob2xkZXIYAiABKAkiPgoQVW5sb2NrS2V5UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEg0KBW93bmVyGAMgASgJIiUKEVVubG9ja0tleVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIInoKGExpc3RCdWNrZXRSZWNvcmRzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGcHJlZml4GAIgASgJEg0KBWFmdGVyGAMgASgJEhEKCWhhc19hZnRlchgEIAEoCBINCgVsaW1pdBgFIAEoDRINCgViYXRjaBgGIAEoCCJKCgpUYWJsZUVudHJ5EgsKA2tleRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEg8KB2RlbGV0ZWQYAyABKAgSDQoFdmFsdWUYBCABKAkiVgoKVGFibGVTdGF0ZRINCgV0YWJsZRgBIAEoCRIpCgdlbnRyaWVzGAIgAygLMhgudGhvYy5ub2RlLnYxLlRhYmxlRW50cnkSDgoGZGlnZXN0GAMgASgJInwKDVJlcGxpY2FSZWNvcmQSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhEKCXRvbWJzdG9uZRgEIAEoCBIMCgRzaXplGAUgASgEEg4KBnNoYTI1NhgGIAEoCRIMCgRtZXRhGAcgASgJIpIBChFQdXRSZXBsaWNhUmVxdWVzdBIwCgZoZWFkZXIYASABKAsyHi50aG9jLm5vZGUudjEuUmVwbGljYVB1dEhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASMgoHdHJhaWxlchgDIAEoCzIfLnRob2Mubm9kZS52MS5SZXBsaWNhUHV0VHJhaWxlckgAQgYKBHBhcnQiYAoQUmVwbGljYVB1dEhlYWRlchIrCgZyZWNvcmQYASABKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZBIQCghoaW50X2ZvchgCIAEoCRINCgVjbG9jaxgDIAEoCSI/ChFSZXBsaWNhUHV0VHJhaWxlchIMCgRzaXplGAEgASgEEg4KBnNoYTI1NhgCIAEoCRIMCgRtZXRhGAMgASgJIjYKElB1dFJlcGxpY2FSZXNwb25zZRIPCgdhcHBsaWVkGAEgASgIEg8KB2N1cnJlbnQYAiABKAkiXAoRR2V0UmVwbGljYVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRIOCgZyYW5nZWQYAyABKAgSDQoFc3RhcnQYBCABKAQSCwoDZW5kGAUgASgEIlwKEkdldFJlcGxpY2FSZXNwb25zZRItCgZyZWNvcmQYASABKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZEgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCIxChJIZWFkUmVwbGljYVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSJCChNIZWFkUmVwbGljYVJlc3BvbnNlEisKBnJlY29yZBgBIAEoCzIbLnRob2Mubm9kZS52MS5SZXBsaWNhUmVjb3JkImUKFERlbGV0ZVJlcGxpY2FSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIQCghoaW50X2ZvchgEIAEoCRINCgVjbG9jaxgFIAEoCSI5CgxSZXBsaWNhUmFuZ2USDQoFc3RhcnQYASABKAQSCwoDZW5kGAIgASgEEg0KBXdob2xlGAMgASgIIowBChdMaXN0UmVwbGljYVJhbmdlUmVxdWVzdBIpCgVyYW5nZRgBIAEoCzIaLnRob2Mubm9kZS52MS5SZXBsaWNhUmFuZ2USEQoJYWZ0ZXJfcG9zGAIgASgEEhEKCWFmdGVyX2tleRgDIAEoCRIRCgloYXNfYWZ0ZXIYBCABKAgSDQoFbGltaXQYBSABKA0idQoYTGlzdFJlcGxpY2FSYW5nZVJlc3BvbnNlEisKBnJlY29yZBgBIAEoCzIbLnRob2Mubm9kZS52MS5SZXBsaWNhUmVjb3JkEiwKB3JlY29yZHMYAiADKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZCJVChlEaWdlc3RSZXBsaWNhUmFuZ2VSZXF1ZXN0EikKBXJhbmdlGAEgASgLMhoudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZRINCgVwYXJ0cxgCIAEoDSIxChJSZXBsaWNhUmFuZ2VEaWdlc3QSDAoEaGFzaBgBIAEoCRINCgVjb3VudBgCIAEoBCJPChpEaWdlc3RSZXBsaWNhUmFuZ2VSZXNwb25zZRIxCgdkaWdlc3RzGAEgAygLMiAudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZURpZ2VzdCI9ChFEaWdlc3RBcmNzUmVxdWVzdBIoCgRhcmNzGAEgAygLMhoudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZSJHChJEaWdlc3RBcmNzUmVzcG9uc2USMQoHZGlnZXN0cxgBIAMoCzIgLnRob2Mubm9kZS52MS5SZXBsaWNhUmFuZ2VEaWdlc3QiFgoUR2V0T2JqZWN0UmluZ1JlcXVlc3QikAEKEE9iamVjdFJpbmdNZW1iZXISDwoHbm9kZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBndlaWdodBgDIAEoARIQCghhZGRlZF9hdBgEIAEoCRISCgp1cGRhdGVkX2F0GAUgASgJEhMKC3JlbW92ZWRfYWRkGAYgASgJEhIKCnJlbW92ZWRfYXQYByABKAkiUgoPT2JqZWN0UmluZ1N0YXRlEi8KB21lbWJlcnMYASADKAsyHi50aG9jLm5vZGUudjEuT2JqZWN0UmluZ01lbWJlchIOCgZkaWdlc3QYAiABKAkyxggKEk9iamVjdFN0b3JlU2VydmljZRJRCgpQdXRSZXBsaWNhEh8udGhvYy5ub2RlLnYxLlB1dFJlcGxpY2FSZXF1ZXN0GiAudGhvYy5ub2RlLnYxLlB1dFJlcGxpY2FSZXNwb25zZSgBElEKCkdldFJlcGxpY2ESHy50aG9jLm5vZGUudjEuR2V0UmVwbGljYVJlcXVlc3QaIC50aG9jLm5vZGUudjEuR2V0UmVwbGljYVJlc3BvbnNlMAESUgoLSGVhZFJlcGxpY2ESIC50aG9jLm5vZGUudjEuSGVhZFJlcGxpY2FSZXF1ZXN0GiEudGhvYy5ub2RlLnYxLkhlYWRSZXBsaWNhUmVzcG9uc2USVQoNRGVsZXRlUmVwbGljYRIiLnRob2Mubm9kZS52MS5EZWxldGVSZXBsaWNhUmVxdWVzdBogLnRob2Mubm9kZS52MS5QdXRSZXBsaWNhUmVzcG9uc2USXAoJTGlzdFJhbmdlEiUudGhvYy5ub2RlLnYxLkxpc3RSZXBsaWNhUmFuZ2VSZXF1ZXN0GiYudGhvYy5ub2RlLnYxLkxpc3RSZXBsaWNhUmFuZ2VSZXNwb25zZTABEmAKC0RpZ2VzdFJhbmdlEicudGhvYy5ub2RlLnYxLkRpZ2VzdFJlcGxpY2FSYW5nZVJlcXVlc3QaKC50aG9jLm5vZGUudjEuRGlnZXN0UmVwbGljYVJhbmdlUmVzcG9uc2USTAoHR2V0UmluZxIiLnRob2Mubm9kZS52MS5HZXRPYmplY3RSaW5nUmVxdWVzdBodLnRob2Mubm9kZS52MS5PYmplY3RSaW5nU3RhdGUSSQoJTWVyZ2VSaW5nEh0udGhvYy5ub2RlLnYxLk9iamVjdFJpbmdTdGF0ZRodLnRob2Mubm9kZS52MS5PYmplY3RSaW5nU3RhdGUSXgoKTGlzdEJ1Y2tldBImLnRob2Mubm9kZS52MS5MaXN0QnVja2V0UmVjb3Jkc1JlcXVlc3QaJi50aG9jLm5vZGUudjEuTGlzdFJlcGxpY2FSYW5nZVJlc3BvbnNlMAESPwoJU3luY1RhYmxlEhgudGhvYy5ub2RlLnYxLlRhYmxlU3RhdGUaGC50aG9jLm5vZGUudjEuVGFibGVTdGF0ZRJPCgpEaWdlc3RBcmNzEh8udGhvYy5ub2RlLnYxLkRpZ2VzdEFyY3NSZXF1ZXN0GiAudGhvYy5ub2RlLnYxLkRpZ2VzdEFyY3NSZXNwb25zZRJGCgdMb2NrS2V5EhwudGhvYy5ub2RlLnYxLkxvY2tLZXlSZXF1ZXN0Gh0udGhvYy5ub2RlLnYxLkxvY2tLZXlSZXNwb25zZRJMCglVbmxvY2tLZXkSHi50aG9jLm5vZGUudjEuVW5sb2NrS2V5UmVxdWVzdBofLnRob2Mubm9kZS52MS5VbmxvY2tLZXlSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Ch50aG9jL25vZGUvdjEvb2JqZWN0c3RvcmUucHJvdG8SDHRob2Mubm9kZS52MSKWAQoSU3luY0RpZ2VzdHNNZXNzYWdlEhMKC3JpbmdfZGlnZXN0GAEgASgJEjwKBnRhYmxlcxgCIAMoCzIsLnRob2Mubm9kZS52MS5TeW5jRGlnZXN0c01lc3NhZ2UuVGFibGVzRW50cnkaLQoLVGFibGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJMCg5Mb2NrS2V5UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEg0KBW93bmVyGAMgASgJEg4KBnR0bF9tcxgEIAEoDSIyCg9Mb2NrS2V5UmVzcG9uc2USDwoHZ3JhbnRlZBgBIAEoCBIOCgZob2xkZXIYAiABKAkiPgoQVW5sb2NrS2V5UmVxdWVzdBIOCgZidWNrZXQYASABKAkSCwoDa2V5GAIgASgJEg0KBW93bmVyGAMgASgJIiUKEVVubG9ja0tleVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIInoKGExpc3RCdWNrZXRSZWNvcmRzUmVxdWVzdBIOCgZidWNrZXQYASABKAkSDgoGcHJlZml4GAIgASgJEg0KBWFmdGVyGAMgASgJEhEKCWhhc19hZnRlchgEIAEoCBINCgVsaW1pdBgFIAEoDRINCgViYXRjaBgGIAEoCCJKCgpUYWJsZUVudHJ5EgsKA2tleRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEg8KB2RlbGV0ZWQYAyABKAgSDQoFdmFsdWUYBCABKAkiVgoKVGFibGVTdGF0ZRINCgV0YWJsZRgBIAEoCRIpCgdlbnRyaWVzGAIgAygLMhgudGhvYy5ub2RlLnYxLlRhYmxlRW50cnkSDgoGZGlnZXN0GAMgASgJInwKDVJlcGxpY2FSZWNvcmQSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhEKCXRvbWJzdG9uZRgEIAEoCBIMCgRzaXplGAUgASgEEg4KBnNoYTI1NhgGIAEoCRIMCgRtZXRhGAcgASgJIpIBChFQdXRSZXBsaWNhUmVxdWVzdBIwCgZoZWFkZXIYASABKAsyHi50aG9jLm5vZGUudjEuUmVwbGljYVB1dEhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASMgoHdHJhaWxlchgDIAEoCzIfLnRob2Mubm9kZS52MS5SZXBsaWNhUHV0VHJhaWxlckgAQgYKBHBhcnQiYAoQUmVwbGljYVB1dEhlYWRlchIrCgZyZWNvcmQYASABKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZBIQCghoaW50X2ZvchgCIAEoCRINCgVjbG9jaxgDIAEoCSI/ChFSZXBsaWNhUHV0VHJhaWxlchIMCgRzaXplGAEgASgEEg4KBnNoYTI1NhgCIAEoCRIMCgRtZXRhGAMgASgJIjYKElB1dFJlcGxpY2FSZXNwb25zZRIPCgdhcHBsaWVkGAEgASgIEg8KB2N1cnJlbnQYAiABKAkiXAoRR2V0UmVwbGljYVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRIOCgZyYW5nZWQYAyABKAgSDQoFc3RhcnQYBCABKAQSCwoDZW5kGAUgASgEIlwKEkdldFJlcGxpY2FSZXNwb25zZRItCgZyZWNvcmQYASABKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZEgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCIxChJIZWFkUmVwbGljYVJlcXVlc3QSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCSJCChNIZWFkUmVwbGljYVJlc3BvbnNlEisKBnJlY29yZBgBIAEoCzIbLnRob2Mubm9kZS52MS5SZXBsaWNhUmVjb3JkImUKFERlbGV0ZVJlcGxpY2FSZXF1ZXN0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIQCghoaW50X2ZvchgEIAEoCRINCgVjbG9jaxgFIAEoCSI5CgxSZXBsaWNhUmFuZ2USDQoFc3RhcnQYASABKAQSCwoDZW5kGAIgASgEEg0KBXdob2xlGAMgASgIIowBChdMaXN0UmVwbGljYVJhbmdlUmVxdWVzdBIpCgVyYW5nZRgBIAEoCzIaLnRob2Mubm9kZS52MS5SZXBsaWNhUmFuZ2USEQoJYWZ0ZXJfcG9zGAIgASgEEhEKCWFmdGVyX2tleRgDIAEoCRIRCgloYXNfYWZ0ZXIYBCABKAgSDQoFbGltaXQYBSABKA0idQoYTGlzdFJlcGxpY2FSYW5nZVJlc3BvbnNlEisKBnJlY29yZBgBIAEoCzIbLnRob2Mubm9kZS52MS5SZXBsaWNhUmVjb3JkEiwKB3JlY29yZHMYAiADKAsyGy50aG9jLm5vZGUudjEuUmVwbGljYVJlY29yZCJVChlEaWdlc3RSZXBsaWNhUmFuZ2VSZXF1ZXN0EikKBXJhbmdlGAEgASgLMhoudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZRINCgVwYXJ0cxgCIAEoDSIxChJSZXBsaWNhUmFuZ2VEaWdlc3QSDAoEaGFzaBgBIAEoCRINCgVjb3VudBgCIAEoBCJPChpEaWdlc3RSZXBsaWNhUmFuZ2VSZXNwb25zZRIxCgdkaWdlc3RzGAEgAygLMiAudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZURpZ2VzdCI9ChFEaWdlc3RBcmNzUmVxdWVzdBIoCgRhcmNzGAEgAygLMhoudGhvYy5ub2RlLnYxLlJlcGxpY2FSYW5nZSJHChJEaWdlc3RBcmNzUmVzcG9uc2USMQoHZGlnZXN0cxgBIAMoCzIgLnRob2Mubm9kZS52MS5SZXBsaWNhUmFuZ2VEaWdlc3QiFgoUR2V0T2JqZWN0UmluZ1JlcXVlc3QikAEKEE9iamVjdFJpbmdNZW1iZXISDwoHbm9kZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBndlaWdodBgDIAEoARIQCghhZGRlZF9hdBgEIAEoCRISCgp1cGRhdGVkX2F0GAUgASgJEhMKC3JlbW92ZWRfYWRkGAYgASgJEhIKCnJlbW92ZWRfYXQYByABKAkiUgoPT2JqZWN0UmluZ1N0YXRlEi8KB21lbWJlcnMYASADKAsyHi50aG9jLm5vZGUudjEuT2JqZWN0UmluZ01lbWJlchIOCgZkaWdlc3QYAiABKAkymQkKEk9iamVjdFN0b3JlU2VydmljZRJRCgpQdXRSZXBsaWNhEh8udGhvYy5ub2RlLnYxLlB1dFJlcGxpY2FSZXF1ZXN0GiAudGhvYy5ub2RlLnYxLlB1dFJlcGxpY2FSZXNwb25zZSgBElEKCkdldFJlcGxpY2ESHy50aG9jLm5vZGUudjEuR2V0UmVwbGljYVJlcXVlc3QaIC50aG9jLm5vZGUudjEuR2V0UmVwbGljYVJlc3BvbnNlMAESUgoLSGVhZFJlcGxpY2ESIC50aG9jLm5vZGUudjEuSGVhZFJlcGxpY2FSZXF1ZXN0GiEudGhvYy5ub2RlLnYxLkhlYWRSZXBsaWNhUmVzcG9uc2USVQoNRGVsZXRlUmVwbGljYRIiLnRob2Mubm9kZS52MS5EZWxldGVSZXBsaWNhUmVxdWVzdBogLnRob2Mubm9kZS52MS5QdXRSZXBsaWNhUmVzcG9uc2USXAoJTGlzdFJhbmdlEiUudGhvYy5ub2RlLnYxLkxpc3RSZXBsaWNhUmFuZ2VSZXF1ZXN0GiYudGhvYy5ub2RlLnYxLkxpc3RSZXBsaWNhUmFuZ2VSZXNwb25zZTABEmAKC0RpZ2VzdFJhbmdlEicudGhvYy5ub2RlLnYxLkRpZ2VzdFJlcGxpY2FSYW5nZVJlcXVlc3QaKC50aG9jLm5vZGUudjEuRGlnZXN0UmVwbGljYVJhbmdlUmVzcG9uc2USTAoHR2V0UmluZxIiLnRob2Mubm9kZS52MS5HZXRPYmplY3RSaW5nUmVxdWVzdBodLnRob2Mubm9kZS52MS5PYmplY3RSaW5nU3RhdGUSSQoJTWVyZ2VSaW5nEh0udGhvYy5ub2RlLnYxLk9iamVjdFJpbmdTdGF0ZRodLnRob2Mubm9kZS52MS5PYmplY3RSaW5nU3RhdGUSXgoKTGlzdEJ1Y2tldBImLnRob2Mubm9kZS52MS5MaXN0QnVja2V0UmVjb3Jkc1JlcXVlc3QaJi50aG9jLm5vZGUudjEuTGlzdFJlcGxpY2FSYW5nZVJlc3BvbnNlMAESPwoJU3luY1RhYmxlEhgudGhvYy5ub2RlLnYxLlRhYmxlU3RhdGUaGC50aG9jLm5vZGUudjEuVGFibGVTdGF0ZRJPCgpEaWdlc3RBcmNzEh8udGhvYy5ub2RlLnYxLkRpZ2VzdEFyY3NSZXF1ZXN0GiAudGhvYy5ub2RlLnYxLkRpZ2VzdEFyY3NSZXNwb25zZRJGCgdMb2NrS2V5EhwudGhvYy5ub2RlLnYxLkxvY2tLZXlSZXF1ZXN0Gh0udGhvYy5ub2RlLnYxLkxvY2tLZXlSZXNwb25zZRJMCglVbmxvY2tLZXkSHi50aG9jLm5vZGUudjEuVW5sb2NrS2V5UmVxdWVzdBofLnRob2Mubm9kZS52MS5VbmxvY2tLZXlSZXNwb25zZRJRCgtTeW5jRGlnZXN0cxIgLnRob2Mubm9kZS52MS5TeW5jRGlnZXN0c01lc3NhZ2UaIC50aG9jLm5vZGUudjEuU3luY0RpZ2VzdHNNZXNzYWdlYgZwcm90bzM");
+
+/**
+ * @generated from message thoc.node.v1.SyncDigestsMessage
+ */
+export type SyncDigestsMessage = Message<"thoc.node.v1.SyncDigestsMessage"> & {
+  /**
+   * @generated from field: string ring_digest = 1;
+   */
+  ringDigest: string;
+
+  /**
+   * Table name -> digest of the sender's table (TableState.digest).
+   *
+   * @generated from field: map<string, string> tables = 2;
+   */
+  tables: { [key: string]: string };
+};
+
+/**
+ * Describes the message thoc.node.v1.SyncDigestsMessage.
+ * Use `create(SyncDigestsMessageSchema)` to create a new message.
+ */
+export const SyncDigestsMessageSchema: GenMessage<SyncDigestsMessage> = /*@__PURE__*/
+  messageDesc(file_thoc_node_v1_objectstore, 0);
 
 /**
  * @generated from message thoc.node.v1.LockKeyRequest
@@ -46,7 +70,7 @@ export type LockKeyRequest = Message<"thoc.node.v1.LockKeyRequest"> & {
  * Use `create(LockKeyRequestSchema)` to create a new message.
  */
 export const LockKeyRequestSchema: GenMessage<LockKeyRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 0);
+  messageDesc(file_thoc_node_v1_objectstore, 1);
 
 /**
  * @generated from message thoc.node.v1.LockKeyResponse
@@ -70,7 +94,7 @@ export type LockKeyResponse = Message<"thoc.node.v1.LockKeyResponse"> & {
  * Use `create(LockKeyResponseSchema)` to create a new message.
  */
 export const LockKeyResponseSchema: GenMessage<LockKeyResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 1);
+  messageDesc(file_thoc_node_v1_objectstore, 2);
 
 /**
  * @generated from message thoc.node.v1.UnlockKeyRequest
@@ -97,7 +121,7 @@ export type UnlockKeyRequest = Message<"thoc.node.v1.UnlockKeyRequest"> & {
  * Use `create(UnlockKeyRequestSchema)` to create a new message.
  */
 export const UnlockKeyRequestSchema: GenMessage<UnlockKeyRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 2);
+  messageDesc(file_thoc_node_v1_objectstore, 3);
 
 /**
  * @generated from message thoc.node.v1.UnlockKeyResponse
@@ -116,7 +140,7 @@ export type UnlockKeyResponse = Message<"thoc.node.v1.UnlockKeyResponse"> & {
  * Use `create(UnlockKeyResponseSchema)` to create a new message.
  */
 export const UnlockKeyResponseSchema: GenMessage<UnlockKeyResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 3);
+  messageDesc(file_thoc_node_v1_objectstore, 4);
 
 /**
  * @generated from message thoc.node.v1.ListBucketRecordsRequest
@@ -162,7 +186,7 @@ export type ListBucketRecordsRequest = Message<"thoc.node.v1.ListBucketRecordsRe
  * Use `create(ListBucketRecordsRequestSchema)` to create a new message.
  */
 export const ListBucketRecordsRequestSchema: GenMessage<ListBucketRecordsRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 4);
+  messageDesc(file_thoc_node_v1_objectstore, 5);
 
 /**
  * @generated from message thoc.node.v1.TableEntry
@@ -198,7 +222,7 @@ export type TableEntry = Message<"thoc.node.v1.TableEntry"> & {
  * Use `create(TableEntrySchema)` to create a new message.
  */
 export const TableEntrySchema: GenMessage<TableEntry> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 5);
+  messageDesc(file_thoc_node_v1_objectstore, 6);
 
 /**
  * @generated from message thoc.node.v1.TableState
@@ -227,7 +251,7 @@ export type TableState = Message<"thoc.node.v1.TableState"> & {
  * Use `create(TableStateSchema)` to create a new message.
  */
 export const TableStateSchema: GenMessage<TableState> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 6);
+  messageDesc(file_thoc_node_v1_objectstore, 7);
 
 /**
  * @generated from message thoc.node.v1.ReplicaRecord
@@ -280,7 +304,7 @@ export type ReplicaRecord = Message<"thoc.node.v1.ReplicaRecord"> & {
  * Use `create(ReplicaRecordSchema)` to create a new message.
  */
 export const ReplicaRecordSchema: GenMessage<ReplicaRecord> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 7);
+  messageDesc(file_thoc_node_v1_objectstore, 8);
 
 /**
  * @generated from message thoc.node.v1.PutReplicaRequest
@@ -315,7 +339,7 @@ export type PutReplicaRequest = Message<"thoc.node.v1.PutReplicaRequest"> & {
  * Use `create(PutReplicaRequestSchema)` to create a new message.
  */
 export const PutReplicaRequestSchema: GenMessage<PutReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 8);
+  messageDesc(file_thoc_node_v1_objectstore, 9);
 
 /**
  * @generated from message thoc.node.v1.ReplicaPutHeader
@@ -346,7 +370,7 @@ export type ReplicaPutHeader = Message<"thoc.node.v1.ReplicaPutHeader"> & {
  * Use `create(ReplicaPutHeaderSchema)` to create a new message.
  */
 export const ReplicaPutHeaderSchema: GenMessage<ReplicaPutHeader> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 9);
+  messageDesc(file_thoc_node_v1_objectstore, 10);
 
 /**
  * @generated from message thoc.node.v1.ReplicaPutTrailer
@@ -376,7 +400,7 @@ export type ReplicaPutTrailer = Message<"thoc.node.v1.ReplicaPutTrailer"> & {
  * Use `create(ReplicaPutTrailerSchema)` to create a new message.
  */
 export const ReplicaPutTrailerSchema: GenMessage<ReplicaPutTrailer> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 10);
+  messageDesc(file_thoc_node_v1_objectstore, 11);
 
 /**
  * @generated from message thoc.node.v1.PutReplicaResponse
@@ -400,7 +424,7 @@ export type PutReplicaResponse = Message<"thoc.node.v1.PutReplicaResponse"> & {
  * Use `create(PutReplicaResponseSchema)` to create a new message.
  */
 export const PutReplicaResponseSchema: GenMessage<PutReplicaResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 11);
+  messageDesc(file_thoc_node_v1_objectstore, 12);
 
 /**
  * @generated from message thoc.node.v1.GetReplicaRequest
@@ -440,7 +464,7 @@ export type GetReplicaRequest = Message<"thoc.node.v1.GetReplicaRequest"> & {
  * Use `create(GetReplicaRequestSchema)` to create a new message.
  */
 export const GetReplicaRequestSchema: GenMessage<GetReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 12);
+  messageDesc(file_thoc_node_v1_objectstore, 13);
 
 /**
  * @generated from message thoc.node.v1.GetReplicaResponse
@@ -469,7 +493,7 @@ export type GetReplicaResponse = Message<"thoc.node.v1.GetReplicaResponse"> & {
  * Use `create(GetReplicaResponseSchema)` to create a new message.
  */
 export const GetReplicaResponseSchema: GenMessage<GetReplicaResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 13);
+  messageDesc(file_thoc_node_v1_objectstore, 14);
 
 /**
  * @generated from message thoc.node.v1.HeadReplicaRequest
@@ -491,7 +515,7 @@ export type HeadReplicaRequest = Message<"thoc.node.v1.HeadReplicaRequest"> & {
  * Use `create(HeadReplicaRequestSchema)` to create a new message.
  */
 export const HeadReplicaRequestSchema: GenMessage<HeadReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 14);
+  messageDesc(file_thoc_node_v1_objectstore, 15);
 
 /**
  * @generated from message thoc.node.v1.HeadReplicaResponse
@@ -510,7 +534,7 @@ export type HeadReplicaResponse = Message<"thoc.node.v1.HeadReplicaResponse"> & 
  * Use `create(HeadReplicaResponseSchema)` to create a new message.
  */
 export const HeadReplicaResponseSchema: GenMessage<HeadReplicaResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 15);
+  messageDesc(file_thoc_node_v1_objectstore, 16);
 
 /**
  * @generated from message thoc.node.v1.DeleteReplicaRequest
@@ -547,7 +571,7 @@ export type DeleteReplicaRequest = Message<"thoc.node.v1.DeleteReplicaRequest"> 
  * Use `create(DeleteReplicaRequestSchema)` to create a new message.
  */
 export const DeleteReplicaRequestSchema: GenMessage<DeleteReplicaRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 16);
+  messageDesc(file_thoc_node_v1_objectstore, 17);
 
 /**
  * An arc of the ring: positions in (start, end], or every position when whole.
@@ -576,7 +600,7 @@ export type ReplicaRange = Message<"thoc.node.v1.ReplicaRange"> & {
  * Use `create(ReplicaRangeSchema)` to create a new message.
  */
 export const ReplicaRangeSchema: GenMessage<ReplicaRange> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 17);
+  messageDesc(file_thoc_node_v1_objectstore, 18);
 
 /**
  * @generated from message thoc.node.v1.ListReplicaRangeRequest
@@ -615,7 +639,7 @@ export type ListReplicaRangeRequest = Message<"thoc.node.v1.ListReplicaRangeRequ
  * Use `create(ListReplicaRangeRequestSchema)` to create a new message.
  */
 export const ListReplicaRangeRequestSchema: GenMessage<ListReplicaRangeRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 18);
+  messageDesc(file_thoc_node_v1_objectstore, 19);
 
 /**
  * @generated from message thoc.node.v1.ListReplicaRangeResponse
@@ -641,7 +665,7 @@ export type ListReplicaRangeResponse = Message<"thoc.node.v1.ListReplicaRangeRes
  * Use `create(ListReplicaRangeResponseSchema)` to create a new message.
  */
 export const ListReplicaRangeResponseSchema: GenMessage<ListReplicaRangeResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 19);
+  messageDesc(file_thoc_node_v1_objectstore, 20);
 
 /**
  * @generated from message thoc.node.v1.DigestReplicaRangeRequest
@@ -663,7 +687,7 @@ export type DigestReplicaRangeRequest = Message<"thoc.node.v1.DigestReplicaRange
  * Use `create(DigestReplicaRangeRequestSchema)` to create a new message.
  */
 export const DigestReplicaRangeRequestSchema: GenMessage<DigestReplicaRangeRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 20);
+  messageDesc(file_thoc_node_v1_objectstore, 21);
 
 /**
  * @generated from message thoc.node.v1.ReplicaRangeDigest
@@ -685,7 +709,7 @@ export type ReplicaRangeDigest = Message<"thoc.node.v1.ReplicaRangeDigest"> & {
  * Use `create(ReplicaRangeDigestSchema)` to create a new message.
  */
 export const ReplicaRangeDigestSchema: GenMessage<ReplicaRangeDigest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 21);
+  messageDesc(file_thoc_node_v1_objectstore, 22);
 
 /**
  * @generated from message thoc.node.v1.DigestReplicaRangeResponse
@@ -702,7 +726,7 @@ export type DigestReplicaRangeResponse = Message<"thoc.node.v1.DigestReplicaRang
  * Use `create(DigestReplicaRangeResponseSchema)` to create a new message.
  */
 export const DigestReplicaRangeResponseSchema: GenMessage<DigestReplicaRangeResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 22);
+  messageDesc(file_thoc_node_v1_objectstore, 23);
 
 /**
  * @generated from message thoc.node.v1.DigestArcsRequest
@@ -719,7 +743,7 @@ export type DigestArcsRequest = Message<"thoc.node.v1.DigestArcsRequest"> & {
  * Use `create(DigestArcsRequestSchema)` to create a new message.
  */
 export const DigestArcsRequestSchema: GenMessage<DigestArcsRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 23);
+  messageDesc(file_thoc_node_v1_objectstore, 24);
 
 /**
  * @generated from message thoc.node.v1.DigestArcsResponse
@@ -738,7 +762,7 @@ export type DigestArcsResponse = Message<"thoc.node.v1.DigestArcsResponse"> & {
  * Use `create(DigestArcsResponseSchema)` to create a new message.
  */
 export const DigestArcsResponseSchema: GenMessage<DigestArcsResponse> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 24);
+  messageDesc(file_thoc_node_v1_objectstore, 25);
 
 /**
  * @generated from message thoc.node.v1.GetObjectRingRequest
@@ -751,7 +775,7 @@ export type GetObjectRingRequest = Message<"thoc.node.v1.GetObjectRingRequest"> 
  * Use `create(GetObjectRingRequestSchema)` to create a new message.
  */
 export const GetObjectRingRequestSchema: GenMessage<GetObjectRingRequest> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 25);
+  messageDesc(file_thoc_node_v1_objectstore, 26);
 
 /**
  * @generated from message thoc.node.v1.ObjectRingMember
@@ -798,7 +822,7 @@ export type ObjectRingMember = Message<"thoc.node.v1.ObjectRingMember"> & {
  * Use `create(ObjectRingMemberSchema)` to create a new message.
  */
 export const ObjectRingMemberSchema: GenMessage<ObjectRingMember> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 26);
+  messageDesc(file_thoc_node_v1_objectstore, 27);
 
 /**
  * @generated from message thoc.node.v1.ObjectRingState
@@ -822,7 +846,7 @@ export type ObjectRingState = Message<"thoc.node.v1.ObjectRingState"> & {
  * Use `create(ObjectRingStateSchema)` to create a new message.
  */
 export const ObjectRingStateSchema: GenMessage<ObjectRingState> = /*@__PURE__*/
-  messageDesc(file_thoc_node_v1_objectstore, 27);
+  messageDesc(file_thoc_node_v1_objectstore, 28);
 
 /**
  * ObjectStoreService is the internal replica protocol between agents: the
@@ -975,6 +999,19 @@ export const ObjectStoreService: GenService<{
     methodKind: "unary";
     input: typeof UnlockKeyRequestSchema;
     output: typeof UnlockKeyResponseSchema;
+  },
+  /**
+   * The background sync's first question: the ring's digest and every
+   * replicated table's digest in one call, answered with this node's. Only
+   * what differs is then exchanged (MergeRing, SyncTable), so an idle
+   * cluster's sync round is this single call.
+   *
+   * @generated from rpc thoc.node.v1.ObjectStoreService.SyncDigests
+   */
+  syncDigests: {
+    methodKind: "unary";
+    input: typeof SyncDigestsMessageSchema;
+    output: typeof SyncDigestsMessageSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_thoc_node_v1_objectstore, 0);
