@@ -107,7 +107,8 @@ export async function openReplicated(ctx: AgentContext, membership: Membership, 
   const bucketTable = node.table("buckets");
   const sweeper = new PartSweeper({
     self: ctx.nodeId, store, coordinator: node.coordinator, ring: () => node.ring(), isUp: (id) => view.isUp(id),
-    buckets: async () => (await bucketTable.list()).map((e) => e.key).filter((k) => !k.includes("\u0000")), graceMs: config.objectstore.partGrace, log,
+    // This node's copy of the bucket table (see lifecycleRules): a pass needs no pull from every peer.
+    buckets: async () => bucketTable.table.live().map((e) => e.key).filter((k) => !k.includes("\u0000")), graceMs: config.objectstore.partGrace, log,
     listBucket: (b, o) => node.listBucket(b, o),
   });
   const sweepTimer = setInterval(() => {

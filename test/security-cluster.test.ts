@@ -92,6 +92,31 @@ test("bootstrapped only by the CLI: every node serves mTLS from the cluster PKI;
   assert.equal(await getText(s3client(n3), "sec", "a"), "over mTLS");
 });
 
+/** A served method's call count (ended calls, any status) from an agent's /metrics. */
+async function served(a: AgentProcess, method: string): Promise<number> {
+  const text = await (await fetch(`${a.httpUrl}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(new RegExp(`^thoc_grpc_requests_total\\{method="thoc\\.node\\.v1\\.${method}",code="[A-Z_]+"\\} (\\d+)`, "gm"))) n += Number(m[1]);
+  return n;
+}
+
+test("idle peer traffic over mTLS: the leader's heartbeats ride one stream per peer, sync rounds are one SyncDigests call", async () => {
+  const leaders = async () => (await Promise.all(cluster.agents.map(async (a) => /^thoc_scheduler_is_leader 1$/m.test(await (await fetch(`${a.httpUrl}/metrics`)).text())))).filter(Boolean).length;
+  await waitFor("one scheduler leader", async () => (await leaders()) === 1, 30_000);
+  const methods = ["SchedulerService/Heartbeat", "ObjectStoreService/SyncDigests", "ObjectStoreService/SyncTable", "ObjectStoreService/MergeRing"];
+  const count = async () => Object.fromEntries(await Promise.all(methods.map(async (m) => [m, (await Promise.all(cluster.agents.map((a) => served(a, m)))).reduce((x, y) => x + y, 0)] as const)));
+  const c0 = await count();
+  await sleep(12_000);
+  const c1 = await count();
+  const d = Object.fromEntries(methods.map((m) => [m, c1[m]! - c0[m]!]));
+  // 12 s at the local preset's 100 ms heartbeat would be ~240 unary calls; on streams the beats end no call.
+  assert.equal(d["SchedulerService/Heartbeat"], 0, `unary heartbeats in 12 s: ${JSON.stringify(d)}`);
+  assert.equal(await leaders(), 1, "the leader kept its lease on streamed heartbeats");
+  // Every node syncs with a random peer every 2 s (local preset): ~18 rounds; a round between equal nodes is SyncDigests only.
+  assert.ok(d["ObjectStoreService/SyncDigests"]! >= 4, `sync rounds ran: ${JSON.stringify(d)}`);
+  assert.ok(d["ObjectStoreService/SyncTable"]! + d["ObjectStoreService/MergeRing"]! <= d["ObjectStoreService/SyncDigests"]! / 3, `rounds between equal nodes exchange no table or ring: ${JSON.stringify(d)}`);
+});
+
 test("a plaintext client and a TLS client without a certificate are refused, even with the cluster key's MAC", async () => {
   const plain = createClient(PkiService, n1.grpcAddress, { credentials: credentials.createInsecure(), defaultTimeoutMs: 3000 });
   await assert.rejects(plain.getCa({}), (e: { code?: string }) => e.code === "unavailable");

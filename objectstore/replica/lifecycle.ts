@@ -246,7 +246,10 @@ export class LifecycleWorker {
 /** Every bucket's lifecycle rules from the replicated bucket table (its "<bucket>\u0000lifecycle" entries). */
 export async function lifecycleRules(buckets: ClusterTable): Promise<LifecycleBucket[]> {
   const out: LifecycleBucket[] = [];
-  const entries = await buckets.list();
+  // This node's copy, not a pull from every peer: a background pass every lifecycleInterval needs no
+  // read-your-writes (rules reach every node when put, and by the sync rounds), and a pull per pass
+  // was most of an idle cluster's table calls.
+  const entries = buckets.table.live();
   const versioned = new Set(entries.filter((e) => e.key.endsWith("\u0000versioning")).map((e) => e.key.slice(0, -"\u0000versioning".length)));
   for (const e of entries) {
     const i = e.key.indexOf("\u0000");
