@@ -205,8 +205,11 @@ export class AgentProcess {
     });
   }
 
-  /** Resolves when /readyz answers 200; rejects if the process exits first or time runs out. */
-  async waitReady(timeoutMs = 30_000): Promise<number> {
+  /**
+   * Resolves when /readyz answers 200; rejects if the process exits first or time runs out. 60 s:
+   * an agent is ready in 1-3 s, but on the shared 2-core CI machine at load ~13 one took over 30 s.
+   */
+  async waitReady(timeoutMs = 60_000): Promise<number> {
     const t0 = Date.now();
     while (Date.now() - t0 < timeoutMs) {
       if (!this.running) throw new Error(`agent ${this.name} exited (code ${this.exitCode}, signal ${this.exitSignal}) before ready:\n${this.output.slice(-3000)}`);
