@@ -18,7 +18,8 @@
  * Knobs: BENCH_BIG_COUNTS (64 MiB objects at concurrency 1,8,32; default
  * 4,8,32), BENCH_SMALL_COUNTS (default 300,1500,3000), BENCH_AE_INTERVAL (anti-entropy interval of the
  * throughput clusters, default 600s: the local preset's 5 s costs most of a core there),
- * BENCH_ONLY=small (only the 4 KiB rows: no baselines, no 64 MiB objects), BENCH_NODES (cluster
+ * BENCH_ONLY=small (only the 4 KiB rows: no baselines, no 64 MiB objects), BENCH_ONLY=big (only the
+ * 64 MiB rows and the baselines; a concurrency whose count is 0 is skipped), BENCH_NODES (cluster
  * sizes, default 1,3), BENCH_SMALL_ROUNDS (4 KiB rounds per cluster, default 1: each row then
  * gives the median of the rounds' ops/s, p50 and p99).
  */
@@ -45,6 +46,8 @@ const SMALL_COUNTS = counts(process.env.BENCH_SMALL_COUNTS, [300, 1500, 3000]);
 const AE_THROUGHPUT = process.env.BENCH_AE_INTERVAL ?? "600s";
 /** BENCH_ONLY=small: the 4 KiB rows alone (latency work: no dd, no loopback baselines, no 64 MiB objects). */
 const SMALL_ONLY = process.env.BENCH_ONLY === "small";
+/** BENCH_ONLY=big: the 64 MiB rows alone (CPU per MiB of the bulk data path), with the baselines. */
+const BIG_ONLY = process.env.BENCH_ONLY === "big";
 const NODES = counts(process.env.BENCH_NODES, [1, 3]);
 const SMALL_ROUNDS = Math.max(1, Number(process.env.BENCH_SMALL_ROUNDS ?? 1));
 const run = promisify(execFile);
@@ -177,6 +180,7 @@ async function throughput(n: number, body: Buffer, load: LoadSampler): Promise<R
     await request(bases[0]!, "PUT", "/bench");
     for (const [k, conc] of SMALL_ONLY ? [] : CONCS.entries()) {
       const count = BIG_COUNTS[k]!;
+      if (count === 0) continue;
       const c0 = await agentsCpu(c.agents);
       const put = await measured(`${n}-node 64 MiB PUT c=${conc}`, count, conc, (i) => request(via(i), "PUT", `/bench/big-${conc}-${i}`, body));
       const c1 = await agentsCpu(c.agents);
@@ -188,7 +192,7 @@ async function throughput(n: number, body: Buffer, load: LoadSampler): Promise<R
       for (let i = 0; i < count; i++) await request(via(i), "DELETE", `/bench/big-${conc}-${i}`).catch(() => {});
     }
     const small = randomBytes(4096);
-    for (const [k, conc] of CONCS.entries()) {
+    for (const [k, conc] of BIG_ONLY ? [] : CONCS.entries()) {
       const count = SMALL_COUNTS[k]!;
       // Each round: its ops/s, p50, p99 and failures; a row gives the median of each over the rounds.
       const rounds: { put: number[]; get: number[] } = { put: [], get: [] };
