@@ -59,8 +59,9 @@ async function idle(label: string, c: Cluster, seconds: number, settle: number, 
   // Which agent leads the scheduler: its heartbeats make it the busiest of an idle cluster.
   const leads = await Promise.all(c.agents.map(async (a) => /^thoc_scheduler_is_leader 1$/m.test(await (await fetch(`${a.httpUrl}/metrics`)).text())));
   const each = cpu.map((x, i) => `${x.toFixed(2)}${leads[i] ? " (leader)" : ""}`).join(", ");
+  const rssEach = st.map((s, i) => `${s.rss.toFixed(0)}${leads[i] ? " (leader)" : ""}`).join(", ");
   console.log(`| ${label} | ${r(st.map((s) => s.rss), 0)} MB | ${r(st.map((s) => s.anon), 0)} MB | ${r(st.map((s) => s.file), 0)} MB | ${r(cpu, 2)} % | ${wall.toFixed(0)} s |`);
-  if (n > 1) console.log(`  CPU per agent: ${each} %`);
+  if (n > 1) console.log(`  CPU per agent: ${each} %; RSS per agent: ${rssEach} MB`);
 }
 
 /** Like the harness's startCluster, with a long readiness wait: on a loaded machine a start can take over 30 s. */
