@@ -60,6 +60,22 @@ interface KeyRow {
 const SEP = "\u0000";
 
 
+/** A listing reads at most this many rows, or this many bytes of them, in one LevelDB call. */
+const LIST_BATCH_MAX = 1000;
+const LIST_READ_BYTES = 1 << 20;
+
+/**
+ * The smallest string above every string that starts with `p` (an exclusive
+ * upper bound of a prefix range: p with its last character one higher; UTF-8
+ * keeps code point order), or undefined when the last character has no simple
+ * successor (a surrogate, U+FFFF).
+ */
+export function prefixEnd(p: string): string | undefined {
+  const c = p.charCodeAt(p.length - 1);
+  if (!p.length || (c >= 0xd7ff && c <= 0xdfff) || c === 0xffff) return undefined;
+  return p.slice(0, -1) + String.fromCharCode(c + 1);
+}
+
 const posKey = (pos: number) => pos.toString(16).padStart(12, "0");
 
 function ringKey(bucket: string, key: string): string {
@@ -300,19 +316,32 @@ export class DurableReplicaStore implements ReplicaStore {
     const base = bucket + SEP;
     const internal = prefix.startsWith(INTERNAL_KEY_PREFIX);
     const from = opts.after !== undefined && compareKeys(opts.after, prefix) >= 0 ? { gt: base + opts.after } : { gte: base + prefix };
-    const it = this.l.byKey.iterator(from);
+    const end = prefixEnd(base + prefix);
+    // Rows come from LevelDB in batches, each one thread-pool hop: iterating one row at a time cost a hop per
+    // ~35 rows (classic-level's 16 KiB read-ahead), 20-90 ms for a 1,000-part upload's records on a busy node.
+    // highWaterMarkBytes is classic-level's own option, which the sublevel passes on.
+    const range: { gt?: string; gte?: string; lt?: string; highWaterMarkBytes: number } = { ...from, ...(end !== undefined ? { lt: end } : {}), highWaterMarkBytes: LIST_READ_BYTES };
+    const it = this.l.byKey.iterator(range);
     try {
       let n = 0;
+      // Small first (a page of a listing may need a few rows), then larger.
+      let want = 64;
       for (;;) {
-        const e = await it.next();
-        if (!e || !e[0].startsWith(base + prefix)) return;
-        if (!internal && e[0].startsWith(base + INTERNAL_KEY_PREFIX, 0)) {
-          // Skip every internal key (multipart parts can be many) with one seek.
-          it.seek(base + "\u0002");
-          continue;
+        const room = opts.limit !== undefined ? opts.limit - n : Infinity;
+        if (room <= 0) return;
+        const rows = await it.nextv(Math.min(want, room));
+        if (!rows.length) return;
+        want = Math.min(want * 4, LIST_BATCH_MAX);
+        for (const [k, row] of rows) {
+          if (!k.startsWith(base + prefix)) return;
+          if (!internal && k.startsWith(base + INTERNAL_KEY_PREFIX, 0)) {
+            // Skip every internal key (multipart parts can be many) with one seek; the rest of this batch is before it.
+            it.seek(base + "\u0002");
+            break;
+          }
+          n++;
+          yield row.r;
         }
-        if (opts.limit !== undefined && n++ >= opts.limit) return;
-        yield e[1].r;
       }
     } finally {
       await it.close();
