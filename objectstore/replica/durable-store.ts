@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import { ThocError } from "../../errors/index.js";
 import type { LocalStore } from "../../store/index.js";
 import { ArcDigestCache } from "./arc-digests.js";
+import { prefixEnd } from "./listing.js";
 import { ReplicaFiles, type StagedBody } from "./durable-files.js";
 import { compareHlc } from "../../cluster/index.js";
 import {
@@ -63,18 +64,6 @@ const SEP = "\u0000";
 /** A listing reads at most this many rows, or this many bytes of them, in one LevelDB call. */
 const LIST_BATCH_MAX = 1000;
 const LIST_READ_BYTES = 1 << 20;
-
-/**
- * The smallest string above every string that starts with `p` (an exclusive
- * upper bound of a prefix range: p with its last character one higher; UTF-8
- * keeps code point order), or undefined when the last character has no simple
- * successor (a surrogate, U+FFFF).
- */
-export function prefixEnd(p: string): string | undefined {
-  const c = p.charCodeAt(p.length - 1);
-  if (!p.length || (c >= 0xd7ff && c <= 0xdfff) || c === 0xffff) return undefined;
-  return p.slice(0, -1) + String.fromCharCode(c + 1);
-}
 
 const posKey = (pos: number) => pos.toString(16).padStart(12, "0");
 
