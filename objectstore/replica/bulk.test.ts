@@ -13,6 +13,7 @@ import { ThocError } from "../../errors/index.js";
 import { BulkClient } from "./bulk-client.js";
 import { bytes, readAll, startTestCluster, testKey, TEST_CLUSTER, type TestCluster } from "./fixture.js";
 import { knownWrite, once, type ReplicaRecord } from "./replica-store.js";
+import { packRecords, unpackRecords } from "./wire.js";
 import { placementKey } from "./ring.js";
 
 const meta = (bucket: string, key: string) => ({ bucket, key, meta: "{}" });
@@ -221,7 +222,7 @@ test("a record whose meta is large (a 10,000-part object's, ~0.5 MiB) crosses in
   });
 });
 
-test("a bucket listing from a peer, batched 256 records per stream message, is complete and in key order, with after and limit", async () => {
+test("a bucket listing from a peer, packed about 1 MiB of records per stream message, is complete and in key order, with prefix, after and limit", async () => {
   await withCluster(async (c) => {
     const n2 = c.byId("node-2");
     const clock = new HlcClock("lister");
@@ -237,5 +238,28 @@ test("a bucket listing from a peer, batched 256 records per stream message, is c
     const after: string[] = [];
     for await (const r of peer.listBucket("b", { after: "k0299", limit: 10 })) after.push(r.key);
     assert.deepEqual(after, keys.slice(300, 310));
+    // Part-like records with 3 KB of meta each: 1,200 of them take several packed messages.
+    const parts: ReplicaRecord[] = Array.from({ length: 1200 }, (_, i) => ({
+      bucket: "b", key: `\u0001p/up/${String(i + 1).padStart(5, "0")}`, version: clock.now(), tombstone: i % 7 === 0, size: i % 7 === 0 ? 0 : 5 << 20,
+      sha256: createHash("sha256").update(String(i)).digest("hex"), meta: i % 7 === 0 ? "" : JSON.stringify({ partNumber: i + 1, pad: "é\u{1F600}".repeat(1000) }),
+    }));
+    for (let i = 0; i < parts.length; i += 50) await Promise.all(parts.slice(i, i + 50).map((r) => n2.store.put(knownWrite({ ...r, size: 0, sha256: createHash("sha256").digest("hex") }, once()))));
+    const stored = await Promise.all(parts.map((r) => n2.store.head("b", r.key)));
+    const listed: ReplicaRecord[] = [];
+    for await (const r of peer.listBucket("b", { prefix: "\u0001p/up/", limit: 10_000 })) listed.push(r);
+    assert.deepEqual(listed, stored);
+    const tail: string[] = [];
+    for await (const r of peer.listBucket("b", { prefix: "\u0001p/up/", after: "\u0001p/up/01100" })) tail.push(r.key);
+    assert.deepEqual(tail, parts.slice(1100).map((r) => r.key));
   });
+});
+
+test("packed records: a listing's records round-trip; anything malformed from a peer is refused", () => {
+  const recs: ReplicaRecord[] = [
+    { bucket: "b", key: "\u0001p/u/00001", version: "v1", tombstone: false, size: 5, sha256: "ab", meta: "{\"etag\":\"x\"}" },
+    { bucket: "b", key: "\u0001p/u/00002", version: "v2", tombstone: true, size: 0, sha256: "", meta: "" },
+  ];
+  assert.deepEqual(unpackRecords(packRecords(recs, "\u0001p/u/"), "b", "\u0001p/u/"), recs);
+  const bad = ["", "{}", "[1]", `[["k","v",false,-1,"",""]]`, `[["k","v",false,1.5,"",""]]`, `[["k","v","no",1,"",""]]`, `[["k","v",false,1,""]]`, `[["k",2,false,1,"",""]]`];
+  for (const b of bad) assert.throws(() => unpackRecords(Buffer.from(b), "b", ""), (e: unknown) => e instanceof ThocError && e.code === "invalid_argument", b);
 });

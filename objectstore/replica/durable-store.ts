@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import { ThocError } from "../../errors/index.js";
 import type { LocalStore } from "../../store/index.js";
 import { ArcDigestCache } from "./arc-digests.js";
+import { prefixEnd } from "./listing.js";
 import { ReplicaFiles, type StagedBody } from "./durable-files.js";
 import { compareHlc } from "../../cluster/index.js";
 import {
@@ -59,6 +60,10 @@ interface KeyRow {
 
 const SEP = "\u0000";
 
+
+/** A listing reads at most this many rows, or this many bytes of them, in one LevelDB call. */
+const LIST_BATCH_MAX = 1000;
+const LIST_READ_BYTES = 1 << 20;
 
 const posKey = (pos: number) => pos.toString(16).padStart(12, "0");
 
@@ -300,19 +305,32 @@ export class DurableReplicaStore implements ReplicaStore {
     const base = bucket + SEP;
     const internal = prefix.startsWith(INTERNAL_KEY_PREFIX);
     const from = opts.after !== undefined && compareKeys(opts.after, prefix) >= 0 ? { gt: base + opts.after } : { gte: base + prefix };
-    const it = this.l.byKey.iterator(from);
+    const end = prefixEnd(base + prefix);
+    // Rows come from LevelDB in batches, each one thread-pool hop: iterating one row at a time cost a hop per
+    // ~35 rows (classic-level's 16 KiB read-ahead), 20-90 ms for a 1,000-part upload's records on a busy node.
+    // highWaterMarkBytes is classic-level's own option, which the sublevel passes on.
+    const range: { gt?: string; gte?: string; lt?: string; highWaterMarkBytes: number } = { ...from, ...(end !== undefined ? { lt: end } : {}), highWaterMarkBytes: LIST_READ_BYTES };
+    const it = this.l.byKey.iterator(range);
     try {
       let n = 0;
+      // Small first (a page of a listing may need a few rows), then larger.
+      let want = 64;
       for (;;) {
-        const e = await it.next();
-        if (!e || !e[0].startsWith(base + prefix)) return;
-        if (!internal && e[0].startsWith(base + INTERNAL_KEY_PREFIX, 0)) {
-          // Skip every internal key (multipart parts can be many) with one seek.
-          it.seek(base + "\u0002");
-          continue;
+        const room = opts.limit !== undefined ? opts.limit - n : Infinity;
+        if (room <= 0) return;
+        const rows = await it.nextv(Math.min(want, room));
+        if (!rows.length) return;
+        want = Math.min(want * 4, LIST_BATCH_MAX);
+        for (const [k, row] of rows) {
+          if (!k.startsWith(base + prefix)) return;
+          if (!internal && k.startsWith(base + INTERNAL_KEY_PREFIX, 0)) {
+            // Skip every internal key (multipart parts can be many) with one seek; the rest of this batch is before it.
+            it.seek(base + "\u0002");
+            break;
+          }
+          n++;
+          yield row.r;
         }
-        if (opts.limit !== undefined && n++ >= opts.limit) return;
-        yield e[1].r;
       }
     } finally {
       await it.close();

@@ -88,6 +88,18 @@ export function afterPrefix(prefix: string): string {
   return `${prefix}\u{10FFFF}\u{10FFFF}`;
 }
 
+/**
+ * The smallest string above every string that starts with `p` (an exclusive
+ * upper bound of a prefix range: p with its last character one higher; UTF-8
+ * keeps code point order), or undefined when the last character has no simple
+ * successor (a surrogate, U+FFFF).
+ */
+export function prefixEnd(p: string): string | undefined {
+  const c = p.charCodeAt(p.length - 1);
+  if (!p.length || (c >= 0xd7ff && c <= 0xdfff) || c === 0xffff) return undefined;
+  return p.slice(0, -1) + String.fromCharCode(c + 1);
+}
+
 export function unreachableError(op: string, missing: string[], w: number): ThocError {
   return blobError("Unavailable", `${op}: ${missing.length} node(s) unreachable (${missing.join(", ")}); a listing needs all but at most ${w - 1} of them to be complete`,
     { missing: missing.length, writeQuorum: w });

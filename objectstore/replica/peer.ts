@@ -14,7 +14,7 @@ import type { BodyRange, BucketListOptions, PosRange, PutOutcome, RangeDigest, R
 import type { RingStateData } from "./ring-state.js";
 import type { TlsMaterial } from "../../core/index.js";
 import { BulkClient } from "./bulk-client.js";
-import { fromWire, rangeToWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
+import { fromWire, rangeToWire, unpackRecords, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
 
 /** Deadline of a lease call: a lock round that waits for an unreachable replica delays every conditional write of the key. */
 const LEASE_CALL_MS = 2000;
@@ -176,11 +176,13 @@ export class Peer {
   /** One bucket's records in key order (see ReplicaStore.listBucket). */
   async *listBucket(bucket: string, opts: BucketListOptions = {}, signal?: AbortSignal): AsyncIterable<ReplicaRecord> {
     const g = this.idle("ListBucket", signal);
+    const prefix = opts.prefix ?? "";
     for await (const r of g.stream(this.client.listBucket({
-      bucket, prefix: opts.prefix ?? "", hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0, batch: true,
+      bucket, prefix, hasAfter: opts.after !== undefined, after: opts.after ?? "", limit: opts.limit ?? 0, batch: true, packed: true,
     }, { signal: g.signal }))) {
-      // Batched (records), or one per message from a server that predates batching (record).
-      if (r.records.length) for (const x of r.records) yield fromWire(x);
+      // Packed (one JSON array), batched (records) from a server that predates packing, or one per message from one that predates batching (record).
+      if (r.packed.length) yield* unpackRecords(r.packed, bucket, prefix);
+      else if (r.records.length) for (const x of r.records) yield fromWire(x);
       else if (r.record) yield fromWire(r.record);
     }
   }

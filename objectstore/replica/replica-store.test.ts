@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { MemoryReplicaStore, knownWrite, once, subArc, subRange, tombstoneRecord, type ReplicaRecord } from "./replica-store.js";
+import { MemoryReplicaStore, compareKeys, knownWrite, once, subArc, subRange, tombstoneRecord, type ReplicaRecord } from "./replica-store.js";
 import { HlcClock } from "../../cluster/index.js";
 import { ThocError } from "../../errors/index.js";
 import { RING_SIZE, placementKey, ringHash } from "./ring.js";
@@ -98,4 +98,20 @@ test("list and digest walk ring arcs in position order; sub-arcs tile a range ex
   await s.put(knownWrite(tombstoneRecord(r0.bucket, r0.key, hlc.now()), once()));
   assert.notEqual((await s.digest(whole, 1))[0]!.hash, before);
   assert.equal(await s.drop(r0.bucket, r0.key, r0.version), false, "drop only removes the version it names");
+});
+
+test("compareKeys orders keys as their UTF-8 bytes, astral characters and prefixes included", () => {
+  const rnd = prng(15);
+  // Units chosen to straddle the cases: ASCII, the internal prefix, just below and above the surrogates, and astral characters.
+  const alphabet = ["a", "b", "/", "\u0000", "\u0001", "\u00e9", "\ud7ff", "\ue000", "\uffff", "\u{10000}", "\u{1f600}", "\u{10ffff}"];
+  const key = () => Array.from({ length: Math.floor(rnd() * 5) }, () => alphabet[Math.floor(rnd() * alphabet.length)]).join("");
+  const bytes = (a: string, b: string) => Math.sign(Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8")));
+  for (let i = 0; i < 20_000; i++) {
+    const a = key(), b = rnd() < 0.3 ? a + key() : key();
+    assert.equal(Math.sign(compareKeys(a, b)), bytes(a, b), `${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+    assert.equal(Math.sign(compareKeys(b, a)), bytes(b, a), `${JSON.stringify(b)} vs ${JSON.stringify(a)}`);
+  }
+  // The case a UTF-16 comparison gets wrong: U+FFFF is below U+10000 in UTF-8, above its first surrogate in UTF-16.
+  assert.ok(compareKeys("\uffff", "\u{10000}") < 0);
+  assert.ok("\uffff" > "\u{10000}");
 });

@@ -91,7 +91,16 @@ export interface BucketListOptions {
 
 /** Orders keys as S3 lists them: by their UTF-8 bytes (JS's < compares UTF-16 code units, which differs above U+FFFF). */
 export function compareKeys(a: string, b: string): number {
-  return a === b ? 0 : Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+  if (a === b) return 0;
+  // At the first differing code unit, two units that are not surrogates order as their code points, which is how
+  // UTF-8 orders: no bytes to encode (sorting an upload's 1,000 part keys encoded ~20,000 strings).
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === n) return a.length < b.length ? -1 : 1;
+  const x = a.charCodeAt(i), y = b.charCodeAt(i);
+  if ((x < 0xd800 || x > 0xdfff) && (y < 0xd800 || y > 0xdfff)) return x < y ? -1 : 1;
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
 
 /** First character of the keys the replicated store keeps for itself (multipart uploads and parts) inside a bucket. */

@@ -9,10 +9,10 @@ import { ObjectStoreService, type PutReplicaRequest } from "../../proto/index.js
 import type { HlcClock } from "../../cluster/index.js";
 import type { HintStore } from "./hints.js";
 import { KeyLeases } from "./key-leases.js";
-import { knownWrite, once, tombstoneRecord, validateHeader, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
+import { knownWrite, once, tombstoneRecord, validateHeader, type ReplicaRecord, type ReplicaStore, type ReplicaWrite } from "./replica-store.js";
 import { RingState, type RingStateData } from "./ring-state.js";
 import type { ReplicatedTable } from "../../cluster/index.js";
-import { fromWire, rangeFromWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
+import { fromWire, packRecords, rangeFromWire, ringFromWire, ringToWire, safeNumber, toWire } from "./wire.js";
 
 /** Holds this node's ring state; the durable one persists every change before resolving. */
 export interface RingHolder {
@@ -76,6 +76,8 @@ const MAX_DIGEST_PARTS = 1024;
 const MAX_LIST = 10_000;
 /** Records per ListBucket message when the caller asks for batches. */
 const LIST_BATCH = 256;
+/** About this many bytes of records per packed ListBucket message. */
+const PACK_BYTES = 1 << 20;
 const MAX_DIGEST_ARCS = 1 << 16;
 
 /** Splits a body into messages of at most `size` bytes. */
@@ -170,6 +172,22 @@ export function replicaService(deps: ReplicaServiceDeps): ImplOf<typeof ObjectSt
       if (!req.bucket) throw new ThocError("invalid_argument", "ListBucket: bucket missing");
       const limit = Math.min(req.limit || MAX_LIST, MAX_LIST);
       const recs = deps.store.listBucket(req.bucket, { prefix: req.prefix, ...(req.hasAfter ? { after: req.after } : {}), limit });
+      if (req.packed) {
+        let batch: ReplicaRecord[] = [];
+        let bytes = 0;
+        for await (const r of recs) {
+          batch.push(r);
+          // Roughly what the record takes packed (in characters): a message stays within a few MiB, far below the 64 MiB cap (rpc/).
+          bytes += r.key.length + r.meta.length + 140;
+          if (bytes >= PACK_BYTES) {
+            yield { packed: packRecords(batch, req.prefix) };
+            batch = [];
+            bytes = 0;
+          }
+        }
+        if (batch.length) yield { packed: packRecords(batch, req.prefix) };
+        return;
+      }
       if (!req.batch) {
         for await (const r of recs) yield { record: toWire(r) };
         return;

@@ -11,7 +11,7 @@ import { copySource } from "./ops-object.js";
 import { taggingHeader } from "./ops-tagging.js";
 import { requestedAcl } from "./ops-access.js";
 import { completeSseHeaders, newEncryption, partEncryption, seal, SSE_HEADER, sseHeaders, writeRequest } from "./sse.js";
-import { list, parseXml, text, XML_DECL, xmlDoc } from "./xml.js";
+import { list, parseXml, simpleCompleteParts, text, XML_DECL, xmlDoc } from "./xml.js";
 
 const MAX_COMPLETE_XML = 4 << 20;
 /**
@@ -165,9 +165,10 @@ export async function completeMultipartUpload(ctx: Ctx) {
 
 /** Complete's part list from the request body, and what the answer needs; with a condition, its check under the key's lock. */
 async function checkComplete(ctx: Ctx, id: string, cond: ReturnType<typeof writeConditionOf>) {
-  const doc = parseXml((await readSmall(body(ctx), MAX_COMPLETE_XML)).toString("utf8"), "CompleteMultipartUpload");
-  const parts = list(doc, "Part").map((p) => {
-    const num = text(p, "PartNumber")?.trim() ?? "", etag = text(p, "ETag");
+  const raw = (await readSmall(body(ctx), MAX_COMPLETE_XML)).toString("utf8");
+  const given = simpleCompleteParts(raw) ?? list(parseXml(raw, "CompleteMultipartUpload"), "Part").map((p) => ({ partNumber: text(p, "PartNumber"), etag: text(p, "ETag") }));
+  const parts = given.map((p) => {
+    const num = p.partNumber?.trim() ?? "", etag = p.etag;
     if (!/^\d+$/.test(num) || etag === undefined) throw s3err("MalformedXML", "Every <Part> needs a <PartNumber> and an <ETag>.");
     return { partNumber: Number(num), etag: unquote(etag) };
   });
