@@ -64,6 +64,10 @@ export function registerReplicaMetrics(registry: Registry, node: ReplicationNode
     name: "thoc_objectstore_anti_entropy_repairs_total", help: "Records this node copied to itself by anti-entropy (repair pulls what it lacks).", registers: reg,
     collect() { this.reset(); this.inc(node.stats.antiEntropyRepairs); },
   });
+  new client.Counter({
+    name: "thoc_objectstore_sync_rounds_total", help: "Background ring and table sync rounds with a peer, by result: equal (one SyncDigests call) or differed (what differed was exchanged).", labelNames: ["result"], registers: reg,
+    collect() { this.reset(); this.inc({ result: "equal" }, node.stats.syncRoundsEqual); this.inc({ result: "differed" }, node.stats.syncRoundsDiffered); },
+  });
   new client.Gauge({
     name: "thoc_objectstore_repairs_in_flight", help: "Repair copies to this node under way or waiting for a slot (at most objectstore repair concurrency run at once).", registers: reg,
     collect() { this.set(node.repair.busy); },

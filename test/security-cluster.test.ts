@@ -112,9 +112,13 @@ test("idle peer traffic over mTLS: the leader's heartbeats ride one stream per p
   // 12 s at the local preset's 100 ms heartbeat would be ~240 unary calls; on streams the beats end no call.
   assert.equal(d["SchedulerService/Heartbeat"], 0, `unary heartbeats in 12 s: ${JSON.stringify(d)}`);
   assert.equal(await leaders(), 1, "the leader kept its lease on streamed heartbeats");
-  // Every node syncs with a random peer every 2 s (local preset): ~18 rounds; a round between equal nodes is SyncDigests only.
+  // Every node syncs with a random peer every 2 s (local preset): ~18 rounds, most between nodes that agree.
+  // The ring did not change, so no round sent it (each round used to: one MergeRing per round). SyncTable is
+  // not bounded here: table writes (a node's host entry follows its free disk) push entries to every node.
   assert.ok(d["ObjectStoreService/SyncDigests"]! >= 4, `sync rounds ran: ${JSON.stringify(d)}`);
-  assert.ok(d["ObjectStoreService/SyncTable"]! + d["ObjectStoreService/MergeRing"]! <= d["ObjectStoreService/SyncDigests"]! / 3, `rounds between equal nodes exchange no table or ring: ${JSON.stringify(d)}`);
+  assert.equal(d["ObjectStoreService/MergeRing"], 0, `an unchanged ring is not exchanged: ${JSON.stringify(d)}`);
+  const equal = (await Promise.all(cluster.agents.map(async (a) => Number(/^thoc_objectstore_sync_rounds_total\{result="equal"\} (\d+)/m.exec(await (await fetch(`${a.httpUrl}/metrics`)).text())?.[1] ?? 0)))).reduce((x, y) => x + y, 0);
+  assert.ok(equal >= 3, `rounds between agreeing nodes counted as equal: ${equal}`);
 });
 
 test("a plaintext client and a TLS client without a certificate are refused, even with the cluster key's MAC", async () => {

@@ -84,7 +84,7 @@ export class ReplicationNode {
   private readonly rerun = new Set<string>();
   private stopped = false;
   /** Counters for metrics. */
-  readonly stats = { antiEntropyRounds: 0, antiEntropyRepairs: 0, hintsDelivered: 0 };
+  readonly stats = { antiEntropyRounds: 0, antiEntropyRepairs: 0, hintsDelivered: 0, syncRoundsEqual: 0, syncRoundsDiffered: 0 };
   private readonly tables = new Map<string, ClusterTable>();
   private bulk?: BulkServer;
   /** What the last rebalance pass found still misplaced here (for `thoc-node ring`). */
@@ -285,10 +285,12 @@ export class ReplicationNode {
       // A peer that predates SyncDigests (a rolling upgrade): the full exchange.
       if (ThocError.from(err).code !== "unimplemented") throw err;
     }
-    if (!theirs || theirs.ringDigest !== this.o.ring.state().digest()) await this.syncRingWith(nodeId);
+    let differed = false;
+    if (!theirs || theirs.ringDigest !== this.o.ring.state().digest()) { differed = true; await this.syncRingWith(nodeId); }
     for (const t of this.tables.values()) {
-      if (!theirs || theirs.tables[t.table.name] !== t.table.digest()) await t.syncWith(nodeId);
+      if (!theirs || theirs.tables[t.table.name] !== t.table.digest()) { differed = true; await t.syncWith(nodeId); }
     }
+    this.stats[differed ? "syncRoundsDiffered" : "syncRoundsEqual"]++;
   }
 
   private async syncRandom(): Promise<void> {
