@@ -108,8 +108,11 @@ test("dev agent: STATUS as it starts, READY=1 only when /readyz is 200, keep-ali
   assert.equal(ready.fields.READY, "1");
   assert.match(ready.fields.STATUS ?? "", /^serving \(membership: \d+ alive/, "READY=1 comes with the serving status");
 
-  // Keep-alives at about half of WATCHDOG_USEC, plain once ready.
+  // Keep-alives at about half of WATCHDOG_USEC, plain once ready. The test's own timer slipping (a machine so
+  // loaded that this process too stood still for seconds) excuses a late keep-alive; nothing else does.
+  const t3 = Date.now();
   await sleep(3000);
+  const ownSlip = Date.now() - t3 - 3000;
   const steady = keepAlives(sock, ready.at + 600);
   assert.ok(steady.length >= 4, `keep-alives after READY: ${steady.length}`);
   for (const d of steady) assert.deepEqual(d.fields, { WATCHDOG: "1" });
@@ -117,7 +120,7 @@ test("dev agent: STATUS as it starts, READY=1 only when /readyz is 200, keep-ali
   const sorted = gaps(steady).sort((x, y) => x - y);
   const median = sorted[Math.floor(sorted.length / 2)]!;
   assert.ok(median >= 400 && median <= 650, `median keep-alive interval ${median} ms (asked 500): ${sorted.join(", ")}`);
-  assert.ok(sorted.at(-1)! < 1000, `no interval reaches WATCHDOG_USEC: ${sorted.join(", ")}`);
+  assert.ok(sorted.at(-1)! < 1000 + Math.max(0, ownSlip), `no interval reaches WATCHDOG_USEC: ${sorted.join(", ")} (this test's own 3 s sleep took ${ownSlip} ms longer)`);
 
   // A blocked event loop: no keep-alive for longer than WATCHDOG_USEC (systemd would kill it), then they resume.
   const blockedAt = Date.now();
