@@ -18,7 +18,6 @@ import type { SchedulerMetrics } from "./metrics.js";
 
 type SchedClient = Client<typeof SchedulerService.method>;
 type HbInit = MessageInitShape<typeof HeartbeatRequestSchema>;
-type HbReply = HeartbeatReply;
 
 /**
  * Heartbeats to each peer on its own stream (beat-stream.ts); a peer that
@@ -26,16 +25,16 @@ type HbReply = HeartbeatReply;
  * Heartbeat calls, and is asked again for a stream after a while.
  */
 class PeerBeats {
-  private readonly streams = new Map<string, BeatStream<HbInit, HbReply>>();
+  private readonly streams = new Map<string, BeatStream<HbInit, HeartbeatReply>>();
   private readonly unaryUntil = new Map<string, number>();
 
   constructor(private readonly sched: PeerPool<typeof SchedulerService.method, SchedClient>, private readonly timeoutMs: number) {}
 
-  async send(to: string, req: HbInit): Promise<HbReply> {
+  async send(to: string, req: HbInit): Promise<HeartbeatReply> {
     if ((this.unaryUntil.get(to) ?? 0) > Date.now()) return this.sched.get(to).heartbeat(req, { timeoutMs: this.timeoutMs });
     let s = this.streams.get(to);
     if (!s) {
-      s = new BeatStream<HbInit, HbReply>((reqs, signal) => this.sched.get(to).heartbeatStream(reqs, { signal }), this.timeoutMs);
+      s = new BeatStream<HbInit, HeartbeatReply>((reqs, signal) => this.sched.get(to).heartbeatStream(reqs, { signal }), this.timeoutMs);
       this.streams.set(to, s);
     }
     try {

@@ -278,15 +278,16 @@ export class ReplicationNode {
     const peer = this.peers.get(nodeId);
     const mine: Record<string, string> = {};
     for (const t of this.tables.values()) mine[t.table.name] = t.table.digest();
+    const ringDigest = () => this.o.ring.state().digest();
     let theirs: { ringDigest: string; tables: Record<string, string> } | undefined;
     try {
-      theirs = await peer.syncDigests(this.o.ring.state().digest(), mine);
+      theirs = await peer.syncDigests(ringDigest(), mine);
     } catch (err) {
       // A peer that predates SyncDigests (a rolling upgrade): the full exchange.
       if (ThocError.from(err).code !== "unimplemented") throw err;
     }
     let differed = false;
-    if (!theirs || theirs.ringDigest !== this.o.ring.state().digest()) { differed = true; await this.syncRingWith(nodeId); }
+    if (!theirs || theirs.ringDigest !== ringDigest()) { differed = true; await this.syncRingWith(nodeId); }
     for (const t of this.tables.values()) {
       if (!theirs || theirs.tables[t.table.name] !== t.table.digest()) { differed = true; await t.syncWith(nodeId); }
     }
