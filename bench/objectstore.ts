@@ -23,12 +23,13 @@
  * sizes, default 1,3), BENCH_SMALL_ROUNDS (4 KiB rounds per cluster, default 1: each row then
  * gives the median of the rounds' ops/s, p50 and p99).
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, unlink } from "node:fs/promises";
 import http from "node:http";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { cpuSeconds, rawServer, s3Requester } from "./common.js";
 import { startCluster, sleep, waitFor, type AgentProcess, type Cluster } from "../test/harness.js";
@@ -91,7 +92,35 @@ async function dd(dir: string, name: string): Promise<number> {
   return mb(256 * MiB, Number(/([\d.]+) s, /.exec(r.stderr)![1]));
 }
 
-interface Baseline { dd1: number; dd3: number; up: number; down: number; load: number }
+interface Floor { c1: number; c8: number; cpu1: number; cpu8: number }
+interface Baseline { dd1: number; dd3: number; up: number; down: number; floor: Floor; load: number }
+
+const FLOOR = fileURLToPath(new URL("./lib/pipeline-floor.js", import.meta.url));
+
+/** The replicated-PUT floor (bench/lib/pipeline-floor.ts): a plain coordinator and two replicas, 64 MiB PUTs at c=1 and c=8, MB/s and CPU per MiB of the three processes. */
+async function floor(dir: string, body: Buffer): Promise<Floor> {
+  const procs: ChildProcess[] = [];
+  const start = async (args: string[]) => {
+    const p = spawn(process.execPath, [FLOOR, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    procs.push(p);
+    return new Promise<string>((r) => p.stdout!.once("data", (b: Buffer) => r(b.toString().trim())));
+  };
+  try {
+    const replicas = await Promise.all([start(["replica", dir]), start(["replica", dir])]);
+    const base = new URL(`http://127.0.0.1:${await start(["coordinator", dir, ...replicas])}`);
+    const cpu = async () => (await Promise.all(procs.map((p) => cpuSeconds(p.pid!)))).reduce((a, b) => a + b, 0);
+    const one = async (count: number, conc: number) => {
+      const c0 = await cpu();
+      const r = await pool(count, conc, (i) => request(base, "PUT", `/f${i}`, body));
+      return { mbs: mb(count * BIG, r.s), ms: ((await cpu()) - c0) * 1000 / (count * BIG / MiB) };
+    };
+    const a = await one(4, 1);
+    const b = await one(8, 8);
+    return { c1: a.mbs, c8: b.mbs, cpu1: a.ms, cpu8: b.ms };
+  } finally {
+    for (const p of procs) p.kill();
+  }
+}
 
 async function baselines(dir: string, raw: URL, body: Buffer): Promise<Baseline> {
   const dd1 = await dd(dir, "dd.bench");
@@ -100,7 +129,7 @@ async function baselines(dir: string, raw: URL, body: Buffer): Promise<Baseline>
   const dd3 = mb(3 * 256 * MiB, (performance.now() - t0) / 1000);
   const up = mb(4 * BIG, (await pool(4, 1, () => request(raw, "PUT", "/", body))).s);
   const down = mb(4 * BIG, (await pool(4, 1, () => request(raw, "GET", `/${BIG}`))).s);
-  return { dd1, dd3, up, down, load: loadavg()[0]! };
+  return { dd1, dd3, up, down, floor: await floor(dir, body), load: loadavg()[0]! };
 }
 
 // ---- cluster helpers ----
@@ -255,6 +284,9 @@ async function main(): Promise<void> {
         say("\nphysical baselines (before / after the clusters):");
         say(`  dd bs=1M count=256 conv=fdatasync: ${bl((b) => b.dd1)} MB/s; three at once (3 replicas on one disk): ${bl((b) => b.dd3)} MB/s together`);
         say(`  raw Node HTTP loopback, 2 processes, 64 MiB: upload ${bl((b) => b.up)} MB/s, download ${bl((b) => b.down)} MB/s; load ${fmt(b0.load, 1)} / ${fmt(b1.load, 1)}`);
+        const f = (g: (x: Floor) => number, d = 0) => `${fmt(g(b0.floor), d)} / ${fmt(g(b1.floor), d)}`;
+        say(`  replicated-PUT floor (bench/lib/pipeline-floor.ts: plain Node coordinator + 2 replicas, MD5 + SHA-256, fdatasync, W=2), 64 MiB PUT:`);
+        say(`    c=1 ${f((x) => x.c1)} MB/s at ${f((x) => x.cpu1, 1)} ms CPU/MiB; c=8 ${f((x) => x.c8)} MB/s at ${f((x) => x.cpu8, 1)} ms CPU/MiB`);
       }
       const names = NODES.map((n) => (n === 1 ? "1 node" : `${n} nodes (N=3, W=2, R=2)`));
       const ratio = NODES.length === 2 && NODES[0] === 1;

@@ -137,6 +137,7 @@ export const schema = {
     vnodes: int(128, "Virtual nodes per unit of weight on the hash ring; more gives a smoother spread.", { min: 1, max: 4096 }),
     antiEntropyInterval: duration(600_000, "Merkle-tree comparison with each replica peer this often.", { local: 5000 }),
     tombstoneGrace: duration(86_400_000, "Tombstones are kept this long so a returning replica cannot resurrect a delete.", { local: 60_000 }),
+    directWrites: bool(true, "Write replica bodies past the page cache (O_DIRECT) in whole aligned batches, the tail of each body buffered: bodies are written once and read rarely, and on a hypervisor the cache they would fill is the VMs' memory; it also saves the kernel's copy into the cache (in a VM whose host backs guest memory on first touch, 2.2-2.6 ms per MiB against 0.13-0.2). Reads still go through the cache. A filesystem that refuses O_DIRECT (tmpfs) gets buffered writes without it being turned off; turn it off where O_DIRECT is slow (ZFS before 2.3 emulates it)."),
     repairBytesPerSecond: int(50 << 20, "Rate limit for anti-entropy, handoff and rebalancing traffic so client traffic is never starved.", { min: 1 << 16 }),
     peerTimeout: duration(10_000, "Deadline for one replica call to another agent.", { local: 5000 }),
     partSweepInterval: duration(300_000, "Each node looks for multipart parts no object uses any more (their object was overwritten or deleted) among the part records it holds this often.", { local: 2000, min: 100 }),

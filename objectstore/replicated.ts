@@ -48,8 +48,9 @@ export interface Replicated {
 export async function openReplicated(ctx: AgentContext, membership: Membership, log: Logger, onDataLoss: (e: ThocError) => void, tuning: { inlineMax?: number; tables?: readonly string[] } = {}): Promise<Replicated> {
   const { config } = ctx;
   const dir = path.join(ctx.store.dataDir, "replicas");
-  const store = await DurableReplicaStore.open({ store: ctx.store, dir: path.join(dir, "objects"), name: "replicas", onDataLoss, ...tuning });
-  const hints = await DurableHintStore.open({ store: ctx.store, dir: path.join(dir, "hints"), onDataLoss });
+  const directWrites = config.objectstore.directWrites;
+  const store = await DurableReplicaStore.open({ store: ctx.store, dir: path.join(dir, "objects"), name: "replicas", onDataLoss, directWrites, ...tuning });
+  const hints = await DurableHintStore.open({ store: ctx.store, dir: path.join(dir, "hints"), onDataLoss, directWrites });
   const rec = store.recovery;
   if (rec.tmpFiles || rec.orphanFiles) log.info({ ...rec }, "replica store: cleaned up after an unclean stop");
   const ring = await DurableRingHolder.open(ctx.store);

@@ -17,6 +17,8 @@ export interface DurableHintStoreOptions {
   dir: string;
   inlineMax?: number;
   onDataLoss?: (e: ThocError) => void;
+  /** objectstore.directWrites (durable-store.ts). */
+  directWrites?: boolean;
 }
 
 /**
@@ -62,7 +64,7 @@ export class DurableHintStore implements HintStore {
     if (!s) {
       const name = safeName(target);
       s = DurableReplicaStore.opening(
-        { store: this.o.store, dir: path.join(this.o.dir, name), name: `hint-${name}`, inlineMax: this.o.inlineMax, onDataLoss: this.o.onDataLoss },
+        { store: this.o.store, dir: path.join(this.o.dir, name), name: `hint-${name}`, inlineMax: this.o.inlineMax, onDataLoss: this.o.onDataLoss, directWrites: this.o.directWrites },
         () => [{ type: "put", sublevel: this.registry, key: target, value: "" }],
       );
       this.stores.set(target, s);

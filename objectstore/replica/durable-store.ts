@@ -40,6 +40,8 @@ export interface DurableReplicaStoreOptions {
   inlineMax?: number;
   /** Called whenever a read finds stored data damaged (metrics, repair). */
   onDataLoss?: (e: ThocError) => void;
+  /** objectstore.directWrites: body files written with O_DIRECT where the filesystem takes it. Default true. */
+  directWrites?: boolean;
 }
 
 /** One operation of an atomic multi-sublevel batch on the root db. */
@@ -104,7 +106,7 @@ export class DurableReplicaStore implements ReplicaStore {
     this.db = o.store.db;
     this.l = layout(this.db, o.name);
     this.inlineMax = o.inlineMax ?? 64 << 10;
-    this.files = new ReplicaFiles(o.dir);
+    this.files = new ReplicaFiles(o.dir, o.directWrites ?? true);
     this.ready = this.recover();
     this.ready.catch(() => {});
   }
