@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ALIGN, BodyFile, alignedBatch } from "./direct-file.js";
+import { ALIGN, BodyFile, WRITE_BATCH, giveBatch, takeBatch } from "./direct-file.js";
 import { ReplicaFiles } from "./durable-files.js";
 
 const MiB = 1 << 20;
@@ -20,7 +20,7 @@ function openFlags(file: string): number[] {
 test("an aligned batch starts on a block boundary: the kernel takes it for O_DIRECT", async () => {
   const dir = await mkdtemp(path.join(tmpdir(), "thoc-direct-"));
   try {
-    const b = alignedBatch(MiB);
+    const b = takeBatch();
     assert.equal(b.length, MiB);
     randomBytes(MiB).copy(b);
     const f = await BodyFile.create(path.join(dir, "a"), true);
@@ -40,9 +40,9 @@ test("whole blocks go direct, the tail and unaligned buffers buffered: the file 
     const file = path.join(dir, "b");
     const f = await BodyFile.create(file, true);
     assert.deepEqual(openFlags(file).map((fl) => (fl & O_DIRECT) !== 0), [true], "the body file is open with O_DIRECT");
-    const a = alignedBatch(MiB);
+    const a = takeBatch();
     randomBytes(MiB).copy(a);
-    const tail = alignedBatch(MiB);
+    const tail = takeBatch();
     randomBytes(MiB).copy(tail);
     const plain = randomBytes(3 * ALIGN + 17);
     await f.write(a, MiB, 0);
@@ -67,7 +67,7 @@ test("on tmpfs (direct on Linux >= 6.6, buffered before) a body is stored whole"
   const dir = await mkdtemp(path.join("/dev/shm", "thoc-direct-"));
   try {
     const f = await BodyFile.create(path.join(dir, "c"), true);
-    const b = alignedBatch(MiB);
+    const b = takeBatch();
     randomBytes(MiB).copy(b);
     await f.write(b, MiB - 5, 0);
     await f.datasync();
@@ -80,6 +80,32 @@ test("on tmpfs (direct on Linux >= 6.6, buffered before) a body is stored whole"
     const s = await files.stage((async function* () { for (let o = 0; o < body.length; o += 65536) yield body.subarray(o, o + 65536); })(), 0, Infinity, () => new Error("too long"));
     await files.place(s);
     assert.ok((await readFile(files.path(s.id))).equals(body));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("past the arena's aligned batches, bodies in flight get ordinary ones, written buffered, stored whole; given back, aligned ones come first", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "thoc-direct-"));
+  try {
+    const held = Array.from({ length: 20 }, () => takeBatch());
+    assert.equal(held.every((b) => b.length === WRITE_BATCH), true);
+    const last = held[held.length - 1]!;
+    randomBytes(MiB).copy(last);
+    const file = path.join(dir, "e");
+    const f = await BodyFile.create(file, true);
+    await f.write(last, MiB, 0);
+    assert.deepEqual(openFlags(file).map((fl) => (fl & O_DIRECT) !== 0).sort(), [false, true], "an unaligned batch went through the buffered descriptor");
+    await f.datasync();
+    await f.close();
+    assert.ok((await readFile(file)).equals(last));
+    for (const b of held) giveBatch(b);
+    const again = takeBatch();
+    const g = await BodyFile.create(path.join(dir, "f"), true);
+    await g.write(again, MiB, 0);
+    assert.deepEqual(openFlags(path.join(dir, "f")).map((fl) => (fl & O_DIRECT) !== 0), [true], "a recycled aligned batch goes direct");
+    await g.close();
+    giveBatch(again);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

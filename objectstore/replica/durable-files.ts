@@ -11,7 +11,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from "node:fs/promises";
-import { BodyFile, alignedBatch } from "./direct-file.js";
+import { BodyFile, WRITE_BATCH, giveBatch, takeBatch } from "./direct-file.js";
 import path from "node:path";
 import { READ_BUFFER, readBuffer } from "../blob/index.js";
 
@@ -24,8 +24,6 @@ export interface StagedBody {
   inline?: Buffer;
 }
 
-/** Writes go to the kernel in batches of this many bytes (one write; direct when aligned). */
-const WRITE_BATCH = 1 << 20;
 /**
  * Background fdatasync every this many bytes, so the final one, which the
  * client waits for, flushes little (31–48 ms for a 64 MiB body at 32 MiB,
@@ -237,26 +235,6 @@ export class ReplicaFiles {
       await fh.close().catch(() => {});
     }
   }
-}
-
-/**
- * Write batches, recycled: a body's chunks are copied into these (~0.1 ms
- * per MiB) instead of being kept until their write, so the socket's buffers
- * die young. Kept, they outlived a scavenge or two, and V8 ran a full
- * collection for "external memory pressure" every few tens of MiB: a quarter
- * of a replica's CPU in a 3-node 64 MiB PUT profile.
- */
-const batchFree: Buffer[] = [];
-/** Idle batches kept (a body in flight holds two: one filling, one being written). */
-const BATCHES_KEPT = 8;
-
-function takeBatch(): Buffer {
-  // Aligned, so whole batches can be written past the page cache.
-  return batchFree.pop() ?? alignedBatch(WRITE_BATCH);
-}
-
-function giveBatch(b: Buffer): void {
-  if (batchFree.length < BATCHES_KEPT) batchFree.push(b);
 }
 
 export async function syncDir(dir: string): Promise<void> {
