@@ -60,6 +60,12 @@ export function registerAgent(program: Command): void {
 const HARD_EXIT_MARGIN_MS = 3000;
 
 export async function runAgent(config: Config): Promise<void> {
+  // V8 sizes a small heap's next collection at ~2x what survived the last (22 MB live: a 45 MB limit) and, while
+  // bodies stream through (each socket read a new Buffer), kept starting full collections every 150-250 ms on a
+  // replica: ~2.5 ms of its ~5 ms CPU per MiB received in a 3-node 64 MiB PUT. A fixed 3x growth leaves 2-3
+  // collections per 384 MiB (docs/benchmarks.md, round six). heap_growing_percent is read at every collection, so
+  // setting it here, after start-up, takes effect; the memory reducer still shrinks an idle heap.
+  (await import("node:v8")).setFlagsFromString("--heap-growing-percent=200");
   const [{ redacted }, { createLogger, VERSION }] = await Promise.all([import("../../config/index.js"), import("../../core/index.js")]);
   const log = createLogger(config.logLevel, { node: config.name });
   // Loaded here, not at the top: only this command needs the subsystems (koffi, LevelDB).
