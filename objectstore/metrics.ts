@@ -1,6 +1,6 @@
 /** The replicated store's Prometheus metrics (thoc_objectstore_*), read from the node at scrape time. */
 import client, { type Registry } from "prom-client";
-import type { DurableHintStore, DurableReplicaStore, LifecycleWorker, PartSweeper, QuorumKeyLocker, ReplicationNode } from "./replica/index.js";
+import { bodyWriteBytes, type DurableHintStore, type DurableReplicaStore, type LifecycleWorker, type PartSweeper, type QuorumKeyLocker, type ReplicationNode } from "./replica/index.js";
 
 export function registerReplicaMetrics(registry: Registry, node: ReplicationNode, store: DurableReplicaStore, hints: DurableHintStore, sweeper: PartSweeper, lifecycle: LifecycleWorker, locker: QuorumKeyLocker): void {
   const reg = [registry];
@@ -27,6 +27,14 @@ export function registerReplicaMetrics(registry: Registry, node: ReplicationNode
   new client.Counter({
     name: "thoc_objectstore_lifecycle_passes_total", help: "Lifecycle passes over this node's records.", registers: reg,
     collect() { this.reset(); this.inc(lifecycle.totals.passes); },
+  });
+  new client.Counter({
+    name: "thoc_objectstore_body_write_bytes_total", help: "Body bytes written to this node's replica and hint files, by mode: direct (O_DIRECT, past the page cache: objectstore.directWrites) or buffered (the tail of each body, bodies beyond the aligned batches in flight, a filesystem that refused O_DIRECT, or directWrites off).", labelNames: ["mode"], registers: reg,
+    collect() {
+      this.reset();
+      this.inc({ mode: "direct" }, bodyWriteBytes.direct);
+      this.inc({ mode: "buffered" }, bodyWriteBytes.buffered);
+    },
   });
   new client.Gauge({
     name: "thoc_objectstore_replicas", help: "Replica records held by this node (tombstones included).", registers: reg,

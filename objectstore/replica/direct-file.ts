@@ -76,6 +76,9 @@ export function giveBatch(b: Buffer): void {
   else if (plainFree.length < PLAIN_KEPT) plainFree.push(b);
 }
 
+/** Body bytes this process wrote past the page cache and through it (thoc_objectstore_body_write_bytes_total). */
+export const bodyWriteBytes = { direct: 0, buffered: 0 };
+
 /** Directories whose filesystem refused O_DIRECT (EINVAL at open): buffered from then on. */
 const refused = new Set<string>();
 
@@ -105,9 +108,11 @@ export class BodyFile {
     if (this.direct && aligned.has(buf.buffer) && buf.byteOffset % ALIGN === 0 && pos % ALIGN === 0) {
       const whole = len - (len % ALIGN);
       if (whole > 0) await writeAll(this.fh, buf, 0, whole, pos);
+      bodyWriteBytes.direct += whole;
       off = whole;
     }
     if (off === len) return;
+    bodyWriteBytes.buffered += len - off;
     if (!this.direct) return writeAll(this.fh, buf, off, len - off, pos + off);
     this.buffered ??= open(this.path, "r+");
     await writeAll(await this.buffered, buf, off, len - off, pos + off);

@@ -17,6 +17,7 @@ export {
 export { MemoryHintStore, deliverHints, type HintStore, type HandoffOptions } from "./hints.js";
 export { DurableReplicaStore, type DurableReplicaStoreOptions } from "./durable-store.js";
 export { DurableHintStore, type DurableHintStoreOptions } from "./durable-hints.js";
+export { bodyWriteBytes } from "./direct-file.js";
 export { replicaService, MemoryRingHolder, rechunk, type RingHolder, type ReplicaServiceDeps } from "./service.js";
 export { Peer, Peers, type PeersOptions } from "./peer.js";
 export { Coordinator, LocalReplica, newestOf, type CoordinatorOptions, type CoordinatorLog, type Quorum, type ReplicaTarget } from "./coordinator.js";
