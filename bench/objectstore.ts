@@ -9,8 +9,12 @@
  *     (ops/s, p50/p99) at concurrency 1, 8 and 32. Beside them, physical
  *     baselines measured in the same run: `dd bs=1M count=256
  *     conv=fdatasync` in the data dir's filesystem, alone and three at once
- *     (three replicas on one disk), and raw Node HTTP loopback transfers
- *     between two processes. All nodes of a cluster share this machine's
+ *     (three replicas on one disk), raw Node HTTP loopback transfers
+ *     between two processes, and the replicated-PUT floor
+ *     (bench/lib/pipeline-floor.ts: plain Node processes doing only what an
+ *     N=3 / W=2 PUT must: 64 MiB at c=1 and c=8 with their CPU per MiB, and
+ *     4 KiB on one node and three, the bound on the 3-node / 1-node ratio).
+ *     All nodes of a cluster share this machine's
  *     disk and cores, so a 3-node PUT pays 3 disk writes and 3 loopback
  *     transfers per byte on the same hardware.
  *
@@ -93,32 +97,60 @@ async function dd(dir: string, name: string): Promise<number> {
 }
 
 interface Floor { c1: number; c8: number; cpu1: number; cpu8: number }
-interface Baseline { dd1: number; dd3: number; up: number; down: number; floor: Floor; load: number }
 
-const FLOOR = fileURLToPath(new URL("./lib/pipeline-floor.js", import.meta.url));
-
-/** The replicated-PUT floor (bench/lib/pipeline-floor.ts): a plain coordinator and two replicas, 64 MiB PUTs at c=1 and c=8, MB/s and CPU per MiB of the three processes. */
-async function floor(dir: string, body: Buffer): Promise<Floor> {
+/** Starts the floor's processes: a coordinator with `replicas` replicas; its URL, the processes' CPU seconds, stop. */
+async function startFloor(dir: string, replicas: number): Promise<{ base: URL; cpu: () => Promise<number>; stop: () => void }> {
   const procs: ChildProcess[] = [];
   const start = async (args: string[]) => {
     const p = spawn(process.execPath, [FLOOR, ...args], { stdio: ["ignore", "pipe", "inherit"] });
     procs.push(p);
     return new Promise<string>((r) => p.stdout!.once("data", (b: Buffer) => r(b.toString().trim())));
   };
+  const ports = await Promise.all(Array.from({ length: replicas }, () => start(["replica", dir])));
+  const base = new URL(`http://127.0.0.1:${await start(["coordinator", dir, ...ports])}`);
+  return {
+    base,
+    cpu: async () => (await Promise.all(procs.map((p) => cpuSeconds(p.pid!)))).reduce((a, b) => a + b, 0),
+    stop: () => { for (const p of procs) p.kill(); },
+  };
+}
+
+/** 4 KiB PUTs on the floor, one node and three: p50 at c=1 and ops/s at c=32 (the bound on the agents' ratio). */
+async function smallFloor(dir: string, count1: number, count32: number): Promise<string> {
+  const small = randomBytes(4096);
+  const out: string[] = [];
+  const ops: number[] = [];
+  for (const replicas of [0, 2]) {
+    const f = await startFloor(dir, replicas);
+    try {
+      const one = await pool(count1, 1, (i) => request(f.base, "PUT", `/s1-${i}`, small));
+      const many = await pool(count32, 32, (i) => request(f.base, "PUT", `/s32-${i}`, small));
+      ops.push(count32 / many.s);
+      out.push(`${replicas ? "3 nodes" : "1 node"}: p50 ${fmt(pct(one.lat, 0.5), 2)} ms at c=1, ${fmt(count32 / many.s)} ops/s at c=32`);
+    } finally {
+      f.stop();
+    }
+  }
+  return `${out.join("; ")}; 3 / 1 at c=32: ${fmt(ops[1]! / ops[0]!, 2)}`;
+}
+interface Baseline { dd1: number; dd3: number; up: number; down: number; floor: Floor; load: number }
+
+const FLOOR = fileURLToPath(new URL("./lib/pipeline-floor.js", import.meta.url));
+
+/** The replicated-PUT floor (bench/lib/pipeline-floor.ts): a plain coordinator and two replicas, 64 MiB PUTs at c=1 and c=8, MB/s and CPU per MiB of the three processes. */
+async function floor(dir: string, body: Buffer): Promise<Floor> {
+  const f = await startFloor(dir, 2);
   try {
-    const replicas = await Promise.all([start(["replica", dir]), start(["replica", dir])]);
-    const base = new URL(`http://127.0.0.1:${await start(["coordinator", dir, ...replicas])}`);
-    const cpu = async () => (await Promise.all(procs.map((p) => cpuSeconds(p.pid!)))).reduce((a, b) => a + b, 0);
     const one = async (count: number, conc: number) => {
-      const c0 = await cpu();
-      const r = await pool(count, conc, (i) => request(base, "PUT", `/f${i}`, body));
-      return { mbs: mb(count * BIG, r.s), ms: ((await cpu()) - c0) * 1000 / (count * BIG / MiB) };
+      const c0 = await f.cpu();
+      const r = await pool(count, conc, (i) => request(f.base, "PUT", `/f${i}`, body));
+      return { mbs: mb(count * BIG, r.s), ms: ((await f.cpu()) - c0) * 1000 / (count * BIG / MiB) };
     };
     const a = await one(4, 1);
     const b = await one(8, 8);
     return { c1: a.mbs, c8: b.mbs, cpu1: a.ms, cpu8: b.ms };
   } finally {
-    for (const p of procs) p.kill();
+    f.stop();
   }
 }
 
@@ -279,6 +311,7 @@ async function main(): Promise<void> {
         results.push(rows);
       }
       const b1 = SMALL_ONLY ? undefined : await baselines(dir, raw.base, body);
+      if (!BIG_ONLY) say(`\nsmall-object floor (bench/lib/pipeline-floor.ts, 4 KiB PUT, body appended to a log and fdatasync'd): ${await smallFloor(dir, SMALL_COUNTS[0]!, SMALL_COUNTS[2]!)}`);
       if (b0 && b1) {
         const bl = (f: (b: Baseline) => number) => `${fmt(f(b0))} / ${fmt(f(b1))}`;
         say("\nphysical baselines (before / after the clusters):");
