@@ -86,7 +86,12 @@ export class BodyFile {
   /** The buffered descriptor, opened on first need. */
   private buffered?: Promise<FileHandle>;
 
-  private constructor(private readonly path: string, private readonly fh: FileHandle, readonly direct: boolean) {}
+  /** Whether whole aligned batches still go direct (false from the start when the file is open buffered). */
+  direct: boolean;
+
+  private constructor(private readonly path: string, private readonly fh: FileHandle, private readonly openedDirect: boolean) {
+    this.direct = openedDirect;
+  }
 
   /** Creates the file (it must not exist), mode 0600; `direct`: past the page cache if the filesystem allows. */
   static async create(path: string, direct: boolean): Promise<BodyFile> {
@@ -107,13 +112,20 @@ export class BodyFile {
     let off = 0;
     if (this.direct && aligned.has(buf.buffer) && buf.byteOffset % ALIGN === 0 && pos % ALIGN === 0) {
       const whole = len - (len % ALIGN);
-      if (whole > 0) await writeAll(this.fh, buf, 0, whole, pos);
-      bodyWriteBytes.direct += whole;
-      off = whole;
+      try {
+        if (whole > 0) await writeAll(this.fh, buf, 0, whole, pos);
+        bodyWriteBytes.direct += whole;
+        off = whole;
+      } catch (err) {
+        // A device that wants more alignment than ALIGN: this write and every later one in the directory go buffered.
+        if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+        refused.add(dirname(this.path));
+        this.direct = false;
+      }
     }
     if (off === len) return;
     bodyWriteBytes.buffered += len - off;
-    if (!this.direct) return writeAll(this.fh, buf, off, len - off, pos + off);
+    if (!this.openedDirect) return writeAll(this.fh, buf, off, len - off, pos + off);
     this.buffered ??= open(this.path, "r+");
     await writeAll(await this.buffered, buf, off, len - off, pos + off);
   }
