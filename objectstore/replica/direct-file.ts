@@ -13,7 +13,8 @@
  * the tail of a body (or a batch that could not be aligned) is written
  * through a second, buffered descriptor of the same file. fdatasync covers
  * both (it is per file). A directory whose filesystem refuses O_DIRECT
- * (tmpfs answers EINVAL) gets buffered writes from then on.
+ * (EINVAL at open, as tmpfs before Linux 6.6 answers, or at a write) gets
+ * buffered writes from then on.
  */
 import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
