@@ -240,6 +240,15 @@ async function throughput(n: number, body: Buffer, load: LoadSampler): Promise<R
   load.reset();
   try {
     await request(bases[0]!, "PUT", "/bench");
+    // Warm-up, not measured: a PUT and a GET through each node first, so the rows measure agents whose code V8 has
+    // compiled (c=1 runs only 4 objects, so cold first requests through each fresh agent weighed on it).
+    if (!SMALL_ONLY) {
+      for (const [i, b] of bases.entries()) {
+        await request(b, "PUT", `/bench/warm-${i}`, body).catch(() => {});
+        await request(b, "GET", `/bench/warm-${i}`).catch(() => {});
+        await request(b, "DELETE", `/bench/warm-${i}`).catch(() => {});
+      }
+    }
     for (const [k, conc] of SMALL_ONLY ? [] : CONCS.entries()) {
       const count = BIG_COUNTS[k]!;
       if (count === 0) continue;
