@@ -20,7 +20,8 @@ export { DurableHintStore, type DurableHintStoreOptions } from "./durable-hints.
 export { bodyWriteBytes } from "./direct-file.js";
 export { replicaService, MemoryRingHolder, rechunk, type RingHolder, type ReplicaServiceDeps } from "./service.js";
 export { Peer, Peers, type PeersOptions } from "./peer.js";
-export { Coordinator, LocalReplica, newestOf, type CoordinatorOptions, type CoordinatorLog, type Quorum, type ReplicaTarget } from "./coordinator.js";
+export { Coordinator, newestOf, type CoordinatorOptions, type CoordinatorLog, type Quorum } from "./coordinator.js";
+export { LocalReplica, type ReplicaTarget } from "./local-replica.js";
 export { syncWithPeer, sharedBy, type AntiEntropyOptions, type AntiEntropyStats, type RemoteReplica } from "./anti-entropy.js";
 export { RepairPool, type RepairStats, type RepairJob } from "./repair.js";
 export { ArcDigestCache } from "./arc-digests.js";
