@@ -28,7 +28,8 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
     p.stdout.on("data", (b: Buffer) => (stdout += b));
     p.stderr.on("data", (b: Buffer) => (stderr += b));
     const t = setTimeout(() => p.kill("SIGKILL"), 30_000);
-    p.on("exit", (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+    // close, not exit: exit can come before the pipes have given up their last bytes (seen under load: an empty stderr).
+    p.on("close", (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
   });
 }
 

@@ -40,7 +40,7 @@ function cli(args: string[]): Promise<Run> {
     let stdout = "", stderr = "";
     p.stdout.on("data", (b: Buffer) => (stdout += b));
     p.stderr.on("data", (b: Buffer) => (stderr += b));
-    p.on("exit", (code) => resolve({ code, stdout, stderr, ms: Date.now() - t0 }));
+    p.on("close", (code) => resolve({ code, stdout, stderr, ms: Date.now() - t0 }));
   });
 }
 

@@ -291,7 +291,8 @@ export function runCli(args: string[], timeoutMs = 20_000, env: Record<string, s
     p.stderr!.on("data", (b: Buffer) => (stderr += b));
     if (input !== undefined) p.stdin!.end(input);
     const t = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
-    p.on("exit", (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+    // close, not exit: exit can come before the pipes have given up their last bytes (seen under load: an empty stderr).
+    p.on("close", (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
   });
 }
 

@@ -22,7 +22,8 @@ export function hashPassword(clear: string): Promise<string> {
     p.stdout.on("data", (b: Buffer) => (out += b));
     p.stderr.on("data", (b: Buffer) => (err += b));
     p.on("error", (e) => reject(new ThocError("failed_precondition", `cannot hash the password: openssl: ${e.message} (apt-get install openssl)`)));
-    p.on("exit", (code) => {
+    // close, not exit: the hash is read from the pipe, which may still hold it when the process has exited.
+    p.on("close", (code) => {
       const h = out.trim();
       if (code === 0 && h.startsWith("$6$")) resolve(h);
       else reject(new ThocError("internal", `openssl passwd failed: ${err.trim()}`));

@@ -123,7 +123,7 @@ function cli(args: string[], o: { input?: string; onStdout?: (s: string, kill: (
     p.stdout.on("data", (b: Buffer) => { stdout += b; o.onStdout?.(stdout, () => p.kill()); });
     p.stderr.on("data", (b: Buffer) => (stderr += b));
     if (o.input !== undefined) p.stdin.end(o.input); else p.stdin.end();
-    p.on("exit", (code) => resolve({ code, stdout, stderr }));
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }
 const lastCall = (method: string) => calls.filter((c) => c.method === method).at(-1)?.req as Record<string, unknown> | undefined;
